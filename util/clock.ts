@@ -59,7 +59,12 @@ export class ManualClock implements Clock {
     })
   }
 
-  /** Moves time forward by `ms`, waking every sleeper whose deadline has passed, in order. */
+  /**
+   * Moves time forward by `ms`, resolving every sleeper whose deadline has passed,
+   * in deadline order. Resolution is synchronous but sleepers resume as microtasks,
+   * so they observe the time after the whole advance; use `advanceAsync` when a
+   * sleeper must see its own deadline as `now()`.
+   */
   advance (ms: number): void {
     const target = this.current + ms
     for (;;) {
@@ -69,6 +74,21 @@ export class ManualClock implements Clock {
       this.pending.shift()
       this.current = next.at
       next.resolve()
+    }
+    this.current = target
+  }
+
+  /** Like `advance`, but lets each woken sleeper run before time moves past its deadline. */
+  async advanceAsync (ms: number): Promise<void> {
+    const target = this.current + ms
+    for (;;) {
+      this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq)
+      const next = this.pending[0]
+      if (next === undefined || next.at > target) break
+      this.pending.shift()
+      this.current = next.at
+      next.resolve()
+      await new Promise<void>((resolve) => { setImmediate(resolve) })
     }
     this.current = target
   }

@@ -17,7 +17,7 @@ export interface RandomSource {
 export const cryptoRandom: RandomSource = {
   bytes: (n) => new Uint8Array(randomBytes(n)),
   int: (max) => randomInt(max),
-  float: () => randomInt(2 ** 48) / 2 ** 48
+  float: () => randomBytes(6).readUIntBE(0, 6) / 2 ** 48
 }
 
 /**

@@ -7,13 +7,27 @@ describe('ManualClock', () => {
     const woke: string[] = []
     const a = clock.sleep(30).then(() => { woke.push(`a@${clock.now()}`) })
     const b = clock.sleep(10).then(() => { woke.push(`b@${clock.now()}`) })
-    clock.advance(20)
+    await clock.advanceAsync(20)
     await b
     expect(woke).toEqual(['b@1010'])
-    clock.advance(20)
+    await clock.advanceAsync(20)
     await a
     expect(woke).toEqual(['b@1010', 'a@1030'])
     expect(clock.now()).toBe(1040)
+  })
+
+  it('advance resolves due sleepers in order, observed after the advance', async () => {
+    const clock = new ManualClock(0)
+    const woke: string[] = []
+    const a = clock.sleep(30).then(() => { woke.push('a') })
+    const b = clock.sleep(10).then(() => { woke.push('b') })
+    const c = clock.sleep(100).then(() => { woke.push('c') })
+    clock.advance(50)
+    await Promise.all([a, b])
+    expect(woke).toEqual(['b', 'a'])
+    expect(clock.now()).toBe(50)
+    clock.advance(50)
+    await c
   })
 
   it('rejects a sleep when its signal aborts', async () => {
