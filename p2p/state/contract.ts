@@ -13,6 +13,12 @@ export type RejectReason =
   | 'stale'       // older than (or replaying) the version we hold
   | 'owner-quota' // owner already holds the maximum number of entries
   | 'not-admitted' // owner is not an admitted peer
+  | 'store-full'  // accepting it would exceed the replica's total byte bound
+
+/** Every reject reason, in a stable order (for counters and status output). */
+export const REJECT_REASONS: readonly RejectReason[] = [
+  'malformed', 'oversized', 'unsigned', 'forged', 'undecryptable', 'stale', 'owner-quota', 'not-admitted', 'store-full'
+]
 
 export interface ApplyResult {
   /** Entries that changed the local state. */
