@@ -1,0 +1,36 @@
+import type { AgentStatus } from './status.ts'
+
+const PHASES = ['discovering', 'waiting', 'electing', 'installing', 'joined'] as const
+
+function esc (v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}
+
+/** Prometheus text exposition (format 0.0.4) of an agent status. */
+export function renderMetrics (s: AgentStatus): string {
+  const out: string[] = []
+  const metric = (name: string, help: string, type: 'gauge' | 'counter', samples: Array<[Record<string, string>, number]>): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    for (const [labels, value] of samples) {
+      const l = Object.entries(labels).map(([k, v]) => `${k}="${esc(v)}"`).join(',')
+      out.push(`${name}${l === '' ? '' : `{${l}}`} ${value}`)
+    }
+  }
+  const byLiveness = new Map<string, number>([['alive', 0], ['suspect', 0], ['dead', 0]])
+  for (const p of s.peers) byLiveness.set(p.liveness, (byLiveness.get(p.liveness) ?? 0) + 1)
+  metric('kairos_p2p_peers', 'Known peers by liveness.', 'gauge', [...byLiveness].map(([liveness, n]) => [{ liveness }, n]))
+  metric('kairos_p2p_state_entries', 'Entries in the local replica of the cluster state.', 'gauge', [[{}, s.state.entries]])
+  metric('kairos_p2p_state_bytes', 'Wire bytes held by the local replica.', 'gauge', [[{}, s.state.bytes]])
+  metric('kairos_p2p_state_rejected_total', 'Refused state entries by reason.', 'counter', Object.entries(s.rejections).map(([reason, n]) => [{ reason }, n]))
+  metric('kairos_p2p_admission_failures_total', 'Connections refused by the admission proof.', 'counter', [[{}, s.admissionFailures]])
+  metric('kairos_p2p_phase', 'Formation phase (1 for the current one).', 'gauge', PHASES.map((p) => [{ phase: p }, s.phase === p ? 1 : 0]))
+  if (s.overlay !== undefined) {
+    metric('kairos_p2p_overlay_peers', 'WireGuard peers by state.', 'gauge', [
+      [{ state: 'up' }, s.overlay.peers.filter((p) => p.up).length],
+      [{ state: 'down' }, s.overlay.peers.filter((p) => !p.up).length]
+    ])
+  }
+  metric('kairos_p2p_timeline_seconds', 'Seconds from agent start to each formation milestone.', 'gauge',
+    s.timeline.map((e) => [{ event: e.event }, Math.round(e.at - s.startedAt) / 1000]))
+  return out.join('\n') + '\n'
+}

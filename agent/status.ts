@@ -1,0 +1,82 @@
+import type { TimelineEvent } from './timeline.ts'
+
+export interface AgentPeerStatus {
+  id: string
+  addresses: string[]
+  liveness: string
+  lastSeen: number
+  discoveredBy: string
+  connected?: boolean
+}
+
+export interface OverlayPeerStatus {
+  peerId: string
+  publicKey?: string
+  endpoint?: string
+  allowedIps?: string[]
+  latestHandshake?: number
+  rxBytes?: number
+  txBytes?: number
+  up: boolean
+}
+
+/** What `GET /status` returns and `kairos-p2p status --json` prints. */
+export interface AgentStatus {
+  peerId: string
+  fingerprint: string
+  networkId: string
+  startedAt: number
+  now: number
+  phase: string
+  awaiting?: number | undefined
+  role?: string | undefined
+  leader?: string | undefined
+  clusterId?: string | undefined
+  warnings: string[]
+  addresses: string[]
+  peers: AgentPeerStatus[]
+  state: { entries: number, bytes: number }
+  rejections: Record<string, number>
+  admissionFailures: number
+  overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
+  timeline: TimelineEvent[]
+}
+
+function ago (now: number, at: number | undefined): string {
+  if (at === undefined || at <= 0) return 'never'
+  const s = Math.max(0, Math.round((now - at) / 1000))
+  return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`
+}
+
+function short (id: string): string {
+  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
+}
+
+/** The human view of a status, for a terminal. */
+export function formatStatus (s: AgentStatus): string {
+  const lines: string[] = []
+  const phase = s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
+  lines.push(`node        ${s.peerId}`)
+  lines.push(`network     fingerprint ${s.fingerprint}${s.networkId === '' ? '' : `, network id ${s.networkId}`}`)
+  lines.push(`phase       ${phase}`)
+  lines.push(`role        ${s.role ?? '-'}${s.leader === undefined ? '' : `   init server ${short(s.leader)}`}`)
+  if (s.overlay !== undefined) lines.push(`overlay     ${s.overlay.address ?? '-'} on ${s.overlay.interface ?? '-'}`)
+  lines.push(`state       ${s.state.entries} entries, ${s.state.bytes} bytes`)
+  const rejected = Object.entries(s.rejections).filter(([, n]) => n > 0)
+  lines.push(`rejected    ${rejected.length === 0 ? 'none' : rejected.map(([k, n]) => `${k} ${n}`).join(', ')}; admission failures ${s.admissionFailures}`)
+  for (const w of s.warnings) lines.push(`warning     ${w}`)
+  lines.push('', `peers (${s.peers.length})`)
+  lines.push(`  ${'peer'.padEnd(16)} ${'liveness'.padEnd(8)} ${'last seen'.padEnd(10)} ${'via'.padEnd(9)} address`)
+  for (const p of s.peers) {
+    lines.push(`  ${short(p.id).padEnd(16)} ${p.liveness.padEnd(8)} ${ago(s.now, p.lastSeen).padEnd(10)} ${p.discoveredBy.padEnd(9)} ${p.addresses[0] ?? '-'}`)
+  }
+  if (s.overlay !== undefined) {
+    lines.push('', `overlay peers (${s.overlay.peers.length})`)
+    for (const p of s.overlay.peers) {
+      lines.push(`  ${short(p.peerId).padEnd(16)} ${(p.up ? 'up' : 'down').padEnd(5)} ${(p.allowedIps?.[0] ?? '-').padEnd(18)} handshake ${ago(s.now, p.latestHandshake)}  ${p.endpoint ?? ''}`)
+    }
+  }
+  lines.push('', 'timeline')
+  for (const e of s.timeline) lines.push(`  +${((e.at - s.startedAt) / 1000).toFixed(2).padStart(7)}s  ${e.event}`)
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,52 @@
+// `npm run bench`: runs every benchmark script in this folder (or those named on
+// the command line), each in its own Node 24 process so one cannot skew another,
+// collects the JSON each prints on its last stdout line, and writes
+// bench/results.json and bench/RESULTS.md.
+import { readdir, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { execa } from 'execa'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const wanted = process.argv.slice(2)
+const scripts = (await readdir(here))
+  .filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !f.startsWith('_'))
+  .filter((f) => wanted.length === 0 || wanted.includes(f.replace(/\.ts$/, '')))
+  .sort()
+
+interface BenchResult { name: string, ok: boolean, result?: unknown, error?: string, wallMs: number }
+const results: BenchResult[] = []
+for (const file of scripts) {
+  const name = file.replace(/\.ts$/, '')
+  const started = performance.now()
+  process.stderr.write(`bench ${name} …\n`)
+  const run = await execa(process.execPath, [join(here, file)], { reject: false, all: false, timeout: 20 * 60_000 })
+  const wallMs = Math.round(performance.now() - started)
+  const last = run.stdout.trim().split('\n').at(-1) ?? ''
+  try {
+    if (run.exitCode !== 0) throw new Error(`exit ${String(run.exitCode)}: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`)
+    results.push({ name, ok: true, result: JSON.parse(last) as unknown, wallMs })
+  } catch (err) {
+    results.push({ name, ok: false, error: err instanceof Error ? err.message : String(err), wallMs })
+  }
+  process.stderr.write(`bench ${name}: ${results.at(-1)?.ok === true ? 'ok' : 'FAILED'} (${wallMs} ms)\n`)
+}
+
+const out = { when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, results }
+await writeFile(join(here, 'results.json'), JSON.stringify(out, null, 2) + '\n')
+
+function rows (value: unknown, prefix = ''): Array<[string, string]> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    return Object.entries(value).flatMap(([k, v]) => rows(v, prefix === '' ? k : `${prefix}.${k}`))
+  }
+  return [[prefix, Array.isArray(value) ? JSON.stringify(value) : String(value)]]
+}
+const md = [`# Benchmarks`, '', `Measured ${out.when} on ${out.cpus} cores, Node ${out.node}, by \`npm run bench\`.`, '']
+for (const r of results) {
+  md.push(`## ${r.name}`, '')
+  if (!r.ok) { md.push(`Failed: ${r.error ?? ''}`, ''); continue }
+  md.push('| metric | value |', '| --- | --- |', ...rows(r.result).map(([k, v]) => `| ${k} | ${v} |`), '')
+}
+await writeFile(join(here, 'RESULTS.md'), md.join('\n'))
+process.stdout.write(md.join('\n') + '\n')
+process.exitCode = results.every((r) => r.ok) ? 0 : 1

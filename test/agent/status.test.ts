@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest'
+import { formatStatus, type AgentStatus } from '../../agent/status.ts'
+import { renderMetrics } from '../../agent/metrics.ts'
+import { Timeline } from '../../agent/timeline.ts'
+import { ManualClock } from '../../util/clock.ts'
+
+const status: AgentStatus = {
+  peerId: '12D3KooWAbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef',
+  fingerprint: 'kp-7h3k-q2xm',
+  networkId: 'shop-12',
+  startedAt: 1_000_000,
+  now: 1_004_000,
+  phase: 'waiting',
+  awaiting: 2,
+  role: undefined,
+  warnings: ['p2p.minimum_nodes (1) is not more than half of the fleet'],
+  addresses: ['/ip4/10.1.0.2/tcp/4001'],
+  peers: [{ id: '12D3KooWPeer1111111111111111111111', addresses: ['/ip4/10.1.0.3/tcp/4001'], liveness: 'alive', lastSeen: 1_003_500, discoveredBy: 'mdns' }],
+  state: { entries: 4, bytes: 1200 },
+  rejections: { forged: 2, stale: 0 },
+  admissionFailures: 1,
+  overlay: { address: '10.88.3.4', interface: 'kairos0', peers: [{ peerId: '12D3KooWPeer1111111111111111111111', allowedIps: ['10.88.9.9/32'], up: true, latestHandshake: 1_003_000 }] },
+  timeline: [{ event: 'started', at: 1_000_000 }, { event: 'discovered', at: 1_000_350 }]
+}
+
+describe('formatStatus', () => {
+  it('shows phase with the number of awaited nodes, peers, overlay, rejections and timeline', () => {
+    const text = formatStatus(status)
+    expect(text).toContain('waiting (waiting for 2 more nodes)')
+    expect(text).toContain('forged 2')
+    expect(text).not.toContain('stale 0')
+    expect(text).toContain('10.88.3.4 on kairos0')
+    expect(text).toContain('mdns')
+    expect(text).toContain('+   0.35s  discovered')
+    expect(text).toContain('warning     p2p.minimum_nodes')
+  })
+})
+
+describe('renderMetrics', () => {
+  it('renders Prometheus text with HELP/TYPE for each metric', () => {
+    const text = renderMetrics(status)
+    expect(text).toContain('kairos_p2p_peers{liveness="alive"} 1')
+    expect(text).toContain('kairos_p2p_state_rejected_total{reason="forged"} 2')
+    expect(text).toContain('kairos_p2p_phase{phase="waiting"} 1')
+    expect(text).toContain('kairos_p2p_overlay_peers{state="up"} 1')
+    expect(text).toContain('kairos_p2p_timeline_seconds{event="discovered"} 0.35')
+    const names = new Set(text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]))
+    for (const n of names) expect(text).toContain(`# TYPE ${n} `)
+  })
+})
+
+describe('Timeline', () => {
+  it('keeps the first occurrence of each event, sorted by time', () => {
+    const clock = new ManualClock(100)
+    const t = new Timeline(clock)
+    expect(t.record('started')).toBe(true)
+    clock.advance(50)
+    expect(t.record('started')).toBe(false)
+    t.merge([{ event: 'elected', at: 400 }, { event: 'discovered', at: 120 }])
+    t.merge([{ event: 'elected', at: 500 }])
+    expect(t.list()).toEqual([{ event: 'started', at: 100 }, { event: 'discovered', at: 120 }, { event: 'elected', at: 400 }])
+  })
+})
