@@ -1,0 +1,165 @@
+import { mkdtemp, readFile, rm, stat, chmod, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  CLUSTER_SECRET_BYTES, SEAL_KEY_FILE, createSealKeys, generateClusterSecrets, parseSealedBox, sealTo,
+  type SealedBox
+} from '../../roles/credentials.ts'
+import { cryptoRandom, seededRandom } from '../../util/random.ts'
+
+function expectSealError (fn: () => unknown, reason?: string): void {
+  let caught: unknown
+  try { fn() } catch (err) { caught = err }
+  expect(caught).toBeInstanceOf(Error)
+  expect((caught as Error).name).toBe('SealError')
+  if (reason !== undefined) expect((caught as { reason: string }).reason).toBe(reason)
+}
+
+function flipByte (b64: string, index: number, mask: number): string {
+  const raw = Buffer.from(b64, 'base64')
+  raw[index] = (raw[index] ?? 0) ^ mask
+  return raw.toString('base64')
+}
+
+describe('generateClusterSecrets', () => {
+  it('makes two different 256-bit tokens in a charset k3s takes verbatim', () => {
+    const { serverToken, agentToken } = generateClusterSecrets(cryptoRandom)
+    expect(CLUSTER_SECRET_BYTES * 8).toBeGreaterThanOrEqual(256)
+    for (const token of [serverToken, agentToken]) {
+      expect(token).toMatch(/^[0-9a-f]{64}$/)
+      expect(Buffer.from(token, 'hex')).toHaveLength(CLUSTER_SECRET_BYTES)
+    }
+    expect(agentToken).not.toBe(serverToken)
+  })
+
+  it('draws every bit from the source: no two of many runs share a token', () => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 200; i++) {
+      const { serverToken, agentToken } = generateClusterSecrets(cryptoRandom)
+      seen.add(serverToken); seen.add(agentToken)
+    }
+    expect(seen.size).toBe(400)
+    // every hex digit appears in every position over 400 tokens with overwhelming probability
+    const perPosition = Array.from({ length: 64 }, () => new Set<string>())
+    for (const token of seen) [...token].forEach((c, i) => perPosition[i]?.add(c))
+    for (const digits of perPosition) expect(digits.size).toBe(16)
+  })
+
+  it('is deterministic for a seeded source and differs across seeds', () => {
+    expect(generateClusterSecrets(seededRandom(7))).toEqual(generateClusterSecrets(seededRandom(7)))
+    expect(generateClusterSecrets(seededRandom(7))).not.toEqual(generateClusterSecrets(seededRandom(8)))
+  })
+
+  it('never hands out equal server and agent tokens, even from a stuck source', () => {
+    let calls = 0
+    const stuck = { ...cryptoRandom, bytes: (n: number) => new Uint8Array(n).fill(calls++ < 2 ? 1 : 2) }
+    const { serverToken, agentToken } = generateClusterSecrets(stuck)
+    expect(agentToken).not.toBe(serverToken)
+  })
+})
+
+describe('sealTo / SealKeys.open', () => {
+  it('round-trips to the recipient and only the recipient', async () => {
+    const alice = await createSealKeys()
+    const mallory = await createSealKeys()
+    const box = sealTo(alice.publicKey, 'k3s-token-✓')
+    expect(Object.keys(box).sort()).toEqual(['ct', 'epk', 'nonce', 'v'])
+    expect(JSON.parse(JSON.stringify(box))).toEqual(box)
+    expect(alice.open(box)).toBe('k3s-token-✓')
+    expectSealError(() => mallory.open(box), 'authentication-failed')
+  })
+
+  it('uses a fresh ephemeral key per box', async () => {
+    const alice = await createSealKeys()
+    const a = sealTo(alice.publicKey, 'same')
+    const b = sealTo(alice.publicKey, 'same')
+    expect(a.epk).not.toBe(b.epk)
+    expect(a.ct).not.toBe(b.ct)
+  })
+
+  it('rejects every single-byte change of epk, nonce and ct', async () => {
+    const alice = await createSealKeys(undefined, { random: seededRandom(1) })
+    const box = sealTo(alice.publicKey, 'secret', seededRandom(2))
+    let tried = 0
+    for (const field of ['epk', 'nonce', 'ct'] as const) {
+      const length = Buffer.from(box[field], 'base64').length
+      for (let i = 0; i < length; i++) {
+        // 0x80 on the last epk byte is the bit X25519 itself ignores: only the binding catches it.
+        for (const mask of [0x01, 0x80]) {
+          expectSealError(() => alice.open({ ...box, [field]: flipByte(box[field], i, mask) }))
+          tried++
+        }
+      }
+    }
+    expect(tried).toBe(2 * (32 + 12 + Buffer.from(box.ct, 'base64').length))
+    expect(alice.open(box)).toBe('secret')
+  })
+
+  it('rejects malformed boxes with a named reason', async () => {
+    const alice = await createSealKeys()
+    const box = sealTo(alice.publicKey, 'x')
+    expectSealError(() => alice.open({ ...box, v: 2 } as unknown as SealedBox), 'unsupported-version')
+    expectSealError(() => alice.open({ ...box, epk: 'not base64!' }), 'malformed')
+    expectSealError(() => alice.open({ ...box, nonce: Buffer.alloc(8).toString('base64') }), 'malformed')
+    expectSealError(() => alice.open({ ...box, ct: Buffer.alloc(4).toString('base64') }), 'malformed')
+    expectSealError(() => alice.open({ ...box, epk: Buffer.alloc(32).toString('base64') }), 'authentication-failed')
+    expectSealError(() => parseSealedBox('a string'), 'malformed')
+    expectSealError(() => parseSealedBox({ v: 1, epk: 1, nonce: '', ct: '' }), 'malformed')
+    expect(parseSealedBox(JSON.parse(JSON.stringify(box)))).toEqual(box)
+  })
+
+  it('refuses a recipient key that is not 32 raw bytes', () => {
+    for (const bad of ['', 'abc', Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64')]) {
+      expect(() => sealTo(bad, 'x')).toThrow(expect.objectContaining({ name: 'SealKeyError' }))
+    }
+    expect(() => sealTo(Buffer.alloc(32).toString('base64'), 'x')).toThrow(expect.objectContaining({ name: 'SealKeyError' }))
+  })
+
+  it('is deterministic with seeded sources (simulation)', async () => {
+    const a1 = await createSealKeys(undefined, { random: seededRandom(42) })
+    const a2 = await createSealKeys(undefined, { random: seededRandom(42) })
+    expect(a1.publicKey).toBe(a2.publicKey)
+    expect(sealTo(a1.publicKey, 'tok', seededRandom(9))).toEqual(sealTo(a2.publicKey, 'tok', seededRandom(9)))
+    expect(a2.open(sealTo(a1.publicKey, 'tok', seededRandom(9)))).toBe('tok')
+  })
+})
+
+describe('createSealKeys with a state dir', () => {
+  let dir: string
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'seal-')) })
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('persists the key 0600 and reuses it after a restart', async () => {
+    const stateDir = join(dir, 'state')
+    const first = await createSealKeys(stateDir)
+    const box = sealTo(first.publicKey, 'survives reboot')
+    const file = join(stateDir, SEAL_KEY_FILE)
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
+    expect(await readFile(file, 'utf8')).not.toContain(first.publicKey)
+    const second = await createSealKeys(stateDir)
+    expect(second.publicKey).toBe(first.publicKey)
+    expect(second.open(box)).toBe('survives reboot')
+  })
+
+  it('agrees on one key when two starts race', async () => {
+    const [a, b] = await Promise.all([createSealKeys(dir), createSealKeys(dir)])
+    const again = await createSealKeys(dir)
+    expect(again.publicKey).toBe(a.publicKey)
+    expect(again.publicKey).toBe(b.publicKey)
+  })
+
+  it('tightens a key file readable by others', async () => {
+    await createSealKeys(dir)
+    await chmod(join(dir, SEAL_KEY_FILE), 0o644)
+    await createSealKeys(dir)
+    expect((await stat(join(dir, SEAL_KEY_FILE))).mode & 0o777).toBe(0o600)
+  })
+
+  it('refuses a damaged key file instead of silently replacing it', async () => {
+    await writeFile(join(dir, SEAL_KEY_FILE), '{"v":1,"x25519":"short"}', { mode: 0o600 })
+    await expect(createSealKeys(dir)).rejects.toMatchObject({ name: 'SealKeyError', message: expect.stringContaining(SEAL_KEY_FILE) })
+    await writeFile(join(dir, SEAL_KEY_FILE), 'garbage', { mode: 0o600 })
+    await expect(createSealKeys(dir)).rejects.toMatchObject({ name: 'SealKeyError' })
+  })
+})
