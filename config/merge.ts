@@ -1,0 +1,40 @@
+/** A parsed YAML mapping. */
+export type YamlMap = Record<string, unknown>
+
+/** True for a YAML mapping (a plain object, not a list or null). */
+export function isMap (value: unknown): value is YamlMap {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+/**
+ * Deep-merges `overlay` into a copy of `base`, the way several Kairos config sources
+ * combine: mappings merge key by key, anything else (scalars, lists) replaces the
+ * earlier value, and `null` (a key written with no value, e.g. `p2p:` whose children
+ * are all commented out) leaves the earlier value in place.
+ *
+ * `origins` (optional) records, for each leaf path written by `overlay`, the `source`
+ * that wrote it, so a later error can name the file a bad value came from.
+ */
+export function deepMerge (base: YamlMap, overlay: YamlMap, source?: string, origins?: Map<string, string>, prefix = ''): YamlMap {
+  const out: YamlMap = { ...base }
+  for (const [key, value] of Object.entries(overlay)) {
+    const path = prefix === '' ? key : `${prefix}.${key}`
+    if (value === null || value === undefined) {
+      if (!(key in out)) out[key] = null
+      continue
+    }
+    const earlier = out[key]
+    if (isMap(value) && isMap(earlier)) {
+      out[key] = deepMerge(earlier, value, source, origins, path)
+    } else if (isMap(value)) {
+      out[key] = deepMerge({}, value, source, origins, path)
+    } else {
+      out[key] = value
+      if (origins !== undefined && source !== undefined) {
+        for (const p of [...origins.keys()]) if (p.startsWith(`${path}.`)) origins.delete(p)
+        origins.set(path, source)
+      }
+    }
+  }
+  return out
+}
