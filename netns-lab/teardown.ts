@@ -1,0 +1,89 @@
+import { rm } from 'node:fs/promises'
+import { systemClock, type Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import { labDir, readLabRecord } from './meta.ts'
+import { labPrefix, planNamespaces } from './plan.ts'
+import { namespaceInode, processesInNamespaces, terminate } from './processes.ts'
+import type { Runner } from './run.ts'
+
+/** What `teardownLab` removed, and what it could not. */
+export interface TeardownReport {
+  namespaces: string[]
+  /** PIDs that were ended (agents, stand-ins, wireguard-go, holders…). */
+  processes: number[]
+  /** Root-namespace links with the lab prefix (left by a crash mid-build). */
+  links: string[]
+  /** Problems that did not stop the teardown. */
+  problems: string[]
+}
+
+export interface TeardownInit {
+  root: string
+  id: string
+  run: Runner
+  /** SIGTERM → SIGKILL grace for lab processes, ms. @default 1500 */
+  graceMs?: number
+  /** Keep the lab dir (logs, state dirs) instead of removing it. @default false */
+  keepFiles?: boolean
+  clock?: Clock
+  signal?: AbortSignal
+}
+
+/** Names of namespaces in `ip netns list` output that carry `prefix`. */
+export function parseNetnsList (text: string, prefix: string): string[] {
+  return text.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(prefix))
+}
+
+/** Names of links in `ip -o link show` output that carry `prefix` (`@peer` suffix removed). */
+export function parseLinkList (text: string, prefix: string): string[] {
+  const names: string[] = []
+  for (const line of text.split('\n')) {
+    const m = /^\d+:\s+([^:@\s]+)/.exec(line)
+    if (m?.[1] !== undefined && m[1].startsWith(prefix)) names.push(m[1])
+  }
+  return names
+}
+
+/**
+ * Removes every trace of lab `id`: processes living in its namespaces (found by
+ * namespace inode, never by name), the namespaces (their veths and bridges go with
+ * them), stray root-namespace links with the lab prefix, and the lab dir. Works from
+ * lab.json and, without it, from the namespaces' names alone. Idempotent.
+ */
+export async function teardownLab (init: TeardownInit): Promise<TeardownReport> {
+  const clock = init.clock ?? systemClock
+  const prefix = labPrefix(init.id)
+  const report: TeardownReport = { namespaces: [], processes: [], links: [], problems: [] }
+  let recorded: string[] = []
+  try {
+    const rec = await readLabRecord(init.root, init.id)
+    if (rec !== undefined) recorded = planNamespaces({ ...rec.plan, hosts: rec.hosts })
+  } catch (err) {
+    report.problems.push(`lab.json unreadable: ${errorMessage(err)}`)
+  }
+  const listed = await init.run(['ip', 'netns', 'list'], { reject: false })
+  const names = [...new Set([...recorded, ...parseNetnsList(listed.stdout, prefix)])]
+  const inodes = new Map<string, number>()
+  for (const ns of names) {
+    const ino = await namespaceInode(ns)
+    if (ino !== undefined) inodes.set(ns, ino)
+  }
+  const pids = await processesInNamespaces(new Set(inodes.values()))
+  const left = await terminate(pids, { graceMs: init.graceMs ?? 1500, clock, ...(init.signal === undefined ? {} : { signal: init.signal }) })
+  report.processes = pids
+  for (const pid of left) report.problems.push(`PID ${pid} still running after SIGKILL`)
+  const listedNames = new Set(parseNetnsList(listed.stdout, prefix))
+  for (const ns of names.filter((n) => inodes.has(n) || listedNames.has(n))) {
+    const r = await init.run(['ip', 'netns', 'del', ns], { reject: false })
+    if (r.exitCode === 0) report.namespaces.push(ns)
+    else report.problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`)
+  }
+  const links = await init.run(['ip', '-o', 'link', 'show'], { reject: false })
+  for (const link of parseLinkList(links.stdout, prefix)) {
+    const r = await init.run(['ip', 'link', 'del', link], { reject: false })
+    if (r.exitCode === 0) report.links.push(link)
+    else report.problems.push(`ip link del ${link}: ${r.stderr.trim()}`)
+  }
+  if (init.keepFiles !== true) await rm(labDir(init.root, init.id), { recursive: true, force: true })
+  return report
+}

@@ -1,0 +1,132 @@
+import { execa } from 'execa'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  backoffDelay, decideRegistration, parseInstallEnv, registerNode, startStandinServer, standinUrl,
+  REGISTRY_FILE, type StandinRegistry, type StandinServer
+} from '../../netns-lab/k3s-standin.ts'
+
+const tokens = { server: 'K10server-secret', agent: 'K10agent-secret' }
+const empty: StandinRegistry = { version: 1, server: { name: 'n1', address: '10.88.0.1', port: 6443, startedAt: 0 }, nodes: [] }
+const body = (role: string, name = 'n2'): unknown => ({ name, role, nodeIp: '10.88.0.2' })
+
+describe('decideRegistration', () => {
+  it.each([
+    ['server token, server role', tokens.server, 'server', 201],
+    ['server token, agent role', tokens.server, 'agent', 201],
+    ['agent token, agent role', tokens.agent, 'agent', 201],
+    ['agent token, server role', tokens.agent, 'server', 403],
+    ['wrong token', 'K10nope', 'agent', 401],
+    ['no token', undefined, 'agent', 401],
+    ['bad role', tokens.server, 'boss', 400]
+  ] as const)('%s → %i', (_label, token, role, status) => {
+    const d = decideRegistration(empty, body(role), token, tokens, '10.88.0.2', 1000)
+    expect(d.status).toBe(status)
+  })
+
+  it('keeps the first registration time on a repeat and answers 200', () => {
+    const first = decideRegistration(empty, body('agent'), tokens.agent, tokens, '10.88.0.2', 1000)
+    if (!first.ok) throw new Error('first registration refused')
+    const again = decideRegistration(first.registry, body('agent'), tokens.agent, tokens, '10.88.0.2', 5000)
+    expect(again.status).toBe(200)
+    if (!again.ok) throw new Error('repeat refused')
+    expect(again.registry.nodes).toHaveLength(1)
+    expect(again.node.registeredAt).toBe(1000)
+  })
+
+  it('marks init only for a server presenting the server token', () => {
+    const d = decideRegistration(empty, { name: 'n1', role: 'agent', nodeIp: '10.88.0.1', init: true }, tokens.server, tokens, '10.88.0.1', 1)
+    expect(d.ok && d.node.init).toBe(false)
+  })
+})
+
+describe('helpers', () => {
+  it('backs off doubling up to the cap', () => {
+    expect([0, 1, 2, 3, 4, 5, 10].map((a) => backoffDelay(a))).toEqual([100, 200, 400, 800, 1600, 2000, 2000])
+  })
+  it('contacts exactly the host and port of the server URL', () => {
+    expect(standinUrl('https://10.88.0.1:6443')).toBe('http://10.88.0.1:6443')
+    expect(() => standinUrl('10.88.0.1:6443')).toThrowError(expect.objectContaining({ name: 'StandinInputError' }))
+  })
+  it('reads the exec installer environment and names a bad variable', () => {
+    const env = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: 't', KAIROS_NODE_IP: '10.88.0.3', KAIROS_SERVER_URL: 'https://10.88.0.1:6443', KAIROS_IFACE: 'kairos0' }
+    expect(parseInstallEnv(env)).toMatchObject({ role: 'agent', nodeIp: '10.88.0.3' })
+    expect(() => parseInstallEnv({ ...env, KAIROS_ROLE: 'boss' })).toThrowError(/KAIROS_ROLE/)
+    expect(() => parseInstallEnv({ ...env, KAIROS_ROLE: 'init' })).toThrowError(/KAIROS_AGENT_TOKEN/)
+    expect(() => parseInstallEnv({ ...env, KAIROS_NODE_IP: 'nope' })).toThrowError(/KAIROS_NODE_IP/)
+  })
+})
+
+describe('stand-in server on 127.0.0.1', () => {
+  let dir = ''
+  let server: StandinServer | undefined
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'standin-'))
+    server = await startStandinServer({ address: '127.0.0.1', port: 0, tokens, registryPath: join(dir, REGISTRY_FILE), name: 'n1' })
+  })
+  afterEach(async () => {
+    await server?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('registers a node presenting the right token and persists the registry', async () => {
+    const s = server as StandinServer
+    const node = await registerNode({ serverUrl: s.url, token: tokens.agent, node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 5000 })
+    expect(node).toMatchObject({ name: 'n2', role: 'agent', remoteAddress: '127.0.0.1' })
+    const saved = JSON.parse(await readFile(join(dir, REGISTRY_FILE), 'utf8')) as StandinRegistry
+    expect(saved.nodes.map((n) => n.name)).toEqual(['n2'])
+  })
+
+  it('refuses a wrong token at once with StandinRefusedError (401)', async () => {
+    const s = server as StandinServer
+    await expect(registerNode({ serverUrl: s.url, token: 'K10wrong', node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 5000 }))
+      .rejects.toMatchObject({ name: 'StandinRefusedError', status: 401 })
+    expect(s.registry().nodes).toEqual([])
+  })
+
+  it('refuses a server presenting only the agent token (403)', async () => {
+    const s = server as StandinServer
+    await expect(registerNode({ serverUrl: s.url, token: tokens.agent, node: { name: 'n3', role: 'server', nodeIp: '127.0.0.1' }, timeoutMs: 5000 }))
+      .rejects.toMatchObject({ name: 'StandinRefusedError', status: 403 })
+  })
+})
+
+describe('k3s-standin.ts install (process)', () => {
+  const script = fileURLToPath(new URL('../../netns-lab/k3s-standin.ts', import.meta.url))
+
+  it('retries until the deadline when nothing listens, then fails with a message naming the URL', async () => {
+    const r = await execa(process.execPath, [script, 'install', '--name', 'n2', '--dir', join(tmpdir(), 'standin-none'), '--timeout-ms', '600'], {
+      reject: false,
+      env: { KAIROS_ROLE: 'agent', KAIROS_TOKEN: 't', KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: 'https://127.0.0.1:1' }
+    })
+    expect(r.exitCode).toBe(1)
+    expect(r.stderr).toMatch(/127\.0\.0\.1:1 not reachable/)
+  })
+
+  it('init starts a detached server on the node address, registers itself, and agents join it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'standin-init-'))
+    const port = 20000 + (process.pid % 20000)
+    let serverPid: number | undefined
+    try {
+      const env = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '' }
+      const r = await execa(process.execPath, [script, 'install', '--name', 'n1', '--dir', dir, '--port', String(port)], { reject: false, env })
+      expect(r.stderr).toBe('')
+      expect(r.exitCode).toBe(0)
+      serverPid = (JSON.parse(await readFile(join(dir, 'server.json'), 'utf8')) as { pid: number }).pid
+      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: `https://127.0.0.1:${port}` }
+      const a = await execa(process.execPath, [script, 'install', '--name', 'n2', '--dir', join(dir, 'n2')], { reject: false, env: agentEnv })
+      expect(a.exitCode).toBe(0)
+      const bad = await execa(process.execPath, [script, 'install', '--name', 'n3', '--dir', join(dir, 'n3')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: 'K10wrong' } })
+      expect(bad.exitCode).toBe(1)
+      expect(bad.stderr).toMatch(/401/)
+      const reg = JSON.parse(await readFile(join(dir, REGISTRY_FILE), 'utf8')) as StandinRegistry
+      expect(reg.nodes.map((n) => [n.name, n.role, n.init])).toEqual([['n1', 'server', true], ['n2', 'agent', false]])
+    } finally {
+      if (serverPid !== undefined) process.kill(serverPid, 'SIGTERM')
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
