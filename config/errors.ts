@@ -73,7 +73,8 @@ export function kindOf (value: unknown): string {
 }
 
 /**
- * Builds an issue whose message reads `path: got <value> (<kind>), expected <expected>`.
+ * Builds an issue whose message reads `path: got <value> (<kind>), expected <expected>`
+ * (or `path: missing, expected <expected>` for an absent required key).
  * With `secret`, the value is replaced by `<redacted>` in the message and dropped
  * from the issue.
  */
@@ -83,7 +84,9 @@ export function makeIssue (path: string, value: unknown, expected: string, optio
     path,
     value: options.secret === true ? '<redacted>' : value,
     expected,
-    message: `${path}: got ${shown} (${kindOf(value)}), expected ${expected}`
+    message: value === undefined
+      ? `${path}: missing, expected ${expected}`
+      : `${path}: got ${shown} (${kindOf(value)}), expected ${expected}`
   }
   if (options.source !== undefined) issue.source = options.source
   return issue

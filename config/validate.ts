@@ -195,6 +195,10 @@ function readNetworkId (r: Reader, p2p: YamlMap): string {
   // yaml.v3 decodes any scalar into a string field, so `network_id: 2024` is an id too.
   if (typeof v === 'number' && Number.isInteger(v)) return String(v)
   const id = r.string(p2p, 'network_id', 'p2p.network_id', 'a string') ?? ''
+  if (isTemplate(id)) {
+    r.warn('p2p.network_id', 'is an unrendered template; it is checked once Kairos has rendered the file')
+    return id
+  }
   if (id.length > 64 || /[\s\u0000-\u001f]/.test(id)) {
     r.fail('p2p.network_id', id, 'at most 64 characters without spaces or control characters')
     return ''
