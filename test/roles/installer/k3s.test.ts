@@ -1,0 +1,104 @@
+import { readFile, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createInstaller, envFilePath, K3S_CONFIG_PATH, renderEnvFile } from '../../../roles/installer/index.ts'
+import { AGENT_TOKEN, SERVER_TOKEN, fakeSystemctl, plan, scratch, type Scratch } from './fixtures.ts'
+
+describe('k3s installer', () => {
+  let s: Scratch
+  let systemctl: Awaited<ReturnType<typeof fakeSystemctl>>
+  beforeEach(async () => { s = await scratch(); systemctl = await fakeSystemctl(s) })
+  afterEach(async () => { await s.remove() })
+
+  const installer = (env: NodeJS.ProcessEnv = s.env) => createInstaller({ kind: 'k3s', root: s.root }, { stateDir: s.stateDir, env })
+
+  it('writes config.yaml and the service env file 0600, then enables and starts k3s', async () => {
+    const p = plan('init', { k3s: { enabled: true, args: ['--disable=traefik'], env: { HTTP_PROXY: 'http://proxy:3128', QUOTED: 'say "hi" \\o/' } } })
+    const result = await installer().install(p)
+    expect(result.changed).toBe(true)
+    expect(result.detail).toContain('enabled and started k3s')
+    const configPath = join(s.root, K3S_CONFIG_PATH)
+    expect(await readFile(configPath, 'utf8')).toBe(p.configYaml)
+    expect((await stat(configPath)).mode & 0o777).toBe(0o600)
+    const envPath = envFilePath(s.root, 'k3s')
+    expect(envPath).toBe(join(s.root, 'etc/systemd/system/k3s.service.env'))
+    expect((await stat(envPath)).mode & 0o777).toBe(0o600)
+    const envText = await readFile(envPath, 'utf8')
+    expect(envText.split('\n').slice(1)).toEqual(['HTTP_PROXY="http://proxy:3128"', 'QUOTED="say \\"hi\\" \\\\o/"', ''])
+    expect(envText).not.toContain(SERVER_TOKEN)
+    expect(await systemctl.calls()).toEqual(['daemon-reload', 'enable --now --no-block k3s'])
+  })
+
+  it('starts k3s-agent for an agent and writes only the agent token', async () => {
+    await installer().install(plan('agent'))
+    expect(await systemctl.calls()).toEqual(['daemon-reload', 'enable --now --no-block k3s-agent'])
+    const config = await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')
+    expect(config).toContain(`token: ${AGENT_TOKEN}`)
+    expect(config).not.toContain(SERVER_TOKEN)
+    expect(await readFile(envFilePath(s.root, 'k3s-agent'), 'utf8')).toBe(renderEnvFile({}))
+  })
+
+  it('does nothing the second time, also after a restart', async () => {
+    const p = plan('server')
+    expect((await installer().install(p)).changed).toBe(true)
+    const again = await installer().install(p)
+    expect(again).toMatchObject({ changed: false })
+    expect(again.detail).toContain('already handed off')
+    expect(await systemctl.calls()).toHaveLength(2)
+  })
+
+  it('restarts the service when the plan changed', async () => {
+    const i = installer()
+    await i.install(plan('server'))
+    const changed = await i.install(plan('server', { k3s: { enabled: true, args: ['--node-label=zone=b'], env: {} } }))
+    expect(changed.changed).toBe(true)
+    expect(await systemctl.calls()).toEqual([
+      'daemon-reload', 'enable --now --no-block k3s',
+      'daemon-reload', 'enable k3s', 'restart --no-block k3s'
+    ])
+    expect(await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')).toContain('zone=b')
+  })
+
+  it('disables the previous role\'s service when the role changes', async () => {
+    const i = installer()
+    await i.install(plan('agent'))
+    await i.install(plan('server'))
+    expect((await systemctl.calls()).slice(2)).toEqual(['disable --now --no-block k3s-agent', 'daemon-reload', 'enable --now --no-block k3s'])
+    expect(await i.lastRecord()).toMatchObject({ kind: 'k3s', role: 'server', service: 'k3s' })
+  })
+
+  it('hands off again when config.yaml was removed behind its back', async () => {
+    const p = plan('init')
+    await installer().install(p)
+    await rm(join(s.root, K3S_CONFIG_PATH))
+    expect((await installer().install(p)).changed).toBe(true)
+    expect(await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')).toBe(p.configYaml)
+    expect((await systemctl.calls()).slice(2)).toEqual(['daemon-reload', 'enable k3s', 'restart --no-block k3s'])
+  })
+
+  it('wraps a systemctl failure with the command and its stderr, records nothing, and retries next time', async () => {
+    const failing = installer({ ...s.env, FAKE_SYSTEMCTL_FAIL: 'enable' })
+    const p = plan('init')
+    let caught: unknown
+    try { await failing.install(p) } catch (err) { caught = err }
+    expect(caught).toMatchObject({
+      name: 'InstallerError',
+      command: ['systemctl', 'enable', '--now', '--no-block', 'k3s'],
+      commandExitCode: 1,
+      stderrTail: expect.stringContaining('Unit file k3s.service does not exist')
+    })
+    expect((caught as Error).message).toMatch(/^systemctl enable --now --no-block k3s exited with code 1: Failed to enable unit/)
+    expect((caught as Error).message).not.toContain(SERVER_TOKEN)
+    expect(await failing.lastRecord()).toBeUndefined()
+    const ok = await installer().install(p)
+    expect(ok.changed).toBe(true)
+    expect((await systemctl.calls()).slice(-1)).toEqual(['enable --now --no-block k3s'])
+  })
+
+  it('reports a missing systemctl as an InstallerError', async () => {
+    await rm(join(s.bin, 'systemctl'))
+    await expect(installer({ PATH: s.bin }).install(plan('init'))).rejects.toMatchObject({
+      name: 'InstallerError', command: ['systemctl', 'daemon-reload'], message: expect.stringContaining('could not start')
+    })
+  })
+})
