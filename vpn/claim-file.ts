@@ -1,0 +1,46 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AddressClaim } from './address.ts'
+import { VpnStateFileError } from './errors.ts'
+import { writePrivateFile } from './keys.ts'
+
+/** File under the state dir holding the node's overlay address claim. */
+export const CLAIM_FILE = 'vpn/claim.json'
+
+/** A persisted claim: the claim and the network it was made in. */
+export interface PersistedClaim extends AddressClaim {
+  cidr: string
+}
+
+/**
+ * The claim persisted in `<stateDir>/vpn/claim.json`, or undefined on first start.
+ * @throws VpnStateFileError when the file exists but cannot be read or parsed.
+ */
+export async function loadClaim (stateDir: string): Promise<PersistedClaim | undefined> {
+  const file = join(stateDir, CLAIM_FILE)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new VpnStateFileError(`${file}: cannot read the overlay address claim`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt }`, { cause: err })
+  }
+  const p = parsed as Partial<PersistedClaim> | null
+  if (p === null || typeof p !== 'object' || typeof p.cidr !== 'string' || typeof p.address !== 'string' ||
+    typeof p.attempt !== 'number' || !Number.isInteger(p.attempt) || p.attempt < 0) {
+    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt }`)
+  }
+  return { cidr: p.cidr, address: p.address, attempt: p.attempt }
+}
+
+/** Persists the claim atomically (mode 0600). */
+export async function saveClaim (stateDir: string, claim: PersistedClaim): Promise<void> {
+  const body = JSON.stringify({ cidr: claim.cidr, address: claim.address, attempt: claim.attempt }) + '\n'
+  await writePrivateFile(join(stateDir, CLAIM_FILE), body)
+}

@@ -1,0 +1,428 @@
+import type { Liveness, ClusterState, StateChange, StateEntry } from '../p2p/types.ts'
+import type { Timing, VpnConfig } from '../config/types.ts'
+import { systemClock, type Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import { silentLogger, type Logger } from '../util/log.ts'
+import { overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
+import { loadClaim, saveClaim } from './claim-file.ts'
+import { isInterfaceName, type InterfaceKind, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
+import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
+import { InterfaceNameError } from './errors.ts'
+import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
+import { advertValue, chooseEndpoint, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, VPN_ADVERT_KEY, type DesiredPeer, type IgnoredReason, type LocalAddress, type VpnAdvert } from './peers.ts'
+
+export interface VpnControllerInit {
+  /** `p2p.vpn`. With `create: false` the controller configures and publishes nothing. */
+  vpn: VpnConfig
+  /** Reconcile ticker and handshake staleness. */
+  timing: Pick<Timing, 'vpnReconcileMs' | 'vpnHandshakeStaleMs'>
+  /** The replicated state: adverts are read from and published to it. */
+  state: ClusterState
+  /** The caller's driver; `stop()` leaves it open and the interface up. */
+  driver: WireGuardDriver
+  /** `p2p.state_dir`: the key (`vpn/wireguard.key`) and the claim (`vpn/claim.json`) live here. */
+  stateDir: string
+  /** @default systemClock */
+  clock?: Clock
+  /** @default silentLogger */
+  logger?: Logger
+  /** The host's addresses, for the advertised endpoints. @default systemHostAddresses */
+  hostAddresses?: () => HostAddress[]
+  /** WireGuard persistent keepalive, seconds. @default DEFAULT_KEEPALIVE_SECONDS */
+  keepaliveSeconds?: number
+}
+
+/** The interface was configured for the first time since start. */
+export interface OverlayUp {
+  interface: string
+  /** Overlay address (no prefix). */
+  address: string
+  publicKey: string
+  kind: InterfaceKind
+  /** Clock time, ms. */
+  at: number
+}
+
+/** What one reconcile pass did. */
+export interface ReconcileResult {
+  /** Peers in the desired set. */
+  peers: number
+  added: number
+  updated: number
+  removed: number
+  /** The node's own address moved (it lost a conflict). */
+  moved: boolean
+  /** The advert was (re)published. */
+  published: boolean
+  /** Clock time at the end of the pass, ms. */
+  at: number
+  /** Duration of the pass on the controller's clock, ms. */
+  durationMs: number
+}
+
+export interface VpnPeerStatus {
+  peerId: string
+  publicKey: string
+  /** The endpoint WireGuard uses now. */
+  endpoint: string | undefined
+  allowedIps: string[]
+  /** Latest handshake, ms since the epoch; 0 = never. */
+  latestHandshake: number
+  rxBytes: number
+  txBytes: number
+  /** A handshake within `timing.vpnHandshakeStaleMs`. */
+  up: boolean
+  /** The owner's liveness in the member view; `unknown` when not a member. */
+  liveness: Liveness | 'unknown'
+}
+
+export interface VpnStatus {
+  /** Overlay address, once claimed. */
+  address: string | undefined
+  cidr: string
+  interface: string
+  publicKey: string | undefined
+  kind: InterfaceKind | undefined
+  peers: VpnPeerStatus[]
+  /** Adverts left out of the peer set and why. */
+  ignored: Array<{ peerId: string, reason: IgnoredReason }>
+  lastReconcile: ReconcileResult | undefined
+  /** The last reconcile failure, cleared by a successful pass. */
+  lastError: string | undefined
+}
+
+export interface VpnControllerEvents {
+  'overlay:up': CustomEvent<OverlayUp>
+  'address:moved': CustomEvent<{ from: AddressClaim, to: AddressClaim }>
+  reconcile: CustomEvent<ReconcileResult>
+  'reconcile:error': CustomEvent<{ error: unknown }>
+}
+
+export interface VpnController {
+  /**
+   * Loads (or creates) the key and the claim, configures the interface, publishes
+   * the advert and runs the first reconcile, then keeps reconciling on state and
+   * member changes and on the ticker. A driver failure does not fail start: it is
+   * reported in `status().lastError` and retried.
+   * @throws InputError for a bad `vpn` config; VpnStateFileError for an unusable key or claim file.
+   */
+  start(): Promise<void>
+  /** Stops reconciling. Prompt and idempotent; the interface stays up. */
+  stop(): Promise<void>
+  /** Runs one reconcile pass now (serialized with the loop). */
+  reconcile(signal?: AbortSignal): Promise<ReconcileResult>
+  status(signal?: AbortSignal): Promise<VpnStatus>
+  /** Resolves once the interface is configured (at once if it already is); rejects when `signal` aborts. */
+  whenUp(signal?: AbortSignal): Promise<OverlayUp>
+  addEventListener<K extends keyof VpnControllerEvents>(type: K, listener: (evt: VpnControllerEvents[K]) => void): void
+  removeEventListener<K extends keyof VpnControllerEvents>(type: K, listener: (evt: VpnControllerEvents[K]) => void): void
+}
+
+interface EndpointTrack {
+  rotation: number
+  since: number
+}
+
+function sameList (a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false
+  const sa = [...a].sort()
+  const sb = [...b].sort()
+  return sa.every((x, i) => x === sb[i])
+}
+
+function sameAdvert (a: VpnAdvert, b: VpnAdvert | undefined): boolean {
+  return b !== undefined && a.publicKey === b.publicKey && a.port === b.port && a.address === b.address &&
+    a.attempt === b.attempt && a.endpoints.length === b.endpoints.length && a.endpoints.every((e, i) => e === b.endpoints[i])
+}
+
+/** The VPN controller: keys, address claim, advert, and the WireGuard peer set kept in line with the cluster state. */
+export function createVpnController (init: VpnControllerInit): VpnController {
+  const { vpn, timing, state, driver, stateDir } = init
+  const clock = init.clock ?? systemClock
+  const log = (init.logger ?? silentLogger).child('vpn')
+  const hostAddresses = init.hostAddresses ?? systemHostAddresses
+  const keepalive = init.keepaliveSeconds ?? DEFAULT_KEEPALIVE_SECONDS
+  const events = new EventTarget()
+  const tracks = new Map<string, EndpointTrack>()
+
+  let network: OverlayNetwork | undefined
+  let keys: WireGuardKeyPair | undefined
+  let claim: AddressClaim | undefined
+  let kind: InterfaceKind | undefined
+  let up: OverlayUp | undefined
+  let desired: DesiredPeer[] = []
+  let ignored: VpnStatus['ignored'] = []
+  let lastReconcile: ReconcileResult | undefined
+  let lastError: string | undefined
+  let needsEnsure = true
+  let dirty = false
+  let wakeUp: (() => void) | undefined
+  let lifetime: AbortController | undefined
+  let loopDone: Promise<void> | undefined
+  let exclusive: Promise<unknown> = Promise.resolve()
+
+  const wake = (): void => {
+    dirty = true
+    wakeUp?.()
+  }
+  const onChange = (evt: CustomEvent<StateChange>): void => {
+    const { entry, origin } = evt.detail
+    if (entry.key !== VPN_ADVERT_KEY) return
+    if (entry.owner === state.self && origin === 'local') return
+    wake()
+  }
+  const onMember = (): void => { wake() }
+  const onProcessExit = (): void => { needsEnsure = true; wake() }
+
+  const localAddresses = (hosts: HostAddress[]): LocalAddress[] =>
+    hosts.filter((h) => h.family === 'IPv4' && !h.internal).map((h) => ({ address: h.address, prefixLength: h.prefixLength }))
+
+  const pass = async (signal?: AbortSignal): Promise<ReconcileResult> => {
+    if (network === undefined || keys === undefined) throw new Error('vpn controller is not started')
+    const started = clock.now()
+    const net = network
+    const entries = state.list(VPN_ADVERT_KEY).filter((e) => e.key === VPN_ADVERT_KEY)
+    const others = entries.filter((e) => e.owner !== state.self)
+    const otherClaims: ClaimHolder[] = []
+    for (const e of others) {
+      const a = e.value === null ? undefined : parseAdvert(e.value)
+      if (a !== undefined) otherClaims.push({ peerId: e.owner, address: a.address, attempt: a.attempt })
+    }
+
+    // Own claim: kept unless it lost a conflict.
+    const next = overlayAddress(net, state.self, claim, otherClaims)
+    let moved = false
+    if (claim === undefined || next.address !== claim.address || next.attempt !== claim.attempt) {
+      await saveClaim(stateDir, { cidr: net.cidr, ...next })
+      if (claim !== undefined) {
+        moved = true
+        log.warn('overlay address lost a conflict; moving', { from: claim.address, to: next.address, attempt: next.attempt })
+        events.dispatchEvent(new CustomEvent('address:moved', { detail: { from: claim, to: next } }))
+      }
+      claim = next
+      needsEnsure = true
+    }
+
+    const hosts = hostAddresses()
+    const advert: VpnAdvert = {
+      publicKey: keys.publicKey,
+      port: vpn.port,
+      endpoints: hostEndpoints(hosts, { port: vpn.port, network: net, interface: vpn.interface }),
+      address: claim.address,
+      attempt: claim.attempt
+    }
+    const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
+    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive })
+
+    if (needsEnsure) {
+      const result = await driver.ensureInterface({
+        name: vpn.interface, privateKey: keys.privateKey, listenPort: vpn.port, address: `${claim.address}/${net.prefix}`, mtu: vpn.mtu
+      }, signal)
+      needsEnsure = false
+      kind = result.kind
+      if (result.created && up !== undefined) log.warn('interface was recreated', { interface: vpn.interface, kind: result.kind })
+    }
+
+    const held = state.get(state.self, VPN_ADVERT_KEY)
+    let published = false
+    if (!sameAdvert(advert, held?.value == null ? undefined : parseAdvert(held.value))) {
+      await state.put(VPN_ADVERT_KEY, advertValue(advert))
+      published = true
+    }
+
+    if (up === undefined && kind !== undefined) {
+      up = { interface: vpn.interface, address: claim.address, publicKey: keys.publicKey, kind, at: clock.now() }
+      log.info('overlay up', { ...up })
+      events.dispatchEvent(new CustomEvent('overlay:up', { detail: up }))
+    }
+
+    // Peers: full recompute, apply the difference, prune what left the state.
+    const dump = await driver.show(vpn.interface, signal)
+    if (dump === undefined) {
+      needsEnsure = true
+      throw new Error(`interface ${vpn.interface} disappeared during reconcile`)
+    }
+    const now = clock.now()
+    const locals = localAddresses(hosts)
+    const current = new Map<string, PeerDump>(dump.peers.map((p) => [p.publicKey, p]))
+    const changes: PeerConfig[] = []
+    let added = 0
+    let updated = 0
+    for (const peer of set.peers) {
+      const have = current.get(peer.publicKey)
+      let track = tracks.get(peer.publicKey)
+      if (track === undefined) { track = { rotation: 0, since: now }; tracks.set(peer.publicKey, track) }
+      if (have === undefined) {
+        const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
+        changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) })
+        track.since = now
+        added++
+        continue
+      }
+      const handshakeMs = have.latestHandshake * 1000
+      const fresh = handshakeMs > 0 && now - handshakeMs <= timing.vpnHandshakeStaleMs
+      if (!fresh && peer.endpoints.length > 1 && now - track.since >= timing.vpnHandshakeStaleMs) {
+        track.rotation++
+        track.since = now
+      }
+      const want = fresh ? undefined : chooseEndpoint(peer.endpoints, locals, track.rotation)
+      const endpointChange = want !== undefined && have.endpoint !== want
+      if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
+        changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
+        updated++
+      }
+    }
+    const wanted = new Set(set.peers.map((p) => p.publicKey))
+    const removals = dump.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey).sort()
+    for (const key of [...tracks.keys()]) if (!wanted.has(key)) tracks.delete(key)
+    await driver.setPeers(vpn.interface, changes, removals, signal)
+
+    desired = set.peers
+    ignored = set.ignored
+    const end = clock.now()
+    const result: ReconcileResult = { peers: set.peers.length, added, updated, removed: removals.length, moved, published, at: end, durationMs: end - started }
+    lastReconcile = result
+    lastError = undefined
+    if (added + updated + removals.length > 0 || moved || published) log.debug('reconciled', { ...result })
+    events.dispatchEvent(new CustomEvent('reconcile', { detail: result }))
+    return result
+  }
+
+  const runExclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = exclusive.then(fn, fn)
+    exclusive = run.catch(() => {})
+    return await run
+  }
+
+  const reconcile = async (signal?: AbortSignal): Promise<ReconcileResult> => await runExclusive(async () => await pass(signal))
+
+  const attempt = async (signal: AbortSignal): Promise<boolean> => {
+    try {
+      await reconcile(signal)
+      return true
+    } catch (err) {
+      if (signal.aborted) return false
+      lastError = errorMessage(err)
+      needsEnsure = true
+      log.warn('reconcile failed', { error: lastError })
+      events.dispatchEvent(new CustomEvent('reconcile:error', { detail: { error: err } }))
+      return false
+    }
+  }
+
+  /** Waits for a wake-up, the ticker or abort; true when the ticker fired. */
+  const waitForWork = async (ms: number, signal: AbortSignal): Promise<boolean> => {
+    if (dirty) return false
+    const sleeper = new AbortController()
+    const onAbort = (): void => { sleeper.abort() }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await new Promise<boolean>((resolve) => {
+        wakeUp = () => { resolve(false) }
+        clock.sleep(ms, sleeper.signal).then(() => { resolve(true) }, () => { resolve(false) })
+      })
+    } finally {
+      wakeUp = undefined
+      sleeper.abort()
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  const loop = async (signal: AbortSignal, initialBackoff: number): Promise<void> => {
+    let backoff = initialBackoff
+    while (!signal.aborted) {
+      const ticked = await waitForWork(backoff > 0 ? backoff : timing.vpnReconcileMs, signal)
+      if (signal.aborted) break
+      if (ticked && backoff === 0) needsEnsure = true
+      dirty = false
+      const ok = await attempt(signal)
+      backoff = ok ? 0 : Math.min(Math.max(backoff * 2, 100), timing.vpnReconcileMs)
+    }
+  }
+
+  const whenUp = async (signal?: AbortSignal): Promise<OverlayUp> => {
+    if (up !== undefined) return up
+    signal?.throwIfAborted()
+    return await new Promise<OverlayUp>((resolve, reject) => {
+      const onUp = (evt: Event): void => { signal?.removeEventListener('abort', onAbort); resolve((evt as CustomEvent<OverlayUp>).detail) }
+      const onAbort = (): void => { events.removeEventListener('overlay:up', onUp); reject(signal?.reason) }
+      events.addEventListener('overlay:up', onUp, { once: true })
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  return {
+    start: async () => {
+      if (lifetime !== undefined || !vpn.create) return
+      if (!isInterfaceName(vpn.interface)) {
+        throw new InterfaceNameError(`vpn.interface: got '${vpn.interface}', expected 1–15 characters of letters, digits, '_', '.', '-'`)
+      }
+      network = parseOverlayCidr(vpn.cidr)
+      keys = await loadOrCreateKeyPair(stateDir)
+      const persisted = await loadClaim(stateDir)
+      if (persisted !== undefined && persisted.cidr !== network.cidr) {
+        log.warn('vpn.cidr changed; claiming a new overlay address', { was: persisted.cidr, now: network.cidr })
+      }
+      claim = persisted?.cidr === network.cidr ? { address: persisted.address, attempt: persisted.attempt } : undefined
+      const life = new AbortController()
+      lifetime = life
+      state.addEventListener('change', onChange)
+      state.addEventListener('member:join', onMember)
+      state.addEventListener('member:leave', onMember)
+      driver.addEventListener('process:exit', onProcessExit)
+      needsEnsure = true
+      const ok = await attempt(life.signal)
+      loopDone = loop(life.signal, ok ? 0 : Math.min(100, timing.vpnReconcileMs))
+    },
+    stop: async () => {
+      const life = lifetime
+      if (life === undefined) return
+      life.abort(new Error('vpn controller stopped'))
+      wakeUp?.()
+      state.removeEventListener('change', onChange)
+      state.removeEventListener('member:join', onMember)
+      state.removeEventListener('member:leave', onMember)
+      driver.removeEventListener('process:exit', onProcessExit)
+      await loopDone
+      await exclusive
+      lifetime = undefined
+      loopDone = undefined
+    },
+    reconcile,
+    status: async (signal) => {
+      const dump = await driver.show(vpn.interface, signal)
+      const byKey = new Map<string, PeerDump>((dump?.peers ?? []).map((p) => [p.publicKey, p]))
+      const liveness = new Map(state.members().map((m) => [m.peerId, m.liveness]))
+      const now = clock.now()
+      const peers = desired.map((d): VpnPeerStatus => {
+        const p = byKey.get(d.publicKey)
+        const latestHandshake = (p?.latestHandshake ?? 0) * 1000
+        return {
+          peerId: d.peerId,
+          publicKey: d.publicKey,
+          endpoint: p?.endpoint,
+          allowedIps: p?.allowedIps ?? [],
+          latestHandshake,
+          rxBytes: p?.rxBytes ?? 0,
+          txBytes: p?.txBytes ?? 0,
+          up: latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
+          liveness: liveness.get(d.peerId) ?? 'unknown'
+        }
+      })
+      return {
+        address: claim?.address,
+        cidr: network?.cidr ?? vpn.cidr,
+        interface: vpn.interface,
+        publicKey: keys?.publicKey,
+        kind,
+        peers,
+        ignored,
+        lastReconcile,
+        lastError
+      }
+    },
+    whenUp,
+    addEventListener: (type, listener) => { events.addEventListener(type, listener as (evt: Event) => void) },
+    removeEventListener: (type, listener) => { events.removeEventListener(type, listener as (evt: Event) => void) }
+  }
+}
