@@ -308,10 +308,11 @@ describe('state store: anti-entropy', () => {
     const owners = [await identity(1), await identity(2), await identity(3)]
     const wires: Uint8Array[] = []
     for (const id of owners) {
-      // Two incarnations of each owner (as after a wiped disk) write conflicting equal versions.
+      // Two incarnations of each owner (as after a wiped disk) write the same keys and versions
+      // with different content, so the winner of every slot is decided by the tie-break.
       for (let inc = 0; inc < 2; inc++) {
         const s = await store(owners.indexOf(id) + 1)
-        for (let i = 0; i < 3; i++) wires.push((await s.put(`k${(i + inc) % 2}`, { inc, i })).wire)
+        for (let i = 0; i < 3; i++) wires.push((await s.put(i < 2 ? 'k0' : 'k1', { inc, i })).wire)
       }
     }
     const rnd = seededRandom(2026)
