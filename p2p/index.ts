@@ -1,0 +1,14 @@
+// The p2p layer: discovery, admission, replicated state, membership.
+export {
+  createP2PNode, parseAddress, rendezvousCid, DialError,
+  DEFAULT_ADMISSION_TIMEOUT_MS, DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT_MS,
+  DEFAULT_MAX_PENDING_INBOUND, DEFAULT_MAX_PARALLEL_DIALS,
+  type P2PNode, type P2PNodeInit, type P2PNodeHooks, type P2PStatus, type PeerStatus,
+  type GossipHookEvent, type Libp2pOverrides
+} from './node.ts'
+export {
+  AdmissionError, FrameTooLargeError, IdentityFileError, MalformedFrameError, NodeNotStartedError,
+  P2PAddressError, type AdmissionFailure
+} from './errors.ts'
+export { createMembership, livenessFor, type Membership, type MembershipTransition, type MembershipTiming } from './membership.ts'
+export type { ClusterState, ClusterStateEvents, JsonValue, Liveness, Member, StateChange, StateEntry } from './types.ts'

@@ -1,0 +1,900 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { mdns } from '@libp2p/mdns'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, TopicValidatorResult, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import type { P2PConfig } from '../config/types.ts'
+import { deriveKeys, type DerivedKeys, type NetworkToken } from '../token/index.ts'
+import { systemClock, type Clock } from '../util/clock.ts'
+import { cryptoRandom, type RandomSource } from '../util/random.ts'
+import { silentLogger, type Logger } from '../util/log.ts'
+import { errorMessage, KairosError } from '../util/errors.ts'
+import { createStateStore, type StateLimits } from './state/store.ts'
+import { REJECT_REASONS, type ApplyResult, type RejectReason, type StateStore } from './state/contract.ts'
+import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateChange, StateEntry } from './types.ts'
+import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
+import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
+import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
+import { HEARTBEAT_PROTOCOL_SUFFIX, decodeHeartbeat, encodeHeartbeat, shortId } from './heartbeat.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { createMembership, type Membership, type MembershipTransition } from './membership.ts'
+import { loadPeerBook, type PeerBook } from './peer-book.ts'
+import { deadline, DeadlineError, sendFrames, withStream } from './stream-io.ts'
+import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
+
+/** How long a peer has to complete the token proof after a connection opens, ms. @default 5000 */
+export const DEFAULT_ADMISSION_TIMEOUT_MS = 5_000
+/** Bound on one dial attempt, ms. @default 5000 */
+export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
+/** Bound on one anti-entropy exchange, ms. @default 10000 */
+export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
+/** Inbound connections allowed to be mid-handshake at once (libp2p's default of 10 is too low for a site booting together). @default 64 */
+export const DEFAULT_MAX_PENDING_INBOUND = 64
+/** Most dials in flight at once from the redial and discovery paths. @default 8 */
+export const DEFAULT_MAX_PARALLEL_DIALS = 8
+
+/** Which way a gossip delta travels, for the test hook. */
+export interface GossipHookEvent {
+  direction: 'in' | 'out'
+  /** The neighbour it came from (`in`) ; undefined for `out`. */
+  peer?: string
+  /** The wire entry. */
+  data: Uint8Array
+}
+
+/** Test hooks. Never set in production. */
+export interface P2PNodeHooks {
+  /** Return true to drop an outgoing or incoming gossip delta (anti-entropy must repair it). */
+  dropGossip?: (event: GossipHookEvent) => boolean
+}
+
+/** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
+export type Libp2pOverrides = Partial<Pick<Libp2pOptions, 'transports' | 'peerDiscovery' | 'connectionGater' | 'connectionManager'>>
+
+/** Options of `createP2PNode`. */
+export interface P2PNodeInit {
+  /** The validated `p2p` section: listen addresses, bootstrap peers, mDNS, DHT, timing. */
+  p2p: P2PConfig
+  /** The parsed network token; every key and protocol id is derived from it with `p2p.networkId`. */
+  token: NetworkToken
+  /** Where the identity, known peers and the state file live. @default p2p.stateDir */
+  stateDir?: string
+  /** @default systemClock */
+  clock?: Clock
+  /** Nonces and peer choice. @default cryptoRandom */
+  random?: RandomSource
+  /** @default silentLogger */
+  logger?: Logger
+  /** Replaces parts of the libp2p configuration (tests). */
+  libp2pOverrides?: Libp2pOverrides
+  /** Replaces derived keys (tests, e.g. the right pnet key with a wrong admission key). */
+  keyOverrides?: Partial<DerivedKeys>
+  /** Test hooks. */
+  hooks?: P2PNodeHooks
+  /** @default DEFAULT_ADMISSION_TIMEOUT_MS */
+  admissionTimeoutMs?: number
+  /** @default DEFAULT_DIAL_TIMEOUT_MS */
+  dialTimeoutMs?: number
+  /** @default DEFAULT_SYNC_TIMEOUT_MS */
+  syncTimeoutMs?: number
+  /** Bound on any frame of our protocols, bytes. @default DEFAULT_MAX_FRAME_BYTES (1 MiB) */
+  maxFrameBytes?: number
+  /** Bounds of the replicated state. @default the store's defaults */
+  stateLimits?: StateLimits
+}
+
+/** One peer as `status()` reports it. */
+export interface PeerStatus {
+  id: string
+  addresses: string[]
+  liveness: Member['liveness'] | 'unknown'
+  /** Wall-clock ms of the last sign of life, 0 if never. */
+  lastSeen: number
+  discoveredBy: string
+  /** An open libp2p connection exists. */
+  connected: boolean
+  /** The peer passed the token proof on a current connection. */
+  admitted: boolean
+}
+
+/** A snapshot of the node for `kairos-p2p status` and metrics. */
+export interface P2PStatus {
+  peerId: string
+  /** Public token fingerprint. */
+  fingerprint: string
+  networkId: string
+  /** Our listen multiaddrs (with `/p2p/<id>`). */
+  addresses: string[]
+  peers: PeerStatus[]
+  state: { entries: number, bytes: number }
+  /** Refused state entries by the store's reasons, plus `malformed-frame` and `gossip-not-admitted` for protocol errors. */
+  rejections: Record<string, number>
+  /** Total admission failures. */
+  admissionFailures: number
+  /** Admission failures by reason. */
+  admissionFailuresByReason: Record<AdmissionFailure, number>
+  /** Anti-entropy exchanges completed and failed since start. */
+  syncs: { ok: number, failed: number }
+}
+
+/** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
+export interface P2PNode {
+  /** Our peer id (available after `start()`; `''` before). */
+  readonly peerId: string
+  /** The replicated state and membership view (usable after `start()`). */
+  readonly state: ClusterState
+  /** Loads identity and state, starts libp2p, discovery and the sync loops. Idempotent. */
+  start(): Promise<void>
+  /** Stops every loop and libp2p, flushes state and the known-peer list. Idempotent and prompt. */
+  stop(): Promise<void>
+  /** Our listen multiaddrs with `/p2p/<id>`. */
+  addresses(): string[]
+  status(): P2PStatus
+  /** Dials a multiaddr (with or without `/p2p/<id>`); resolves once connected. */
+  dial(addr: string, options?: { signal?: AbortSignal }): Promise<void>
+}
+
+/** A dial that failed. */
+export class DialError extends KairosError {
+  constructor (target: string, options: { cause?: unknown } = {}) {
+    super(`dial ${target} failed: ${errorMessage(options.cause)}`, options)
+    this.name = 'DialError'
+  }
+}
+
+type Services = { identify: Identify, ping: Ping, pubsub: GossipSub, dht?: KadDHT }
+
+/** Parses a multiaddr from config or a caller, naming where it came from when it does not parse. */
+export function parseAddress (addr: string, where: string, needPeerId: boolean): Multiaddr {
+  let ma: Multiaddr
+  try {
+    ma = multiaddr(addr)
+  } catch (err) {
+    throw new P2PAddressError(`${where}: '${addr}' is not a multiaddr (expected e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…)`, { cause: err })
+  }
+  if (needPeerId && ma.getComponents().find((c) => c.name === 'p2p') === undefined) {
+    throw new P2PAddressError(`${where}: '${addr}' has no /p2p/<peer id> part (expected e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…)`)
+  }
+  return ma
+}
+
+function peerIdOf (ma: Multiaddr): string | undefined {
+  return ma.getComponents().find((c) => c.name === 'p2p')?.value
+}
+
+function isLoopback (ma: Multiaddr): boolean {
+  const ip = ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
+  return ip !== undefined && (ip.startsWith('127.') || ip === '::1')
+}
+
+/** The rendezvous record key as a CID (raw codec, sha2-256 multihash around the derived 32 bytes). */
+export function rendezvousCid (key: Uint8Array): CID {
+  return CID.createV1(0x55, createDigest(0x12, key))
+}
+
+/**
+ * Creates a p2p node. Nothing touches the network or the disk until `start()`.
+ */
+export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
+  const p2p = init.p2p
+  const timing = p2p.timing
+  const clock = init.clock ?? systemClock
+  const random = init.random ?? cryptoRandom
+  const log = (init.logger ?? silentLogger).child('p2p')
+  const stateDir = init.stateDir ?? p2p.stateDir
+  const keys: DerivedKeys = { ...deriveKeys(init.token, p2p.networkId), ...init.keyOverrides }
+  const admissionTimeoutMs = init.admissionTimeoutMs ?? DEFAULT_ADMISSION_TIMEOUT_MS
+  const dialTimeoutMs = init.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS
+  const syncTimeoutMs = init.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS
+  const maxFrameBytes = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+  const admitProtocol = keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX
+  const syncProtocol = keys.syncProtocol + SYNC_PROTOCOL_SUFFIX
+  const heartbeatProtocol = keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
+  const topic = keys.gossipTopic
+
+  // Validate addresses up front: a typo in the config is an input error, not a silent no-op.
+  const listen = p2p.listen.map((a, i) => parseAddress(a, `p2p.listen[${i}]`, false).toString())
+  const bootstrap = p2p.bootstrapPeers.map((a, i) => parseAddress(a, `p2p.bootstrap_peers[${i}]`, true))
+
+  const events = new EventTarget()
+  const membership: Membership = createMembership(timing)
+  /** Peers that passed the proof on a connection that is still open. */
+  const admitted = new Set<string>()
+  /** Peers with an admission exchange in flight. */
+  const admitting = new Set<string>()
+  /** How each peer was first discovered (before we admitted it). */
+  const discoveredBy = new Map<string, string>()
+  /** Outbound heartbeat streams. */
+  const heartbeatOut = new Map<string, Stream>()
+  /** Short ids each neighbour asked about in its last heartbeat. */
+  const wantsOf = new Map<string, number[]>()
+  const dialing = new Set<string>()
+  const admissionFailures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
+  const protocolErrors = { 'malformed-frame': 0, 'gossip-not-admitted': 0 }
+  const syncs = { ok: 0, failed: 0 }
+
+  let libp2p: Libp2p<Services> | undefined
+  let store: StateStore | undefined
+  let peerBook: PeerBook | undefined
+  let self = ''
+  let running: AbortController | undefined
+  let starting: Promise<void> | undefined
+  let stopping: Promise<void> | undefined
+  const loops: Array<Promise<void>> = []
+
+  const now = (): number => clock.now()
+  const need = (op: string): { node: Libp2p<Services>, store: StateStore, book: PeerBook, signal: AbortSignal } => {
+    if (libp2p === undefined || store === undefined || peerBook === undefined || running === undefined) throw new NodeNotStartedError(op)
+    return { node: libp2p, store, book: peerBook, signal: running.signal }
+  }
+
+  // ---- membership -------------------------------------------------------
+
+  const emitTransitions = (ts: MembershipTransition[]): void => {
+    for (const t of ts) {
+      if (t.type === 'join') {
+        log.info('member joined', { peer: t.member.peerId })
+        events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
+      } else if (t.type === 'leave') {
+        log.info('member left', { peer: t.member.peerId })
+        events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
+        // A dead member with a lingering connection (hung process, partition): drop it so the redial path reconnects cleanly.
+        if (libp2p !== undefined && admitted.has(t.member.peerId)) {
+          libp2p.hangUp(peerIdFromString(t.member.peerId)).catch(() => {})
+        }
+      } else {
+        log.debug(`member ${t.type}`, { peer: t.member.peerId })
+      }
+    }
+  }
+
+  const sighting = (peer: string, at: number, direct: boolean, addresses?: string[]): void => {
+    if (peer === self) return
+    const s: { direct: boolean, discoveredBy: string, addresses?: string[] } = { direct, discoveredBy: discoveredBy.get(peer) ?? peerBook?.get(peer)?.discoveredBy ?? (direct ? 'inbound' : 'peer-exchange') }
+    if (addresses !== undefined) s.addresses = addresses
+    emitTransitions(membership.observe(peer, at, now(), s))
+  }
+
+  const addressesOf = (peer: string): string[] => peerBook?.get(peer)?.addresses ?? []
+
+  // ---- dialling ----------------------------------------------------------
+
+  const isConnected = (peer: string): boolean => libp2p !== undefined && libp2p.getConnections(peerIdFromString(peer)).length > 0
+
+  const dialPeer = (peer: string, addresses: string[]): void => {
+    if (libp2p === undefined || running === undefined || peer === self) return
+    if (dialing.has(peer) || dialing.size >= DEFAULT_MAX_PARALLEL_DIALS || isConnected(peer)) return
+    const node = libp2p
+    const signal = running.signal
+    dialing.add(peer)
+    void (async () => {
+      const d = deadline(clock, dialTimeoutMs, `dial ${peer}`, signal)
+      try {
+        const id = peerIdFromString(peer)
+        const mas = addresses.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
+        if (mas.length > 0) await node.peerStore.merge(id, { multiaddrs: mas })
+        await node.dial(id, { signal: d.signal })
+      } catch (err) {
+        log.debug('dial failed', { peer, error: errorMessage(err) })
+      } finally {
+        d.cancel()
+        dialing.delete(peer)
+      }
+    })()
+  }
+
+  const dialBootstrap = (ma: Multiaddr): void => {
+    const peer = peerIdOf(ma)
+    if (libp2p === undefined || running === undefined || peer === undefined || peer === self) return
+    if (!discoveredBy.has(peer)) discoveredBy.set(peer, 'bootstrap')
+    if (dialing.has(peer) || isConnected(peer)) return
+    const node = libp2p
+    const signal = running.signal
+    dialing.add(peer)
+    void (async () => {
+      const d = deadline(clock, dialTimeoutMs, `dial ${ma.toString()}`, signal)
+      try {
+        await node.dial(ma, { signal: d.signal })
+      } catch (err) {
+        log.debug('bootstrap dial failed', { addr: ma.toString(), error: errorMessage(err) })
+      } finally {
+        d.cancel()
+        dialing.delete(peer)
+      }
+    })()
+  }
+
+  const learnPeer = (peer: string, addresses: string[], via: string): void => {
+    if (peer === self || peerBook === undefined) return
+    if (!discoveredBy.has(peer)) discoveredBy.set(peer, peerBook.get(peer)?.discoveredBy ?? via)
+    peerBook.upsert(peer, { addresses, discoveredBy: discoveredBy.get(peer) ?? via })
+    dialPeer(peer, addresses.length > 0 ? addresses : addressesOf(peer))
+  }
+
+  // ---- admission ---------------------------------------------------------
+
+  const failAdmission = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
+    admissionFailures[reason]++
+    log.warn('peer failed admission, disconnecting', { peer: conn.remotePeer.toString(), reason, error: errorMessage(err) })
+    conn.abort(err instanceof Error ? err : new Error(String(err)))
+  }
+
+  const onAdmitted = (peer: string, conn: Connection, initiator: boolean): void => {
+    if (running === undefined || peerBook === undefined) return
+    const first = !admitted.has(peer)
+    admitted.add(peer)
+    const known = peerBook.get(peer)
+    const addrs = conn.direction === 'outbound' ? [conn.remoteAddr.toString()] : (known?.addresses ?? [])
+    peerBook.upsert(peer, { addresses: addrs, discoveredBy: discoveredBy.get(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
+    if (!discoveredBy.has(peer)) discoveredBy.set(peer, peerBook.get(peer)?.discoveredBy ?? 'inbound')
+    sighting(peer, now(), true, addrs.length > 0 ? addrs : undefined)
+    if (first) {
+      log.debug('peer admitted', { peer })
+      void openHeartbeat(peer)
+      if (initiator) void runSync(peer, conn)
+    }
+  }
+
+  const admitOutbound = async (conn: Connection): Promise<void> => {
+    const peer = conn.remotePeer.toString()
+    if (running === undefined || admitted.has(peer) || admitting.has(peer)) return
+    admitting.add(peer)
+    const d = deadline(clock, admissionTimeoutMs, `admission of ${peer}`, running.signal)
+    try {
+      const stream = await conn.newStream(admitProtocol, { signal: d.signal })
+      await withStream(stream, d.signal, async () => { await admitAsInitiator(stream, { key: keys.admissionKey, self, remote: peer, random, signal: d.signal }) })
+      onAdmitted(peer, conn, true)
+    } catch (err) {
+      if (running?.signal.aborted !== false) return
+      const reason: AdmissionFailure = d.signal.reason instanceof DeadlineError ? 'timeout' : err instanceof AdmissionError ? err.reason : 'protocol'
+      failAdmission(conn, reason, err)
+    } finally {
+      d.cancel()
+      admitting.delete(peer)
+    }
+  }
+
+  const watchInbound = (conn: Connection): void => {
+    if (running === undefined) return
+    const peer = conn.remotePeer.toString()
+    const signal = running.signal
+    // The dialling side runs the proof; if it has not succeeded in time, the connection goes.
+    clock.sleep(admissionTimeoutMs, signal).then(() => {
+      if (!admitted.has(peer) && conn.status === 'open') failAdmission(conn, 'timeout', new AdmissionError('timeout', `admission: peer ${peer} gave no token proof within ${admissionTimeoutMs} ms`))
+    }, () => {})
+  }
+
+  const handleAdmit = async (stream: Stream, conn: Connection): Promise<void> => {
+    if (running === undefined) { stream.abort(new Error('stopping')); return }
+    const peer = conn.remotePeer.toString()
+    const d = deadline(clock, admissionTimeoutMs, `admission of ${peer}`, running.signal)
+    try {
+      await withStream(stream, d.signal, async () => {
+        await admitAsResponder(stream, { key: keys.admissionKey, self, remote: peer, random, signal: d.signal, onAccepted: () => { onAdmitted(peer, conn, false) } })
+      })
+    } catch (err) {
+      if (running?.signal.aborted !== false || admitted.has(peer)) return
+      const reason: AdmissionFailure = d.signal.reason instanceof DeadlineError ? 'timeout' : err instanceof AdmissionError ? err.reason : 'protocol'
+      failAdmission(conn, reason, err)
+    } finally {
+      d.cancel()
+    }
+  }
+
+  // ---- heartbeats --------------------------------------------------------
+
+  const openHeartbeat = async (peer: string): Promise<void> => {
+    if (libp2p === undefined || running === undefined || heartbeatOut.has(peer) || !admitted.has(peer)) return
+    const conn = libp2p.getConnections(peerIdFromString(peer)).find((c) => c.status === 'open')
+    if (conn === undefined) return
+    const d = deadline(clock, dialTimeoutMs, `heartbeat stream to ${peer}`, running.signal)
+    try {
+      const stream = await conn.newStream(heartbeatProtocol, { signal: d.signal })
+      if (running === undefined || heartbeatOut.has(peer)) { stream.abort(new Error('not needed')); return }
+      heartbeatOut.set(peer, stream)
+      stream.addEventListener('close', () => { if (heartbeatOut.get(peer) === stream) heartbeatOut.delete(peer) }, { once: true })
+    } catch (err) {
+      log.debug('heartbeat stream failed', { peer, error: errorMessage(err) })
+    } finally {
+      d.cancel()
+    }
+  }
+
+  const heartbeatFor = (peer: string, t: number): Uint8Array => {
+    // Ask about members we have no first-hand news of; answer what this neighbour asked with first-hand news.
+    const wants: number[] = []
+    for (const m of membership.list()) {
+      if (m.peerId === peer) continue
+      const direct = membership.directAt(m.peerId)
+      if (direct === undefined || t - direct >= 2 * timing.heartbeatIntervalMs) wants.push(shortId(m.peerId))
+    }
+    const seen: Array<{ id: number, ageMs: number }> = []
+    const asked = wantsOf.get(peer)
+    if (asked !== undefined && asked.length > 0) {
+      const byShort = new Map(membership.list().map((m) => [shortId(m.peerId), m.peerId]))
+      byShort.set(shortId(self), self)
+      for (const id of asked) {
+        const who = byShort.get(id)
+        if (who === undefined || who === peer) continue
+        if (who === self) { seen.push({ id, ageMs: 0 }); continue }
+        const direct = membership.directAt(who)
+        if (direct !== undefined && t - direct < timing.suspectAfterMs) seen.push({ id, ageMs: t - direct })
+      }
+    }
+    return encodeHeartbeat({ wants, seen })
+  }
+
+  const sendHeartbeats = (): void => {
+    const t = now()
+    for (const peer of admitted) {
+      const stream = heartbeatOut.get(peer)
+      if (stream === undefined || stream.status !== 'open') { heartbeatOut.delete(peer); void openHeartbeat(peer); continue }
+      if (stream.writableNeedsDrain) continue
+      void sendFrames(stream, [heartbeatFor(peer, t)], running?.signal ?? AbortSignal.abort()).catch(() => {})
+    }
+  }
+
+  const handleHeartbeat = async (stream: Stream, conn: Connection): Promise<void> => {
+    const peer = conn.remotePeer.toString()
+    if (!admitted.has(peer)) { stream.abort(new Error('not admitted')); return }
+    const reader = new FrameReader(stream, 4096)
+    try {
+      for (;;) {
+        const body = await reader.next()
+        if (body === undefined) break
+        const hb = decodeHeartbeat(body)
+        const t = now()
+        sighting(peer, t, true)
+        wantsOf.set(peer, hb.wants)
+        if (hb.seen.length > 0) {
+          const byShort = new Map(membership.list().map((m) => [shortId(m.peerId), m.peerId]))
+          for (const s of hb.seen) {
+            const who = byShort.get(s.id)
+            if (who !== undefined && s.ageMs < timing.deadAfterMs) sighting(who, t - s.ageMs, false)
+          }
+        }
+      }
+      await stream.close().catch(() => {})
+    } catch (err) {
+      if (running === undefined || running.signal.aborted || stream.status !== 'open') return
+      protocolErrors['malformed-frame']++
+      log.warn('bad heartbeat stream, resetting it', { peer, error: errorMessage(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      wantsOf.delete(peer)
+    }
+  }
+
+  // ---- anti-entropy ------------------------------------------------------
+
+  const adverts = (): PeerAdvert[] => {
+    const t = now()
+    const out: PeerAdvert[] = []
+    for (const m of membership.list()) {
+      const direct = membership.directAt(m.peerId)
+      if (direct === undefined || m.liveness === 'dead') continue
+      out.push({ id: m.peerId, addresses: addressesOf(m.peerId), ageMs: t - direct })
+    }
+    return out
+  }
+
+  const syncSide = (peer: string, signal: AbortSignal): SyncSide => ({
+    store: need('sync').store,
+    remote: peer,
+    peers: adverts,
+    onPeers: (list) => {
+      const t = now()
+      for (const p of list) {
+        if (p.id === self) continue
+        try { peerIdFromString(p.id) } catch { continue }
+        learnPeer(p.id, p.addresses, 'peer-exchange')
+        if (p.ageMs < timing.deadAfterMs) sighting(p.id, t - p.ageMs, false)
+      }
+    },
+    onApplied: (r: ApplyResult) => { noteApplied(peer, r) },
+    maxFrameBytes,
+    signal
+  })
+
+  const noteApplied = (peer: string, r: ApplyResult): void => {
+    const rejected = Object.entries(r.rejected).filter(([, n]) => (n ?? 0) > 0)
+    if (rejected.length > 0) log.warn('refused state entries', { peer, rejected: Object.fromEntries(rejected) })
+  }
+
+  const runSync = async (peer: string, conn?: Connection): Promise<void> => {
+    if (libp2p === undefined || running === undefined) return
+    const d = deadline(clock, syncTimeoutMs, `sync with ${peer}`, running.signal)
+    try {
+      const c = conn ?? libp2p.getConnections(peerIdFromString(peer)).find((x) => x.status === 'open')
+      if (c === undefined) return
+      const stream = await c.newStream(syncProtocol, { signal: d.signal })
+      const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, syncSide(peer, d.signal)))
+      syncs.ok++
+      if (r.sent + r.received > 0) log.debug('anti-entropy exchange', { peer, ...r })
+    } catch (err) {
+      if (running?.signal.aborted !== false) return
+      syncs.failed++
+      if (isMalformed(err)) protocolErrors['malformed-frame']++
+      log.debug('anti-entropy exchange failed', { peer, error: errorMessage(err) })
+    } finally {
+      d.cancel()
+    }
+  }
+
+  const handleSync = async (stream: Stream, conn: Connection): Promise<void> => {
+    const peer = conn.remotePeer.toString()
+    if (running === undefined || !admitted.has(peer)) { stream.abort(new Error('not admitted')); return }
+    const d = deadline(clock, syncTimeoutMs, `sync with ${peer}`, running.signal)
+    try {
+      await withStream(stream, d.signal, async () => await syncAsResponder(stream, syncSide(peer, d.signal)))
+      syncs.ok++
+    } catch (err) {
+      if (running?.signal.aborted !== false) return
+      syncs.failed++
+      if (isMalformed(err)) {
+        protocolErrors['malformed-frame']++
+        log.warn('malformed sync frame, stream reset', { peer, error: errorMessage(err) })
+      }
+    } finally {
+      d.cancel()
+    }
+  }
+
+  // ---- gossip ------------------------------------------------------------
+
+  const onGossip = (evt: CustomEvent<GossipsubMessage>): void => {
+    const { msg, propagationSource } = evt.detail
+    if (msg.topic !== topic || store === undefined) return
+    const from = propagationSource.toString()
+    if (!admitted.has(from)) { protocolErrors['gossip-not-admitted']++; return }
+    if (init.hooks?.dropGossip?.({ direction: 'in', peer: from, data: msg.data }) === true) return
+    sighting(from, now(), true)
+    store.apply([msg.data], from).then((r) => { noteApplied(from, r) }, (err: unknown) => { log.error('applying gossip failed', { peer: from, error: errorMessage(err) }) })
+  }
+
+  const publish = (wire: Uint8Array): void => {
+    if (libp2p === undefined) return
+    if (init.hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) return
+    libp2p.services.pubsub.publish(topic, wire).catch((err: unknown) => { log.debug('gossip publish failed', { error: errorMessage(err) }) })
+  }
+
+  // ---- loops -------------------------------------------------------------
+
+  const loop = (name: string, intervalMs: number, body: () => Promise<void> | void): void => {
+    const signal = (running as AbortController).signal
+    loops.push((async () => {
+      while (!signal.aborted) {
+        try {
+          await clock.sleep(intervalMs, signal)
+        } catch {
+          return
+        }
+        try {
+          await body()
+        } catch (err) {
+          if (!signal.aborted) log.warn(`${name} failed`, { error: errorMessage(err) })
+        }
+      }
+    })())
+  }
+
+  const livenessLoop = (): void => {
+    const signal = (running as AbortController).signal
+    loops.push((async () => {
+      let nextBeat = now()
+      while (!signal.aborted) {
+        const t = now()
+        if (t >= nextBeat) {
+          sendHeartbeats()
+          nextBeat = t + timing.heartbeatIntervalMs
+        }
+        emitTransitions(membership.evaluate(t))
+        const due = Math.min(nextBeat, membership.nextDeadline(t) ?? nextBeat)
+        try {
+          await clock.sleep(Math.max(1, due - t), signal)
+        } catch {
+          return
+        }
+      }
+    })())
+  }
+
+  const redial = async (): Promise<void> => {
+    const { book } = need('redial')
+    for (const ma of bootstrap) dialBootstrap(ma)
+    for (const p of book.list()) {
+      if (p.id === self || p.addresses.length === 0) continue
+      dialPeer(p.id, p.addresses)
+    }
+    await book.save()
+  }
+
+  const rendezvous = async (): Promise<void> => {
+    const { node, signal } = need('rendezvous')
+    const dht = node.services.dht
+    if (dht === undefined) return
+    const rk = keys.rendezvousKey(now(), timing.rendezvousEpochMs)
+    const d = deadline(clock, Math.max(timing.rendezvousIntervalMs, 5_000), 'rendezvous', signal)
+    try {
+      if (node.getConnections().length === 0) return
+      try {
+        for await (const _ of dht.provide(rendezvousCid(rk.current), { signal: d.signal })) { /* drain */ }
+      } catch (err) {
+        log.debug('rendezvous provide failed', { error: errorMessage(err) })
+      }
+      for (const key of [rk.current, rk.previous]) {
+        try {
+          for await (const ev of dht.findProviders(rendezvousCid(key), { signal: d.signal })) {
+            if (ev.name !== 'PROVIDER') continue
+            for (const p of ev.providers) learnPeer(p.id.toString(), p.multiaddrs.map((m) => m.toString()), 'dht')
+          }
+        } catch (err) {
+          log.debug('rendezvous lookup failed', { error: errorMessage(err) })
+        }
+      }
+    } finally {
+      d.cancel()
+    }
+  }
+
+  const antiEntropy = async (): Promise<void> => {
+    const peers = [...admitted]
+    if (peers.length === 0) return
+    const peer = peers[random.int(peers.length)]
+    if (peer !== undefined) await runSync(peer)
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  /** Labels every peer a discovery module reports, so status can say how a peer was found. */
+  const labelled = <C>(label: string, factory: (c: C) => PeerDiscovery): (c: C) => PeerDiscovery => (components: C) => {
+    const svc = factory(components)
+    svc.addEventListener('peer', (evt: CustomEvent<PeerInfo>) => {
+      const id = evt.detail.id.toString()
+      if (!discoveredBy.has(id)) discoveredBy.set(id, label)
+    })
+    return svc
+  }
+
+  const doStart = async (): Promise<void> => {
+    const controller = new AbortController()
+    await mkdir(stateDir, { recursive: true, mode: 0o700 })
+    const privateKey: PrivateKey = await loadOrCreateIdentity(stateDir)
+    const book = await loadPeerBook(stateDir, log)
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const me = peerIdFromPrivateKey(privateKey).toString()
+    const st = await createStateStore({
+      privateKey,
+      self: me,
+      stateKey: keys.stateKey,
+      dir: join(stateDir, 'state'),
+      ...(init.stateLimits === undefined ? {} : { limits: init.stateLimits }),
+      isAdmitted: (owner) => admitted.has(owner) || membership.get(owner) !== undefined,
+      clock,
+      logger: log
+    })
+    const report = st.loadReport()
+    if (report.corrupt) log.warn('state file was corrupt; starting empty and rebuilding from peers', { file: report.file, movedTo: report.movedTo, problem: report.problem })
+
+    const discovery = init.libp2pOverrides?.peerDiscovery ?? (p2p.mdns ? [mdns({ serviceTag: keys.mdnsServiceName, interval: timing.mdnsIntervalMs })] : [])
+    const services: Record<string, unknown> = {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        globalSignaturePolicy: 'StrictNoSign',
+        doPX: false,
+        maxInboundDataLength: maxFrameBytes + 64 * 1024
+      })
+    }
+    if (!p2p.disableDht) {
+      services.dht = kadDHT({ protocol: keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
+    }
+    let node: Libp2p<Services>
+    try {
+      node = await createLibp2p({
+        privateKey,
+        start: false,
+        addresses: {
+          listen,
+          // Listening on 0.0.0.0 also yields 127.0.0.1: never announce loopback unless that is all we have.
+          announceFilter: (addrs) => addrs.some((a) => !isLoopback(a)) ? addrs.filter((a) => !isLoopback(a)) : addrs
+        },
+        transports: init.libp2pOverrides?.transports ?? [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        connectionProtector: preSharedKey({ psk: keys.pnetKey }),
+        connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, ...init.libp2pOverrides?.connectionManager },
+        // Our own heartbeats watch every admitted connection; the monitor's pings only add traffic and churn.
+        connectionMonitor: { enabled: false },
+        ...(init.libp2pOverrides?.connectionGater === undefined ? {} : { connectionGater: init.libp2pOverrides.connectionGater }),
+        peerDiscovery: discovery.map((f, i) => labelled(init.libp2pOverrides?.peerDiscovery === undefined ? 'mdns' : `discovery-${i}`, f)),
+        services: services as never
+      }) as Libp2p<Services>
+    } catch (err) {
+      await st.close()
+      throw err
+    }
+
+    self = me
+    libp2p = node
+    store = st
+    peerBook = book
+    running = controller
+
+    node.addEventListener('connection:open', (evt) => {
+      const conn = evt.detail
+      if (conn.direction === 'outbound') void admitOutbound(conn)
+      else watchInbound(conn)
+    })
+    node.addEventListener('peer:disconnect', (evt) => {
+      const peer = evt.detail.toString()
+      admitted.delete(peer)
+      heartbeatOut.delete(peer)
+    })
+    node.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id.toString()
+      if (!discoveredBy.has(id)) discoveredBy.set(id, 'dht')
+      learnPeer(id, evt.detail.multiaddrs.map((m) => m.toString()), discoveredBy.get(id) ?? 'dht')
+    })
+    node.addEventListener('peer:identify', (evt) => {
+      const peer = evt.detail.peerId.toString()
+      const addrs = evt.detail.listenAddrs.filter((a) => !isLoopback(a) || listen.every((l) => isLoopback(multiaddr(l)))).map((a) => a.toString())
+      if (addrs.length > 0 && (admitted.has(peer) || book.get(peer) !== undefined)) book.upsert(peer, { addresses: addrs })
+    })
+    st.addEventListener('change', (evt) => {
+      events.dispatchEvent(new CustomEvent('change', { detail: evt.detail }))
+    })
+
+    try {
+      await node.handle(admitProtocol, handleAdmit, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+      await node.handle(syncProtocol, handleSync, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+      await node.handle(heartbeatProtocol, handleHeartbeat, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+      await node.start()
+      node.services.pubsub.topicValidators.set(topic, (peer: PeerId) => admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject)
+      node.services.pubsub.addEventListener('gossipsub:message', onGossip)
+      node.services.pubsub.subscribe(topic)
+    } catch (err) {
+      controller.abort()
+      await node.stop().catch(() => {})
+      await st.close().catch(() => {})
+      libp2p = undefined
+      store = undefined
+      running = undefined
+      throw err
+    }
+
+    livenessLoop()
+    loop('anti-entropy', timing.antiEntropyIntervalMs, antiEntropy)
+    loop('redial', timing.redialIntervalMs, redial)
+    if (!p2p.disableDht) loop('rendezvous', timing.rendezvousIntervalMs, rendezvous)
+    // Known peers first (a restart must not wait for discovery), then the bootstrap list.
+    for (const p of book.list()) if (p.addresses.length > 0) { discoveredBy.set(p.id, 'known'); dialPeer(p.id, p.addresses) }
+    for (const ma of bootstrap) dialBootstrap(ma)
+    log.info('p2p node started', { peerId: self, addresses: node.getMultiaddrs().map(String), fingerprint: keys.fingerprint })
+  }
+
+  const doStop = async (): Promise<void> => {
+    if (starting !== undefined) await starting.catch(() => {})
+    const controller = running
+    const node = libp2p
+    const st = store
+    const book = peerBook
+    if (controller === undefined || node === undefined || st === undefined || book === undefined) return
+    controller.abort()
+    running = undefined
+    for (const s of heartbeatOut.values()) s.abort(new Error('stopping'))
+    heartbeatOut.clear()
+    await Promise.allSettled(loops.splice(0))
+    node.services.pubsub.removeEventListener('gossipsub:message', onGossip)
+    await node.stop().catch((err: unknown) => { log.warn('libp2p stop failed', { error: errorMessage(err) }) })
+    admitted.clear()
+    await book.save().catch((err: unknown) => { log.warn('saving known peers failed', { error: errorMessage(err) }) })
+    await st.close()
+    libp2p = undefined
+    store = undefined
+    peerBook = undefined
+    log.info('p2p node stopped', { peerId: self })
+  }
+
+  const state: ClusterState = {
+    get self () { return self },
+    get: (owner: string, key: string): StateEntry | undefined => store?.get(owner, key),
+    list: (prefix?: string): StateEntry[] => store?.list(prefix) ?? [],
+    put: async (key: string, value: JsonValue): Promise<StateEntry> => {
+      const { store: st } = need('put')
+      const { entry, wire } = await st.put(key, value)
+      publish(wire)
+      return entry
+    },
+    members: (): Member[] => membership.list(),
+    addEventListener: <K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void => {
+      events.addEventListener(type, listener as EventListener)
+    },
+    removeEventListener: <K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void => {
+      events.removeEventListener(type, listener as EventListener)
+    }
+  }
+
+  return {
+    get peerId () { return self },
+    state,
+    start: async () => {
+      if (running !== undefined) return
+      if (stopping !== undefined) await stopping
+      starting ??= doStart().finally(() => { starting = undefined })
+      await starting
+    },
+    stop: async () => {
+      stopping ??= doStop().finally(() => { stopping = undefined })
+      await stopping
+    },
+    addresses: () => libp2p?.getMultiaddrs().map((m) => m.toString()) ?? [],
+    status: (): P2PStatus => {
+      const rejections: Record<string, number> = {}
+      const storeRejections = store?.rejections()
+      for (const r of REJECT_REASONS) rejections[r] = storeRejections?.[r as RejectReason] ?? 0
+      Object.assign(rejections, protocolErrors)
+      const members = new Map(membership.list().map((m) => [m.peerId, m]))
+      const ids = new Set<string>([...members.keys(), ...admitted])
+      const peers: PeerStatus[] = [...ids].sort().map((id) => {
+        const m = members.get(id)
+        return {
+          id,
+          addresses: m?.addresses.length === 0 || m === undefined ? addressesOf(id) : m.addresses,
+          liveness: m?.liveness ?? 'unknown',
+          lastSeen: m?.lastSeen ?? 0,
+          discoveredBy: m?.discoveredBy ?? discoveredBy.get(id) ?? 'inbound',
+          connected: isConnected(id),
+          admitted: admitted.has(id)
+        }
+      })
+      return {
+        peerId: self,
+        fingerprint: keys.fingerprint,
+        networkId: keys.networkId,
+        addresses: libp2p?.getMultiaddrs().map((m) => m.toString()) ?? [],
+        peers,
+        state: store?.size() ?? { entries: 0, bytes: 0 },
+        rejections,
+        admissionFailures: Object.values(admissionFailures).reduce((a, b) => a + b, 0),
+        admissionFailuresByReason: { ...admissionFailures },
+        syncs: { ...syncs }
+      }
+    },
+    dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {
+      const { node, signal } = need('dial')
+      const ma = parseAddress(addr, 'dial', false)
+      const peer = peerIdOf(ma)
+      if (peer !== undefined && !discoveredBy.has(peer)) discoveredBy.set(peer, 'bootstrap')
+      const d = deadline(clock, dialTimeoutMs, `dial ${addr}`, options.signal === undefined ? signal : AbortSignal.any([signal, options.signal]))
+      try {
+        await node.dial(ma, { signal: d.signal })
+      } catch (err) {
+        throw new DialError(addr, { cause: err })
+      } finally {
+        d.cancel()
+      }
+    }
+  }
+}
+
+function isMalformed (err: unknown): boolean {
+  return err instanceof Error && (err.name === 'MalformedFrameError' || err.name === 'FrameTooLargeError')
+}
+
+/** Re-exported for readers that build status output. */
+export type { StateChange }

@@ -1,0 +1,153 @@
+import type { Stream } from '@libp2p/interface'
+import type { ApplyResult, StateStore } from './state/contract.ts'
+import { MalformedFrameError } from './errors.ts'
+import { FrameReader, concatBytes, decodeList, encodeList, fromUtf8, utf8 } from './framing.ts'
+import { sendFrames } from './stream-io.ts'
+
+/**
+ * Anti-entropy and peer exchange over `${syncProtocol}/sync/1.0.0`. One
+ * exchange repairs both replicas: each side learns the other's digest and
+ * sends exactly what the other lacks, so a lost gossip message is fixed by
+ * the next exchange. Both sides also hand over the peers they admitted, which
+ * is how a node finds members beyond the ~20 a DHT self-lookup returns.
+ *
+ *   initiator → responder  PEERS, DIGEST
+ *   responder → initiator  PEERS, ENTRIES*, DIGEST
+ *   initiator → responder  ENTRIES*, END
+ *
+ * Every frame is length-prefixed and bounded; the first byte is its kind.
+ */
+
+/** Protocol id suffix under the token's sync protocol prefix. */
+export const SYNC_PROTOCOL_SUFFIX = '/sync/1.0.0'
+
+const KIND = { digest: 1, entries: 2, peers: 3, end: 4 } as const
+/** Most entries in one ENTRIES frame. */
+const MAX_ENTRIES_PER_FRAME = 4096
+/** Most peers in one PEERS frame. */
+export const MAX_PEERS_PER_EXCHANGE = 256
+const MAX_ADDRS = 8
+const MAX_ADDR_LENGTH = 256
+
+/** A peer one side vouches for: admitted by it, heard from `ageMs` ago. */
+export interface PeerAdvert {
+  id: string
+  addresses: string[]
+  ageMs: number
+}
+
+/** What one side of an exchange works with. */
+export interface SyncSide {
+  store: StateStore
+  /** Remote peer id (authenticated by the connection). */
+  remote: string
+  /** The peers we vouch for. */
+  peers: () => PeerAdvert[]
+  /** Called with the peers the remote vouches for. */
+  onPeers: (peers: PeerAdvert[]) => void
+  /** Called after each applied ENTRIES frame. */
+  onApplied: (result: ApplyResult) => void
+  /** Bound on any frame, bytes. */
+  maxFrameBytes: number
+  signal: AbortSignal
+}
+
+/** Totals of one exchange. */
+export interface SyncResult {
+  sent: number
+  received: number
+}
+
+function frame (kind: number, body: Uint8Array): Uint8Array {
+  return concatBytes([Uint8Array.of(kind), body])
+}
+
+/** Splits wire entries into ENTRIES frames that each fit `maxFrameBytes`. */
+export function entryFrames (entries: Uint8Array[], maxFrameBytes: number): Uint8Array[] {
+  const frames: Uint8Array[] = []
+  let batch: Uint8Array[] = []
+  let size = 16
+  for (const e of entries) {
+    const cost = e.length + 10
+    if (cost + 16 > maxFrameBytes) continue
+    if (batch.length > 0 && (size + cost > maxFrameBytes || batch.length >= MAX_ENTRIES_PER_FRAME)) {
+      frames.push(frame(KIND.entries, encodeList(batch)))
+      batch = []
+      size = 16
+    }
+    batch.push(e)
+    size += cost
+  }
+  if (batch.length > 0) frames.push(frame(KIND.entries, encodeList(batch)))
+  return frames
+}
+
+/** Encodes a PEERS frame body. */
+export function encodePeers (peers: PeerAdvert[]): Uint8Array {
+  const list = peers.slice(0, MAX_PEERS_PER_EXCHANGE).map((p) => [p.id, p.addresses.slice(0, MAX_ADDRS), Math.max(0, Math.round(p.ageMs))])
+  return frame(KIND.peers, utf8(JSON.stringify(list)))
+}
+
+/** Decodes a PEERS frame body (without the kind byte); throws `MalformedFrameError` on a wrong shape. */
+export function decodePeers (body: Uint8Array): PeerAdvert[] {
+  let raw: unknown
+  try {
+    raw = JSON.parse(fromUtf8(body))
+  } catch (err) {
+    throw new MalformedFrameError('peers: not JSON', { cause: err })
+  }
+  if (!Array.isArray(raw) || raw.length > MAX_PEERS_PER_EXCHANGE) throw new MalformedFrameError(`peers: expected an array of at most ${MAX_PEERS_PER_EXCHANGE} items`)
+  return raw.map((item: unknown, i) => {
+    if (!Array.isArray(item) || item.length !== 3) throw new MalformedFrameError(`peers[${i}]: expected [id, addresses, ageMs]`)
+    const [id, addresses, ageMs] = item as [unknown, unknown, unknown]
+    if (typeof id !== 'string' || id.length === 0 || id.length > 128) throw new MalformedFrameError(`peers[${i}]: id must be a peer id string`)
+    if (!Array.isArray(addresses) || addresses.length > MAX_ADDRS || !addresses.every((a) => typeof a === 'string' && a.length <= MAX_ADDR_LENGTH)) {
+      throw new MalformedFrameError(`peers[${i}]: addresses must be at most ${MAX_ADDRS} multiaddr strings`)
+    }
+    if (typeof ageMs !== 'number' || !Number.isFinite(ageMs) || ageMs < 0) throw new MalformedFrameError(`peers[${i}]: ageMs must be a non-negative number`)
+    return { id, addresses: addresses as string[], ageMs }
+  })
+}
+
+/** Reads frames until DIGEST (returned) or END (undefined), applying ENTRIES and PEERS on the way. */
+async function readUntil (reader: FrameReader, side: SyncSide, want: 'digest' | 'end'): Promise<{ digest?: Uint8Array, received: number }> {
+  let received = 0
+  for (;;) {
+    const f = await reader.expect(want === 'digest' ? 'the digest' : 'the end of the exchange')
+    const kind = f[0]
+    const body = f.subarray(1)
+    if (kind === KIND.peers) {
+      side.onPeers(decodePeers(body))
+    } else if (kind === KIND.entries) {
+      const entries = decodeList(body, MAX_ENTRIES_PER_FRAME)
+      received += entries.length
+      side.onApplied(await side.store.apply(entries, side.remote))
+    } else if (kind === KIND.digest && want === 'digest') {
+      return { digest: body.slice(), received }
+    } else if (kind === KIND.end && want === 'end') {
+      return { received }
+    } else {
+      throw new MalformedFrameError(`sync: unexpected frame kind ${String(kind)} while waiting for ${want}`)
+    }
+  }
+}
+
+/** Runs the initiating side of one exchange. */
+export async function syncAsInitiator (stream: Stream, side: SyncSide): Promise<SyncResult> {
+  const reader = new FrameReader(stream, side.maxFrameBytes)
+  await sendFrames(stream, [encodePeers(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
+  const { digest, received } = await readUntil(reader, side, 'digest')
+  const missing = side.store.missingFor(digest ?? new Uint8Array(0))
+  await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
+  return { sent: missing.length, received }
+}
+
+/** Runs the responding side of one exchange. */
+export async function syncAsResponder (stream: Stream, side: SyncSide): Promise<SyncResult> {
+  const reader = new FrameReader(stream, side.maxFrameBytes)
+  const first = await readUntil(reader, side, 'digest')
+  const missing = side.store.missingFor(first.digest ?? new Uint8Array(0))
+  await sendFrames(stream, [encodePeers(side.peers()), ...entryFrames(missing, side.maxFrameBytes), frame(KIND.digest, side.store.digest())], side.signal)
+  const last = await readUntil(reader, side, 'end')
+  return { sent: missing.length, received: first.received + last.received }
+}

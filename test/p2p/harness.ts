@@ -1,0 +1,78 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { P2PConfig } from '../../config/types.ts'
+import { PRESETS } from '../../config/presets.ts'
+import { generateToken, parseToken, type NetworkToken } from '../../token/index.ts'
+import { createLogger, silentLogger } from '../../util/log.ts'
+import { createP2PNode, type P2PNode, type P2PNodeInit } from '../../p2p/index.ts'
+
+/** A `p2p` section for an in-process node: loopback, ephemeral port, lab timing, no mDNS. */
+export function labConfig (overrides: Partial<P2PConfig> = {}): P2PConfig {
+  return {
+    networkToken: '',
+    networkId: '',
+    role: 'auto',
+    minimumNodes: 2,
+    disableDht: false,
+    autoEnable: true,
+    haEnable: false,
+    haMasterNodes: 0,
+    vpn: { create: false, use: false, cidr: '10.88.0.0/16', interface: 'kairos0', port: 51820, mtu: 1420 },
+    bootstrapPeers: [],
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    mdns: false,
+    stateDir: '',
+    installer: { kind: 'dry-run' },
+    preset: 'lab',
+    timing: PRESETS.lab,
+    ...overrides
+  }
+}
+
+/** A fresh random network token. */
+export function newToken (): NetworkToken {
+  return parseToken(generateToken())
+}
+
+/** Nodes and temporary dirs of one test, torn down together. */
+export class Cluster {
+  readonly nodes: P2PNode[] = []
+  private readonly dirs: string[] = []
+
+  /** A new empty state dir. */
+  async dir (): Promise<string> {
+    const d = await mkdtemp(join(tmpdir(), 'kp2p-test-'))
+    this.dirs.push(d)
+    return d
+  }
+
+  /** Creates and starts a node; `stateDir` defaults to a fresh dir. */
+  async node (token: NetworkToken, p2p: Partial<P2PConfig> = {}, extra: Partial<P2PNodeInit> = {}): Promise<P2PNode> {
+    const stateDir = extra.stateDir ?? await this.dir()
+    const logger = process.env.KP2P_TEST_LOG === undefined ? silentLogger : createLogger({ level: 'debug', format: 'text' }).child(`n${this.nodes.length}`)
+    const node = await createP2PNode({ p2p: labConfig(p2p), token, stateDir, logger, ...extra })
+    this.nodes.push(node)
+    await node.start()
+    return node
+  }
+
+  async close (): Promise<void> {
+    await Promise.allSettled(this.nodes.map(async (n) => { await n.stop() }))
+    await Promise.allSettled(this.dirs.map(async (d) => { await rm(d, { recursive: true, force: true }) }))
+  }
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; the error names `what`. */
+export async function waitFor (what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/** Peers of `node` that it has admitted and sees alive. */
+export function alivePeers (node: P2PNode): string[] {
+  return node.state.members().filter((m) => m.liveness === 'alive').map((m) => m.peerId).sort()
+}
