@@ -256,6 +256,32 @@ describe('unknown keys', () => {
   })
 })
 
+describe('cross-field warnings', () => {
+  const T = 'p2p:\n  network_token: t\n'
+  it.each([
+    ['automatic roles off without a static role', `${T}  auto:\n    enable: false\n`,
+      ['p2p.auto.enable: false with no p2p.role: this node never gets a role; set p2p.role']],
+    ['role none without a VPN', `${T}  role: none\n  vpn:\n    create: false\n`,
+      ['p2p.role: none with p2p.vpn.create false: this node only relays cluster state']],
+    ['single-node minimum', `${T}  minimum_nodes: 1\n`,
+      ['p2p.minimum_nodes: 1 lets a node that boots alone form its own cluster; use it only for a single-node site']],
+    ['even number of HA servers, too few nodes', `${T}  auto:\n    ha:\n      enable: true\n      master_nodes: 1\n`,
+      ['p2p.auto.ha.master_nodes: 1 gives 2 servers; etcd needs an odd number to tolerate the same failures with fewer machines']],
+    ['HA needs more nodes than the minimum', `${T}  auto:\n    ha:\n      enable: true\n`,
+      ['p2p.minimum_nodes: 2 is less than the 3 servers HA needs; the cluster forms first and HA servers join as nodes arrive']],
+    ['k3s args that kairos-p2p manages', `${T}k3s:\n  args: [--cluster-init, --token=abc, --disable=traefik]\n`,
+      ['k3s.args: --cluster-init is set by kairos-p2p at hand-off; remove it from k3s.args',
+        'k3s.args: --token is set by kairos-p2p at hand-off; remove it from k3s.args']],
+    ['legacy kairos block', 'kairos:\n  network_token: t\n',
+      ['kairos: the old name of the p2p block; kairos-p2p reads only p2p: (move network_token and the rest under p2p:)',
+        'p2p.network_token: not set; a node cannot join a network without it (create one with `kairos-p2p token generate`)']],
+    ['Kairos HA external datastore', `${T}  auto:\n    ha:\n      enable: true\n      external_db: mysql://x\n  minimum_nodes: 3\n`,
+      ['p2p.auto.ha.external_db: Kairos key not used by kairos-p2p; ignored']]
+  ])('%s', (_label, text, expected) => {
+    expect(one(text).warnings.map(formatWarning)).toEqual(expected)
+  })
+})
+
 describe('merging several files', () => {
   it('deep-merges maps, replaces lists, later wins, null keeps earlier', () => {
     const { config, sources } = parseConfig([
