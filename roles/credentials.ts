@@ -61,6 +61,7 @@ export interface SealKeys {
   open(box: SealedBox): string
 }
 
+/** Options of `createSealKeys`. */
 export interface SealKeysOptions {
   /** Source of the private key when one is created. @default cryptoRandom */
   random?: RandomSource

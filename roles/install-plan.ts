@@ -103,7 +103,9 @@ export interface InstallPlanInput {
 
 /** The hand-off, ready for an installer. */
 export interface InstallPlan {
+  /** The role the plan is for. */
   role: InstallRole
+  /** `k3s` for servers, `k3s-agent` for agents. */
   service: K3sService
   /** `/etc/rancher/k3s/config.yaml` content. */
   configYaml: string

@@ -2,10 +2,11 @@ import { dump } from 'js-yaml'
 import { redactPlan, type InstallPlan } from '../install-plan.ts'
 import type { InstallBackend } from './backend.ts'
 
+/** What the dry-run installer needs. */
 export interface DryRunBackendInit {
   /** Where the plan goes. */
   write: (text: string) => void
-  /** Print tokens in clear instead of `<redacted sha256:…>`. */
+  /** Print tokens in clear instead of `<redacted sha256:…>`. @default false (in createInstaller) */
   revealSecrets: boolean
 }
 

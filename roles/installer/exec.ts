@@ -3,6 +3,7 @@ import type { InstallBackend } from './backend.ts'
 import { InstallerError } from './errors.ts'
 import { runCommand } from './run.ts'
 
+/** What the exec installer needs. */
 export interface ExecBackendInit {
   /** argv of the configured command (`p2p.installer.command`). */
   command: readonly string[]

@@ -29,7 +29,9 @@ export interface InstallRecord {
   kind: InstallerConfig['kind']
   /** Digest of the plan it applied. */
   digest: string
+  /** Role the plan was for. */
   role: InstallPlan['role']
+  /** Service it enabled (or would have, for exec and dry-run). */
   service: InstallPlan['service']
   /** When it completed, ms since the epoch. */
   at: number
@@ -37,6 +39,7 @@ export interface InstallRecord {
   detail: string
 }
 
+/** Outcome of one `install` call. */
 export interface InstallResult {
   /** False when this plan was already handed off (nothing was done). */
   changed: boolean
@@ -46,6 +49,7 @@ export interface InstallResult {
 
 /** Applies install plans, at most once per distinct plan. */
 export interface Installer {
+  /** `p2p.installer.kind`. */
   readonly kind: InstallerConfig['kind']
   /**
    * Hands `plan` off unless the recorded hand-off has the same digest (and, for
@@ -58,6 +62,7 @@ export interface Installer {
   lastRecord(): Promise<InstallRecord | undefined>
 }
 
+/** What `createInstaller` needs besides `p2p.installer`. */
 export interface InstallerInit {
   /** Directory for the hand-off record (`p2p.state_dir`). */
   stateDir: string

@@ -11,6 +11,7 @@ export const K3S_CONFIG_PATH = 'etc/rancher/k3s/config.yaml'
 /** Header of the service environment files we write. */
 export const ENV_FILE_HEADER = '# Written by kairos-p2p from k3s.env / k3s-agent.env; local edits are replaced on the next hand-off.\n'
 
+/** What the k3s installer needs. */
 export interface K3sBackendInit {
   /** Filesystem root holding `etc/rancher/k3s` and `etc/systemd/system`. */
   root: string
@@ -18,6 +19,7 @@ export interface K3sBackendInit {
   env: NodeJS.ProcessEnv
   /** Per-command timeout, ms. */
   timeoutMs: number
+  /** Receives each systemctl call at debug level. */
   logger: Logger
 }
 
@@ -42,8 +44,9 @@ export function renderEnvFile (env: Record<string, string>): string {
  * Starts use `--no-block`: the k3s units are `Type=notify` with no start timeout,
  * so a blocking start of an agent whose server is not reachable yet would never
  * return; k3s keeps retrying on its own and the status reports progress.
- * A changed plan restarts the service; a role change (server ↔ agent) disables
- * the service of the previous role first.
+ * The first start of a service is preceded by `daemon-reload`; a changed plan
+ * restarts the service; a role change (server ↔ agent) disables the service of
+ * the previous role first.
  */
 export function createK3sBackend (init: K3sBackendInit): InstallBackend {
   const configPath = join(init.root, K3S_CONFIG_PATH)
@@ -62,8 +65,10 @@ export function createK3sBackend (init: K3sBackendInit): InstallBackend {
       const wroteEnv = await writeIfChanged(envFilePath(init.root, plan.service), renderEnvFile(plan.env), 0o600)
       if (wroteConfig) steps.push(`wrote ${configPath}`)
       if (wroteEnv) steps.push(`wrote ${envFilePath(init.root, plan.service)}`)
-      if (wroteConfig || wroteEnv) await systemctl(['daemon-reload'], signal)
       const running = previous?.kind === 'k3s' && previous.service === plan.service
+      // systemd reads config.yaml and the env file at start, so a changed plan
+      // needs no reload; the first start does, for a unit laid down since boot.
+      if (!running) await systemctl(['daemon-reload'], signal)
       if (running) {
         await systemctl(['enable', plan.service], signal)
         await systemctl(['restart', '--no-block', plan.service], signal)

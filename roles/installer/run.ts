@@ -4,6 +4,7 @@ import { InstallerError } from './errors.ts'
 /** Lines of a failed command's standard error kept in the error. */
 export const STDERR_TAIL_LINES = 20
 
+/** How `runCommand` runs a command. */
 export interface RunOptions {
   /** The complete environment of the command (nothing else is inherited). */
   env: NodeJS.ProcessEnv

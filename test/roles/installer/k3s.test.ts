@@ -54,7 +54,7 @@ describe('k3s installer', () => {
     expect(changed.changed).toBe(true)
     expect(await systemctl.calls()).toEqual([
       'daemon-reload', 'enable --now --no-block k3s',
-      'daemon-reload', 'enable k3s', 'restart --no-block k3s'
+      'enable k3s', 'restart --no-block k3s'
     ])
     expect(await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')).toContain('zone=b')
   })
@@ -73,7 +73,7 @@ describe('k3s installer', () => {
     await rm(join(s.root, K3S_CONFIG_PATH))
     expect((await installer().install(p)).changed).toBe(true)
     expect(await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')).toBe(p.configYaml)
-    expect((await systemctl.calls()).slice(2)).toEqual(['daemon-reload', 'enable k3s', 'restart --no-block k3s'])
+    expect((await systemctl.calls()).slice(2)).toEqual(['enable k3s', 'restart --no-block k3s'])
   })
 
   it('wraps a systemctl failure with the command and its stderr, records nothing, and retries next time', async () => {
