@@ -16,20 +16,21 @@ export function isMap (value: unknown): value is YamlMap {
  * that wrote it, so a later error can name the file a bad value came from.
  */
 export function deepMerge (base: YamlMap, overlay: YamlMap, source?: string, origins?: Map<string, string>, prefix = ''): YamlMap {
-  const out: YamlMap = { ...base }
+  const out: YamlMap = {}
+  for (const [key, value] of Object.entries(base)) setKey(out, key, value)
   for (const [key, value] of Object.entries(overlay)) {
     const path = prefix === '' ? key : `${prefix}.${key}`
     if (value === null || value === undefined) {
-      if (!(key in out)) out[key] = null
+      if (!Object.hasOwn(out, key)) setKey(out, key, null)
       continue
     }
-    const earlier = out[key]
+    const earlier = Object.hasOwn(out, key) ? out[key] : undefined
     if (isMap(value) && isMap(earlier)) {
-      out[key] = deepMerge(earlier, value, source, origins, path)
+      setKey(out, key, deepMerge(earlier, value, source, origins, path))
     } else if (isMap(value)) {
-      out[key] = deepMerge({}, value, source, origins, path)
+      setKey(out, key, deepMerge({}, value, source, origins, path))
     } else {
-      out[key] = value
+      setKey(out, key, value)
       if (origins !== undefined && source !== undefined) {
         for (const p of [...origins.keys()]) if (p.startsWith(`${path}.`)) origins.delete(p)
         origins.set(path, source)
@@ -37,4 +38,9 @@ export function deepMerge (base: YamlMap, overlay: YamlMap, source?: string, ori
     }
   }
   return out
+}
+
+// A plain assignment of `__proto__` would replace the object's prototype.
+function setKey (map: YamlMap, key: string, value: unknown): void {
+  Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true })
 }

@@ -26,6 +26,19 @@ describe('deepMerge', () => {
   })
 })
 
+describe('__proto__ keys', () => {
+  it('are plain data, never a prototype', () => {
+    const overlay = JSON.parse('{"__proto__": {"network_token": "x"}, "p2p": {"__proto__": {"role": "master"}}}') as Record<string, unknown>
+    const merged = deepMerge({}, overlay)
+    expect(Object.getPrototypeOf(merged)).toBe(Object.prototype)
+    expect((merged as { network_token?: unknown }).network_token).toBeUndefined()
+    const p2p = merged.p2p as Record<string, unknown>
+    expect(Object.getPrototypeOf(p2p)).toBe(Object.prototype)
+    expect(p2p.role).toBeUndefined()
+    expect(Object.keys(p2p)).toEqual(['__proto__'])
+  })
+})
+
 describe('isMap', () => {
   it('is true only for plain mappings', () => {
     expect(isMap({})).toBe(true)
