@@ -127,6 +127,69 @@ export function sealTo (recipientPublicKey: string, plaintext: string, random: R
   return { v: SEAL_VERSION, epk: epk.toString('base64'), nonce: nonce.toString('base64'), ct: ct.toString('base64') }
 }
 
+/** Who a credential is for: servers join with the server token, agents with the agent token. */
+export type CredentialRole = 'server' | 'agent'
+
+/**
+ * One node's k3s join credential as published in the cluster state: the role in
+ * clear (so readers can route it) and a box only the recipient can open. The box
+ * repeats the role, so relabelling the outer field is detected on open.
+ */
+export type SealedCredential = {
+  v: 1
+  role: CredentialRole
+  box: SealedBox
+}
+
+/** An opened credential. `agentToken` is present for servers only (k3s wants it equal on every server). */
+export interface JoinCredential {
+  role: CredentialRole
+  /** `--token`: the server token for a server, the agent token for an agent. */
+  token: string
+  /** `--agent-token` for a server; never set for an agent. */
+  agentToken?: string
+}
+
+/**
+ * Seals the credential a node of `role` may hold to its public key: a server
+ * gets the server token (and the agent token, which k3s wants identical on all
+ * servers); an agent gets the agent token only, never anything that admits a
+ * server or an admin.
+ */
+export function sealCredential (role: CredentialRole, secrets: ClusterSecrets, recipientPublicKey: string, random: RandomSource = cryptoRandom): SealedCredential {
+  const inner: JoinCredential = role === 'server'
+    ? { role, token: secrets.serverToken, agentToken: secrets.agentToken }
+    : { role, token: secrets.agentToken }
+  return { v: 1, role, box: sealTo(recipientPublicKey, JSON.stringify(inner), random) }
+}
+
+/**
+ * Opens a credential read from the cluster state with this node's keys. Throws
+ * `SealError` when it is not for this node, was altered, or its content does not
+ * match its role (an agent credential carrying more than the agent token).
+ */
+export function openCredential (keys: SealKeys, value: unknown): JoinCredential {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SealError('malformed', `credential: expected an object {v, role, box}, got ${describe(value)}`)
+  }
+  const outer = value as Record<string, unknown>
+  if (outer.v !== 1) throw new SealError('unsupported-version', `credential: expected version 1, got ${describe(outer.v)}`)
+  if (outer.role !== 'server' && outer.role !== 'agent') throw new SealError('malformed', `credential: role must be server or agent, got ${describe(outer.role)}`)
+  const text = keys.open(parseSealedBox(outer.box))
+  let inner: Partial<JoinCredential>
+  try {
+    inner = JSON.parse(text) as Partial<JoinCredential>
+  } catch (err) {
+    throw new SealError('malformed', 'credential: sealed content is not JSON', { cause: err })
+  }
+  const shapeOk = inner.role === outer.role && typeof inner.token === 'string' && inner.token !== '' &&
+    (inner.role === 'server' ? typeof inner.agentToken === 'string' : inner.agentToken === undefined)
+  if (!shapeOk) throw new SealError('malformed', `credential: sealed content does not match a ${String(outer.role)} credential`)
+  return inner.role === 'server'
+    ? { role: 'server', token: inner.token as string, agentToken: inner.agentToken as string }
+    : { role: 'agent', token: inner.token as string }
+}
+
 /**
  * Checks that `value` (for example read from the cluster state) is a sealed box
  * of a version we open; throws `SealError` naming what is wrong otherwise.

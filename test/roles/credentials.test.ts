@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
-  CLUSTER_SECRET_BYTES, SEAL_KEY_FILE, createSealKeys, generateClusterSecrets, parseSealedBox, sealTo,
+  CLUSTER_SECRET_BYTES, SEAL_KEY_FILE, createSealKeys, generateClusterSecrets, openCredential, parseSealedBox, sealCredential, sealTo,
   type SealedBox
 } from '../../roles/credentials.ts'
 import { cryptoRandom, seededRandom } from '../../util/random.ts'
@@ -161,5 +161,32 @@ describe('createSealKeys with a state dir', () => {
     await expect(createSealKeys(dir)).rejects.toMatchObject({ name: 'SealKeyError', message: expect.stringContaining(SEAL_KEY_FILE) })
     await writeFile(join(dir, SEAL_KEY_FILE), 'garbage', { mode: 0o600 })
     await expect(createSealKeys(dir)).rejects.toMatchObject({ name: 'SealKeyError' })
+  })
+})
+
+describe('sealCredential / openCredential', () => {
+  const secrets = generateClusterSecrets(seededRandom(3))
+
+  it('gives a server both tokens and an agent only the agent token', async () => {
+    const server = await createSealKeys()
+    const agent = await createSealKeys()
+    const forServer = sealCredential('server', secrets, server.publicKey)
+    const forAgent = sealCredential('agent', secrets, agent.publicKey)
+    expect(openCredential(server, JSON.parse(JSON.stringify(forServer)))).toEqual({ role: 'server', token: secrets.serverToken, agentToken: secrets.agentToken })
+    expect(openCredential(agent, forAgent)).toEqual({ role: 'agent', token: secrets.agentToken })
+    expect(JSON.stringify(forAgent)).not.toContain(secrets.serverToken)
+    expect(JSON.stringify(forServer)).not.toContain(secrets.serverToken)
+    expect(() => openCredential(agent, forServer)).toThrow(expect.objectContaining({ name: 'SealError', reason: 'authentication-failed' }))
+  })
+
+  it('detects a relabelled role and malformed input', async () => {
+    const agent = await createSealKeys()
+    const forAgent = sealCredential('agent', secrets, agent.publicKey)
+    expect(() => openCredential(agent, { ...forAgent, role: 'server' })).toThrow(expect.objectContaining({ name: 'SealError', reason: 'malformed' }))
+    expect(() => openCredential(agent, { ...forAgent, v: 2 })).toThrow(expect.objectContaining({ reason: 'unsupported-version' }))
+    expect(() => openCredential(agent, null)).toThrow(expect.objectContaining({ reason: 'malformed' }))
+    expect(() => openCredential(agent, { v: 1, role: 'agent', box: sealTo(agent.publicKey, 'not json') })).toThrow(expect.objectContaining({ reason: 'malformed' }))
+    const overScoped = { v: 1, role: 'agent', box: sealTo(agent.publicKey, JSON.stringify({ role: 'agent', token: 'x', agentToken: 'y' })) }
+    expect(() => openCredential(agent, overScoped)).toThrow(expect.objectContaining({ reason: 'malformed' }))
   })
 })
