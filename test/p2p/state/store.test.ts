@@ -212,6 +212,27 @@ describe('state store: rejections change nothing and are counted', () => {
     await expectRejected(b, [wire], a.self, 'not-admitted')
   })
 
+  it('logs each rejection with owner, key, reason and sender', async () => {
+    const lines: Array<{ level: string, msg: string, fields: Record<string, unknown> | undefined }> = []
+    const logger = {
+      debug: (msg: string, fields?: Record<string, unknown>) => { lines.push({ level: 'debug', msg, fields }) },
+      info: () => {},
+      warn: (msg: string, fields?: Record<string, unknown>) => { lines.push({ level: 'warn', msg, fields }) },
+      error: () => {},
+      child: () => logger
+    }
+    const { a, b, mallory, wire } = await setup({ logger })
+    await b.apply([await rebuild(wire, mallory)], mallory.self)
+    expect(lines).toEqual([{ level: 'warn', msg: 'state entry rejected', fields: { owner: a.self, key: 'roles/vote', version: 1, reason: 'forged', from: mallory.self } }])
+  })
+
+  it('ignores entries once closed', async () => {
+    const { a, b, wire } = await setup()
+    await b.close()
+    expect(await b.apply([wire], a.self)).toEqual({ accepted: [], rejected: {}, duplicates: 0 })
+    expect(b.size().entries).toBe(0)
+  })
+
   it('counts duplicates separately from rejections', async () => {
     const { a, b, wire } = await setup()
     await b.apply([wire], a.self)
