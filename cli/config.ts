@@ -3,7 +3,7 @@
 import type { Command, CliIO } from './io.ts'
 import { parseCommandArgs } from './io.ts'
 import { UsageError } from '../util/errors.ts'
-import { ConfigError, formatWarning, isPresetName, loadConfig, redactConfig, PRESET_NAMES, type Config } from '../config/index.ts'
+import { ConfigError, formatWarning, isPresetName, parseConfig, readConfigFile, redactConfig, PRESET_NAMES, type Config } from '../config/index.ts'
 
 const USAGE = `Usage: kairos-p2p config <subcommand> [options]
 
@@ -18,7 +18,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 
 const VALIDATE_USAGE = `Usage: kairos-p2p config validate FILE… [--json] [--preset lan|lab]
 
-Reads one or more Kairos cloud-configs, merges them in order (later files win,
+Reads one or more Kairos cloud-configs (FILE - reads standard input), merges them in order (later files win,
 mappings merge, lists are replaced) and checks every p2p, k3s and k3s-agent key.
 Other Kairos keys (users, hostname, write_files, stages, …) are accepted and ignored;
 Go-template expressions such as {{ trunc 4 .MachineID }} are left unrendered.
@@ -67,9 +67,11 @@ async function validate (argv: string[], io: CliIO): Promise<number> {
   if (preset !== undefined && !isPresetName(preset)) {
     throw new UsageError(`config validate: --preset got '${preset}', expected one of: ${PRESET_NAMES.join(', ')}`)
   }
+  const texts: Array<{ name: string, text: string }> = []
+  for (const file of positionals) texts.push(file === '-' ? { name: '<stdin>', text: await io.readStdin() } : await readConfigFile(file))
   let loaded
   try {
-    loaded = await loadConfig(positionals, preset === undefined ? {} : { preset })
+    loaded = parseConfig(texts, preset === undefined ? {} : { preset })
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const issue of err.issues) {

@@ -83,25 +83,29 @@ export function parseConfig (texts: Array<{ name: string, text: string }>, overr
 }
 
 /**
- * Reads the files and hands them to {@link parseConfig}. A file that is missing or
- * unreadable is a `ConfigFileError` naming its path.
+ * Reads one config file as UTF-8. A file that is missing or unreadable is a
+ * `ConfigFileError` naming its path.
+ */
+export async function readConfigFile (file: string): Promise<{ name: string, text: string }> {
+  try {
+    return { name: file, text: await readFile(file, 'utf8') }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const reason = code === 'ENOENT'
+      ? 'no such file'
+      : code === 'EACCES'
+        ? 'permission denied'
+        : code === 'EISDIR' ? 'is a directory, expected a file' : (err instanceof Error ? err.message : String(err))
+    throw new ConfigFileError(file, reason, { cause: err })
+  }
+}
+
+/**
+ * Reads the files in order and hands them to {@link parseConfig}. A file that is
+ * missing or unreadable is a `ConfigFileError` naming its path.
  */
 export async function loadConfig (files: string[], overrides: ConfigOverrides = {}): Promise<LoadedConfig> {
   const texts: Array<{ name: string, text: string }> = []
-  for (const file of files) {
-    let text: string
-    try {
-      text = await readFile(file, 'utf8')
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      const reason = code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR' ? 'is a directory, expected a file' : (err instanceof Error ? err.message : String(err))
-      throw new ConfigFileError(file, reason, { cause: err })
-    }
-    texts.push({ name: file, text })
-  }
+  for (const file of files) texts.push(await readConfigFile(file))
   return parseConfig(texts, overrides)
 }

@@ -10,12 +10,16 @@ import { UsageError } from '../../util/errors.ts'
 interface Run { code: number, stdout: string, stderr: string }
 
 async function run (...argv: string[]): Promise<Run> {
+  return await runWithStdin('', ...argv)
+}
+
+async function runWithStdin (stdin: string, ...argv: string[]): Promise<Run> {
   let stdout = ''
   let stderr = ''
   const io: CliIO = {
     stdout: (t) => { stdout += t },
     stderr: (t) => { stderr += t },
-    readStdin: async () => '',
+    readStdin: async () => stdin,
     env: {},
     signal: new AbortController().signal
   }
@@ -81,6 +85,13 @@ describe('kairos-p2p config validate', () => {
     expect(json.k3s.env).toEqual({ K3S_TOKEN: '<redacted>' })
     expect(r.stdout).not.toContain(TOKEN)
     expect(r.stdout).not.toContain('also-secret')
+  })
+
+  it('reads - from standard input, merged in order', async () => {
+    const r = await runWithStdin('p2p:\n  minimum_nodes: 5\n', 'validate', file('good.yaml'), '-')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('valid: ' + file('good.yaml') + ', <stdin>')
+    expect(r.stdout).toContain('minimum nodes:  5')
   })
 
   it('a missing file is bad input naming the path', async () => {
