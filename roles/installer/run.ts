@@ -17,6 +17,7 @@ export interface RunOptions {
 /**
  * Runs `argv` (no shell) and resolves with its output; any failure becomes an
  * `InstallerError` naming the command, its exit code and the tail of stderr.
+ * The full result is not attached as `cause`: its stdout could echo a secret.
  */
 export async function runCommand (argv: readonly string[], options: RunOptions): Promise<{ stdout: string, stderr: string }> {
   const [file, ...args] = argv
@@ -42,11 +43,11 @@ export async function runCommand (argv: readonly string[], options: RunOptions):
       : result.signal !== undefined
         ? `was killed by ${result.signal}`
         : `could not start: ${result.originalMessage ?? result.shortMessage ?? 'unknown error'}`
-  throw new InstallerError(`${shown} ${why}${stderrTail === '' ? '' : `: ${stderrTail}`}`, {
+  const lastLine = stderrTail.split('\n').at(-1) ?? ''
+  throw new InstallerError(`${shown} ${why}${lastLine === '' ? '' : `: ${lastLine}`}`, {
     command: [...argv],
     ...(result.exitCode === undefined ? {} : { commandExitCode: result.exitCode }),
-    stderrTail,
-    cause: result
+    stderrTail
   })
 }
 
