@@ -1,0 +1,266 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { VpnConfig } from '../../config/types.ts'
+import { ManualClock } from '../../util/clock.ts'
+import { seededRandom } from '../../util/random.ts'
+import { compareClaims, overlayCandidate, parseOverlayCidr } from '../../vpn/address.ts'
+import { saveClaim } from '../../vpn/claim-file.ts'
+import { createVpnController, type VpnController, type VpnControllerInit } from '../../vpn/controller.ts'
+import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/fake-driver.ts'
+import { parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
+import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
+import { randomPeerId } from './random-ids.ts'
+
+const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interface: 'kairos0', port: 51820, mtu: 1420 }
+const timing = { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 10_000 }
+
+interface Node {
+  id: string
+  dir: string
+  driver: FakeWireGuardDriver
+  controller: VpnController
+}
+
+let site: FakeSite
+let clock: ManualClock
+let dirs: string[]
+let controllers: VpnController[]
+
+beforeEach(() => {
+  site = createFakeSite()
+  clock = new ManualClock(1_700_000_000_000)
+  dirs = []
+  controllers = []
+})
+afterEach(async () => {
+  for (const c of controllers) await c.stop()
+  for (const d of dirs) await rm(d, { recursive: true, force: true })
+})
+
+async function node (id: string, opts: { dir?: string, driver?: FakeWireGuardDriver, host?: number, extra?: Partial<VpnControllerInit> } = {}): Promise<Node> {
+  const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'kairos-vpn-ctl-'))
+  if (opts.dir === undefined) dirs.push(dir)
+  const driver = opts.driver ?? createFakeWireGuardDriver()
+  const host = opts.host ?? (dirs.length + 10)
+  const controller = createVpnController({
+    vpn, timing, state: site.node(id), driver, stateDir: dir, clock,
+    hostAddresses: () => [
+      { interface: 'lo', address: '127.0.0.1', family: 'IPv4', prefixLength: 8, internal: true },
+      { interface: 'eth0', address: `192.168.1.${host}`, family: 'IPv4', prefixLength: 24, internal: false }
+    ],
+    ...opts.extra
+  })
+  controllers.push(controller)
+  return { id, dir, driver, controller }
+}
+
+function peersOf (n: Node): Map<string, string[]> {
+  const iface = n.driver.interfaces.get('kairos0')
+  return new Map([...(iface?.peers.values() ?? [])].map((p) => [p.publicKey, p.allowedIps]))
+}
+
+async function publicKeyOf (n: Node): Promise<string> {
+  return (await n.controller.status()).publicKey ?? ''
+}
+
+describe('createVpnController', () => {
+  it('builds a full mesh from the adverts of three nodes', async () => {
+    const nodes = [await node('node-a'), await node('node-b'), await node('node-c')]
+    const ups: unknown[] = []
+    for (const n of nodes) n.controller.addEventListener('overlay:up', (e) => { ups.push(e.detail) })
+    for (const n of nodes) await n.controller.start()
+    expect(ups).toHaveLength(3)
+    await waitFor(() => nodes.every((n) => peersOf(n).size === 2), 5_000, 'full mesh')
+    const statuses = await Promise.all(nodes.map(async (n) => await n.controller.status()))
+    const addresses = statuses.map((s) => s.address)
+    expect(new Set(addresses).size).toBe(3)
+    for (const [i, n] of nodes.entries()) {
+      const s = statuses[i]
+      const iface = n.driver.interfaces.get('kairos0')
+      expect(iface?.spec).toMatchObject({ address: `${s?.address ?? ''}/24`, mtu: 1420, listenPort: 51820 })
+      for (const [j, other] of statuses.entries()) {
+        if (j === i) continue
+        expect(peersOf(n).get(other.publicKey ?? '')).toEqual([`${other.address ?? ''}/32`])
+      }
+      expect(s?.peers.map((p) => p.peerId)).toEqual(nodes.filter((o) => o !== n).map((o) => o.id).sort())
+      expect(s?.peers.every((p) => !p.up && p.endpoint?.startsWith('192.168.1.') === true && p.liveness === 'alive')).toBe(true)
+      // The advert names the host endpoints, not loopback.
+      const advert = parseAdvert(site.node(n.id).get(n.id, VPN_ADVERT_KEY)?.value ?? null)
+      expect(advert?.endpoints).toEqual([`192.168.1.${11 + i}:51820`])
+    }
+    expect(await nodes[0]?.controller.whenUp()).toMatchObject({ interface: 'kairos0', address: addresses[0], kind: 'wireguard-go' })
+  })
+
+  it('prunes a peer whose advert left the state; keeps a dead one and reports it down', async () => {
+    const [a, b, c] = [await node('node-a'), await node('node-b'), await node('node-c')]
+    for (const n of [a, b, c]) await n.controller.start()
+    await waitFor(() => peersOf(a).size === 2, 5_000, 'mesh')
+    const keyB = await publicKeyOf(b)
+    const keyC = await publicKeyOf(c)
+
+    site.setLiveness(b.id, 'dead')
+    await a.controller.reconcile()
+    let status = await a.controller.status()
+    expect(status.peers.find((p) => p.peerId === b.id)).toMatchObject({ liveness: 'dead', up: false })
+    expect(peersOf(a).has(keyB)).toBe(true)
+
+    // A handshake within the stale window makes a peer up.
+    a.driver.handshake('kairos0', keyC, Math.floor(clock.now() / 1000) - 2, { rx: 100, tx: 200 })
+    status = await a.controller.status()
+    expect(status.peers.find((p) => p.peerId === c.id)).toMatchObject({ up: true, rxBytes: 100, txBytes: 200, latestHandshake: (Math.floor(clock.now() / 1000) - 2) * 1000 })
+    clock.advance(timing.vpnHandshakeStaleMs + 3_000)
+    status = await a.controller.status()
+    expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(false)
+
+    await c.controller.stop()
+    await site.node(c.id).put(VPN_ADVERT_KEY, null)
+    await waitFor(() => !peersOf(a).has(keyC) && !peersOf(b).has(keyC), 5_000, 'prune')
+    expect(peersOf(a).has(keyB)).toBe(true)
+    expect((await a.controller.status()).peers.map((p) => p.peerId)).toEqual([b.id])
+  })
+
+  it('keeps key, address and interface across a restart, and republishes nothing', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    const before = await a.controller.status()
+    const puts = site.node('node-a').puts
+    await a.controller.stop()
+    await a.controller.stop() // idempotent
+
+    const again = await node('node-a', { dir: a.dir, driver: a.driver, host: 11 })
+    const calls = a.driver.calls.length
+    await again.controller.start()
+    const after = await again.controller.status()
+    expect(after.address).toBe(before.address)
+    expect(after.publicKey).toBe(before.publicKey)
+    expect(site.node('node-a').puts).toBe(puts)
+    // Same interface, same peers: ensure is a no-op and no peer is touched.
+    const newCalls = a.driver.calls.slice(calls)
+    expect(newCalls.filter((c) => c.op === 'setPeers' && (c.peers.length > 0 || c.remove.length > 0))).toEqual([])
+    expect(peersOf(a).size).toBe(1)
+
+    // A fresh start on an empty state dir is a different node identity-wise: new key.
+    const other = await node('node-a2')
+    await other.controller.start()
+    expect((await other.controller.status()).publicKey).not.toBe(before.publicKey)
+  })
+
+  it('settles a claim conflict: the lower-ranked claim moves, the other stays', async () => {
+    const net = parseOverlayCidr(vpn.cidr)
+    const rng = seededRandom(77)
+    const seen = new Map<string, string>()
+    let pair: [string, string] | undefined
+    while (pair === undefined) {
+      const id = randomPeerId(rng)
+      const a = overlayCandidate(net, id, 0)
+      const prior = seen.get(a)
+      if (prior !== undefined) pair = [prior, id]
+      seen.set(a, id)
+    }
+    const address = overlayCandidate(net, pair[0], 0)
+    const [winner, loser] = compareClaims({ peerId: pair[0], address, attempt: 0 }, { peerId: pair[1], address, attempt: 0 }) < 0 ? pair : [pair[1], pair[0]]
+    const w = await node(winner)
+    const l = await node(loser)
+    // Both claimed the address while they could not see each other.
+    await saveClaim(w.dir, { cidr: net.cidr, address, attempt: 0 })
+    await saveClaim(l.dir, { cidr: net.cidr, address, attempt: 0 })
+    const moves: Array<{ from: { address: string }, to: { address: string } }> = []
+    l.controller.addEventListener('address:moved', (e) => { moves.push(e.detail) })
+    w.controller.addEventListener('address:moved', () => { throw new Error('the winner must not move') })
+    await l.controller.start()
+    expect((await l.controller.status()).address).toBe(address)
+    await w.controller.start()
+    await waitFor(() => moves.length === 1, 5_000, 'loser moves')
+    expect(moves[0]?.from.address).toBe(address)
+    const ws = await w.controller.status()
+    await waitFor(async () => (await l.controller.status()).address !== address && peersOf(w).size === 1 && peersOf(l).size === 1, 5_000, 'mesh after move')
+    const ls = await l.controller.status()
+    expect(ws.address).toBe(address)
+    expect(ls.address).not.toBe(address)
+    expect(peersOf(w).get(ls.publicKey ?? '')).toEqual([`${ls.address ?? ''}/32`])
+    expect(l.driver.interfaces.get('kairos0')?.spec.address).toBe(`${ls.address ?? ''}/24`)
+    // The move is persisted: a restart keeps the new address.
+    await l.controller.stop()
+    const again = await node(loser, { dir: l.dir, driver: l.driver })
+    await again.controller.start()
+    expect((await again.controller.status()).address).toBe(ls.address)
+  })
+
+  it('recreates the interface when wireguard-go dies', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    a.driver.crash('kairos0')
+    expect(a.driver.interfaces.has('kairos0')).toBe(false)
+    await waitFor(() => peersOf(a).size === 1, 5_000, 'interface restored with its peers')
+  })
+
+  it('rotates a silent peer through its endpoints', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b', { extra: { hostAddresses: () => [
+      { interface: 'eth0', address: '192.168.1.20', family: 'IPv4', prefixLength: 24, internal: false },
+      { interface: 'eth1', address: '172.16.0.20', family: 'IPv4', prefixLength: 16, internal: false }
+    ] } })
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    const keyB = await publicKeyOf(b)
+    const endpoint = (): string | undefined => a.driver.interfaces.get('kairos0')?.peers.get(keyB)?.endpoint
+    expect(endpoint()).toBe('192.168.1.20:51820') // same subnet first
+    await a.controller.reconcile()
+    expect(endpoint()).toBe('192.168.1.20:51820')
+    clock.advance(timing.vpnHandshakeStaleMs)
+    await a.controller.reconcile()
+    expect(endpoint()).toBe('172.16.0.20:51820')
+    // Once a handshake happened the endpoint WireGuard uses is left alone.
+    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    clock.advance(timing.vpnHandshakeStaleMs)
+    await a.controller.reconcile()
+    expect(endpoint()).toBe('172.16.0.20:51820')
+  })
+
+  it('survives a driver failure at start and retries', async () => {
+    const driver = createFakeWireGuardDriver()
+    driver.failNext('ensureInterface', new Error('wireguard-go: not found'))
+    const a = await node('node-a', { driver })
+    await a.controller.start()
+    expect((await a.controller.status()).lastError).toContain('not found')
+    const up = a.controller.whenUp()
+    await clock.advanceAsync(100)
+    expect((await up).interface).toBe('kairos0')
+    await waitFor(async () => (await a.controller.status()).lastError === undefined, 5_000, 'recovery')
+  })
+
+  it('with vpn.create false it configures and publishes nothing', async () => {
+    const a = await node('node-a', { extra: { vpn: { ...vpn, create: false } } })
+    await a.controller.start()
+    expect(a.driver.calls).toEqual([])
+    expect(site.node('node-a').puts).toBe(0)
+  })
+
+  it('rejects a bad config at start with the key path', async () => {
+    const a = await node('node-a', { extra: { vpn: { ...vpn, cidr: '10.88.7.1/24' } } })
+    await expect(a.controller.start()).rejects.toMatchObject({ name: 'OverlayCidrError' })
+    const b = await node('node-b', { extra: { vpn: { ...vpn, interface: 'an-interface-name-too-long' } } })
+    await expect(b.controller.start()).rejects.toMatchObject({ name: 'InterfaceNameError', message: expect.stringContaining('vpn.interface') })
+  })
+
+  it('stop() is prompt and ends reconciling', async () => {
+    const a = await node('node-a')
+    await a.controller.start()
+    await a.controller.stop()
+    const calls = a.driver.calls.length
+    const b = await node('node-b')
+    await b.controller.start()
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    expect(a.driver.calls.length).toBe(calls)
+    expect(a.driver.interfaces.has('kairos0')).toBe(true) // the interface stays up
+  })
+})

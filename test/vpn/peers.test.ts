@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest'
+import type { JsonValue, StateEntry } from '../../p2p/types.ts'
+import { seededRandom } from '../../util/random.ts'
+import { overlayAddress, overlayCandidate, parseOverlayCidr, type AddressClaim } from '../../vpn/address.ts'
+import { generateKeyPair } from '../../vpn/keys.ts'
+import { advertValue, chooseEndpoint, desiredPeers, isEndpoint, isWireGuardKey, parseAdvert, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
+import { randomPeerId, shuffle } from './random-ids.ts'
+
+const net = parseOverlayCidr('10.88.7.0/24')
+
+function entry (owner: string, value: JsonValue, key = VPN_ADVERT_KEY): StateEntry {
+  return { owner, key, version: 1, writtenAt: 0, value }
+}
+
+function advert (claim: AddressClaim, endpoints = ['192.168.1.10:51820']): VpnAdvert {
+  return { publicKey: generateKeyPair().publicKey, port: 51820, endpoints, ...claim }
+}
+
+describe('advert validation', () => {
+  it('accepts a well-formed advert and drops bad endpoints', () => {
+    const a = advert({ address: '10.88.7.9', attempt: 0 }, ['192.168.1.10:51820', '[fd00::1]:51820', 'junk', '1.2.3.4:0', '1.2.3.4:70000'])
+    const parsed = parseAdvert(advertValue(a))
+    expect(parsed?.endpoints).toEqual(['192.168.1.10:51820', '[fd00::1]:51820'])
+  })
+
+  it.each([
+    ['not an object', 'x'],
+    ['array', []],
+    ['bad key', { publicKey: 'abc', port: 1, endpoints: [], address: '10.88.7.1', attempt: 0 }],
+    ['bad port', { publicKey: generateKeyPair().publicKey, port: 0, endpoints: [], address: '10.88.7.1', attempt: 0 }],
+    ['bad address', { publicKey: generateKeyPair().publicKey, port: 1, endpoints: [], address: '10.88.7', attempt: 0 }],
+    ['bad attempt', { publicKey: generateKeyPair().publicKey, port: 1, endpoints: [], address: '10.88.7.1', attempt: -1 }],
+    ['no endpoints', { publicKey: generateKeyPair().publicKey, port: 1, address: '10.88.7.1', attempt: 0 }]
+  ])('rejects %s', (_what, value) => {
+    expect(parseAdvert(value as JsonValue)).toBeUndefined()
+  })
+
+  it('recognises WireGuard keys and endpoints', () => {
+    expect(isWireGuardKey(generateKeyPair().publicKey)).toBe(true)
+    expect(isWireGuardKey('AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=')).toBe(false)
+    expect(isEndpoint('10.0.0.1:51820')).toBe(true)
+    expect(isEndpoint('[fe80::1]:1')).toBe(true)
+    expect(isEndpoint('10.0.0.1')).toBe(false)
+    expect(isEndpoint('host.example:51820')).toBe(false)
+  })
+})
+
+describe('desiredPeers', () => {
+  it('the same state gives the same peer set on every node, whatever the entry order', () => {
+    const rng = seededRandom(42)
+    const ids = Array.from({ length: 30 }, () => randomPeerId(rng))
+    const claims = new Map<string, AddressClaim>()
+    for (const id of ids) claims.set(id, overlayAddress(net, id, undefined, [...claims].map(([peerId, c]) => ({ peerId, ...c }))))
+    const entries = ids.map((id) => entry(id, advertValue(advert(claims.get(id) as AddressClaim))))
+    entries.push(entry(ids[0] as string, { other: true }, 'roles/vote'))
+    const views = ids.map((self) => ({ self, set: desiredPeers(shuffle(entries, rng), { self, network: net }) }))
+    const everyone = (v: typeof views[number]): string => JSON.stringify([...v.set.peers.map((p) => p.peerId), v.self].sort())
+    for (const v of views) {
+      expect(v.set.peers).toHaveLength(29)
+      expect(v.set.peers.map((p) => p.peerId)).not.toContain(v.self)
+      expect(v.set.peers.map((p) => p.peerId)).toEqual([...v.set.peers.map((p) => p.peerId)].sort())
+      expect(everyone(v)).toBe(everyone(views[0] as typeof views[number]))
+    }
+    // Any two nodes agree on every third peer's configuration.
+    const [a, b] = views as [typeof views[number], typeof views[number]]
+    const third = a.set.peers.find((p) => p.peerId !== b.self)
+    expect(b.set.peers.find((p) => p.peerId === third?.peerId)).toEqual(third)
+    expect(third?.allowedIps).toEqual([`${claims.get(third?.peerId as string)?.address ?? ''}/32`])
+    expect(third?.keepalive).toBe(25)
+  })
+
+  it('leaves out malformed, forged, losing and duplicate-key adverts, and tombstones', () => {
+    const [p1, p2, p3, p4, p5, p6] = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6']
+    const good = advert({ address: overlayCandidate(net, p1, 0), attempt: 0 })
+    const forged = advert({ address: overlayCandidate(net, p1, 1), attempt: 0 })
+    // p4 claims p1's address with a valid but worse (higher) attempt.
+    let attempt = 1
+    while (overlayCandidate(net, p4, attempt) !== good.address) attempt++
+    const loser = advert({ address: good.address, attempt })
+    const copy = { ...advert({ address: overlayCandidate(net, p5, 0), attempt: 0 }), publicKey: good.publicKey }
+    const set = desiredPeers([
+      entry(p1, advertValue(good)),
+      entry(p2, { publicKey: 'nope' }),
+      entry(p3, advertValue(forged)),
+      entry(p4, advertValue(loser)),
+      entry(p5, advertValue(copy)),
+      entry(p6, null)
+    ], { self: 'me', network: net, keepalive: 5 })
+    expect(set.peers.map((p) => p.peerId)).toEqual([p1])
+    expect(set.peers[0]?.keepalive).toBe(5)
+    expect(set.ignored).toEqual([
+      { peerId: p2, reason: 'malformed' },
+      { peerId: p3, reason: 'invalid-claim' },
+      { peerId: p4, reason: 'lost-claim' },
+      { peerId: p5, reason: 'duplicate-key' }
+    ])
+  })
+})
+
+describe('chooseEndpoint', () => {
+  const locals = [{ address: '192.168.1.5', prefixLength: 24 }]
+  it('prefers endpoints on our own subnet and rotates through all', () => {
+    const eps = ['10.0.0.9:51820', '192.168.1.10:51820', '[fd00::9]:51820']
+    expect(chooseEndpoint(eps, locals, 0)).toBe('192.168.1.10:51820')
+    expect(chooseEndpoint(eps, locals, 1)).toBe('10.0.0.9:51820')
+    expect(chooseEndpoint(eps, locals, 2)).toBe('[fd00::9]:51820')
+    expect(chooseEndpoint(eps, locals, 3)).toBe('192.168.1.10:51820')
+    expect(chooseEndpoint([], locals, 0)).toBeUndefined()
+  })
+})
