@@ -2,9 +2,10 @@
 // starts as fast as Node does.
 import { systemClock } from '../util/clock.ts'
 import { UsageError } from '../util/errors.ts'
+import { DEFAULT_PRESET, PRESET_NAMES, PRESETS } from '../config/presets.ts'
+import type { PresetName } from '../config/types.ts'
 import {
-  DEFAULT_RENDEZVOUS_EPOCH_MS, deriveKeys, generateToken, parseToken,
-  type DerivedKeys, type NetworkToken
+  deriveKeys, generateToken, parseToken, type DerivedKeys, type NetworkToken
 } from '../token/index.ts'
 import { parseCommandArgs, type CliIO, type Command } from './io.ts'
 
@@ -37,7 +38,8 @@ token from stdin, which keeps it out of the process list and shell history.
 
 Options:
   --network-id ID    p2p.network_id the per-network values are scoped to (default: empty)
-  --epoch-ms N       DHT rendezvous epoch length in ms (default: ${DEFAULT_RENDEZVOUS_EPOCH_MS})
+  --preset NAME      timing preset whose rendezvous epoch to use: ${PRESET_NAMES.join(', ')} (default: ${DEFAULT_PRESET})
+  --epoch-ms N       DHT rendezvous epoch length in ms (default: the preset's, ${PRESETS[DEFAULT_PRESET].rendezvousEpochMs})
   --show-secrets     also print the derived secret keys (pnet key, state key, admission key)
   --json             print JSON
   --help             show this help
@@ -76,6 +78,7 @@ function generate (argv: string[], io: CliIO): number {
 async function inspect (argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseCommandArgs('token inspect', argv, {
     'network-id': { type: 'string' },
+    preset: { type: 'string' },
     'epoch-ms': { type: 'string' },
     'show-secrets': { type: 'boolean' },
     json: { type: 'boolean' },
@@ -84,7 +87,11 @@ async function inspect (argv: string[], io: CliIO): Promise<number> {
   if (values.help === true) { io.stdout(INSPECT_USAGE); return 0 }
   if (positionals.length === 0) throw new UsageError('inspect: missing token; pass it as an argument or \'-\' to read stdin (see \'kairos-p2p token inspect --help\')')
   if (positionals.length > 1) throw new UsageError(`inspect: expected one token, got ${positionals.length} arguments (see 'kairos-p2p token inspect --help')`)
-  const epochText = values['epoch-ms'] ?? String(DEFAULT_RENDEZVOUS_EPOCH_MS)
+  const preset = values.preset ?? DEFAULT_PRESET
+  if (!(PRESET_NAMES as readonly string[]).includes(preset)) {
+    throw new UsageError(`inspect: --preset must be one of ${PRESET_NAMES.join(', ')}, got '${preset}'`)
+  }
+  const epochText = values['epoch-ms'] ?? String(PRESETS[preset as PresetName].rendezvousEpochMs)
   const epochMs = /^\d{1,15}$/.test(epochText) ? Number(epochText) : NaN
   if (!(epochMs > 0)) throw new UsageError(`inspect: --epoch-ms must be a positive integer of milliseconds, got '${epochText}'`)
 

@@ -12,9 +12,6 @@ import type { NetworkToken } from './types.ts'
 // Changing a label, the salt or an encoding changes every node's keys: the
 // vectors in test/token/derive.test.ts pin them.
 
-/** Length of each rendezvous epoch if nothing else is configured, ms. @default 3_600_000 (1 h) */
-export const DEFAULT_RENDEZVOUS_EPOCH_MS = 3_600_000
-
 /** The pnet swarm.key header lines (@libp2p/pnet's v1 PSK format, base16 body). */
 const PNET_HEADER = '/key/swarm/psk/1.0.0/\n/base16/\n'
 

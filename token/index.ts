@@ -6,7 +6,7 @@ export {
 } from './format.ts'
 export { parseToken } from './parse.ts'
 export { KAIROS_IMPORT_VERSION, KAIROS_SECRET_KEYS, KAIROS_DEFAULTS } from './kairos.ts'
-export { deriveKeys, DEFAULT_RENDEZVOUS_EPOCH_MS, type DerivedKeys, type RendezvousKeys } from './derive.ts'
+export { deriveKeys, type DerivedKeys, type RendezvousKeys } from './derive.ts'
 export {
   TokenError, TokenEmptyError, TokenFormatError, TokenTooShortError, TokenTooLongError,
   TokenCharacterError, TokenVersionError, TokenChecksumError,

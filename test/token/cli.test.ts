@@ -91,6 +91,11 @@ describe('token inspect', () => {
     expect(out).not.toContain(fixed)
   })
 
+  it('--preset lab uses the lab preset\'s rendezvous epoch', async () => {
+    const { out } = await run(['inspect', fixed, '--preset', 'lab', '--json'])
+    expect(JSON.parse(out).rendezvous.epochMs).toBe(60000)
+  })
+
   it('reads the token from stdin with -', async () => {
     const { code, out } = await run(['inspect', '-'], `${fixed}\n`)
     expect(code).toBe(0)
@@ -150,6 +155,7 @@ describe('token inspect', () => {
       [['inspect', fixed, fixed], /^inspect: expected one token, got 2 arguments/],
       [['inspect', fixed, '--epoch-ms', 'soon'], /^inspect: --epoch-ms must be a positive integer of milliseconds, got 'soon'$/],
       [['inspect', fixed, '--epoch-ms', '0'], /got '0'/],
+      [['inspect', fixed, '--preset', 'wan'], /^inspect: --preset must be one of lan, lab, got 'wan'$/],
       [[], /^missing command; expected generate or inspect/],
       [['rotate'], /^unknown command 'rotate'; expected generate or inspect/]
     ]
