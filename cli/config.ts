@@ -84,6 +84,17 @@ async function validate (argv: string[], io: CliIO): Promise<number> {
     throw err
   }
   for (const warning of loaded.warnings) io.stderr(`warning: ${formatWarning(warning)}\n`)
+  const token = loaded.config.p2p.networkToken
+  if (token !== '' && !token.includes('{{')) {
+    const { parseConfiguredToken, TokenError } = await import('../token/index.ts')
+    try {
+      parseConfiguredToken(token)
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err
+      io.stderr(`error: ${err.message}\n1 error; config is not valid\n`)
+      return 2
+    }
+  }
   if (values.json === true) io.stdout(`${JSON.stringify(redactConfig(loaded.config), null, 2)}\n`)
   else io.stdout(summary(loaded.config, loaded.sources))
   return 0

@@ -103,3 +103,11 @@ export class KairosTokenError extends TokenError {
     this.key = key
   }
 }
+
+/** The token configured at `p2p.network_token` is not a valid token; wraps the specific TokenError. */
+export class ConfiguredTokenError extends TokenError {
+  constructor (path: string, cause: TokenError) {
+    super(`${path}: ${cause.message}`, { cause })
+    this.name = 'ConfiguredTokenError'
+  }
+}

@@ -4,11 +4,11 @@ export {
   generateToken, encodeToken, TOKEN_PREFIX, TOKEN_VERSION, TOKEN_LENGTH,
   TOKEN_SECRET_BYTES, SUPPORTED_TOKEN_VERSIONS
 } from './format.ts'
-export { parseToken } from './parse.ts'
+export { parseToken, parseConfiguredToken } from './parse.ts'
 export { KAIROS_IMPORT_VERSION, KAIROS_SECRET_KEYS, KAIROS_DEFAULTS } from './kairos.ts'
 export { deriveKeys, type DerivedKeys, type RendezvousKeys } from './derive.ts'
 export {
   TokenError, TokenEmptyError, TokenFormatError, TokenTooShortError, TokenTooLongError,
   TokenCharacterError, TokenVersionError, TokenChecksumError,
-  KairosTokenBase64Error, KairosTokenYamlError, KairosTokenError
+  KairosTokenBase64Error, KairosTokenYamlError, KairosTokenError, ConfiguredTokenError
 } from './errors.ts'

@@ -1,5 +1,5 @@
 import { BECH32_MAX_LENGTH } from './bech32m.ts'
-import { TokenEmptyError, TokenFormatError } from './errors.ts'
+import { ConfiguredTokenError, TokenEmptyError, TokenError, TokenFormatError } from './errors.ts'
 import { hasTokenPrefix, parseOwnToken, TOKEN_PREFIX } from './format.ts'
 import { parseKairosToken } from './kairos.ts'
 import type { NetworkToken } from './types.ts'
@@ -23,4 +23,17 @@ export function parseToken (text: string): NetworkToken {
     throw new TokenFormatError(`network token does not start with '${TOKEN_PREFIX}' as kairos-p2p tokens do, and at ${trimmed.length} characters it is too short for a Kairos/edgevpn token — is the start mistyped?`)
   }
   return parseKairosToken(trimmed)
+}
+
+/**
+ * Parses the token a config carries, naming the config key in the error
+ * (`p2p.network_token: network token checksum mismatch — …`).
+ */
+export function parseConfiguredToken (text: string, path = 'p2p.network_token'): NetworkToken {
+  try {
+    return parseToken(text)
+  } catch (err) {
+    if (err instanceof TokenError) throw new ConfiguredTokenError(path, err)
+    throw err
+  }
 }
