@@ -10,6 +10,7 @@ import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
 import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from './netns-fixture.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kvt0', port: 51820, mtu: 1420 }
+const MAIN = new URL('../../cli/main.ts', import.meta.url).pathname
 const timing = { vpnReconcileMs: 2_000, vpnHandshakeStaleMs: 10_000 }
 
 if (!isRoot()) {
@@ -95,11 +96,21 @@ if (!isRoot()) {
         expect((await a2.status()).publicKey).toBe(ua.publicKey)
         await ping(ha, ub.address)
 
-        // `vpn down` path: the interface and its wireguard-go go away.
+        // The CLI inside host a: `vpn status --json`, then `vpn down` (the interface and its wireguard-go go away).
+        const cli = async (...args: string[]): Promise<{ ok: boolean, stdout: string, stderr: string }> => await ha.run([process.execPath, MAIN, 'vpn', ...args])
+        const shown = await cli('status', '--json', '--interface', 'kvt0')
+        expect(shown.ok, shown.stderr).toBe(true)
+        const report = JSON.parse(shown.stdout) as { publicKey: string, addresses: string[], peers: Array<{ publicKey: string, latestHandshake: number }> }
+        expect(report.publicKey).toBe(ua.publicKey)
+        expect(report.addresses).toEqual([`${ua.address}/16`])
+        expect(report.peers.map((p) => p.publicKey)).toEqual([ub.publicKey])
+        expect(report.peers[0]?.latestHandshake).toBeGreaterThan(0)
         const goPid = drivers[0]?.processes()[0]?.pid
         expect(goPid).toBeTypeOf('number')
         await a2.stop()
-        expect(await drivers[2]?.remove('kvt0')).toBe(true)
+        const downed = await cli('down', '--interface', 'kvt0')
+        expect(downed.ok, downed.stderr).toBe(true)
+        expect(downed.stdout).toBe('removed kvt0')
         expect((await ha.run(['ip', 'link', 'show', 'dev', 'kvt0'])).ok).toBe(false)
         await waitFor(() => drivers[0]?.processes().length === 0, 5_000, `wireguard-go ${goPid ?? ''} exit`)
       } finally {
