@@ -45,6 +45,9 @@ export const DEFAULT_MAX_PENDING_INBOUND = 64
 /** Most dials in flight at once from the redial and discovery paths. @default 8 */
 export const DEFAULT_MAX_PARALLEL_DIALS = 8
 
+/** A peer that failed admission is not dialled again for this many redial intervals. */
+const ADMISSION_BACKOFF_INTERVALS = 10
+
 /** Which way a gossip delta travels, for the test hook. */
 export interface GossipHookEvent {
   direction: 'in' | 'out'
@@ -58,6 +61,8 @@ export interface GossipHookEvent {
 export interface P2PNodeHooks {
   /** Return true to drop an outgoing or incoming gossip delta (anti-entropy must repair it). */
   dropGossip?: (event: GossipHookEvent) => boolean
+  /** Replaces the bytes of an outgoing gossip delta (tests: forged, replayed or tampered entries). */
+  tamperGossip?: (event: GossipHookEvent) => Uint8Array
 }
 
 /** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
@@ -127,6 +132,8 @@ export interface P2PStatus {
   admissionFailuresByReason: Record<AdmissionFailure, number>
   /** Anti-entropy exchanges completed and failed since start. */
   syncs: { ok: number, failed: number }
+  /** Dials (bootstrap, known, discovered peers) completed and failed since start. */
+  dials: { ok: number, failed: number }
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
@@ -224,6 +231,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const admissionFailures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
   const protocolErrors = { 'malformed-frame': 0, 'gossip-not-admitted': 0 }
   const syncs = { ok: 0, failed: 0 }
+  const dials = { ok: 0, failed: 0 }
+  /** Peers that failed admission are not dialled again before this time. */
+  const blockedUntil = new Map<string, number>()
 
   let libp2p: Libp2p<Services> | undefined
   let store: StateStore | undefined
@@ -276,6 +286,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const dialPeer = (peer: string, addresses: string[]): void => {
     if (libp2p === undefined || running === undefined || peer === self) return
     if (dialing.has(peer) || dialing.size >= DEFAULT_MAX_PARALLEL_DIALS || isConnected(peer)) return
+    if ((blockedUntil.get(peer) ?? 0) > now()) return
     const node = libp2p
     const signal = running.signal
     dialing.add(peer)
@@ -286,7 +297,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         const mas = addresses.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
         if (mas.length > 0) await node.peerStore.merge(id, { multiaddrs: mas })
         await node.dial(id, { signal: d.signal })
+        dials.ok++
       } catch (err) {
+        dials.failed++
         log.debug('dial failed', { peer, error: errorMessage(err) })
       } finally {
         d.cancel()
@@ -307,7 +320,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       const d = deadline(clock, dialTimeoutMs, `dial ${ma.toString()}`, signal)
       try {
         await node.dial(ma, { signal: d.signal })
+        dials.ok++
       } catch (err) {
+        dials.failed++
         log.debug('bootstrap dial failed', { addr: ma.toString(), error: errorMessage(err) })
       } finally {
         d.cancel()
@@ -327,6 +342,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const failAdmission = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
     admissionFailures[reason]++
+    const peer = conn.remotePeer.toString()
+    // Not a token holder (or not answering): forget it and leave it alone for a while.
+    blockedUntil.set(peer, now() + ADMISSION_BACKOFF_INTERVALS * timing.redialIntervalMs)
+    peerBook?.remove(peer)
     log.warn('peer failed admission, disconnecting', { peer: conn.remotePeer.toString(), reason, error: errorMessage(err) })
     conn.abort(err instanceof Error ? err : new Error(String(err)))
   }
@@ -567,7 +586,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const publish = (wire: Uint8Array): void => {
     if (libp2p === undefined) return
     if (init.hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) return
-    libp2p.services.pubsub.publish(topic, wire).catch((err: unknown) => { log.debug('gossip publish failed', { error: errorMessage(err) }) })
+    const data = init.hooks?.tamperGossip?.({ direction: 'out', data: wire }) ?? wire
+    libp2p.services.pubsub.publish(topic, data).catch((err: unknown) => { log.debug('gossip publish failed', { error: errorMessage(err) }) })
   }
 
   // ---- loops -------------------------------------------------------------
@@ -769,7 +789,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       node.services.pubsub.subscribe(topic)
     } catch (err) {
       controller.abort()
-      await node.stop().catch(() => {})
+      await Promise.resolve(node.stop()).catch(() => {})
       await st.close().catch(() => {})
       libp2p = undefined
       store = undefined
@@ -800,7 +820,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     heartbeatOut.clear()
     await Promise.allSettled(loops.splice(0))
     node.services.pubsub.removeEventListener('gossipsub:message', onGossip)
-    await node.stop().catch((err: unknown) => { log.warn('libp2p stop failed', { error: errorMessage(err) }) })
+    await Promise.resolve(node.stop()).catch((err: unknown) => { log.warn('libp2p stop failed', { error: errorMessage(err) }) })
     admitted.clear()
     await book.save().catch((err: unknown) => { log.warn('saving known peers failed', { error: errorMessage(err) }) })
     await st.close()
@@ -872,7 +892,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         rejections,
         admissionFailures: Object.values(admissionFailures).reduce((a, b) => a + b, 0),
         admissionFailuresByReason: { ...admissionFailures },
-        syncs: { ...syncs }
+        syncs: { ...syncs },
+        dials: { ...dials }
       }
     },
     dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {

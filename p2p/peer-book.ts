@@ -28,6 +28,8 @@ export interface PeerBook {
   list(): KnownPeer[]
   /** Adds or updates a peer; returns true when it was not known before. */
   upsert(id: string, update: { addresses?: string[], discoveredBy?: string, admittedAt?: number }): boolean
+  /** Forgets a peer (for example one that failed admission). */
+  remove(id: string): void
   /** Writes the book if it changed since the last save. */
   save(): Promise<void>
 }
@@ -73,6 +75,9 @@ export async function loadPeerBook (dir: string, logger: Logger, maxPeers = DEFA
       if (addresses.length > 0 && addresses.join(' ') !== existing.addresses.join(' ')) { existing.addresses = addresses; dirty = true }
       if (update.admittedAt !== undefined && update.admittedAt > existing.admittedAt) { existing.admittedAt = update.admittedAt; dirty = true }
       return false
+    },
+    remove (id) {
+      if (peers.delete(id)) dirty = true
     },
     async save () {
       if (!dirty) return

@@ -51,7 +51,7 @@ export class Cluster {
   async node (token: NetworkToken, p2p: Partial<P2PConfig> = {}, extra: Partial<P2PNodeInit> = {}): Promise<P2PNode> {
     const stateDir = extra.stateDir ?? await this.dir()
     const logger = process.env.KP2P_TEST_LOG === undefined ? silentLogger : createLogger({ level: 'debug', format: 'text' }).child(`n${this.nodes.length}`)
-    const node = await createP2PNode({ p2p: labConfig(p2p), token, stateDir, logger, ...extra })
+    const node = await createP2PNode({ p2p: labConfig(p2p), token, stateDir, logger, dialTimeoutMs: 2_000, admissionTimeoutMs: 2_000, ...extra })
     this.nodes.push(node)
     await node.start()
     return node

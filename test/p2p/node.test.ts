@@ -1,19 +1,112 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import type { Member } from '../../p2p/index.ts'
 import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
+
+// mDNS is off in these tests (multicast on loopback is not dependable here); the
+// netns lab covers it. Discovery below is bootstrap + DHT rendezvous + peer exchange.
 
 describe('p2p node', () => {
   let cluster: Cluster
   afterEach(async () => { await cluster.close() })
 
-  it('two nodes admit each other and replicate a put', async () => {
+  it('five nodes converge through one bootstrap peer: every member alive everywhere, every entry everywhere', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const seed = await cluster.node(token)
+    const boot = [seed.addresses()[0] as string]
+    const others = await Promise.all([1, 2, 3, 4].map(async () => await cluster.node(token, { bootstrapPeers: boot })))
+    const all = [seed, ...others]
+    for (const n of all) await n.state.put(`hello/${n.peerId.slice(-4)}`, { from: n.peerId })
+    await waitFor('every node sees the 4 others alive', () => all.every((n) => alivePeers(n).length === 4), 20_000)
+    await waitFor('every node holds all 5 entries', () => all.every((n) => n.state.list('hello/').length === 5), 20_000)
+    for (const n of all) {
+      expect(alivePeers(n)).toEqual(all.filter((o) => o !== n).map((o) => o.peerId).sort())
+      expect(n.status().admissionFailures).toBe(0)
+    }
+    // Peers beyond the bootstrap node were learned without it dialling them for us.
+    const via = new Set(others[3]?.status().peers.map((p) => p.discoveredBy))
+    expect(via.has('bootstrap')).toBe(true)
+  })
+
+  it('a gossip delta dropped on the way in is repaired by anti-entropy', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    let dropped = 0
+    const a = await cluster.node(token)
+    const b = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, {
+      hooks: { dropGossip: (e) => { if (e.direction === 'in') { dropped++; return true } return false } }
+    })
+    await waitFor('mutual membership', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    // Let the gossip mesh form, so the delta really goes out and is really dropped.
+    await a.state.put('probe', 0)
+    await waitFor('b repaired the probe', () => b.state.get(a.peerId, 'probe') !== undefined)
+    const syncsBefore = b.status().syncs.ok + a.status().syncs.ok
+    const puts: Array<Promise<unknown>> = []
+    await waitFor('a gossip delta reached b and was dropped', () => { puts.push(a.state.put('probe', dropped)); return dropped > 0 }, 10_000)
+    await Promise.all(puts)
+    await a.state.put('value', { v: 42 })
+    await waitFor('b has the value through anti-entropy', () => b.state.get(a.peerId, 'value') !== undefined)
+    expect(b.state.get(a.peerId, 'value')?.value).toEqual({ v: 42 })
+    expect(b.status().syncs.ok + a.status().syncs.ok).toBeGreaterThan(syncsBefore)
+  })
+
+  it('a restarted node keeps its peer id and state and re-dials known peers without bootstrap', async () => {
     cluster = new Cluster()
     const token = newToken()
     const a = await cluster.node(token)
+    const dirB = await cluster.dir()
+    const b1 = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, { stateDir: dirB })
+    await b1.state.put('mine', 'kept')
+    await waitFor('a has b entry', () => a.state.get(b1.peerId, 'mine') !== undefined)
+    const id = b1.peerId
+    await b1.stop()
+    await waitFor('a sees b dead', () => a.state.members().find((m) => m.peerId === id)?.liveness === 'dead')
+
+    const b2 = await cluster.node(token, { bootstrapPeers: [] }, { stateDir: dirB })
+    expect(b2.peerId).toBe(id)
+    expect(b2.state.get(id, 'mine')?.value).toBe('kept')
+    await waitFor('b re-dialled a from its known peers', () => alivePeers(b2).includes(a.peerId) && alivePeers(a).includes(id))
+    expect(b2.status().peers.find((p) => p.id === a.peerId)?.connected).toBe(true)
+  })
+
+  it('membership marks a stopped node dead and the same node alive again when it returns', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const a = await cluster.node(token)
+    const dirC = await cluster.dir()
     const b = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] })
-    await waitFor('mutual membership', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
-    await a.state.put('hello', { n: 1 })
-    await waitFor('b has the entry', () => b.state.get(a.peerId, 'hello') !== undefined)
-    expect(b.state.get(a.peerId, 'hello')?.value).toEqual({ n: 1 })
-    expect(a.status().admissionFailures).toBe(0)
+    const c1 = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, { stateDir: dirC })
+    const id = c1.peerId
+    const joins: Member[] = []
+    const leaves: Member[] = []
+    b.state.addEventListener('member:join', (e) => { joins.push(e.detail) })
+    b.state.addEventListener('member:leave', (e) => { leaves.push(e.detail) })
+    await waitFor('b sees c alive', () => alivePeers(b).includes(id))
+
+    await c1.stop()
+    await waitFor('b declares c dead', () => leaves.some((m) => m.peerId === id), 5_000)
+    expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('dead')
+    expect(alivePeers(b)).toContain(a.peerId)
+
+    const joinsBefore = joins.filter((m) => m.peerId === id).length
+    const c2 = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, { stateDir: dirC })
+    expect(c2.peerId).toBe(id)
+    await waitFor('b sees c join again', () => joins.filter((m) => m.peerId === id).length > joinsBefore)
+    expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('alive')
+  })
+
+  it('stop() is idempotent and releases every socket and timer it made', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const handles = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPServerWrap' || r === 'TCPSocketWrap').length
+    const before = handles()
+    const a = await cluster.node(token)
+    const b = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] })
+    await waitFor('connected', () => alivePeers(b).includes(a.peerId))
+    expect(handles()).toBeGreaterThan(before)
+    await Promise.all([a.stop(), a.stop(), b.stop()])
+    await b.stop()
+    await waitFor('sockets closed', () => handles() <= before, 5_000)
+    expect(a.addresses()).toEqual([])
   })
 })

@@ -1,0 +1,83 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { MalformedFrameError } from '../../p2p/errors.ts'
+import { decodeList } from '../../p2p/framing.ts'
+import { decodePeers, encodePeers, entryFrames } from '../../p2p/sync.ts'
+import type { P2PNode } from '../../p2p/index.ts'
+import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
+
+describe('sync frames', () => {
+  it('splits entries into frames that each fit the bound and skips entries that never can', () => {
+    const entries = Array.from({ length: 50 }, (_, i) => new Uint8Array(100).fill(i))
+    const huge = new Uint8Array(5000)
+    const frames = entryFrames([...entries, huge], 1024)
+    expect(frames.every((f) => f.length <= 1024)).toBe(true)
+    const back = frames.flatMap((f) => decodeList(f.subarray(1), 4096))
+    expect(back).toEqual(entries)
+  })
+
+  it('peer lists round-trip and a wrong shape is a MalformedFrameError', () => {
+    const peers = [{ id: '12D3KooWx', addresses: ['/ip4/10.0.0.1/tcp/4001'], ageMs: 12 }]
+    expect(decodePeers(encodePeers(peers).subarray(1))).toEqual(peers)
+    const bad = (s: string): unknown => { try { decodePeers(new TextEncoder().encode(s)); return undefined } catch (err) { return err } }
+    for (const s of ['{', '{}', '[["x"]]', '[["x",[1],0]]', '[["x",[],-1]]', `[${'["x",[],0],'.repeat(300)}["x",[],0]]`]) {
+      expect(bad(s)).toBeInstanceOf(MalformedFrameError)
+    }
+    expect(bad('\u00ff')).toBeInstanceOf(MalformedFrameError)
+  })
+})
+
+describe('bad entries from an admitted peer', () => {
+  let cluster: Cluster
+  afterEach(async () => { await cluster.close() })
+
+  it('forged, tampered, unsigned, replayed, malformed and oversized entries are refused and counted by reason', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    let gossipIn = 0
+    const b = await cluster.node(token, {}, { hooks: { dropGossip: (e) => { if (e.direction === 'in') gossipIn++; return false } } })
+    let tamper: (wire: Uint8Array) => Uint8Array = (w) => w
+    let capture = false
+    let captured: Uint8Array | undefined
+    const m: P2PNode = await cluster.node(token, { bootstrapPeers: [b.addresses()[0] as string] }, {
+      stateLimits: { maxEntryBytes: 512 * 1024 },
+      hooks: {
+        tamperGossip: (e) => tamper(e.data),
+        // Captures (and withholds) one outgoing delta, so gossipsub has never seen it when it is replayed.
+        dropGossip: (e) => { if (e.direction === 'out' && capture) { captured = e.data; capture = false; return true } return false }
+      }
+    })
+    await waitFor('admitted', () => alivePeers(b).includes(m.peerId))
+    let n = 0
+    const warm: Array<Promise<unknown>> = []
+    await waitFor('gossip flows from m to b', () => { warm.push(m.state.put('warm', n++)); return gossipIn > 0 })
+    await Promise.all(warm)
+
+    // Capture version 1 of an entry, then move it to version 2 everywhere: version 1 is now a replay.
+    capture = true
+    await m.state.put('replay', 'old')
+    const oldWire = captured as Uint8Array
+    await m.state.put('replay', 'new')
+    await waitFor('b holds version 2', () => b.state.get(m.peerId, 'replay')?.version === 2)
+    const rejected = (reason: string): number => b.status().rejections[reason] ?? 0
+    const expectRefused = async (reason: string, make: (w: Uint8Array) => Uint8Array, value: unknown = 'v'): Promise<void> => {
+      const before = rejected(reason)
+      tamper = make
+      await m.state.put(`case/${reason}`, value as never)
+      await waitFor(`b counted ${reason}`, () => rejected(reason) > before)
+    }
+    const flip = (w: Uint8Array, at: number): Uint8Array => { const c = w.slice(); const i = at < 0 ? c.length + at : at; c[i] = (c[i] ?? 0) ^ 1; return c }
+
+    await expectRefused('forged', (w) => flip(w, -1)) // signature
+    await expectRefused('forged', (w) => flip(w, -80)) // ciphertext: the signature covers it
+    await expectRefused('unsigned', (w) => { const c = w.slice(0, w.length - 64); c[c.length - 1] = 0; return c })
+    await expectRefused('malformed', () => new Uint8Array([9, 9, 9]))
+    await expectRefused('stale', () => oldWire)
+    await expectRefused('oversized', (w) => w, 'x'.repeat(100 * 1024))
+
+    // None of it changed b's view of m's namespace beyond genuine entries, and b is still healthy.
+    tamper = (w) => w
+    await m.state.put('after', 'ok')
+    await waitFor('genuine entries still flow', () => b.state.get(m.peerId, 'after')?.value === 'ok')
+    expect(b.state.get(m.peerId, 'case/oversized')).toBeUndefined()
+  })
+})
