@@ -3,7 +3,7 @@ import type { Timing, VpnConfig } from '../config/types.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
-import { overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
+import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { loadClaim, saveClaim } from './claim-file.ts'
 import { isInterfaceName, type InterfaceKind, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
@@ -70,7 +70,7 @@ export interface VpnPeerStatus {
   latestHandshake: number
   rxBytes: number
   txBytes: number
-  /** A handshake within `timing.vpnHandshakeStaleMs`. */
+  /** A handshake within `timing.vpnHandshakeStaleMs` and the owner not dead in the member view. */
   up: boolean
   /** The owner's liveness in the member view; `unknown` when not a member. */
   liveness: Liveness | 'unknown'
@@ -364,6 +364,12 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         log.warn('vpn.cidr changed; claiming a new overlay address', { was: persisted.cidr, now: network.cidr })
       }
       claim = persisted?.cidr === network.cidr ? { address: persisted.address, attempt: persisted.attempt } : undefined
+      if (claim === undefined) {
+        // No claim file (a wiped state dir): the replicated state may still carry our advert.
+        const own = state.get(state.self, VPN_ADVERT_KEY)
+        const advert = own?.value == null ? undefined : parseAdvert(own.value)
+        if (advert !== undefined && isValidClaim(network, state.self, advert)) claim = { address: advert.address, attempt: advert.attempt }
+      }
       const life = new AbortController()
       lifetime = life
       state.addEventListener('change', onChange)
@@ -397,6 +403,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       const peers = desired.map((d): VpnPeerStatus => {
         const p = byKey.get(d.publicKey)
         const latestHandshake = (p?.latestHandshake ?? 0) * 1000
+        const memberLiveness = liveness.get(d.peerId) ?? 'unknown'
         return {
           peerId: d.peerId,
           publicKey: d.publicKey,
@@ -405,8 +412,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
           latestHandshake,
           rxBytes: p?.rxBytes ?? 0,
           txBytes: p?.txBytes ?? 0,
-          up: latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
-          liveness: liveness.get(d.peerId) ?? 'unknown'
+          up: memberLiveness !== 'dead' && latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
+          liveness: memberLiveness
         }
       })
       return {

@@ -114,6 +114,10 @@ describe('createVpnController', () => {
     status = await a.controller.status()
     expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(false)
 
+    // A dead owner is down even right after a handshake.
+    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    expect((await a.controller.status()).peers.find((p) => p.peerId === b.id)?.up).toBe(false)
+
     await c.controller.stop()
     await site.node(c.id).put(VPN_ADVERT_KEY, null)
     await waitFor(() => !peersOf(a).has(keyC) && !peersOf(b).has(keyC), 5_000, 'prune')
@@ -148,6 +152,20 @@ describe('createVpnController', () => {
     const other = await node('node-a2')
     await other.controller.start()
     expect((await other.controller.status()).publicKey).not.toBe(before.publicKey)
+  })
+
+  it('takes its claim back from its advert in the state when the claim file is gone', async () => {
+    const net = parseOverlayCidr(vpn.cidr)
+    const a = await node('node-a')
+    const held = { address: overlayCandidate(net, 'node-a', 2), attempt: 2 }
+    await saveClaim(a.dir, { cidr: net.cidr, ...held })
+    await a.controller.start()
+    expect((await a.controller.status()).address).toBe(held.address)
+    await a.controller.stop()
+    await rm(join(a.dir, 'vpn', 'claim.json'))
+    const again = await node('node-a', { dir: a.dir, driver: a.driver, host: 11 })
+    await again.controller.start()
+    expect((await again.controller.status()).address).toBe(held.address)
   })
 
   it('settles a claim conflict: the lower-ranked claim moves, the other stays', async () => {
