@@ -1,0 +1,346 @@
+import { networkInterfaces } from 'node:os'
+import type { Config } from '../config/types.ts'
+import type { ClusterState, JsonValue, StateEntry } from '../p2p/types.ts'
+import type { Clock } from '../util/clock.ts'
+import { systemClock } from '../util/clock.ts'
+import type { RandomSource } from '../util/random.ts'
+import { cryptoRandom } from '../util/random.ts'
+import type { Logger } from '../util/log.ts'
+import { silentLogger } from '../util/log.ts'
+import { KairosError, errorMessage } from '../util/errors.ts'
+import type { SealKeys, SealedBox } from './credentials.ts'
+import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
+import { trackView } from './election.ts'
+import { configWarnings, credentialEntry, decide, parseCredential, rolesConfigOf } from './plan.ts'
+import { loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
+import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RoleName, type RolesDecision, type RolesPhase } from './types.ts'
+
+/** The credential functions the controller uses (roles/credentials.ts). */
+export interface CredentialsApi {
+  generateClusterSecrets: (random: RandomSource) => { serverToken: string, agentToken: string }
+  createSealKeys: (stateDir?: string) => Promise<SealKeys>
+  sealTo: (recipientPublicKey: string, plaintext: string, random?: RandomSource) => SealedBox
+}
+
+/** The hand-off backend (roles/installer/): idempotent, keeps its own record in the state dir. */
+export interface Installer {
+  install: (plan: InstallPlan, signal: AbortSignal) => Promise<{ changed: boolean }>
+}
+
+export interface RolesControllerInit {
+  config: Config
+  state: ClusterState
+  /** Where the vote, the role and (on the init server) the k3s tokens are kept, mode 0600. */
+  stateDir: string
+  /** @default systemClock */
+  clock?: Clock
+  /** Source of the k3s tokens and of sealing randomness. @default cryptoRandom */
+  random?: RandomSource
+  /** @default silentLogger */
+  logger?: Logger
+  credentials: CredentialsApi
+  installer: Installer
+  /** This node's overlay address and interface, once the VPN has them. */
+  overlay: () => { address?: string | undefined, interface?: string | undefined }
+}
+
+/** One formation milestone. */
+export interface RolesTimelineEvent {
+  event: string
+  at: number
+}
+
+/** What `kairos-p2p status` shows of the roles layer. */
+export interface RolesStatus {
+  phase: RolesPhase
+  /** More nodes awaited before the election can start. */
+  awaiting?: number
+  role?: RoleName
+  /** Highest ballot round promised. */
+  term: number
+  /** The init server, or the candidate being voted on. */
+  leader?: string
+  clusterId?: string
+  /** Why the node waits, if it does. */
+  reason?: string
+  /** 'discovered', 'elected', 'credential', 'installing', 'joined', each at first occurrence. */
+  timeline: RolesTimelineEvent[]
+  warnings: string[]
+}
+
+export interface RolesController {
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  status: () => RolesStatus
+}
+
+/** A hand-off that failed; retried when its plan changes or after the retry delay. */
+export class HandOffError extends KairosError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.name = 'HandOffError'
+  }
+}
+
+/** Delay before a failed hand-off is tried again with the same plan, ms. @default 30000 */
+export const HANDOFF_RETRY_MS = 30_000
+
+interface OpenedCredential { version: number, owner: string, kind: 'server' | 'agent', token: string, agentToken?: string }
+
+/**
+ * The roles controller: runs the pure decision (roles/plan.ts) on every state or
+ * membership change, on a ticker and at start, and carries out its actions —
+ * persisting facts before publishing them, generating and sealing credentials on
+ * the init server, and handing off to the installer.
+ */
+export function createRolesController (init: RolesControllerInit): RolesController {
+  const { config, state, stateDir } = init
+  const clock = init.clock ?? systemClock
+  const random = init.random ?? cryptoRandom
+  const logger = init.logger ?? silentLogger
+  const rolesConfig = rolesConfigOf(config)
+  const tickMs = config.p2p.timing.rolesTickMs
+
+  let facts: LocalFacts | undefined
+  let secrets: StoredSecrets | undefined
+  let sealKeys: SealKeys | undefined
+  let opened: OpenedCredential | undefined
+  let tracker: { key: string, since: number } | undefined
+  let last: RolesDecision | undefined
+  let controller: AbortController | undefined
+  let loop: Promise<void> | undefined
+  let wake: (() => void) | undefined
+  let dirty = true
+  let installing: Promise<void> | undefined
+  let failed: { planKey: string, at: number } | undefined
+  let completed: { clusterId: string, planKey: string } | undefined
+  let known = 1
+  const timeline = new Map<string, number>()
+
+  const mark = (event: string): void => {
+    if (!timeline.has(event)) {
+      timeline.set(event, clock.now())
+      logger.info(`timeline ${event}`)
+    }
+  }
+  const poke = (): void => { dirty = true; wake?.() }
+  const onChange = (evt: CustomEvent<{ entry: StateEntry }>): void => {
+    const key = evt.detail.entry.key
+    if (key.startsWith('roles/') || key.startsWith(CRED_PREFIX)) poke()
+  }
+  const onMember = (): void => { poke() }
+
+  const openCredential = (entries: readonly StateEntry[]): void => {
+    if (sealKeys === undefined) return
+    const self = state.self
+    for (const e of entries) {
+      if (e.key !== `${CRED_PREFIX}${self}`) continue
+      if (opened !== undefined && opened.owner === e.owner && opened.version === e.version) return
+      const cred = parseCredential(e.value)
+      if (cred === undefined || cred.to !== sealKeys.publicKey) continue
+      try {
+        const payload = JSON.parse(sealKeys.open(cred.box as unknown as SealedBox)) as { token?: unknown, agentToken?: unknown }
+        if (typeof payload.token !== 'string') throw new HandOffError('credential payload has no token')
+        opened = {
+          version: e.version,
+          owner: e.owner,
+          kind: cred.kind,
+          token: payload.token,
+          ...(typeof payload.agentToken === 'string' ? { agentToken: payload.agentToken } : {})
+        }
+        mark('credential')
+        return
+      } catch (err) {
+        logger.warn('cannot open credential', { owner: e.owner, error: errorMessage(err) })
+      }
+    }
+  }
+
+  const ownAddress = (): string | undefined => {
+    const o = init.overlay()
+    if (o.address !== undefined) return o.address
+    if (config.p2p.vpn.create && config.p2p.vpn.use) return undefined
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+    }
+    return undefined
+  }
+
+  const installInput = (h: HandOffInput): InstallPlanInput | string => {
+    const o = init.overlay()
+    const useOverlay = config.p2p.vpn.create && config.p2p.vpn.use
+    if (useOverlay && o.address === undefined) return 'waiting for the overlay address'
+    const overlay = useOverlay ? { nodeIp: o.address as string, ...(o.interface === undefined ? {} : { flannelIface: o.interface }) } : {}
+    const sections = { k3s: config.k3s, k3sAgent: config.k3sAgent }
+    if (h.clusterInit) {
+      if (secrets === undefined) return 'waiting for the cluster secrets'
+      return { role: 'init', token: secrets.serverToken, agentToken: secrets.agentToken, ...overlay, ...sections }
+    }
+    if (opened === undefined || h.serverAddress === undefined) return 'waiting for the credential'
+    const serverUrl = serverUrlFor(h.serverAddress)
+    if (h.role === 'server') {
+      return { role: 'server', serverUrl, token: opened.token, ...(opened.agentToken === undefined ? {} : { agentToken: opened.agentToken }), ...overlay, ...sections }
+    }
+    return { role: 'agent', serverUrl, token: opened.token, ...overlay, ...sections }
+  }
+
+  const startHandOff = (h: HandOffInput, planKey: string, signal: AbortSignal): void => {
+    if (installing !== undefined) return
+    if (failed?.planKey === planKey && clock.now() - failed.at < HANDOFF_RETRY_MS) return
+    const input = installInput(h)
+    if (typeof input === 'string') { logger.debug(input); return }
+    let plan: InstallPlan
+    try {
+      plan = buildInstallPlan(input)
+    } catch (err) {
+      failed = { planKey, at: clock.now() }
+      logger.error('install plan refused', { error: errorMessage(err) })
+      return
+    }
+    mark('installing')
+    logger.info('handing off', { role: plan.role, service: plan.service })
+    installing = (async () => {
+      try {
+        await init.installer.install(plan, signal)
+        // Recorded by the next step, the only writer of the facts file.
+        completed = { clusterId: h.clusterId, planKey }
+        failed = undefined
+        mark('joined')
+      } catch (err) {
+        if (signal.aborted) return
+        failed = { planKey, at: clock.now() }
+        logger.error('hand-off failed', { error: errorMessage(err) })
+      } finally {
+        installing = undefined
+        poke()
+      }
+    })()
+  }
+
+  const step = async (signal: AbortSignal): Promise<void> => {
+    if (completed !== undefined && facts?.joined?.planKey !== completed.planKey) {
+      const next: LocalFacts = { ...(facts as LocalFacts), joined: completed }
+      await saveFacts(stateDir, next)
+      facts = next
+    }
+    completed = undefined
+    const members = state.members()
+    if (members.length > 0) mark('discovered')
+    tracker = trackView(tracker, members, clock.now())
+    const entries = [...state.list('roles/'), ...state.list(CRED_PREFIX)]
+    openCredential(entries)
+    const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
+    for (const e of entries) if (e.key === ROLE_KEYS.node) ids.add(e.owner)
+    known = ids.size
+    const decision = decide({
+      self: state.self,
+      now: clock.now(),
+      networkId: config.p2p.networkId,
+      config: rolesConfig,
+      members: members.map((m) => ({ peerId: m.peerId, liveness: m.liveness, lastSeen: m.lastSeen })),
+      entries,
+      local: facts as LocalFacts,
+      viewSince: tracker.since,
+      sealKey: (sealKeys as SealKeys).publicKey,
+      hasSecrets: secrets !== undefined,
+      hasCredential: opened !== undefined && opened.owner === (facts?.role?.init ?? opened.owner),
+      address: ownAddress()
+    })
+    if (decision.clusterId !== undefined) mark('elected')
+    if (last?.phase !== decision.phase || last.role !== decision.role) {
+      logger.info('roles phase', { phase: decision.phase, role: decision.role, leader: decision.leader, term: decision.term, awaiting: decision.awaiting })
+    }
+    last = decision
+    for (const action of decision.actions) {
+      if (signal.aborted) return
+      if ('persist' in action) {
+        await saveFacts(stateDir, action.persist)
+        facts = action.persist
+      } else if ('generateSecrets' in action) {
+        if (secrets === undefined) {
+          const s = init.credentials.generateClusterSecrets(random)
+          const next = { serverToken: s.serverToken, agentToken: s.agentToken, clusterId: decision.clusterId ?? '' }
+          await saveSecrets(stateDir, next)
+          secrets = next
+          mark('credential')
+        }
+      } else if ('put' in action) {
+        await state.put(action.put, action.value)
+      } else if ('sealCredential' in action) {
+        if (secrets === undefined) continue
+        const payload = action.kind === 'server'
+          ? { token: secrets.serverToken, agentToken: secrets.agentToken }
+          : { token: secrets.agentToken }
+        const box = init.credentials.sealTo(action.publicKey, JSON.stringify(payload), random)
+        const e = credentialEntry(action.sealCredential, { kind: action.kind, to: action.publicKey, clusterId: action.clusterId, box: box as unknown as JsonValue })
+        await state.put(e.key, e.value)
+      } else if ('handOff' in action) {
+        startHandOff(action.handOff, action.planKey, signal)
+      }
+    }
+  }
+
+  const run = async (signal: AbortSignal): Promise<void> => {
+    while (!signal.aborted) {
+      if (dirty) {
+        dirty = false
+        try {
+          await step(signal)
+        } catch (err) {
+          if (signal.aborted) break
+          logger.error('roles step failed', { error: errorMessage(err) })
+        }
+      }
+      const tick = new AbortController()
+      const onAbort = (): void => { tick.abort() }
+      signal.addEventListener('abort', onAbort, { once: true })
+      await new Promise<void>((resolve) => {
+        wake = () => { tick.abort() }
+        clock.sleep(tickMs, tick.signal).then(() => { dirty = true }, () => {}).finally(resolve)
+        if (dirty) tick.abort()
+      })
+      wake = undefined
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  return {
+    start: async () => {
+      if (controller !== undefined) return
+      facts = await loadFacts(stateDir)
+      secrets = await loadSecrets(stateDir)
+      sealKeys = await init.credentials.createSealKeys(stateDir)
+      controller = new AbortController()
+      state.addEventListener('change', onChange)
+      state.addEventListener('member:join', onMember)
+      state.addEventListener('member:leave', onMember)
+      dirty = true
+      loop = run(controller.signal)
+    },
+    stop: async () => {
+      if (controller === undefined) return
+      controller.abort()
+      state.removeEventListener('change', onChange)
+      state.removeEventListener('member:join', onMember)
+      state.removeEventListener('member:leave', onMember)
+      await loop
+      await installing
+      controller = undefined
+      loop = undefined
+    },
+    status: () => {
+      const d = last
+      return {
+        phase: d?.phase ?? 'discovering',
+        ...(d?.awaiting === undefined ? {} : { awaiting: d.awaiting }),
+        ...(d?.role === undefined ? {} : { role: d.role }),
+        term: d?.term ?? 0,
+        ...(d?.leader === undefined ? {} : { leader: d.leader }),
+        ...(d?.clusterId === undefined ? {} : { clusterId: d.clusterId }),
+        ...(d?.reason === undefined ? {} : { reason: d.reason }),
+        timeline: [...timeline].map(([event, at]) => ({ event, at })).sort((a, b) => a.at - b.at),
+        warnings: configWarnings(rolesConfig, known)
+      }
+    }
+  }
+}

@@ -1,0 +1,147 @@
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { KairosError, errorMessage } from '../util/errors.ts'
+import { compareBallots, parseBallot } from './election.ts'
+import { EMPTY_FACTS, type Accepted, type LocalFacts, type RoleName } from './types.ts'
+
+/** File in the state dir holding this node's promises, vote and role (mode 0600). */
+export const FACTS_FILE = 'roles.json'
+
+/** File in the init server's state dir holding the k3s tokens (mode 0600). Never replicated. */
+export const SECRETS_FILE = 'cluster-secrets.json'
+
+/** A roles file that cannot be read, parsed or written. */
+export class RolesStoreError extends KairosError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.name = 'RolesStoreError'
+  }
+}
+
+/**
+ * Writes `text` to `file` atomically: a private temp file, fsync, rename, then an
+ * fsync of the directory, so a power cut leaves either the old or the new content.
+ */
+export async function writeFileAtomic (file: string, text: string): Promise<void> {
+  const dir = join(file, '..')
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const tmp = `${file}.${process.pid}.tmp`
+  try {
+    const fh = await open(tmp, 'w', 0o600)
+    try {
+      await fh.writeFile(text)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, file)
+    const dh = await open(dir, 'r')
+    try { await dh.sync() } finally { await dh.close() }
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw new RolesStoreError(`cannot write ${file}: ${errorMessage(err)}`, { cause: err })
+  }
+}
+
+async function readJson (file: string): Promise<unknown> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new RolesStoreError(`cannot read ${file}: ${errorMessage(err)}`, { cause: err })
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new RolesStoreError(`${file} is not JSON; expected the roles facts written by kairos-p2p`, { cause: err })
+  }
+}
+
+const ROLE_NAMES: readonly RoleName[] = ['init', 'server', 'agent', 'none']
+
+function parseAccepted (v: unknown): Accepted | null {
+  if (typeof v !== 'object' || v === null) return null
+  const o = v as Record<string, unknown>
+  const ballot = parseBallot(o.ballot)
+  return ballot !== undefined && typeof o.candidate === 'string' ? { ballot, candidate: o.candidate } : null
+}
+
+/**
+ * Parses persisted facts. A damaged file is an error, never "no facts": forgetting
+ * a promise or a role could break the election's safety.
+ */
+export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new RolesStoreError(`${file}: expected an object with promised, accepted, proposal, role, joined`)
+  }
+  const o = value as Record<string, unknown>
+  const promised = o.promised === null || o.promised === undefined ? null : parseBallot(o.promised)
+  if (promised === undefined) throw new RolesStoreError(`${file}: promised must be a ballot {n, by}, got ${JSON.stringify(o.promised)}`)
+  const accepted = parseAccepted(o.accepted)
+  let proposal: LocalFacts['proposal'] = null
+  if (typeof o.proposal === 'object' && o.proposal !== null) {
+    const p = o.proposal as Record<string, unknown>
+    const ballot = parseBallot(p.ballot)
+    if (ballot === undefined) throw new RolesStoreError(`${file}: proposal.ballot must be a ballot {n, by}`)
+    proposal = {
+      ballot,
+      candidate: typeof p.candidate === 'string' ? p.candidate : null,
+      committed: p.committed === true && typeof p.candidate === 'string',
+      startedAt: typeof p.startedAt === 'number' ? p.startedAt : 0
+    }
+  }
+  let role: LocalFacts['role'] = null
+  if (typeof o.role === 'object' && o.role !== null) {
+    const r = o.role as Record<string, unknown>
+    if (!ROLE_NAMES.includes(r.role as RoleName) || typeof r.clusterId !== 'string' || typeof r.init !== 'string') {
+      throw new RolesStoreError(`${file}: role must be {role: init|server|agent|none, clusterId, init}, got ${JSON.stringify(o.role)}`)
+    }
+    role = { role: r.role as RoleName, clusterId: r.clusterId, init: r.init }
+  }
+  let joined: LocalFacts['joined'] = null
+  if (typeof o.joined === 'object' && o.joined !== null) {
+    const j = o.joined as Record<string, unknown>
+    if (typeof j.clusterId === 'string' && typeof j.planKey === 'string') joined = { clusterId: j.clusterId, planKey: j.planKey }
+  }
+  if (promised !== null && accepted !== null && compareBallots(accepted.ballot, promised) > 0) {
+    throw new RolesStoreError(`${file}: accepted ballot is above the promised one; the file is inconsistent`)
+  }
+  return { promised, promisedAt: typeof o.promisedAt === 'number' ? o.promisedAt : 0, accepted, proposal, role, joined }
+}
+
+/** Loads the persisted facts of `stateDir`, or the empty facts of a fresh node. */
+export async function loadFacts (stateDir: string): Promise<LocalFacts> {
+  const file = join(stateDir, FACTS_FILE)
+  const value = await readJson(file)
+  return value === undefined ? { ...EMPTY_FACTS } : parseFacts(value, file)
+}
+
+/** Persists facts atomically (mode 0600). */
+export async function saveFacts (stateDir: string, facts: LocalFacts): Promise<void> {
+  await writeFileAtomic(join(stateDir, FACTS_FILE), JSON.stringify(facts) + '\n')
+}
+
+/** The k3s tokens as the init server keeps them. */
+export interface StoredSecrets {
+  serverToken: string
+  agentToken: string
+  clusterId: string
+}
+
+/** Loads the init server's secrets, or undefined when this node has none. */
+export async function loadSecrets (stateDir: string): Promise<StoredSecrets | undefined> {
+  const file = join(stateDir, SECRETS_FILE)
+  const value = await readJson(file)
+  if (value === undefined) return undefined
+  const o = value as Record<string, unknown>
+  if (typeof o.serverToken !== 'string' || typeof o.agentToken !== 'string' || typeof o.clusterId !== 'string') {
+    throw new RolesStoreError(`${file}: expected {serverToken, agentToken, clusterId}`)
+  }
+  return { serverToken: o.serverToken, agentToken: o.agentToken, clusterId: o.clusterId }
+}
+
+/** Persists the init server's secrets atomically (mode 0600). */
+export async function saveSecrets (stateDir: string, secrets: StoredSecrets): Promise<void> {
+  await writeFileAtomic(join(stateDir, SECRETS_FILE), JSON.stringify(secrets) + '\n')
+}

@@ -1,0 +1,318 @@
+import { createHash } from 'node:crypto'
+import type { JsonValue, StateEntry } from '../p2p/types.ts'
+import type { Config } from '../config/types.ts'
+import {
+  CRED_PREFIX, ROLE_KEYS, type ClusterRecord, type CredentialKind, type CredentialValue, type HandOffInput,
+  type LocalFacts, type MemberView, type NodeValue, type RolesAction, type RolesConfig, type RolesDecision,
+  type RolesSnapshot, type StatusValue
+} from './types.ts'
+import { clusterIdFor, electionStep, indexEntries, isEligible, preferenceKey, takesK3sRole, type RolesView } from './election.ts'
+
+/** The `RolesConfig` of a validated `Config`. */
+export function rolesConfigOf (config: Config): RolesConfig {
+  const p = config.p2p
+  return {
+    staticRole: p.role,
+    autoEnable: p.autoEnable,
+    minimumNodes: p.minimumNodes,
+    haEnable: p.haEnable,
+    haMasterNodes: p.haMasterNodes,
+    settleMs: p.timing.electionSettleMs,
+    termTimeoutMs: p.timing.electionTermTimeoutMs
+  }
+}
+
+/** JSON with object keys sorted, to compare values independent of key order. */
+export function canonicalJson (value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}
+
+/** Deep equality of two JSON values (object key order ignored; undefined members ignored). */
+export function jsonEqual (a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false
+    return true
+  }
+  if (Array.isArray(b)) return false
+  const ao = a as Record<string, unknown>
+  const bo = b as Record<string, unknown>
+  let count = 0
+  for (const k in ao) {
+    if (ao[k] === undefined) continue
+    count++
+    if (!jsonEqual(ao[k], bo[k])) return false
+  }
+  for (const k in bo) if (bo[k] !== undefined) count--
+  return count === 0
+}
+
+/** The key of a hand-off input: the installer runs again only when it changes. */
+export function planKeyOf (input: HandOffInput): string {
+  return createHash('sha256').update(canonicalJson(input)).digest('hex').slice(0, 16)
+}
+
+/** The state entry carrying a sealed credential for `recipient`. */
+export function credentialEntry (recipient: string, value: CredentialValue): { key: string, value: JsonValue } {
+  return { key: `${CRED_PREFIX}${recipient}`, value: { kind: value.kind, to: value.to, clusterId: value.clusterId, box: value.box } }
+}
+
+/** A `cred/<recipient>` value, or undefined when malformed. */
+export function parseCredential (v: unknown): CredentialValue | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+  const o = v as Record<string, unknown>
+  if ((o.kind !== 'server' && o.kind !== 'agent') || typeof o.to !== 'string' || typeof o.clusterId !== 'string' || o.box === undefined) return undefined
+  return { kind: o.kind, to: o.to, clusterId: o.clusterId, box: o.box as JsonValue }
+}
+
+function parseStatus (v: unknown): StatusValue | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+  const o = v as Record<string, unknown>
+  if (typeof o.clusterId !== 'string' || (o.phase !== 'installing' && o.phase !== 'joined')) return undefined
+  if (o.role !== 'init' && o.role !== 'server' && o.role !== 'agent' && o.role !== 'none') return undefined
+  return { role: o.role, phase: o.phase, clusterId: o.clusterId, ...(typeof o.address === 'string' ? { address: o.address } : {}) }
+}
+
+/** One credential the init server (re)seals. */
+export interface CredentialGrant {
+  recipient: string
+  kind: CredentialKind
+  publicKey: string
+}
+
+/**
+ * The credential plan of the init server: who gets which credential now.
+ *
+ * A credential is a role: its kind never changes once issued (re-sealed to the same
+ * kind only when the recipient's seal key changed). Static masters are always
+ * servers; automatic HA servers fill `master_nodes` minus the static masters, taken
+ * in preference order; each server credential is issued only after the init server
+ * and every earlier server reported `joined`, so servers join one at a time. Nodes
+ * reserved for a server slot get nothing else meanwhile; every other live node that
+ * takes a k3s role gets the agent credential at once.
+ */
+export function planCredentials (input: {
+  self: string
+  networkId: string
+  record: ClusterRecord
+  config: Pick<RolesConfig, 'haEnable' | 'haMasterNodes'>
+  nodes: ReadonlyMap<string, NodeValue>
+  members: readonly MemberView[]
+  /** Entries under `cred/` owned by self, and `roles/status` of everyone. */
+  entries: readonly StateEntry[]
+  selfJoined: boolean
+}): CredentialGrant[] {
+  const { self, record, nodes } = input
+  const issued = new Map<string, CredentialValue>()
+  const joined = new Set<string>()
+  for (const e of input.entries) {
+    if (e.owner === self && e.key.startsWith(CRED_PREFIX)) {
+      const c = parseCredential(e.value)
+      if (c !== undefined && c.clusterId === record.clusterId) issued.set(e.key.slice(CRED_PREFIX.length), c)
+    } else if (e.key === ROLE_KEYS.status) {
+      const s = parseStatus(e.value)
+      if (s?.phase === 'joined' && s.clusterId === record.clusterId) joined.add(e.owner)
+    }
+  }
+  const live = new Set(input.members.filter((m) => m.liveness !== 'dead').map((m) => m.peerId))
+  const grants: CredentialGrant[] = []
+  const byPreference = (a: string, b: string): number => preferenceKey(a, input.networkId) < preferenceKey(b, input.networkId) ? -1 : 1
+
+  let pendingServer = !input.selfJoined
+  let autoServers = 0
+  let staticMasters = 0
+  for (const [id, c] of issued) {
+    const node = nodes.get(id)
+    if (c.kind === 'server') {
+      if (!joined.has(id)) pendingServer = true
+      if (node?.role !== 'master') autoServers++
+    }
+    if (node !== undefined && node.sealKey !== c.to) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
+  }
+  const unissued: string[] = []
+  for (const [id, node] of nodes) {
+    if (id === self || !node.k3s) continue
+    if (node.role === 'master') staticMasters++
+    if (!issued.has(id) && live.has(id)) unissued.push(id)
+  }
+  unissued.sort(byPreference)
+  const target = input.config.haEnable ? input.config.haMasterNodes : 0
+  const slots = Math.max(0, target - staticMasters - autoServers)
+  const masters = unissued.filter((id) => nodes.get(id)?.role === 'master')
+  const autoReserved = unissued.filter((id) => nodes.get(id)?.role === 'auto' && nodes.get(id)?.eligible === true).slice(0, slots)
+  const reserved = new Set([...masters, ...autoReserved])
+  const next = [...masters, ...autoReserved][0]
+  if (!pendingServer && next !== undefined) {
+    grants.push({ recipient: next, kind: 'server', publicKey: (nodes.get(next) as NodeValue).sealKey })
+  }
+  for (const id of unissued) {
+    if (!reserved.has(id)) grants.push({ recipient: id, kind: 'agent', publicKey: (nodes.get(id) as NodeValue).sealKey })
+  }
+  return grants
+}
+
+/**
+ * The roles decision: a snapshot in, the phase and the actions to carry out out.
+ * Pure: no clock, randomness or I/O. Actions come in the order they must run:
+ * `persist` first (a promise is durable before anyone sees it), then secrets,
+ * entries, credentials, and the hand-off last.
+ */
+export function decide (s: RolesSnapshot): RolesDecision {
+  const view = indexEntries(s.self, s.networkId, s.entries)
+  const cfg = s.config
+  const actions: RolesAction[] = []
+  const puts: RolesAction[] = []
+  let local: LocalFacts = s.local
+
+  const ensure = (key: string, value: JsonValue): void => {
+    const cur = view.own.get(key)
+    if (cur === undefined || !jsonEqual(cur.value, value)) puts.push({ put: key, value })
+  }
+  const nodeValue: NodeValue = {
+    sealKey: s.sealKey,
+    role: cfg.staticRole,
+    eligible: isEligible(cfg.staticRole, cfg.autoEnable),
+    k3s: takesK3sRole(cfg.staticRole, cfg.autoEnable)
+  }
+  ensure(ROLE_KEYS.node, { ...nodeValue })
+
+  const finish = (d: Omit<RolesDecision, 'actions' | 'term'>, tail: RolesAction[] = []): RolesDecision => {
+    if (local !== s.local && !jsonEqual(local, s.local)) actions.push({ persist: local })
+    ensure(ROLE_KEYS.vote, { promised: local.promised, accepted: local.accepted } as unknown as JsonValue)
+    if (local.proposal !== null) {
+      const { ballot, candidate, committed } = local.proposal
+      ensure(ROLE_KEYS.proposal, { ballot, candidate, committed } as unknown as JsonValue)
+    }
+    const generate = tail.filter((a) => 'generateSecrets' in a)
+    const rest = tail.filter((a) => !('generateSecrets' in a))
+    actions.push(...generate, ...puts, ...rest)
+    return { ...d, term: local.promised?.n ?? 0, actions }
+  }
+
+  let record: ClusterRecord | undefined = view.records[0]
+  if (local.role !== null) record = view.records.find((r) => r.clusterId === local.role?.clusterId) ?? record
+
+  // No role yet and no record: vote, and maybe stand.
+  if (local.role === null && record === undefined) {
+    const out = electionStep({ self: s.self, now: s.now, networkId: s.networkId, config: cfg, members: s.members, view, local, viewSince: s.viewSince })
+    local = out.local
+    if (out.chosen?.candidate === s.self) {
+      const clusterId = clusterIdFor(s.networkId, s.self, out.chosen.ballot)
+      record = { clusterId, init: s.self, networkId: s.networkId, ballot: out.chosen.ballot }
+      local = { ...local, role: { role: 'init', clusterId, init: s.self } }
+    } else {
+      if (out.alive < cfg.minimumNodes) {
+        return finish({
+          phase: s.members.length === 0 ? 'discovering' : 'waiting',
+          awaiting: cfg.minimumNodes - out.alive,
+          reason: `${cfg.minimumNodes - out.alive} more node(s) needed for minimum_nodes ${cfg.minimumNodes}`
+        })
+      }
+      return finish({
+        phase: 'electing',
+        ...(out.candidate === undefined ? {} : { leader: out.candidate }),
+        ...(out.recheckAt === undefined ? {} : { recheckAt: out.recheckAt }),
+        reason: out.chosen === undefined ? `quorum ${out.quorum} of ${out.known} known nodes` : 'chosen; waiting for its cluster record'
+      })
+    }
+  }
+
+  // A record exists (or this node was just chosen).
+  const rec = record as ClusterRecord
+  if (local.role === null) {
+    if (rec.init === s.self) {
+      local = { ...local, role: { role: 'init', clusterId: rec.clusterId, init: s.self } }
+    } else if (!nodeValue.k3s) {
+      local = { ...local, role: { role: 'none', clusterId: rec.clusterId, init: rec.init } }
+    } else {
+      const cred = parseCredential(view.credsForSelf.get(rec.init)?.value)
+      if (cred !== undefined && cred.clusterId === rec.clusterId && cred.to === s.sealKey) {
+        local = { ...local, role: { role: cred.kind, clusterId: rec.clusterId, init: rec.init } }
+      } else {
+        return finish({ phase: 'waiting', leader: rec.init, clusterId: rec.clusterId, reason: 'waiting for a credential from the init server' })
+      }
+    }
+  }
+  const role = local.role as NonNullable<LocalFacts['role']>
+  const base = { role: role.role, leader: role.init, clusterId: role.clusterId }
+
+  if (role.role === 'none') {
+    ensure(ROLE_KEYS.status, { role: 'none', phase: 'joined', clusterId: role.clusterId })
+    return finish({ ...base, phase: 'joined' })
+  }
+
+  const tail: RolesAction[] = []
+  let handOff: HandOffInput | undefined
+  let waitReason: string | undefined
+  if (role.role === 'init') {
+    const own = record?.init === s.self ? record : view.records.find((r) => r.init === s.self)
+    const ownRecord: ClusterRecord = own ?? { clusterId: role.clusterId, init: s.self, networkId: s.networkId, ballot: local.accepted?.ballot ?? { n: 0, by: s.self } }
+    ensure(ROLE_KEYS.cluster, { ...ownRecord, ballot: { ...ownRecord.ballot } } as unknown as JsonValue)
+    if (!s.hasSecrets) tail.push({ generateSecrets: true })
+    const grants = planCredentials({
+      self: s.self,
+      networkId: s.networkId,
+      record: ownRecord,
+      config: cfg,
+      nodes: view.nodes,
+      members: s.members,
+      entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (e.owner === s.self && e.key.startsWith(CRED_PREFIX))),
+      selfJoined: local.joined?.clusterId === role.clusterId
+    })
+    for (const g of grants) tail.push({ sealCredential: g.recipient, kind: g.kind, publicKey: g.publicKey, clusterId: role.clusterId })
+    handOff = { role: 'server', clusterInit: true, clusterId: role.clusterId, initServer: s.self }
+  } else {
+    const initStatus = parseStatus(view.statuses.get(role.init)?.value)
+    const address = initStatus?.clusterId === role.clusterId ? initStatus.address : undefined
+    if (!s.hasCredential) waitReason = 'waiting for a credential sealed to this node'
+    else if (address === undefined) waitReason = 'waiting for the init server address'
+    else handOff = { role: role.role === 'server' ? 'server' : 'agent', clusterInit: false, clusterId: role.clusterId, initServer: role.init, serverAddress: address }
+  }
+
+  const planKey = handOff === undefined ? undefined : planKeyOf(handOff)
+  const joined = planKey !== undefined && local.joined?.planKey === planKey
+  const everJoined = local.joined?.clusterId === role.clusterId
+  ensure(ROLE_KEYS.status, {
+    role: role.role,
+    phase: everJoined ? 'joined' : 'installing',
+    clusterId: role.clusterId,
+    ...(role.role === 'init' && s.address !== undefined ? { address: s.address } : {})
+  })
+  if (handOff !== undefined && planKey !== undefined && !joined) tail.push({ handOff, planKey })
+  return finish({
+    ...base,
+    phase: joined ? 'joined' : 'installing',
+    ...(waitReason === undefined ? {} : { reason: waitReason })
+  }, tail)
+}
+
+/**
+ * Warnings about a configuration that weakens the guarantees, for `status`.
+ * `knownNodes` is the number of nodes seen so far (self included), when known.
+ */
+export function configWarnings (config: Pick<RolesConfig, 'minimumNodes' | 'staticRole' | 'autoEnable' | 'haEnable' | 'haMasterNodes'>, knownNodes?: number): string[] {
+  const out: string[] = []
+  const m = config.minimumNodes
+  if (m < 2) {
+    out.push(`p2p.minimum_nodes is ${m}: a node that boots alone, or is cut off during formation, forms a cluster of its own; set it to more than half of the fleet`)
+  } else if (knownNodes !== undefined && m * 2 <= knownNodes) {
+    out.push(`p2p.minimum_nodes is ${m}, at most half of the ${knownNodes} nodes seen: a clean network split during formation can create two clusters; set it to at least ${Math.floor(knownNodes / 2) + 1}`)
+  }
+  if (!config.haEnable && config.haMasterNodes > 0) {
+    out.push(`p2p.auto.ha.master_nodes is ${config.haMasterNodes} but p2p.auto.ha.enable is false: no extra servers are admitted automatically`)
+  }
+  if (!config.autoEnable && config.staticRole === 'auto') {
+    out.push('p2p.auto.enable is false and p2p.role is empty: this node takes part in the state and the VPN only, never in k3s')
+  }
+  return out
+}
+
+/** The index used by `decide`, exposed for status and tests. */
+export type { RolesView }

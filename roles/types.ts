@@ -1,0 +1,211 @@
+import type { JsonValue, Liveness, StateEntry } from '../p2p/types.ts'
+import type { StaticRole } from '../config/types.ts'
+
+/** State keys the roles layer writes, each in the writer's own namespace. */
+export const ROLE_KEYS = Object.freeze({
+  /** Every node: `{ sealKey, role, eligible }` — its seal public key and static role. */
+  node: 'roles/node',
+  /** Every node: its promise and accepted value (`VoteValue`). */
+  vote: 'roles/vote',
+  /** A proposer: its ballot, and once chosen its candidate and commit (`ProposalValue`). */
+  proposal: 'roles/proposal',
+  /** The init server only: the cluster record (`ClusterRecord`). */
+  cluster: 'roles/cluster',
+  /** Every node with a role: `{ role, phase, clusterId, address? }` (`StatusValue`). */
+  status: 'roles/status'
+} as const)
+
+/** Prefix of sealed credentials: `cred/<recipientPeerId>`, owned by the init server. */
+export const CRED_PREFIX = 'cred/'
+
+/**
+ * A Paxos ballot: round `n`, made unique by the proposer's peer id `by`.
+ * Ordered by `n`, then by `by`.
+ */
+export interface Ballot {
+  n: number
+  by: string
+}
+
+/** A value a voter accepted: the candidate proposed in `ballot`. */
+export interface Accepted {
+  ballot: Ballot
+  candidate: string
+}
+
+/** Role of a node in the k3s cluster. `init` is the server that ran cluster-init. */
+export type RoleName = 'init' | 'server' | 'agent' | 'none'
+
+/** Which join credential a node holds: servers the server token, agents the agent token. */
+export type CredentialKind = 'server' | 'agent'
+
+/** The record that exists exactly once per token and network id; written by the init server. */
+export interface ClusterRecord {
+  clusterId: string
+  /** Peer id of the init server (also the owner of the entry). */
+  init: string
+  networkId: string
+  /** The ballot in which the init server was chosen. */
+  ballot: Ballot
+}
+
+/** `roles/vote`. */
+export interface VoteValue {
+  promised: Ballot | null
+  accepted: Accepted | null
+}
+
+/** `roles/proposal`. */
+export interface ProposalValue {
+  ballot: Ballot
+  candidate: string | null
+  committed: boolean
+}
+
+/** `roles/node`. */
+export interface NodeValue {
+  /** X25519 public key, base64; credentials are sealed to it. */
+  sealKey: string
+  /** The node's `p2p.role`. */
+  role: StaticRole
+  /** Whether the node may become the init server or an automatic HA server. */
+  eligible: boolean
+  /** Whether the node takes a k3s role at all (false for `none`, or auto with `auto.enable: false`). */
+  k3s: boolean
+}
+
+/** `roles/status`. */
+export interface StatusValue {
+  role: RoleName
+  phase: 'installing' | 'joined'
+  clusterId: string
+  /** Address k3s listens on (the overlay address when the VPN is used). */
+  address?: string
+}
+
+/** `cred/<recipient>`, owned by the init server. */
+export interface CredentialValue {
+  kind: CredentialKind
+  /** The recipient seal key the box was sealed to (public). */
+  to: string
+  clusterId: string
+  /** The sealed token (a `SealedBox` from roles/credentials.ts). */
+  box: JsonValue
+}
+
+/**
+ * Facts a node persists in its state dir before it acts on them, so a crash or a
+ * power cycle can never make it forget a promise, a vote or its role.
+ */
+export interface LocalFacts {
+  /** Highest ballot promised. */
+  promised: Ballot | null
+  /** Local time of the last promise or accept (the term timeout runs from it). */
+  promisedAt: number
+  /** Value accepted in the highest ballot this node accepted in. */
+  accepted: Accepted | null
+  /** This node's own proposal, when it stood for election. */
+  proposal: (ProposalValue & { startedAt: number }) | null
+  /** The node's role: once set, never changes. */
+  role: { role: RoleName, clusterId: string, init: string } | null
+  /** The hand-off that completed, keyed by its input, so a restart does not redo it. */
+  joined: { clusterId: string, planKey: string } | null
+}
+
+/** Facts of a node that never took part in anything. */
+export const EMPTY_FACTS: LocalFacts = Object.freeze({
+  promised: null, promisedAt: 0, accepted: null, proposal: null, role: null, joined: null
+})
+
+/** The configuration bits the pure decision reads. */
+export interface RolesConfig {
+  /** `p2p.role`. */
+  staticRole: StaticRole
+  /** `p2p.auto.enable`. */
+  autoEnable: boolean
+  /** `p2p.minimum_nodes`. */
+  minimumNodes: number
+  /** `p2p.auto.ha.enable`. */
+  haEnable: boolean
+  /** `p2p.auto.ha.master_nodes`: extra servers besides the init server. */
+  haMasterNodes: number
+  /** `timing.electionSettleMs`. */
+  settleMs: number
+  /** `timing.electionTermTimeoutMs`. */
+  termTimeoutMs: number
+}
+
+/** A member as the decision sees it. */
+export interface MemberView {
+  peerId: string
+  liveness: Liveness
+  lastSeen: number
+}
+
+/** Everything one decision reads: a snapshot of the node, its view and its persisted facts. */
+export interface RolesSnapshot {
+  self: string
+  now: number
+  networkId: string
+  config: RolesConfig
+  /** Members other than self. */
+  members: MemberView[]
+  /** State entries under `roles/` and `cred/`, from every owner. */
+  entries: StateEntry[]
+  local: LocalFacts
+  /** Since when the set of alive members has been unchanged (see `trackView`). */
+  viewSince: number
+  /** This node's seal public key. */
+  sealKey: string
+  /** Whether this node holds cluster secrets in its state dir (init server only). */
+  hasSecrets: boolean
+  /** Whether this node could open its own credential (`cred/<self>`). */
+  hasCredential: boolean
+  /** This node's k3s address (overlay address), published by the init server for joiners. */
+  address?: string | undefined
+}
+
+/** What a node hands to the installer. */
+export interface HandOffInput {
+  role: 'server' | 'agent'
+  /** True on the init server only: `cluster-init: true`. */
+  clusterInit: boolean
+  clusterId: string
+  /** Peer id of the init server. */
+  initServer: string
+  /** The init server's address (joiners only). */
+  serverAddress?: string
+}
+
+/** One step the shell carries out, in order. */
+export type RolesAction =
+  | { persist: LocalFacts }
+  | { put: string, value: JsonValue }
+  | { generateSecrets: true }
+  | { sealCredential: string, kind: CredentialKind, publicKey: string, clusterId: string }
+  | { handOff: HandOffInput, planKey: string }
+
+/** Phases shown by `kairos-p2p status`. */
+export type RolesPhase = 'discovering' | 'waiting' | 'electing' | 'installing' | 'joined'
+
+/** The outcome of one decision. */
+export interface RolesDecision {
+  phase: RolesPhase
+  /** How many more nodes are awaited (below `minimum_nodes`). */
+  awaiting?: number
+  role?: RoleName
+  /** Highest ballot round this node promised. */
+  term: number
+  /** The init server (once known) or the candidate being voted on. */
+  leader?: string
+  clusterId?: string
+  /** Why the node waits, for logs and status. */
+  reason?: string
+  /**
+   * The time at which this decision may change with no new entry and no
+   * membership change (a settle period or term timeout ending). Absent: only new
+   * input can change it.
+   */
+  recheckAt?: number
+  actions: RolesAction[]
+}

@@ -1,0 +1,51 @@
+// `npm run sim -- --seeds 10000 [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]`
+// Runs seeded simulations of the roles layer and prints one line per failing seed
+// with the command that replays it; exits 1 if any seed violated an invariant.
+import { parseArgs } from 'node:util'
+import { PRESETS } from '../../config/presets.ts'
+import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '1000' },
+    seed: { type: 'string' },
+    start: { type: 'string', default: '1' },
+    nodes: { type: 'string' },
+    'minimum-nodes': { type: 'string' },
+    faults: { type: 'string', default: 'full' },
+    preset: { type: 'string', default: 'lab' },
+    verbose: { type: 'boolean', default: false }
+  }
+})
+const int = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined
+  const x = Number(v)
+  if (!Number.isSafeInteger(x) || x < 0) { process.stderr.write(`sim: --${name} must be a non-negative integer, got ${v}\n`); process.exit(2) }
+  return x
+}
+const faults = values.faults as FaultMix
+if (!['full', 'none', 'clean-split'].includes(faults)) { process.stderr.write(`sim: --faults must be full, none or clean-split, got ${values.faults}\n`); process.exit(2) }
+const preset = values.preset === 'lan' ? PRESETS.lan : values.preset === 'lab' ? PRESETS.lab : undefined
+if (preset === undefined) { process.stderr.write(`sim: --preset must be lab or lan, got ${values.preset}\n`); process.exit(2) }
+const one = int('seed', values.seed)
+const seeds = one === undefined ? Array.from({ length: int('seeds', values.seeds) ?? 1000 }, (_, i) => (int('start', values.start) ?? 1) + i) : [one]
+const nodes = int('nodes', values.nodes)
+const minimumNodes = int('minimum-nodes', values['minimum-nodes'])
+
+const started = performance.now()
+let failed = 0
+let decisions = 0
+for (const seed of seeds) {
+  const r = runSimulation({ seed, timing: preset, faults, ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
+  decisions += r.decisions
+  if (values.verbose || seeds.length === 1) {
+    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions}\n`)
+  }
+  if (r.violations.length > 0) {
+    failed++
+    process.stdout.write(`FAIL seed ${seed}: ${r.violations.slice(0, 3).join(' | ')}\n  ${r.description}\n  replay: ${replayCommand(r)}\n`)
+  }
+}
+const secs = (performance.now() - started) / 1000
+process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${secs.toFixed(1)} s\n`)
+process.exitCode = failed === 0 ? 0 : 1
