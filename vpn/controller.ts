@@ -5,7 +5,7 @@ import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { loadClaim, saveClaim } from './claim-file.ts'
-import { isInterfaceName, type InterfaceKind, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
+import { isInterfaceName, type InterfaceDump, type InterfaceKind, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError } from './errors.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
@@ -30,7 +30,12 @@ export interface VpnControllerInit {
   hostAddresses?: () => HostAddress[]
   /** WireGuard persistent keepalive, seconds. @default DEFAULT_KEEPALIVE_SECONDS */
   keepaliveSeconds?: number
+  /** Age after which `status()` starts a background `wg show`, ms. @default DEFAULT_STATUS_MAX_AGE_MS */
+  statusMaxAgeMs?: number
 }
+
+/** How old the `wg show` reading behind `status()` may get before it is refreshed, ms. */
+export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
 
 /** The interface was configured for the first time since start. */
 export interface OverlayUp {
@@ -111,7 +116,14 @@ export interface VpnController {
   stop(): Promise<void>
   /** Runs one reconcile pass now (serialized with the loop). */
   reconcile(signal?: AbortSignal): Promise<ReconcileResult>
-  status(signal?: AbortSignal): Promise<VpnStatus>
+  /**
+   * The status from the latest `wg show` the controller made (synchronous, for status
+   * APIs). When that reading is older than `statusMaxAgeMs`, a fresh one is started in
+   * the background for the next call; `refresh()` waits for one.
+   */
+  status(): VpnStatus
+  /** Reads `wg show` now and returns the status. */
+  refresh(signal?: AbortSignal): Promise<VpnStatus>
   /** Resolves once the interface is configured (at once if it already is); rejects when `signal` aborts. */
   whenUp(signal?: AbortSignal): Promise<OverlayUp>
   addEventListener<K extends keyof VpnControllerEvents>(type: K, listener: (evt: VpnControllerEvents[K]) => void): void
@@ -160,6 +172,10 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let lifetime: AbortController | undefined
   let loopDone: Promise<void> | undefined
   let exclusive: Promise<unknown> = Promise.resolve()
+  let lastDump: InterfaceDump | undefined
+  let lastDumpAt = -Infinity
+  let refreshing: Promise<void> | undefined
+  const statusMaxAge = init.statusMaxAgeMs ?? DEFAULT_STATUS_MAX_AGE_MS
 
   const wake = (): void => {
     dirty = true
@@ -243,6 +259,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       throw new Error(`interface ${vpn.interface} disappeared during reconcile`)
     }
     const now = clock.now()
+    lastDump = dump
+    lastDumpAt = now
     const locals = localAddresses(hosts)
     const current = new Map<string, PeerDump>(dump.peers.map((p) => [p.publicKey, p]))
     const changes: PeerConfig[] = []
@@ -276,6 +294,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const removals = dump.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey).sort()
     for (const key of [...tracks.keys()]) if (!wanted.has(key)) tracks.delete(key)
     await driver.setPeers(vpn.interface, changes, removals, signal)
+    if (changes.length + removals.length > 0) lastDumpAt = -Infinity
 
     desired = set.peers
     ignored = set.ignored
@@ -351,6 +370,45 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     })
   }
 
+  const readDump = async (signal?: AbortSignal): Promise<void> => {
+    const at = clock.now()
+    lastDump = await driver.show(vpn.interface, signal)
+    lastDumpAt = at
+  }
+
+  const snapshot = (): VpnStatus => {
+    const byKey = new Map<string, PeerDump>((lastDump?.peers ?? []).map((p) => [p.publicKey, p]))
+    const liveness = new Map(state.members().map((m) => [m.peerId, m.liveness]))
+    const now = clock.now()
+    const peers = desired.map((d): VpnPeerStatus => {
+      const p = byKey.get(d.publicKey)
+      const latestHandshake = (p?.latestHandshake ?? 0) * 1000
+      const memberLiveness = liveness.get(d.peerId) ?? 'unknown'
+      return {
+        peerId: d.peerId,
+        publicKey: d.publicKey,
+        endpoint: p?.endpoint,
+        allowedIps: p?.allowedIps ?? [],
+        latestHandshake,
+        rxBytes: p?.rxBytes ?? 0,
+        txBytes: p?.txBytes ?? 0,
+        up: memberLiveness !== 'dead' && latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
+        liveness: memberLiveness
+      }
+    })
+    return {
+      address: claim?.address,
+      cidr: network?.cidr ?? vpn.cidr,
+      interface: vpn.interface,
+      publicKey: keys?.publicKey,
+      kind,
+      peers,
+      ignored,
+      lastReconcile,
+      lastError
+    }
+  }
+
   return {
     start: async () => {
       if (lifetime !== undefined || !vpn.create) return
@@ -391,42 +449,21 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       driver.removeEventListener('process:exit', onProcessExit)
       await loopDone
       await exclusive
+      await refreshing
       lifetime = undefined
       loopDone = undefined
     },
     reconcile,
-    status: async (signal) => {
-      const dump = await driver.show(vpn.interface, signal)
-      const byKey = new Map<string, PeerDump>((dump?.peers ?? []).map((p) => [p.publicKey, p]))
-      const liveness = new Map(state.members().map((m) => [m.peerId, m.liveness]))
-      const now = clock.now()
-      const peers = desired.map((d): VpnPeerStatus => {
-        const p = byKey.get(d.publicKey)
-        const latestHandshake = (p?.latestHandshake ?? 0) * 1000
-        const memberLiveness = liveness.get(d.peerId) ?? 'unknown'
-        return {
-          peerId: d.peerId,
-          publicKey: d.publicKey,
-          endpoint: p?.endpoint,
-          allowedIps: p?.allowedIps ?? [],
-          latestHandshake,
-          rxBytes: p?.rxBytes ?? 0,
-          txBytes: p?.txBytes ?? 0,
-          up: memberLiveness !== 'dead' && latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
-          liveness: memberLiveness
-        }
-      })
-      return {
-        address: claim?.address,
-        cidr: network?.cidr ?? vpn.cidr,
-        interface: vpn.interface,
-        publicKey: keys?.publicKey,
-        kind,
-        peers,
-        ignored,
-        lastReconcile,
-        lastError
+    status: () => {
+      if (lifetime?.signal.aborted === false && refreshing === undefined && clock.now() - lastDumpAt > statusMaxAge) {
+        refreshing = readDump().catch((err: unknown) => { log.debug('wg show failed', { error: errorMessage(err) }) })
+          .finally(() => { refreshing = undefined })
       }
+      return snapshot()
+    },
+    refresh: async (signal) => {
+      await readDump(signal)
+      return snapshot()
     },
     whenUp,
     addEventListener: (type, listener) => { events.addEventListener(type, listener as (evt: Event) => void) },

@@ -62,7 +62,7 @@ function peersOf (n: Node): Map<string, string[]> {
 }
 
 async function publicKeyOf (n: Node): Promise<string> {
-  return (await n.controller.status()).publicKey ?? ''
+  return (await n.controller.refresh()).publicKey ?? ''
 }
 
 describe('createVpnController', () => {
@@ -73,7 +73,7 @@ describe('createVpnController', () => {
     for (const n of nodes) await n.controller.start()
     expect(ups).toHaveLength(3)
     await waitFor(() => nodes.every((n) => peersOf(n).size === 2), 5_000, 'full mesh')
-    const statuses = await Promise.all(nodes.map(async (n) => await n.controller.status()))
+    const statuses = await Promise.all(nodes.map(async (n) => await n.controller.refresh()))
     const addresses = statuses.map((s) => s.address)
     expect(new Set(addresses).size).toBe(3)
     for (const [i, n] of nodes.entries()) {
@@ -102,27 +102,27 @@ describe('createVpnController', () => {
 
     site.setLiveness(b.id, 'dead')
     await a.controller.reconcile()
-    let status = await a.controller.status()
+    let status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === b.id)).toMatchObject({ liveness: 'dead', up: false })
     expect(peersOf(a).has(keyB)).toBe(true)
 
     // A handshake within the stale window makes a peer up.
     a.driver.handshake('kairos0', keyC, Math.floor(clock.now() / 1000) - 2, { rx: 100, tx: 200 })
-    status = await a.controller.status()
+    status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === c.id)).toMatchObject({ up: true, rxBytes: 100, txBytes: 200, latestHandshake: (Math.floor(clock.now() / 1000) - 2) * 1000 })
     clock.advance(timing.vpnHandshakeStaleMs + 3_000)
-    status = await a.controller.status()
+    status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(false)
 
     // A dead owner is down even right after a handshake.
     a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
-    expect((await a.controller.status()).peers.find((p) => p.peerId === b.id)?.up).toBe(false)
+    expect((await a.controller.refresh()).peers.find((p) => p.peerId === b.id)?.up).toBe(false)
 
     await c.controller.stop()
     await site.node(c.id).put(VPN_ADVERT_KEY, null)
     await waitFor(() => !peersOf(a).has(keyC) && !peersOf(b).has(keyC), 5_000, 'prune')
     expect(peersOf(a).has(keyB)).toBe(true)
-    expect((await a.controller.status()).peers.map((p) => p.peerId)).toEqual([b.id])
+    expect((await a.controller.refresh()).peers.map((p) => p.peerId)).toEqual([b.id])
   })
 
   it('keeps key, address and interface across a restart, and republishes nothing', async () => {
@@ -131,7 +131,7 @@ describe('createVpnController', () => {
     await a.controller.start()
     await b.controller.start()
     await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
-    const before = await a.controller.status()
+    const before = await a.controller.refresh()
     const puts = site.node('node-a').puts
     await a.controller.stop()
     await a.controller.stop() // idempotent
@@ -139,7 +139,7 @@ describe('createVpnController', () => {
     const again = await node('node-a', { dir: a.dir, driver: a.driver, host: 11 })
     const calls = a.driver.calls.length
     await again.controller.start()
-    const after = await again.controller.status()
+    const after = await again.controller.refresh()
     expect(after.address).toBe(before.address)
     expect(after.publicKey).toBe(before.publicKey)
     expect(site.node('node-a').puts).toBe(puts)
@@ -151,7 +151,7 @@ describe('createVpnController', () => {
     // A fresh start on an empty state dir is a different node identity-wise: new key.
     const other = await node('node-a2')
     await other.controller.start()
-    expect((await other.controller.status()).publicKey).not.toBe(before.publicKey)
+    expect((await other.controller.refresh()).publicKey).not.toBe(before.publicKey)
   })
 
   it('takes its claim back from its advert in the state when the claim file is gone', async () => {
@@ -160,12 +160,12 @@ describe('createVpnController', () => {
     const held = { address: overlayCandidate(net, 'node-a', 2), attempt: 2 }
     await saveClaim(a.dir, { cidr: net.cidr, ...held })
     await a.controller.start()
-    expect((await a.controller.status()).address).toBe(held.address)
+    expect((await a.controller.refresh()).address).toBe(held.address)
     await a.controller.stop()
     await rm(join(a.dir, 'vpn', 'claim.json'))
     const again = await node('node-a', { dir: a.dir, driver: a.driver, host: 11 })
     await again.controller.start()
-    expect((await again.controller.status()).address).toBe(held.address)
+    expect((await again.controller.refresh()).address).toBe(held.address)
   })
 
   it('settles a claim conflict: the lower-ranked claim moves, the other stays', async () => {
@@ -191,13 +191,13 @@ describe('createVpnController', () => {
     l.controller.addEventListener('address:moved', (e) => { moves.push(e.detail) })
     w.controller.addEventListener('address:moved', () => { throw new Error('the winner must not move') })
     await l.controller.start()
-    expect((await l.controller.status()).address).toBe(address)
+    expect((await l.controller.refresh()).address).toBe(address)
     await w.controller.start()
     await waitFor(() => moves.length === 1, 5_000, 'loser moves')
     expect(moves[0]?.from.address).toBe(address)
-    const ws = await w.controller.status()
-    await waitFor(async () => (await l.controller.status()).address !== address && peersOf(w).size === 1 && peersOf(l).size === 1, 5_000, 'mesh after move')
-    const ls = await l.controller.status()
+    const ws = await w.controller.refresh()
+    await waitFor(async () => (await l.controller.refresh()).address !== address && peersOf(w).size === 1 && peersOf(l).size === 1, 5_000, 'mesh after move')
+    const ls = await l.controller.refresh()
     expect(ws.address).toBe(address)
     expect(ls.address).not.toBe(address)
     expect(peersOf(w).get(ls.publicKey ?? '')).toEqual([`${ls.address ?? ''}/32`])
@@ -206,7 +206,24 @@ describe('createVpnController', () => {
     await l.controller.stop()
     const again = await node(loser, { dir: l.dir, driver: l.driver })
     await again.controller.start()
-    expect((await again.controller.status()).address).toBe(ls.address)
+    expect((await again.controller.refresh()).address).toBe(ls.address)
+  })
+
+  it('status() answers at once from the last wg reading and refreshes it in the background', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    const keyB = await publicKeyOf(b)
+    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    await a.controller.refresh()
+    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000), { rx: 7, tx: 9 })
+    expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // the reading is fresh enough: no new wg call
+    clock.advance(1_500)
+    expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // stale: returns at once, refreshes behind
+    await waitFor(() => a.controller.status().peers[0]?.rxBytes === 7, 5_000, 'background refresh')
+    expect(a.controller.status().peers[0]).toMatchObject({ peerId: 'node-b', up: true, txBytes: 9 })
   })
 
   it('recreates the interface when wireguard-go dies', async () => {
@@ -249,11 +266,11 @@ describe('createVpnController', () => {
     driver.failNext('ensureInterface', new Error('wireguard-go: not found'))
     const a = await node('node-a', { driver })
     await a.controller.start()
-    expect((await a.controller.status()).lastError).toContain('not found')
+    expect((await a.controller.refresh()).lastError).toContain('not found')
     const up = a.controller.whenUp()
     await clock.advanceAsync(100)
     expect((await up).interface).toBe('kairos0')
-    await waitFor(async () => (await a.controller.status()).lastError === undefined, 5_000, 'recovery')
+    await waitFor(async () => (await a.controller.refresh()).lastError === undefined, 5_000, 'recovery')
   })
 
   it('with vpn.create false it configures and publishes nothing', async () => {

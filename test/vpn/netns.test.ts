@@ -68,7 +68,7 @@ if (!isRoot()) {
         await ping(ha, ub.address)
         await ping(hb, ua.address)
 
-        const sa = await a.status()
+        const sa = await a.refresh()
         expect(sa.lastError).toBeUndefined()
         expect(sa.peers).toHaveLength(1)
         expect(sa.peers[0]).toMatchObject({ peerId: 'node-b', endpoint: `${hb.address}:51820`, allowedIps: [`${ub.address}/32`], up: true })
@@ -91,9 +91,9 @@ if (!isRoot()) {
         const a2 = startNode(site, ha, 'node-a', da)
         const b2 = startNode(site, hb, 'node-b', db)
         await Promise.all([a2.start(), b2.start()])
-        expect((await a2.status()).address).toBe(ua.address)
-        expect((await b2.status()).address).toBe(ub.address)
-        expect((await a2.status()).publicKey).toBe(ua.publicKey)
+        expect((await a2.refresh()).address).toBe(ua.address)
+        expect((await b2.refresh()).address).toBe(ub.address)
+        expect((await a2.refresh()).publicKey).toBe(ua.publicKey)
         await ping(ha, ub.address)
 
         // The CLI inside host a: `vpn status --json`, then `vpn down` (the interface and its wireguard-go go away).
