@@ -231,10 +231,10 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive })
 
     if (needsEnsure) {
+      needsEnsure = false // set again by a process exit during the call, or by a failure
       const result = await driver.ensureInterface({
         name: vpn.interface, privateKey: keys.privateKey, listenPort: vpn.port, address: `${claim.address}/${net.prefix}`, mtu: vpn.mtu
       }, signal)
-      needsEnsure = false
       kind = result.kind
       if (result.created && up !== undefined) log.warn('interface was recreated', { interface: vpn.interface, kind: result.kind })
     }
@@ -430,6 +430,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       }
       const life = new AbortController()
       lifetime = life
+      up = undefined
       state.addEventListener('change', onChange)
       state.addEventListener('member:join', onMember)
       state.addEventListener('member:leave', onMember)

@@ -226,6 +226,29 @@ describe('createVpnController', () => {
     expect(a.controller.status().peers[0]).toMatchObject({ peerId: 'node-b', up: true, txBytes: 9 })
   })
 
+  it('20 nodes booting at once in a /24 end with unique addresses and a full mesh', async () => {
+    const net = parseOverlayCidr(vpn.cidr)
+    const rng = seededRandom(2024)
+    let ids: string[] = []
+    // Pick identities whose first choices collide, so the race has to be settled.
+    do ids = Array.from({ length: 20 }, () => randomPeerId(rng))
+    while (new Set(ids.map((id) => overlayCandidate(net, id, 0))).size === ids.length)
+    const nodes = await Promise.all(ids.map(async (id, i) => await node(id, { host: 30 + i })))
+    let moves = 0
+    for (const n of nodes) n.controller.addEventListener('address:moved', () => { moves++ })
+    await Promise.all(nodes.map(async (n) => { await n.controller.start() }))
+    await waitFor(() => nodes.every((n) => peersOf(n).size === 19), 10_000, 'full mesh of 20')
+    expect(moves).toBeGreaterThan(0) // the race really happened and was settled by moving
+    await waitFor(() => new Set(nodes.map((n) => n.controller.status().address)).size === 20, 10_000, 'unique addresses')
+    const statuses = nodes.map((n) => n.controller.status())
+    for (const [i, n] of nodes.entries()) {
+      expect(n.driver.interfaces.get('kairos0')?.spec.address).toBe(`${statuses[i]?.address ?? ''}/24`)
+      for (const [j, other] of statuses.entries()) {
+        if (i !== j) expect(peersOf(n).get(other.publicKey ?? '')).toEqual([`${other.address ?? ''}/32`])
+      }
+    }
+  })
+
   it('recreates the interface when wireguard-go dies', async () => {
     const a = await node('node-a')
     const b = await node('node-b')
