@@ -86,6 +86,13 @@ if (!isRoot()) {
           for (const s of secrets) expect(cmdline.includes(s), `argv of pid ${pid}`).toBe(false)
         }
 
+        // wireguard-go of host a dies: the controller brings the interface and its peers back.
+        const first = drivers[0]?.processes()[0]?.pid
+        expect(first).toBeTypeOf('number')
+        process.kill(first ?? 0, 'SIGKILL')
+        await waitFor(() => { const p = drivers[0]?.processes()[0]?.pid; return p !== undefined && p !== first }, 10_000, 'wireguard-go restarted')
+        await ping(ha, ub.address)
+
         // Restart both agents: same addresses, same keys, interfaces adopted, tunnel intact.
         for (const c of controllers) await c.stop()
         const a2 = startNode(site, ha, 'node-a', da)
