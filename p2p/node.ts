@@ -48,6 +48,11 @@ export const DEFAULT_MAX_PARALLEL_DIALS = 8
 /** A peer that failed admission is not dialled again for this many redial intervals. */
 const ADMISSION_BACKOFF_INTERVALS = 10
 
+/** Rendezvous lookups back off to at most this multiple of the interval while nothing new is found. */
+const RENDEZVOUS_MAX_BACKOFF = 8
+/** Our rendezvous record is re-provided after this many intervals (and on every epoch change). */
+const RENDEZVOUS_REPROVIDE_ROUNDS = 30
+
 /** Which way a gossip delta travels, for the test hook. */
 export interface GossipHookEvent {
   direction: 'in' | 'out'
@@ -98,6 +103,8 @@ export interface P2PNodeInit {
   maxFrameBytes?: number
   /** Bounds of the replicated state. @default the store's defaults */
   stateLimits?: StateLimits
+  /** Exchange admitted-peer lists during anti-entropy (off only to test DHT discovery alone). @default true */
+  peerExchange?: boolean
 }
 
 /** One peer as `status()` reports it. */
@@ -134,6 +141,8 @@ export interface P2PStatus {
   syncs: { ok: number, failed: number }
   /** Dials (bootstrap, known, discovered peers) completed and failed since start. */
   dials: { ok: number, failed: number }
+  /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
+  rendezvous: { rounds: number, providersFound: number }
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
@@ -232,6 +241,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const protocolErrors = { 'malformed-frame': 0, 'gossip-not-admitted': 0 }
   const syncs = { ok: 0, failed: 0 }
   const dials = { ok: 0, failed: 0 }
+  const rendezvousStats = { rounds: 0, providersFound: 0 }
   /** Peers that failed admission are not dialled again before this time. */
   const blockedUntil = new Map<string, number>()
 
@@ -499,6 +509,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   // ---- anti-entropy ------------------------------------------------------
 
   const adverts = (): PeerAdvert[] => {
+    if (init.peerExchange === false) return []
     const t = now()
     const out: PeerAdvert[] = []
     for (const m of membership.list()) {
@@ -514,6 +525,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     remote: peer,
     peers: adverts,
     onPeers: (list) => {
+      if (init.peerExchange === false) return
       const t = now()
       for (const p of list) {
         if (p.id === self) continue
@@ -641,24 +653,42 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     await book.save()
   }
 
-  const rendezvous = async (): Promise<void> => {
-    const { node, signal } = need('rendezvous')
+  /**
+   * One rendezvous round: provide the current epoch's key (when the epoch changed
+   * or the last record is getting old), then look up the current and previous
+   * epoch's keys and dial what we find. Returns the number of peers found that
+   * we did not know, so the caller can back off while nothing changes.
+   */
+  let lastProvide: { epoch: number, at: number } | undefined
+  const rendezvous = async (): Promise<number> => {
+    const { node, signal, book } = need('rendezvous')
     const dht = node.services.dht
-    if (dht === undefined) return
-    const rk = keys.rendezvousKey(now(), timing.rendezvousEpochMs)
+    if (dht === undefined || node.getConnections().length === 0) return 0
+    const t = now()
+    const rk = keys.rendezvousKey(t, timing.rendezvousEpochMs)
     const d = deadline(clock, Math.max(timing.rendezvousIntervalMs, 5_000), 'rendezvous', signal)
+    let fresh = 0
+    rendezvousStats.rounds++
     try {
-      if (node.getConnections().length === 0) return
-      try {
-        for await (const _ of dht.provide(rendezvousCid(rk.current), { signal: d.signal })) { /* drain */ }
-      } catch (err) {
-        log.debug('rendezvous provide failed', { error: errorMessage(err) })
+      if (lastProvide === undefined || lastProvide.epoch !== rk.epoch || t - lastProvide.at >= RENDEZVOUS_REPROVIDE_ROUNDS * timing.rendezvousIntervalMs) {
+        try {
+          for await (const _ of dht.provide(rendezvousCid(rk.current), { signal: d.signal })) { /* drain */ }
+          lastProvide = { epoch: rk.epoch, at: t }
+        } catch (err) {
+          log.debug('rendezvous provide failed', { error: errorMessage(err) })
+        }
       }
       for (const key of [rk.current, rk.previous]) {
         try {
           for await (const ev of dht.findProviders(rendezvousCid(key), { signal: d.signal })) {
             if (ev.name !== 'PROVIDER') continue
-            for (const p of ev.providers) learnPeer(p.id.toString(), p.multiaddrs.map((m) => m.toString()), 'dht')
+            for (const p of ev.providers) {
+              const id = p.id.toString()
+              if (id === self) continue
+              rendezvousStats.providersFound++
+              if (book.get(id) === undefined && !admitted.has(id)) fresh++
+              learnPeer(id, p.multiaddrs.map((m) => m.toString()), 'dht')
+            }
           }
         } catch (err) {
           log.debug('rendezvous lookup failed', { error: errorMessage(err) })
@@ -667,6 +697,28 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     } finally {
       d.cancel()
     }
+    return fresh
+  }
+
+  /** Rendezvous ticker: the configured interval while the view changes or we are alone, backing off up to 8× while nothing new turns up. */
+  const rendezvousLoop = (): void => {
+    const signal = (running as AbortController).signal
+    loops.push((async () => {
+      let factor = 1
+      while (!signal.aborted) {
+        try {
+          await clock.sleep(timing.rendezvousIntervalMs * factor, signal)
+        } catch {
+          return
+        }
+        try {
+          const fresh = await rendezvous()
+          factor = fresh > 0 || admitted.size === 0 ? 1 : Math.min(factor * 2, RENDEZVOUS_MAX_BACKOFF)
+        } catch (err) {
+          if (!signal.aborted) log.warn('rendezvous failed', { error: errorMessage(err) })
+        }
+      }
+    })())
   }
 
   const antiEntropy = async (): Promise<void> => {
@@ -800,7 +852,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     livenessLoop()
     loop('anti-entropy', timing.antiEntropyIntervalMs, antiEntropy)
     loop('redial', timing.redialIntervalMs, redial)
-    if (!p2p.disableDht) loop('rendezvous', timing.rendezvousIntervalMs, rendezvous)
+    if (!p2p.disableDht) rendezvousLoop()
     // Known peers first (a restart must not wait for discovery), then the bootstrap list.
     for (const p of book.list()) if (p.addresses.length > 0) { discoveredBy.set(p.id, 'known'); dialPeer(p.id, p.addresses) }
     for (const ma of bootstrap) dialBootstrap(ma)
@@ -893,7 +945,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         admissionFailures: Object.values(admissionFailures).reduce((a, b) => a + b, 0),
         admissionFailuresByReason: { ...admissionFailures },
         syncs: { ...syncs },
-        dials: { ...dials }
+        dials: { ...dials },
+        rendezvous: { ...rendezvousStats }
       }
     },
     dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {

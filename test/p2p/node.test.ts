@@ -110,3 +110,22 @@ describe('p2p node', () => {
     expect(a.addresses()).toEqual([])
   })
 })
+
+describe('DHT rendezvous', () => {
+  let cluster: Cluster
+  afterEach(async () => { await cluster.close() })
+
+  it('nodes that only share a bootstrap peer find each other through the DHT alone (no peer exchange)', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const seed = await cluster.node(token, {}, { peerExchange: false })
+    const boot = [seed.addresses()[0] as string]
+    const others = await Promise.all([1, 2, 3].map(async () => await cluster.node(token, { bootstrapPeers: boot }, { peerExchange: false })))
+    await waitFor('every node is connected to every other', () => others.every((n) => alivePeers(n).length === 3), 20_000)
+    const via = others.flatMap((n) => n.status().peers.filter((p) => p.id !== seed.peerId).map((p) => p.discoveredBy))
+    expect(via.length).toBeGreaterThan(0)
+    expect(new Set(via)).toEqual(new Set(['dht']))
+    // The epoch rendezvous record is found too (it is what reaches peers beyond the routing table).
+    await waitFor('a rendezvous provider record was found', () => others.some((n) => n.status().rendezvous.providersFound > 0), 10_000)
+  })
+})
