@@ -45,7 +45,7 @@ export async function buildTopology (plan: TopologyPlan, run: Runner, signal?: A
   }
   const sw = plan.switchNs
   for (const seg of plan.segments) {
-    await run(['ip', '-n', sw, 'link', 'add', seg.bridge, 'type', 'bridge'], opts)
+    await run(['ip', '-n', sw, 'link', 'add', seg.bridge, 'type', 'bridge', 'mcast_snooping', '0'], opts)
     await run(['ip', '-n', sw, 'link', 'set', seg.bridge, 'up'], opts)
     if (seg.router !== undefined && plan.routerNs !== undefined) {
       const rt = plan.routerNs
@@ -109,7 +109,8 @@ export function nftPartitionScript (blocked: readonly string[]): string {
 export function nftLossScript (iface: string, lossPct: number): string {
   const lines = [`flush chain inet ${NFT_TABLE} loss`]
   const threshold = Math.round(lossPct * 100)
-  if (threshold > 0) lines.push(`add rule inet ${NFT_TABLE} loss oifname "${iface}" numgen random mod 10000 < ${threshold} drop`)
+  if (threshold >= 10000) lines.push(`add rule inet ${NFT_TABLE} loss oifname "${iface}" drop`)
+  else if (threshold > 0) lines.push(`add rule inet ${NFT_TABLE} loss oifname "${iface}" numgen random mod 10000 < ${threshold} drop`)
   return lines.join('\n') + '\n'
 }
 

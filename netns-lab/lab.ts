@@ -1,0 +1,554 @@
+import { spawn } from 'node:child_process'
+import { chmod, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { queryAgent } from '../agent/api.ts'
+import type { YamlMap } from '../config/merge.ts'
+import { generateToken } from '../token/index.ts'
+import { systemClock, type Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import { silentLogger, type Logger } from '../util/log.ts'
+import { cryptoRandom, type RandomSource } from '../util/random.ts'
+import { hostCloudConfig, listenAddr, renderCloudConfig } from './cloud-config.ts'
+import { LabCommandError, LabExistsError, LabInputError, LabNotFoundError, LabTimeoutError, UnknownNodeError } from './errors.ts'
+import {
+  readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
+  type RegisteredNode, type ServerRecord, type StandinTokens
+} from './k3s-standin.ts'
+import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
+import { labPrefix, planTopology, strictMajority } from './plan.ts'
+import { isRunning, namespaceInode, processesInNamespaces, processNetInode, terminate } from './processes.ts'
+import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
+import { createRunner, hostArgv, type RunResult, type Runner } from './run.ts'
+import { teardownLab, type TeardownReport } from './teardown.ts'
+import { applyImpairment, applyPartitions, buildTopology, mapLimit, startHolder } from './topology.ts'
+
+/** File name of the peer identity the p2p layer reads from the state dir (p2p/identity.ts). */
+export const IDENTITY_FILE = 'identity.key'
+/** Last status read from each agent, kept in its host dir so a report still has the timeline of a killed node. */
+export const LAST_STATUS_FILE = 'last-status.json'
+/** Default interval of `waitFor` polls, ms. */
+export const DEFAULT_WAIT_INTERVAL_MS = 250
+/** Default `waitFor` deadline, ms. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
+/** Default deadline of a stand-in registration from inside a lab host, ms. */
+export const DEFAULT_INSTALL_TIMEOUT_MS = 300_000
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+/** The part of an agent's `GET /status` the lab reads; every field optional so an older or partial agent still shows. */
+export interface AgentStatusView {
+  peerId?: string
+  phase?: string
+  role?: string
+  awaiting?: number
+  leader?: string
+  peers?: unknown[]
+  overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
+  timeline?: Array<{ event: string, at: number }>
+}
+
+/** One node as `lab status` shows it. */
+export interface NodeStatus {
+  name: string
+  ns: string
+  segment: number
+  address: string
+  /** The host is powered (its mount-namespace holder runs). */
+  powered: boolean
+  /** The agent process runs. */
+  running: boolean
+  agentPid?: number
+  /** Why the agent's status could not be read. */
+  error?: string
+  peerId?: string
+  phase?: string
+  role?: string
+  overlayAddress?: string
+  /** Overlay peers with a recent handshake / all overlay peers. */
+  handshakes: { up: number, total: number }
+  /** Peers the agent knows. */
+  peers: number
+  /** Registered at a k3s stand-in. */
+  joined: boolean
+  /** How it is registered, when joined. */
+  registeredAs?: 'server' | 'agent'
+  /** It runs a cluster-init stand-in. */
+  init: boolean
+  agent?: AgentStatusView
+}
+
+/** One stand-in server's registry: a cluster as k3s would see it. */
+export interface ClusterView {
+  /** Node running the cluster-init stand-in. */
+  server: string
+  address: string
+  port: number
+  /** The stand-in process runs. */
+  running: boolean
+  nodes: RegisteredNode[]
+}
+
+export interface LabStatus {
+  id: string
+  at: number
+  nodes: NodeStatus[]
+  clusters: ClusterView[]
+}
+
+/** Exactly one cluster, and every listed node (default: all) registered in it. */
+export function isFormed (status: LabStatus, nodes: readonly string[] = status.nodes.map((n) => n.name)): boolean {
+  const [only, ...more] = status.clusters
+  if (only === undefined || more.length > 0) return false
+  const names = new Set(only.nodes.map((n) => n.name))
+  return nodes.every((n) => names.has(n))
+}
+
+/** One line per node, for error messages and logs. */
+export function summarizeStatus (s: LabStatus): string {
+  const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
+  return `${nodes.join(' ')}; clusters: ${s.clusters.length === 0 ? 'none' : s.clusters.map((c) => `${c.server}[${c.nodes.map((n) => n.name).join(',')}]`).join(' ')}`
+}
+
+export interface LabInit {
+  /** Lab id `[a-z0-9]{1,6}`. @default four random characters (on `up`); the only lab under `root` otherwise */
+  id?: string
+  /** Dir holding every lab's dir. @default '/tmp/kairos-lab' */
+  root?: string
+  /** Number of hosts (for `up`). @default 3 */
+  nodes?: number
+  /** Routed segments. @default 1 */
+  segments?: number
+  /** Packet loss on every host veth, percent. @default 0 */
+  lossPct?: number
+  /** Delay on every host veth, ms (needs tc netem). @default 0 */
+  delayMs?: number
+  /** Network token. @default `p2p.network_token` of `baseConfig`, else a generated one */
+  token?: string
+  /** The user's cloud-config, merged under the lab's keys. */
+  baseConfig?: YamlMap
+  /** `p2p.minimum_nodes`. @default `baseConfig`'s, else a strict majority of `nodes` */
+  minimumNodes?: number
+  /** Start one agent per host on `up`; false builds the topology only. @default true */
+  agents?: boolean
+  /** Node 24 binary for agents and stand-ins. @default process.execPath */
+  nodePath?: string
+  /** Checkout holding cli/main.ts and netns-lab/k3s-standin.ts. @default this checkout */
+  repoRoot?: string
+  /** argv of a host's agent (run inside the host). @default [nodePath, <repo>/cli/main.ts, 'agent', '--config', host.configPath] */
+  agentCommand?: (host: HostRecord, lab: LabRecord) => string[]
+  /** Reads a running agent's status. @default GET /status on `<state_dir>/agent.sock` */
+  readStatus?: (host: HostRecord, signal?: AbortSignal) => Promise<AgentStatusView>
+  /** Stand-in registration deadline inside a host, ms. @default 300000 */
+  installTimeoutMs?: number
+  run?: Runner
+  clock?: Clock
+  random?: RandomSource
+  logger?: Logger
+}
+
+/** Options of `waitFor`. */
+export interface WaitOptions {
+  /** @default 120000 */
+  timeoutMs?: number
+  /** @default 250 */
+  intervalMs?: number
+  signal?: AbortSignal
+  /** What is awaited, for the timeout message. @default 'condition' */
+  what?: string
+}
+
+/** A lab: build, drive and remove a whole site in network namespaces. */
+export interface Lab {
+  /** The lab id (resolved on first use when not given). */
+  id: () => Promise<string>
+  /** The lab dir. */
+  dir: () => Promise<string>
+  /** lab.json as last read or written. */
+  record: () => Promise<LabRecord>
+  /** Builds the topology and starts the agents. LabExistsError when the id is taken. */
+  up: (signal?: AbortSignal) => Promise<LabRecord>
+  status: (signal?: AbortSignal) => Promise<LabStatus>
+  /** Removes everything of the lab (also after a crash). Idempotent. */
+  down: (options?: { keepFiles?: boolean }) => Promise<TeardownReport>
+  /** Powers a host off hard: every process in it (agent, stand-in, wireguard-go) gets SIGKILL. */
+  kill: (node: string) => Promise<void>
+  /** Boots a host again (after powering it off when it runs): fresh /run, agent, its k3s stand-in server if it had one. */
+  restart: (node: string, signal?: AbortSignal) => Promise<void>
+  /** Powers every host off hard and boots them all again; state dirs stay. */
+  powerCycle: (signal?: AbortSignal) => Promise<void>
+  /** Cuts every host of group `a` off from every host of group `b` (both ways). */
+  partition: (a: string | readonly string[], b: string | readonly string[]) => Promise<void>
+  /** Removes every partition. */
+  heal: () => Promise<void>
+  /** Runs `argv` inside a host (its network and mount namespaces). */
+  exec: (node: string, argv: readonly string[], signal?: AbortSignal) => Promise<RunResult>
+  /** Polls `status()` until `predicate` holds; LabTimeoutError with the last state otherwise. */
+  waitFor: (predicate: (s: LabStatus) => boolean, options?: WaitOptions) => Promise<LabStatus>
+  /** Writes timeline.json and timeline.svg into `outDir` (default the lab dir). */
+  report: (outDir?: string, signal?: AbortSignal) => Promise<{ json: string, svg: string, report: TimelineReport }>
+}
+
+const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789'
+
+/** A fresh lab id: a letter and three letters or digits. */
+export function randomLabId (random: RandomSource): string {
+  let id = ID_CHARS[random.int(26)] ?? 'a'
+  for (let i = 0; i < 3; i++) id += ID_CHARS[random.int(ID_CHARS.length)] ?? '0'
+  return id
+}
+
+async function defaultReadStatus (host: HostRecord, signal?: AbortSignal): Promise<AgentStatusView> {
+  signal?.throwIfAborted()
+  return JSON.parse(await queryAgent(host.stateDir, '/status', 2000)) as AgentStatusView
+}
+
+async function writeJson (path: string, value: unknown, mode = 0o644): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode })
+  await rename(tmp, path)
+}
+
+async function readJson<T> (path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T
+  } catch {
+    return undefined
+  }
+}
+
+/** Spawns a detached long-lived process (argument array) with output appended to `logPath`; returns its PID. */
+async function spawnDetached (argv: readonly string[], logPath: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [file, ...args] = argv
+  if (file === undefined) throw new LabCommandError([], 'empty command')
+  const log = await open(logPath, 'a')
+  try {
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env })
+    child.on('error', () => { /* a process that never runs shows as not running */ })
+    child.unref()
+    if (child.pid === undefined) throw new LabCommandError([...argv], 'could not spawn')
+    return child.pid
+  } finally {
+    await log.close()
+  }
+}
+
+/** Pre-creates (or reads) a host's libp2p identity so its peer id is known before it starts. */
+async function ensureIdentity (stateDir: string): Promise<string> {
+  const file = join(stateDir, IDENTITY_FILE)
+  try {
+    return peerIdFromPrivateKey(privateKeyFromProtobuf(new Uint8Array(await readFile(file)))).toString()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LabInputError(`cannot read peer identity ${file}: ${errorMessage(err)}`)
+  }
+  const key = await generateKeyPair('Ed25519')
+  await mkdir(stateDir, { recursive: true, mode: 0o700 })
+  await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600 })
+  await chmod(file, 0o600)
+  return peerIdFromPrivateKey(key).toString()
+}
+
+function groups (g: string | readonly string[]): string[] {
+  return (typeof g === 'string' ? g.split(',') : [...g]).map((s) => s.trim()).filter((s) => s !== '')
+}
+
+/** A lab handle; nothing happens until a method is called. */
+export function createLab (init: LabInit = {}): Lab {
+  const root = init.root ?? DEFAULT_LAB_ROOT
+  const run = init.run ?? createRunner()
+  const clock = init.clock ?? systemClock
+  const random = init.random ?? cryptoRandom
+  const log = init.logger ?? silentLogger
+  const readStatus = init.readStatus ?? defaultReadStatus
+  let labId = init.id
+  let rec: LabRecord | undefined
+
+  const resolveId = async (): Promise<string> => {
+    if (labId !== undefined) return labId
+    const { resolveLabId } = await import('./meta.ts')
+    labId = await resolveLabId(root, undefined)
+    return labId
+  }
+
+  const load = async (): Promise<LabRecord> => {
+    const id = await resolveId()
+    const r = await readLabRecord(root, id)
+    if (r === undefined) throw new LabNotFoundError(`no lab '${id}' under ${root} (no ${join(labDir(root, id), 'lab.json')}); start one with 'kairos-p2p lab up'`)
+    rec = r
+    return r
+  }
+
+  const save = async (): Promise<void> => {
+    if (rec !== undefined) await writeLabRecord(rec)
+  }
+
+  const hostOf = (r: LabRecord, name: string): HostRecord => {
+    const h = r.hosts.find((x) => x.name === name)
+    if (h === undefined) throw new UnknownNodeError(name, r.hosts.map((x) => x.name))
+    return h
+  }
+
+  const agentArgv = (r: LabRecord, h: HostRecord): string[] =>
+    init.agentCommand?.(h, r) ?? [r.nodePath, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath]
+
+  /** A holder whose PID still lives in the host's namespace, or undefined. */
+  const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
+    if (h.holderPid === undefined) return undefined
+    const ino = await namespaceInode(h.ns)
+    if (ino === undefined || !(await isRunning(h.holderPid))) return undefined
+    return (await processNetInode(h.holderPid)) === ino ? h.holderPid : undefined
+  }
+
+  const agentRunning = async (h: HostRecord): Promise<boolean> => {
+    if (h.agentPid === undefined) return false
+    const ino = await namespaceInode(h.ns)
+    return ino !== undefined && (await isRunning(h.agentPid)) && (await processNetInode(h.agentPid)) === ino
+  }
+
+  const powerOff = async (h: HostRecord): Promise<void> => {
+    const ino = await namespaceInode(h.ns)
+    if (ino !== undefined) await terminate(await processesInNamespaces(new Set([ino])), { graceMs: 0, clock })
+    delete h.holderPid
+    delete h.agentPid
+  }
+
+  const startAgent = async (r: LabRecord, h: HostRecord): Promise<void> => {
+    if (h.holderPid === undefined) throw new LabCommandError([], `host ${h.name} has no mount-namespace holder`)
+    h.agentPid = await spawnDetached(hostArgv(h.ns, h.holderPid, agentArgv(r, h)), h.logPath)
+    h.agentStartedAt = clock.now()
+    log.info('agent started', { node: h.name, pid: h.agentPid })
+  }
+
+  /** Starts the k3s stand-in server again on a host that ran one (as the k3s service would at boot). */
+  const startStandinAgain = async (r: LabRecord, h: HostRecord): Promise<void> => {
+    const k3sDir = join(h.dir, 'k3s')
+    const server = await readJson<ServerRecord>(join(k3sDir, SERVER_FILE))
+    const tokens = await readJson<StandinTokens>(join(k3sDir, TOKENS_FILE))
+    if (server === undefined || tokens === undefined || h.holderPid === undefined) return
+    const argv = hostArgv(h.ns, h.holderPid, [r.nodePath, join(r.repoRoot, 'netns-lab', 'k3s-standin.ts'), 'serve',
+      '--dir', k3sDir, '--name', server.name, '--address', server.address, '--port', String(server.port)])
+    const pid = await spawnDetached(argv, join(k3sDir, 'server.log'), { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' })
+    await writeJson(join(k3sDir, SERVER_FILE), { ...server, pid, startedAt: clock.now() })
+  }
+
+  const boot = async (r: LabRecord, hosts: HostRecord[], signal?: AbortSignal): Promise<void> => {
+    await mapLimit(hosts, 4, async (h) => {
+      h.holderPid = await liveHolder(h) ?? await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
+    })
+    await save()
+    for (const h of hosts) await startAgent(r, h)
+    await save()
+    for (const h of hosts) await startStandinAgain(r, h)
+  }
+
+  const readNode = async (r: LabRecord, h: HostRecord, registered: Map<string, RegisteredNode>, inits: Set<string>, signal?: AbortSignal): Promise<NodeStatus> => {
+    const powered = (await liveHolder(h)) !== undefined
+    const running = await agentRunning(h)
+    const reg = registered.get(h.name)
+    const node: NodeStatus = {
+      name: h.name, ns: h.ns, segment: h.segment, address: h.address, powered, running,
+      handshakes: { up: 0, total: 0 }, peers: 0, joined: reg !== undefined, init: inits.has(h.name)
+    }
+    if (reg !== undefined) node.registeredAs = reg.role
+    if (running && h.agentPid !== undefined) node.agentPid = h.agentPid
+    if (!running) return node
+    try {
+      const view = await readStatus(h, signal)
+      node.agent = view
+      if (view.peerId !== undefined) node.peerId = view.peerId
+      if (view.phase !== undefined) node.phase = view.phase
+      if (view.role !== undefined) node.role = view.role
+      if (view.overlay?.address !== undefined) node.overlayAddress = view.overlay.address
+      const op = view.overlay?.peers ?? []
+      node.handshakes = { up: op.filter((p) => p.up === true).length, total: op.length }
+      node.peers = Array.isArray(view.peers) ? view.peers.length : 0
+      await writeJson(join(h.dir, LAST_STATUS_FILE), view)
+    } catch (err) {
+      node.error = errorMessage(err)
+    }
+    return node
+  }
+
+  const clustersOf = async (r: LabRecord): Promise<ClusterView[]> => {
+    const out: ClusterView[] = []
+    for (const h of r.hosts) {
+      const k3sDir = join(h.dir, 'k3s')
+      const reg = await readRegistry(join(k3sDir, REGISTRY_FILE))
+      if (reg === undefined) continue
+      const server = await readJson<ServerRecord>(join(k3sDir, SERVER_FILE))
+      const running = server !== undefined && (await isRunning(server.pid)) && (await processNetInode(server.pid)) === (await namespaceInode(h.ns))
+      out.push({ server: h.name, address: reg.server.address, port: reg.server.port, running, nodes: reg.nodes })
+    }
+    return out
+  }
+
+  const status = async (signal?: AbortSignal): Promise<LabStatus> => {
+    const r = await load()
+    const clusters = await clustersOf(r)
+    const registered = new Map<string, RegisteredNode>()
+    for (const c of clusters) for (const n of c.nodes) registered.set(n.name, n)
+    const inits = new Set(clusters.map((c) => c.server))
+    const nodes = await mapLimit(r.hosts, 8, async (h) => await readNode(r, h, registered, inits, signal))
+    return { id: r.id, at: clock.now(), nodes, clusters }
+  }
+
+  const up = async (signal?: AbortSignal): Promise<LabRecord> => {
+    const id = labId ?? randomLabId(random)
+    labId = id
+    const nodes = init.nodes ?? 3
+    const plan = planTopology({ id, index: await allocateLabIndex(root), nodes, ...(init.segments === undefined ? {} : { segments: init.segments }) })
+    const lossPct = init.lossPct ?? 0
+    const delayMs = init.delayMs ?? 0
+    if (!(lossPct >= 0 && lossPct <= 100)) throw new LabInputError(`--loss ${lossPct} is out of range; expected a percentage from 0 to 100`)
+    if (!(Number.isInteger(delayMs) && delayMs >= 0 && delayMs <= 60_000)) throw new LabInputError(`--delay ${delayMs} is out of range; expected whole milliseconds from 0 to 60000`)
+    const baseP2p = (init.baseConfig?.p2p ?? {}) as YamlMap
+    const minimumNodes = init.minimumNodes ?? (typeof baseP2p.minimum_nodes === 'number' ? baseP2p.minimum_nodes : strictMajority(nodes))
+    if (!Number.isInteger(minimumNodes) || minimumNodes < 1) throw new LabInputError(`--min ${minimumNodes} is invalid; expected a positive integer`)
+    if (await readLabRecord(root, id) !== undefined) throw new LabExistsError(id, join(labDir(root, id), 'lab.json'))
+    const listed = await run(['ip', 'netns', 'list'], { reject: false })
+    if (listed.stdout.split('\n').some((l) => l.startsWith(labPrefix(id)))) throw new LabExistsError(id, `namespaces ${labPrefix(id)}* exist`)
+    const dir = labDir(root, id)
+    const token = init.token ?? (typeof baseP2p.network_token === 'string' && baseP2p.network_token !== '' ? baseP2p.network_token : generateToken(random))
+    const nodePath = init.nodePath ?? process.execPath
+    const repoRoot = init.repoRoot ?? REPO_ROOT
+    const { hosts: planned, ...planRest } = plan
+    const r: LabRecord = {
+      version: 1, id, dir, createdAt: clock.now(), plan: planRest,
+      hosts: planned.map((h) => {
+        const hostDir = join(dir, 'hosts', h.name)
+        return { ...h, dir: hostDir, stateDir: join(hostDir, 'state'), configPath: join(hostDir, 'cloud-config.yaml'), logPath: join(hostDir, 'agent.log') }
+      }),
+      lossPct, delayMs, impairment: 'none', minimumNodes, tokenFile: join(dir, 'token'), bootstrapPeers: [],
+      nodePath, repoRoot, partitions: []
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    await writeFile(r.tokenFile, token + '\n', { mode: 0o600 })
+    rec = r
+    await save()
+    try {
+      await buildTopology(plan, run, signal)
+      r.impairment = await applyImpairment(planned, lossPct, delayMs, run, signal)
+      await save()
+      for (const h of r.hosts) {
+        await mkdir(h.stateDir, { recursive: true, mode: 0o700 })
+        await mkdir(join(h.dir, 'k3s'), { recursive: true })
+      }
+      const first = r.hosts[0]
+      if (plan.segments.length > 1 && first !== undefined) {
+        r.bootstrapPeers = [`${listenAddr(first.address)}/p2p/${await ensureIdentity(first.stateDir)}`]
+      }
+      for (const h of r.hosts) {
+        const installer = [nodePath, join(repoRoot, 'netns-lab', 'k3s-standin.ts'), 'install', '--name', h.name, '--dir', join(h.dir, 'k3s'),
+          '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
+        const doc = hostCloudConfig({ host: h, token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, ...(init.baseConfig === undefined ? {} : { base: init.baseConfig }) })
+        await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
+      }
+      await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })
+      await save()
+      if (init.agents !== false) {
+        for (const h of r.hosts) await startAgent(r, h)
+        await save()
+      }
+      log.info('lab up', { id, nodes, segments: plan.segments.length })
+      return r
+    } catch (err) {
+      await teardownLab({ root, id, run, clock })
+      rec = undefined
+      throw err
+    }
+  }
+
+  const waitFor = async (predicate: (s: LabStatus) => boolean, options: WaitOptions = {}): Promise<LabStatus> => {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS
+    const deadline = clock.now() + timeoutMs
+    for (;;) {
+      const s = await status(options.signal)
+      if (predicate(s)) return s
+      if (clock.now() >= deadline) throw new LabTimeoutError(options.what ?? 'condition', timeoutMs, summarizeStatus(s))
+      await clock.sleep(options.intervalMs ?? DEFAULT_WAIT_INTERVAL_MS, options.signal)
+    }
+  }
+
+  const report = async (outDir?: string, signal?: AbortSignal): Promise<{ json: string, svg: string, report: TimelineReport }> => {
+    const r = await load()
+    const s = await status(signal)
+    const rows: NodeTimeline[] = []
+    for (const h of r.hosts) {
+      const node = s.nodes.find((n) => n.name === h.name)
+      const view = node?.agent ?? await readJson<AgentStatusView>(join(h.dir, LAST_STATUS_FILE))
+      const events = [...(view?.timeline ?? [])]
+      if (h.agentStartedAt !== undefined) events.push({ event: 'spawned', at: h.agentStartedAt })
+      const reg = s.clusters.flatMap((c) => c.nodes).find((n) => n.name === h.name)
+      if (reg !== undefined) events.push({ event: 'registered', at: reg.registeredAt })
+      const role = view?.role ?? (node?.init === true ? 'init' : reg?.role)
+      rows.push({ name: h.name, ...(role === undefined ? {} : { role }), events })
+    }
+    const rep = buildTimelineReport(r.id, rows, clock.now())
+    const out = outDir ?? r.dir
+    await mkdir(out, { recursive: true })
+    const json = join(out, 'timeline.json')
+    const svg = join(out, 'timeline.svg')
+    await writeJson(json, rep)
+    await writeFile(svg, renderTimelineSvg(rep))
+    return { json, svg, report: rep }
+  }
+
+  return {
+    id: resolveId,
+    dir: async () => labDir(root, await resolveId()),
+    record: async () => rec ?? await load(),
+    up,
+    status,
+    down: async (options = {}) => {
+      const id = await resolveId()
+      rec = undefined
+      return await teardownLab({ root, id, run, clock, ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }) })
+    },
+    kill: async (node) => {
+      const r = await load()
+      await powerOff(hostOf(r, node))
+      await save()
+    },
+    restart: async (node, signal) => {
+      const r = await load()
+      const h = hostOf(r, node)
+      await powerOff(h)
+      await boot(r, [h], signal)
+    },
+    powerCycle: async (signal) => {
+      const r = await load()
+      await mapLimit(r.hosts, 8, async (h) => { await powerOff(h) })
+      await save()
+      await boot(r, r.hosts, signal)
+    },
+    partition: async (a, b) => {
+      const r = await load()
+      const ga = groups(a)
+      const gb = groups(b)
+      if (ga.length === 0 || gb.length === 0) throw new LabInputError('partition needs two non-empty groups of nodes, e.g. n1,n2 n3')
+      for (const n of [...ga, ...gb]) hostOf(r, n)
+      const overlap = ga.filter((n) => gb.includes(n))
+      if (overlap.length > 0) throw new LabInputError(`partition groups overlap on ${overlap.join(', ')}; expected disjoint groups`)
+      r.partitions.push([ga, gb])
+      await applyPartitions(r.hosts, r.partitions, run)
+      await save()
+    },
+    heal: async () => {
+      const r = await load()
+      r.partitions = []
+      await applyPartitions(r.hosts, [], run)
+      await save()
+    },
+    exec: async (node, argv, signal) => {
+      const r = await load()
+      const h = hostOf(r, node)
+      const holder = await liveHolder(h)
+      if (holder === undefined) throw new LabCommandError([...argv], `host ${node} is powered off; 'lab restart ${node}' boots it`)
+      return await run(hostArgv(h.ns, holder, argv), { reject: false, ...(signal === undefined ? {} : { signal }) })
+    },
+    waitFor,
+    report
+  }
+}
