@@ -150,8 +150,12 @@ export function runSimulation (opts: SimOptions): SimResult {
   const timing = opts.timing
   const faults = opts.faults ?? 'full'
   // Mostly small sites, some large ones: the cost of a run grows with the square of its size.
-  const n = opts.nodes ?? 5 + Math.floor(56 * rng.float() ** 3)
-  const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + rng.int(Math.max(1, Math.floor(n / 4))))
+  // Draws happen whether or not an option overrides them, so a replay with the
+  // values printed for a seed follows the very same random sequence.
+  const drawnNodes = 5 + Math.floor(56 * rng.float() ** 3)
+  const n = opts.nodes ?? drawnNodes
+  const extra = rng.int(Math.max(1, Math.floor(n / 4)))
+  const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + extra)
   const clock = new ManualClock(1_000_000)
   const t0 = clock.now()
   const queue = new EventQueue()
@@ -192,7 +196,9 @@ export function runSimulation (opts: SimOptions): SimResult {
   // ---- fault plan ----
   const loss = faults === 'full' ? rng.float() * 0.3 : 0
   const maxDelay = faults === 'full' ? 2 + rng.int(800) : 5
-  const bootSpread = opts.bootSpreadMs ?? (faults === 'full' ? (rng.float() < 0.5 ? rng.int(10_000) : rng.int(180_000)) : 0)
+  const shortBoot = rng.float() < 0.5
+  const drawnSpread = rng.int(shortBoot ? 10_000 : 180_000)
+  const bootSpread = opts.bootSpreadMs ?? (faults === 'full' ? drawnSpread : 0)
   let lastFault = t0
   for (const node of nodes) {
     const at = t0 + rng.int(bootSpread + 1)

@@ -1,0 +1,174 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Config, StaticRole } from '../../config/types.ts'
+import { PRESETS } from '../../config/presets.ts'
+import * as credentials from '../../roles/credentials.ts'
+import type { InstallPlan } from '../../roles/install-plan.ts'
+import { createRolesController, type Installer, type RolesController } from '../../roles/controller.ts'
+import { FACTS_FILE, SECRETS_FILE } from '../../roles/local-store.ts'
+import { FakeNetwork, type FakeClusterState } from './fake-state.ts'
+
+function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number } = {}): Config {
+  const section = { enabled: true, args: [], env: {} }
+  return {
+    p2p: {
+      networkToken: 'x', networkId: 'test', role: over.role ?? 'auto', minimumNodes: over.minimumNodes ?? 3, disableDht: true,
+      autoEnable: true, haEnable: over.haEnable ?? false, haMasterNodes: over.haMasterNodes ?? 0,
+      vpn: { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kairos0', port: 51820, mtu: 1420 },
+      bootstrapPeers: [], listen: [], mdns: false, stateDir, installer: { kind: 'dry-run' }, preset: 'lab', timing: PRESETS.lab
+    },
+    k3s: section,
+    k3sAgent: section
+  }
+}
+
+interface Node {
+  id: string
+  dir: string
+  state: FakeClusterState
+  controller: RolesController
+  plans: InstallPlan[]
+}
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+async function until (what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+async function startNode (net: FakeNetwork, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: Parameters<FakeNetwork['join']>[1] } = {}): Promise<Node> {
+  const id = `12D3KooWnode${index}`
+  const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'roles-ctl-'))
+  if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
+  const state = net.join(id, opts.entries)
+  const plans: InstallPlan[] = []
+  const installer: Installer = {
+    install: async (plan) => { plans.push(plan); return { changed: true } }
+  }
+  const controller = createRolesController({
+    config: testConfig(dir, opts),
+    state,
+    stateDir: dir,
+    credentials,
+    installer,
+    overlay: () => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' })
+  })
+  await controller.start()
+  const node = { id, dir, state, controller, plans }
+  cleanups.push(async () => { await controller.stop() })
+  return node
+}
+
+describe('roles controller', () => {
+  it('forms a cluster: one init server, agents with the agent token only, timeline and phases', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0), await startNode(net, 1)]
+    await until('waiting phase', () => nodes[0]?.controller.status().phase === 'waiting')
+    expect(nodes[0]?.controller.status().awaiting).toBe(1)
+    nodes.push(await startNode(net, 2))
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+
+    const statuses = nodes.map((n) => n.controller.status())
+    expect(statuses.filter((s) => s.role === 'init')).toHaveLength(1)
+    expect(statuses.filter((s) => s.role === 'agent')).toHaveLength(2)
+    expect(new Set(statuses.map((s) => s.clusterId)).size).toBe(1)
+    const init = nodes.find((n) => n.controller.status().role === 'init') as Node
+    const initPlan = init.plans[0] as InstallPlan
+    expect(initPlan.config['cluster-init']).toBe(true)
+    const serverToken = initPlan.config.token as string
+    const agentToken = initPlan.config['agent-token'] as string
+    for (const n of nodes.filter((x) => x !== init)) {
+      const plan = n.plans[0] as InstallPlan
+      expect(plan.role).toBe('agent')
+      expect(plan.config.token).toBe(agentToken)
+      expect(plan.config.server).toBe('https://10.88.0.' + String(nodes.indexOf(init) + 1) + ':6443')
+      expect(JSON.stringify(plan)).not.toContain(serverToken)
+    }
+    for (const e of nodes[0]?.state.list() ?? []) {
+      const text = JSON.stringify(e.value)
+      expect(text).not.toContain(serverToken)
+      expect(text).not.toContain(agentToken)
+      expect(text.toLowerCase()).not.toContain('kubeconfig')
+    }
+    const events = statuses[0]?.timeline.map((t) => t.event) ?? []
+    for (const e of ['discovered', 'elected', 'credential', 'installing', 'joined']) expect(events).toContain(e)
+    // Facts and secrets are private files.
+    expect((await stat(join(init.dir, FACTS_FILE))).mode & 0o777).toBe(0o600)
+    expect((await stat(join(init.dir, SECRETS_FILE))).mode & 0o777).toBe(0o600)
+  })
+
+  it('keeps roles and hands off nothing again after a whole-site power cycle (kairos#3834)', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    const before = nodes.map((n) => n.controller.status().role)
+    const saved: Array<{ dir: string, entries: ReturnType<FakeNetwork['leave']> }> = []
+    for (const n of nodes) {
+      await n.controller.stop()
+      saved.push({ dir: n.dir, entries: net.leave(n.state) })
+    }
+    const net2 = new FakeNetwork()
+    // Reverse boot order, so a naive election would pick differently.
+    const again: Node[] = []
+    for (let i = 2; i >= 0; i--) again.unshift(await startNode(net2, i, { dir: saved[i]?.dir ?? '', entries: saved[i]?.entries ?? [] }))
+    await until('all joined again', () => again.every((n) => n.controller.status().phase === 'joined'))
+    expect(again.map((n) => n.controller.status().role)).toEqual(before)
+    expect(again.every((n) => n.plans.length === 0)).toBe(true)
+    const facts = JSON.parse(await readFile(join(nodes[0]?.dir ?? '', FACTS_FILE), 'utf8')) as { role: { role: string } }
+    expect(facts.role.role).toBe(before[0])
+  })
+
+  it('admits HA servers one at a time, each with the server token', async () => {
+    const net = new FakeNetwork()
+    const nodes: Node[] = []
+    const admittedBeforeJoin: string[] = []
+    for (let i = 0; i < 4; i++) {
+      nodes.push(await startNode(net, i, { minimumNodes: 3, haEnable: true, haMasterNodes: 2 }))
+      if (i === 0) {
+        const watch = nodes[0]?.state as FakeClusterState
+        watch.addEventListener('change', (evt) => {
+          const { entry } = evt.detail
+          if (!entry.key.startsWith('cred/') || (entry.value as { kind?: string }).kind !== 'server') return
+          // Every server admitted earlier (and the init server) must have reported joined.
+          for (const other of watch.list('cred/')) {
+            if (other.key === entry.key || (other.value as { kind?: string }).kind !== 'server') continue
+            const peer = other.key.slice('cred/'.length)
+            if ((watch.get(peer, 'roles/status')?.value as { phase?: string } | undefined)?.phase !== 'joined') admittedBeforeJoin.push(peer)
+          }
+          if ((watch.get(entry.owner, 'roles/status')?.value as { phase?: string } | undefined)?.phase !== 'joined') admittedBeforeJoin.push(entry.owner)
+        })
+      }
+    }
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    const roles = nodes.map((n) => n.controller.status().role).sort()
+    expect(roles).toEqual(['agent', 'init', 'server', 'server'])
+    expect(admittedBeforeJoin).toEqual([])
+    const init = nodes.find((n) => n.controller.status().role === 'init') as Node
+    const serverToken = init.plans[0]?.config.token
+    for (const n of nodes.filter((x) => x.controller.status().role === 'server')) {
+      expect(n.plans[0]?.config.token).toBe(serverToken)
+      expect(n.plans[0]?.config['agent-token']).toBe(init.plans[0]?.config['agent-token'])
+    }
+  })
+
+  it('a static worker never stands and becomes an agent; stop() is prompt and idempotent', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0, { role: 'worker', minimumNodes: 2 }), await startNode(net, 1, { role: 'master', minimumNodes: 2 })]
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    expect(nodes[0]?.controller.status().role).toBe('agent')
+    expect(nodes[1]?.controller.status().role).toBe('init')
+    const t = Date.now()
+    await nodes[0]?.controller.stop()
+    await nodes[0]?.controller.stop()
+    expect(Date.now() - t).toBeLessThan(1_000)
+  })
+})

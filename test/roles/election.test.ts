@@ -1,0 +1,192 @@
+import { describe, expect, it } from 'vitest'
+import type { StateEntry } from '../../p2p/types.ts'
+import {
+  compareBallots, electionStep, indexEntries, parseProposal, parseVote, preferenceKey, quorumSize, trackView
+} from '../../roles/election.ts'
+import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
+import { BASE_CONFIG, Site } from './site.ts'
+
+const entry = (owner: string, key: string, value: unknown, version = 1): StateEntry =>
+  ({ owner, key, version, writtenAt: 0, value: value as StateEntry['value'] })
+const node = (owner: string, eligible = true): StateEntry =>
+  entry(owner, 'roles/node', { sealKey: `seal-${owner}`, role: eligible ? 'auto' : 'worker', eligible, k3s: true })
+const vote = (owner: string, v: VoteValue): StateEntry => entry(owner, 'roles/vote', v)
+const b = (n: number, by: string): Ballot => ({ n, by })
+const alive = (...ids: string[]): Array<{ peerId: string, liveness: 'alive', lastSeen: number }> => ids.map((peerId) => ({ peerId, liveness: 'alive', lastSeen: 0 }))
+
+/** Ids sorted by preference, so tests can name "the preferred node". */
+function byPreference (ids: string[]): string[] {
+  return [...ids].sort((x, y) => (preferenceKey(x, 'site') < preferenceKey(y, 'site') ? -1 : 1))
+}
+
+describe('quorum', () => {
+  it.each([
+    // minimum_nodes, known, quorum
+    [3, 1, 3],
+    [3, 3, 3],
+    [3, 5, 3],
+    [3, 6, 4],
+    [3, 10, 6],
+    [6, 10, 6],
+    [1, 1, 1],
+    [0, 0, 1]
+  ])('minimum %i with %i known needs %i votes', (m, known, q) => {
+    expect(quorumSize(m, known)).toBe(q)
+  })
+
+  it('orders ballots by round, then proposer', () => {
+    expect(compareBallots(b(1, 'z'), b(2, 'a'))).toBeLessThan(0)
+    expect(compareBallots(b(2, 'a'), b(2, 'b'))).toBeLessThan(0)
+    expect(compareBallots(b(2, 'b'), b(2, 'b'))).toBe(0)
+  })
+
+  it('refuses malformed votes and proposals from the state', () => {
+    expect(parseVote({ promised: { n: -1, by: 'x' }, accepted: null })).toBeUndefined()
+    expect(parseVote({ promised: null, accepted: { ballot: { n: 1, by: 'x' } } })).toBeUndefined()
+    expect(parseProposal({ ballot: { n: 1, by: 'x' }, candidate: 7 })).toBeUndefined()
+    expect(parseProposal({ ballot: { n: 1, by: 'x' }, candidate: null, committed: true })?.committed).toBe(false)
+  })
+
+  it('ignores a proposal whose ballot names another proposer than its owner', () => {
+    const view = indexEntries('a', 'site', [entry('mallory', 'roles/proposal', { ballot: b(9, 'b'), candidate: 'mallory', committed: true })])
+    expect(view.proposals).toEqual([])
+  })
+
+  it('tracks when the alive view last changed', () => {
+    const t1 = trackView(undefined, alive('b', 'c'), 100)
+    expect(trackView(t1, alive('c', 'b'), 500)).toBe(t1)
+    expect(trackView(t1, alive('b'), 500).since).toBe(500)
+  })
+})
+
+describe('Paxos adoption: one-vote-per-term is not enough', () => {
+  // A won ballot 1 with A, B, C and may already be running cluster-init, but
+  // nobody saw its commit or record. E runs ballot 2 with promises from C, D, E.
+  const members = alive('a', 'b', 'c', 'd')
+  const entries = [
+    node('a'), node('b'), node('c'), node('d'),
+    vote('c', { promised: b(2, 'e'), accepted: { ballot: b(1, 'a'), candidate: 'a' } }),
+    vote('d', { promised: b(2, 'e'), accepted: null }),
+    entry('e', 'roles/proposal', { ballot: b(2, 'e'), candidate: null, committed: false })
+  ]
+  const local: LocalFacts = { ...EMPTY_FACTS, promised: b(2, 'e'), promisedAt: 10, proposal: { ballot: b(2, 'e'), candidate: null, committed: false, startedAt: 10 } }
+
+  it('a later ballot whose quorum reports an earlier accepted candidate proposes that candidate, not itself', () => {
+    const out = electionStep({ self: 'e', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('e', 'site', entries), local, viewSince: 0 })
+    expect(out.local.proposal?.candidate).toBe('a')
+    expect(out.local.accepted).toEqual({ ballot: b(2, 'e'), candidate: 'a' })
+  })
+
+  it('without a quorum of promises the proposer proposes nothing yet', () => {
+    const fewer = entries.filter((e) => !(e.owner === 'd' && e.key === 'roles/vote'))
+    const out = electionStep({ self: 'e', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('e', 'site', fewer), local, viewSince: 0 })
+    expect(out.local.proposal?.candidate).toBeNull()
+  })
+
+  it('a voter that promised a higher ballot refuses to accept in a lower one', () => {
+    const voter: LocalFacts = { ...EMPTY_FACTS, promised: b(3, 'x'), promisedAt: 5 }
+    const view = indexEntries('c', 'site', [entry('e', 'roles/proposal', { ballot: b(2, 'e'), candidate: 'e', committed: false })])
+    const out = electionStep({ self: 'c', now: 20, networkId: 'site', config: { ...BASE_CONFIG, staticRole: 'worker' }, members, view, local: voter, viewSince: 0 })
+    expect(out.local.accepted).toBeNull()
+    expect(out.local.promised).toEqual(b(3, 'x'))
+  })
+
+  it('the chosen candidate runs cluster-init on seeing the commit, even if another node proposed it', () => {
+    const view = indexEntries('a', 'site', [...entries, entry('e', 'roles/proposal', { ballot: b(2, 'e'), candidate: 'a', committed: true }, 2)])
+    const out = electionStep({ self: 'a', now: 20, networkId: 'site', config: BASE_CONFIG, members: alive('b', 'c', 'd', 'e'), view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.chosen).toEqual({ candidate: 'a', ballot: b(2, 'e') })
+  })
+})
+
+describe('election on a site (named after the Kairos failure each case prevents)', () => {
+  const ids = ['n1', 'n2', 'n3', 'n4', 'n5']
+
+  it.each([
+    { name: 'overlapping views {1,2,3} and {3,4,5}', link: (x: string, y: string) => !((['n1', 'n2'].includes(x) && ['n4', 'n5'].includes(y)) || (['n1', 'n2'].includes(y) && ['n4', 'n5'].includes(x))) },
+    { name: 'a chain of views 1-2-3-4-5', link: (x: string, y: string) => Math.abs(Number(x.slice(1)) - Number(y.slice(1))) <= 1 },
+    { name: 'a star around n3', link: (x: string, y: string) => x === 'n3' || y === 'n3' || x === y }
+  ])('two masters when views differ — kairos#950: $name gives at most one init', ({ link }) => {
+    const site = new Site(ids, { minimumNodes: 3 })
+    site.links = link
+    site.run(60)
+    expect(site.inits().length).toBeLessThanOrEqual(1)
+    // Once the views agree, exactly one init and every node gets a role.
+    site.links = () => true
+    site.run(60)
+    expect(site.inits()).toHaveLength(1)
+    expect(site.nodes.every((n) => n.facts.role !== null)).toBe(true)
+  })
+
+  it('a clean split below minimum_nodes elects nobody; the majority side elects once', () => {
+    const site = new Site(ids, { minimumNodes: 3 })
+    const left = new Set(['n1', 'n2'])
+    site.links = (x, y) => left.has(x) === left.has(y)
+    site.run(40)
+    const minority = site.nodes.filter((n) => left.has(n.id))
+    expect(minority.every((n) => n.inits === 0 && n.last?.phase === 'waiting' && n.last.awaiting === 1)).toBe(true)
+    expect(site.inits()).toHaveLength(1)
+    site.links = () => true
+    site.run(40)
+    expect(site.inits()).toHaveLength(1)
+    expect(site.nodes.every((n) => n.facts.role !== null)).toBe(true)
+  })
+
+  it('the first node below minimum_nodes reports how many more nodes it awaits', () => {
+    const site = new Site(ids, { minimumNodes: 4 })
+    site.down.add('n3').add('n4').add('n5')
+    site.run(5)
+    expect(site.node('n1').last?.phase).toBe('waiting')
+    expect(site.node('n1').last?.awaiting).toBe(2)
+    site.down.delete('n3')
+    site.down.add('n2')
+    site.run(1)
+    expect(site.node('n1').last?.awaiting).toBe(2)
+  })
+
+  it('nobody stands before the view has been stable for the settle period', () => {
+    const site = new Site(ids, { minimumNodes: 3, settleMs: 10_000 })
+    site.run(20, 100)
+    expect(site.nodes.every((n) => n.facts.proposal === null)).toBe(true)
+    site.run(100, 100)
+    expect(site.inits()).toHaveLength(1)
+  })
+
+  it('only the preferred alive eligible node stands: static workers never do', () => {
+    const order = byPreference(ids)
+    const roles = { [order[0] as string]: 'worker' as const }
+    const site = new Site(ids, { minimumNodes: 3 }, roles)
+    site.run(40)
+    expect(site.inits()).toEqual([order[1]])
+    expect(site.node(order[0] as string).facts.proposal).toBeNull()
+  })
+
+  it('a late node joins the existing cluster and never runs cluster-init', () => {
+    const site = new Site([...ids, 'late'], { minimumNodes: 3 })
+    site.down.add('late')
+    site.run(40)
+    const [init] = site.inits()
+    site.down.delete('late')
+    site.run(40)
+    expect(site.inits()).toEqual([init])
+    expect(site.node('late').facts.role?.role).toBe('agent')
+    expect(site.node('late').facts.proposal).toBeNull()
+  })
+
+  it('power cycle reshuffles the master — kairos#3834: persisted roles come back, nothing is re-elected', () => {
+    const site = new Site(ids, { minimumNodes: 3 })
+    site.run(40)
+    const before = site.nodes.map((n) => n.facts.role?.role)
+    const [init] = site.inits()
+    // Every node off; boot back one by one, the old init server last.
+    for (const n of ids) site.down.add(n)
+    for (const n of byPreference(ids).reverse()) {
+      if (n === init) continue
+      site.down.delete(n)
+      site.run(5)
+    }
+    site.down.delete(init as string)
+    site.run(20)
+    expect(site.nodes.map((n) => n.facts.role?.role)).toEqual(before)
+    expect(site.inits()).toEqual([init])
+  })
+})

@@ -1,0 +1,203 @@
+import { describe, expect, it } from 'vitest'
+import type { StateEntry } from '../../p2p/types.ts'
+import { preferenceKey } from '../../roles/election.ts'
+import { canonicalJson, configWarnings, decide, jsonEqual, planCredentials } from '../../roles/plan.ts'
+import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type NodeValue, type RolesSnapshot } from '../../roles/types.ts'
+import { BASE_CONFIG, Site } from './site.ts'
+
+const entry = (owner: string, key: string, value: unknown, version = 1): StateEntry =>
+  ({ owner, key, version, writtenAt: 0, value: value as StateEntry['value'] })
+const RECORD: ClusterRecord = { clusterId: 'c1', init: 'init', networkId: 'site', ballot: { n: 1, by: 'init' } }
+const nodeValue = (role: NodeValue['role'] = 'auto', sealKey = 'k'): NodeValue =>
+  ({ sealKey, role, eligible: role === 'auto' || role === 'master', k3s: role !== 'none' })
+const alive = (...ids: string[]): Array<{ peerId: string, liveness: 'alive', lastSeen: number }> => ids.map((peerId) => ({ peerId, liveness: 'alive', lastSeen: 0 }))
+const byPref = (ids: string[]): string[] => [...ids].sort((x, y) => (preferenceKey(x, 'site') < preferenceKey(y, 'site') ? -1 : 1))
+
+function snapshot (over: Partial<RolesSnapshot>): RolesSnapshot {
+  return {
+    self: 'me', now: 10_000, networkId: 'site', config: BASE_CONFIG, members: [], entries: [], local: EMPTY_FACTS,
+    viewSince: 0, sealKey: 'seal-me', hasSecrets: false, hasCredential: false, address: '10.0.0.9', ...over
+  }
+}
+
+describe('credential plan', () => {
+  const base = {
+    self: 'init', networkId: 'site', record: RECORD, config: { haEnable: false, haMasterNodes: 0 }, selfJoined: true
+  }
+
+  it.each([
+    {
+      name: 'every live node taking a k3s role gets the agent credential at once',
+      nodes: { a: nodeValue(), b: nodeValue('worker'), c: nodeValue('none') },
+      members: alive('a', 'b', 'c'),
+      entries: [],
+      want: [['a', 'agent'], ['b', 'agent']]
+    },
+    {
+      name: 'a lost gossip message strands workers — provider-kairos#909: a node whose credential was never issued gets it on the next recompute',
+      nodes: { a: nodeValue(), b: nodeValue() },
+      members: alive('a', 'b'),
+      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: 'c1', box: {} })],
+      want: [['b', 'agent']]
+    },
+    {
+      name: 'a node with a new seal key gets its credential re-sealed, same kind',
+      nodes: { a: nodeValue('auto', 'new-key') },
+      members: alive('a'),
+      entries: [entry('init', 'cred/a', { kind: 'server', to: 'old-key', clusterId: 'c1', box: {} }), entry('a', 'roles/status', { role: 'server', phase: 'joined', clusterId: 'c1' })],
+      want: [['a', 'server']]
+    },
+    {
+      name: 'dead nodes get nothing until they are back',
+      nodes: { a: nodeValue() },
+      members: [{ peerId: 'a', liveness: 'dead' as const, lastSeen: 0 }],
+      entries: [],
+      want: []
+    },
+    {
+      name: 'a credential of another cluster id is not counted as issued',
+      nodes: { a: nodeValue() },
+      members: alive('a'),
+      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: 'other', box: {} })],
+      want: [['a', 'agent']]
+    }
+  ])('$name', ({ nodes, members, entries, want }) => {
+    const grants = planCredentials({ ...base, nodes: new Map(Object.entries(nodes)), members, entries })
+    expect(grants.map((g) => [g.recipient, g.kind]).sort()).toEqual(want)
+  })
+
+  it('HA: admits one server at a time, only after the init server and earlier servers joined', () => {
+    const ids = byPref(['a', 'b', 'c', 'd'])
+    const nodes = new Map(ids.map((id) => [id, nodeValue()]))
+    const ha = { ...base, config: { haEnable: true, haMasterNodes: 2 }, nodes, members: alive(...ids) }
+    // Init not joined yet: no server yet, and the two reserved nodes get nothing else.
+    let grants = planCredentials({ ...ha, entries: [], selfJoined: false })
+    expect(grants.map((g) => [g.recipient, g.kind]).sort()).toEqual([[ids[2], 'agent'], [ids[3], 'agent']].sort())
+    // Init joined: the most preferred is admitted.
+    grants = planCredentials({ ...ha, entries: [], selfJoined: true })
+    expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([ids[0]])
+    // First server admitted but not joined: nobody else yet.
+    const issued = [entry('init', `cred/${ids[0] as string}`, { kind: 'server', to: 'k', clusterId: 'c1', box: {} })]
+    grants = planCredentials({ ...ha, entries: issued, selfJoined: true })
+    expect(grants.filter((g) => g.kind === 'server')).toEqual([])
+    // It reports joined: the next one.
+    grants = planCredentials({ ...ha, entries: [...issued, entry(ids[0] as string, 'roles/status', { role: 'server', phase: 'joined', clusterId: 'c1' })], selfJoined: true })
+    expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([ids[1]])
+  })
+
+  it('static masters are servers even without HA; auto nodes are not', () => {
+    const nodes = new Map([['m', nodeValue('master')], ['a', nodeValue()]])
+    const grants = planCredentials({ ...base, nodes, members: alive('m', 'a'), entries: [] })
+    expect(grants.map((g) => [g.recipient, g.kind]).sort()).toEqual([['a', 'agent'], ['m', 'server']])
+  })
+})
+
+describe('decide', () => {
+  it('admin kubeconfig gossiped to every token holder: the decision writes only roles/ and cred/ keys, and never a secret', () => {
+    const site = new Site(['n1', 'n2', 'n3', 'n4'], { minimumNodes: 3, haEnable: true, haMasterNodes: 1 })
+    site.run(60)
+    const keys = new Set<string>()
+    for (const n of site.nodes) for (const e of n.replica.values()) keys.add(e.key.replace(/^cred\/.*/, 'cred/<peer>'))
+    expect([...keys].sort()).toEqual(['cred/<peer>', 'roles/cluster', 'roles/node', 'roles/proposal', 'roles/status', 'roles/vote'])
+    const text = JSON.stringify(site.nodes.map((n) => [...n.replica.values()]))
+    expect(text.toLowerCase()).not.toMatch(/kubeconfig|client-key|token/)
+    const creds = site.nodes[0]?.replica ?? new Map<string, StateEntry>()
+    const kinds = [...creds.values()].filter((e) => e.key.startsWith('cred/')).map((e) => (e.value as { kind: string }).kind).sort()
+    expect(kinds).toEqual(['agent', 'agent', 'server'])
+  })
+
+  it('below minimum_nodes: waiting, with the number of nodes still awaited', () => {
+    const d = decide(snapshot({ config: { ...BASE_CONFIG, minimumNodes: 5 }, members: alive('a', 'b') }))
+    expect(d.phase).toBe('waiting')
+    expect(d.awaiting).toBe(2)
+    expect(decide(snapshot({ config: { ...BASE_CONFIG, minimumNodes: 5 } })).phase).toBe('discovering')
+  })
+
+  it('persists before it publishes: the first action of a new promise is persist', () => {
+    const d = decide(snapshot({
+      members: alive('a', 'b'),
+      entries: [entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
+    }))
+    const first = d.actions.findIndex((a) => 'persist' in a)
+    const vote = d.actions.findIndex((a) => 'put' in a && a.put === 'roles/vote')
+    expect(first).toBe(0)
+    expect(vote).toBeGreaterThan(first)
+    expect(d.term).toBe(3)
+  })
+
+  it.each([
+    { name: 'a static none node takes no k3s role', role: 'none' as const, autoEnable: true, want: 'none' },
+    { name: 'auto.enable false with an empty role means state and VPN only', role: 'auto' as const, autoEnable: false, want: 'none' }
+  ])('$name', ({ role, autoEnable, want }) => {
+    const d = decide(snapshot({
+      config: { ...BASE_CONFIG, staticRole: role, autoEnable },
+      entries: [entry('init', 'roles/cluster', RECORD)]
+    }))
+    expect(d.role).toBe(want)
+    expect(d.phase).toBe('joined')
+  })
+
+  it('with a record, a node without a credential waits for it and never stands', () => {
+    const d = decide(snapshot({ members: alive('init', 'a', 'b'), entries: [entry('init', 'roles/cluster', RECORD)] }))
+    expect(d.phase).toBe('waiting')
+    expect(d.leader).toBe('init')
+    expect(d.actions.some((a) => 'put' in a && a.put === 'roles/proposal')).toBe(false)
+  })
+
+  it('a credential sealed to an old key is not taken as a role', () => {
+    const d = decide(snapshot({
+      entries: [entry('init', 'roles/cluster', RECORD), entry('init', 'cred/me', { kind: 'agent', to: 'old', clusterId: 'c1', box: {} })]
+    }))
+    expect(d.role).toBeUndefined()
+  })
+
+  it('an agent hands off once credential and server address are known, and not again after joining', () => {
+    const entries = [
+      entry('init', 'roles/cluster', RECORD),
+      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: 'c1', box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: 'c1', address: '10.0.0.1' })
+    ]
+    const d = decide(snapshot({ entries, hasCredential: true }))
+    const hand = d.actions.find((a) => 'handOff' in a)
+    expect(hand !== undefined && 'handOff' in hand ? hand.handOff : undefined).toEqual({ role: 'agent', clusterInit: false, clusterId: 'c1', initServer: 'init', serverAddress: '10.0.0.1' })
+    const persisted = d.actions.find((a) => 'persist' in a)
+    const facts = (persisted !== undefined && 'persist' in persisted ? persisted.persist : EMPTY_FACTS)
+    const planKey = hand !== undefined && 'handOff' in hand ? hand.planKey : ''
+    const after: LocalFacts = { ...facts, joined: { clusterId: 'c1', planKey } }
+    const d2 = decide(snapshot({ entries, hasCredential: true, local: after }))
+    expect(d2.phase).toBe('joined')
+    expect(d2.actions.some((a) => 'handOff' in a)).toBe(false)
+  })
+
+  it('a persisted role survives an empty view and a different record', () => {
+    const local: LocalFacts = { ...EMPTY_FACTS, role: { role: 'agent', clusterId: 'c1', init: 'init' } }
+    const other = { ...RECORD, clusterId: 'c2', init: 'x', ballot: { n: 0, by: 'x' } }
+    const d = decide(snapshot({ local, entries: [entry('x', 'roles/cluster', other), entry('init', 'roles/cluster', RECORD)] }))
+    expect(d.role).toBe('agent')
+    expect(d.clusterId).toBe('c1')
+  })
+})
+
+describe('config warnings', () => {
+  const cfg = { minimumNodes: 3, staticRole: 'auto' as const, autoEnable: true, haEnable: false, haMasterNodes: 0 }
+  it.each([
+    { name: 'safe', over: {}, known: 5, want: [] },
+    { name: 'minimum at most half of the nodes seen', over: {}, known: 6, want: ['at most half of the 6 nodes seen'] },
+    { name: 'minimum 1', over: { minimumNodes: 1 }, known: 1, want: ['forms a cluster of its own'] },
+    { name: 'master_nodes without HA', over: { haMasterNodes: 2 }, known: 3, want: ['p2p.auto.ha.enable is false'] },
+    { name: 'auto disabled, empty role', over: { autoEnable: false }, known: 3, want: ['state and the VPN only'] }
+  ])('$name', ({ over, known, want }) => {
+    const out = configWarnings({ ...cfg, ...over }, known)
+    expect(out).toHaveLength(want.length)
+    want.forEach((w, i) => { expect(out[i]).toContain(w) })
+  })
+})
+
+describe('json helpers', () => {
+  it('compares JSON independent of key order', () => {
+    expect(jsonEqual({ a: 1, b: [1, { c: 2 }] }, { b: [1, { c: 2 }], a: 1 })).toBe(true)
+    expect(jsonEqual({ a: 1 }, { a: 1, b: 2 })).toBe(false)
+    expect(jsonEqual([1], { 0: 1 })).toBe(false)
+    expect(canonicalJson({ b: 1, a: [2] })).toBe('{"a":[2],"b":1}')
+  })
+})

@@ -1,0 +1,115 @@
+/**
+ * A tiny synchronous site for table tests of the pure decision: each node holds a
+ * replica, `round()` runs `decide` on every node and delivers its puts to the nodes
+ * it is connected to. No loss, no timing beyond a fixed step per round.
+ */
+import type { StaticRole } from '../../config/types.ts'
+import type { JsonValue, StateEntry } from '../../p2p/types.ts'
+import { trackView } from '../../roles/election.ts'
+import { credentialEntry, decide } from '../../roles/plan.ts'
+import { EMPTY_FACTS, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+
+export const BASE_CONFIG: RolesConfig = {
+  staticRole: 'auto', autoEnable: true, minimumNodes: 3, haEnable: false, haMasterNodes: 0, settleMs: 100, termTimeoutMs: 1_000
+}
+
+export interface SiteNode {
+  id: string
+  role: StaticRole
+  replica: Map<string, StateEntry>
+  facts: LocalFacts
+  tracker?: { key: string, since: number }
+  last?: RolesDecision
+  inits: number
+}
+
+export class Site {
+  now = 1_000
+  readonly nodes: SiteNode[]
+  readonly config: RolesConfig
+  /** Who each node can reach (and hears as alive); default everyone. */
+  links: (a: string, b: string) => boolean = () => true
+  /** Node ids currently powered off. */
+  readonly down = new Set<string>()
+
+  constructor (ids: string[], config: Partial<RolesConfig> = {}, roles: Record<string, StaticRole> = {}) {
+    this.config = { ...BASE_CONFIG, ...config }
+    this.nodes = ids.map((id) => ({ id, role: roles[id] ?? 'auto', replica: new Map(), facts: { ...EMPTY_FACTS }, inits: 0 }))
+  }
+
+  node (id: string): SiteNode {
+    const n = this.nodes.find((x) => x.id === id)
+    if (n === undefined) throw new Error(`no node ${id}`)
+    return n
+  }
+
+  private reach (a: SiteNode, b: SiteNode): boolean {
+    return !this.down.has(a.id) && !this.down.has(b.id) && this.links(a.id, b.id) && this.links(b.id, a.id)
+  }
+
+  put (node: SiteNode, key: string, value: JsonValue): void {
+    const k = `${node.id}\u0000${key}`
+    const e: StateEntry = { owner: node.id, key, version: (node.replica.get(k)?.version ?? 0) + 1, writtenAt: this.now, value }
+    node.replica.set(k, e)
+    for (const o of this.nodes) if (o !== node && this.reach(node, o)) this.merge(o, e)
+  }
+
+  merge (node: SiteNode, e: StateEntry): void {
+    const k = `${e.owner}\u0000${e.key}`
+    const cur = node.replica.get(k)
+    if (cur === undefined || cur.version < e.version) node.replica.set(k, e)
+  }
+
+  /** Anti-entropy between every connected pair. */
+  sync (): void {
+    for (const a of this.nodes) for (const b of this.nodes) if (a !== b && this.reach(a, b)) for (const e of a.replica.values()) this.merge(b, e)
+  }
+
+  step (node: SiteNode): RolesDecision {
+    const members = this.nodes.filter((o) => o !== node && this.reach(node, o)).map((o) => ({ peerId: o.id, liveness: 'alive' as const, lastSeen: this.now }))
+    node.tracker = trackView(node.tracker, members, this.now)
+    const cred = node.replica.get(`${node.facts.role?.init ?? ''}\u0000cred/${node.id}`)
+    const d = decide({
+      self: node.id,
+      now: this.now,
+      networkId: 'site',
+      config: { ...this.config, staticRole: node.role },
+      members,
+      entries: [...node.replica.values()],
+      local: node.facts,
+      viewSince: node.tracker.since,
+      sealKey: `seal-${node.id}`,
+      hasSecrets: node.facts.role?.role === 'init',
+      hasCredential: cred !== undefined,
+      address: `10.0.0.${this.nodes.indexOf(node) + 1}`
+    })
+    for (const a of d.actions) {
+      if ('persist' in a) {
+        if (node.facts.role === null && a.persist.role?.role === 'init') node.inits++
+        node.facts = a.persist
+      } else if ('put' in a) {
+        this.put(node, a.put, a.value)
+      } else if ('sealCredential' in a) {
+        const e = credentialEntry(a.sealCredential, { kind: a.kind, to: a.publicKey, clusterId: a.clusterId, box: { sealed: a.kind } })
+        this.put(node, e.key, e.value)
+      } else if ('handOff' in a) {
+        node.facts = { ...node.facts, joined: { clusterId: a.handOff.clusterId, planKey: a.planKey } }
+      }
+    }
+    node.last = d
+    return d
+  }
+
+  /** Runs `rounds` rounds of every live node, advancing time by `stepMs` each. */
+  run (rounds: number, stepMs = 50): void {
+    for (let r = 0; r < rounds; r++) {
+      this.now += stepMs
+      for (const n of this.nodes) if (!this.down.has(n.id)) this.step(n)
+      this.sync()
+    }
+  }
+
+  inits (): string[] {
+    return this.nodes.filter((n) => n.inits > 0).map((n) => n.id)
+  }
+}
