@@ -1,0 +1,114 @@
+import { execa } from 'execa'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+
+const isRoot = process.getuid?.() === 0
+const fakeAgent = fileURLToPath(new URL('./fixtures/fake-agent.ts', import.meta.url))
+const id = `l${(process.pid % 1000).toString(36)}`
+
+describe.skipIf(!isRoot)('lab operations with a fake agent (root)', () => {
+  let root = ''
+  let lab: Lab
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kairos-lab-ops-'))
+    lab = createLab({
+      id, root, nodes: 3, installTimeoutMs: 20_000,
+      agentCommand: (host, rec) => [rec.nodePath, fakeAgent, '--config', host.configPath, '--role', host.name === 'n1' ? 'init' : 'agent', '--server', rec.hosts[0]?.address ?? '']
+    })
+    await lab.up()
+  })
+
+  afterAll(async () => {
+    await lab?.down()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  const node = (s: LabStatus, name: string): LabStatus['nodes'][number] => {
+    const n = s.nodes.find((x) => x.name === name)
+    if (n === undefined) throw new Error(`no node ${name}`)
+    return n
+  }
+
+  it('forms: one stand-in cluster with the init server and two agents, registered from their own addresses', async () => {
+    const s = await lab.waitFor((st) => isFormed(st), { timeoutMs: 30_000, what: 'all nodes registered' })
+    expect(s.clusters).toHaveLength(1)
+    const c = s.clusters[0]
+    expect(c?.server).toBe('n1')
+    expect(c?.running).toBe(true)
+    expect(c?.nodes.map((n) => [n.name, n.role, n.init])).toEqual([['n1', 'server', true], ['n2', 'agent', false], ['n3', 'agent', false]])
+    for (const n of c?.nodes ?? []) expect(n.remoteAddress).toBe(n.nodeIp)
+    expect(node(s, 'n2')).toMatchObject({ running: true, powered: true, joined: true, registeredAs: 'agent', role: 'agent', phase: 'joined' })
+    expect(node(s, 'n1').init).toBe(true)
+  })
+
+  it('the generated cloud-config is the lab preset with the host address, its state dir and the stand-in installer', async () => {
+    const rec = await lab.record()
+    const text = await readFile(rec.hosts[1]?.configPath ?? '', 'utf8')
+    expect(text).toContain('preset: lab')
+    expect(text).toContain(`/ip4/${rec.hosts[1]?.address}/tcp/4001`)
+    expect(text).toContain('minimum_nodes: 2')
+    expect(text).toContain('k3s-standin.ts')
+    expect(text).toMatch(/network_token: kp1/)
+  })
+
+  it('writes a timeline report: JSON and an SVG with one row per node', async () => {
+    const out = join(root, 'report')
+    const r = await lab.report(out)
+    expect(r.report.nodes.map((n) => n.name)).toEqual(['n1', 'n2', 'n3'])
+    expect(r.report.nodes[1]?.events.map((e) => e.event)).toEqual(expect.arrayContaining(['spawned', 'started', 'joined', 'registered']))
+    const svg = await readFile(r.svg, 'utf8')
+    expect(svg.match(/data-node="n3"/g)?.length).toBeGreaterThanOrEqual(3)
+    expect(JSON.parse(await readFile(r.json, 'utf8'))).toMatchObject({ labId: id })
+  })
+
+  it('kill powers a host off (its agent and stand-in die); restart boots it and its stand-in again', async () => {
+    const before = await lab.status()
+    await lab.kill('n1')
+    let s = await lab.status()
+    expect(node(s, 'n1')).toMatchObject({ powered: false, running: false })
+    expect(s.clusters[0]?.running).toBe(false)
+    expect(node(s, 'n2').running).toBe(true)
+    await expect(lab.exec('n1', ['true'])).rejects.toMatchObject({ name: 'LabCommandError' })
+    await lab.restart('n1')
+    s = await lab.waitFor((st) => st.clusters[0]?.running === true && node(st, 'n1').phase === 'joined', { timeoutMs: 20_000, what: 'n1 back' })
+    expect(node(s, 'n1').agentPid).not.toBe(node(before, 'n1').agentPid)
+    expect(s.clusters[0]?.nodes.map((n) => n.registeredAt)).toEqual(before.clusters[0]?.nodes.map((n) => n.registeredAt))
+  })
+
+  it('power-cycle brings every host back with the same registry', async () => {
+    const before = await lab.status()
+    await lab.powerCycle()
+    const s = await lab.waitFor((st) => st.clusters[0]?.running === true && st.nodes.every((n) => n.phase === 'joined'), { timeoutMs: 30_000, what: 'site back after power cycle' })
+    for (const name of ['n1', 'n2', 'n3']) expect(node(s, name).agentPid).not.toBe(node(before, name).agentPid)
+    expect(s.clusters).toEqual([{ ...before.clusters[0], running: true }])
+  })
+
+  it('exec runs inside the host: its address, its stand-in view, and a failing command\'s exit code', async () => {
+    const rec = await lab.record()
+    const r = await lab.exec('n2', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])
+    expect(r.stdout).toContain(rec.hosts[1]?.address)
+    const ping = await lab.exec('n2', [rec.nodePath, '-e', `fetch('http://${rec.hosts[0]?.address}:6443/ping').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))`])
+    expect(ping.exitCode).toBe(0)
+    expect((await lab.exec('n2', ['false'])).exitCode).toBe(1)
+  })
+
+  it('down removes namespaces, processes and the lab dir', async () => {
+    const rec = await lab.record()
+    const report = await lab.down()
+    expect(report.problems).toEqual([])
+    expect(report.processes.length).toBe(7) // 3 holders, 3 agents, 1 stand-in server
+    const left = (await execa('ip', ['netns', 'list'])).stdout
+    expect(left).not.toContain(`kl${id}-`)
+    expect(existsSync(rec.dir)).toBe(false)
+  })
+})
+
+describe.skipIf(isRoot)('lab operations (needs root)', () => {
+  it.skip('skipped: the lab needs root for network namespaces', () => {})
+})
