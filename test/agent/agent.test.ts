@@ -1,0 +1,98 @@
+// Whole agents (p2p + roles + hand-off, overlay off) in one process on loopback:
+// the in-process counterpart of the netns lab's formation test.
+import { afterAll, describe, expect, it } from 'vitest'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig } from '../../config/index.ts'
+import { encodeToken } from '../../token/index.ts'
+import { createAgent, type Agent } from '../../agent/agent.ts'
+import { queryAgent } from '../../agent/api.ts'
+import type { AgentStatus } from '../../agent/status.ts'
+import { systemClock } from '../../util/clock.ts'
+
+const dirs: string[] = []
+const agents: Agent[] = []
+
+afterAll(async () => {
+  await Promise.allSettled(agents.map(async (a) => { await a.stop() }))
+  await Promise.allSettled(dirs.map(async (d) => { await rm(d, { recursive: true, force: true }) }))
+})
+
+async function waitFor<T> (what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await systemClock.sleep(50)
+  }
+}
+
+function configFor (stateDir: string, token: string, bootstrap: string[], out: string): ReturnType<typeof parseConfig>['config'] {
+  const yaml = [
+    'p2p:',
+    `  network_token: ${token}`,
+    '  preset: lab',
+    '  minimum_nodes: 3',
+    '  mdns: false',
+    '  listen: [/ip4/127.0.0.1/tcp/0]',
+    `  state_dir: ${stateDir}`,
+    `  bootstrap_peers: ${JSON.stringify(bootstrap)}`,
+    '  vpn: {create: false}',
+    '  installer:',
+    '    kind: exec',
+    `    command: [/bin/sh, -c, 'env | grep ^KAIROS_ | sort > "$0"', ${out}]`
+  ].join('\n')
+  return parseConfig([{ name: 'test.yaml', text: yaml }]).config
+}
+
+async function envOf (file: string): Promise<Record<string, string> | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+}
+
+describe('agent', () => {
+  it('three agents elect one init server, deliver scoped credentials and hand off', async () => {
+    const token = encodeToken(new Uint8Array(32).fill(3))
+    const root = await mkdtemp(join(tmpdir(), 'kp2p-agent-'))
+    dirs.push(root)
+    const outs = [0, 1, 2].map((i) => join(root, `handoff-${i}.env`))
+    const first = await createAgent({ config: configFor(join(root, 'n0'), token, [], outs[0] as string) })
+    agents.push(first)
+    await first.start()
+    const bootstrap = first.status().addresses.filter((a) => a.includes('/tcp/')).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${first.peerId}`)
+    expect(bootstrap.length).toBeGreaterThan(0)
+    for (const i of [1, 2]) {
+      const a = await createAgent({ config: configFor(join(root, `n${i}`), token, bootstrap, outs[i] as string) })
+      agents.push(a)
+      await a.start()
+    }
+
+    const envs = await waitFor('every hand-off', async () => {
+      const all = await Promise.all(outs.map(envOf))
+      return all.every((e) => e !== undefined) ? all as Array<Record<string, string>> : undefined
+    })
+    const inits = envs.filter((e) => e.KAIROS_ROLE === 'init')
+    expect(inits).toHaveLength(1)
+    const init = inits[0] as Record<string, string>
+    const others = envs.filter((e) => e !== init)
+    for (const e of others) {
+      expect(e.KAIROS_ROLE).toBe('agent')
+      expect(e.KAIROS_TOKEN).toBe(init.KAIROS_AGENT_TOKEN)
+      expect(e.KAIROS_TOKEN).not.toBe(init.KAIROS_TOKEN)
+      expect(e.KAIROS_AGENT_TOKEN ?? '').toBe('')
+      expect(e.KAIROS_SERVER_URL).toMatch(/^https:\/\/[0-9.]+:6443$/)
+    }
+
+    // The status over the local socket agrees, and no k3s token is in the shared state.
+    const statuses = await waitFor('every agent joined', async () => {
+      const all = await Promise.all(agents.map(async (a, i) => JSON.parse(await queryAgent(join(root, `n${i}`), '/status')) as AgentStatus))
+      return all.every((s) => s.phase === 'joined') ? all : undefined
+    })
+    expect(new Set(statuses.map((s) => s.leader)).size).toBe(1)
+    expect(statuses.map((s) => s.role).sort()).toEqual(['agent', 'agent', 'init'])
+    for (const s of statuses) expect(s.timeline.map((e) => e.event)).toEqual(expect.arrayContaining(['started', 'discovered', 'elected', 'credential', 'joined']))
+  }, 60_000)
+})
