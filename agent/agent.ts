@@ -7,7 +7,7 @@ import { cryptoRandom } from '../util/random.ts'
 import type { Logger } from '../util/log.ts'
 import { silentLogger } from '../util/log.ts'
 import { createLifecycle, type NamedComponent } from '../util/lifecycle.ts'
-import { parseToken, deriveKeys } from '../token/index.ts'
+import { parseConfiguredToken, deriveKeys } from '../token/index.ts'
 import { createP2PNode, type P2PNode } from '../p2p/index.ts'
 import { createVpnController, createWireGuardDriver, type VpnController, type WireGuardDriver } from '../vpn/index.ts'
 import { createRolesController, type RolesController } from '../roles/controller.ts'
@@ -51,7 +51,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   if (p2pConfig.networkToken === '') {
     throw new InputError('p2p.network_token: missing; expected the network token every box of the site shares (kairos-p2p token generate)')
   }
-  const token = parseToken(p2pConfig.networkToken)
+  const token = parseConfiguredToken(p2pConfig.networkToken)
   const keys = deriveKeys(token, p2pConfig.networkId)
   await mkdir(p2pConfig.stateDir, { recursive: true, mode: 0o700 })
   const timeline = new Timeline(clock)
