@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
-import { labDir, readLabRecord } from './meta.ts'
+import { join } from 'node:path'
+import { LAB_RECORD_FILE, labDir, readLabRecord } from './meta.ts'
 import { labPrefix, planNamespaces } from './plan.ts'
 import { namespaceInode, processesInNamespaces, terminate } from './processes.ts'
 import type { Runner } from './run.ts'
@@ -23,7 +24,7 @@ export interface TeardownInit {
   run: Runner
   /** SIGTERM → SIGKILL grace for lab processes, ms. @default 1500 */
   graceMs?: number
-  /** Keep the lab dir (logs, state dirs) instead of removing it. @default false */
+  /** Keep the lab dir (logs, state dirs, reports; lab.json is still removed) instead of removing it. @default false */
   keepFiles?: boolean
   clock?: Clock
   signal?: AbortSignal
@@ -84,6 +85,8 @@ export async function teardownLab (init: TeardownInit): Promise<TeardownReport> 
     if (r.exitCode === 0) report.links.push(link)
     else report.problems.push(`ip link del ${link}: ${r.stderr.trim()}`)
   }
-  if (init.keepFiles !== true) await rm(labDir(init.root, init.id), { recursive: true, force: true })
+  // With keepFiles the logs, state dirs and reports stay, but lab.json goes: the lab no longer exists.
+  if (init.keepFiles === true) await rm(join(labDir(init.root, init.id), LAB_RECORD_FILE), { force: true })
+  else await rm(labDir(init.root, init.id), { recursive: true, force: true })
   return report
 }
