@@ -114,6 +114,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   let installing: Promise<void> | undefined
   let failed: { planKey: string, at: number } | undefined
   let completed: { clusterId: string, planKey: string } | undefined
+  let handOffWait: string | undefined
   let known = 1
   const timeline = new Map<string, number>()
 
@@ -188,7 +189,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (installing !== undefined) return
     if (failed?.planKey === planKey && clock.now() - failed.at < HANDOFF_RETRY_MS) return
     const input = installInput(h)
-    if (typeof input === 'string') { logger.debug(input); return }
+    handOffWait = typeof input === 'string' ? input : undefined
+    if (typeof input === 'string') return
     let plan: InstallPlan
     try {
       plan = buildInstallPlan(input)
@@ -337,7 +339,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
         term: d?.term ?? 0,
         ...(d?.leader === undefined ? {} : { leader: d.leader }),
         ...(d?.clusterId === undefined ? {} : { clusterId: d.clusterId }),
-        ...(d?.reason === undefined ? {} : { reason: d.reason }),
+        ...(d?.phase === 'installing' && handOffWait !== undefined ? { reason: handOffWait } : d?.reason === undefined ? {} : { reason: d.reason }),
         timeline: [...timeline].map(([event, at]) => ({ event, at })).sort((a, b) => a.at - b.at),
         warnings: configWarnings(rolesConfig, known)
       }

@@ -45,7 +45,7 @@ async function until (what: string, check: () => boolean, timeoutMs = 10_000): P
   }
 }
 
-async function startNode (net: FakeNetwork, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: Parameters<FakeNetwork['join']>[1] } = {}): Promise<Node> {
+async function startNode (net: FakeNetwork, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: Parameters<FakeNetwork['join']>[1], overlay?: () => { address?: string, interface?: string } } = {}): Promise<Node> {
   const id = `12D3KooWnode${index}`
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'roles-ctl-'))
   if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -60,7 +60,7 @@ async function startNode (net: FakeNetwork, index: number, opts: { dir?: string,
     stateDir: dir,
     credentials,
     installer,
-    overlay: () => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' })
+    overlay: opts.overlay ?? (() => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' }))
   })
   await controller.start()
   const node = { id, dir, state, controller, plans }
@@ -170,5 +170,19 @@ describe('roles controller', () => {
     await nodes[0]?.controller.stop()
     await nodes[0]?.controller.stop()
     expect(Date.now() - t).toBeLessThan(1_000)
+  })
+
+  it('waits for the overlay address before handing off when the VPN is used', async () => {
+    const net = new FakeNetwork()
+    let up = false
+    const nodes: Node[] = []
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await startNode(net, i, { overlay: () => (up ? { address: `10.88.0.${i + 1}`, interface: 'kairos0' } : {}) }))
+    }
+    await until('init waiting for its overlay', () => nodes.some((n) => n.controller.status().role === 'init' && n.controller.status().reason === 'waiting for the overlay address'))
+    expect(nodes.every((n) => n.plans.length === 0)).toBe(true)
+    up = true
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    expect(nodes.every((n) => n.plans[0]?.config['node-ip'] === `10.88.0.${nodes.indexOf(n) + 1}`)).toBe(true)
   })
 })
