@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { queryAgent } from '../agent/api.ts'
-import type { YamlMap } from '../config/merge.ts'
+import { deepMerge, type YamlMap } from '../config/merge.ts'
 import { generateToken } from '../token/index.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
@@ -131,6 +131,11 @@ export interface LabInit {
   baseConfig?: YamlMap
   /** `p2p.minimum_nodes`. @default `baseConfig`'s, else a strict majority of `nodes` */
   minimumNodes?: number
+  /**
+   * Per-host token and cloud-config additions (merged over `baseConfig`), e.g. a second
+   * site with another token on the same bridge. @default none
+   */
+  hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap } | undefined
   /** Start one agent per host on `up`; false builds the topology only. @default true */
   agents?: boolean
   /** Node 24 binary for agents and stand-ins. @default process.execPath */
@@ -442,7 +447,9 @@ export function createLab (init: LabInit = {}): Lab {
       for (const h of r.hosts) {
         const installer = [nodePath, join(repoRoot, 'netns-lab', 'k3s-standin.ts'), 'install', '--name', h.name, '--dir', join(h.dir, 'k3s'),
           '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
-        const doc = hostCloudConfig({ host: h, token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, ...(init.baseConfig === undefined ? {} : { base: init.baseConfig }) })
+        const over = init.hostOverrides?.(h)
+        const base = over?.config === undefined ? init.baseConfig : deepMerge(init.baseConfig ?? {}, over.config)
+        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, ...(base === undefined ? {} : { base }) })
         await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
       }
       await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })

@@ -57,6 +57,23 @@ describe.skipIf(!isRoot)('lab operations with a fake agent (root)', () => {
     expect(text).toMatch(/network_token: kp1/)
   })
 
+  it('per-host overrides give some hosts another token and extra config', async () => {
+    const other = createLab({
+      id: `${id}x`, root, nodes: 2, agents: false,
+      hostOverrides: (h) => h.name === 'n2' ? { token: 'kp1-other-site', config: { p2p: { network_id: 'b' } } } : undefined
+    })
+    try {
+      const rec = await other.up()
+      const t1 = await readFile(rec.hosts[0]?.configPath ?? '', 'utf8')
+      const t2 = await readFile(rec.hosts[1]?.configPath ?? '', 'utf8')
+      expect(t2).toContain('network_token: kp1-other-site')
+      expect(t2).toContain('network_id: b')
+      expect(t1).not.toContain('kp1-other-site')
+    } finally {
+      await other.down()
+    }
+  })
+
   it('writes a timeline report: JSON and an SVG with one row per node', async () => {
     const out = join(root, 'report')
     const r = await lab.report(out)
