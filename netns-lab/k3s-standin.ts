@@ -187,6 +187,8 @@ export interface StandinServerInit {
   registryPath: string
   /** Name of the init node. */
   name: string
+  /** Where to write this server's ServerRecord once it listens (before /ping answers). @default none */
+  recordPath?: string
   /** Keep retrying while the address is not yet configured (EADDRNOTAVAIL), until the signal aborts. @default false */
   waitForAddress?: boolean
   clock?: Clock
@@ -222,7 +224,7 @@ function reply (res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The stand-in server: `GET /ping` (no auth), `GET /nodes` (server token),
+ * The stand-in server: `GET /ping` (no auth; 503 until the server record is written), `GET /nodes` (server token),
  * `POST /register` (bearer token, JSON body `{ name, role, nodeIp }`).
  */
 export async function startStandinServer (init: StandinServerInit): Promise<StandinServer> {
@@ -233,10 +235,11 @@ export async function startStandinServer (init: StandinServerInit): Promise<Stan
   registry = { ...registry, server: { ...registry.server, address: init.address, port } }
   let writing: Promise<void> = writeJsonAtomic(init.registryPath, registry)
   await writing
+  let ready = false
   const server: Server = createServer((req, res) => {
     void (async () => {
       try {
-        if (req.method === 'GET' && req.url === '/ping') { reply(res, 200, { ok: true }); return }
+        if (req.method === 'GET' && req.url === '/ping') { reply(res, ready ? 200 : 503, { ok: ready }); return }
         if (req.method === 'GET' && req.url === '/nodes') {
           const t = bearer(req)
           if (t === undefined || !tokenEquals(t, init.tokens.server)) { reply(res, 401, { error: 'the server token is required' }); return }
@@ -275,6 +278,12 @@ export async function startStandinServer (init: StandinServerInit): Promise<Stan
   const addr = server.address()
   const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port
   const host = init.address.includes(':') ? `[${init.address}]` : init.address
+  if (init.recordPath !== undefined) {
+    // Written by the process that actually listens, so the record never names the loser of a start race.
+    const rec: ServerRecord = { pid: process.pid, name: init.name, address: init.address, port: boundPort, startedAt: clock.now() }
+    await writeJsonAtomic(init.recordPath, rec)
+  }
+  ready = true
   let closed: Promise<void> | undefined
   return {
     url: `http://${host}:${boundPort}`,
@@ -436,7 +445,7 @@ export interface InstallInit {
   signal?: AbortSignal
 }
 
-/** Record of a running stand-in server (server.json). */
+/** Record of a running stand-in server (server.json), written by the server once it listens. */
 export interface ServerRecord {
   pid: number
   name: string
@@ -488,9 +497,7 @@ export async function install (init: InstallInit): Promise<RegisteredNode> {
     running = true
   } catch { /* not running yet */ }
   if (!running) {
-    const pid = await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, init.nodePath)
-    const rec: ServerRecord = { pid, name: init.name, address: plan.nodeIp, port, startedAt: clock.now() }
-    await writeJsonAtomic(join(init.dir, SERVER_FILE), rec)
+    await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, init.nodePath)
     await waitForStandin(base, timeoutMs, clock, init.signal)
   }
   return await registerNode({
@@ -548,7 +555,7 @@ export async function main (argv: string[], signal: AbortSignal): Promise<number
       await mkdir(dir, { recursive: true })
       const server = await startStandinServer({
         address: required(rest, 'address'), port, name: required(rest, 'name'), registryPath: join(dir, REGISTRY_FILE),
-        tokens: { server: token, agent: process.env.KAIROS_AGENT_TOKEN ?? '' }, waitForAddress: true, signal
+        recordPath: join(dir, SERVER_FILE), tokens: { server: token, agent: process.env.KAIROS_AGENT_TOKEN ?? '' }, waitForAddress: true, signal
       })
       process.stdout.write(`k3s stand-in listening on ${server.url}\n`)
       await new Promise<void>((resolve) => {

@@ -17,7 +17,7 @@ import {
   readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
   type RegisteredNode, type ServerRecord, type StandinTokens
 } from './k3s-standin.ts'
-import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
+import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
 import { labPrefix, planTopology, strictMajority } from './plan.ts'
 import { isRunning, namespaceInode, processesInNamespaces, processNetInode, terminate } from './processes.ts'
 import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
@@ -272,7 +272,6 @@ export function createLab (init: LabInit = {}): Lab {
 
   const resolveId = async (): Promise<string> => {
     if (labId !== undefined) return labId
-    const { resolveLabId } = await import('./meta.ts')
     labId = await resolveLabId(root, undefined)
     return labId
   }
@@ -334,8 +333,8 @@ export function createLab (init: LabInit = {}): Lab {
     if (server === undefined || tokens === undefined || h.holderPid === undefined) return
     const argv = hostArgv(h.ns, h.holderPid, [r.nodePath, join(r.repoRoot, 'netns-lab', 'k3s-standin.ts'), 'serve',
       '--dir', k3sDir, '--name', server.name, '--address', server.address, '--port', String(server.port)])
-    const pid = await spawnDetached(argv, join(k3sDir, 'server.log'), { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' })
-    await writeJson(join(k3sDir, SERVER_FILE), { ...server, pid, startedAt: clock.now() })
+    // The server rewrites server.json with its own PID once it listens (after the agent brings the overlay address up).
+    await spawnDetached(argv, join(k3sDir, 'server.log'), { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' })
   }
 
   const boot = async (r: LabRecord, hosts: HostRecord[], signal?: AbortSignal): Promise<void> => {
@@ -488,7 +487,8 @@ export function createLab (init: LabInit = {}): Lab {
       const events = [...(view?.timeline ?? [])]
       if (h.agentStartedAt !== undefined) events.push({ event: 'spawned', at: h.agentStartedAt })
       const reg = s.clusters.flatMap((c) => c.nodes).find((n) => n.name === h.name)
-      if (reg !== undefined) events.push({ event: 'registered', at: reg.registeredAt })
+      // A registration from an earlier boot is not part of this boot's timeline.
+      if (reg !== undefined && reg.registeredAt >= (h.agentStartedAt ?? 0)) events.push({ event: 'registered', at: reg.registeredAt })
       const role = view?.role ?? (node?.init === true ? 'init' : reg?.role)
       rows.push({ name: h.name, ...(role === undefined ? {} : { role }), events })
     }
