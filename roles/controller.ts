@@ -17,18 +17,25 @@ import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RoleNa
 
 /** The credential functions the controller uses (roles/credentials.ts). */
 export interface CredentialsApi {
+  /** The k3s server token and the separate agent token, from a CSPRNG in production. */
   generateClusterSecrets: (random: RandomSource) => { serverToken: string, agentToken: string }
+  /** This node's persisted X25519 sealing key pair. */
   createSealKeys: (stateDir?: string) => Promise<SealKeys>
+  /** Seals a plaintext to one recipient's public key. */
   sealTo: (recipientPublicKey: string, plaintext: string, random?: RandomSource) => SealedBox
 }
 
 /** The hand-off backend (roles/installer/): idempotent, keeps its own record in the state dir. */
 export interface Installer {
+  /** Applies `plan` unless it was already applied; rejects on failure (retried later). */
   install: (plan: InstallPlan, signal: AbortSignal) => Promise<{ changed: boolean }>
 }
 
+/** What the roles controller needs. */
 export interface RolesControllerInit {
+  /** The validated configuration (`p2p.role`, `minimum_nodes`, HA, timing, k3s sections). */
   config: Config
+  /** The replicated cluster state of this node (entries under `roles/` and `cred/`, members). */
   state: ClusterState
   /** Where the vote, the role and (on the init server) the k3s tokens are kept, mode 0600. */
   stateDir: string
@@ -38,7 +45,9 @@ export interface RolesControllerInit {
   random?: RandomSource
   /** @default silentLogger */
   logger?: Logger
+  /** Token generation and sealing (roles/credentials.ts). */
   credentials: CredentialsApi
+  /** The hand-off backend for `p2p.installer` (roles/installer/). */
   installer: Installer
   /** This node's overlay address and interface, once the VPN has them. */
   overlay: () => { address?: string | undefined, interface?: string | undefined }
@@ -46,7 +55,9 @@ export interface RolesControllerInit {
 
 /** One formation milestone. */
 export interface RolesTimelineEvent {
+  /** 'discovered', 'elected', 'credential', 'installing' or 'joined'. */
   event: string
+  /** Wall-clock ms of its first occurrence. */
   at: number
 }
 
@@ -68,9 +79,13 @@ export interface RolesStatus {
   warnings: string[]
 }
 
+/** The running roles layer of one node. */
 export interface RolesController {
+  /** Loads the persisted facts and keys, then runs until `stop()`; a second call does nothing. */
   start: () => Promise<void>
+  /** Stops promptly (aborting an install in progress); safe to call twice. */
   stop: () => Promise<void>
+  /** The phase, role and timeline for `kairos-p2p status`. */
   status: () => RolesStatus
 }
 

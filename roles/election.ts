@@ -156,6 +156,17 @@ export interface RolesView {
   credsForSelf: Map<string, StateEntry>
 }
 
+type Parsed = NodeValue | VoteValue | ProposalValue | ClusterRecord | undefined
+/** Parsed values by entry object: entries are immutable, so parsing once is enough. */
+const parsedCache = new WeakMap<StateEntry, Parsed>()
+
+function parsed<T extends Parsed> (e: StateEntry, parse: (v: unknown) => T): T {
+  if (parsedCache.has(e)) return parsedCache.get(e) as T
+  const v = parse(e.value)
+  parsedCache.set(e, v)
+  return v
+}
+
 /** Parses and indexes the `roles/` and `cred/` entries. */
 export function indexEntries (self: string, networkId: string, entries: readonly StateEntry[]): RolesView {
   const view: RolesView = { nodes: new Map(), votes: new Map(), proposals: [], records: [], own: new Map(), statuses: new Map(), credsForSelf: new Map() }
@@ -165,22 +176,22 @@ export function indexEntries (self: string, networkId: string, entries: readonly
     if (e.value === null) continue
     switch (e.key) {
       case ROLE_KEYS.node: {
-        const n = parseNode(e.value)
+        const n = parsed(e, parseNode)
         if (n !== undefined) view.nodes.set(e.owner, n)
         break
       }
       case ROLE_KEYS.vote: {
-        const v = parseVote(e.value)
+        const v = parsed(e, parseVote)
         if (v !== undefined) view.votes.set(e.owner, v)
         break
       }
       case ROLE_KEYS.proposal: {
-        const p = parseProposal(e.value)
+        const p = parsed(e, parseProposal)
         if (p !== undefined && p.ballot.by === e.owner) view.proposals.push(p)
         break
       }
       case ROLE_KEYS.cluster: {
-        const r = parseRecord(e.value)
+        const r = parsed(e, parseRecord)
         if (r !== undefined && r.init === e.owner && r.networkId === networkId) view.records.push(r)
         break
       }

@@ -1,3 +1,19 @@
+/**
+ * The role plan: from a snapshot of one node to its phase and the actions it takes.
+ *
+ * Roles, as we read Kairos's keys:
+ * - `p2p.role: master` — may become the init server; otherwise a server (HA), admitted
+ *   one at a time, whether or not `auto.ha` is on.
+ * - `p2p.role: worker` — always an agent; never stands for election (but votes).
+ * - `p2p.role: none` — state and VPN only; votes, never takes a k3s role.
+ * - empty role with `p2p.auto.enable: true` — automatic: init server if elected, an
+ *   HA server while `auto.ha.master_nodes` has free slots, else an agent.
+ * - `p2p.auto.enable: false` — a one-time static bootstrap: no automatic roles. Only
+ *   `master` nodes may become the init server (still by the same vote, so two static
+ *   masters cannot both run cluster-init), `master` nodes join as servers, `worker`
+ *   nodes as agents, and nodes with an empty role take part in state and VPN only.
+ * Every role is persisted before it is acted on and never changes afterwards.
+ */
 import { createHash } from 'node:crypto'
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import type { Config } from '../config/types.ts'

@@ -74,7 +74,8 @@ interface SimNode {
   credsForSelf: Map<string, StateEntry>
   facts: LocalFacts
   secrets?: { serverToken: string, agentToken: string }
-  heard: Map<string, number>
+  /** Last time each node (by index) was heard from; -1 never. Lost on a crash. */
+  heard: Float64Array
   tracker?: { key: string, since: number }
   lastSignature: string
   lastPhase: RolesDecision['phase'] | ''
@@ -185,7 +186,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     const id = `12D3Koo${opts.seed.toString(36)}x${i.toString(36).padStart(2, '0')}`
     nodes.push({
       id, index: i, staticRole: roleOf(i), sealKey: `seal-${id}`, address: `10.88.${i >> 8}.${(i & 255) + 1}`,
-      up: false, booted: false, epoch: 0, replica: new Map(), fp: 0, credsForSelf: new Map(), facts: { ...EMPTY_FACTS }, heard: new Map(),
+      up: false, booted: false, epoch: 0, replica: new Map(), fp: 0, credsForSelf: new Map(), facts: { ...EMPTY_FACTS }, heard: new Float64Array(0),
       lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
     })
   }
@@ -305,19 +306,21 @@ export function runSimulation (opts: SimOptions): SimResult {
     }
     gossip(node, e)
   }
-  const memberView = (node: SimNode): MemberView[] => {
+  const memberView = (node: SimNode): { members: MemberView[], signature: string } => {
     const now = clock.now()
-    const out: MemberView[] = []
+    const members: MemberView[] = []
+    let signature = ''
     for (const other of nodes) {
       if (other === node) continue
-      if (reachable(node, other)) node.heard.set(other.id, now)
-      const last = node.heard.get(other.id)
-      if (last === undefined) continue
+      if (reachable(node, other)) node.heard[other.index] = now
+      const last = node.heard[other.index] ?? -1
+      if (last < 0) continue
       const silent = now - last
       const liveness: Liveness = silent >= timing.deadAfterMs ? 'dead' : silent >= timing.suspectAfterMs ? 'suspect' : 'alive'
-      out.push({ peerId: other.id, liveness, lastSeen: last })
+      signature += liveness === 'alive' ? 'a' : liveness === 'dead' ? 'd' : 's'
+      members.push({ peerId: other.id, liveness, lastSeen: last })
     }
-    return out
+    return { members, signature }
   }
   const openHeld = (node: SimNode): void => {
     const init = node.facts.role?.init
@@ -333,8 +336,7 @@ export function runSimulation (opts: SimOptions): SimResult {
 
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
-    const members = memberView(node)
-    const signature = members.map((m) => m.liveness[0]).join('')
+    const { members, signature } = memberView(node)
     const timeSensitive = node.lastPhase === '' || (node.recheckAt !== undefined && clock.now() >= node.recheckAt)
     // Skipping is exact: with no new entry and no liveness change, a decision changes
     // only at its `recheckAt`.
@@ -413,7 +415,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (!node.up) return
     node.up = false
     node.epoch++
-    node.heard = new Map()
+    node.heard = new Float64Array(n).fill(-1)
     node.tracker = undefined
     node.installing = false
     node.held = undefined
@@ -424,6 +426,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (node.up) return
     node.up = true
     node.booted = true
+    if (node.heard.length === 0) node.heard = new Float64Array(n).fill(-1)
     node.epoch++
     node.dirty = true
     node.lastPhase = ''
