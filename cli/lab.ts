@@ -4,6 +4,7 @@ import { parseCommandArgs } from './io.ts'
 import { UsageError } from '../util/errors.ts'
 import { parseDocument } from '../config/load.ts'
 import { createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../netns-lab/lab.ts'
+import type { TimelineReport } from '../netns-lab/report.ts'
 import { DEFAULT_LAB_ROOT } from '../netns-lab/meta.ts'
 
 const USAGE = `Usage: kairos-p2p lab <command> [options]
@@ -86,6 +87,12 @@ export function formatLabStatus (s: LabStatus): string {
     out += pad(reg)
   }
   return out
+}
+
+/** Where the report went, and per event how many nodes reached it and when the last one did. */
+export function formatMilestones (r: { json: string, svg: string, report: TimelineReport }): string {
+  const lines = r.report.milestones.map((m) => `  ${m.event.padEnd(12)} ${String(m.nodes).padStart(3)} node${m.nodes === 1 ? ' ' : 's'}  last at +${(m.lastMs / 1000).toFixed(2)} s`)
+  return `timeline ${r.json}\nchart    ${r.svg}\n${lines.join('\n')}\n`
 }
 
 function labFor (values: { id?: string | undefined, dir?: string | undefined }, io: CliIO, extra: LabInit = {}): Lab {
@@ -196,9 +203,7 @@ const exec: Sub = async (argv, io) => {
 const report: Sub = async (argv, io) => {
   const { values } = parseCommandArgs('lab report', argv, { ...COMMON, out: { type: 'string' } }, false)
   if (values.help === true) { io.stdout(USAGE); return 0 }
-  const r = await labFor(values, io).report(values.out, io.signal)
-  const lines = r.report.milestones.map((m) => `  ${m.event.padEnd(12)} ${String(m.nodes).padStart(3)} nodes  last at +${(m.lastMs / 1000).toFixed(2)} s`)
-  io.stdout(`timeline ${r.json}\nchart    ${r.svg}\n${lines.join('\n')}\n`)
+  io.stdout(formatMilestones(await labFor(values, io).report(values.out, io.signal)))
   return 0
 }
 
@@ -224,7 +229,7 @@ const demo: Sub = async (argv, io) => {
     const s = await lab.waitFor((st) => isFormed(st), { timeoutMs, signal: io.signal, what: 'every node joined one cluster' })
     io.stdout(formatLabStatus(s))
     const r = await lab.report(undefined, io.signal)
-    io.stdout(`\ntimeline ${r.json}\nchart    ${r.svg}\n`)
+    io.stdout(`\n${formatMilestones(r)}`)
     return 0
   } finally {
     if (values.keep !== true) await lab.down({ keepFiles: true })
