@@ -313,7 +313,9 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       signal.addEventListener('abort', onAbort, { once: true })
       await new Promise<void>((resolve) => {
         wake = () => { tick.abort() }
-        clock.sleep(tickMs, tick.signal).then(() => { dirty = true }, () => {}).finally(resolve)
+        // The ticker, or earlier when the last decision changes with time alone.
+        const recheck = last?.recheckAt === undefined ? tickMs : Math.max(1, last.recheckAt - clock.now())
+        clock.sleep(Math.min(tickMs, recheck), tick.signal).then(() => { dirty = true }, () => {}).finally(resolve)
         if (dirty) tick.abort()
       })
       wake = undefined

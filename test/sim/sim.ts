@@ -94,7 +94,7 @@ type SimEvent =
   | { type: 'partition', groups: number[] }
   | { type: 'heal' }
   | { type: 'deliver', to: number, from: number, entry: StateEntry }
-  | { type: 'tick', node: number, epoch: number }
+  | { type: 'tick', node: number, epoch: number, once?: boolean }
   | { type: 'wake', node: number, epoch: number }
   | { type: 'anti-entropy', node: number, epoch: number }
   | { type: 'installed', node: number, epoch: number, clusterId: string, planKey: string }
@@ -362,6 +362,8 @@ export function runSimulation (opts: SimOptions): SimResult {
     })
     node.lastPhase = d.phase
     node.recheckAt = d.recheckAt
+    // Like the controller, wake when the decision changes with time alone.
+    if (d.recheckAt !== undefined && d.recheckAt > clock.now()) queue.push(d.recheckAt, { type: 'tick', node: node.index, epoch: node.epoch, once: true })
     let limit = d.actions.length
     if (midStepCrash > 0 && d.actions.length > 1 && rng.float() < midStepCrash) limit = rng.int(d.actions.length)
     for (let i = 0; i < limit; i++) {
@@ -463,7 +465,7 @@ export function runSimulation (opts: SimOptions): SimResult {
         const node = nodes[ev.node] as SimNode
         if (node.epoch !== ev.epoch || !node.up) break
         step(node, true)
-        if (node.epoch === ev.epoch) queue.push(clock.now() + timing.rolesTickMs, ev)
+        if (node.epoch === ev.epoch && ev.once !== true) queue.push(clock.now() + timing.rolesTickMs, ev)
         break
       }
       case 'wake': {
