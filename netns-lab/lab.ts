@@ -98,10 +98,10 @@ export interface LabStatus {
   clusters: ClusterView[]
 }
 
-/** Exactly one cluster, and every listed node (default: all) registered in it. */
+/** Exactly one cluster, its stand-in server running, and every listed node (default: all) registered in it. */
 export function isFormed (status: LabStatus, nodes: readonly string[] = status.nodes.map((n) => n.name)): boolean {
   const [only, ...more] = status.clusters
-  if (only === undefined || more.length > 0) return false
+  if (only === undefined || more.length > 0 || !only.running) return false
   const names = new Set(only.nodes.map((n) => n.name))
   return nodes.every((n) => names.has(n))
 }
