@@ -388,6 +388,18 @@ export function runSimulation (opts: SimOptions): SimResult {
         put(node, a.put, a.value)
       } else if ('sealCredential' in a) {
         if (node.secrets === undefined) continue
+        if (a.kind === 'server' && node.replica.get(storeKey(node.id, `${CRED_PREFIX}${a.sealCredential}`)) === undefined) {
+          // HA servers are admitted one at a time: the init server and every server
+          // admitted before must have reported joined.
+          const joined = (peer: string): boolean => {
+            const v = node.replica.get(storeKey(peer, ROLE_KEYS.status))?.value as { phase?: string } | null | undefined
+            return v?.phase === 'joined'
+          }
+          const pending = [node.id, ...[...node.replica.values()]
+            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
+          if (pending.length > 0) violations.push(`server ${a.sealCredential} admitted while ${pending.join(', ')} had not joined`)
+        }
         const payload = a.kind === 'server'
           ? { token: node.secrets.serverToken, agentToken: node.secrets.agentToken }
           : { token: node.secrets.agentToken }
