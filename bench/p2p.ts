@@ -14,7 +14,7 @@ import { execa } from 'execa'
 
 const INNER = '--in-netns'
 const N = Number(process.env.KP2P_BENCH_NODES ?? 10)
-const IDLE_MS = Number(process.env.KP2P_BENCH_IDLE_MS ?? 20_000)
+const IDLE_MS = Number(process.env.KP2P_BENCH_IDLE_MS ?? 60_000)
 const PUTS = Number(process.env.KP2P_BENCH_PUTS ?? 20)
 
 if (!process.argv.includes(INNER) && process.getuid?.() === 0) {
@@ -32,13 +32,19 @@ const { generateToken, parseToken } = await import('../token/index.ts')
 const { createP2PNode } = await import('../p2p/index.ts')
 type Node = Awaited<ReturnType<typeof createP2PNode>>
 
-async function loBytes (): Promise<number | null> {
+/** IPv4 (20) + TCP with timestamps (32) header bytes per packet on loopback. */
+const IP_TCP_HEADER_BYTES = 52
+
+/** Bytes and packets sent on loopback (every byte sent there is also received once). */
+async function loCounters (): Promise<{ bytes: number, packets: number } | null> {
   if (!inNetns) return null
   const text = await readFile('/proc/net/dev', 'utf8')
   const line = text.split('\n').find((l) => l.trim().startsWith('lo:'))
   if (line === undefined) return null
   const fields = line.split(':')[1]?.trim().split(/\s+/).map(Number) ?? []
-  return fields[8] ?? null // transmitted bytes (on loopback every byte sent is also received once)
+  const bytes = fields[8]
+  const packets = fields[9]
+  return bytes === undefined || packets === undefined ? null : { bytes, packets }
 }
 
 async function waitFor (check: () => boolean, timeoutMs: number, what: string): Promise<number> {
@@ -94,14 +100,27 @@ try {
 
   // Idle: nothing but heartbeats, anti-entropy, rendezvous and libp2p's own upkeep.
   await new Promise((resolve) => setTimeout(resolve, 3_000))
-  const bytes0 = await loBytes()
   const cpu0 = process.cpuUsage()
   const w0 = performance.now()
-  await new Promise((resolve) => setTimeout(resolve, IDLE_MS))
+  // Sample every second: the median second is the steady cost (heartbeats), the
+  // mean includes DHT rendezvous rounds and other bursts.
+  const perSecond: number[] = []
+  const perSecondPayload: number[] = []
+  let last = await loCounters()
+  for (let sec = 0; sec < IDLE_MS / 1000; sec++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const c = await loCounters()
+    if (c !== null && last !== null) {
+      perSecond.push((c.bytes - last.bytes) / N)
+      perSecondPayload.push((c.bytes - last.bytes - (c.packets - last.packets) * IP_TCP_HEADER_BYTES) / N)
+      if (process.env.KP2P_BENCH_SERIES === '1') process.stderr.write(`${sec}s ${Math.round((c.bytes - last.bytes) / N)} B/node\n`)
+    }
+    last = c
+  }
   const wallMs = performance.now() - w0
   const cpu = process.cpuUsage(cpu0)
-  const bytes1 = await loBytes()
-  const idleBytesPerNode = bytes0 === null || bytes1 === null ? null : (bytes1 - bytes0) / N / (wallMs / 1000)
+  const mean = (xs: number[]): number | null => xs.length === 0 ? null : Math.round(xs.reduce((a, b) => a + b, 0) / xs.length)
+  const median = (xs: number[]): number | null => xs.length === 0 ? null : Math.round(percentile(xs, 0.5))
   const stillAlive = nodes.every((n) => n.state.members().filter((m) => m.liveness === 'alive').length === N - 1)
 
   const result = {
@@ -110,8 +129,8 @@ try {
     formationMs: Math.round(formationMs),
     fullMembershipAfterLastStartMs: Math.round(formMs),
     putToAllNodesMs: { median: round(percentile(latencies, 0.5)), p95: round(percentile(latencies, 0.95)), max: round(Math.max(...latencies)), samples: latencies.length },
-    idleTrafficBytesPerSecPerNode: idleBytesPerNode === null ? null : Math.round(idleBytesPerNode),
-    idleTrafficNote: 'bytes sent per node on the wire (loopback in a private netns, TCP/IP headers included); each node receives about as much',
+    idleTrafficBytesPerSecPerNode: { meanOnWire: mean(perSecond), steadyOnWire: median(perSecond), meanPayload: mean(perSecondPayload), steadyPayload: median(perSecondPayload) },
+    idleTrafficNote: 'bytes sent per node per second on loopback in a private netns; onWire counts IP+TCP headers of every packet (ACKs too), payload is TCP payload (libp2p bytes); steady = median second, mean includes DHT rendezvous rounds; each node receives about as much',
     idleCpuPercentPerNode: round(((cpu.user + cpu.system) / 1000) / N / wallMs * 100, 2),
     idleWindowMs: Math.round(wallMs),
     rssMbWholeProcess: Math.round(process.memoryUsage().rss / 1024 / 1024),

@@ -3,81 +3,71 @@ import { MalformedFrameError } from './errors.ts'
 import { concatBytes, decodeVarint, encodeVarint } from './framing.ts'
 
 /**
- * The heartbeat frame peers send each other on a long-lived stream, once per
- * `heartbeatIntervalMs`. In steady state it is three bytes: receiving it is the
- * sign of life. A node that lacks direct contact with some members lists their
- * short ids in `wants`; its neighbours answer in their next heartbeat with how
- * long ago they last heard from each one directly (`seen`), so liveness is
- * relayed one hop without all-pairs connections and without loops (answers
- * carry only first-hand evidence).
+ * The heartbeat a node sends its ring successors once per
+ * `heartbeatIntervalMs`, on one long-lived stream per successor. Receiving it
+ * is the sign of life; it also carries the sender's incarnation and a 32-bit
+ * hash of its state digest, so anti-entropy runs only with a peer whose
+ * replica differs (plus a slow safety-net round).
  *
- *   [version=1][varint n][n × u32 want] [varint m][m × (u32 id, varint ageMs)]
+ *   [version=2][flags u8][varint incarnation][u32 digest hash]
+ *
+ * Flag `LAST` says "you are no longer my successor, stop watching me".
  */
 
 /** Protocol id suffix under the token's sync protocol prefix. */
-export const HEARTBEAT_PROTOCOL_SUFFIX = '/heartbeat/1.0.0'
-const VERSION = 1
-/** Most ids either list may hold. */
-export const MAX_HEARTBEAT_IDS = 256
+export const HEARTBEAT_PROTOCOL_SUFFIX = '/heartbeat/2.0.0'
+const VERSION = 2
+/** Flag: the sender stops heartbeating this receiver (ring change). */
+export const HEARTBEAT_LAST = 1
 
 /** A decoded heartbeat. */
 export interface Heartbeat {
-  /** Short ids of members the sender wants news of. */
-  wants: number[]
-  /** First-hand sightings the sender answers with. */
-  seen: Array<{ id: number, ageMs: number }>
+  flags: number
+  incarnation: number
+  digestHash: number
 }
 
-/** The 32-bit short id of a peer id used in heartbeats (first 4 bytes of its SHA-256). */
+/** The 32-bit short id of a peer id (first 4 bytes of its SHA-256); orders the heartbeat ring. */
 export function shortId (peerId: string): number {
   return createHash('sha256').update(peerId).digest().readUInt32BE(0)
 }
 
-function u32 (n: number): Uint8Array {
-  const b = new Uint8Array(4)
-  new DataView(b.buffer).setUint32(0, n >>> 0)
-  return b
+/** The 32-bit hash of a state digest carried in heartbeats. */
+export function digestHash (digest: Uint8Array): number {
+  return createHash('sha256').update(digest).digest().readUInt32BE(0)
 }
 
-/** Encodes a heartbeat; lists longer than `MAX_HEARTBEAT_IDS` are truncated. */
+/** Encodes a heartbeat (about ten bytes). */
 export function encodeHeartbeat (hb: Heartbeat): Uint8Array {
-  const wants = hb.wants.slice(0, MAX_HEARTBEAT_IDS)
-  const seen = hb.seen.slice(0, MAX_HEARTBEAT_IDS)
-  const parts: Uint8Array[] = [Uint8Array.of(VERSION), encodeVarint(wants.length)]
-  for (const w of wants) parts.push(u32(w))
-  parts.push(encodeVarint(seen.length))
-  for (const s of seen) parts.push(u32(s.id), encodeVarint(Math.max(0, Math.round(s.ageMs))))
-  return concatBytes(parts)
+  const h = new Uint8Array(4)
+  new DataView(h.buffer).setUint32(0, hb.digestHash >>> 0)
+  return concatBytes([Uint8Array.of(VERSION, hb.flags & 0xff), encodeVarint(hb.incarnation), h])
 }
 
 /** Decodes a heartbeat; throws `MalformedFrameError` on anything that does not fit the layout. */
 export function decodeHeartbeat (body: Uint8Array): Heartbeat {
-  if (body[0] !== VERSION) throw new MalformedFrameError(`heartbeat: version ${body[0]}, expected ${VERSION}`)
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
-  let at = 1
-  const count = (what: string): number => {
-    const v = decodeVarint(body, at)
-    if (v === undefined) throw new MalformedFrameError(`heartbeat: truncated ${what} count`)
-    if (v.value > MAX_HEARTBEAT_IDS) throw new MalformedFrameError(`heartbeat: ${v.value} ${what}, at most ${MAX_HEARTBEAT_IDS} expected`)
-    at += v.bytes
-    return v.value
+  if (body[0] !== VERSION) throw new MalformedFrameError(`heartbeat: version ${String(body[0])}, expected ${VERSION}`)
+  const flags = body[1]
+  if (flags === undefined) throw new MalformedFrameError('heartbeat: truncated flags')
+  const inc = decodeVarint(body, 2)
+  if (inc === undefined) throw new MalformedFrameError('heartbeat: truncated incarnation')
+  const at = 2 + inc.bytes
+  if (body.length !== at + 4) throw new MalformedFrameError(`heartbeat: ${body.length} bytes, expected ${at + 4}`)
+  return { flags, incarnation: inc.value, digestHash: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at) }
+}
+
+/**
+ * The ring successors of `self` among `peers`: the next `k` after it in
+ * short-id order (wrapping). Each node heartbeats its successors, so with a
+ * shared view every node is watched by exactly `k` others.
+ */
+export function ringSuccessors (self: string, peers: string[], k: number): string[] {
+  const ring = [...new Set([self, ...peers])].map((id) => ({ id, s: shortId(id) })).sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : 1))
+  const at = ring.findIndex((x) => x.id === self)
+  const out: string[] = []
+  for (let i = 1; i < ring.length && out.length < k; i++) {
+    const next = ring[(at + i) % ring.length]
+    if (next !== undefined) out.push(next.id)
   }
-  const id = (): number => {
-    if (at + 4 > body.length) throw new MalformedFrameError('heartbeat: truncated id')
-    const v = view.getUint32(at)
-    at += 4
-    return v
-  }
-  const wants: number[] = []
-  for (let i = count('wants'); i > 0; i--) wants.push(id())
-  const seen: Heartbeat['seen'] = []
-  for (let i = count('sightings'); i > 0; i--) {
-    const sid = id()
-    const age = decodeVarint(body, at)
-    if (age === undefined) throw new MalformedFrameError('heartbeat: truncated age')
-    at += age.bytes
-    seen.push({ id: sid, ageMs: age.value })
-  }
-  if (at !== body.length) throw new MalformedFrameError(`heartbeat: ${body.length - at} trailing bytes`)
-  return { wants, seen }
+  return out
 }

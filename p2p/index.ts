@@ -10,5 +10,5 @@ export {
   AdmissionError, FrameTooLargeError, IdentityFileError, MalformedFrameError, NodeNotStartedError,
   P2PAddressError, type AdmissionFailure
 } from './errors.ts'
-export { createMembership, livenessFor, type Membership, type MembershipTransition, type MembershipTiming } from './membership.ts'
+export { createMembership, encodeRumour, decodeRumour, type Membership, type MembershipInit, type MembershipTransition, type MembershipTiming, type Rumour } from './membership.ts'
 export type { ClusterState, ClusterStateEvents, JsonValue, Liveness, Member, StateChange, StateEntry } from './types.ts'

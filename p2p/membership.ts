@@ -2,17 +2,32 @@ import type { Timing } from '../config/types.ts'
 import type { Liveness, Member } from './types.ts'
 
 /**
- * The membership table: who we know, when we last had a sign of life from
- * each, and what that makes them. Pure: every method takes `now`; the node
- * feeds it evidence (admission, heartbeats, relayed sightings) and calls
- * `evaluate(now)` at `nextDeadline(now)`.
+ * The membership table, SWIM style. Pure: every method takes `now`; the node
+ * feeds it evidence and rumours and calls `tick(now)` at `nextDeadline(now)`.
  *
- * A member is alive while its last sign of life is younger than
- * `suspectAfterMs`, suspect until `deadAfterMs`, dead after. `join` fires when
- * a member becomes alive for the first time or again after being dead; `leave`
- * fires when it becomes dead. Identity is the peer id, so a node that returns
- * after being declared dead joins again as the same member.
+ * Why not all-pairs heartbeats: every heartbeat on a yamux stream costs a data
+ * frame and a window update, so N−1 heartbeats per interval per node grows the
+ * idle traffic with N. Instead each node heartbeats only its K ring successors
+ * and *watches* whoever heartbeats it. A watcher that hears nothing for
+ * `suspectAfterMs` spreads a `suspect` rumour, after `deadAfterMs` a `dead`
+ * rumour (gossip, so everyone learns within milliseconds). Every node also
+ * ends a suspicion it holds after `deadAfterMs − suspectAfterMs` without a
+ * refutation, so a suspect whose watcher died with it still becomes dead.
+ *
+ * Rumours are ordered by (incarnation, state): a higher incarnation wins; at
+ * the same incarnation dead > suspect > alive. Only the member itself raises
+ * its incarnation: when it hears a rumour that it is suspect or dead it
+ * refutes with `alive` at a higher incarnation. A node's first incarnation is
+ * its start time, so a restarted node (same peer id) outranks the rumour that
+ * declared it dead and joins again under the same identity.
  */
+
+/** What a rumour says about a member. */
+export interface Rumour {
+  peer: string
+  state: Liveness
+  incarnation: number
+}
 
 /** A liveness change the node turns into a `member:join` / `member:leave` event. */
 export interface MembershipTransition {
@@ -20,116 +35,265 @@ export interface MembershipTransition {
   member: Member
 }
 
-/** Extra facts that may come with a sighting. */
+/** Extra facts that may come with evidence. */
 export interface Sighting {
   /** Addresses to remember for the peer (replace the known ones when non-empty). */
   addresses?: string[]
   /** How we learned of the peer; kept from the first sighting. */
   discoveredBy?: string
-  /** True when the evidence came from the peer itself (not relayed). */
-  direct?: boolean
 }
 
 /** Liveness thresholds. */
 export type MembershipTiming = Pick<Timing, 'suspectAfterMs' | 'deadAfterMs'>
 
+/** Options of `createMembership`. */
+export interface MembershipInit {
+  timing: MembershipTiming
+  /** Our peer id (rumours about it are refuted, never stored). */
+  self: string
+  /** Our first incarnation, normally the start time in ms. */
+  incarnation: number
+  /**
+   * An alive member we do not watch, with no evidence at all for this long, is
+   * dropped to dead locally (a rumour we never got). @default 10 × deadAfterMs
+   */
+  staleAfterMs?: number
+}
+
+/** Result of a tick: state changes here, and rumours to spread. */
+export interface TickResult {
+  transitions: MembershipTransition[]
+  publish: Rumour[]
+}
+
 /** The table; see the module comment. */
 export interface Membership {
-  /** Records a sign of life of `peerId` at time `at` (≤ now) and returns the resulting transitions. */
-  observe(peerId: string, at: number, now: number, sighting?: Sighting): MembershipTransition[]
-  /** Re-classifies every member at `now`. */
-  evaluate(now: number): MembershipTransition[]
-  /** The earliest time a member changes state if nothing else is heard, or undefined. */
+  /** Our current incarnation. */
+  incarnation(): number
+  /** First-hand evidence that `peer` is alive (admission, its heartbeat, a message from it). */
+  heard(peer: string, now: number, incarnation?: number, sighting?: Sighting): MembershipTransition[]
+  /** `peer` heartbeats us: we watch it from now on (and it is heard). */
+  watch(peer: string, now: number, incarnation?: number): MembershipTransition[]
+  /**
+   * We expect `peer` to heartbeat us (we are among its ring successors in our
+   * view): watch it from now on, so a peer that hangs before its first
+   * heartbeat is still caught. The expectation is dropped if the peer refutes
+   * a suspicion without ever having heartbeated us (its view differs).
+   */
+  expect(peer: string, now: number): void
+  /** `peer` stopped heartbeating us on purpose (ring change): stop watching it. */
+  unwatch(peer: string): void
+  /** Peers we watch. */
+  watching(): string[]
+  /** Refreshes `lastSeen` of an alive member without other effect (an open, admitted connection). */
+  touch(peer: string, now: number): void
+  /** A member vouched for by a peer (peer exchange, discovery): added as alive if unknown, otherwise unchanged. */
+  learn(peer: string, now: number, sighting?: Sighting): MembershipTransition[]
+  /** Applies a rumour; returns our refutation when it was about us. */
+  rumour(r: Rumour, now: number): { transitions: MembershipTransition[], refute?: Rumour }
+  /** Timers: watchers suspect and declare dead, suspicions time out, stale members drop. */
+  tick(now: number): TickResult
+  /** The earliest time `tick` has something to do, or undefined. */
   nextDeadline(now: number): number | undefined
   /** Every known member (all liveness states), sorted by peer id. */
   list(): Member[]
   get(peerId: string): Member | undefined
-  /** Time of the last direct sign of life from `peerId`, if any. */
-  directAt(peerId: string): number | undefined
+  /** The incarnation we hold for `peer`. */
+  incarnationOf(peerId: string): number | undefined
 }
 
 interface Row {
   member: Member
-  direct: number | undefined
+  incarnation: number
+  /** When we marked it suspect. */
+  suspectSince?: number
+  /** Last heartbeat, when we watch it. */
+  watchedAt?: number
+  /** A heartbeat really arrived since we started watching (not only expected). */
+  confirmed?: boolean
 }
 
-/** Classifies a silence of `age` ms. */
-export function livenessFor (age: number, timing: MembershipTiming): Liveness {
-  if (age < timing.suspectAfterMs) return 'alive'
-  if (age < timing.deadAfterMs) return 'suspect'
-  return 'dead'
-}
+const RANK: Record<Liveness, number> = { alive: 0, suspect: 1, dead: 2 }
 
 /** Creates an empty membership table. */
-export function createMembership (timing: MembershipTiming): Membership {
+export function createMembership (init: MembershipInit): Membership {
+  const { timing, self } = init
+  const staleAfterMs = init.staleAfterMs ?? 10 * timing.deadAfterMs
+  const suspicionMs = Math.max(0, timing.deadAfterMs - timing.suspectAfterMs)
+  let own = init.incarnation
   const rows = new Map<string, Row>()
 
-  const transition = (row: Row, next: Liveness, isNew: boolean): MembershipTransition[] => {
+  const snapshot = (row: Row): Member => ({ ...row.member, addresses: [...row.member.addresses] })
+
+  const ensure = (peer: string, now: number, sighting: Sighting, initial: Liveness): { row: Row, isNew: boolean } => {
+    let row = rows.get(peer)
+    const isNew = row === undefined
+    if (row === undefined) {
+      row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0 }
+      rows.set(peer, row)
+    }
+    if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
+    return { row, isNew }
+  }
+
+  /** Moves a row to `next`, returning the event it makes. */
+  const move = (row: Row, next: Liveness, now: number, isNew = false): MembershipTransition[] => {
     const prev = row.member.liveness
     row.member.liveness = next
-    const snapshot = (): Member => ({ ...row.member, addresses: [...row.member.addresses] })
-    if (isNew) return next === 'alive' ? [{ type: 'join', member: snapshot() }] : []
+    if (next === 'suspect' && prev !== 'suspect') row.suspectSince = now
+    if (next !== 'suspect') delete row.suspectSince
+    if (isNew) return next === 'alive' ? [{ type: 'join', member: snapshot(row) }] : []
     if (prev === next) return []
-    if (next === 'dead') return [{ type: 'leave', member: snapshot() }]
-    if (prev === 'dead' && next === 'alive') return [{ type: 'join', member: snapshot() }]
-    if (next === 'suspect') return [{ type: 'suspect', member: snapshot() }]
-    if (prev === 'suspect' && next === 'alive') return [{ type: 'recover', member: snapshot() }]
-    return []
+    if (next === 'dead') return [{ type: 'leave', member: snapshot(row) }]
+    if (prev === 'dead') return next === 'alive' ? [{ type: 'join', member: snapshot(row) }] : []
+    return [{ type: next === 'suspect' ? 'suspect' : 'recover', member: snapshot(row) }]
+  }
+
+  const heard = (peer: string, now: number, incarnation?: number, sighting: Sighting = {}): MembershipTransition[] => {
+    if (peer === self) return []
+    const { row, isNew } = ensure(peer, now, sighting, 'alive')
+    if (incarnation !== undefined && incarnation > row.incarnation) row.incarnation = incarnation
+    row.member.lastSeen = Math.max(row.member.lastSeen, now)
+    if (row.watchedAt !== undefined) row.watchedAt = now
+    return move(row, 'alive', now, isNew)
   }
 
   return {
-    observe (peerId, at, now, sighting = {}) {
-      const seenAt = Math.min(at, now)
-      let row = rows.get(peerId)
-      const isNew = row === undefined
-      if (row === undefined) {
-        row = {
-          member: { peerId, liveness: 'dead', lastSeen: seenAt, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' },
-          direct: undefined
-        }
-        rows.set(peerId, row)
-      }
-      if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
-      if (sighting.direct === true && (row.direct === undefined || seenAt > row.direct)) row.direct = seenAt
-      if (seenAt > row.member.lastSeen || isNew) row.member.lastSeen = Math.max(row.member.lastSeen, seenAt)
-      // A dead member comes back only on fresh evidence, never on an old relayed sighting.
-      const next = livenessFor(now - row.member.lastSeen, timing)
-      if (!isNew && row.member.liveness === 'dead' && next !== 'alive') return []
-      return transition(row, next, isNew)
+    incarnation: () => own,
+
+    heard,
+
+    watch (peer, now, incarnation) {
+      if (peer === self) return []
+      const out = heard(peer, now, incarnation)
+      const row = rows.get(peer)
+      if (row !== undefined) { row.watchedAt = now; row.confirmed = true }
+      return out
     },
 
-    evaluate (now) {
-      const out: MembershipTransition[] = []
-      for (const row of rows.values()) {
-        const next = livenessFor(now - row.member.lastSeen, timing)
-        // Silence only ever moves a member down; coming back needs a sighting.
-        const rank = { alive: 0, suspect: 1, dead: 2 } as const
-        if (rank[next] > rank[row.member.liveness]) out.push(...transition(row, next, false))
+    expect (peer, now) {
+      const row = rows.get(peer)
+      if (row === undefined || peer === self || row.watchedAt !== undefined || row.member.liveness === 'dead') return
+      row.watchedAt = now
+      row.confirmed = false
+    },
+
+    unwatch (peer) {
+      const row = rows.get(peer)
+      if (row !== undefined) { delete row.watchedAt; delete row.confirmed }
+    },
+
+    watching: () => [...rows.values()].filter((r) => r.watchedAt !== undefined).map((r) => r.member.peerId),
+
+    touch (peer, now) {
+      const row = rows.get(peer)
+      if (row !== undefined && row.member.liveness === 'alive') row.member.lastSeen = Math.max(row.member.lastSeen, now)
+    },
+
+    learn (peer, now, sighting = {}) {
+      if (peer === self) return []
+      const { row, isNew } = ensure(peer, now, sighting, 'alive')
+      return isNew ? move(row, 'alive', now, true) : []
+    },
+
+    rumour (r, now) {
+      if (r.peer === self) {
+        if (r.state === 'alive' || r.incarnation < own) return { transitions: [] }
+        own = r.incarnation + 1
+        return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
-      return out
+      const existing = rows.get(r.peer)
+      if (existing === undefined) {
+        const { row } = ensure(r.peer, now, { discoveredBy: 'peer-exchange' }, r.state)
+        row.incarnation = r.incarnation
+        if (r.state === 'suspect') row.suspectSince = now
+        return { transitions: r.state === 'alive' ? [{ type: 'join', member: snapshot(row) }] : [] }
+      }
+      const newer = r.incarnation > existing.incarnation || (r.incarnation === existing.incarnation && RANK[r.state] > RANK[existing.member.liveness])
+      if (!newer) return { transitions: [] }
+      existing.incarnation = r.incarnation
+      if (r.state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
+      if (r.state === 'alive' && existing.watchedAt !== undefined) {
+        // An expected heartbeat that never came, and the peer says it is alive: it is not ours to watch.
+        if (existing.confirmed === false) { delete existing.watchedAt; delete existing.confirmed } else existing.watchedAt = now
+      }
+      return { transitions: move(existing, r.state, now) }
+    },
+
+    tick (now) {
+      const transitions: MembershipTransition[] = []
+      const publish: Rumour[] = []
+      for (const row of rows.values()) {
+        const peer = row.member.peerId
+        const l = row.member.liveness
+        if (row.watchedAt !== undefined && l !== 'dead') {
+          const silence = now - row.watchedAt
+          if (silence >= timing.deadAfterMs) {
+            transitions.push(...move(row, 'dead', now))
+            publish.push({ peer, state: 'dead', incarnation: row.incarnation })
+            delete row.watchedAt
+            continue
+          }
+          if (silence >= timing.suspectAfterMs && l === 'alive') {
+            transitions.push(...move(row, 'suspect', now))
+            publish.push({ peer, state: 'suspect', incarnation: row.incarnation })
+            continue
+          }
+        }
+        if (l === 'suspect' && row.suspectSince !== undefined && now - row.suspectSince >= suspicionMs && row.watchedAt === undefined) {
+          transitions.push(...move(row, 'dead', now))
+          continue
+        }
+        if (l === 'alive' && row.watchedAt === undefined && now - row.member.lastSeen >= staleAfterMs) {
+          transitions.push(...move(row, 'dead', now))
+        }
+      }
+      return { transitions, publish }
     },
 
     nextDeadline (now) {
       let next: number | undefined
+      const consider = (at: number): void => { if (next === undefined || at < next) next = Math.max(at, now) }
       for (const row of rows.values()) {
         const l = row.member.liveness
-        const at = l === 'alive' ? row.member.lastSeen + timing.suspectAfterMs : l === 'suspect' ? row.member.lastSeen + timing.deadAfterMs : undefined
-        if (at !== undefined && (next === undefined || at < next)) next = Math.max(at, now)
+        if (l === 'dead') continue
+        if (row.watchedAt !== undefined) consider(row.watchedAt + (l === 'alive' ? timing.suspectAfterMs : timing.deadAfterMs))
+        else if (l === 'suspect' && row.suspectSince !== undefined) consider(row.suspectSince + suspicionMs)
+        else if (l === 'alive') consider(row.member.lastSeen + staleAfterMs)
       }
       return next
     },
 
     list () {
-      return [...rows.values()].map((r) => ({ ...r.member, addresses: [...r.member.addresses] })).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
+      return [...rows.values()].map(snapshot).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
     },
 
     get (peerId) {
       const row = rows.get(peerId)
-      return row === undefined ? undefined : { ...row.member, addresses: [...row.member.addresses] }
+      return row === undefined ? undefined : snapshot(row)
     },
 
-    directAt (peerId) {
-      return rows.get(peerId)?.direct
-    }
+    incarnationOf: (peerId) => rows.get(peerId)?.incarnation
+  }
+}
+
+/** Encodes a rumour for the membership gossip topic. */
+export function encodeRumour (r: Rumour): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify([r.peer, r.state, r.incarnation]))
+}
+
+/** Decodes a rumour; undefined when it is not one. */
+export function decodeRumour (data: Uint8Array): Rumour | undefined {
+  try {
+    if (data.length > 512) return undefined
+    const v: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data))
+    if (!Array.isArray(v) || v.length !== 3) return undefined
+    const [peer, state, incarnation] = v as [unknown, unknown, unknown]
+    if (typeof peer !== 'string' || peer.length === 0 || peer.length > 128) return undefined
+    if (state !== 'alive' && state !== 'suspect' && state !== 'dead') return undefined
+    if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
+    return { peer, state, incarnation }
+  } catch {
+    return undefined
   }
 }

@@ -27,9 +27,9 @@ import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateChange, 
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
 import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
-import { HEARTBEAT_PROTOCOL_SUFFIX, decodeHeartbeat, encodeHeartbeat, shortId } from './heartbeat.ts'
+import { HEARTBEAT_LAST, HEARTBEAT_PROTOCOL_SUFFIX, decodeHeartbeat, digestHash, encodeHeartbeat, ringSuccessors } from './heartbeat.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { createMembership, type Membership, type MembershipTransition } from './membership.ts'
+import { createMembership, decodeRumour, encodeRumour, type Membership, type MembershipTransition, type Rumour } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline, DeadlineError, sendFrames, withStream } from './stream-io.ts'
 import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
@@ -48,10 +48,17 @@ export const DEFAULT_MAX_PARALLEL_DIALS = 8
 /** A peer that failed admission is not dialled again for this many redial intervals. */
 const ADMISSION_BACKOFF_INTERVALS = 10
 
-/** Rendezvous lookups back off to at most this multiple of the interval while nothing new is found. */
-const RENDEZVOUS_MAX_BACKOFF = 8
+/** Rendezvous lookups back off to at most this multiple of the interval while nothing new is found (a DHT round costs tens of KB across a site). */
+const RENDEZVOUS_MAX_BACKOFF = 30
 /** Our rendezvous record is re-provided after this many intervals (and on every epoch change). */
 const RENDEZVOUS_REPROVIDE_ROUNDS = 30
+
+/** Ring successors each node heartbeats (so each node has this many watchers). */
+const HEARTBEAT_FANOUT = 2
+/** Without a differing digest, anti-entropy runs with a random peer every this many intervals. */
+const AE_SAFETY_ROUNDS = 12
+/** How long stop() waits for its leave notice to go out, ms. */
+const LEAVE_NOTICE_MS = 250
 
 /** Which way a gossip delta travels, for the test hook. */
 export interface GossipHookEvent {
@@ -68,6 +75,8 @@ export interface P2PNodeHooks {
   dropGossip?: (event: GossipHookEvent) => boolean
   /** Replaces the bytes of an outgoing gossip delta (tests: forged, replayed or tampered entries). */
   tamperGossip?: (event: GossipHookEvent) => Uint8Array
+  /** While it returns true the node sends no heartbeats and no rumours, like a hung process whose connections stay up. */
+  freeze?: () => boolean
 }
 
 /** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
@@ -219,13 +228,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const syncProtocol = keys.syncProtocol + SYNC_PROTOCOL_SUFFIX
   const heartbeatProtocol = keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
   const topic = keys.gossipTopic
+  const membersTopic = `${keys.syncProtocol}/members/1.0.0`
 
   // Validate addresses up front: a typo in the config is an input error, not a silent no-op.
   const listen = p2p.listen.map((a, i) => parseAddress(a, `p2p.listen[${i}]`, false).toString())
   const bootstrap = p2p.bootstrapPeers.map((a, i) => parseAddress(a, `p2p.bootstrap_peers[${i}]`, true))
 
   const events = new EventTarget()
-  const membership: Membership = createMembership(timing)
+  let membership: Membership = createMembership({ timing, self: '', incarnation: 0 })
   /** Peers that passed the proof on a connection that is still open. */
   const admitted = new Set<string>()
   /** Peers with an admission exchange in flight. */
@@ -234,8 +244,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const discoveredBy = new Map<string, string>()
   /** Outbound heartbeat streams. */
   const heartbeatOut = new Map<string, Stream>()
-  /** Short ids each neighbour asked about in its last heartbeat. */
-  const wantsOf = new Map<string, number[]>()
+  /** Peers whose last heartbeat carried a state digest hash different from ours. */
+  const differs = new Set<string>()
+  let ownDigestHash: number | undefined
+  let aeRound = 0
   const dialing = new Set<string>()
   const admissionFailures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
   const protocolErrors = { 'malformed-frame': 0, 'gossip-not-admitted': 0 }
@@ -269,22 +281,33 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
       } else if (t.type === 'leave') {
         log.info('member left', { peer: t.member.peerId })
+        // The connection, if any, stays: a hung member that resumes is heard on it at once.
         events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
-        // A dead member with a lingering connection (hung process, partition): drop it so the redial path reconnects cleanly.
-        if (libp2p !== undefined && admitted.has(t.member.peerId)) {
-          libp2p.hangUp(peerIdFromString(t.member.peerId)).catch(() => {})
-        }
       } else {
         log.debug(`member ${t.type}`, { peer: t.member.peerId })
       }
     }
   }
 
-  const sighting = (peer: string, at: number, direct: boolean, addresses?: string[]): void => {
-    if (peer === self) return
-    const s: { direct: boolean, discoveredBy: string, addresses?: string[] } = { direct, discoveredBy: discoveredBy.get(peer) ?? peerBook?.get(peer)?.discoveredBy ?? (direct ? 'inbound' : 'peer-exchange') }
-    if (addresses !== undefined) s.addresses = addresses
-    emitTransitions(membership.observe(peer, at, now(), s))
+  const via = (peer: string, fallback: string): string => discoveredBy.get(peer) ?? peerBook?.get(peer)?.discoveredBy ?? fallback
+
+  /** Spreads a rumour on the membership topic. */
+  const spread = async (r: Rumour): Promise<boolean> => {
+    if (libp2p === undefined || init.hooks?.freeze?.() === true) return false
+    try {
+      const { recipients } = await libp2p.services.pubsub.publish(membersTopic, encodeRumour(r))
+      return recipients.length > 0
+    } catch (err) {
+      log.debug('rumour publish failed', { error: errorMessage(err) })
+      return false
+    }
+  }
+  /** Our refutation, kept until it reached at least one peer. */
+  let pendingRefute: Rumour | undefined
+  const sendRefute = async (): Promise<void> => {
+    const r = pendingRefute
+    if (r === undefined) return
+    if (await spread(r) && pendingRefute === r) pendingRefute = undefined
   }
 
   const addressesOf = (peer: string): string[] => peerBook?.get(peer)?.addresses ?? []
@@ -368,9 +391,12 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const addrs = conn.direction === 'outbound' ? [conn.remoteAddr.toString()] : (known?.addresses ?? [])
     peerBook.upsert(peer, { addresses: addrs, discoveredBy: discoveredBy.get(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
     if (!discoveredBy.has(peer)) discoveredBy.set(peer, peerBook.get(peer)?.discoveredBy ?? 'inbound')
-    sighting(peer, now(), true, addrs.length > 0 ? addrs : undefined)
+    emitTransitions(membership.heard(peer, now(), undefined, { ...(addrs.length > 0 ? { addresses: addrs } : {}), discoveredBy: via(peer, 'inbound') }))
     if (first) {
       log.debug('peer admitted', { peer })
+      // In our view, are we among this peer's ring successors? Then its heartbeats are due to us.
+      const view = [...admitted].filter((p) => p !== peer && membership.get(p)?.liveness !== 'dead')
+      if (ringSuccessors(peer, [self, ...view], HEARTBEAT_FANOUT).includes(self)) membership.expect(peer, now())
       void openHeartbeat(peer)
       if (initiator) void runSync(peer, conn)
     }
@@ -441,59 +467,48 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
   }
 
-  const heartbeatFor = (peer: string, t: number): Uint8Array => {
-    // Ask about members we have no first-hand news of; answer what this neighbour asked with first-hand news.
-    const wants: number[] = []
-    for (const m of membership.list()) {
-      if (m.peerId === peer) continue
-      const direct = membership.directAt(m.peerId)
-      if (direct === undefined || t - direct >= 2 * timing.heartbeatIntervalMs) wants.push(shortId(m.peerId))
-    }
-    const seen: Array<{ id: number, ageMs: number }> = []
-    const asked = wantsOf.get(peer)
-    if (asked !== undefined && asked.length > 0) {
-      const byShort = new Map(membership.list().map((m) => [shortId(m.peerId), m.peerId]))
-      byShort.set(shortId(self), self)
-      for (const id of asked) {
-        const who = byShort.get(id)
-        if (who === undefined || who === peer) continue
-        if (who === self) { seen.push({ id, ageMs: 0 }); continue }
-        const direct = membership.directAt(who)
-        if (direct !== undefined && t - direct < timing.suspectAfterMs) seen.push({ id, ageMs: t - direct })
-      }
-    }
-    return encodeHeartbeat({ wants, seen })
+  const currentDigestHash = (): number => {
+    ownDigestHash ??= digestHash(store?.digest() ?? new Uint8Array(0))
+    return ownDigestHash
   }
 
+  /** Heartbeats our ring successors; tells peers that dropped out of our successor set to stop watching us. */
   const sendHeartbeats = (): void => {
-    const t = now()
-    for (const peer of admitted) {
+    const signal = running?.signal
+    if (signal === undefined || init.hooks?.freeze?.() === true) return
+    const eligible = [...admitted].filter((p) => membership.get(p)?.liveness !== 'dead')
+    const targets = new Set(ringSuccessors(self, eligible, HEARTBEAT_FANOUT))
+    const frame = (flags: number): Uint8Array => encodeHeartbeat({ flags, incarnation: membership.incarnation(), digestHash: currentDigestHash() })
+    for (const [peer, stream] of heartbeatOut) {
+      if (targets.has(peer)) continue
+      heartbeatOut.delete(peer)
+      void sendFrames(stream, [frame(HEARTBEAT_LAST)], signal).then(async () => { await stream.close({ signal }) }).catch(() => { stream.abort(new Error('heartbeat stream closed')) })
+    }
+    for (const peer of targets) {
       const stream = heartbeatOut.get(peer)
       if (stream === undefined || stream.status !== 'open') { heartbeatOut.delete(peer); void openHeartbeat(peer); continue }
       if (stream.writableNeedsDrain) continue
-      void sendFrames(stream, [heartbeatFor(peer, t)], running?.signal ?? AbortSignal.abort()).catch(() => {})
+      void sendFrames(stream, [frame(0)], signal).catch(() => {})
     }
   }
 
   const handleHeartbeat = async (stream: Stream, conn: Connection): Promise<void> => {
     const peer = conn.remotePeer.toString()
     if (!admitted.has(peer)) { stream.abort(new Error('not admitted')); return }
-    const reader = new FrameReader(stream, 4096)
+    const reader = new FrameReader(stream, 64)
     try {
       for (;;) {
         const body = await reader.next()
         if (body === undefined) break
         const hb = decodeHeartbeat(body)
-        const t = now()
-        sighting(peer, t, true)
-        wantsOf.set(peer, hb.wants)
-        if (hb.seen.length > 0) {
-          const byShort = new Map(membership.list().map((m) => [shortId(m.peerId), m.peerId]))
-          for (const s of hb.seen) {
-            const who = byShort.get(s.id)
-            if (who !== undefined && s.ageMs < timing.deadAfterMs) sighting(who, t - s.ageMs, false)
-          }
+        if ((hb.flags & HEARTBEAT_LAST) !== 0) {
+          membership.unwatch(peer)
+          emitTransitions(membership.heard(peer, now(), hb.incarnation))
+          continue
         }
+        emitTransitions(membership.watch(peer, now(), hb.incarnation))
+        if (hb.digestHash !== currentDigestHash()) differs.add(peer)
+        else differs.delete(peer)
       }
       await stream.close().catch(() => {})
     } catch (err) {
@@ -501,29 +516,29 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       protocolErrors['malformed-frame']++
       log.warn('bad heartbeat stream, resetting it', { peer, error: errorMessage(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
-    } finally {
-      wantsOf.delete(peer)
     }
   }
 
   // ---- anti-entropy ------------------------------------------------------
 
-  const adverts = (): PeerAdvert[] => {
+  /** Hash of the peer list last sent to each peer: an unchanged list is not sent again. */
+  const sentPeers = new Map<string, string>()
+
+  /** Peers we vouch for in a peer exchange with `to`: members we believe alive (empty when `to` already has this list). */
+  const adverts = (to: string): PeerAdvert[] => {
     if (init.peerExchange === false) return []
     const t = now()
-    const out: PeerAdvert[] = []
-    for (const m of membership.list()) {
-      const direct = membership.directAt(m.peerId)
-      if (direct === undefined || m.liveness === 'dead') continue
-      out.push({ id: m.peerId, addresses: addressesOf(m.peerId), ageMs: t - direct })
-    }
-    return out
+    const list = membership.list().filter((m) => m.liveness === 'alive' && m.peerId !== to).map((m) => ({ id: m.peerId, addresses: addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen) }))
+    const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}`).join(' ')
+    if (sentPeers.get(to) === fingerprint) return []
+    sentPeers.set(to, fingerprint)
+    return list
   }
 
   const syncSide = (peer: string, signal: AbortSignal): SyncSide => ({
     store: need('sync').store,
     remote: peer,
-    peers: adverts,
+    peers: () => adverts(peer),
     onPeers: (list) => {
       if (init.peerExchange === false) return
       const t = now()
@@ -531,7 +546,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         if (p.id === self) continue
         try { peerIdFromString(p.id) } catch { continue }
         learnPeer(p.id, p.addresses, 'peer-exchange')
-        if (p.ageMs < timing.deadAfterMs) sighting(p.id, t - p.ageMs, false)
+        if (p.ageMs < timing.deadAfterMs) emitTransitions(membership.learn(p.id, t, { addresses: p.addresses, discoveredBy: via(p.id, 'peer-exchange') }))
       }
     },
     onApplied: (r: ApplyResult) => { noteApplied(peer, r) },
@@ -587,12 +602,30 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const onGossip = (evt: CustomEvent<GossipsubMessage>): void => {
     const { msg, propagationSource } = evt.detail
-    if (msg.topic !== topic || store === undefined) return
+    if (store === undefined) return
     const from = propagationSource.toString()
+    if (msg.topic === membersTopic) {
+      if (!admitted.has(from)) { protocolErrors['gossip-not-admitted']++; return }
+      onRumour(msg.data, from)
+      return
+    }
+    if (msg.topic !== topic) return
     if (!admitted.has(from)) { protocolErrors['gossip-not-admitted']++; return }
     if (init.hooks?.dropGossip?.({ direction: 'in', peer: from, data: msg.data }) === true) return
-    sighting(from, now(), true)
+    emitTransitions(membership.heard(from, now()))
     store.apply([msg.data], from).then((r) => { noteApplied(from, r) }, (err: unknown) => { log.error('applying gossip failed', { peer: from, error: errorMessage(err) }) })
+  }
+
+  const onRumour = (data: Uint8Array, from: string): void => {
+    const r = decodeRumour(data)
+    if (r === undefined) { protocolErrors['malformed-frame']++; log.warn('malformed membership rumour', { peer: from }); return }
+    const { transitions, refute } = membership.rumour(r, now())
+    emitTransitions(transitions)
+    if (refute !== undefined) {
+      log.info('refuting a rumour about us', { state: r.state, incarnation: refute.incarnation })
+      pendingRefute = refute
+      void sendRefute()
+    }
   }
 
   const publish = (wire: Uint8Array): void => {
@@ -630,9 +663,13 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         const t = now()
         if (t >= nextBeat) {
           sendHeartbeats()
+          for (const p of admitted) membership.touch(p, t)
           nextBeat = t + timing.heartbeatIntervalMs
         }
-        emitTransitions(membership.evaluate(t))
+        const { transitions, publish: rumours } = membership.tick(t)
+        emitTransitions(transitions)
+        for (const r of rumours) void spread(r)
+        if (pendingRefute !== undefined && t >= nextBeat - timing.heartbeatIntervalMs) void sendRefute()
         const due = Math.min(nextBeat, membership.nextDeadline(t) ?? nextBeat)
         try {
           await clock.sleep(Math.max(1, due - t), signal)
@@ -700,7 +737,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     return fresh
   }
 
-  /** Rendezvous ticker: the configured interval while the view changes or we are alone, backing off up to 8× while nothing new turns up. */
+  /** Rendezvous ticker: the configured interval while the view changes or we are alone, backing off up to RENDEZVOUS_MAX_BACKOFF× while nothing new turns up. */
   const rendezvousLoop = (): void => {
     const signal = (running as AbortController).signal
     loops.push((async () => {
@@ -721,11 +758,21 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     })())
   }
 
+  /**
+   * Anti-entropy round: with a peer whose heartbeat showed a different digest
+   * if there is one; otherwise, every AE_SAFETY_ROUNDS rounds, with any
+   * admitted peer (a safety net for replicas that only differ outside our
+   * watchers' view).
+   */
   const antiEntropy = async (): Promise<void> => {
-    const peers = [...admitted]
+    aeRound++
+    const differing = [...differs].filter((p) => admitted.has(p))
+    const peers = differing.length > 0 ? differing : aeRound % AE_SAFETY_ROUNDS === 0 ? [...admitted] : []
     if (peers.length === 0) return
     const peer = peers[random.int(peers.length)]
-    if (peer !== undefined) await runSync(peer)
+    if (peer === undefined) return
+    differs.delete(peer)
+    await runSync(peer)
   }
 
   // ---- lifecycle ---------------------------------------------------------
@@ -802,6 +849,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
 
     self = me
+    membership = createMembership({ timing, self: me, incarnation: now() })
     libp2p = node
     store = st
     peerBook = book
@@ -816,6 +864,17 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       const peer = evt.detail.toString()
       admitted.delete(peer)
       heartbeatOut.delete(peer)
+      differs.delete(peer)
+      sentPeers.delete(peer)
+      // A peer whose last connection closed is suspect now, not after a silent interval: it is dead after the
+      // suspicion time unless we hear from it again (the redial path reconnects a live one). Its watchers tell everyone.
+      if (running !== undefined && membership.get(peer)?.liveness === 'alive') {
+        const watched = membership.watching().includes(peer)
+        const r: Rumour = { peer, state: 'suspect', incarnation: membership.incarnationOf(peer) ?? 0 }
+        membership.unwatch(peer)
+        emitTransitions(membership.rumour(r, now()).transitions)
+        if (watched) void spread(r)
+      }
     })
     node.addEventListener('peer:discovery', (evt) => {
       const id = evt.detail.id.toString()
@@ -828,6 +887,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       if (addrs.length > 0 && (admitted.has(peer) || book.get(peer) !== undefined)) book.upsert(peer, { addresses: addrs })
     })
     st.addEventListener('change', (evt) => {
+      ownDigestHash = undefined
       events.dispatchEvent(new CustomEvent('change', { detail: evt.detail }))
     })
 
@@ -838,7 +898,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       await node.start()
       node.services.pubsub.topicValidators.set(topic, (peer: PeerId) => admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject)
       node.services.pubsub.addEventListener('gossipsub:message', onGossip)
+      node.services.pubsub.topicValidators.set(membersTopic, (peer: PeerId) => admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject)
       node.services.pubsub.subscribe(topic)
+      node.services.pubsub.subscribe(membersTopic)
     } catch (err) {
       controller.abort()
       await Promise.resolve(node.stop()).catch(() => {})
@@ -866,6 +928,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const st = store
     const book = peerBook
     if (controller === undefined || node === undefined || st === undefined || book === undefined) return
+    // Say goodbye: peers mark us dead at once instead of after a silent interval.
+    const bye = deadline(clock, LEAVE_NOTICE_MS, 'leave notice', new AbortController().signal)
+    await Promise.race([spread({ peer: self, state: 'dead', incarnation: membership.incarnation() }), new Promise<void>((resolve) => { bye.signal.addEventListener('abort', () => { resolve() }, { once: true }) })])
+    bye.cancel()
     controller.abort()
     running = undefined
     for (const s of heartbeatOut.values()) s.abort(new Error('stopping'))

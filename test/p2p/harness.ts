@@ -76,3 +76,8 @@ export async function waitFor (what: string, check: () => boolean, timeoutMs = 1
 export function alivePeers (node: P2PNode): string[] {
   return node.state.members().filter((m) => m.liveness === 'alive').map((m) => m.peerId).sort()
 }
+
+/** True when every node has admitted every other one over a live connection. */
+export function fullyAdmitted (nodes: P2PNode[]): boolean {
+  return nodes.every((n) => nodes.every((o) => o === n || n.status().peers.some((p) => p.id === o.peerId && p.admitted)))
+}

@@ -1,32 +1,47 @@
 import { describe, expect, it } from 'vitest'
 import { MalformedFrameError } from '../../p2p/errors.ts'
-import { MAX_HEARTBEAT_IDS, decodeHeartbeat, encodeHeartbeat, shortId } from '../../p2p/heartbeat.ts'
+import { HEARTBEAT_LAST, decodeHeartbeat, digestHash, encodeHeartbeat, ringSuccessors, shortId } from '../../p2p/heartbeat.ts'
 
 describe('heartbeat frames', () => {
-  it('an idle heartbeat is three bytes', () => {
-    expect(encodeHeartbeat({ wants: [], seen: [] }).length).toBe(3)
+  it('round-trip and stay around ten bytes', () => {
+    const hb = { flags: HEARTBEAT_LAST, incarnation: 1_795_780_851_872, digestHash: 0xfedcba98 }
+    const enc = encodeHeartbeat(hb)
+    expect(enc.length).toBeLessThanOrEqual(14)
+    expect(decodeHeartbeat(enc)).toEqual(hb)
   })
 
-  it('round-trips wants and sightings', () => {
-    const hb = { wants: [shortId('a'), 0, 0xffffffff], seen: [{ id: shortId('b'), ageMs: 0 }, { id: 7, ageMs: 123456 }] }
-    expect(decodeHeartbeat(encodeHeartbeat(hb))).toEqual(hb)
-  })
-
-  it('truncates lists to the bound', () => {
-    const wants = Array.from({ length: MAX_HEARTBEAT_IDS + 10 }, (_, i) => i)
-    expect(decodeHeartbeat(encodeHeartbeat({ wants, seen: [] })).wants).toHaveLength(MAX_HEARTBEAT_IDS)
-  })
-
-  it('rejects wrong versions, truncation, oversized counts and trailing bytes', () => {
-    const good = encodeHeartbeat({ wants: [1], seen: [{ id: 2, ageMs: 300 }] })
-    for (const bad of [Uint8Array.of(2, 0, 0), good.subarray(0, good.length - 1), Uint8Array.of(1, 0x80, 0x04), new Uint8Array([...good, 0]), new Uint8Array(0)]) {
+  it('rejects wrong versions, truncation and trailing bytes', () => {
+    const good = encodeHeartbeat({ flags: 0, incarnation: 5, digestHash: 1 })
+    for (const bad of [Uint8Array.of(1, 0, 0), good.subarray(0, good.length - 1), new Uint8Array([...good, 0]), new Uint8Array(0), Uint8Array.of(2)]) {
       expect(() => decodeHeartbeat(bad)).toThrow(MalformedFrameError)
     }
   })
 
-  it('short ids are stable 32-bit values', () => {
+  it('short ids and digest hashes are stable 32-bit values', () => {
     expect(shortId('12D3KooWx')).toBe(shortId('12D3KooWx'))
     expect(shortId('12D3KooWx')).not.toBe(shortId('12D3KooWy'))
-    expect(shortId('x')).toBeLessThan(2 ** 32)
+    expect(digestHash(Uint8Array.of(1))).not.toBe(digestHash(Uint8Array.of(2)))
+  })
+})
+
+describe('heartbeat ring', () => {
+  const ids = Array.from({ length: 10 }, (_, i) => `peer-${i}`)
+
+  it('with a shared view every node is watched by exactly k others', () => {
+    const watchers = new Map<string, number>()
+    for (const self of ids) {
+      const succ = ringSuccessors(self, ids.filter((x) => x !== self), 2)
+      expect(succ).toHaveLength(2)
+      expect(succ).not.toContain(self)
+      for (const s of succ) watchers.set(s, (watchers.get(s) ?? 0) + 1)
+    }
+    expect([...watchers.values()].every((n) => n === 2)).toBe(true)
+    expect(watchers.size).toBe(ids.length)
+  })
+
+  it('small rings: fewer peers than k, or none', () => {
+    expect(ringSuccessors('a', ['b'], 2)).toEqual(['b'])
+    expect(ringSuccessors('a', [], 2)).toEqual([])
+    expect(ringSuccessors('a', ['a', 'b', 'b'], 3)).toEqual(['b'])
   })
 })

@@ -1,68 +1,128 @@
 import { describe, expect, it } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
-import { createMembership, livenessFor } from '../../p2p/membership.ts'
+import { createMembership, decodeRumour, encodeRumour } from '../../p2p/membership.ts'
 
 const timing = PRESETS.lan
+const S = timing.suspectAfterMs
+const D = timing.deadAfterMs
+const types = (ts: Array<{ type: string }>): string[] => ts.map((t) => t.type)
 
-describe('livenessFor', () => {
-  it.each([
-    [0, 'alive'], [timing.suspectAfterMs - 1, 'alive'], [timing.suspectAfterMs, 'suspect'],
-    [timing.deadAfterMs - 1, 'suspect'], [timing.deadAfterMs, 'dead']
-  ] as const)('silence of %i ms is %s', (age, expected) => {
-    expect(livenessFor(age, timing)).toBe(expected)
+describe('membership table', () => {
+  it('the lan preset declares a silent watched node dead within 3 s, lab faster', () => {
+    expect(D).toBeLessThanOrEqual(3_000)
+    expect(PRESETS.lab.deadAfterMs).toBeLessThan(D)
   })
 
-  it('the lan preset declares a silent node dead within 3 s', () => {
-    expect(timing.deadAfterMs).toBeLessThanOrEqual(3_000)
-    expect(PRESETS.lab.deadAfterMs).toBeLessThan(timing.deadAfterMs)
+  it('a watcher suspects, then declares dead, and spreads both rumours', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    expect(types(m.watch('p', 0, 7))).toEqual(['join'])
+    expect(m.nextDeadline(0)).toBe(S)
+    expect(m.tick(S - 1)).toEqual({ transitions: [], publish: [] })
+    const s = m.tick(S)
+    expect(types(s.transitions)).toEqual(['suspect'])
+    expect(s.publish).toEqual([{ peer: 'p', state: 'suspect', incarnation: 7 }])
+    const d = m.tick(D)
+    expect(types(d.transitions)).toEqual(['leave'])
+    expect(d.publish).toEqual([{ peer: 'p', state: 'dead', incarnation: 7 }])
+    expect(m.get('p')?.liveness).toBe('dead')
+    expect(m.watching()).toEqual([])
+  })
+
+  it('heartbeats keep a watched member alive; unwatch stops the timers', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.watch('p', 0)
+    for (let t = 500; t <= 10_000; t += 500) { m.watch('p', t); expect(m.tick(t).transitions).toEqual([]) }
+    m.unwatch('p')
+    expect(m.tick(10_000 + D).transitions).toEqual([])
+    expect(m.get('p')?.liveness).toBe('alive')
+  })
+
+  it('rumours are ordered by incarnation, then dead > suspect > alive', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 5)
+    expect(types(m.rumour({ peer: 'p', state: 'suspect', incarnation: 4 }, 10).transitions)).toEqual([])
+    expect(types(m.rumour({ peer: 'p', state: 'suspect', incarnation: 5 }, 10).transitions)).toEqual(['suspect'])
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 5 }, 20).transitions)).toEqual([])
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 6 }, 20).transitions)).toEqual(['recover'])
+    expect(types(m.rumour({ peer: 'p', state: 'dead', incarnation: 6 }, 30).transitions)).toEqual(['leave'])
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 6 }, 40).transitions)).toEqual([])
+    // A restart: same peer id, a later incarnation (its start time), joins again.
+    const back = m.rumour({ peer: 'p', state: 'alive', incarnation: 1_000 }, 50)
+    expect(types(back.transitions)).toEqual(['join'])
+    expect(back.transitions[0]?.member).toMatchObject({ peerId: 'p', liveness: 'alive' })
+  })
+
+  it('a rumour that we are suspect or dead is refuted with a higher incarnation', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 100 })
+    expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 99 }, 0).refute).toBeUndefined()
+    expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 100 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 101 })
+    expect(m.incarnation()).toBe(101)
+    expect(m.rumour({ peer: 'me', state: 'alive', incarnation: 500 }, 0).refute).toBeUndefined()
+    expect(m.list()).toEqual([])
+  })
+
+  it('a suspicion nobody refutes becomes dead after deadAfter − suspectAfter, also without a watcher', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 3)
+    m.rumour({ peer: 'p', state: 'suspect', incarnation: 3 }, 100)
+    expect(m.nextDeadline(100)).toBe(100 + D - S)
+    expect(types(m.tick(100 + D - S).transitions)).toEqual(['leave'])
+  })
+
+  it('learned members start alive; stale unwatched members drop to dead; touch keeps them fresh', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1, staleAfterMs: 10_000 })
+    expect(types(m.learn('p', 0, { discoveredBy: 'peer-exchange', addresses: ['/ip4/10.0.0.1/tcp/1'] }))).toEqual(['join'])
+    expect(m.learn('p', 5)).toEqual([])
+    m.learn('q', 0)
+    m.touch('q', 9_000)
+    expect(types(m.tick(10_000).transitions)).toEqual(['leave'])
+    expect(m.get('p')?.liveness).toBe('dead')
+    expect(m.get('q')?.liveness).toBe('alive')
+    expect(m.get('p')).toMatchObject({ discoveredBy: 'peer-exchange', addresses: ['/ip4/10.0.0.1/tcp/1'] })
+  })
+
+  it('first-hand evidence revives a dead member', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.watch('p', 0)
+    m.tick(D)
+    expect(types(m.heard('p', D + 1))).toEqual(['join'])
+  })
+
+  it('rumours round-trip through their encoding; junk decodes to undefined', () => {
+    const r = { peer: '12D3KooWx', state: 'dead' as const, incarnation: 1_795_780_851_872 }
+    expect(decodeRumour(encodeRumour(r))).toEqual(r)
+    for (const junk of ['', '[', '{}', '["p","zombie",1]', '["p","alive",-1]', '["","alive",1]', '["p","alive",1.5]']) {
+      expect(decodeRumour(new TextEncoder().encode(junk))).toBeUndefined()
+    }
   })
 })
 
-describe('membership table', () => {
-  it('joins on first fresh sighting, suspects, leaves, and joins again under the same id', () => {
-    const m = createMembership(timing)
-    expect(m.observe('p', 1000, 1000, { direct: true, discoveredBy: 'mdns' }).map((t) => t.type)).toEqual(['join'])
-    expect(m.observe('p', 1100, 1100, { direct: true })).toEqual([])
-    expect(m.nextDeadline(1100)).toBe(1100 + timing.suspectAfterMs)
-    expect(m.evaluate(1100 + timing.suspectAfterMs).map((t) => t.type)).toEqual(['suspect'])
-    expect(m.evaluate(1100 + timing.deadAfterMs).map((t) => t.type)).toEqual(['leave'])
-    expect(m.get('p')?.liveness).toBe('dead')
-    expect(m.nextDeadline(10_000)).toBeUndefined()
-    const back = m.observe('p', 20_000, 20_000, { direct: true })
-    expect(back.map((t) => t.type)).toEqual(['join'])
-    expect(back[0]?.member).toMatchObject({ peerId: 'p', liveness: 'alive', discoveredBy: 'mdns', lastSeen: 20_000 })
+describe('expected heartbeats', () => {
+  it('a peer that never heartbeats after we expected it is suspected, then dead', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 2)
+    m.expect('p', 0)
+    expect(types(m.tick(S).transitions)).toEqual(['suspect'])
+    expect(types(m.tick(D).transitions)).toEqual(['leave'])
   })
 
-  it('a suspect recovers on a sighting without a join event', () => {
-    const m = createMembership(timing)
-    m.observe('p', 0, 0)
-    m.evaluate(timing.suspectAfterMs)
-    expect(m.observe('p', timing.suspectAfterMs + 1, timing.suspectAfterMs + 1).map((t) => t.type)).toEqual(['recover'])
+  it('an expectation is dropped when the peer refutes without ever heartbeating us', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 2)
+    m.expect('p', 0)
+    m.tick(S)
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, S + 10).transitions)).toEqual(['recover'])
+    expect(m.watching()).toEqual([])
+    expect(m.tick(S + 10 + D).transitions).toEqual([])
   })
 
-  it('an old relayed sighting neither revives a dead member nor moves lastSeen back', () => {
-    const m = createMembership(timing)
-    m.observe('p', 0, 0)
-    m.evaluate(timing.deadAfterMs)
-    expect(m.observe('p', 1, timing.deadAfterMs + 10)).toEqual([])
-    expect(m.get('p')?.liveness).toBe('dead')
-    m.observe('q', 5000, 5000)
-    m.observe('q', 4000, 5000)
-    expect(m.get('q')?.lastSeen).toBe(5000)
-  })
-
-  it('a first sighting that is already old records the peer as dead without events', () => {
-    const m = createMembership(timing)
-    expect(m.observe('p', 0, timing.deadAfterMs * 2)).toEqual([])
-    expect(m.get('p')?.liveness).toBe('dead')
-  })
-
-  it('tracks first-hand evidence separately from relayed sightings', () => {
-    const m = createMembership(timing)
-    m.observe('p', 100, 100, { direct: false })
-    expect(m.directAt('p')).toBeUndefined()
-    m.observe('p', 200, 200, { direct: true })
-    expect(m.directAt('p')).toBe(200)
-    expect(m.list().map((x) => x.peerId)).toEqual(['p'])
+  it('a confirmed watch survives a refutation', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.expect('p', 0)
+    expect(m.watching()).toEqual([])
+    m.watch('p', 0, 2)
+    m.tick(S)
+    m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, S + 10)
+    expect(m.watching()).toEqual(['p'])
   })
 })

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Member } from '../../p2p/index.ts'
-import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
+import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
 
 // mDNS is off in these tests (multicast on loopback is not dependable here); the
 // netns lab covers it. Discovery below is bootstrap + DHT rendezvous + peer exchange.
@@ -81,7 +81,7 @@ describe('p2p node', () => {
     const leaves: Member[] = []
     b.state.addEventListener('member:join', (e) => { joins.push(e.detail) })
     b.state.addEventListener('member:leave', (e) => { leaves.push(e.detail) })
-    await waitFor('b sees c alive', () => alivePeers(b).includes(id))
+    await waitFor('b sees c alive and is connected to it', () => alivePeers(b).includes(id) && b.status().peers.some((p) => p.id === id && p.admitted))
 
     await c1.stop()
     await waitFor('b declares c dead', () => leaves.some((m) => m.peerId === id), 5_000)
@@ -93,6 +93,28 @@ describe('p2p node', () => {
     expect(c2.peerId).toBe(id)
     await waitFor('b sees c join again', () => joins.filter((m) => m.peerId === id).length > joinsBefore)
     expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('alive')
+  })
+
+  it('a hung node (connections up, silent) is declared dead by its watchers and alive again when it resumes', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    let frozen = false
+    const a = await cluster.node(token)
+    const boot = [a.addresses()[0] as string]
+    const b = await cluster.node(token, { bootstrapPeers: boot })
+    const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
+    const all = [a, b, c]
+    await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
+    const left: string[] = []
+    a.state.addEventListener('member:leave', (e) => { left.push(e.detail.peerId) })
+    const t0 = Date.now()
+    frozen = true
+    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), 5_000)
+    expect(left).toContain(c.peerId)
+    // Detection follows the preset: dead after deadAfterMs of silence (plus scheduling slack, not a timing bound).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(labConfig().timing.suspectAfterMs)
+    frozen = false
+    await waitFor('c refuted and is alive everywhere again', () => [a, b].every((n) => alivePeers(n).includes(c.peerId)))
   })
 
   it('stop() is idempotent and releases every socket and timer it made', async () => {
