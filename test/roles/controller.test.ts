@@ -185,4 +185,17 @@ describe('roles controller', () => {
     await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
     expect(nodes.every((n) => n.plans[0]?.config['node-ip'] === `10.88.0.${nodes.indexOf(n) + 1}`)).toBe(true)
   })
+
+  it('a lost gossip message strands workers — provider-kairos#909: a node cut off while the cluster forms joins after the heal', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
+    net.cut(nodes[2]?.id ?? '')
+    const late = await startNode(net, 3)
+    await until('three joined', () => [nodes[0], nodes[1], late].every((n) => n?.controller.status().phase === 'joined'))
+    expect(nodes[2]?.controller.status().role).toBeUndefined()
+    net.heal(nodes[2]?.id ?? '')
+    await until('the cut node joined', () => nodes[2]?.controller.status().phase === 'joined')
+    expect([...nodes, late].filter((n) => n.controller.status().role === 'init')).toHaveLength(1)
+    expect(nodes[2]?.controller.status().role).toBe('agent')
+  })
 })
