@@ -234,6 +234,21 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     })()
   }
 
+  // A refused put (for example the state's per-owner quota) skips that entry only:
+  // it is retried on the next step, and the actions after it still run. A failed
+  // persist, by contrast, ends the step: nothing unpersisted is ever published.
+  const publishErrors = new Map<string, string>()
+  const publish = async (key: string, put: () => Promise<void>): Promise<void> => {
+    try {
+      await put()
+      publishErrors.delete(key)
+    } catch (err) {
+      const message = errorMessage(err)
+      if (publishErrors.get(key) !== message) logger.warn('cannot publish state entry', { key, error: message })
+      publishErrors.set(key, message)
+    }
+  }
+
   const step = async (signal: AbortSignal): Promise<void> => {
     if (completed !== undefined && facts?.joined?.planKey !== completed.planKey) {
       const next: LocalFacts = { ...(facts as LocalFacts), joined: completed }
@@ -282,15 +297,18 @@ export function createRolesController (init: RolesControllerInit): RolesControll
           mark('credential')
         }
       } else if ('put' in action) {
-        await state.put(action.put, action.value)
+        await publish(action.put, async () => { await state.put(action.put, action.value) })
       } else if ('sealCredential' in action) {
-        if (secrets === undefined) continue
-        const payload = action.kind === 'server'
-          ? { token: secrets.serverToken, agentToken: secrets.agentToken }
-          : { token: secrets.agentToken }
-        const box = init.credentials.sealTo(action.publicKey, JSON.stringify(payload), random)
-        const e = credentialEntry(action.sealCredential, { kind: action.kind, to: action.publicKey, clusterId: action.clusterId, box: box as unknown as JsonValue })
-        await state.put(e.key, e.value)
+        const held = secrets
+        if (held === undefined) continue
+        await publish(`${CRED_PREFIX}${action.sealCredential}`, async () => {
+          const payload = action.kind === 'server'
+            ? { token: held.serverToken, agentToken: held.agentToken }
+            : { token: held.agentToken }
+          const box = init.credentials.sealTo(action.publicKey, JSON.stringify(payload), random)
+          const e = credentialEntry(action.sealCredential, { kind: action.kind, to: action.publicKey, clusterId: action.clusterId, box: box as unknown as JsonValue })
+          await state.put(e.key, e.value)
+        })
       } else if ('handOff' in action) {
         startHandOff(action.handOff, action.planKey, signal)
       }

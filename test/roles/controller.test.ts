@@ -8,6 +8,7 @@ import * as credentials from '../../roles/credentials.ts'
 import type { InstallPlan } from '../../roles/install-plan.ts'
 import { createRolesController, type Installer, type RolesController } from '../../roles/controller.ts'
 import { FACTS_FILE, SECRETS_FILE } from '../../roles/local-store.ts'
+import { preferenceKey } from '../../roles/election.ts'
 import { FakeNetwork, type FakeClusterState } from './fake-state.ts'
 
 function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number } = {}): Config {
@@ -197,5 +198,18 @@ describe('roles controller', () => {
     await until('the cut node joined', () => nodes[2]?.controller.status().phase === 'joined')
     expect([...nodes, late].filter((n) => n.controller.status().role === 'init')).toHaveLength(1)
     expect(nodes[2]?.controller.status().role).toBe('agent')
+  })
+
+  it('a refused credential entry holds back only its recipient: the init server still hands off', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
+    // The least preferred node is never the init server, so it needs a credential.
+    const [victim] = nodes.map((n) => n.id).sort((a, b) => (preferenceKey(a, 'test') > preferenceKey(b, 'test') ? -1 : 1))
+    const held = nodes.find((n) => n.id === victim) as Node
+    for (const n of nodes) n.state.refusePut = (key) => key === `cred/${victim ?? ''}`
+    await until('two joined', () => nodes.filter((n) => n.controller.status().phase === 'joined').length === 2)
+    expect(held.controller.status().phase).toBe('waiting')
+    for (const n of nodes) n.state.refusePut = () => false
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
   })
 })

@@ -69,7 +69,11 @@ export class FakeClusterState implements ClusterState {
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0))
   }
 
+  /** Makes `put` reject for matching keys, as the real store does over its quotas. */
+  refusePut: (key: string) => boolean = () => false
+
   async put (key: string, value: JsonValue): Promise<StateEntry> {
+    if (this.refusePut(key)) throw new Error(`state key "${key}": owner quota reached`)
     const prev = this.get(this.self, key)
     const entry: StateEntry = { owner: this.self, key, version: (prev?.version ?? 0) + 1, writtenAt: Date.now(), value }
     this.entries.set(`${this.self}\u0000${key}`, entry)
