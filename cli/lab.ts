@@ -3,7 +3,7 @@ import type { Command, CliIO } from './io.ts'
 import { parseCommandArgs } from './io.ts'
 import { UsageError } from '../util/errors.ts'
 import { parseDocument } from '../config/load.ts'
-import { createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../netns-lab/lab.ts'
+import { assertAgentsAlive, createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../netns-lab/lab.ts'
 import type { TimelineReport } from '../netns-lab/report.ts'
 import { DEFAULT_LAB_ROOT } from '../netns-lab/meta.ts'
 
@@ -89,6 +89,13 @@ export function formatLabStatus (s: LabStatus): string {
   return out
 }
 
+/** Waits until formed; fails early, with the end of its log, when an agent exits meanwhile. */
+async function waitFormed (lab: Lab, timeoutMs: number, signal: AbortSignal): Promise<LabStatus> {
+  const s = await lab.waitFor((st) => isFormed(st) || st.nodes.some((n) => n.powered && !n.running), { timeoutMs, signal, what: 'every node joined one cluster' })
+  await assertAgentsAlive(lab, s)
+  return s
+}
+
 /** Where the report went, and per event how many nodes reached it and when the last one did. */
 export function formatMilestones (r: { json: string, svg: string, report: TimelineReport }): string {
   const lines = r.report.milestones.map((m) => `  ${m.event.padEnd(12)} ${String(m.nodes).padStart(3)} node${m.nodes === 1 ? ' ' : 's'}  last at +${(m.lastMs / 1000).toFixed(2)} s`)
@@ -147,7 +154,7 @@ const up: Sub = async (argv, io) => {
     if (values.json === true) io.stdout(JSON.stringify(rec, null, 2) + '\n')
     return 0
   }
-  const s = await lab.waitFor((st) => isFormed(st), { timeoutMs, signal: io.signal, what: 'every node joined one cluster' })
+  const s = await waitFormed(lab, timeoutMs, io.signal)
   io.stdout(values.json === true ? JSON.stringify(s, null, 2) + '\n' : formatLabStatus(s))
   return 0
 }
@@ -226,7 +233,7 @@ const demo: Sub = async (argv, io) => {
   const rec = await lab.up(io.signal)
   io.stdout(`lab ${rec.id}: ${nodes} hosts up, agents starting…\n`)
   try {
-    const s = await lab.waitFor((st) => isFormed(st), { timeoutMs, signal: io.signal, what: 'every node joined one cluster' })
+    const s = await waitFormed(lab, timeoutMs, io.signal)
     io.stdout(formatLabStatus(s))
     const r = await lab.report(undefined, io.signal)
     io.stdout(`\n${formatMilestones(r)}`)

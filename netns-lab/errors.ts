@@ -58,3 +58,11 @@ export class LabTimeoutError extends KairosError {
     this.name = 'LabTimeoutError'
   }
 }
+
+/** An agent process ended while the lab waited for it; the message carries the end of its log. */
+export class LabAgentExitedError extends KairosError {
+  constructor (node: string, logPath: string, tail: string) {
+    super(`the agent on ${node} exited; last lines of ${logPath}:\n${tail}`)
+    this.name = 'LabAgentExitedError'
+  }
+}

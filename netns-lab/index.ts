@@ -1,6 +1,6 @@
 // The netns lab: a whole edge site on one machine (see lab.ts for the operations).
 export {
-  createLab, isFormed, summarizeStatus, randomLabId, IDENTITY_FILE, LAST_STATUS_FILE,
+  createLab, isFormed, summarizeStatus, assertAgentsAlive, defaultNodePath, randomLabId, IDENTITY_FILE, LAST_STATUS_FILE,
   DEFAULT_WAIT_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS, DEFAULT_INSTALL_TIMEOUT_MS,
   type Lab, type LabInit, type LabStatus, type NodeStatus, type ClusterView, type AgentStatusView, type WaitOptions
 } from './lab.ts'
@@ -11,5 +11,5 @@ export { buildTimelineReport, renderTimelineSvg, type TimelineReport, type NodeT
 export { hostCloudConfig, renderCloudConfig, LAB_P2P_PORT } from './cloud-config.ts'
 export { STANDIN_PORT, type RegisteredNode, type StandinRegistry } from './k3s-standin.ts'
 export {
-  LabInputError, LabCommandError, LabNotFoundError, LabExistsError, UnknownNodeError, LabCapabilityError, LabTimeoutError
+  LabInputError, LabCommandError, LabNotFoundError, LabExistsError, UnknownNodeError, LabCapabilityError, LabTimeoutError, LabAgentExitedError
 } from './errors.ts'

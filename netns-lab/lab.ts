@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,14 +13,14 @@ import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 import { hostCloudConfig, listenAddr, renderCloudConfig } from './cloud-config.ts'
-import { LabCommandError, LabExistsError, LabInputError, LabNotFoundError, LabTimeoutError, UnknownNodeError } from './errors.ts'
+import { LabAgentExitedError, LabCommandError, LabExistsError, LabInputError, LabNotFoundError, LabTimeoutError, UnknownNodeError } from './errors.ts'
 import {
   readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
   type RegisteredNode, type ServerRecord, type StandinTokens
 } from './k3s-standin.ts'
 import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
 import { labPrefix, planTopology, strictMajority } from './plan.ts'
-import { isRunning, namespaceInode, processesInNamespaces, processNetInode, terminate } from './processes.ts'
+import { isRunning, namespaceInode, processComm, processesInNamespaces, processNetInode, terminate } from './processes.ts'
 import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
 import { createRunner, hostArgv, type RunResult, type Runner } from './run.ts'
 import { teardownLab, type TeardownReport } from './teardown.ts'
@@ -106,6 +107,28 @@ export function isFormed (status: LabStatus, nodes: readonly string[] = status.n
   return nodes.every((n) => names.has(n))
 }
 
+/** Node binary for lab processes: this one when it is Node 22 or later, else the project's pinned Node. */
+export function defaultNodePath (repoRoot: string = REPO_ROOT): string {
+  const major = Number(process.versions.node.split('.')[0])
+  if (major >= 22) return process.execPath
+  const pinned = join(repoRoot, 'node_modules', 'node', 'bin', 'node')
+  return existsSync(pinned) ? pinned : process.execPath
+}
+
+/**
+ * Throws LabAgentExitedError when a powered host's agent is no longer running, naming
+ * the end of its log: a `waitFor` predicate guard for callers that never stop agents.
+ */
+export async function assertAgentsAlive (lab: Lab, status: LabStatus): Promise<void> {
+  const dead = status.nodes.find((n) => n.powered && !n.running)
+  if (dead === undefined) return
+  const host = (await lab.record()).hosts.find((h) => h.name === dead.name)
+  const logPath = host?.logPath ?? '(unknown)'
+  let tail = ''
+  try { tail = (await readFile(logPath, 'utf8')).trimEnd().split('\n').slice(-8).join('\n') } catch { tail = '(no log)' }
+  throw new LabAgentExitedError(dead.name, logPath, tail)
+}
+
 /** One line per node, for error messages and logs. */
 export function summarizeStatus (s: LabStatus): string {
   const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
@@ -138,8 +161,10 @@ export interface LabInit {
   hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap } | undefined
   /** Start one agent per host on `up`; false builds the topology only. @default true */
   agents?: boolean
-  /** Node 24 binary for agents and stand-ins. @default process.execPath */
+  /** Node 24 binary for agents and stand-ins. @default process.execPath under Node ≥ 22, else node_modules/node/bin/node */
   nodePath?: string
+  /** Extra Node options for agents, e.g. ['--max-old-space-size=64']. @default [] */
+  nodeArgs?: string[]
   /** Checkout holding cli/main.ts and netns-lab/k3s-standin.ts. @default this checkout */
   repoRoot?: string
   /** argv of a host's agent (run inside the host). @default [nodePath, <repo>/cli/main.ts, 'agent', '--config', host.configPath] */
@@ -295,7 +320,7 @@ export function createLab (init: LabInit = {}): Lab {
   }
 
   const agentArgv = (r: LabRecord, h: HostRecord): string[] =>
-    init.agentCommand?.(h, r) ?? [r.nodePath, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath]
+    init.agentCommand?.(h, r) ?? [r.nodePath, ...(init.nodeArgs ?? []), join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath]
 
   /** A holder whose PID still lives in the host's namespace, or undefined. */
   const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
@@ -308,7 +333,10 @@ export function createLab (init: LabInit = {}): Lab {
   const agentRunning = async (h: HostRecord): Promise<boolean> => {
     if (h.agentPid === undefined) return false
     const ino = await namespaceInode(h.ns)
-    return ino !== undefined && (await isRunning(h.agentPid)) && (await processNetInode(h.agentPid)) === ino
+    if (ino === undefined || !(await isRunning(h.agentPid))) return false
+    if ((await processNetInode(h.agentPid)) === ino) return true
+    // Just spawned: nsenter has not entered the host's namespaces yet.
+    return (await processComm(h.agentPid)) === 'nsenter'
   }
 
   const powerOff = async (h: HostRecord): Promise<void> => {
@@ -415,8 +443,8 @@ export function createLab (init: LabInit = {}): Lab {
     if (listed.stdout.split('\n').some((l) => l.startsWith(labPrefix(id)))) throw new LabExistsError(id, `namespaces ${labPrefix(id)}* exist`)
     const dir = labDir(root, id)
     const token = init.token ?? (typeof baseP2p.network_token === 'string' && baseP2p.network_token !== '' ? baseP2p.network_token : generateToken(random))
-    const nodePath = init.nodePath ?? process.execPath
     const repoRoot = init.repoRoot ?? REPO_ROOT
+    const nodePath = init.nodePath ?? defaultNodePath(repoRoot)
     const { hosts: planned, ...planRest } = plan
     const r: LabRecord = {
       version: 1, id, dir, createdAt: clock.now(), plan: planRest,

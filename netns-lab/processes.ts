@@ -41,6 +41,15 @@ export async function processesInNamespaces (inodes: ReadonlySet<number>): Promi
   return found
 }
 
+/** The command name of `pid` (/proc/<pid>/comm), or undefined when it is gone. */
+export async function processComm (pid: number): Promise<string | undefined> {
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim()
+  } catch {
+    return undefined
+  }
+}
+
 /** True while `pid` exists and is not a zombie. */
 export async function isRunning (pid: number): Promise<boolean> {
   try {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
 
 const isRoot = process.getuid?.() === 0
 const fakeAgent = fileURLToPath(new URL('./fixtures/fake-agent.ts', import.meta.url))
@@ -123,6 +123,24 @@ describe.skipIf(!isRoot)('lab operations with a fake agent (root)', () => {
     const left = (await execa('ip', ['netns', 'list'])).stdout
     expect(left).not.toContain(`kl${id}-`)
     expect(existsSync(rec.dir)).toBe(false)
+  })
+})
+
+describe.skipIf(!isRoot)('an agent that exits (root)', () => {
+  it('assertAgentsAlive names the node and the end of its log', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kairos-lab-dead-'))
+    const lab = createLab({
+      id: `${id}d`, root, nodes: 1,
+      agentCommand: (_h, rec) => [rec.nodePath, '-e', 'console.error("cannot start: boom"); process.exit(3)']
+    })
+    try {
+      await lab.up()
+      const s = await lab.waitFor((st) => st.nodes.every((n) => !n.running), { timeoutMs: 10_000, what: 'agent exit' })
+      await expect(assertAgentsAlive(lab, s)).rejects.toMatchObject({ name: 'LabAgentExitedError', message: expect.stringContaining('cannot start: boom') })
+    } finally {
+      await lab.down()
+      await rm(root, { recursive: true, force: true })
+    }
   })
 })
 
