@@ -5,7 +5,7 @@ import { UsageError } from '../util/errors.ts'
 import { parseDocument } from '../config/load.ts'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../netns-lab/lab.ts'
 import type { TimelineReport } from '../netns-lab/report.ts'
-import { DEFAULT_LAB_ROOT } from '../netns-lab/meta.ts'
+import { DEFAULT_LAB_ROOT, listLabIds } from '../netns-lab/meta.ts'
 
 const USAGE = `Usage: kairos-p2p lab <command> [options]
 
@@ -27,7 +27,9 @@ Commands:
   power-cycle             power every host off hard and boot them all again
   exec NODE -- CMD...     run a command inside a host
   report [--out DIR]      write timeline.json and timeline.svg (default: the lab dir)
-  down [--keep-files]     remove everything of the lab (also after a crashed run)
+  down [--keep-files] [--all]
+                          remove everything of the lab (also after a crashed run);
+                          --all: every lab recorded under --dir
   demo [--nodes N] [--keep]
                           up, wait until formed, print status and the timeline, down
 
@@ -215,13 +217,21 @@ const report: Sub = async (argv, io) => {
 }
 
 const down: Sub = async (argv, io) => {
-  const { values } = parseCommandArgs('lab down', argv, { ...COMMON, 'keep-files': { type: 'boolean' } }, false)
+  const { values } = parseCommandArgs('lab down', argv, { ...COMMON, 'keep-files': { type: 'boolean' }, all: { type: 'boolean' } }, false)
   if (values.help === true) { io.stdout(USAGE); return 0 }
-  const lab = labFor(values, io)
-  const r = await lab.down({ keepFiles: values['keep-files'] === true })
-  io.stdout(`lab ${await lab.id()} down: ${r.namespaces.length} namespaces, ${r.processes.length} processes, ${r.links.length} stray links removed\n`)
-  for (const p of r.problems) io.stderr(`warning: ${p}\n`)
-  return r.problems.length === 0 ? 0 : 1
+  if (values.all === true && values.id !== undefined) throw new UsageError('lab down: give --id or --all, not both')
+  const root = values.dir ?? io.env.KAIROS_LAB_DIR ?? DEFAULT_LAB_ROOT
+  const ids = values.all === true ? await listLabIds(root) : [undefined]
+  let problems = 0
+  for (const id of ids) {
+    const lab = labFor({ ...values, id }, io)
+    const r = await lab.down({ keepFiles: values['keep-files'] === true })
+    io.stdout(`lab ${await lab.id()} down: ${r.namespaces.length} namespaces, ${r.processes.length} processes, ${r.links.length} stray links removed\n`)
+    for (const p of r.problems) io.stderr(`warning: ${p}\n`)
+    problems += r.problems.length
+  }
+  if (ids.length === 0) io.stdout(`no labs under ${root}\n`)
+  return problems === 0 ? 0 : 1
 }
 
 const demo: Sub = async (argv, io) => {
