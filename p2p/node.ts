@@ -42,6 +42,8 @@ export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
 export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
 /** Inbound connections allowed to be mid-handshake at once (libp2p's default of 10 is too low for a site booting together). @default 64 */
 export const DEFAULT_MAX_PENDING_INBOUND = 64
+/** Inbound connections accepted per second from one host (libp2p's default is 5). @default 100 */
+export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
 /** Most dials in flight at once from the redial and discovery paths. @default 8 */
 export const DEFAULT_MAX_PARALLEL_DIALS = 8
 
@@ -249,6 +251,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let ownDigestHash: number | undefined
   let aeRound = 0
   const dialing = new Set<string>()
+  /** Peers to dial once a slot frees up. */
+  const dialBacklog = new Map<string, string[]>()
   const admissionFailures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
   const protocolErrors = { 'malformed-frame': 0, 'gossip-not-admitted': 0 }
   const syncs = { ok: 0, failed: 0 }
@@ -318,8 +322,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const dialPeer = (peer: string, addresses: string[]): void => {
     if (libp2p === undefined || running === undefined || peer === self) return
-    if (dialing.has(peer) || dialing.size >= DEFAULT_MAX_PARALLEL_DIALS || isConnected(peer)) return
+    if (dialing.has(peer) || isConnected(peer)) return
     if ((blockedUntil.get(peer) ?? 0) > now()) return
+    if (dialing.size >= DEFAULT_MAX_PARALLEL_DIALS) { dialBacklog.set(peer, addresses); return }
+    dialBacklog.delete(peer)
     const node = libp2p
     const signal = running.signal
     dialing.add(peer)
@@ -337,6 +343,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       } finally {
         d.cancel()
         dialing.delete(peer)
+        // Next one waiting for a slot, so a burst of discoveries is dialled now rather than on the redial ticker.
+        const next = dialBacklog.entries().next()
+        if (!next.done) { dialBacklog.delete(next.value[0]); dialPeer(next.value[0], next.value[1]) }
       }
     })()
   }
@@ -715,7 +724,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
           log.debug('rendezvous provide failed', { error: errorMessage(err) })
         }
       }
-      for (const key of [rk.current, rk.previous]) {
+      // The previous epoch's key matters only until every node has re-provided under the new one.
+      const sinceEpoch = t - rk.epoch * timing.rendezvousEpochMs
+      const lookups = sinceEpoch < RENDEZVOUS_MAX_BACKOFF * timing.rendezvousIntervalMs * 2 ? [rk.current, rk.previous] : [rk.current]
+      for (const key of lookups) {
         try {
           for await (const ev of dht.findProviders(rendezvousCid(key), { signal: d.signal })) {
             if (ev.name !== 'PROVIDER') continue
@@ -836,7 +848,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
         connectionProtector: preSharedKey({ psk: keys.pnetKey }),
-        connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, ...init.libp2pOverrides?.connectionManager },
+        // libp2p resets more than 5 inbound connections per second from one host: a site booting together (or
+        // a gateway NATing a segment) is exactly that, so the bound is raised; pnet and admission still gate them.
+        connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, inboundConnectionThreshold: DEFAULT_INBOUND_PER_HOST_PER_SECOND, ...init.libp2pOverrides?.connectionManager },
         // Our own heartbeats watch every admitted connection; the monitor's pings only add traffic and churn.
         connectionMonitor: { enabled: false },
         ...(init.libp2pOverrides?.connectionGater === undefined ? {} : { connectionGater: init.libp2pOverrides.connectionGater }),
