@@ -22,8 +22,10 @@ Commands:
                           handshakes, joined; plus the stand-in registry (kubectl get nodes)
   partition A B           cut node group A off from group B (groups: n1,n2)
   heal                    remove every partition
-  kill NODE               power a host off hard (agent, stand-in, wireguard-go)
-  restart NODE            boot a host again (powering it off first when it runs)
+  kill [--agent] NODE     power a host off hard (agent, stand-in, wireguard-go);
+                          --agent: kill only the agent process (a crash)
+  restart [--agent] NODE  boot a host again (powering it off first when it runs);
+                          --agent: restart only the agent (SIGTERM, then start)
   power-cycle             power every host off hard and boot them all again
   exec NODE -- CMD...     run a command inside a host
   report [--out DIR]      write timeline.json and timeline.svg (default: the lab dir)
@@ -186,12 +188,12 @@ const simple = (name: string, act: (lab: Lab, io: CliIO) => Promise<string>): Su
   return 0
 }
 
-const onNode = (name: string, act: (lab: Lab, node: string, io: CliIO) => Promise<string>): Sub => async (argv, io) => {
-  const { values, positionals } = parseCommandArgs(`lab ${name}`, argv, COMMON)
+const onNode = (name: string, act: (lab: Lab, node: string, agentOnly: boolean, io: CliIO) => Promise<string>): Sub => async (argv, io) => {
+  const { values, positionals } = parseCommandArgs(`lab ${name}`, argv, { ...COMMON, agent: { type: 'boolean' } })
   if (values.help === true) { io.stdout(USAGE); return 0 }
   const [node, ...rest] = positionals
   if (node === undefined || rest.length > 0) throw new UsageError(`lab ${name}: expected one node name, e.g. lab ${name} n2`)
-  io.stdout(await act(labFor(values, io), node, io))
+  io.stdout(await act(labFor(values, io), node, values.agent === true, io))
   return 0
 }
 
@@ -258,8 +260,14 @@ const subcommands: Record<string, Sub> = {
   status,
   partition,
   heal: simple('heal', async (lab) => { await lab.heal(); return 'partitions removed\n' }),
-  kill: onNode('kill', async (lab, node) => { await lab.kill(node); return `${node} powered off\n` }),
-  restart: onNode('restart', async (lab, node, io) => { await lab.restart(node, io.signal); return `${node} booted\n` }),
+  kill: onNode('kill', async (lab, node, agentOnly) => {
+    await lab.kill(node, { agentOnly })
+    return agentOnly ? `agent on ${node} killed\n` : `${node} powered off\n`
+  }),
+  restart: onNode('restart', async (lab, node, agentOnly, io) => {
+    await lab.restart(node, { agentOnly, signal: io.signal })
+    return agentOnly ? `agent on ${node} restarted\n` : `${node} booted\n`
+  }),
   'power-cycle': simple('power-cycle', async (lab, io) => { await lab.powerCycle(io.signal); return 'every host power-cycled\n' }),
   exec,
   report,

@@ -32,6 +32,8 @@ export const IDENTITY_FILE = 'identity.key'
 export const LAST_STATUS_FILE = 'last-status.json'
 /** Default interval of `waitFor` polls, ms. */
 export const DEFAULT_WAIT_INTERVAL_MS = 250
+/** Time an agent gets to stop cleanly on `restart --agent` before SIGKILL, ms. */
+export const AGENT_STOP_GRACE_MS = 5000
 /** Default `waitFor` deadline, ms. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
 /** Default deadline of a stand-in registration from inside a lab host, ms. */
@@ -203,10 +205,18 @@ export interface Lab {
   status: (signal?: AbortSignal) => Promise<LabStatus>
   /** Removes everything of the lab (also after a crash). Idempotent. */
   down: (options?: { keepFiles?: boolean }) => Promise<TeardownReport>
-  /** Powers a host off hard: every process in it (agent, stand-in, wireguard-go) gets SIGKILL. */
-  kill: (node: string) => Promise<void>
-  /** Boots a host again (after powering it off when it runs): fresh /run, agent, its k3s stand-in server if it had one. */
-  restart: (node: string, signal?: AbortSignal) => Promise<void>
+  /**
+   * Powers a host off hard: every process in it (agent, stand-in, wireguard-go) gets
+   * SIGKILL. With `agentOnly` only the agent process is killed (a crash; the overlay
+   * and the stand-in stay).
+   */
+  kill: (node: string, options?: { agentOnly?: boolean }) => Promise<void>
+  /**
+   * Boots a host again (after powering it off when it runs): fresh /run, agent, its k3s
+   * stand-in server if it had one. With `agentOnly` only the agent is restarted
+   * (SIGTERM, then a new agent process) and the rest of the host keeps running.
+   */
+  restart: (node: string, options?: { agentOnly?: boolean, signal?: AbortSignal }) => Promise<void>
   /** Powers every host off hard and boots them all again; state dirs stay. */
   powerCycle: (signal?: AbortSignal) => Promise<void>
   /** Cuts every host of group `a` off from every host of group `b` (both ways). */
@@ -346,6 +356,12 @@ export function createLab (init: LabInit = {}): Lab {
     delete h.agentPid
   }
 
+  /** Ends the agent process alone (SIGTERM with `graceMs`, then SIGKILL; 0 = SIGKILL at once). */
+  const stopAgent = async (h: HostRecord, graceMs: number): Promise<void> => {
+    if (h.agentPid !== undefined && await agentRunning(h)) await terminate([h.agentPid], { graceMs, clock })
+    delete h.agentPid
+  }
+
   const startAgent = async (r: LabRecord, h: HostRecord): Promise<void> => {
     if (h.holderPid === undefined) throw new LabCommandError([], `host ${h.name} has no mount-namespace holder`)
     h.agentPid = await spawnDetached(hostArgv(h.ns, h.holderPid, agentArgv(r, h)), h.logPath)
@@ -375,7 +391,7 @@ export function createLab (init: LabInit = {}): Lab {
     for (const h of hosts) await startStandinAgain(r, h)
   }
 
-  const readNode = async (r: LabRecord, h: HostRecord, registered: Map<string, RegisteredNode>, inits: Set<string>, signal?: AbortSignal): Promise<NodeStatus> => {
+  const readNode = async (h: HostRecord, registered: Map<string, RegisteredNode>, inits: Set<string>, signal?: AbortSignal): Promise<NodeStatus> => {
     const powered = (await liveHolder(h)) !== undefined
     const running = await agentRunning(h)
     const reg = registered.get(h.name)
@@ -422,7 +438,7 @@ export function createLab (init: LabInit = {}): Lab {
     const registered = new Map<string, RegisteredNode>()
     for (const c of clusters) for (const n of c.nodes) registered.set(n.name, n)
     const inits = new Set(clusters.map((c) => c.server))
-    const nodes = await mapLimit(r.hosts, 8, async (h) => await readNode(r, h, registered, inits, signal))
+    const nodes = await mapLimit(r.hosts, 8, async (h) => await readNode(h, registered, inits, signal))
     return { id: r.id, at: clock.now(), nodes, clusters }
   }
 
@@ -541,16 +557,26 @@ export function createLab (init: LabInit = {}): Lab {
       rec = undefined
       return await teardownLab({ root, id, run, clock, ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }) })
     },
-    kill: async (node) => {
-      const r = await load()
-      await powerOff(hostOf(r, node))
-      await save()
-    },
-    restart: async (node, signal) => {
+    kill: async (node, options = {}) => {
       const r = await load()
       const h = hostOf(r, node)
+      if (options.agentOnly === true) await stopAgent(h, 0)
+      else await powerOff(h)
+      await save()
+    },
+    restart: async (node, options = {}) => {
+      const r = await load()
+      const h = hostOf(r, node)
+      if (options.agentOnly === true) {
+        await stopAgent(h, AGENT_STOP_GRACE_MS)
+        const holder = await liveHolder(h)
+        if (holder === undefined) throw new LabCommandError([], `host ${node} is powered off; restart it without --agent`)
+        await startAgent(r, h)
+        await save()
+        return
+      }
       await powerOff(h)
-      await boot(r, [h], signal)
+      await boot(r, [h], options.signal)
     },
     powerCycle: async (signal) => {
       const r = await load()

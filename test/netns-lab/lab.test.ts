@@ -98,6 +98,18 @@ describe.skipIf(!isRoot)('lab operations with a fake agent (root)', () => {
     expect(s.clusters[0]?.nodes.map((n) => n.registeredAt)).toEqual(before.clusters[0]?.nodes.map((n) => n.registeredAt))
   })
 
+  it('kill --agent ends only the agent; restart --agent starts a new one while the stand-in keeps running', async () => {
+    const before = await lab.status()
+    await lab.kill('n1', { agentOnly: true })
+    let s = await lab.status()
+    expect(node(s, 'n1')).toMatchObject({ powered: true, running: false })
+    expect(s.clusters[0]?.running).toBe(true)
+    await lab.restart('n1', { agentOnly: true })
+    s = await lab.waitFor((st) => node(st, 'n1').phase === 'joined', { timeoutMs: 20_000, what: 'n1 agent back' })
+    expect(node(s, 'n1').agentPid).not.toBe(node(before, 'n1').agentPid)
+    expect(s.clusters[0]?.running).toBe(true)
+  })
+
   it('power-cycle brings every host back with the same registry', async () => {
     const before = await lab.status()
     await lab.powerCycle()
