@@ -275,6 +275,7 @@ const subcommands: Record<string, Sub> = {
   demo
 }
 
+/** `kairos-p2p lab`: dispatches to the lab subcommands. */
 export const command: Command = {
   summary: 'build and drive a whole edge site in network namespaces',
   run: async (argv, io) => {

@@ -36,6 +36,7 @@ export const TOKENS_FILE = 'tokens.json'
 /** Largest registration body accepted, bytes. */
 export const MAX_BODY_BYTES = 16 * 1024
 
+/** How a node registers: a k3s server or a k3s agent. */
 export type NodeRole = 'server' | 'agent'
 
 /** One registered node. */
@@ -75,6 +76,7 @@ export interface RegistrationRequest {
   init?: boolean
 }
 
+/** The server's answer to one registration: the new registry, or the HTTP status and reason of a refusal. */
 export type RegistrationDecision =
   | { ok: true, status: 200 | 201, registry: StandinRegistry, node: RegisteredNode }
   | { ok: false, status: 400 | 401 | 403, reason: string }
@@ -195,6 +197,7 @@ export interface StandinServerInit {
   signal?: AbortSignal
 }
 
+/** A running stand-in server. */
 export interface StandinServer {
   /** `http://address:port`. */
   readonly url: string

@@ -94,6 +94,7 @@ export interface ClusterView {
   nodes: RegisteredNode[]
 }
 
+/** The whole lab at one moment: every node and every stand-in cluster. */
 export interface LabStatus {
   id: string
   at: number
@@ -137,6 +138,7 @@ export function summarizeStatus (s: LabStatus): string {
   return `${nodes.join(' ')}; clusters: ${s.clusters.length === 0 ? 'none' : s.clusters.map((c) => `${c.server}[${c.nodes.map((n) => n.name).join(',')}]`).join(' ')}`
 }
 
+/** Options of `createLab`; the topology options matter only to `up`. */
 export interface LabInit {
   /** Lab id `[a-z0-9]{1,6}`. @default four random characters (on `up`); the only lab under `root` otherwise */
   id?: string

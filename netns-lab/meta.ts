@@ -34,6 +34,7 @@ export interface HostRecord extends HostPlan {
 /** How loss and delay are applied on the host veths. */
 export type ImpairmentMethod = 'none' | 'netem' | 'nft'
 
+/** The content of lab.json. */
 export interface LabRecord {
   version: 1
   id: string

@@ -53,6 +53,7 @@ export interface SegmentPlan {
   router?: { iface: string, switchPort: string, address: string }
 }
 
+/** A whole lab's names and addresses. */
 export interface TopologyPlan {
   id: string
   /** Address index (second octet is 100 + index). */
@@ -67,6 +68,7 @@ export interface TopologyPlan {
   hosts: HostPlan[]
 }
 
+/** Inputs of `planTopology`. */
 export interface TopologyPlanInit {
   /** Lab id, `[a-z0-9]{1,6}`. */
   id: string

@@ -28,6 +28,7 @@ export interface Milestone {
   lastMs: number
 }
 
+/** What `lab report` writes as timeline.json. */
 export interface TimelineReport {
   labId: string
   generatedAt: number

@@ -11,6 +11,7 @@ export interface RunOptions {
   reject?: boolean
 }
 
+/** Exit code and output of a finished command. */
 export interface RunResult {
   exitCode: number
   stdout: string
@@ -20,6 +21,7 @@ export interface RunResult {
 /** Runs one external program from an argument array (never a shell string). */
 export type Runner = (argv: readonly string[], options?: RunOptions) => Promise<RunResult>
 
+/** Options of `createRunner`. */
 export interface RunnerInit {
   /** Kill a command that runs longer than this, ms. @default 20000 */
   timeoutMs?: number

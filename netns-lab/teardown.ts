@@ -18,6 +18,7 @@ export interface TeardownReport {
   problems: string[]
 }
 
+/** Options of `teardownLab`. */
 export interface TeardownInit {
   root: string
   id: string
