@@ -10,7 +10,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, TopicValidatorResult, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
@@ -21,9 +21,8 @@ import { systemClock, type Clock } from '../util/clock.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { errorMessage, KairosError } from '../util/errors.ts'
-import { createStateStore, type StateLimits } from './state/store.ts'
-import { REJECT_REASONS, type ApplyResult, type RejectReason, type StateStore } from './state/contract.ts'
-import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateChange, StateEntry } from './types.ts'
+import { createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
+import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
 import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
@@ -804,7 +803,6 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     await mkdir(stateDir, { recursive: true, mode: 0o700 })
     const privateKey: PrivateKey = await loadOrCreateIdentity(stateDir)
     const book = await loadPeerBook(stateDir, log)
-    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
     const me = peerIdFromPrivateKey(privateKey).toString()
     const st = await createStateStore({
       privateKey,
@@ -1049,6 +1047,3 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 function isMalformed (err: unknown): boolean {
   return err instanceof Error && (err.name === 'MalformedFrameError' || err.name === 'FrameTooLargeError')
 }
-
-/** Re-exported for readers that build status output. */
-export type { StateChange }

@@ -2,8 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Member } from '../../p2p/index.ts'
 import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
 
-// mDNS is off in these tests (multicast on loopback is not dependable here); the
-// netns lab covers it. Discovery below is bootstrap + DHT rendezvous + peer exchange.
+// mDNS is off in most tests (each node would answer every query); one test below
+// checks it on loopback, where multicast works on this machine. Elsewhere discovery
+// is bootstrap + DHT rendezvous + peer exchange.
 
 describe('p2p node', () => {
   let cluster: Cluster
@@ -130,6 +131,20 @@ describe('p2p node', () => {
     await b.stop()
     await waitFor('sockets closed', () => handles() <= before, 5_000)
     expect(a.addresses()).toEqual([])
+  })
+})
+
+describe('mDNS', () => {
+  let cluster: Cluster
+  afterEach(async () => { await cluster.close() })
+
+  it('two nodes with no bootstrap peer find each other over mDNS with the token-derived tag', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const a = await cluster.node(token, { mdns: true, disableDht: true })
+    const b = await cluster.node(token, { mdns: true, disableDht: true })
+    await waitFor('mDNS discovery and admission', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    expect(a.status().peers.find((p) => p.id === b.peerId)?.discoveredBy).toBe('mdns')
   })
 })
 

@@ -1,6 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { preSharedKey } from '@libp2p/pnet'
+import { multiaddr } from '@multiformats/multiaddr'
+import { admitAsInitiator } from '../../p2p/admission.ts'
+import { deriveKeys } from '../../token/index.ts'
+import { cryptoRandom } from '../../util/random.ts'
 import { MalformedFrameError } from '../../p2p/errors.ts'
-import { decodeList } from '../../p2p/framing.ts'
+import { decodeList, encodeFrame, encodeVarint } from '../../p2p/framing.ts'
 import { decodePeers, encodePeers, entryFrames } from '../../p2p/sync.ts'
 import type { P2PNode } from '../../p2p/index.ts'
 import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
@@ -79,5 +88,55 @@ describe('bad entries from an admitted peer', () => {
     await m.state.put('after', 'ok')
     await waitFor('genuine entries still flow', () => b.state.get(m.peerId, 'after')?.value === 'ok')
     expect(b.state.get(m.peerId, 'case/oversized')).toBeUndefined()
+  })
+})
+
+// A hand-driven peer that holds the token: it passes admission with the real
+// protocol code, then speaks garbage on the sync and heartbeat protocols.
+describe('malformed frames from an admitted peer', () => {
+  let cluster: Cluster
+  let raw: Libp2p | undefined
+  afterEach(async () => {
+    await raw?.stop()
+    await cluster.close()
+  })
+
+  it('are counted and the stream reset; the node keeps working', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const keys = deriveKeys(token)
+    const node = await cluster.node(token)
+    raw = await createLibp2p({
+      addresses: { listen: [] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: preSharedKey({ psk: keys.pnetKey })
+    })
+    await raw.start()
+    const conn = await raw.dial(multiaddr(node.addresses()[0] as string))
+    const admit = await conn.newStream(`${keys.syncProtocol}/admit/1.0.0`)
+    await admitAsInitiator(admit, { key: keys.admissionKey, self: raw.peerId.toString(), remote: node.peerId, random: cryptoRandom, signal: new AbortController().signal })
+    await admit.close()
+    await waitFor('admitted', () => node.status().peers.some((p) => p.id === raw?.peerId.toString() && p.admitted))
+
+    // Sync: a frame whose announced length is far beyond the bound.
+    const sync = await conn.newStream(`${keys.syncProtocol}/sync/1.0.0`)
+    sync.send(encodeVarint(1 << 30))
+    await waitFor('oversized sync frame counted', () => node.status().rejections['malformed-frame'] === 1)
+    // Sync: a well-framed body of an unknown kind.
+    const sync2 = await conn.newStream(`${keys.syncProtocol}/sync/1.0.0`)
+    sync2.send(encodeFrame(Uint8Array.of(99, 1, 2, 3)))
+    await waitFor('unknown sync frame counted', () => node.status().rejections['malformed-frame'] === 2)
+    // Heartbeat: wrong version.
+    const hb = await conn.newStream(`${keys.syncProtocol}/heartbeat/2.0.0`)
+    hb.send(encodeFrame(Uint8Array.of(7, 7, 7)))
+    await waitFor('bad heartbeat counted', () => node.status().rejections['malformed-frame'] === 3)
+    await waitFor('the bad streams were reset', () => [sync, sync2, hb].every((s) => s.status !== 'open'))
+
+    // Still healthy: a put works and the node still answers on the connection.
+    await node.state.put('still', 'here')
+    expect(node.state.get(node.peerId, 'still')?.value).toBe('here')
+    expect(conn.status).toBe('open')
   })
 })
