@@ -61,22 +61,40 @@ export interface RolesTimelineEvent {
   at: number
 }
 
-/** What `kairos-p2p status` shows of the roles layer. */
-export interface RolesStatus {
-  phase: RolesPhase
-  /** More nodes awaited before the election can start. */
-  awaiting?: number
-  role?: RoleName
-  /** Highest ballot round promised. */
-  term: number
-  /** The init server, or the candidate being voted on. */
-  leader?: string
-  clusterId?: string
-  /** Why the node waits, if it does. */
-  reason?: string
+/** What `kairos-p2p status` shows of the roles layer: the last decision plus the timeline. */
+export type RolesStatus = Pick<RolesDecision, 'phase' | 'awaiting' | 'role' | 'term' | 'leader' | 'clusterId' | 'reason'> & {
   /** 'discovered', 'elected', 'credential', 'installing', 'joined', each at first occurrence. */
   timeline: RolesTimelineEvent[]
   warnings: string[]
+}
+
+export interface RolesControllerInit {
+  /** The validated configuration (`p2p.role`, `minimum_nodes`, HA, timing, k3s sections). */
+  config: Config
+  /** The replicated cluster state of this node (entries under `roles/` and `cred/`, members). */
+  state: ClusterState
+  /** Where the vote, the role and (on the init server) the k3s tokens are kept, mode 0600. */
+  stateDir: string
+  /** @default systemClock */
+  clock?: Clock
+  /** Source of the k3s tokens and of sealing randomness. @default cryptoRandom */
+  random?: RandomSource
+  /** @default silentLogger */
+  logger?: Logger
+  /** Token generation and sealing (roles/credentials.ts). */
+  credentials: CredentialsApi
+  /** The hand-off backend for `p2p.installer` (roles/installer/). */
+  installer: Installer
+  /** This node's overlay address and interface, once the VPN has them. */
+  overlay: () => { address?: string | undefined, interface?: string | undefined }
+}
+
+/** One formation milestone. */
+export interface RolesTimelineEvent {
+  /** 'discovered', 'elected', 'credential', 'installing' or 'joined'. */
+  event: string
+  /** Wall-clock ms of its first occurrence. */
+  at: number
 }
 
 /** The running roles layer of one node. */

@@ -67,30 +67,28 @@ export class ManualClock implements Clock {
    */
   advance (ms: number): void {
     const target = this.current + ms
-    for (;;) {
-      this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq)
-      const next = this.pending[0]
-      if (next === undefined || next.at > target) break
-      this.pending.shift()
-      this.current = next.at
-      next.resolve()
-    }
+    for (let next = this.takeDue(target); next !== undefined; next = this.takeDue(target)) next.resolve()
     this.current = target
   }
 
   /** Like `advance`, but lets each woken sleeper run before time moves past its deadline. */
   async advanceAsync (ms: number): Promise<void> {
     const target = this.current + ms
-    for (;;) {
-      this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq)
-      const next = this.pending[0]
-      if (next === undefined || next.at > target) break
-      this.pending.shift()
-      this.current = next.at
+    for (let next = this.takeDue(target); next !== undefined; next = this.takeDue(target)) {
       next.resolve()
       await new Promise<void>((resolve) => { setImmediate(resolve) })
     }
     this.current = target
+  }
+
+  /** Removes the earliest sleeper due by `target` and moves time to its deadline. */
+  private takeDue (target: number): PendingSleep | undefined {
+    this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq)
+    const next = this.pending[0]
+    if (next === undefined || next.at > target) return undefined
+    this.pending.shift()
+    this.current = next.at
+    return next
   }
 
   /** Sets the absolute time (never backwards). */

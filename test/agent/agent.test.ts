@@ -9,7 +9,7 @@ import { encodeToken } from '../../token/index.ts'
 import { createAgent, type Agent } from '../../agent/agent.ts'
 import { queryAgent } from '../../agent/api.ts'
 import type { AgentStatus } from '../../agent/status.ts'
-import { systemClock } from '../../util/clock.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dirs: string[] = []
 const agents: Agent[] = []
@@ -19,15 +19,6 @@ afterAll(async () => {
   await Promise.allSettled(dirs.map(async (d) => { await rm(d, { recursive: true, force: true }) }))
 })
 
-async function waitFor<T> (what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await systemClock.sleep(50)
-  }
-}
 
 function configFor (stateDir: string, token: string, bootstrap: string[], out: string): ReturnType<typeof parseConfig>['config'] {
   const yaml = [

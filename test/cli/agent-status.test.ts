@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { encodeToken } from '../../token/index.ts'
-import { systemClock } from '../../util/clock.ts'
+import { waitFor as waitForValue } from '../helpers/wait.ts'
 import type { AgentStatus } from '../../agent/status.ts'
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'kairos-p2p.js')
@@ -26,14 +26,10 @@ async function status (stateDir: string): Promise<AgentStatus | undefined> {
   return r.exitCode === 0 ? JSON.parse(r.stdout) as AgentStatus : undefined
 }
 
-async function waitFor<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await systemClock.sleep(100)
-  }
+
+/** Agent processes boot in seconds on a loaded machine: wait up to 30 s. */
+async function waitFor<T> (what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  return await waitForValue(what, probe, 30_000, 100)
 }
 
 async function startAgent (name: string, token: string, bootstrap: string[]): Promise<{ dir: string, proc: ResultPromise }> {
