@@ -1,0 +1,221 @@
+// Formation benchmark in the netns lab (issue 6, "Benchmark"). For each N (default
+// 3, 10, 30) it starts N agents at once on one segment and reports:
+//   - agent start: spawn → the agent's 'started' timeline event (process boot and
+//     imports), median and max;
+//   - from the LAST 'started' event to
+//       (a) every member sees every other alive (status peers, polled),
+//       (b) election done on every node ('elected' events),
+//       (c) every credential delivered ('credential' events),
+//       (d) full WireGuard mesh (every node has N-1 overlay peers up, polled),
+//       (e) every node registered at the k3s stand-in (registry timestamps);
+//   - RSS per agent at formation and after the idle window (VmRSS), median / max;
+//   - idle CPU per agent over the idle window (% of one core, utime+stime) and idle
+//     traffic per agent (eth0 rx+tx bytes/s inside the host's namespace).
+// Polled milestones carry the poll's resolution (`pollMs`). Needs root; prints
+// {"skipped":"needs root"} otherwise. Progress goes to stderr; the last stdout line is
+// the JSON result.
+//
+//   npx node bench/lab.ts [--nodes 3,10,30] [--skip-30] [--idle-seconds 60] [--timeout-seconds 240]
+// or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
+// KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+
+/** Node options for agents: a small heap keeps RSS down without slowing formation. */
+const DEFAULT_AGENT_NODE_ARGS = ['--max-old-space-size=64', '--max-semi-space-size=1']
+
+interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] }
+
+function options (): Options {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string' },
+      'skip-30': { type: 'boolean' },
+      'idle-seconds': { type: 'string' },
+      'timeout-seconds': { type: 'string' },
+      'poll-ms': { type: 'string' },
+      'node-args': { type: 'string' }
+    }
+  })
+  const env = process.env
+  const list = (values.nodes ?? env.KAIROS_BENCH_LAB_NODES ?? '3,10,30').split(',').map((s) => Number(s.trim()))
+  if (list.some((n) => !Number.isInteger(n) || n < 2 || n > 200)) throw new Error(`--nodes '${values.nodes ?? ''}': expected comma-separated integers from 2 to 200`)
+  const skip30 = values['skip-30'] === true || env.KAIROS_BENCH_SKIP_30 === '1'
+  const num = (name: string, v: string | undefined, def: number): number => {
+    const n = v === undefined ? def : Number(v)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} '${String(v)}': expected a non-negative number`)
+    return n
+  }
+  const rawArgs = values['node-args'] ?? env.KAIROS_BENCH_LAB_NODE_ARGS
+  return {
+    nodes: list.filter((n) => !(skip30 && n >= 30)),
+    idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
+    timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
+    pollMs: num('--poll-ms', values['poll-ms'], 200),
+    nodeArgs: rawArgs === undefined ? DEFAULT_AGENT_NODE_ARGS : rawArgs.split(' ').filter((s) => s !== '')
+  }
+}
+
+function progress (msg: string): void {
+  process.stderr.write(`[lab-bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
+}
+
+function stats (samples: readonly number[]): { median: number, max: number } | null {
+  if (samples.length === 0) return null
+  const s = [...samples].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  const median = s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+  const r = (x: number): number => Math.round(x * 100) / 100
+  return { median: r(median), max: r(s.at(-1) as number) }
+}
+
+/** Seconds with two decimals, or null when the milestone was never reached. */
+function secs (ms: number | undefined): number | null {
+  return ms === undefined ? null : Math.round(ms / 10) / 100
+}
+
+async function rssKb (pid: number): Promise<number | undefined> {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
+    return m?.[1] === undefined ? undefined : Number(m[1])
+  } catch { return undefined }
+}
+
+/** utime + stime of `pid`, in clock ticks. */
+async function cpuTicks (pid: number): Promise<number | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    // Fields after the command: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    return Number(fields[11]) + Number(fields[12])
+  } catch { return undefined }
+}
+
+/** eth0 rx+tx bytes in the network namespace of `pid` (/proc/<pid>/net/dev is per namespace). */
+async function eth0Bytes (pid: number): Promise<number | undefined> {
+  try {
+    const line = (await readFile(`/proc/${pid}/net/dev`, 'utf8')).split('\n').find((l) => l.trim().startsWith('eth0:'))
+    if (line === undefined) return undefined
+    const f = line.slice(line.indexOf(':') + 1).trim().split(/\s+/)
+    return Number(f[0]) + Number(f[8])
+  } catch { return undefined }
+}
+
+const CLOCK_TICKS_PER_S = 100
+
+interface PeerView { id?: string, liveness?: string }
+
+async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
+  const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
+  const lab = createLab({ nodes: n, nodeArgs: opt.nodeArgs })
+  const polled: { seeAll?: number, mesh?: number } = {}
+  let pollsDone = 0
+  let pollSpentMs = 0
+  try {
+    progress(`N=${n}: lab up`)
+    const rec = await lab.up(signal)
+    progress(`N=${n}: lab ${rec.id} up, ${n} agents spawned`)
+    const deadline = Date.now() + opt.timeoutMs
+    let last: Awaited<ReturnType<typeof lab.status>> | undefined
+    let formedAt: number | undefined
+    for (;;) {
+      const t0 = Date.now()
+      last = await lab.status(signal)
+      pollSpentMs += Date.now() - t0
+      pollsDone++
+      await assertAgentsAlive(lab, last)
+      const at = last.at
+      const alive = last.nodes.every((x) => ((x.agent?.peers ?? []) as PeerView[]).filter((p) => p.liveness === 'alive' && p.id !== x.peerId).length >= n - 1)
+      if (alive) polled.seeAll ??= at
+      if (last.nodes.every((x) => x.handshakes.up >= n - 1)) polled.mesh ??= at
+      if (isFormed(last) && (last.clusters[0]?.nodes.length ?? 0) >= n) formedAt ??= at
+      if (polled.seeAll !== undefined && polled.mesh !== undefined && formedAt !== undefined) break
+      if (Date.now() >= deadline) {
+        progress(`N=${n}: timeout: ${summarizeStatus(last)}`)
+        break
+      }
+      await sleep(opt.pollMs, signal)
+    }
+    const r = await lab.record()
+    const eventsOf = (name: string): Array<number | undefined> => last.nodes.map((x) => x.agent?.timeline?.find((e) => e.event === name)?.at)
+    const started = eventsOf('started')
+    const spawnToStart = r.hosts.flatMap((h, i) => {
+      const s = started[i]
+      return s === undefined || h.agentStartedAt === undefined ? [] : [s - h.agentStartedAt]
+    })
+    const lastStart = started.every((s) => s !== undefined) ? Math.max(...started as number[]) : undefined
+    const allOf = (name: string): number | undefined => {
+      const ev = eventsOf(name)
+      return ev.every((e) => e !== undefined) ? Math.max(...ev as number[]) : undefined
+    }
+    const regs = last.clusters[0]?.nodes ?? []
+    const registeredAll = formedAt !== undefined && regs.length >= n ? Math.max(...regs.map((x) => x.registeredAt)) : undefined
+    const since = (t: number | undefined): number | null => lastStart === undefined || t === undefined ? null : secs(t - lastStart)
+    const pids = last.nodes.flatMap((x) => x.agentPid === undefined ? [] : [x.agentPid])
+    const rssAtFormation = (await Promise.all(pids.map(rssKb))).filter((v) => v !== undefined)
+    const out: Record<string, unknown> = {
+      nodes: n,
+      formed: formedAt !== undefined,
+      agentStartS: { ...stats(spawnToStart.map((ms) => ms / 1000)), firstSpawnToLastStarted: lastStart === undefined || r.hosts[0]?.agentStartedAt === undefined ? null : secs(lastStart - r.hosts[0].agentStartedAt) },
+      fromLastStartS: {
+        allSeeAll: since(polled.seeAll),
+        electionDone: since(allOf('elected')),
+        credentialsDelivered: since(allOf('credential')),
+        fullMesh: since(polled.mesh),
+        allJoined: since(registeredAll)
+      },
+      pollMs: pollsDone === 0 ? null : Math.round(pollSpentMs / pollsDone + opt.pollMs),
+      rssMbAtFormation: stats(rssAtFormation.map((kb) => kb / 1024))
+    }
+    if (formedAt === undefined) return out
+    progress(`N=${n}: formed; idle window ${opt.idleMs / 1000} s`)
+    const before = await Promise.all(pids.map(async (pid) => ({ cpu: await cpuTicks(pid), net: await eth0Bytes(pid) })))
+    const t0 = performance.now()
+    await sleep(opt.idleMs, signal)
+    const after = await Promise.all(pids.map(async (pid) => ({ cpu: await cpuTicks(pid), net: await eth0Bytes(pid) })))
+    const wallS = (performance.now() - t0) / 1000
+    const cpuPct: number[] = []
+    const bytesPerS: number[] = []
+    after.forEach((a, i) => {
+      const b = before[i]
+      if (b?.cpu !== undefined && a.cpu !== undefined) cpuPct.push(100 * (a.cpu - b.cpu) / CLOCK_TICKS_PER_S / wallS)
+      if (b?.net !== undefined && a.net !== undefined) bytesPerS.push((a.net - b.net) / wallS)
+    })
+    const rssIdle = (await Promise.all(pids.map(rssKb))).filter((v) => v !== undefined)
+    out.idleSeconds = Math.round(wallS)
+    out.rssMbAfterIdle = stats(rssIdle.map((kb) => kb / 1024))
+    out.idleCpuPct = stats(cpuPct)
+    out.idleTrafficBytesPerS = stats(bytesPerS)
+    return out
+  } finally {
+    progress(`N=${n}: lab down`)
+    await lab.down({ keepFiles: process.env.KAIROS_BENCH_KEEP_FILES === '1' }).catch((err: unknown) => { progress(`lab down failed: ${String(err)}`) })
+  }
+}
+
+async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  const { systemClock } = await import('../util/clock.ts')
+  await systemClock.sleep(ms, signal)
+}
+
+if (process.getuid?.() !== 0) {
+  process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
+} else {
+  const opt = options()
+  const abort = new AbortController()
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
+  const result: Record<string, unknown> = {
+    targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
+    agentNodeArgs: opt.nodeArgs.join(' ')
+  }
+  for (const n of opt.nodes) {
+    if (abort.signal.aborted) break
+    try {
+      result[`n${n}`] = await runOnce(n, opt, abort.signal)
+    } catch (err) {
+      result[`n${n}`] = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
+    }
+    progress(`N=${n}: ${JSON.stringify(result[`n${n}`])}`)
+  }
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
