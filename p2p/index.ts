@@ -2,7 +2,7 @@
 export {
   createP2PNode, parseAddress, rendezvousCid, DialError,
   DEFAULT_ADMISSION_TIMEOUT_MS, DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT_MS,
-  DEFAULT_MAX_PENDING_INBOUND, DEFAULT_MAX_PARALLEL_DIALS,
+  DEFAULT_MAX_PENDING_INBOUND, DEFAULT_MAX_PARALLEL_DIALS, DEFAULT_INBOUND_PER_HOST_PER_SECOND,
   type P2PNode, type P2PNodeInit, type P2PNodeHooks, type P2PStatus, type PeerStatus,
   type GossipHookEvent, type Libp2pOverrides
 } from './node.ts'

@@ -49,10 +49,14 @@ export const DEFAULT_MAX_PARALLEL_DIALS = 8
 /** A peer that failed admission is not dialled again for this many redial intervals. */
 const ADMISSION_BACKOFF_INTERVALS = 10
 
-/** Rendezvous lookups back off to at most this multiple of the interval while nothing new is found (a DHT round costs tens of KB across a site). */
-const RENDEZVOUS_MAX_BACKOFF = 30
-/** Our rendezvous record is re-provided after this many intervals (and on every epoch change). */
-const RENDEZVOUS_REPROVIDE_ROUNDS = 30
+/**
+ * Once a node has admitted peers, peer exchange finds the rest of the site and a
+ * DHT round (tens of KB per node at N=10) is only a safety net: lookups back off
+ * while nothing new turns up, up to half an epoch between rounds.
+ */
+const rendezvousMaxBackoff = (epochMs: number, intervalMs: number): number => Math.max(1, Math.floor(epochMs / 2 / intervalMs))
+/** A lookup stops after this many provider answers that brought nothing new (records for one key sit on the same closest nodes). */
+const RENDEZVOUS_QUIET_ANSWERS = 2
 
 /** Ring successors each node heartbeats (so each node has this many watchers). */
 const HEARTBEAT_FANOUT = 2
@@ -700,7 +704,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   /**
    * One rendezvous round: provide the current epoch's key (when the epoch changed
-   * or the last record is getting old), then look up the current and previous
+   * or halfway through it), then look up the current and previous
    * epoch's keys and dial what we find. Returns the number of peers found that
    * we did not know, so the caller can back off while nothing changes.
    */
@@ -713,11 +717,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const rk = keys.rendezvousKey(t, timing.rendezvousEpochMs)
     const d = deadline(clock, Math.max(timing.rendezvousIntervalMs, 5_000), 'rendezvous', signal)
     let fresh = 0
+    const queryEvents: Record<string, number> = {}
+    const startedAt = t
     rendezvousStats.rounds++
     try {
-      if (lastProvide === undefined || lastProvide.epoch !== rk.epoch || t - lastProvide.at >= RENDEZVOUS_REPROVIDE_ROUNDS * timing.rendezvousIntervalMs) {
+      // Re-provide on each epoch change and halfway through an epoch (a record holder may have restarted).
+      if (lastProvide === undefined || lastProvide.epoch !== rk.epoch || t - lastProvide.at >= timing.rendezvousEpochMs / 2) {
         try {
-          for await (const _ of dht.provide(rendezvousCid(rk.current), { signal: d.signal })) { /* drain */ }
+          for await (const ev of dht.provide(rendezvousCid(rk.current), { signal: d.signal })) { queryEvents[`provide:${ev.name}`] = (queryEvents[`provide:${ev.name}`] ?? 0) + 1 }
           lastProvide = { epoch: rk.epoch, at: t }
         } catch (err) {
           log.debug('rendezvous provide failed', { error: errorMessage(err) })
@@ -725,18 +732,23 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       }
       // The previous epoch's key matters only until every node has re-provided under the new one.
       const sinceEpoch = t - rk.epoch * timing.rendezvousEpochMs
-      const lookups = sinceEpoch < RENDEZVOUS_MAX_BACKOFF * timing.rendezvousIntervalMs * 2 ? [rk.current, rk.previous] : [rk.current]
+      const lookups = sinceEpoch < timing.rendezvousEpochMs / 2 ? [rk.current, rk.previous] : [rk.current]
       for (const key of lookups) {
         try {
+          let quiet = 0
           for await (const ev of dht.findProviders(rendezvousCid(key), { signal: d.signal })) {
+            queryEvents[ev.name] = (queryEvents[ev.name] ?? 0) + 1
             if (ev.name !== 'PROVIDER') continue
+            let added = 0
             for (const p of ev.providers) {
               const id = p.id.toString()
               if (id === self) continue
               rendezvousStats.providersFound++
-              if (book.get(id) === undefined && !admitted.has(id)) fresh++
+              if (book.get(id) === undefined && !admitted.has(id)) { fresh++; added++ }
               learnPeer(id, p.multiaddrs.map((m) => m.toString()), 'dht')
             }
+            // Every holder of the key's records answers with the same list: stop once answers repeat what we know.
+            if (added === 0 && ++quiet >= RENDEZVOUS_QUIET_ANSWERS) break
           }
         } catch (err) {
           log.debug('rendezvous lookup failed', { error: errorMessage(err) })
@@ -745,10 +757,11 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     } finally {
       d.cancel()
     }
+    log.debug('rendezvous round', { fresh, ms: now() - startedAt, events: queryEvents })
     return fresh
   }
 
-  /** Rendezvous ticker: the configured interval while the view changes or we are alone, backing off up to RENDEZVOUS_MAX_BACKOFF× while nothing new turns up. */
+  /** Rendezvous ticker: the configured interval while the view changes or we are alone, backing off (see rendezvousMaxBackoff) while nothing new turns up. */
   const rendezvousLoop = (): void => {
     const signal = (running as AbortController).signal
     loops.push((async () => {
@@ -761,7 +774,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         }
         try {
           const fresh = await rendezvous()
-          factor = fresh > 0 || admitted.size === 0 ? 1 : Math.min(factor * 2, RENDEZVOUS_MAX_BACKOFF)
+          factor = fresh > 0 || admitted.size === 0 ? 1 : Math.min(factor * 2, rendezvousMaxBackoff(timing.rendezvousEpochMs, timing.rendezvousIntervalMs))
         } catch (err) {
           if (!signal.aborted) log.warn('rendezvous failed', { error: errorMessage(err) })
         }
