@@ -102,12 +102,14 @@ export interface LabStatus {
   clusters: ClusterView[]
 }
 
-/** Exactly one cluster, its stand-in server running, and every listed node (default: all) registered in it. */
+/** Exactly one cluster, its stand-in server running, and every listed node (default: all) registered in it and reporting `joined`. */
 export function isFormed (status: LabStatus, nodes: readonly string[] = status.nodes.map((n) => n.name)): boolean {
   const [only, ...more] = status.clusters
   if (only === undefined || more.length > 0 || !only.running) return false
   const names = new Set(only.nodes.map((n) => n.name))
-  return nodes.every((n) => names.has(n))
+  // The registry outlives a power cycle, so each node's own agent must also say it joined.
+  const joined = new Set(status.nodes.filter((n) => n.running && n.phase === 'joined').map((n) => n.name))
+  return nodes.every((n) => names.has(n) && joined.has(n))
 }
 
 /** Node binary for lab processes: this one when it is Node 22 or later, else the project's pinned Node. */
