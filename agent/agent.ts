@@ -9,7 +9,8 @@ import { silentLogger } from '../util/log.ts'
 import { createLifecycle, type NamedComponent } from '../util/lifecycle.ts'
 import { parseConfiguredToken, deriveKeys } from '../token/index.ts'
 import { createP2PNode, type P2PNode } from '../p2p/index.ts'
-import { createVpnController, createWireGuardDriver, type VpnController, type WireGuardDriver } from '../vpn/index.ts'
+import { createVpnController, createWireGuardDriver, VPN_ADVERT_KEY, type OverlayUp, type VpnController, type WireGuardDriver } from '../vpn/index.ts'
+import { parseAdvert } from '../vpn/peers.ts'
 import { createRolesController, type RolesController } from '../roles/controller.ts'
 import * as credentials from '../roles/credentials.ts'
 import { createInstaller } from '../roles/installer/index.ts'
@@ -38,9 +39,15 @@ export interface Agent {
 }
 
 /**
- * Composes one node: p2p (discovery, admission, state, membership) → VPN
- * controller → roles controller (election, credentials, hand-off) → local API.
+ * Composes one node: p2p (discovery, admission, state, membership) → roles
+ * controller (election, credentials, hand-off) → local API → VPN controller.
  * Started in that order and stopped in reverse.
+ *
+ * The VPN comes last because its first pass (starting wireguard-go, keys, address,
+ * peers) takes seconds on a busy box, and nothing before it needs the overlay: the
+ * election and the credentials run over p2p, and the hand-off is held back until the
+ * overlay is up (see `overlay` below), so the interface and the election proceed side
+ * by side instead of one after the other.
  */
 export async function createAgent (init: AgentInit): Promise<Agent> {
   const { config } = init
@@ -61,6 +68,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   node.state.addEventListener('member:join', () => { timeline.record('discovered') })
 
   let vpn: VpnController | undefined
+  let overlayUp: OverlayUp | undefined
   if (p2pConfig.vpn.create) {
     vpn = createVpnController({
       vpn: p2pConfig.vpn,
@@ -71,7 +79,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       clock,
       logger: logger.child('vpn')
     })
-    vpn.addEventListener('overlay:up', () => { timeline.record('overlay-up') })
+    vpn.addEventListener('overlay:up', (evt) => { overlayUp = evt.detail; timeline.record('overlay-up') })
   }
 
   const roles: RolesController = createRolesController({
@@ -83,10 +91,15 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     logger: logger.child('roles'),
     credentials,
     installer: createInstaller(p2pConfig.installer, { stateDir: p2pConfig.stateDir, logger: logger.child('installer') }),
+    // Only once the interface carries the address (the installer binds to it). The
+    // roles controller asks on every step, so this reads our own advert (the current
+    // claim, which moves after an address collision) instead of `vpn.status()`, whose
+    // freshness check would run `wg show` every second for as long as the node lives.
     overlay: () => {
-      if (vpn === undefined || !p2pConfig.vpn.use) return {}
-      const s = vpn.status()
-      return { address: s.address, interface: s.interface }
+      if (overlayUp === undefined || !p2pConfig.vpn.use) return {}
+      const own = node.state.get(node.state.self, VPN_ADVERT_KEY)?.value
+      const advert = own == null ? undefined : parseAdvert(own)
+      return { address: advert?.address ?? overlayUp.address, interface: overlayUp.interface }
     }
   })
 
@@ -119,7 +132,6 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   let api: ApiServer | undefined
   const components: NamedComponent[] = [
     { name: 'p2p', start: async () => { timeline.record('started'); await node.start() }, stop: async () => { await node.stop() } },
-    ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }]),
     { name: 'roles', start: async () => { await roles.start() }, stop: async () => { await roles.stop() } },
     ...(init.api === false
       ? []
@@ -127,7 +139,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
           name: 'api',
           start: async () => { api = await startApiServer(p2pConfig.stateDir, { status, metrics: () => renderMetrics(status()) }) },
           stop: async () => { await api?.close() }
-        }])
+        }]),
+    ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }])
   ]
   const lifecycle = createLifecycle(components, (name, err) => { logger.warn('stop failed', { component: name, error: String(err) }) })
   return { peerId: node.peerId, start: lifecycle.start, stop: lifecycle.stop, status }

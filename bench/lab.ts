@@ -19,12 +19,13 @@
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 
 /** Node options for agents: a small heap keeps RSS down without slowing formation. */
 const DEFAULT_AGENT_NODE_ARGS = ['--max-old-space-size=64', '--max-semi-space-size=1']
 
-interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] }
+interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[], preset: string | undefined, timing: Record<string, number> }
 
 function options (): Options {
   const { values } = parseArgs({
@@ -34,7 +35,9 @@ function options (): Options {
       'idle-seconds': { type: 'string' },
       'timeout-seconds': { type: 'string' },
       'poll-ms': { type: 'string' },
-      'node-args': { type: 'string' }
+      'node-args': { type: 'string' },
+      preset: { type: 'string' },
+      timing: { type: 'string' }
     }
   })
   const env = process.env
@@ -52,8 +55,22 @@ function options (): Options {
     idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
     pollMs: num('--poll-ms', values['poll-ms'], 200),
-    nodeArgs: rawArgs === undefined ? DEFAULT_AGENT_NODE_ARGS : rawArgs.split(' ').filter((s) => s !== '')
+    nodeArgs: rawArgs === undefined ? DEFAULT_AGENT_NODE_ARGS : rawArgs.split(' ').filter((s) => s !== ''),
+    preset: values.preset ?? env.KAIROS_BENCH_LAB_PRESET,
+    timing: parseTiming(values.timing ?? env.KAIROS_BENCH_LAB_TIMING ?? '')
   }
+}
+
+/** `key=ms,key=ms` (snake_case `p2p.timing` keys) → a map. */
+function parseTiming (text: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const [k, v] = part.split('=')
+    const ms = Number(v)
+    if (k === undefined || k === '' || !Number.isInteger(ms) || ms <= 0) throw new Error(`--timing '${part}': expected key=milliseconds, e.g. dead_after_ms=3000`)
+    out[k] = ms
+  }
+  return out
 }
 
 function progress (msg: string): void {
@@ -103,16 +120,35 @@ async function eth0Bytes (pid: number): Promise<number | undefined> {
 
 const CLOCK_TICKS_PER_S = 100
 
+/** Busy and total jiffies of the whole machine (/proc/stat), to tell a CPU-bound formation from a waiting one. */
+async function machineTicks (): Promise<{ busy: number, total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? ''
+  const f = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
+  const idle = (f[3] ?? 0) + (f[4] ?? 0)
+  return { busy: total - idle, total }
+}
+
 interface PeerView { id?: string, liveness?: string }
 
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
   const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
-  const lab = createLab({ nodes: n, nodeArgs: opt.nodeArgs })
+  const preset = opt.preset
+  const lab = createLab({
+    nodes: n,
+    ...(process.env.KAIROS_BENCH_LAB_ROOT === undefined ? {} : { root: process.env.KAIROS_BENCH_LAB_ROOT }),
+    nodeArgs: opt.nodeArgs,
+    ...(Object.keys(opt.timing).length === 0 ? {} : { baseConfig: { p2p: { timing: opt.timing } } }),
+    ...(preset === undefined
+      ? {}
+      : { agentCommand: (h, r) => [r.nodePath, ...opt.nodeArgs, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath, '--preset', preset] })
+  })
   const polled: { seeAll?: number, mesh?: number } = {}
   let pollsDone = 0
   let pollSpentMs = 0
   try {
     progress(`N=${n}: lab up`)
+    const cpuBefore = await machineTicks()
     const rec = await lab.up(signal)
     progress(`N=${n}: lab ${rec.id} up, ${n} agents spawned`)
     const deadline = Date.now() + opt.timeoutMs
@@ -136,6 +172,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       }
       await sleep(opt.pollMs, signal)
     }
+    const cpuAfter = await machineTicks()
     const r = await lab.record()
     const eventsOf = (name: string): Array<number | undefined> => last.nodes.map((x) => x.agent?.timeline?.find((e) => e.event === name)?.at)
     const started = eventsOf('started')
@@ -153,6 +190,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     const since = (t: number | undefined): number | null => lastStart === undefined || t === undefined ? null : secs(t - lastStart)
     const pids = last.nodes.flatMap((x) => x.agentPid === undefined ? [] : [x.agentPid])
     const rssAtFormation = (await Promise.all(pids.map(rssKb))).filter((v) => v !== undefined)
+    const cpuAtFormation = (await Promise.all(pids.map(cpuTicks))).filter((v) => v !== undefined)
     const out: Record<string, unknown> = {
       nodes: n,
       formed: formedAt !== undefined,
@@ -165,7 +203,9 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
         allJoined: since(registeredAll)
       },
       pollMs: pollsDone === 0 ? null : Math.round(pollSpentMs / pollsDone + opt.pollMs),
-      rssMbAtFormation: stats(rssAtFormation.map((kb) => kb / 1024))
+      rssMbAtFormation: stats(rssAtFormation.map((kb) => kb / 1024)),
+      agentCpuSecondsAtFormation: stats(cpuAtFormation.map((t) => t / CLOCK_TICKS_PER_S)),
+      machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out
     progress(`N=${n}: formed; idle window ${opt.idleMs / 1000} s`)
@@ -206,7 +246,9 @@ if (process.getuid?.() !== 0) {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
   const result: Record<string, unknown> = {
     targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
-    agentNodeArgs: opt.nodeArgs.join(' ')
+    agentNodeArgs: opt.nodeArgs.join(' '),
+    preset: opt.preset ?? 'lab (the lab cloud-config)',
+    timingOverrides: opt.timing
   }
   for (const n of opt.nodes) {
     if (abort.signal.aborted) break

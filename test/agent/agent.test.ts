@@ -10,6 +10,7 @@ import { createAgent, type Agent } from '../../agent/agent.ts'
 import { queryAgent } from '../../agent/api.ts'
 import type { AgentStatus } from '../../agent/status.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { createFakeWireGuardDriver, type WireGuardDriver } from '../../vpn/index.ts'
 
 const dirs: string[] = []
 const agents: Agent[] = []
@@ -20,17 +21,17 @@ afterAll(async () => {
 })
 
 
-function configFor (stateDir: string, token: string, bootstrap: string[], out: string): ReturnType<typeof parseConfig>['config'] {
+function configFor (stateDir: string, token: string, bootstrap: string[], out: string, opts: { minimumNodes?: number, vpn?: string } = {}): ReturnType<typeof parseConfig>['config'] {
   const yaml = [
     'p2p:',
     `  network_token: ${token}`,
     '  preset: lab',
-    '  minimum_nodes: 3',
+    `  minimum_nodes: ${opts.minimumNodes ?? 3}`,
     '  mdns: false',
     '  listen: [/ip4/127.0.0.1/tcp/0]',
     `  state_dir: ${stateDir}`,
     `  bootstrap_peers: ${JSON.stringify(bootstrap)}`,
-    '  vpn: {create: false}',
+    `  vpn: ${opts.vpn ?? '{create: false}'}`,
     '  installer:',
     '    kind: exec',
     `    command: [/bin/sh, -c, 'env | grep ^KAIROS_ | sort > "$0"', ${out}]`
@@ -86,4 +87,43 @@ describe('agent', () => {
     expect(statuses.map((s) => s.role).sort()).toEqual(['agent', 'agent', 'init'])
     for (const s of statuses) expect(s.timeline.map((e) => e.event)).toEqual(expect.arrayContaining(['started', 'discovered', 'elected', 'credential', 'joined']))
   }, 60_000)
+
+  it('elects while the overlay is still coming up, and hands off only once it is up, with its address', async () => {
+    const token = encodeToken(new Uint8Array(32).fill(4))
+    const root = await mkdtemp(join(tmpdir(), 'kp2p-agent-'))
+    dirs.push(root)
+    const out = join(root, 'handoff.env')
+    const fake = createFakeWireGuardDriver()
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    let ensured = false
+    const driver: WireGuardDriver = {
+      ...fake,
+      ensureInterface: async (spec, signal) => { await gate; ensured = true; return await fake.ensureInterface(spec, signal) }
+    }
+    const config = configFor(join(root, 'n0'), token, [], out, { minimumNodes: 1, vpn: '{create: true, use: true, interface: kt0}' })
+    const agent = await createAgent({ config, vpnDriver: driver })
+    agents.push(agent)
+    const starting = agent.start()
+
+    // The election and the credentials do not wait for the interface…
+    const events = (): string[] => agent.status().timeline.map((e) => e.event)
+    await waitFor('elected and credential before the overlay', () => events().includes('credential') ? true : undefined)
+    expect(ensured).toBe(false)
+    expect(events()).not.toContain('overlay-up')
+    expect(events()).not.toContain('installing')
+    expect(await envOf(out)).toBeUndefined()
+
+    // …and the hand-off waits for it, then carries the overlay address.
+    release()
+    await starting
+    const env = await waitFor('hand-off', async () => await envOf(out))
+    const overlay = agent.status().overlay
+    expect(overlay?.address).toMatch(/^10\.88\./)
+    expect(env.KAIROS_ROLE).toBe('init')
+    expect(env.KAIROS_NODE_IP).toBe(overlay?.address)
+    expect(env.KAIROS_IFACE).toBe('kt0')
+    const order = events()
+    expect(order.indexOf('overlay-up')).toBeLessThan(order.indexOf('installing'))
+  }, 30_000)
 })
