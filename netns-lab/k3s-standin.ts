@@ -353,9 +353,19 @@ export interface RegisterInit {
   node: RegistrationRequest
   /** Give up after this long, ms. @default 120000 */
   timeoutMs?: number
+  /** Longest pause between two attempts, ms. @default DEFAULT_REGISTER_RETRY_MAX_MS (250) */
+  retryMaxMs?: number
   clock?: Clock
   signal?: AbortSignal
 }
+
+/**
+ * Longest pause between registration attempts, ms. Agents usually hand off while the
+ * init server's stand-in is still booting; it answers on the same site a moment later,
+ * so a short cap wins up to 1.5 s per node over doubling to 2 s, and an attempt costs
+ * one local HTTP request.
+ */
+export const DEFAULT_REGISTER_RETRY_MAX_MS = 250
 
 /**
  * Registers at the stand-in, retrying with backoff while it cannot be reached or
@@ -380,7 +390,7 @@ export async function registerNode (init: RegisterInit): Promise<RegisteredNode>
       if (init.signal?.aborted === true) throw err
       last = errorMessage(err)
     }
-    const wait = backoffDelay(attempt)
+    const wait = backoffDelay(attempt, 100, init.retryMaxMs ?? DEFAULT_REGISTER_RETRY_MAX_MS)
     if (clock.now() + wait > deadline) throw new StandinTimeoutError(base, timeoutMs, last)
     await clock.sleep(wait, init.signal)
   }

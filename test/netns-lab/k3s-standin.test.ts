@@ -3,9 +3,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createServer } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Clock } from '../../util/clock.ts'
 import {
-  backoffDelay, decideRegistration, parseInstallEnv, registerNode, startStandinServer, standinUrl,
+  backoffDelay, decideRegistration, DEFAULT_REGISTER_RETRY_MAX_MS, parseInstallEnv, registerNode, startStandinServer, standinUrl,
   REGISTRY_FILE, type StandinRegistry, type StandinServer
 } from '../../netns-lab/k3s-standin.ts'
 
@@ -91,6 +93,22 @@ describe('stand-in server on 127.0.0.1', () => {
     const s = server as StandinServer
     await expect(registerNode({ serverUrl: s.url, token: tokens.agent, node: { name: 'n3', role: 'server', nodeIp: '127.0.0.1' }, timeoutMs: 5000 }))
       .rejects.toMatchObject({ name: 'StandinRefusedError', status: 403 })
+  })
+})
+
+describe('registerNode retries', () => {
+  it('pauses at most DEFAULT_REGISTER_RETRY_MAX_MS between attempts while nothing listens, then times out', async () => {
+    const probe = createServer()
+    await new Promise<void>((resolve) => { probe.listen(0, '127.0.0.1', resolve) })
+    const port = (probe.address() as { port: number }).port
+    await new Promise<void>((resolve) => { probe.close(() => { resolve() }) })
+    let now = 0
+    const waits: number[] = []
+    const clock: Clock = { now: () => now, sleep: async (ms) => { waits.push(ms); now += ms } }
+    await expect(registerNode({ serverUrl: `https://127.0.0.1:${port}`, token: tokens.agent, node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 1000, clock }))
+      .rejects.toMatchObject({ name: 'StandinTimeoutError' })
+    expect(DEFAULT_REGISTER_RETRY_MAX_MS).toBe(250)
+    expect(waits).toEqual([100, 200, 250, 250])
   })
 })
 
