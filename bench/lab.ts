@@ -22,10 +22,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 
-/** Node options for agents: a small heap keeps RSS down without slowing formation. */
-const DEFAULT_AGENT_NODE_ARGS = ['--max-old-space-size=64', '--max-semi-space-size=1']
-
-interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[], preset: string | undefined, timing: Record<string, number> }
+interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
 
 function options (): Options {
   const { values } = parseArgs({
@@ -55,7 +52,7 @@ function options (): Options {
     idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
     pollMs: num('--poll-ms', values['poll-ms'], 200),
-    nodeArgs: rawArgs === undefined ? DEFAULT_AGENT_NODE_ARGS : rawArgs.split(' ').filter((s) => s !== ''),
+    nodeArgs: rawArgs?.split(' ').filter((s) => s !== ''),
     preset: values.preset ?? env.KAIROS_BENCH_LAB_PRESET,
     timing: parseTiming(values.timing ?? env.KAIROS_BENCH_LAB_TIMING ?? '')
   }
@@ -132,7 +129,7 @@ async function machineTicks (): Promise<{ busy: number, total: number }> {
 interface PeerView { id?: string, liveness?: string }
 
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
-  const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
+  const { createLab, isFormed, assertAgentsAlive, summarizeStatus, DEFAULT_AGENT_NODE_ARGS } = await import('../netns-lab/index.ts')
   const preset = opt.preset
   const lab = createLab({
     nodes: n,
@@ -141,7 +138,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     ...(Object.keys(opt.timing).length === 0 ? {} : { baseConfig: { p2p: { timing: opt.timing } } }),
     ...(preset === undefined
       ? {}
-      : { agentCommand: (h, r) => [r.nodePath, ...opt.nodeArgs, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath, '--preset', preset] })
+      : { agentCommand: (h, r) => [r.nodePath, ...(opt.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath, '--preset', preset] })
   })
   const polled: { seeAll?: number, mesh?: number } = {}
   let pollsDone = 0
@@ -246,7 +243,7 @@ if (process.getuid?.() !== 0) {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
   const result: Record<string, unknown> = {
     targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
-    agentNodeArgs: opt.nodeArgs.join(' '),
+    agentNodeArgs: opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)',
     preset: opt.preset ?? 'lab (the lab cloud-config)',
     timingOverrides: opt.timing
   }

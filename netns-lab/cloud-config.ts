@@ -6,6 +6,27 @@ import type { HostRecord } from './meta.ts'
 /** libp2p TCP port every lab agent listens on (its own namespace, so no clash). */
 export const LAB_P2P_PORT = 4001
 
+/**
+ * `p2p.timing` every lab host gets beneath the user's own: the `lab` preset's quick
+ * election and roles steps, with the `lan` preset's failure detector and periodic
+ * rounds. A lab runs N agents on a couple of cores, where booting ten of them stalls
+ * each event loop for seconds: with the `lab` preset's 100 ms heartbeats and 600 ms
+ * dead-after, members flapped hundreds of times during a 10-node formation, every
+ * flap restarted the election's settle period, and the 1–2 s mDNS, anti-entropy,
+ * redial, rendezvous and WireGuard rounds kept the machine busy (7–11 % of a core per
+ * idle agent at N=10).
+ */
+export const LAB_SITE_TIMING: Readonly<Record<string, number>> = Object.freeze({
+  heartbeat_interval_ms: 500,
+  suspect_after_ms: 1_500,
+  dead_after_ms: 3_000,
+  mdns_interval_ms: 5_000,
+  anti_entropy_interval_ms: 5_000,
+  redial_interval_ms: 5_000,
+  rendezvous_interval_ms: 10_000,
+  vpn_reconcile_ms: 5_000
+})
+
 /** Inputs of one host's cloud-config. */
 export interface HostConfigInit {
   host: Pick<HostRecord, 'name' | 'address' | 'stateDir'>
@@ -25,9 +46,9 @@ export function listenAddr (address: string): string {
 }
 
 /**
- * The cloud-config document of one lab host: the user's `--config` first, then the
- * lab's own keys (token, listen address, state dir, installer, preset `lab`, minimum
- * nodes, bootstrap peers), which win.
+ * The cloud-config document of one lab host: LAB_SITE_TIMING, then the user's
+ * `--config` (its `p2p.timing` wins), then the lab's own keys (token, listen address,
+ * state dir, installer, preset `lab`, minimum nodes, bootstrap peers), which win.
  */
 export function hostCloudConfig (init: HostConfigInit): YamlMap {
   const own = listenAddr(init.host.address)
@@ -43,7 +64,8 @@ export function hostCloudConfig (init: HostConfigInit): YamlMap {
       ...(peers.length > 0 ? { bootstrap_peers: peers } : {})
     }
   }
-  return deepMerge(isMap(init.base) ? init.base : {}, lab)
+  const base = deepMerge({ p2p: { timing: { ...LAB_SITE_TIMING } } }, isMap(init.base) ? init.base : {})
+  return deepMerge(base, lab)
 }
 
 /** The document as a cloud-config file, validated by the same loader the agent uses. */
