@@ -5,18 +5,29 @@ import { parseArgs } from 'node:util'
 import { PRESETS } from '../../config/presets.ts'
 import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: 'string', default: '1000' },
-    seed: { type: 'string' },
-    start: { type: 'string', default: '1' },
-    nodes: { type: 'string' },
-    'minimum-nodes': { type: 'string' },
-    faults: { type: 'string', default: 'full' },
-    preset: { type: 'string', default: 'lab' },
-    verbose: { type: 'boolean', default: false }
+const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]\n'
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        seeds: { type: 'string', default: '1000' },
+        seed: { type: 'string' },
+        start: { type: 'string', default: '1' },
+        nodes: { type: 'string' },
+        'minimum-nodes': { type: 'string' },
+        faults: { type: 'string', default: 'full' },
+        preset: { type: 'string', default: 'lab' },
+        verbose: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false }
+      }
+    })
+  } catch (err) {
+    process.stderr.write(`sim: ${err instanceof Error ? err.message : String(err)}\n${usage}`)
+    process.exit(2)
   }
-})
+})()
+const { values } = parsed
+if (values.help) { process.stdout.write(usage); process.exit(0) }
 const int = (name: string, v: string | undefined): number | undefined => {
   if (v === undefined) return undefined
   const x = Number(v)
