@@ -64,7 +64,9 @@ async function main (argv: string[]): Promise<number> {
     return await command.run(rest, io)
   } catch (err) {
     if (err instanceof KairosError) {
-      io.stderr(`kairos-p2p ${name}: ${err.message}\n`)
+      // Messages of subcommands often start with their own name ("config validate: …").
+      const named = err.message.startsWith(`${name}:`) || err.message.startsWith(`${name} `)
+      io.stderr(`kairos-p2p ${named ? '' : `${name}: `}${err.message}\n`)
       return err.exitCode
     }
     io.stderr(`kairos-p2p ${name}: ${errorMessage(err)}\n`)
