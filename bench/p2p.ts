@@ -79,7 +79,7 @@ try {
     const dir = await mkdtemp(join(tmpdir(), 'kp2p-bench-'))
     dirs.push(dir)
     const bootstrapPeers = i === 0 ? [] : [nodes[0]?.addresses()[0] as string]
-    const node = await createP2PNode({ p2p: { ...base, bootstrapPeers }, token, stateDir: dir })
+    const node = await createP2PNode({ p2p: { ...base, bootstrapPeers }, token, stateDir: dir, ...(process.env.KP2P_BENCH_FANOUT === undefined ? {} : { heartbeatFanout: Number(process.env.KP2P_BENCH_FANOUT) }) })
     await node.start()
     nodes.push(node)
   }
@@ -127,6 +127,7 @@ try {
   const result = {
     nodes: N,
     timing: 'lan',
+    heartbeatFanout: Number(process.env.KP2P_BENCH_FANOUT ?? 1),
     formationMs: Math.round(formationMs),
     fullMembershipAfterLastStartMs: Math.round(formMs),
     putToAllNodesMs: { median: round(percentile(latencies, 0.5)), p95: round(percentile(latencies, 0.95)), max: round(Math.max(...latencies)), samples: latencies.length },

@@ -89,8 +89,12 @@ export interface Membership {
   touch(peer: string, now: number): void
   /** A member vouched for by a peer (peer exchange, discovery): added as alive if unknown, otherwise unchanged. */
   learn(peer: string, now: number, sighting?: Sighting): MembershipTransition[]
-  /** Applies a rumour; returns our refutation when it was about us. */
-  rumour(r: Rumour, now: number): { transitions: MembershipTransition[], refute?: Rumour }
+  /**
+   * Applies a rumour; returns our refutation when it was about us, and a
+   * rumour to spread again when we raised a stale suspicion to the
+   * incarnation we know (see the module comment).
+   */
+  rumour(r: Rumour, now: number): { transitions: MembershipTransition[], refute?: Rumour, relay?: Rumour }
   /** Timers: watchers suspect and declare dead, suspicions time out, stale members drop. */
   tick(now: number): TickResult
   /** The earliest time `tick` has something to do, or undefined. */
@@ -111,6 +115,8 @@ interface Row {
   watchedAt?: number
   /** A heartbeat really arrived since we started watching (not only expected). */
   confirmed?: boolean
+  /** Last first-hand evidence (heartbeat, admission, a message from it); `touch` does not count. */
+  heardAt: number
 }
 
 const RANK: Record<Liveness, number> = { alive: 0, suspect: 1, dead: 2 }
@@ -129,7 +135,7 @@ export function createMembership (init: MembershipInit): Membership {
     let row = rows.get(peer)
     const isNew = row === undefined
     if (row === undefined) {
-      row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0 }
+      row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0, heardAt: -Infinity }
       rows.set(peer, row)
     }
     if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
@@ -154,6 +160,7 @@ export function createMembership (init: MembershipInit): Membership {
     const { row, isNew } = ensure(peer, now, sighting, 'alive')
     if (incarnation !== undefined && incarnation > row.incarnation) row.incarnation = incarnation
     row.member.lastSeen = Math.max(row.member.lastSeen, now)
+    row.heardAt = Math.max(row.heardAt, now)
     if (row.watchedAt !== undefined) row.watchedAt = now
     return move(row, 'alive', now, isNew)
   }
@@ -198,8 +205,10 @@ export function createMembership (init: MembershipInit): Membership {
 
     rumour (r, now) {
       if (r.peer === self) {
-        if (r.state === 'alive' || r.incarnation < own) return { transitions: [] }
-        own = r.incarnation + 1
+        // Refute every suspicion, even one about an older incarnation: its sender may have
+        // raised it to the incarnation it knows (below), and only a newer one settles it.
+        if (r.state === 'alive') return { transitions: [] }
+        own = Math.max(own, r.incarnation) + 1
         return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
       const existing = rows.get(r.peer)
@@ -209,15 +218,27 @@ export function createMembership (init: MembershipInit): Membership {
         if (r.state === 'suspect') row.suspectSince = now
         return { transitions: r.state === 'alive' ? [{ type: 'join', member: snapshot(row) }] : [] }
       }
-      const newer = r.incarnation > existing.incarnation || (r.incarnation === existing.incarnation && RANK[r.state] > RANK[existing.member.liveness])
+      // A suspicion about an older incarnation than we know usually comes from a node that
+      // expected heartbeats it never got, so never learnt the current one. If we have no
+      // first-hand news of the member either, we raise it to our incarnation and spread it:
+      // a live member refutes it, a hung one stays suspected.
+      let relay: Rumour | undefined
+      let inc = r.incarnation
+      if (r.state !== 'alive' && inc < existing.incarnation && existing.member.liveness === 'alive' && now - existing.heardAt >= timing.suspectAfterMs) {
+        inc = existing.incarnation
+        relay = { peer: r.peer, state: 'suspect', incarnation: inc }
+      }
+      const state: Liveness = relay === undefined ? r.state : 'suspect'
+      const newer = inc > existing.incarnation || (inc === existing.incarnation && RANK[state] > RANK[existing.member.liveness])
       if (!newer) return { transitions: [] }
-      existing.incarnation = r.incarnation
-      if (r.state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
-      if (r.state === 'alive' && existing.watchedAt !== undefined) {
+      existing.incarnation = inc
+      if (state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
+      if (state === 'alive' && existing.watchedAt !== undefined) {
         // An expected heartbeat that never came, and the peer says it is alive: it is not ours to watch.
         if (existing.confirmed === false) { delete existing.watchedAt; delete existing.confirmed } else existing.watchedAt = now
       }
-      return { transitions: move(existing, r.state, now) }
+      const transitions = move(existing, state, now)
+      return relay === undefined ? { transitions } : { transitions, relay }
     },
 
     tick (now) {
@@ -277,9 +298,14 @@ export function createMembership (init: MembershipInit): Membership {
   }
 }
 
-/** Encodes a rumour for the membership gossip topic. */
-export function encodeRumour (r: Rumour): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify([r.peer, r.state, r.incarnation]))
+/**
+ * Encodes a rumour for the membership gossip topic. `by` and `at` (publisher
+ * and its clock) only make each publication unique: gossipsub drops a message
+ * whose bytes it has seen in the last minutes, and the same rumour may need to
+ * be spread again (a second suspicion at the same incarnation).
+ */
+export function encodeRumour (r: Rumour, by = '', at = 0): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify([r.peer, r.state, r.incarnation, by, at]))
 }
 
 /** Decodes a rumour; undefined when it is not one. */
@@ -287,7 +313,7 @@ export function decodeRumour (data: Uint8Array): Rumour | undefined {
   try {
     if (data.length > 512) return undefined
     const v: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data))
-    if (!Array.isArray(v) || v.length !== 3) return undefined
+    if (!Array.isArray(v) || v.length < 3 || v.length > 5) return undefined
     const [peer, state, incarnation] = v as [unknown, unknown, unknown]
     if (typeof peer !== 'string' || peer.length === 0 || peer.length > 128) return undefined
     if (state !== 'alive' && state !== 'suspect' && state !== 'dead') return undefined

@@ -20,7 +20,7 @@ import { deriveKeys, type DerivedKeys, type NetworkToken } from '../token/index.
 import { systemClock, type Clock } from '../util/clock.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
-import { errorMessage, KairosError } from '../util/errors.ts'
+import { errorMessage, InputError, KairosError } from '../util/errors.ts'
 import { createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
@@ -58,8 +58,17 @@ const rendezvousMaxBackoff = (epochMs: number, intervalMs: number): number => Ma
 /** A lookup stops after this many provider answers that brought nothing new (records for one key sit on the same closest nodes). */
 const RENDEZVOUS_QUIET_ANSWERS = 2
 
-/** Ring successors each node heartbeats (so each node has this many watchers). */
-const HEARTBEAT_FANOUT = 2
+/**
+ * Ring successors each node heartbeats, so each node has this many watchers.
+ * Each heartbeat costs a data frame, a yamux window update and a TCP ACK
+ * (about 230 bytes on the wire), so this is the main term of idle traffic:
+ * at N=10 on `lan` timing one watcher costs ~460 B/s per node on the wire, two
+ * ~920. With one watcher, a node that dies together with its watcher is caught
+ * one detection later: when the watcher is declared dead the ring closes and the
+ * next node starts expecting its heartbeats.
+ * @default 1
+ */
+export const DEFAULT_HEARTBEAT_FANOUT = 1
 /** Without a differing digest, anti-entropy runs with a random peer every this many intervals. */
 const AE_SAFETY_ROUNDS = 12
 /** How long stop() waits for its leave notice to go out, ms. */
@@ -119,6 +128,8 @@ export interface P2PNodeInit {
   stateLimits?: StateLimits
   /** Exchange admitted-peer lists during anti-entropy (off only to test DHT discovery alone). @default true */
   peerExchange?: boolean
+  /** Watchers per node (ring successors each node heartbeats); 1 halves heartbeat traffic, 3 survives two watchers failing together. @default DEFAULT_HEARTBEAT_FANOUT (1) */
+  heartbeatFanout?: number
 }
 
 /** One peer as `status()` reports it. */
@@ -229,6 +240,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const dialTimeoutMs = init.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS
   const syncTimeoutMs = init.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS
   const maxFrameBytes = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+  const heartbeatFanout = init.heartbeatFanout ?? DEFAULT_HEARTBEAT_FANOUT
+  if (!Number.isInteger(heartbeatFanout) || heartbeatFanout < 1) throw new InputError(`createP2PNode: heartbeatFanout must be a positive integer, got ${heartbeatFanout}`)
   const admitProtocol = keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX
   const syncProtocol = keys.syncProtocol + SYNC_PROTOCOL_SUFFIX
   const heartbeatProtocol = keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
@@ -290,10 +303,19 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         log.info('member left', { peer: t.member.peerId })
         // The connection, if any, stays: a hung member that resumes is heard on it at once.
         events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
+        // The ring closed over the dead member: whoever it watched may now be ours to watch.
+        for (const p of admitted) if (p !== t.member.peerId) expectFrom(p)
       } else {
         log.debug(`member ${t.type}`, { peer: t.member.peerId })
       }
     }
+  }
+
+  /** If, in our view, we are among `peer`'s ring successors, its heartbeats are due to us: watch for them. */
+  const expectFrom = (peer: string): void => {
+    if (membership.get(peer)?.liveness !== 'alive') return
+    const view = [...admitted].filter((p) => p !== peer && membership.get(p)?.liveness !== 'dead')
+    if (ringSuccessors(peer, [self, ...view], heartbeatFanout).includes(self)) membership.expect(peer, now())
   }
 
   const via = (peer: string, fallback: string): string => discoveredBy.get(peer) ?? peerBook?.get(peer)?.discoveredBy ?? fallback
@@ -302,7 +324,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const spread = async (r: Rumour): Promise<boolean> => {
     if (libp2p === undefined || init.hooks?.freeze?.() === true) return false
     try {
-      const { recipients } = await libp2p.services.pubsub.publish(membersTopic, encodeRumour(r))
+      const { recipients } = await libp2p.services.pubsub.publish(membersTopic, encodeRumour(r, self, now()))
+      log.debug('rumour spread', { peer: r.peer, state: r.state, incarnation: r.incarnation, recipients: recipients.length })
       return recipients.length > 0
     } catch (err) {
       log.debug('rumour publish failed', { error: errorMessage(err) })
@@ -406,9 +429,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     emitTransitions(membership.heard(peer, now(), undefined, { ...(addrs.length > 0 ? { addresses: addrs } : {}), discoveredBy: via(peer, 'inbound') }))
     if (first) {
       log.debug('peer admitted', { peer })
-      // In our view, are we among this peer's ring successors? Then its heartbeats are due to us.
-      const view = [...admitted].filter((p) => p !== peer && membership.get(p)?.liveness !== 'dead')
-      if (ringSuccessors(peer, [self, ...view], HEARTBEAT_FANOUT).includes(self)) membership.expect(peer, now())
+      expectFrom(peer)
       void openHeartbeat(peer)
       if (initiator) void runSync(peer, conn)
     }
@@ -489,7 +510,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const signal = running?.signal
     if (signal === undefined || init.hooks?.freeze?.() === true) return
     const eligible = [...admitted].filter((p) => membership.get(p)?.liveness !== 'dead')
-    const targets = new Set(ringSuccessors(self, eligible, HEARTBEAT_FANOUT))
+    const targets = new Set(ringSuccessors(self, eligible, heartbeatFanout))
     const frame = (flags: number): Uint8Array => encodeHeartbeat({ flags, incarnation: membership.incarnation(), digestHash: currentDigestHash() })
     for (const [peer, stream] of heartbeatOut) {
       if (targets.has(peer)) continue
@@ -631,8 +652,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const onRumour = (data: Uint8Array, from: string): void => {
     const r = decodeRumour(data)
     if (r === undefined) { protocolErrors['malformed-frame']++; log.warn('malformed membership rumour', { peer: from }); return }
-    const { transitions, refute } = membership.rumour(r, now())
+    const { transitions, refute, relay } = membership.rumour(r, now())
     emitTransitions(transitions)
+    if (relay !== undefined) void spread(relay)
     if (refute !== undefined) {
       log.info('refuting a rumour about us', { state: r.state, incarnation: refute.incarnation })
       pendingRefute = refute

@@ -52,13 +52,25 @@ describe('membership table', () => {
     expect(back.transitions[0]?.member).toMatchObject({ peerId: 'p', liveness: 'alive' })
   })
 
-  it('a rumour that we are suspect or dead is refuted with a higher incarnation', () => {
+  it('a rumour that we are suspect or dead is refuted with a higher incarnation, even an older one', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 100 })
-    expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 99 }, 0).refute).toBeUndefined()
     expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 100 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 101 })
-    expect(m.incarnation()).toBe(101)
+    expect(m.rumour({ peer: 'me', state: 'dead', incarnation: 99 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 102 })
+    expect(m.incarnation()).toBe(102)
     expect(m.rumour({ peer: 'me', state: 'alive', incarnation: 500 }, 0).refute).toBeUndefined()
     expect(m.list()).toEqual([])
+  })
+
+  it('a suspicion about an older incarnation is raised and spread again only without first-hand news', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 7)
+    // Fresh first-hand news: the stale rumour is ignored.
+    expect(m.rumour({ peer: 'p', state: 'dead', incarnation: 0 }, 10)).toEqual({ transitions: [] })
+    // No news for a while: raised to incarnation 7 as a suspicion, to be refuted or confirmed.
+    const r = m.rumour({ peer: 'p', state: 'dead', incarnation: 0 }, S + 10)
+    expect(types(r.transitions)).toEqual(['suspect'])
+    expect(r.relay).toEqual({ peer: 'p', state: 'suspect', incarnation: 7 })
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 8 }, S + 20).transitions)).toEqual(['recover'])
   })
 
   it('a suspicion nobody refutes becomes dead after deadAfter − suspectAfter, also without a watcher', () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Member } from '../../p2p/index.ts'
+import type { Member, P2PNode } from '../../p2p/index.ts'
 import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
 
 // mDNS is off in most tests (each node would answer every query); one test below
@@ -22,12 +22,13 @@ describe('p2p node', () => {
     await waitFor('every node holds all 5 entries', () => all.every((n) => n.state.list('hello/').length === 5), 20_000)
     for (const n of all) {
       expect(alivePeers(n)).toEqual(all.filter((o) => o !== n).map((o) => o.peerId).sort())
-      expect(n.status().admissionFailures).toBe(0)
+      // Token holders never fail the proof (a timeout under heavy machine load is retried by the redial path).
+      expect(n.status().admissionFailuresByReason['bad-proof']).toBe(0)
     }
     // Peers beyond the bootstrap node were learned without it dialling them for us.
     const via = new Set(others[3]?.status().peers.map((p) => p.discoveredBy))
     expect(via.has('bootstrap')).toBe(true)
-  })
+  }, 60_000)
 
   it('a gossip delta dropped on the way in is repaired by anti-entropy', async () => {
     cluster = new Cluster()
@@ -161,8 +162,39 @@ describe('DHT rendezvous', () => {
     await waitFor('every node is connected to every other', () => others.every((n) => alivePeers(n).length === 3), 20_000)
     const via = others.flatMap((n) => n.status().peers.filter((p) => p.id !== seed.peerId).map((p) => p.discoveredBy))
     expect(via.length).toBeGreaterThan(0)
-    expect(new Set(via)).toEqual(new Set(['dht']))
+    // Found by the DHT; a peer first named in a membership rumour is labelled peer-exchange.
+    expect(via).toContain('dht')
+    expect(via.every((v) => v === 'dht' || v === 'peer-exchange')).toBe(true)
     // The epoch rendezvous record is found too (it is what reaches peers beyond the routing table).
     await waitFor('a rendezvous provider record was found', () => others.some((n) => n.status().rendezvous.providersFound > 0), 10_000)
   })
+})
+
+describe('watcher failures', () => {
+  let cluster: Cluster
+  afterEach(async () => { await cluster.close() })
+
+  it('with one watcher per node, a node that hangs together with its watcher is still declared dead', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const frozen = new Set<number>()
+    const nodes: P2PNode[] = []
+    const seed = await cluster.node(token, {}, { heartbeatFanout: 1, hooks: { freeze: () => frozen.has(0) } })
+    nodes.push(seed)
+    for (let i = 1; i < 5; i++) {
+      const idx = i
+      nodes.push(await cluster.node(token, { bootstrapPeers: [seed.addresses()[0] as string] }, { heartbeatFanout: 1, hooks: { freeze: () => frozen.has(idx) } }))
+    }
+    await waitFor('all alive and admitted pairwise', () => nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes))
+    // Pick a node and its only watcher (its ring successor) and hang both.
+    const { ringSuccessors } = await import('../../p2p/heartbeat.ts')
+    const ids = nodes.map((n) => n.peerId)
+    const x = 1
+    const w = ids.indexOf(ringSuccessors(ids[x] as string, ids, 1)[0] as string)
+    frozen.add(x).add(w)
+    const others = nodes.filter((_, i) => i !== x && i !== w)
+    const state = (n: P2PNode, i: number): string | undefined => n.state.members().find((m) => m.peerId === ids[i])?.liveness
+    await waitFor('both hung nodes dead everywhere else', () => others.every((n) => state(n, x) === 'dead' && state(n, w) === 'dead'), 20_000)
+      .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map((n) => [state(n, x), state(n, w)]))}`) })
+  }, 60_000)
 })
