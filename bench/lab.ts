@@ -134,6 +134,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
   const lab = createLab({
     nodes: n,
     ...(process.env.KAIROS_BENCH_LAB_ROOT === undefined ? {} : { root: process.env.KAIROS_BENCH_LAB_ROOT }),
+    ...(process.env.KAIROS_BENCH_LAB_REPO === undefined ? {} : { repoRoot: process.env.KAIROS_BENCH_LAB_REPO }),
     nodeArgs: opt.nodeArgs,
     ...(Object.keys(opt.timing).length === 0 ? {} : { baseConfig: { p2p: { timing: opt.timing } } }),
     ...(preset === undefined

@@ -8,20 +8,19 @@ export const LAB_P2P_PORT = 4001
 
 /**
  * `p2p.timing` every lab host gets beneath the user's own: the `lab` preset's quick
- * election and roles steps, with the `lan` preset's failure detector and periodic
- * rounds. A lab runs N agents on a couple of cores, where booting ten of them stalls
- * each event loop for seconds: with the `lab` preset's 100 ms heartbeats and 600 ms
- * dead-after, members flapped hundreds of times during a 10-node formation, every
- * flap restarted the election's settle period, and the 1–2 s mDNS, anti-entropy,
- * redial, rendezvous and WireGuard rounds kept the machine busy (7–11 % of a core per
- * idle agent at N=10).
+ * election, roles steps and anti-entropy (it repairs a lost credential delta), with
+ * the `lan` preset's failure detector and other periodic rounds. A lab runs N agents
+ * on a couple of cores, where booting ten of them stalls each event loop for seconds:
+ * with the `lab` preset's 100 ms heartbeats and 600 ms dead-after, members flapped
+ * hundreds of times during a 10-node formation, every flap restarted the election's
+ * settle period, and the 1–2 s mDNS, redial, rendezvous and WireGuard rounds kept the
+ * machine busy (7–11 % of a core per idle agent at N=10).
  */
 export const LAB_SITE_TIMING: Readonly<Record<string, number>> = Object.freeze({
   heartbeat_interval_ms: 500,
   suspect_after_ms: 1_500,
   dead_after_ms: 3_000,
   mdns_interval_ms: 5_000,
-  anti_entropy_interval_ms: 5_000,
   redial_interval_ms: 5_000,
   rendezvous_interval_ms: 10_000,
   vpn_reconcile_ms: 5_000
