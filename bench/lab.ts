@@ -152,12 +152,16 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     const deadline = Date.now() + opt.timeoutMs
     let last: Awaited<ReturnType<typeof lab.status>> | undefined
     let formedAt: number | undefined
+    let downBefore = new Set<string>()
     for (;;) {
       const t0 = Date.now()
       last = await lab.status(signal)
       pollSpentMs += Date.now() - t0
       pollsDone++
-      await assertAgentsAlive(lab, last)
+      // An agent seen down twice in a row has exited (once may be a spawn still in flight).
+      const down = last.nodes.filter((x) => x.powered && !x.running).map((x) => x.name)
+      if (down.some((name) => downBefore.has(name))) await assertAgentsAlive(lab, last)
+      downBefore = new Set(down)
       const at = last.at
       const alive = last.nodes.every((x) => ((x.agent?.peers ?? []) as PeerView[]).filter((p) => p.liveness === 'alive' && p.id !== x.peerId).length >= n - 1)
       if (alive) polled.seeAll ??= at

@@ -40,6 +40,8 @@ export const AGENT_STOP_GRACE_MS = 5000
  * agent ran out of heap during a 30-node formation on a saturated 2-core machine.
  */
 export const DEFAULT_AGENT_NODE_ARGS: readonly string[] = Object.freeze(['--max-semi-space-size=1'])
+/** How long after its spawn an agent still outside the host's namespace counts as starting, ms. */
+const JUST_SPAWNED_MS = 5_000
 /** Default `waitFor` deadline, ms. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
 /** Default deadline of a stand-in registration from inside a lab host, ms. */
@@ -354,8 +356,11 @@ export function createLab (init: LabInit = {}): Lab {
     if (h.agentPid === undefined) return false
     const ino = await namespaceInode(h.ns)
     if (ino === undefined || !(await isRunning(h.agentPid))) return false
-    if ((await processNetInode(h.agentPid)) === ino) return true
-    // Just spawned: nsenter has not entered the host's namespaces yet.
+    const net = await processNetInode(h.agentPid)
+    if (net === ino) return true
+    // Just spawned: still our fork before its exec, or nsenter before it entered the
+    // host's namespaces (both still in our own network namespace).
+    if (clock.now() - (h.agentStartedAt ?? 0) <= JUST_SPAWNED_MS && net !== undefined && net === await processNetInode(process.pid)) return true
     return (await processComm(h.agentPid)) === 'nsenter'
   }
 
