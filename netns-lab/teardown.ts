@@ -7,6 +7,9 @@ import { labPrefix, planNamespaces } from './plan.ts'
 import { namespaceInode, processesInNamespaces, terminate } from './processes.ts'
 import type { Runner } from './run.ts'
 
+/** Scans of a lab's namespaces for processes to end before giving up on stragglers. */
+const KILL_ROUNDS = 5
+
 /** What `teardownLab` removed, and what it could not. */
 export interface TeardownReport {
   namespaces: string[]
@@ -70,8 +73,19 @@ export async function teardownLab (init: TeardownInit): Promise<TeardownReport> 
     const ino = await namespaceInode(ns)
     if (ino !== undefined) inodes.set(ns, ino)
   }
-  const pids = await processesInNamespaces(new Set(inodes.values()))
-  const left = await terminate(pids, { graceMs: init.graceMs ?? 1500, clock, ...(init.signal === undefined ? {} : { signal: init.signal }) })
+  // A process being stopped can start another one in its host (a dying agent's VPN
+  // restarting wireguard-go): scan again until the namespaces hold nothing we have not
+  // signalled, SIGKILL at once from the second round on.
+  const spaces = new Set(inodes.values())
+  const pids: number[] = []
+  const left: number[] = []
+  for (let round = 0; round < KILL_ROUNDS; round++) {
+    const found = (await processesInNamespaces(spaces)).filter((pid) => !left.includes(pid))
+    if (found.length === 0) break
+    pids.push(...found.filter((pid) => !pids.includes(pid)))
+    const graceMs = round === 0 ? init.graceMs ?? 1500 : 0
+    left.push(...await terminate(found, { graceMs, clock, ...(init.signal === undefined ? {} : { signal: init.signal }) }))
+  }
   report.processes = pids
   for (const pid of left) report.problems.push(`PID ${pid} still running after SIGKILL`)
   const listedNames = new Set(parseNetnsList(listed.stdout, prefix))

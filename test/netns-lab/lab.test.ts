@@ -156,6 +156,34 @@ describe.skipIf(!isRoot)('an agent that exits (root)', () => {
   })
 })
 
+describe.skipIf(!isRoot)('an agent that starts a process while it is stopped (root)', () => {
+  it('down also ends what appeared in the host during the teardown', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kairos-lab-respawn-'))
+    const pidFile = join(root, 'late.pid')
+    const readyFile = join(root, 'ready')
+    // Like an agent whose VPN restarts wireguard-go when the teardown's SIGTERM killed it.
+    const script = [
+      "const { spawn } = require('node:child_process'); const { writeFileSync } = require('node:fs')",
+      "process.on('SIGTERM', () => { const c = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' }); c.unref(); writeFileSync(process.argv[1], String(c.pid)); setTimeout(() => process.exit(0), 100) })",
+      "writeFileSync(process.argv[2], 'ready'); setInterval(() => {}, 1000)"
+    ].join('\n')
+    const lab = createLab({ id: `${id}r`, root, nodes: 1, agentCommand: (_h, rec) => [rec.nodePath, '-e', script, pidFile, readyFile] })
+    let late: number | undefined
+    try {
+      await lab.up()
+      await lab.waitFor(() => existsSync(readyFile), { timeoutMs: 10_000, what: 'agent ready' })
+      await lab.down()
+      late = Number(await readFile(pidFile, 'utf8'))
+      expect(late).toBeGreaterThan(0)
+      expect(existsSync(`/proc/${late}`)).toBe(false)
+    } finally {
+      await lab.down()
+      if (late !== undefined && existsSync(`/proc/${late}`)) process.kill(late, 'SIGKILL')
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+})
+
 describe.skipIf(isRoot)('lab operations (needs root)', () => {
   it.skip('skipped: the lab needs root for network namespaces', () => {})
 })
