@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+import { isRunning } from '../../netns-lab/processes.ts'
 
 const isRoot = process.getuid?.() === 0
 const fakeAgent = fileURLToPath(new URL('./fixtures/fake-agent.ts', import.meta.url))
@@ -175,10 +176,10 @@ describe.skipIf(!isRoot)('an agent that starts a process while it is stopped (ro
       await lab.down()
       late = Number(await readFile(pidFile, 'utf8'))
       expect(late).toBeGreaterThan(0)
-      expect(existsSync(`/proc/${late}`)).toBe(false)
+      expect(await isRunning(late)).toBe(false)
     } finally {
       await lab.down()
-      if (late !== undefined && existsSync(`/proc/${late}`)) process.kill(late, 'SIGKILL')
+      if (late !== undefined && await isRunning(late)) process.kill(late, 'SIGKILL')
       await rm(root, { recursive: true, force: true })
     }
   })
