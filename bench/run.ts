@@ -1,8 +1,9 @@
 // `npm run bench`: runs every benchmark script in this folder (or those named on
 // the command line), each in its own Node 24 process so one cannot skew another,
 // collects the JSON each prints on its last stdout line, and writes
-// bench/results.json and bench/RESULTS.md.
-import { readdir, writeFile } from 'node:fs/promises'
+// bench/results.json and bench/RESULTS.md. Naming benchmarks reruns only those and
+// keeps the other entries of an earlier results.json.
+import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa } from 'execa'
@@ -32,7 +33,19 @@ for (const file of scripts) {
   process.stderr.write(`bench ${name}: ${results.at(-1)?.ok === true ? 'ok' : 'FAILED'} (${wallMs} ms)\n`)
 }
 
-const out = { when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, results }
+interface StoredResult extends BenchResult { when: string }
+const when = new Date().toISOString()
+let earlier: StoredResult[] = []
+if (wanted.length > 0) {
+  try {
+    earlier = (JSON.parse(await readFile(join(here, 'results.json'), 'utf8')) as { results: StoredResult[] }).results
+  } catch { earlier = [] }
+}
+const merged: StoredResult[] = [
+  ...earlier.filter((e) => !results.some((r) => r.name === e.name)),
+  ...results.map((r) => ({ ...r, when }))
+].sort((a, b) => a.name.localeCompare(b.name))
+const out = { when, node: process.version, cpus: (await import('node:os')).cpus().length, results: merged }
 await writeFile(join(here, 'results.json'), JSON.stringify(out, null, 2) + '\n')
 
 function rows (value: unknown, prefix = ''): Array<[string, string]> {
@@ -42,8 +55,8 @@ function rows (value: unknown, prefix = ''): Array<[string, string]> {
   return [[prefix, Array.isArray(value) ? JSON.stringify(value) : String(value)]]
 }
 const md = [`# Benchmarks`, '', `Measured ${out.when} on ${out.cpus} cores, Node ${out.node}, by \`npm run bench\`.`, '']
-for (const r of results) {
-  md.push(`## ${r.name}`, '')
+for (const r of merged) {
+  md.push(`## ${r.name}`, '', `Measured ${r.when}.`, '')
   if (!r.ok) { md.push(`Failed: ${r.error ?? ''}`, ''); continue }
   md.push('| metric | value |', '| --- | --- |', ...rows(r.result).map(([k, v]) => `| ${k} | ${v} |`), '')
 }
