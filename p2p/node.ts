@@ -1,3 +1,5 @@
+// Must stay the first import: it chooses pnet's cipher implementation before @libp2p/pnet loads.
+import './pnet-cipher.ts'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'

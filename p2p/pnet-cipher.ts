@@ -1,0 +1,42 @@
+// Loaded for its effect, before @libp2p/pnet: makes pnet's XSalsa20 (the `xsalsa20`
+// package) use its pure-JavaScript implementation instead of its WebAssembly one.
+//
+// Why: xsalsa20 1.2.0's WebAssembly build shares one memory (capped at 1000 pages,
+// 64 MiB) between all cipher instances, but each instance keeps its own view of that
+// memory from when it was created and, when a chunk does not fit that stale view,
+// grows the shared memory by the whole gap again. pnet creates two ciphers per
+// connection and never releases them, so an agent with many connections, or one
+// that reconnects for days, grows the memory until `WebAssembly.Memory.grow()`
+// throws inside a socket handler and the process dies (seen in the lab at N=30).
+// The JavaScript implementation computes the same key stream with no shared state;
+// its speed (tens of MB/s) is far above what the agent's traffic needs.
+//
+// The package picks its implementation once, when it is first loaded, by testing
+// `typeof WebAssembly`; we load it first, synchronously, with that global hidden.
+import { createRequire } from 'node:module'
+
+/** Which XSalsa20 implementation pnet got: `js` after this module ran first. */
+export type PnetCipherImplementation = 'js' | 'wasm' | 'unknown'
+
+function pnetRequire (): NodeJS.Require {
+  // Resolve `xsalsa20` exactly as @libp2p/pnet does, so both share one module instance.
+  return createRequire(import.meta.resolve('@libp2p/pnet'))
+}
+
+function loadJsXsalsa20 (): PnetCipherImplementation {
+  const require = pnetRequire()
+  const id = require.resolve('xsalsa20')
+  if (require.cache[id] !== undefined) return 'unknown'
+  const descriptor = Object.getOwnPropertyDescriptor(globalThis, 'WebAssembly')
+  if (descriptor === undefined) { require(id); return 'js' }
+  Reflect.deleteProperty(globalThis, 'WebAssembly')
+  try {
+    require(id)
+  } finally {
+    Object.defineProperty(globalThis, 'WebAssembly', descriptor)
+  }
+  return 'js'
+}
+
+/** What this module arranged when it was loaded (`unknown` if xsalsa20 was already loaded). */
+export const PNET_CIPHER_IMPLEMENTATION: PnetCipherImplementation = loadJsXsalsa20()
