@@ -5,9 +5,10 @@ import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { loadClaim, saveClaim } from './claim-file.ts'
-import { isInterfaceName, type InterfaceDump, type InterfaceKind, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
+import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError } from './errors.ts'
+import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import { advertValue, chooseEndpoint, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, VPN_ADVERT_KEY, type DesiredPeer, type IgnoredReason, type LocalAddress, type VpnAdvert } from './peers.ts'
 
@@ -32,7 +33,21 @@ export interface VpnControllerInit {
   keepaliveSeconds?: number
   /** Age after which `status()` starts a background `wg show`, ms. @default DEFAULT_STATUS_MAX_AGE_MS */
   statusMaxAgeMs?: number
+  /**
+   * How often the full interface check (link, MTU, address, key, port) runs when
+   * nothing changed, ms. In between, a pass reads only `wg show`, which already tells
+   * a vanished interface, a dead wireguard-go or another key or port.
+   * @default DEFAULT_INTERFACE_CHECK_MS
+   */
+  interfaceCheckMs?: number
+  /** Delay before the first handshake nudge of a newly configured peer, ms. @default DEFAULT_NUDGE_DELAY_MS */
+  nudgeDelayMs?: number
+  /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
+  nudgeAttempts?: number
 }
+
+/** How often the full interface check runs when nothing changed, ms. */
+export const DEFAULT_INTERFACE_CHECK_MS = 60_000
 
 /** How old the `wg show` reading behind `status()` may get before it is refreshed, ms. */
 export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
@@ -55,6 +70,10 @@ export interface ReconcileResult {
   added: number
   updated: number
   removed: number
+  /** Peers nudged to start a handshake. */
+  nudged: number
+  /** The full interface check ran (start, a change, drift, or `interfaceCheckMs` elapsed). */
+  ensured: boolean
   /** The node's own address moved (it lost a conflict). */
   moved: boolean
   /** The advert was (re)published. */
@@ -176,6 +195,13 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let lastDumpAt = -Infinity
   let refreshing: Promise<void> | undefined
   const statusMaxAge = init.statusMaxAgeMs ?? DEFAULT_STATUS_MAX_AGE_MS
+  const interfaceCheckMs = init.interfaceCheckMs ?? DEFAULT_INTERFACE_CHECK_MS
+  const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS }
+  /** The spec of the last successful full check (public key, not the private one). */
+  let ensuredSpec: string | undefined
+  let ensuredAt = -Infinity
+  let nudges: ReadonlyMap<string, NudgeTrack> = new Map()
+  let nextNudgeAt: number | undefined
 
   const wake = (): void => {
     dirty = true
@@ -230,14 +256,22 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
     const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive })
 
-    if (needsEnsure) {
+    // The full check (several commands) runs only when something changed; otherwise the
+    // single `wg show` below is the pass's only look at the interface.
+    const spec: InterfaceSpec = { name: vpn.interface, privateKey: keys.privateKey, listenPort: vpn.port, address: `${claim.address}/${net.prefix}`, mtu: vpn.mtu }
+    const specKey = [spec.name, keys.publicKey, spec.listenPort, spec.address, spec.mtu].join(' ')
+    let ensured = false
+    const ensure = async (): Promise<void> => {
       needsEnsure = false // set again by a process exit during the call, or by a failure
-      const result = await driver.ensureInterface({
-        name: vpn.interface, privateKey: keys.privateKey, listenPort: vpn.port, address: `${claim.address}/${net.prefix}`, mtu: vpn.mtu
-      }, signal)
+      ensured = true
+      ensuredSpec = undefined
+      const result = await driver.ensureInterface(spec, signal)
       kind = result.kind
+      ensuredSpec = specKey
+      ensuredAt = clock.now()
       if (result.created && up !== undefined) log.warn('interface was recreated', { interface: vpn.interface, kind: result.kind })
     }
+    if (needsEnsure || ensuredSpec !== specKey || clock.now() - ensuredAt >= interfaceCheckMs) await ensure()
 
     const held = state.get(state.self, VPN_ADVERT_KEY)
     let published = false
@@ -253,7 +287,12 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     }
 
     // Peers: full recompute, apply the difference, prune what left the state.
-    const dump = await driver.show(vpn.interface, signal)
+    let dump = await driver.show(vpn.interface, signal)
+    if (!ensured && (dump === undefined || dump.publicKey !== keys.publicKey || dump.listenPort !== vpn.port)) {
+      log.warn('interface drifted; checking it in full', { interface: vpn.interface, present: dump !== undefined })
+      await ensure()
+      dump = await driver.show(vpn.interface, signal)
+    }
     if (dump === undefined) {
       needsEnsure = true
       throw new Error(`interface ${vpn.interface} disappeared during reconcile`)
@@ -264,6 +303,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const locals = localAddresses(hosts)
     const current = new Map<string, PeerDump>(dump.peers.map((p) => [p.publicKey, p]))
     const changes: PeerConfig[] = []
+    const seen: NudgePeer[] = []
     let added = 0
     let updated = 0
     for (const peer of set.peers) {
@@ -275,6 +315,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) })
         track.since = now
         added++
+        seen.push({ publicKey: peer.publicKey, latestHandshake: 0, configured: true })
         continue
       }
       const handshakeMs = have.latestHandshake * 1000
@@ -285,6 +326,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       }
       const want = fresh ? undefined : chooseEndpoint(peer.endpoints, locals, track.rotation)
       const endpointChange = want !== undefined && have.endpoint !== want
+      seen.push({ publicKey: peer.publicKey, latestHandshake: have.latestHandshake, configured: endpointChange })
       if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
         updated++
@@ -296,10 +338,22 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     await driver.setPeers(vpn.interface, changes, removals, signal)
     if (changes.length + removals.length > 0) lastDumpAt = -Infinity
 
+    // Peers still without a handshake a while after we configured them: ask for one.
+    const plan = planNudges(nudges, seen, now, nudgePolicy)
+    nudges = plan.tracks
+    nextNudgeAt = plan.nextAt
+    if (plan.due.length > 0) {
+      const keepaliveOf = new Map(set.peers.map((p) => [p.publicKey, p.keepalive]))
+      await driver.nudge(vpn.interface, plan.due.map((publicKey) => ({ publicKey, keepalive: keepaliveOf.get(publicKey) ?? 0 })), signal)
+      log.debug('nudged peers without a handshake', { peers: plan.due.length })
+    }
+
     desired = set.peers
     ignored = set.ignored
     const end = clock.now()
-    const result: ReconcileResult = { peers: set.peers.length, added, updated, removed: removals.length, moved, published, at: end, durationMs: end - started }
+    const result: ReconcileResult = {
+      peers: set.peers.length, added, updated, removed: removals.length, nudged: plan.due.length, ensured, moved, published, at: end, durationMs: end - started
+    }
     lastReconcile = result
     lastError = undefined
     if (added + updated + removals.length > 0 || moved || published) log.debug('reconciled', { ...result })
@@ -350,9 +404,9 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   const loop = async (signal: AbortSignal, initialBackoff: number): Promise<void> => {
     let backoff = initialBackoff
     while (!signal.aborted) {
-      const ticked = await waitForWork(backoff > 0 ? backoff : timing.vpnReconcileMs, signal)
+      const nudgeIn = nextNudgeAt === undefined ? Infinity : Math.max(0, nextNudgeAt - clock.now())
+      await waitForWork(backoff > 0 ? backoff : Math.min(timing.vpnReconcileMs, nudgeIn), signal)
       if (signal.aborted) break
-      if (ticked && backoff === 0) needsEnsure = true
       dirty = false
       const ok = await attempt(signal)
       backoff = ok ? 0 : Math.min(Math.max(backoff * 2, 100), timing.vpnReconcileMs)

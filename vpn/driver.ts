@@ -84,6 +84,13 @@ export interface WireGuardDriver {
   ensureInterface(spec: InterfaceSpec, signal?: AbortSignal): Promise<EnsureResult>
   /** Adds or updates `peers` and removes the peers with the public keys in `remove`, in one step. */
   setPeers(name: string, peers: PeerConfig[], remove: string[], signal?: AbortSignal): Promise<void>
+  /**
+   * Makes WireGuard send a keepalive to each peer now, which starts a handshake when
+   * none is current: persistent keepalive is turned off and back to `keepalive` in one
+   * step (kernel and wireguard-go both send a keepalive when it goes from off to on).
+   * Both rate-limit initiations to one per 5 s, so a nudge never floods a peer.
+   */
+  nudge(name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void>
   /** The interface's public state, or undefined when it does not exist. */
   show(name: string, signal?: AbortSignal): Promise<InterfaceDump | undefined>
   /** Takes the interface down and stops its wireguard-go. Resolves false when there was nothing to remove. */

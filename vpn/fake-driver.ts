@@ -6,6 +6,7 @@ import { publicKeyOf } from './keys.ts'
 export type FakeDriverCall =
   | { op: 'ensureInterface', name: string, publicKey: string, listenPort: number, address: string, mtu: number }
   | { op: 'setPeers', name: string, peers: PeerConfig[], remove: string[] }
+  | { op: 'nudge', name: string, peers: string[] }
   | { op: 'remove', name: string }
 
 export interface FakeInterface {
@@ -79,6 +80,12 @@ export function createFakeWireGuardDriver (): FakeWireGuardDriver {
           keepalive: p.keepalive
         })
       }
+    },
+    nudge: async (name, peers, signal) => {
+      signal?.throwIfAborted()
+      calls.push({ op: 'nudge', name, peers: peers.map((p) => p.publicKey) })
+      maybeFail('nudge')
+      if (!interfaces.has(name)) throw new Error(`fake wg: no interface ${name}`)
     },
     show: async (name, signal): Promise<InterfaceDump | undefined> => {
       signal?.throwIfAborted()

@@ -288,6 +288,18 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     await must(args, signal)
   }
 
+  const nudge = async (name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void> => {
+    checkName(name)
+    if (peers.length === 0) return
+    const args = [wgBin, 'set', name]
+    for (const p of peers) {
+      // off -> on sends the keepalive; a peer without keepalive is put back to off.
+      const steps = p.keepalive > 0 ? ['off', String(p.keepalive)] : ['off', '1', 'off']
+      for (const step of steps) args.push('peer', p.publicKey, 'persistent-keepalive', step)
+    }
+    await must(args, signal)
+  }
+
   const remove = async (name: string, signal?: AbortSignal): Promise<boolean> => {
     checkName(name)
     const child = children.get(name)
@@ -301,6 +313,7 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
   return {
     ensureInterface,
     setPeers,
+    nudge,
     show,
     remove,
     processes: () => [...children].filter(([, c]) => c.running).map(([name, c]) => ({ interface: name, pid: c.pid })),
