@@ -126,7 +126,8 @@ export interface VpnController {
   /**
    * Loads (or creates) the key and the claim, configures the interface, publishes
    * the advert and runs the first reconcile, then keeps reconciling on state and
-   * member changes and on the ticker. A driver failure does not fail start: it is
+   * member changes, on the ticker (a single `wg show` while nothing changed) and when
+   * a handshake nudge is due. A driver failure does not fail start: it is
    * reported in `status().lastError` and retried.
    * @throws InputError for a bad `vpn` config; VpnStateFileError for an unusable key or claim file.
    */

@@ -1,5 +1,7 @@
 /** The WireGuard overlay: what the agent and the CLI use. */
-export { createVpnController, DEFAULT_STATUS_MAX_AGE_MS } from './controller.ts'
+export { createVpnController, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_STATUS_MAX_AGE_MS } from './controller.ts'
+export { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges } from './handshake-nudge.ts'
+export type { NudgePeer, NudgePlan, NudgePolicy, NudgeTrack } from './handshake-nudge.ts'
 export type { OverlayUp, ReconcileResult, VpnController, VpnControllerEvents, VpnControllerInit, VpnPeerStatus, VpnStatus } from './controller.ts'
 export { createWireGuardDriver } from './wireguard-driver.ts'
 export type { ExecWireGuardDriver, SupervisedProcess, WireGuardDriverInit } from './wireguard-driver.ts'

@@ -7,10 +7,13 @@ import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
 import { compareClaims, overlayCandidate, parseOverlayCidr } from '../../vpn/address.ts'
 import { saveClaim } from '../../vpn/claim-file.ts'
-import { createVpnController, type VpnController, type VpnControllerInit } from '../../vpn/controller.ts'
+import { createVpnController, type ReconcileResult, type VpnController, type VpnControllerInit } from '../../vpn/controller.ts'
 import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/fake-driver.ts'
-import { parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
+import { generateKeyPair } from '../../vpn/keys.ts'
+import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
+import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
 import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
+import { createFakeTools, type FakeTools } from './fake-tools.ts'
 import { randomPeerId } from './random-ids.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interface: 'kairos0', port: 51820, mtu: 1420 }
@@ -320,5 +323,123 @@ describe('createVpnController', () => {
     await new Promise<void>((resolve) => { setImmediate(resolve) })
     expect(a.driver.calls.length).toBe(calls)
     expect(a.driver.interfaces.has('kairos0')).toBe(true) // the interface stays up
+  })
+})
+
+describe('createVpnController with the exec driver on fake ip / wg / wireguard-go', () => {
+  const tick = 1_000
+  let tools: FakeTools
+  let driver: ExecWireGuardDriver
+  /** wireguard-go PIDs this test started that the driver no longer tracks. */
+  let orphans: number[]
+
+  beforeEach(async () => {
+    tools = await createFakeTools()
+    driver = createWireGuardDriver({ ip: tools.ip, wg: tools.wg, wireguardGo: tools.wireguardGo, processStopTimeoutMs: 500 })
+    orphans = []
+  })
+  afterEach(async () => {
+    for (const c of controllers) await c.stop()
+    for (const pid of [...driver.processes().map((p) => p.pid), ...orphans]) { try { process.kill(pid, 'SIGTERM') } catch {} }
+    await driver.close()
+    await tools.cleanup()
+  })
+
+  /** Node a with one peer (node-b) in the state; every pass's result is recorded. */
+  async function withPeer (extra: Partial<VpnControllerInit> = {}): Promise<{ controller: VpnController, results: ReconcileResult[], keyB: string }> {
+    const net = parseOverlayCidr(vpn.cidr)
+    const keyB = generateKeyPair().publicKey
+    site.inject('node-b', VPN_ADVERT_KEY, advertValue({ publicKey: keyB, port: 51820, endpoints: ['192.168.1.20:51820'], address: overlayCandidate(net, 'node-b', 0), attempt: 0 }))
+    const dir = await mkdtemp(join(tmpdir(), 'kairos-vpn-ctl-'))
+    dirs.push(dir)
+    const controller = createVpnController({
+      vpn, timing: { ...timing, vpnReconcileMs: tick }, state: site.node('node-a'), driver, stateDir: dir, clock,
+      hostAddresses: () => [{ interface: 'eth0', address: '192.168.1.10', family: 'IPv4', prefixLength: 24, internal: false }],
+      ...extra
+    })
+    controllers.push(controller)
+    const results: ReconcileResult[] = []
+    controller.addEventListener('reconcile', (e) => { results.push(e.detail) })
+    await controller.start()
+    expect(results).toHaveLength(1)
+    return { controller, results, keyB }
+  }
+
+  /** Moves the clock by `ms` and returns the commands of the pass that wakes up. */
+  async function pass (results: ReconcileResult[], ms: number): Promise<{ result: ReconcileResult | undefined, commands: string[] }> {
+    const before = (await tools.commands()).length
+    const count = results.length
+    await clock.advanceAsync(ms)
+    await waitFor(() => results.length > count, 5_000, 'a reconcile pass')
+    return { result: results.at(-1), commands: (await tools.commands()).slice(before).map((c) => c.join(' ')) }
+  }
+
+  const nudgeOf = (key: string): string => `wg set kairos0 peer ${key} persistent-keepalive off peer ${key} persistent-keepalive 25`
+
+  it('an idle tick runs one wg show; a change, drift or the periodic check runs the full path', async () => {
+    const { results, keyB } = await withPeer({ interfaceCheckMs: 5 * tick })
+    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    const show = 'wg show kairos0 dump'
+    // Before, every tick ran `ip link show`, `wg show`, `ip address show` and `wg show` again.
+    for (let i = 1; i <= 4; i++) {
+      const { result, commands } = await pass(results, tick)
+      expect(commands).toEqual([show])
+      expect(result).toMatchObject({ peers: 1, added: 0, updated: 0, removed: 0, nudged: 0, ensured: false })
+    }
+    // interfaceCheckMs elapsed: the full check, which finds nothing to change.
+    const periodic = await pass(results, tick)
+    expect(periodic.result?.ensured).toBe(true)
+    expect(periodic.commands).toEqual(['ip -d -j link show dev kairos0', show, 'ip -j -4 address show dev kairos0', show])
+    expect((await pass(results, tick)).commands).toEqual([show])
+
+    // The interface vanishes behind our back (no process exit): rebuilt on the next tick, peer included.
+    const [old] = driver.processes()
+    orphans.push(old?.pid ?? 0)
+    await rm(join(tools.dir, 'link-kairos0'))
+    const rebuilt = await pass(results, tick)
+    expect(rebuilt.result).toMatchObject({ ensured: true, added: 1 })
+    expect(rebuilt.commands[0]).toBe(show)
+    expect(rebuilt.commands).toContain('wireguard-go kairos0')
+    expect(rebuilt.commands.filter((c) => c.startsWith(`wg set kairos0 peer ${keyB} endpoint 192.168.1.20:51820`))).toHaveLength(1)
+    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    expect((await pass(results, tick)).commands).toEqual([show])
+
+    // A new peer in the state: one wg show and one wg set, no interface check.
+    const keyC = generateKeyPair().publicKey
+    site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(vpn.cidr), 'node-c', 0), attempt: 0 }))
+    const count = results.length
+    const before = (await tools.commands()).length
+    await waitFor(() => results.length > count, 5_000, 'the pass woken by the new advert')
+    expect(results.at(-1)).toMatchObject({ peers: 2, added: 1, ensured: false })
+    expect((await tools.commands()).slice(before).map((c) => c.slice(0, 5).join(' '))).toEqual([show, `wg set kairos0 peer ${keyC}`])
+  })
+
+  it('nudges a peer without a handshake 1 s, 2 s and 4 s after adding it, then leaves it to WireGuard', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
+    const added = results[0]?.at ?? 0
+    const nudges: number[] = []
+    for (const ms of [1_000, 2_000, 4_000]) {
+      const { result, commands } = await pass(results, ms) // the loop wakes for the nudge, not for the 60 s ticker
+      expect(result?.nudged).toBe(1)
+      expect(commands).toEqual(['wg show kairos0 dump', nudgeOf(keyB)])
+      nudges.push((result?.at ?? 0) - added)
+    }
+    expect(nudges).toEqual([1_000, 3_000, 7_000])
+    const { result, commands } = await pass(results, 60_000)
+    expect(result?.at).toBe(added + 67_000) // nothing woke the loop before its ticker
+    expect(result?.nudged).toBe(0)
+    expect(commands).toEqual(['wg show kairos0 dump'])
+  })
+
+  it('stops nudging once the peer has a handshake', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
+    expect((await pass(results, 1_000)).commands).toContain(nudgeOf(keyB))
+    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    const { result, commands } = await pass(results, 2_000)
+    expect(result?.nudged).toBe(0)
+    expect(commands).toEqual(['wg show kairos0 dump'])
+    const next = await pass(results, 60_000)
+    expect(next.result?.at).toBe((result?.at ?? 0) + 60_000)
+    expect(next.commands).toEqual(['wg show kairos0 dump'])
   })
 })

@@ -23,7 +23,9 @@ export interface FakeTools {
   keyFiles(): Promise<Array<{ mode: string, path: string }>>
   /** Environment lines recorded by the fake wireguard-go. */
   goEnv(): Promise<string[]>
-  /** Sets the peer lines `wg show <if> dump` prints. */
+  /** Records a handshake (unix seconds) for a configured peer, as the kernel would. */
+  handshake(name: string, publicKey: string, unixSeconds: number): Promise<void>
+  /** Sets the peer lines `wg show <if> dump` prints (`wg set ... peer` keeps them up to date). */
   setDumpPeers(name: string, lines: string[]): Promise<void>
   cleanup(): Promise<void>
 }
@@ -56,7 +58,7 @@ case "$*" in
   "link del dev "*)
     n=$4
     [ -f "$D/link-$n" ] || { echo "Cannot find device \\"$n\\"" >&2; exit 1; }
-    rm -f "$D/link-$n" "$D/addr-$n" "$D/mtu-$n" "$D/up-$n" "$D/pub-$n" "$D/port-$n"
+    rm -f "$D/link-$n" "$D/addr-$n" "$D/mtu-$n" "$D/up-$n" "$D/pub-$n" "$D/port-$n" "$D/peers-$n"
     [ -f "$D/pid-$n" ] && kill "$(cat "$D/pid-$n")" ;;
   *) echo "fake ip: unexpected: $*" >&2; exit 99 ;;
 esac
@@ -77,7 +79,29 @@ case "$1 $3" in
     echo "$4" > "$D/port-$n"
     printf '%s\\t%s\\n' "$(stat -c %a "$6")" "$6" >> "$D/keyfiles.log"
     /usr/bin/wg pubkey < "$6" > "$D/pub-$n" || exit 1 ;;
-  "set peer") [ -f "$D/link-$2" ] || exit 1 ;;
+  "set peer")
+    n=$2; f="$D/peers-$n"
+    [ -f "$D/link-$n" ] || exit 1
+    touch "$f"; shift 2
+    while [ $# -gt 0 ]; do
+      [ "$1" = peer ] || { echo "fake wg: unexpected: $1" >&2; exit 99; }
+      k=$2; shift 2
+      old=$(awk -F'\t' -v k="$k" '$1 == k' "$f")
+      awk -F'\t' -v k="$k" '$1 != k' "$f" > "$f.new"; mv "$f.new" "$f"
+      [ "$1" = remove ] && { shift; continue; }
+      ep=$(printf '%s' "$old" | cut -f3); ips=$(printf '%s' "$old" | cut -f4); hs=$(printf '%s' "$old" | cut -f5)
+      rx=$(printf '%s' "$old" | cut -f6); tx=$(printf '%s' "$old" | cut -f7); ka=$(printf '%s' "$old" | cut -f8)
+      while [ $# -gt 0 ] && [ "$1" != peer ]; do
+        case "$1" in
+          endpoint) ep=$2 ;;
+          persistent-keepalive) ka=$2 ;;
+          allowed-ips) ips=$2 ;;
+          *) echo "fake wg: unexpected: $1" >&2; exit 99 ;;
+        esac
+        shift 2
+      done
+      printf '%s\t(none)\t%s\t%s\t%s\t%s\t%s\t%s\n' "$k" "\${ep:-(none)}" "\${ips:-(none)}" "\${hs:-0}" "\${rx:-0}" "\${tx:-0}" "\${ka:-off}" >> "$f"
+    done ;;
   *) echo "fake wg: unexpected: $*" >&2; exit 99 ;;
 esac
 `
@@ -89,8 +113,9 @@ echo "WG_PROCESS_FOREGROUND=$WG_PROCESS_FOREGROUND" >> "$D/env.log"
 [ -f "$D/go-fails" ] && { echo "fake wireguard-go: refusing" >&2; exit 1; }
 n=$1
 echo $$ > "$D/pid-$n"
+rm -f "$D/peers-$n"
 touch "$D/link-$n"
-trap 'rm -f "$D/link-$n" "$D/pid-$n"; kill $child 2>/dev/null; exit 0' TERM INT
+trap 'rm -f "$D/link-$n" "$D/pid-$n" "$D/peers-$n"; kill $child 2>/dev/null; exit 0' TERM INT
 sleep 300 & child=$!
 wait $child
 `
@@ -127,6 +152,16 @@ export async function createFakeTools (): Promise<FakeTools> {
       return { mode: mode ?? '', path: path ?? '' }
     }),
     goEnv: async () => (await read('env.log')).split('\n').filter((l) => l !== ''),
+    handshake: async (name, publicKey, unixSeconds) => {
+      const file = join(dir, `peers-${name}`)
+      const lines = (await read(`peers-${name}`)).split('\n').filter((l) => l !== '')
+      if (!lines.some((l) => l.startsWith(publicKey + '\t'))) throw new Error(`fake wg: no peer ${publicKey} on ${name}`)
+      await writeFile(file, lines.map((l) => {
+        const f = l.split('\t')
+        if (f[0] === publicKey) f[4] = String(unixSeconds)
+        return f.join('\t') + '\n'
+      }).join(''))
+    },
     setDumpPeers: async (name, lines) => { await writeFile(join(dir, `peers-${name}`), lines.map((l) => l + '\n').join('')) },
     cleanup: async () => { await rm(dir, { recursive: true, force: true }) }
   }

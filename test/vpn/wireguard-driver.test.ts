@@ -115,6 +115,27 @@ describe('createWireGuardDriver against fake ip / wg / wireguard-go', () => {
     expect(await d.show('nope0')).toBeUndefined()
   })
 
+  it('nudges peers by turning persistent keepalive off and on in one wg call', async () => {
+    const d = makeDriver()
+    await d.ensureInterface(spec)
+    const p1 = generateKeyPair().publicKey
+    const p2 = generateKeyPair().publicKey
+    await d.setPeers('kt0', [
+      { publicKey: p1, endpoint: '192.168.1.2:51820', allowedIps: ['10.88.0.2/32'], keepalive: 25 },
+      { publicKey: p2, endpoint: '192.168.1.3:51820', allowedIps: ['10.88.0.3/32'], keepalive: 0 }
+    ], [])
+    const before = await d.show('kt0')
+    await d.nudge('kt0', [{ publicKey: p1, keepalive: 25 }, { publicKey: p2, keepalive: 0 }])
+    expect((await tools.commands()).at(-1)).toEqual(['wg', 'set', 'kt0',
+      'peer', p1, 'persistent-keepalive', 'off', 'peer', p1, 'persistent-keepalive', '25',
+      'peer', p2, 'persistent-keepalive', 'off', 'peer', p2, 'persistent-keepalive', '1', 'peer', p2, 'persistent-keepalive', 'off'])
+    // The peers end as they were.
+    expect(await d.show('kt0')).toEqual(before)
+    const count = (await tools.commands()).length
+    await d.nudge('kt0', [])
+    expect(await tools.commands()).toHaveLength(count)
+  })
+
   it('reports a wireguard-go that dies and brings the interface back on the next ensure', async () => {
     const d = makeDriver()
     await d.ensureInterface(spec)

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest'
+import { planNudges, type NudgePeer, type NudgeTrack } from '../../vpn/handshake-nudge.ts'
+
+const policy = { delayMs: 1_000, attempts: 3 }
+const silent = (configured = false): NudgePeer[] => [{ publicKey: 'K', latestHandshake: 0, configured }]
+
+describe('planNudges', () => {
+  it('nudges a silent peer 1 s, 3 s and 7 s after it was configured, then stops', () => {
+    let tracks: ReadonlyMap<string, NudgeTrack> = planNudges(new Map(), silent(true), 0, policy).tracks
+    const sent: number[] = []
+    for (let now = 0; now <= 60_000; now += 500) {
+      const plan = planNudges(tracks, silent(), now, policy)
+      if (plan.due.length > 0) sent.push(now)
+      tracks = plan.tracks
+    }
+    expect(sent).toEqual([1_000, 3_000, 7_000])
+    expect(planNudges(tracks, silent(), 70_000, policy).nextAt).toBeUndefined()
+  })
+
+  it.each([
+    { case: 'just configured', peers: silent(true), due: [], nextAt: 11_000 },
+    { case: 'first seen without a handshake', peers: silent(), due: [], nextAt: 11_000 },
+    { case: 'handshake present', peers: [{ publicKey: 'K', latestHandshake: 1, configured: false }], due: [], nextAt: undefined },
+    { case: 'peer gone', peers: [], due: [], nextAt: undefined }
+  ])('$case', ({ peers, due, nextAt }) => {
+    const plan = planNudges(new Map(), peers, 10_000, policy)
+    expect(plan.due).toEqual(due)
+    expect(plan.nextAt).toBe(nextAt)
+  })
+
+  it('a handshake ends the nudges, a reconfiguration starts them again, a departed peer is dropped', () => {
+    const start = planNudges(new Map(), silent(true), 0, policy)
+    const shaken = planNudges(start.tracks, [{ publicKey: 'K', latestHandshake: 5, configured: false }], 1_000, policy)
+    expect(shaken.due).toEqual([])
+    expect(shaken.nextAt).toBeUndefined()
+    const moved = planNudges(shaken.tracks, silent(true), 2_000, policy)
+    expect(moved.nextAt).toBe(3_000)
+    expect(planNudges(moved.tracks, [], 3_000, policy).tracks.size).toBe(0)
+  })
+
+  it('with 0 attempts never nudges', () => {
+    const plan = planNudges(new Map(), silent(true), 0, { delayMs: 1_000, attempts: 0 })
+    expect(plan.nextAt).toBeUndefined()
+    expect(planNudges(plan.tracks, silent(), 5_000, { delayMs: 1_000, attempts: 0 }).due).toEqual([])
+  })
+})
