@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { VpnConfig } from '../../config/types.ts'
 import { createVpnController, type VpnController } from '../../vpn/controller.ts'
-import { loadOrCreateKeyPair } from '../../vpn/keys.ts'
+import { generateKeyPair, loadOrCreateKeyPair } from '../../vpn/keys.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
 import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
 import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from './netns-fixture.ts'
@@ -122,6 +122,38 @@ if (!isRoot()) {
         await waitFor(() => drivers[0]?.processes().length === 0, 5_000, `wireguard-go ${goPid ?? ''} exit`)
       } finally {
         await teardown()
+      }
+    })
+
+    it('a nudge starts a handshake that no traffic would start', async () => {
+      let own: NetnsPair | undefined
+      let mine: ExecWireGuardDriver[] = []
+      try {
+        own = await createNetnsPair()
+        const hosts = own.hosts
+        mine = hosts.map((h) => createWireGuardDriver({ commandPrefix: h.prefix }))
+        const keyPairs = [generateKeyPair(), generateKeyPair()]
+        const overlay = ['10.89.0.1', '10.89.0.2']
+        for (const [i, d] of mine.entries()) {
+          await d.ensureInterface({ name: 'kvn0', privateKey: keyPairs[i]?.privateKey ?? '', listenPort: 51821, address: `${overlay[i] ?? ''}/24`, mtu: 1420 })
+        }
+        for (const [i, d] of mine.entries()) {
+          const j = 1 - i
+          // Keepalive off: adding the peer sends nothing, and nothing is routed to it.
+          await d.setPeers('kvn0', [{ publicKey: keyPairs[j]?.publicKey ?? '', endpoint: `${hosts[j]?.address ?? ''}:51821`, allowedIps: [`${overlay[j] ?? ''}/32`], keepalive: 0 }], [])
+        }
+        const handshake = async (d: ExecWireGuardDriver): Promise<number> => (await d.show('kvn0'))?.peers[0]?.latestHandshake ?? -1
+        expect(await handshake(mine[0] as ExecWireGuardDriver)).toBe(0)
+        await mine[0]?.nudge('kvn0', [{ publicKey: keyPairs[1]?.publicKey ?? '', keepalive: 25 }])
+        await waitFor(async () => await handshake(mine[1] as ExecWireGuardDriver) > 0 && await handshake(mine[0] as ExecWireGuardDriver) > 0, 10_000, 'handshake after the nudge')
+        expect((await mine[0]?.show('kvn0'))?.peers[0]?.keepalive).toBe(25)
+      } finally {
+        const pids = mine.flatMap((d) => d.processes().map((p) => p.pid))
+        for (const d of mine) {
+          await d.remove('kvn0').catch(() => {})
+          await d.close()
+        }
+        await own?.cleanup(pids)
       }
     })
   })
