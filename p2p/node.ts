@@ -1,5 +1,3 @@
-// Must stay the first import: it chooses pnet's cipher implementation before @libp2p/pnet loads.
-import './pnet-cipher.ts'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
@@ -8,7 +6,6 @@ import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
 import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, TopicValidatorResult, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
@@ -25,6 +22,7 @@ import { silentLogger, type Logger } from '../util/log.ts'
 import { errorMessage, InputError, KairosError } from '../util/errors.ts'
 import { createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
+import { loadPreSharedKey } from './pnet-cipher.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
 import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
@@ -869,6 +867,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (!p2p.disableDht) {
       services.dht = kadDHT({ protocol: keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
     }
+    const preSharedKey = await loadPreSharedKey()
     let node: Libp2p<Services>
     try {
       node = await createLibp2p({

@@ -1,5 +1,5 @@
-// Loaded for its effect, before @libp2p/pnet: makes pnet's XSalsa20 (the `xsalsa20`
-// package) use its pure-JavaScript implementation instead of its WebAssembly one.
+// Loads @libp2p/pnet so that its XSalsa20 (the `xsalsa20` package) runs on the
+// package's pure-JavaScript implementation instead of its WebAssembly one.
 //
 // Why: xsalsa20 1.2.0's WebAssembly build shares one memory (capped at 1000 pages,
 // 64 MiB) between all cipher instances, but each instance keeps its own view of that
@@ -13,6 +13,9 @@
 //
 // The package picks its implementation once, when it is first loaded, by testing
 // `typeof WebAssembly`; we load it first, synchronously, with that global hidden.
+// That must happen before @libp2p/pnet is linked: Node runs a CommonJS dependency
+// of an ES module while linking, before any importing module's body runs, so pnet
+// is never imported statically — only through `loadPreSharedKey()`.
 import { createRequire } from 'node:module'
 
 /** Which XSalsa20 implementation pnet got: `js` after this module ran first. */
@@ -40,3 +43,8 @@ function loadJsXsalsa20 (): PnetCipherImplementation {
 
 /** What this module arranged when it was loaded (`unknown` if xsalsa20 was already loaded). */
 export const PNET_CIPHER_IMPLEMENTATION: PnetCipherImplementation = loadJsXsalsa20()
+
+/** @libp2p/pnet's `preSharedKey`, loaded after the cipher choice above. */
+export async function loadPreSharedKey (): Promise<typeof import('@libp2p/pnet').preSharedKey> {
+  return (await import('@libp2p/pnet')).preSharedKey
+}
