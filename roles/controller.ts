@@ -68,35 +68,6 @@ export type RolesStatus = Pick<RolesDecision, 'phase' | 'awaiting' | 'role' | 't
   warnings: string[]
 }
 
-export interface RolesControllerInit {
-  /** The validated configuration (`p2p.role`, `minimum_nodes`, HA, timing, k3s sections). */
-  config: Config
-  /** The replicated cluster state of this node (entries under `roles/` and `cred/`, members). */
-  state: ClusterState
-  /** Where the vote, the role and (on the init server) the k3s tokens are kept, mode 0600. */
-  stateDir: string
-  /** @default systemClock */
-  clock?: Clock
-  /** Source of the k3s tokens and of sealing randomness. @default cryptoRandom */
-  random?: RandomSource
-  /** @default silentLogger */
-  logger?: Logger
-  /** Token generation and sealing (roles/credentials.ts). */
-  credentials: CredentialsApi
-  /** The hand-off backend for `p2p.installer` (roles/installer/). */
-  installer: Installer
-  /** This node's overlay address and interface, once the VPN has them. */
-  overlay: () => { address?: string | undefined, interface?: string | undefined }
-}
-
-/** One formation milestone. */
-export interface RolesTimelineEvent {
-  /** 'discovered', 'elected', 'credential', 'installing' or 'joined'. */
-  event: string
-  /** Wall-clock ms of its first occurrence. */
-  at: number
-}
-
 /** The running roles layer of one node. */
 export interface RolesController {
   /** Loads the persisted facts and keys, then runs until `stop()`; a second call does nothing. */
