@@ -1,5 +1,6 @@
 import { hkdfSync } from 'node:crypto'
 import type { NetworkToken } from './types.ts'
+import { bytesToFive } from './bech32m.ts'
 
 // Every value is HKDF-SHA256 over the token's secret with its own label, so
 // learning one derived value (a printed fingerprint, an mDNS tag heard on the LAN,
@@ -67,19 +68,7 @@ const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
 
 /** RFC 4648 base32, lowercase, no padding. */
 export function base32Lower (bytes: Uint8Array): string {
-  let out = ''
-  let acc = 0
-  let bits = 0
-  for (const b of bytes) {
-    acc = ((acc << 8) | b) & 0xfff
-    bits += 8
-    while (bits >= 5) {
-      bits -= 5
-      out += BASE32[(acc >>> bits) & 31]
-    }
-  }
-  if (bits > 0) out += BASE32[(acc << (5 - bits)) & 31]
-  return out
+  return bytesToFive(bytes).map((group) => BASE32[group]).join('')
 }
 
 /**
