@@ -3,27 +3,14 @@ import { describe, expect, it } from 'vitest'
 import { preSharedKey } from '@libp2p/pnet'
 import { seededRandom } from '../../util/random.ts'
 import { deriveKeys, encodeToken, generateToken, parseToken, type DerivedKeys } from '../../token/index.ts'
-import { base64 } from './edgevpn.ts'
+import { base64, EDGEVPN_DOCS_EXAMPLE } from './edgevpn.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
 // A fixed token of ours (secret bytes 0..31) and a fixed Kairos token (the sample
 // configuration from edgevpn's token documentation, base64 as `edgevpn -g -b`).
 const OURS = 'kp1pqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0sjxjhvy'
-const KAIROS = base64(`otp:
-  dht:
-    interval: 9000
-    key: LHKNKT6YZYQGGY3JANGXMLJTHRH7SW3C
-    length: 32
-  crypto:
-    interval: 9000
-    key: SGIB6NYJMSRJF2AJDGUI2NDB5LBVCPLS
-    length: 32
-room: ubONSBFkdWbzkSBTglFzOhWvczTBQJOR
-rendezvous: exoHOajMYMSPrHhevAEEjnCHLssFfzfT
-mdns: VoZfePlTchbSrdmivaqaOyQyEnTMlugi
-max_message_size: 20971520
-`)
+const KAIROS = base64(EDGEVPN_DOCS_EXAMPLE)
 
 const NOW = 1_800_000_000_000
 const EPOCH_MS = 3_600_000

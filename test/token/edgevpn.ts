@@ -78,3 +78,20 @@ export function base64 (text: string): string {
 export function edgevpnToken (random: RandomSource): string {
   return base64(edgevpnYaml(edgevpnConfig(random)))
 }
+
+// The sample configuration printed in edgevpn's token documentation ("Anatomy of a
+// configuration file"), i.e. the output of `edgevpn -g`.
+export const EDGEVPN_DOCS_EXAMPLE = `otp:
+  dht:
+    interval: 9000
+    key: LHKNKT6YZYQGGY3JANGXMLJTHRH7SW3C
+    length: 32
+  crypto:
+    interval: 9000
+    key: SGIB6NYJMSRJF2AJDGUI2NDB5LBVCPLS
+    length: 32
+room: ubONSBFkdWbzkSBTglFzOhWvczTBQJOR
+rendezvous: exoHOajMYMSPrHhevAEEjnCHLssFfzfT
+mdns: VoZfePlTchbSrdmivaqaOyQyEnTMlugi
+max_message_size: 20971520
+`

@@ -2,24 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { seededRandom } from '../../util/random.ts'
 import { deriveKeys, KAIROS_DEFAULTS, parseToken } from '../../token/index.ts'
 import { kairosKeyMaterial } from '../../token/kairos.ts'
-import { base64, edgevpnConfig, edgevpnToken, edgevpnYaml } from './edgevpn.ts'
+import { base64, EDGEVPN_DOCS_EXAMPLE as DOCS_EXAMPLE, edgevpnConfig, edgevpnToken, edgevpnYaml } from './edgevpn.ts'
 
-// The sample configuration printed in edgevpn's token documentation ("Anatomy of a
-// configuration file"), i.e. the output of `edgevpn -g`.
-const DOCS_EXAMPLE = `otp:
-  dht:
-    interval: 9000
-    key: LHKNKT6YZYQGGY3JANGXMLJTHRH7SW3C
-    length: 32
-  crypto:
-    interval: 9000
-    key: SGIB6NYJMSRJF2AJDGUI2NDB5LBVCPLS
-    length: 32
-room: ubONSBFkdWbzkSBTglFzOhWvczTBQJOR
-rendezvous: exoHOajMYMSPrHhevAEEjnCHLssFfzfT
-mdns: VoZfePlTchbSrdmivaqaOyQyEnTMlugi
-max_message_size: 20971520
-`
 
 describe('Kairos/edgevpn token import', () => {
   it('imports tokens made the way edgevpn makes them', () => {
