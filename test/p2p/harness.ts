@@ -2,32 +2,21 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { P2PConfig } from '../../config/types.ts'
-import { PRESETS } from '../../config/presets.ts'
+import { parseConfig } from '../../config/index.ts'
 import { generateToken, parseToken, type NetworkToken } from '../../token/index.ts'
 import { createLogger, silentLogger } from '../../util/log.ts'
 import { createP2PNode, type P2PNode, type P2PNodeInit } from '../../p2p/index.ts'
 
-/** A `p2p` section for an in-process node: loopback, ephemeral port, lab timing, no mDNS. */
+/**
+ * A `p2p` section for an in-process node: the loader's defaults with the `lab`
+ * preset, loopback on an ephemeral port, no mDNS, no overlay, dry-run installer.
+ */
 export function labConfig (overrides: Partial<P2PConfig> = {}): P2PConfig {
-  return {
-    networkToken: '',
-    networkId: '',
-    role: 'auto',
-    minimumNodes: 2,
-    disableDht: false,
-    autoEnable: true,
-    haEnable: false,
-    haMasterNodes: 0,
-    vpn: { create: false, use: false, cidr: '10.88.0.0/16', interface: 'kairos0', port: 51820, mtu: 1420 },
-    bootstrapPeers: [],
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    mdns: false,
-    stateDir: '',
-    installer: { kind: 'dry-run' },
-    preset: 'lab',
-    timing: PRESETS.lab,
-    ...overrides
-  }
+  const base = parseConfig([{
+    name: 'p2p-test.yaml',
+    text: 'p2p:\n  preset: lab\n  mdns: false\n  listen: [/ip4/127.0.0.1/tcp/0]\n  vpn: {create: false}\n  installer: dry-run\n'
+  }]).config.p2p
+  return { ...base, stateDir: '', ...overrides }
 }
 
 /** A fresh random network token. */
