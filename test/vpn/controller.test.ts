@@ -406,9 +406,10 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
 
     // A new peer in the state: one wg show and one wg set, no interface check.
     const keyC = generateKeyPair().publicKey
-    site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(vpn.cidr), 'node-c', 0), attempt: 0 }))
+    // Counted before the advert lands: it wakes the loop at once, which may run its wg show before we look.
     const count = results.length
     const before = (await tools.commands()).length
+    site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(vpn.cidr), 'node-c', 0), attempt: 0 }))
     await waitFor(() => results.length > count, 5_000, 'the pass woken by the new advert')
     expect(results.at(-1)).toMatchObject({ peers: 2, added: 1, ensured: false })
     expect((await tools.commands()).slice(before).map((c) => c.slice(0, 5).join(' '))).toEqual([show, `wg set kairos0 peer ${keyC}`])
