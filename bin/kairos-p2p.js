@@ -2,7 +2,7 @@
 // Launcher: runs the compiled CLI when installed as a package (Node does not strip
 // types under node_modules), the TypeScript sources in a development checkout.
 import { existsSync } from 'node:fs'
-import { enableCompileCache } from 'node:module'
+import * as nodeModule from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { dirname, join } from 'node:path'
 
@@ -12,7 +12,7 @@ if (major < 22) {
   process.exit(1)
 }
 // Caches compiled (type-stripped) modules between runs: start-up drops to a third.
-enableCompileCache?.()
+nodeModule.enableCompileCache?.()
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const source = join(root, 'cli', 'main.ts')
 const compiled = join(root, 'dist', 'cli', 'main.js')
