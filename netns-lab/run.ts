@@ -9,6 +9,8 @@ export interface RunOptions {
   input?: string
   /** Throw LabCommandError on a non-zero exit. @default true */
   reject?: boolean
+  /** Environment of the command. @default this process's */
+  env?: NodeJS.ProcessEnv
 }
 
 /** Exit code and output of a finished command. */
@@ -41,6 +43,7 @@ export function createRunner (init: RunnerInit = {}): Runner {
       timeout,
       ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
       ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+      ...(options.env === undefined ? {} : { env: options.env, extendEnv: false }),
       stripFinalNewline: true
     })
     const out: RunResult = { exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? '') }
