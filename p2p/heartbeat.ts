@@ -27,9 +27,22 @@ export interface Heartbeat {
   digestHash: number
 }
 
-/** The 32-bit short id of a peer id (first 4 bytes of its SHA-256); orders the heartbeat ring. */
+const shortIds = new Map<string, number>()
+/** Most short ids kept; a site has far fewer peers, so the cache only stops unbounded growth. */
+const SHORT_ID_CACHE = 4096
+
+/**
+ * The 32-bit short id of a peer id (first 4 bytes of its SHA-256); orders the heartbeat
+ * ring. Cached: the ring is recomputed for every membership change and mesh round.
+ */
 export function shortId (peerId: string): number {
-  return createHash('sha256').update(peerId).digest().readUInt32BE(0)
+  let id = shortIds.get(peerId)
+  if (id === undefined) {
+    id = createHash('sha256').update(peerId).digest().readUInt32BE(0)
+    if (shortIds.size >= SHORT_ID_CACHE) shortIds.clear()
+    shortIds.set(peerId, id)
+  }
+  return id
 }
 
 /** The 32-bit hash of a state digest carried in heartbeats. */

@@ -95,6 +95,13 @@ export interface Membership {
    * incarnation we know (see the module comment).
    */
   rumour(r: Rumour, now: number): { transitions: MembershipTransition[], refute?: Rumour, relay?: Rumour }
+  /**
+   * We were not running for `ms` (our event loop stalled): that silence is ours, not our
+   * peers', so every watch and suspicion timer moves forward by it. The idea of
+   * Lifeguard's local health awareness: on a starved box a watcher must not turn its own
+   * stall into rumours about healthy peers.
+   */
+  pause(ms: number): void
   /** Timers: watchers suspect and declare dead, suspicions time out, stale members drop. */
   tick(now: number): TickResult
   /** The earliest time `tick` has something to do, or undefined. */
@@ -191,6 +198,13 @@ export function createMembership (init: MembershipInit): Membership {
     },
 
     watching: () => [...rows.values()].filter((r) => r.watchedAt !== undefined).map((r) => r.member.peerId),
+    pause (ms) {
+      if (!(ms > 0)) return
+      for (const row of rows.values()) {
+        if (row.watchedAt !== undefined) row.watchedAt += ms
+        if (row.suspectSince !== undefined) row.suspectSince += ms
+      }
+    },
 
     touch (peer, now) {
       const row = rows.get(peer)
@@ -248,7 +262,9 @@ export function createMembership (init: MembershipInit): Membership {
         const peer = row.member.peerId
         const l = row.member.liveness
         if (row.watchedAt !== undefined && l !== 'dead') {
-          const silence = now - row.watchedAt
+          // A peer we only expect (it never heartbeated us) gets the suspicion period as extra grace: while a
+          // site boots, views differ and the peer may still be heartbeating whoever it thinks is its successor.
+          const silence = now - row.watchedAt - (row.confirmed === false ? timing.suspectAfterMs : 0)
           if (silence >= timing.deadAfterMs) {
             transitions.push(...move(row, 'dead', now))
             publish.push({ peer, state: 'dead', incarnation: row.incarnation })
@@ -278,7 +294,7 @@ export function createMembership (init: MembershipInit): Membership {
       for (const row of rows.values()) {
         const l = row.member.liveness
         if (l === 'dead') continue
-        if (row.watchedAt !== undefined) consider(row.watchedAt + (l === 'alive' ? timing.suspectAfterMs : timing.deadAfterMs))
+        if (row.watchedAt !== undefined) consider(row.watchedAt + (row.confirmed === false ? timing.suspectAfterMs : 0) + (l === 'alive' ? timing.suspectAfterMs : timing.deadAfterMs))
         else if (l === 'suspect' && row.suspectSince !== undefined) consider(row.suspectSince + suspicionMs)
         else if (l === 'alive') consider(row.member.lastSeen + staleAfterMs)
       }

@@ -6,12 +6,12 @@ import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
-import { mdns } from '@libp2p/mdns'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, TopicValidatorResult, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { CODE_P2P, multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
 import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import type { P2PConfig } from '../config/types.ts'
@@ -31,6 +31,7 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { createMembership, decodeRumour, encodeRumour, type Membership, type MembershipTransition, type Rumour } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline, DeadlineError, sendFrames, withStream } from './stream-io.ts'
+import { DEFAULT_MESH_LINKS, meshLinks, ringOrder } from './mesh.ts'
 import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
 
 /** How long a peer has to complete the token proof after a connection opens, ms. @default 5000 */
@@ -73,6 +74,8 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
 const AE_SAFETY_ROUNDS = 12
 /** How long stop() waits for its leave notice to go out, ms. */
 const LEAVE_NOTICE_MS = 250
+/** Time a queued leave notice gets to reach the wire before the node closes its connections, ms. */
+const LEAVE_FLUSH_MS = 100
 
 /** Which way a gossip delta travels, for the test hook. */
 export interface GossipHookEvent {
@@ -130,6 +133,8 @@ export interface P2PNodeInit {
   peerExchange?: boolean
   /** Watchers per node (ring successors each node heartbeats); 1 halves heartbeat traffic, 3 survives two watchers failing together. @default DEFAULT_HEARTBEAT_FANOUT (1) */
   heartbeatFanout?: number
+  /** Links each node dials (see mesh.ts); Infinity dials every peer it learns of. @default DEFAULT_MESH_LINKS (4) */
+  meshLinks?: number
 }
 
 /** One peer as `status()` reports it. */
@@ -168,6 +173,8 @@ export interface P2PStatus {
   dials: { ok: number, failed: number }
   /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
   rendezvous: { rounds: number, providersFound: number }
+  /** Times the liveness loop woke up over a heartbeat interval late, and the milliseconds lost (credited to every watch timer). */
+  stalls: { count: number, ms: number }
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
@@ -215,6 +222,15 @@ function peerIdOf (ma: Multiaddr): string | undefined {
   return ma.getComponents().find((c) => c.name === 'p2p')?.value
 }
 
+function isPeerId (id: string): boolean {
+  try {
+    peerIdFromString(id)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function isLoopback (ma: Multiaddr): boolean {
   const ip = ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
   return ip !== undefined && (ip.startsWith('127.') || ip === '::1')
@@ -242,6 +258,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const maxFrameBytes = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
   const heartbeatFanout = init.heartbeatFanout ?? DEFAULT_HEARTBEAT_FANOUT
   if (!Number.isInteger(heartbeatFanout) || heartbeatFanout < 1) throw new InputError(`createP2PNode: heartbeatFanout must be a positive integer, got ${heartbeatFanout}`)
+  const linkCount = init.meshLinks ?? DEFAULT_MESH_LINKS
+  if (linkCount !== Infinity && (!Number.isInteger(linkCount) || linkCount < 1)) throw new InputError(`createP2PNode: meshLinks must be a positive integer or Infinity, got ${linkCount}`)
   const admitProtocol = keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX
   const syncProtocol = keys.syncProtocol + SYNC_PROTOCOL_SUFFIX
   const heartbeatProtocol = keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
@@ -274,8 +292,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const syncs = { ok: 0, failed: 0 }
   const dials = { ok: 0, failed: 0 }
   const rendezvousStats = { rounds: 0, providersFound: 0 }
+  /** Times our liveness loop woke up later than a heartbeat interval, and the time lost: the box is starved. */
+  const stalls = { count: 0, ms: 0 }
   /** Peers that failed admission are not dialled again before this time. */
   const blockedUntil = new Map<string, number>()
+  /** Peers discovered (mDNS, DHT, bootstrap, peer exchange, known from before) that are not members yet, and when. */
+  const candidates = new Map<string, number>()
+  /** Peers whose last dial failed are not dialled again before this time. */
+  const unreachableUntil = new Map<string, number>()
 
   let libp2p: Libp2p<Services> | undefined
   let store: StateStore | undefined
@@ -285,6 +309,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let starting: Promise<void> | undefined
   let stopping: Promise<void> | undefined
   const loops: Array<Promise<void>> = []
+  let mdnsDiscovery: MdnsDiscovery | undefined
+  /** stop() has sent the leave notice: no heartbeat may contradict it. */
+  let leaving = false
 
   const now = (): number => clock.now()
   const need = (op: string): { node: Libp2p<Services>, store: StateStore, book: PeerBook, signal: AbortSignal } => {
@@ -296,6 +323,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const emitTransitions = (ts: MembershipTransition[]): void => {
     for (const t of ts) {
+      if (t.type === 'join' || t.type === 'leave') scheduleMesh()
       if (t.type === 'join') {
         log.info('member joined', { peer: t.member.peerId })
         events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
@@ -303,8 +331,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         log.info('member left', { peer: t.member.peerId })
         // The connection, if any, stays: a hung member that resumes is heard on it at once.
         events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
-        // The ring closed over the dead member: whoever it watched may now be ours to watch.
-        for (const p of admitted) if (p !== t.member.peerId) expectFrom(p)
+        // The ring closed over the dead member: whoever it watched may now be ours to watch
+        // (connected to us or not yet: a live one dials its new successor, a dead one is caught).
+        for (const m of membership.list()) if (m.peerId !== t.member.peerId) expectFrom(m.peerId)
       } else {
         log.debug(`member ${t.type}`, { peer: t.member.peerId })
       }
@@ -314,7 +343,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   /** If, in our view, we are among `peer`'s ring successors, its heartbeats are due to us: watch for them. */
   const expectFrom = (peer: string): void => {
     if (membership.get(peer)?.liveness !== 'alive') return
-    const view = [...admitted].filter((p) => p !== peer && membership.get(p)?.liveness !== 'dead')
+    const view = membership.list().filter((m) => m.peerId !== peer && m.liveness !== 'dead').map((m) => m.peerId)
     if (ringSuccessors(peer, [self, ...view], heartbeatFanout).includes(self)) membership.expect(peer, now())
   }
 
@@ -349,7 +378,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const dialPeer = (peer: string, addresses: string[]): void => {
     if (libp2p === undefined || running === undefined || peer === self) return
     if (dialing.has(peer) || isConnected(peer)) return
-    if ((blockedUntil.get(peer) ?? 0) > now()) return
+    if ((blockedUntil.get(peer) ?? 0) > now() || (unreachableUntil.get(peer) ?? 0) > now()) return
     if (dialing.size >= DEFAULT_MAX_PARALLEL_DIALS) { dialBacklog.set(peer, addresses); return }
     dialBacklog.delete(peer)
     const node = libp2p
@@ -363,9 +392,17 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         if (mas.length > 0) await node.peerStore.merge(id, { multiaddrs: mas })
         await node.dial(id, { signal: d.signal })
         dials.ok++
+        unreachableUntil.delete(peer)
+        // We knew no address (a member named in a rumour): libp2p's peer routing found one in the DHT.
+        if (mas.length === 0 && !discoveredBy.has(peer)) discoveredBy.set(peer, 'dht')
       } catch (err) {
         dials.failed++
         log.debug('dial failed', { peer, error: errorMessage(err) })
+        if (!signal.aborted) {
+          // Left alone until the redial round after next; another peer takes its place among our links now.
+          unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
+          scheduleMesh()
+        }
       } finally {
         d.cancel()
         dialing.delete(peer)
@@ -403,7 +440,54 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (peer === self || peerBook === undefined) return
     if (!discoveredBy.has(peer)) discoveredBy.set(peer, peerBook.get(peer)?.discoveredBy ?? via)
     peerBook.upsert(peer, { addresses, discoveredBy: discoveredBy.get(peer) ?? via })
-    dialPeer(peer, addresses.length > 0 ? addresses : addressesOf(peer))
+    if (membership.get(peer) === undefined && !candidates.has(peer)) {
+      candidates.set(peer, now())
+      scheduleMesh()
+    }
+  }
+
+  /** The ring we pick links from: members not known dead, and candidates we may dial. */
+  const meshView = (): string[] => {
+    const t = now()
+    const view: string[] = []
+    for (const m of membership.list()) if (m.liveness !== 'dead') view.push(m.peerId)
+    for (const p of candidates.keys()) {
+      if (membership.get(p) !== undefined) { candidates.delete(p); continue }
+      if ((blockedUntil.get(p) ?? 0) <= t && (unreachableUntil.get(p) ?? 0) <= t) view.push(p)
+    }
+    return view
+  }
+
+  /**
+   * Dials our links (see mesh.ts) that are not connected. While fewer than the wanted
+   * number are up or on their way (a dial failed, a peer is blocked), the next peers
+   * along the ring fill in, so a stale entry in the view never leaves a node alone.
+   */
+  const maintainMesh = (): void => {
+    if (libp2p === undefined || running === undefined) return
+    const view = meshView()
+    const links = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
+    for (const p of links) dialPeer(p, addressesOf(p))
+    const want = Math.min(linkCount, view.length)
+    let have = new Set([...admitted, ...dialing, ...dialBacklog.keys()]).size
+    if (have >= want) return
+    const ring = ringOrder([self, ...view])
+    const at = ring.indexOf(self)
+    const t = now()
+    for (let i = 1; i < ring.length && have < want; i++) {
+      const p = ring[(at + i) % ring.length]
+      if (p === undefined || links.includes(p) || dialing.has(p) || dialBacklog.has(p) || isConnected(p)) continue
+      if ((blockedUntil.get(p) ?? 0) > t || (unreachableUntil.get(p) ?? 0) > t) continue
+      dialPeer(p, addressesOf(p))
+      have++
+    }
+  }
+  let meshQueued = false
+  /** Runs `maintainMesh` once after the current burst of discoveries and membership changes. */
+  const scheduleMesh = (): void => {
+    if (meshQueued) return
+    meshQueued = true
+    queueMicrotask(() => { meshQueued = false; maintainMesh() })
   }
 
   // ---- admission ---------------------------------------------------------
@@ -411,9 +495,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const failAdmission = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
     admissionFailures[reason]++
     const peer = conn.remotePeer.toString()
-    // Not a token holder (or not answering): forget it and leave it alone for a while.
-    blockedUntil.set(peer, now() + ADMISSION_BACKOFF_INTERVALS * timing.redialIntervalMs)
-    peerBook?.remove(peer)
+    if (reason === 'timeout') {
+      // Slow, not refused (a starved box at boot): try again on the next redial rounds.
+      unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
+    } else {
+      // Not a token holder: forget it and leave it alone for a while.
+      blockedUntil.set(peer, now() + ADMISSION_BACKOFF_INTERVALS * timing.redialIntervalMs)
+      peerBook?.remove(peer)
+    }
     log.warn('peer failed admission, disconnecting', { peer: conn.remotePeer.toString(), reason, error: errorMessage(err) })
     conn.abort(err instanceof Error ? err : new Error(String(err)))
   }
@@ -422,6 +511,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (running === undefined || peerBook === undefined) return
     const first = !admitted.has(peer)
     admitted.add(peer)
+    candidates.delete(peer)
+    unreachableUntil.delete(peer)
     const known = peerBook.get(peer)
     const addrs = conn.direction === 'outbound' ? [conn.remoteAddr.toString()] : (known?.addresses ?? [])
     peerBook.upsert(peer, { addresses: addrs, discoveredBy: discoveredBy.get(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
@@ -508,7 +599,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   /** Heartbeats our ring successors; tells peers that dropped out of our successor set to stop watching us. */
   const sendHeartbeats = (): void => {
     const signal = running?.signal
-    if (signal === undefined || init.hooks?.freeze?.() === true) return
+    if (signal === undefined || leaving || init.hooks?.freeze?.() === true) return
     const eligible = [...admitted].filter((p) => membership.get(p)?.liveness !== 'dead')
     const targets = new Set(ringSuccessors(self, eligible, heartbeatFanout))
     const frame = (flags: number): Uint8Array => encodeHeartbeat({ flags, incarnation: membership.incarnation(), digestHash: currentDigestHash() })
@@ -557,12 +648,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   /** Hash of the peer list last sent to each peer: an unchanged list is not sent again. */
   const sentPeers = new Map<string, string>()
 
-  /** Peers we vouch for in a peer exchange with `to`: members we believe alive (empty when `to` already has this list). */
+  /** Our membership table for a peer exchange with `to`, liveness and incarnations included (empty when `to` already has this list). */
   const adverts = (to: string): PeerAdvert[] => {
     if (init.peerExchange === false) return []
     const t = now()
-    const list = membership.list().filter((m) => m.liveness === 'alive' && m.peerId !== to).map((m) => ({ id: m.peerId, addresses: addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen) }))
-    const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}`).join(' ')
+    const list: PeerAdvert[] = membership.list().filter((m) => m.peerId !== to).map((m) => ({
+      id: m.peerId, addresses: addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0
+    }))
+    const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
     if (sentPeers.get(to) === fingerprint) return []
     sentPeers.set(to, fingerprint)
     return list
@@ -576,10 +669,20 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       if (init.peerExchange === false) return
       const t = now()
       for (const p of list) {
-        if (p.id === self) continue
-        try { peerIdFromString(p.id) } catch { continue }
-        learnPeer(p.id, p.addresses, 'peer-exchange')
-        if (p.ageMs < timing.deadAfterMs) emitTransitions(membership.learn(p.id, t, { addresses: p.addresses, discoveredBy: via(p.id, 'peer-exchange') }))
+        if (p.liveness === undefined || p.incarnation === undefined) {
+          // An advert without liveness: a peer the sender heard from `ageMs` ago.
+          if (p.id === self || !isPeerId(p.id)) continue
+          learnPeer(p.id, p.addresses, 'peer-exchange')
+          if (p.ageMs < timing.deadAfterMs) emitTransitions(membership.learn(p.id, t, { addresses: p.addresses, discoveredBy: via(p.id, 'peer-exchange') }))
+          continue
+        }
+        // The sender's table row, merged like a rumour (a suspicion of us is refuted).
+        if (p.id !== self) {
+          if (!isPeerId(p.id)) continue
+          if (p.liveness !== 'dead') learnPeer(p.id, p.addresses, 'peer-exchange')
+          if (p.liveness === 'alive') emitTransitions(membership.learn(p.id, t, { addresses: p.addresses, discoveredBy: via(p.id, 'peer-exchange') }))
+        }
+        applyRumour({ peer: p.id, state: p.liveness, incarnation: p.incarnation }, false)
       }
     },
     onApplied: (r: ApplyResult) => { noteApplied(peer, r) },
@@ -652,9 +755,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const onRumour = (data: Uint8Array, from: string): void => {
     const r = decodeRumour(data)
     if (r === undefined) { protocolErrors['malformed-frame']++; log.warn('malformed membership rumour', { peer: from }); return }
+    applyRumour(r, true)
+  }
+
+  /** Merges a rumour (gossip, or a row of a peer exchange); refutes one about us; relays a raised suspicion when `relay`. */
+  const applyRumour = (r: Rumour, relayRaised: boolean): void => {
     const { transitions, refute, relay } = membership.rumour(r, now())
     emitTransitions(transitions)
-    if (relay !== undefined) void spread(relay)
+    if (relay !== undefined && relayRaised) void spread(relay)
     if (refute !== undefined) {
       log.info('refuting a rumour about us', { state: r.state, incarnation: refute.incarnation })
       pendingRefute = refute
@@ -693,7 +801,19 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const signal = (running as AbortController).signal
     loops.push((async () => {
       let nextBeat = now()
+      let wakeAt: number | undefined
       while (!signal.aborted) {
+        if (wakeAt !== undefined) {
+          // Timers run before pending I/O: let the heartbeats that queued up while we slept be read first.
+          await new Promise<void>((resolve) => { setImmediate(resolve) })
+          if (signal.aborted) return
+          const late = now() - wakeAt
+          if (late > timing.heartbeatIntervalMs) {
+            membership.pause(late)
+            stalls.count++
+            stalls.ms += late
+          }
+        }
         const t = now()
         if (t >= nextBeat) {
           sendHeartbeats()
@@ -705,6 +825,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         for (const r of rumours) void spread(r)
         if (pendingRefute !== undefined && t >= nextBeat - timing.heartbeatIntervalMs) void sendRefute()
         const due = Math.min(nextBeat, membership.nextDeadline(t) ?? nextBeat)
+        wakeAt = Math.max(t + 1, due)
         try {
           await clock.sleep(Math.max(1, due - t), signal)
         } catch {
@@ -717,10 +838,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const redial = async (): Promise<void> => {
     const { book } = need('redial')
     for (const ma of bootstrap) dialBootstrap(ma)
-    for (const p of book.list()) {
-      if (p.id === self || p.addresses.length === 0) continue
-      dialPeer(p.id, p.addresses)
-    }
+    maintainMesh()
     await book.save()
   }
 
@@ -845,14 +963,16 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       stateKey: keys.stateKey,
       dir: join(stateDir, 'state'),
       ...(init.stateLimits === undefined ? {} : { limits: init.stateLimits }),
-      isAdmitted: (owner) => admitted.has(owner) || membership.get(owner) !== undefined,
+      // No owner check: an entry that decrypts under the token's state key and carries its
+      // owner's signature comes from a token holder, and with a partial mesh an owner's
+      // entries often arrive (relayed) before any news of the owner. Quotas still bound it.
       clock,
       logger: log
     })
     const report = st.loadReport()
     if (report.corrupt) log.warn('state file was corrupt; starting empty and rebuilding from peers', { file: report.file, movedTo: report.movedTo, problem: report.problem })
 
-    const discovery = init.libp2pOverrides?.peerDiscovery ?? (p2p.mdns ? [mdns({ serviceTag: keys.mdnsServiceName, interval: timing.mdnsIntervalMs })] : [])
+    const discovery = init.libp2pOverrides?.peerDiscovery ?? []
     const services: Record<string, unknown> = {
       identify: identify(),
       ping: ping(),
@@ -897,11 +1017,16 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
 
     self = me
-    membership = createMembership({ timing, self: me, incarnation: now() })
+    // No staleness rule: most members are never heard first-hand here, and a member's end
+    // comes from its watcher's rumour, repaired by the membership rows of every peer exchange.
+    membership = createMembership({ timing, self: me, incarnation: now(), staleAfterMs: Infinity })
+    // Tell the site we are here, once any peer hears it (retried like a refutation).
+    pendingRefute = { peer: me, state: 'alive', incarnation: membership.incarnation() }
     libp2p = node
     store = st
     peerBook = book
     running = controller
+    leaving = false
 
     node.addEventListener('connection:open', (evt) => {
       const conn = evt.detail
@@ -914,15 +1039,16 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       heartbeatOut.delete(peer)
       differs.delete(peer)
       sentPeers.delete(peer)
-      // A peer whose last connection closed is suspect now, not after a silent interval: it is dead after the
-      // suspicion time unless we hear from it again (the redial path reconnects a live one). Its watchers tell everyone.
-      if (running !== undefined && membership.get(peer)?.liveness === 'alive') {
-        const watched = membership.watching().includes(peer)
+      // A peer we watch whose last connection closed is suspect now, not after a silent interval: it is dead
+      // after the suspicion time unless it refutes. Any other peer is only one link less (most members are
+      // not connected to us at all); its own watcher decides.
+      if (running !== undefined && membership.get(peer)?.liveness === 'alive' && membership.watching().includes(peer)) {
         const r: Rumour = { peer, state: 'suspect', incarnation: membership.incarnationOf(peer) ?? 0 }
         membership.unwatch(peer)
         emitTransitions(membership.rumour(r, now()).transitions)
-        if (watched) void spread(r)
+        void spread(r)
       }
+      scheduleMesh()
     })
     node.addEventListener('peer:discovery', (evt) => {
       const id = evt.detail.id.toString()
@@ -959,12 +1085,28 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       throw err
     }
 
+    if (p2p.mdns && init.libp2pOverrides?.peerDiscovery === undefined) {
+      const lan = createMdnsDiscovery({
+        serviceTag: keys.mdnsServiceName,
+        peerId: me,
+        // The announced addresses (loopback only when that is all there is, as in tests on one host).
+        addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
+        intervalMs: timing.mdnsIntervalMs,
+        onPeer: (peer, addresses) => { learnPeer(peer, addresses, 'mdns') },
+        clock,
+        random,
+        logger: log.child('mdns')
+      })
+      await lan.start()
+      mdnsDiscovery = lan
+    }
     livenessLoop()
     loop('anti-entropy', timing.antiEntropyIntervalMs, antiEntropy)
     loop('redial', timing.redialIntervalMs, redial)
     if (!p2p.disableDht) rendezvousLoop()
     // Known peers first (a restart must not wait for discovery), then the bootstrap list.
-    for (const p of book.list()) if (p.addresses.length > 0) { discoveredBy.set(p.id, 'known'); dialPeer(p.id, p.addresses) }
+    for (const p of book.list()) if (p.addresses.length > 0 && p.id !== self) { discoveredBy.set(p.id, 'known'); candidates.set(p.id, now()) }
+    maintainMesh()
     for (const ma of bootstrap) dialBootstrap(ma)
     log.info('p2p node started', { peerId: self, addresses: node.getMultiaddrs().map(String), fingerprint: keys.fingerprint })
   }
@@ -978,10 +1120,15 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (controller === undefined || node === undefined || st === undefined || book === undefined) return
     // Say goodbye: peers mark us dead at once instead of after a silent interval.
     const bye = deadline(clock, LEAVE_NOTICE_MS, 'leave notice', new AbortController().signal)
-    await Promise.race([spread({ peer: self, state: 'dead', incarnation: membership.incarnation() }), new Promise<void>((resolve) => { bye.signal.addEventListener('abort', () => { resolve() }, { once: true }) })])
+    leaving = true
+    // publish() returns once the notice is queued: give it a moment to leave before the connections close.
+    const notice = async (): Promise<void> => { if (await spread({ peer: self, state: 'dead', incarnation: membership.incarnation() })) await clock.sleep(LEAVE_FLUSH_MS, bye.signal).catch(() => {}) }
+    await Promise.race([notice(), new Promise<void>((resolve) => { bye.signal.addEventListener('abort', () => { resolve() }, { once: true }) })])
     bye.cancel()
     controller.abort()
     running = undefined
+    await mdnsDiscovery?.stop().catch((err: unknown) => { log.warn('stopping mDNS failed', { error: errorMessage(err) }) })
+    mdnsDiscovery = undefined
     for (const s of heartbeatOut.values()) s.abort(new Error('stopping'))
     heartbeatOut.clear()
     await Promise.allSettled(loops.splice(0))
@@ -1043,7 +1190,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
           addresses: m?.addresses.length === 0 || m === undefined ? addressesOf(id) : m.addresses,
           liveness: m?.liveness ?? 'unknown',
           lastSeen: m?.lastSeen ?? 0,
-          discoveredBy: m?.discoveredBy ?? discoveredBy.get(id) ?? 'inbound',
+          discoveredBy: discoveredBy.get(id) ?? m?.discoveredBy ?? 'inbound',
           connected: isConnected(id),
           admitted: admitted.has(id)
         }
@@ -1060,7 +1207,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         admissionFailuresByReason: { ...admissionFailures },
         syncs: { ...syncs },
         dials: { ...dials },
-        rendezvous: { ...rendezvousStats }
+        rendezvous: { ...rendezvousStats },
+        stalls: { ...stalls }
       }
     },
     dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {

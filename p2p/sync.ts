@@ -1,5 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import type { ApplyResult, StateStore } from './state/contract.ts'
+import type { Liveness } from './types.ts'
 import { MalformedFrameError } from './errors.ts'
 import { FrameReader, concatBytes, decodeList, encodeList, fromUtf8, utf8 } from './framing.ts'
 import { sendFrames } from './stream-io.ts'
@@ -29,11 +30,19 @@ export const MAX_PEERS_PER_EXCHANGE = 256
 const MAX_ADDRS = 8
 const MAX_ADDR_LENGTH = 256
 
-/** A peer one side vouches for: admitted by it, heard from `ageMs` ago. */
+/**
+ * A member one side knows: where to reach it, how long ago it heard from it first-hand,
+ * and (from nodes that send them) the liveness and incarnation it holds for it, which
+ * the receiver merges like a rumour. That is the membership's anti-entropy: a node
+ * learns members it has no connection to, and a `dead` rumour it missed, on the next
+ * exchange.
+ */
 export interface PeerAdvert {
   id: string
   addresses: string[]
   ageMs: number
+  liveness?: Liveness
+  incarnation?: number
 }
 
 /** What one side of an exchange works with. */
@@ -84,7 +93,10 @@ export function entryFrames (entries: Uint8Array[], maxFrameBytes: number): Uint
 
 /** Encodes a PEERS frame body. */
 export function encodePeers (peers: PeerAdvert[]): Uint8Array {
-  const list = peers.slice(0, MAX_PEERS_PER_EXCHANGE).map((p) => [p.id, p.addresses.slice(0, MAX_ADDRS), Math.max(0, Math.round(p.ageMs))])
+  const list = peers.slice(0, MAX_PEERS_PER_EXCHANGE).map((p) => {
+    const base = [p.id, p.addresses.slice(0, MAX_ADDRS), Math.max(0, Math.round(p.ageMs))]
+    return p.liveness === undefined || p.incarnation === undefined ? base : [...base, p.incarnation, p.liveness]
+  })
   return frame(KIND.peers, utf8(JSON.stringify(list)))
 }
 
@@ -98,14 +110,17 @@ export function decodePeers (body: Uint8Array): PeerAdvert[] {
   }
   if (!Array.isArray(raw) || raw.length > MAX_PEERS_PER_EXCHANGE) throw new MalformedFrameError(`peers: expected an array of at most ${MAX_PEERS_PER_EXCHANGE} items`)
   return raw.map((item: unknown, i) => {
-    if (!Array.isArray(item) || item.length !== 3) throw new MalformedFrameError(`peers[${i}]: expected [id, addresses, ageMs]`)
-    const [id, addresses, ageMs] = item as [unknown, unknown, unknown]
+    if (!Array.isArray(item) || (item.length !== 3 && item.length !== 5)) throw new MalformedFrameError(`peers[${i}]: expected [id, addresses, ageMs] or [id, addresses, ageMs, incarnation, liveness]`)
+    const [id, addresses, ageMs, incarnation, liveness] = item as [unknown, unknown, unknown, unknown, unknown]
     if (typeof id !== 'string' || id.length === 0 || id.length > 128) throw new MalformedFrameError(`peers[${i}]: id must be a peer id string`)
     if (!Array.isArray(addresses) || addresses.length > MAX_ADDRS || !addresses.every((a) => typeof a === 'string' && a.length <= MAX_ADDR_LENGTH)) {
       throw new MalformedFrameError(`peers[${i}]: addresses must be at most ${MAX_ADDRS} multiaddr strings`)
     }
     if (typeof ageMs !== 'number' || !Number.isFinite(ageMs) || ageMs < 0) throw new MalformedFrameError(`peers[${i}]: ageMs must be a non-negative number`)
-    return { id, addresses: addresses as string[], ageMs }
+    if (item.length === 3) return { id, addresses: addresses as string[], ageMs }
+    if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) throw new MalformedFrameError(`peers[${i}]: incarnation must be a non-negative integer`)
+    if (liveness !== 'alive' && liveness !== 'suspect' && liveness !== 'dead') throw new MalformedFrameError(`peers[${i}]: liveness must be alive, suspect or dead`)
+    return { id, addresses: addresses as string[], ageMs, incarnation, liveness }
   })
 }
 

@@ -46,7 +46,7 @@ export interface DerivedKeys {
   pnetKey: Uint8Array
   /** mDNS service label, `kp-` and 16 base32 characters (a single DNS label). Per token. */
   mdnsTag: string
-  /** `_<mdnsTag>._udp.local`, ready for @libp2p/mdns `serviceTag`. Per token. */
+  /** `_<mdnsTag>._udp.local`, the DNS-SD service name our mDNS discovery uses. Per token. */
   mdnsServiceName: string
   /** kad-dht `protocol`: `/kairos-p2p/<id>/kad/1.0.0`, never the public IPFS one. Per token. */
   dhtProtocol: string

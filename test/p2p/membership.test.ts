@@ -110,22 +110,40 @@ describe('membership table', () => {
 })
 
 describe('expected heartbeats', () => {
-  it('a peer that never heartbeats after we expected it is suspected, then dead', () => {
+  it('a peer that never heartbeats after we expected it is suspected, then dead, one suspicion period later than a watched one', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 1 })
     m.heard('p', 0, 2)
     m.expect('p', 0)
-    expect(types(m.tick(S).transitions)).toEqual(['suspect'])
-    expect(types(m.tick(D).transitions)).toEqual(['leave'])
+    expect(m.nextDeadline(0)).toBe(2 * S)
+    expect(m.tick(2 * S - 1).transitions).toEqual([])
+    expect(types(m.tick(2 * S).transitions)).toEqual(['suspect'])
+    expect(types(m.tick(S + D).transitions)).toEqual(['leave'])
   })
 
   it('an expectation is dropped when the peer refutes without ever heartbeating us', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 1 })
     m.heard('p', 0, 2)
     m.expect('p', 0)
-    m.tick(S)
-    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, S + 10).transitions)).toEqual(['recover'])
+    m.tick(2 * S)
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, 2 * S + 10).transitions)).toEqual(['recover'])
     expect(m.watching()).toEqual([])
-    expect(m.tick(S + 10 + D).transitions).toEqual([])
+    expect(m.tick(2 * S + 10 + D).transitions).toEqual([])
+  })
+
+  it('our own stall does not count as a watched peer\'s silence', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.watch('p', 0, 2)
+    m.watch('q', 0, 2)
+    m.rumour({ peer: 'q', state: 'suspect', incarnation: 2 }, 10)
+    // Asleep from 10 to 10 + D: nothing was heard, but nothing could have been.
+    m.pause(D)
+    expect(m.tick(10 + D).transitions).toEqual([])
+    expect(m.nextDeadline(10 + D)).toBe(D + S)
+    expect(types(m.tick(D + S).transitions)).toEqual(['suspect'])
+    expect(types(m.tick(2 * D).transitions)).toEqual(['leave', 'leave'])
+    m.pause(0)
+    m.pause(-5)
+    expect(m.tick(3 * D).transitions).toEqual([])
   })
 
   it('a confirmed watch survives a refutation', () => {

@@ -159,7 +159,7 @@ describe('DHT rendezvous', () => {
     const seed = await cluster.node(token, {}, { peerExchange: false })
     const boot = [seed.addresses()[0] as string]
     const others = await Promise.all([1, 2, 3].map(async () => await cluster.node(token, { bootstrapPeers: boot }, { peerExchange: false })))
-    await waitFor('every node is connected to every other', () => others.every((n) => alivePeers(n).length === 3), 20_000)
+    await waitFor('every node is connected to every other', () => others.every((n) => alivePeers(n).length === 3) && fullyAdmitted(others), 20_000)
     const via = others.flatMap((n) => n.status().peers.filter((p) => p.id !== seed.peerId).map((p) => p.discoveredBy))
     expect(via.length).toBeGreaterThan(0)
     // Found by the DHT; a peer first named in a membership rumour is labelled peer-exchange.

@@ -1,0 +1,560 @@
+import multicastDns from 'multicast-dns'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CODE_P2P, multiaddr } from '@multiformats/multiaddr'
+import { systemClock, type Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import { silentLogger, type Logger } from '../util/log.ts'
+import { cryptoRandom, type RandomSource } from '../util/random.ts'
+
+/**
+ * LAN discovery over mDNS, with DNS-SD records shaped like libp2p's mDNS spec
+ * (so @libp2p/mdns nodes can still read them) but a cheaper conversation.
+ *
+ * Why not @libp2p/mdns: it queries every interval and every node answers every
+ * query by multicast, so each node hears N−1 answers to each of N queries:
+ * O(N²) packets per interval per node, each one a peer-store write.
+ *
+ * Here a node talks in two phases:
+ *  - fast (at start and after `nudge()`): a PTR query at 0, 250 ms, 500 ms,
+ *    1 s, 2 s, 4 s … while below `intervalMs`. The query carries our own
+ *    records, so every receiver learns us from the query itself; receivers
+ *    answer by unicast to the querier only, so the querier learns everyone
+ *    and nobody else hears the answers.
+ *  - steady: one unsolicited announcement (a response packet with our
+ *    records) per `intervalMs`. It is not a query, so nobody answers.
+ * In the steady phase each node therefore receives N−1 packets per interval.
+ *
+ * Unicast answers go to the querier's source address and port. The querier
+ * sends from the shared mDNS port, so if another process on its host (an
+ * Avahi daemon) bound that port later, the kernel may hand the answer to that
+ * process instead. Nothing breaks: the querier still hears every peer's next
+ * announcement, at most one interval later.
+ */
+
+/** The standard mDNS port. @default 5353 */
+export const DEFAULT_MDNS_PORT = 5353
+/** The standard IPv4 mDNS group. @default '224.0.0.251' */
+export const DEFAULT_MDNS_IP = '224.0.0.251'
+/** TTL of our records, seconds (DNS-SD's usual value for host-independent records). */
+export const MDNS_RECORD_TTL = 120
+/** Most addresses we publish, and most a packet may carry before it is refused. */
+export const MDNS_MAX_ADDRESSES = 8
+/** A TXT string is at most 255 bytes (RFC 6763 §6.1). */
+export const MDNS_MAX_TXT_BYTES = 255
+/** First gap of the fast phase, ms; the gaps then double. */
+export const MDNS_FAST_FIRST_GAP_MS = 250
+/** A querier is answered at most once per this many ms (it may re-send a burst). */
+export const MDNS_ANSWER_HOLDOFF_MS = 200
+/** Relative jitter on every gap, so a site powered on together does not send in lock-step. */
+export const MDNS_JITTER = 0.1
+/** Most peers and queriers remembered for dedupe and rate limits; the oldest are forgotten first. */
+const MAX_REMEMBERED = 1024
+const DNSADDR = 'dnsaddr='
+
+/** A DNS resource record as this module sends it. */
+export interface MdnsRecord {
+  name: string
+  type: 'PTR' | 'TXT'
+  class: 'IN'
+  ttl: number
+  data: string
+}
+
+/** Where a packet came from, or where a unicast answer goes. */
+export interface MdnsRemote {
+  address: string
+  port: number
+}
+
+/** Called when a send completed or failed. */
+export type MdnsSendCallback = (err: Error | null) => void
+
+/**
+ * The part of the `multicast-dns` API we use. Incoming packets are `unknown`:
+ * they come off the wire and are validated field by field.
+ */
+export interface MdnsSocket {
+  /** Multicasts a query packet. */
+  query(packet: { questions: Array<{ name: string, type: 'PTR', class: 'IN' }>, answers: MdnsRecord[] }, callback: MdnsSendCallback): void
+  /** Sends a response packet: multicast without `rinfo`, unicast to `rinfo` with it. */
+  respond(packet: { answers: MdnsRecord[] }, rinfo: MdnsRemote | undefined, callback: MdnsSendCallback): void
+  on(event: 'query' | 'response', listener: (packet: unknown, rinfo: MdnsRemote) => void): unknown
+  on(event: 'error' | 'warning', listener: (err: Error) => void): unknown
+  removeListener(event: 'query' | 'response', listener: (packet: unknown, rinfo: MdnsRemote) => void): unknown
+  removeListener(event: 'error' | 'warning', listener: (err: Error) => void): unknown
+  /** Closes the socket; calls back when closed. */
+  destroy(callback?: () => void): void
+}
+
+/** Opens a socket on `port` joined to the group `ip`. */
+export type MdnsSocketFactory = (options: { port: number, ip: string }) => MdnsSocket
+
+/** The real socket: `multicast-dns` on all IPv4 interfaces. */
+export const multicastDnsSocket: MdnsSocketFactory = ({ port, ip }) => multicastDns({ port, ip })
+
+/** Options of `createMdnsDiscovery`. */
+export interface MdnsDiscoveryInit {
+  /** DNS-SD service name, e.g. `keys.mdnsServiceName` (`_kp-<16 chars>._udp.local`, derived from the token). */
+  serviceTag: string
+  /** Our own peer id. */
+  peerId: string
+  /**
+   * Our listen multiaddrs without `/p2p`. Read at each send; when it is empty
+   * we send nothing (and answer nobody) until it is not.
+   */
+  addresses: () => string[]
+  /** Steady-phase announcement interval, ms (`timing.mdnsIntervalMs`). */
+  intervalMs: number
+  /**
+   * A peer was heard, with its addresses (without `/p2p`). Not called again
+   * for the same peer and the same address set within `intervalMs`.
+   */
+  onPeer: (peer: string, addresses: string[]) => void
+  /** @default systemClock */
+  clock?: Clock
+  /** Jitter source. @default cryptoRandom */
+  random?: RandomSource
+  /** @default silentLogger */
+  logger?: Logger
+  /** Opens the socket at each `start()`. @default multicastDnsSocket */
+  socket?: MdnsSocketFactory
+  /** @default DEFAULT_MDNS_PORT */
+  port?: number
+  /** @default DEFAULT_MDNS_IP */
+  ip?: string
+}
+
+/** Counters since the discovery was created. */
+export interface MdnsStats {
+  /** Fast-phase queries multicast. */
+  queriesSent: number
+  /** Steady-phase announcements multicast. */
+  announcementsSent: number
+  /** Unicast answers to queriers. */
+  answersSent: number
+  /** Every decoded packet the socket handed us, ours and strangers' included. */
+  packetsReceived: number
+  /** `onPeer` calls. */
+  peersReported: number
+  /** Packets about our service that failed validation (see `readMdnsPacket`, `validateMdnsRecords`). */
+  malformed: number
+  /** Packets about other services: other mDNS users, or another cluster on the same LAN. */
+  foreign: number
+  /** Packets carrying our own peer id: our multicast looped back, or a node using our identity. */
+  ownEchoes: number
+}
+
+/** LAN discovery; see the module comment. */
+export interface MdnsDiscovery {
+  /** Opens the socket and begins the fast phase. Safe to call twice; works again after `stop()`. */
+  start(): Promise<void>
+  /** Clears timers, removes listeners and closes the socket. Safe to call twice. */
+  stop(): Promise<void>
+  /** Back to the fast phase (e.g. we lost members). No effect while already in it or stopped. */
+  nudge(): void
+  stats(): MdnsStats
+}
+
+// ---- records ---------------------------------------------------------------
+
+/**
+ * Our records: PTR `<serviceTag>` → `<peerId>.<serviceTag>`, and one TXT
+ * `dnsaddr=<address>/p2p/<peerId>` per address. Addresses that do not parse,
+ * carry another peer id or do not fit a TXT string are skipped; at most
+ * `MDNS_MAX_ADDRESSES` are kept. Empty when no address is left.
+ */
+export function encodeMdnsRecords (serviceTag: string, peerId: string, addresses: string[]): MdnsRecord[] {
+  const instance = `${peerId}.${serviceTag}`
+  const txt: MdnsRecord[] = []
+  const seen = new Set<string>()
+  for (const addr of addresses) {
+    if (txt.length >= MDNS_MAX_ADDRESSES) break
+    const full = withPeerId(addr, peerId)
+    if (full === undefined || seen.has(full)) continue
+    const data = DNSADDR + full
+    if (Buffer.byteLength(data) > MDNS_MAX_TXT_BYTES) continue
+    seen.add(full)
+    txt.push({ name: instance, type: 'TXT', class: 'IN', ttl: MDNS_RECORD_TTL, data })
+  }
+  if (txt.length === 0) return []
+  return [{ name: serviceTag, type: 'PTR', class: 'IN', ttl: MDNS_RECORD_TTL, data: instance }, ...txt]
+}
+
+/** `addr` ending in `/p2p/<peerId>`, or undefined when it does not parse or names another peer. */
+function withPeerId (addr: string, peerId: string): string | undefined {
+  let components
+  try {
+    components = multiaddr(addr).getComponents()
+  } catch {
+    return undefined
+  }
+  const last = components.at(-1)
+  if (last?.code === CODE_P2P) return last.value === peerId ? addr : undefined
+  return `${addr}/p2p/${peerId}`
+}
+
+/** What a packet says about our service, before any expensive parsing. */
+export type MdnsPacketView =
+  /** Nothing about our service. */
+  | { kind: 'foreign' }
+  | { kind: 'malformed', reason: string }
+  /** Asks for our service and carries no records of it (e.g. an @libp2p/mdns query). */
+  | { kind: 'question' }
+  /** Records of one instance: its DNS label and the raw `dnsaddr` values; `asks` when it also asks for our service. */
+  | { kind: 'records', instance: string, dnsaddrs: string[], asks: boolean }
+
+const utf8 = new TextDecoder()
+
+/**
+ * Structural reading of a decoded packet (any shape: it comes off the wire).
+ * Records live in the answers or, per the libp2p spec, the additionals. A
+ * packet may describe one instance only. Names compare case-insensitively,
+ * the instance label (a peer id) exactly.
+ */
+export function readMdnsPacket (packet: unknown, serviceTag: string): MdnsPacketView {
+  if (!isRecord(packet)) return malformedView('not a DNS packet')
+  const tag = serviceTag.toLowerCase()
+  const suffix = '.' + tag
+  const asks = listOf(packet.questions).some((q) => isRecord(q) && typeof q.name === 'string' && q.name.toLowerCase() === tag && (q.type === 'PTR' || q.type === 'ANY'))
+  const records = [...listOf(packet.answers), ...listOf(packet.additionals)].filter(isRecord)
+  let instance: string | undefined
+  let mentioned = false
+  for (const r of records) {
+    if (r.type !== 'PTR' || typeof r.name !== 'string' || r.name.toLowerCase() !== tag) continue
+    mentioned = true
+    if (typeof r.data !== 'string' || !r.data.toLowerCase().endsWith(suffix)) return malformedView(`PTR data ${quote(r.data)}, expected <peer id>${suffix}`)
+    const label = r.data.slice(0, -suffix.length)
+    if (instance !== undefined && instance !== label) return malformedView(`PTR records of two instances (${quote(instance)}, ${quote(label)}), expected one`)
+    instance = label
+  }
+  const dnsaddrs: string[] = []
+  for (const r of records) {
+    if (r.type !== 'TXT' || typeof r.name !== 'string' || !r.name.toLowerCase().endsWith(suffix)) continue
+    mentioned = true
+    const label = r.name.slice(0, -suffix.length)
+    if (instance === undefined) return malformedView(`TXT record of ${quote(label)} without a PTR record`)
+    if (label !== instance) return malformedView(`TXT record of ${quote(label)}, expected one of the PTR instance ${quote(instance)}`)
+    if (!Array.isArray(r.data)) return malformedView('TXT data is not a list of strings')
+    for (const item of r.data as unknown[]) {
+      const text = typeof item === 'string' ? item : item instanceof Uint8Array ? utf8.decode(item) : undefined
+      if (text === undefined) return malformedView('TXT data is not a list of strings')
+      if (!text.startsWith(DNSADDR)) continue
+      if (dnsaddrs.length >= MDNS_MAX_ADDRESSES) return malformedView(`more than ${MDNS_MAX_ADDRESSES} dnsaddr entries`)
+      dnsaddrs.push(text.slice(DNSADDR.length))
+    }
+  }
+  if (!mentioned || instance === undefined) return asks ? { kind: 'question' } : { kind: 'foreign' }
+  return { kind: 'records', instance, dnsaddrs, asks }
+}
+
+/** A validated instance: a peer with its addresses, our own id, or why it was refused. */
+export type MdnsPeerVerdict =
+  | { kind: 'peer', peer: string, addresses: string[] }
+  | { kind: 'own' }
+  | { kind: 'malformed', reason: string }
+
+/**
+ * Checks an instance read by `readMdnsPacket`: the label must be a peer id
+ * other than `self`, and every `dnsaddr` a multiaddr ending in `/p2p/` of that
+ * same peer. Returns the addresses without `/p2p`, duplicates dropped.
+ */
+export function validateMdnsRecords (instance: string, dnsaddrs: string[], self: string): MdnsPeerVerdict {
+  if (instance === self) return { kind: 'own' }
+  let peer: string
+  try {
+    peer = peerIdFromString(instance).toString()
+  } catch {
+    return { kind: 'malformed', reason: `instance label ${quote(instance)} is not a peer id` }
+  }
+  if (peer === self) return { kind: 'own' }
+  if (dnsaddrs.length === 0) return { kind: 'malformed', reason: 'no dnsaddr entry, expected at least one address' }
+  if (dnsaddrs.length > MDNS_MAX_ADDRESSES) return { kind: 'malformed', reason: `${dnsaddrs.length} dnsaddr entries, expected at most ${MDNS_MAX_ADDRESSES}` }
+  const addresses: string[] = []
+  for (const text of dnsaddrs) {
+    let ma
+    try {
+      ma = multiaddr(text)
+    } catch {
+      return { kind: 'malformed', reason: `dnsaddr ${quote(text)} is not a multiaddr` }
+    }
+    const last = ma.getComponents().at(-1)
+    if (last?.code !== CODE_P2P || last.value !== peer) return { kind: 'malformed', reason: `dnsaddr ${quote(text)}, expected it to end in /p2p/${peer}` }
+    const addr = ma.decapsulateCode(CODE_P2P).toString()
+    if (addr === '/') return { kind: 'malformed', reason: `dnsaddr ${quote(text)} has no transport address` }
+    if (!addresses.includes(addr)) addresses.push(addr)
+  }
+  return { kind: 'peer', peer, addresses }
+}
+
+// ---- schedule --------------------------------------------------------------
+
+/**
+ * Offsets from the start of a fast phase at which we query: 0, 250, 500,
+ * 1000, 2000 … doubling while below `intervalMs`. The first steady
+ * announcement follows the last query by `intervalMs`.
+ */
+export function fastPhaseOffsets (intervalMs: number): number[] {
+  const out = [0]
+  for (let t = MDNS_FAST_FIRST_GAP_MS; t < intervalMs; t *= 2) out.push(t)
+  return out
+}
+
+/** `ms` moved by up to ±`MDNS_JITTER` of itself. */
+export function jittered (ms: number, random: RandomSource): number {
+  return Math.round(ms * (1 - MDNS_JITTER + 2 * MDNS_JITTER * random.float()))
+}
+
+// ---- service ---------------------------------------------------------------
+
+/**
+ * Creates LAN discovery. Nothing touches the network until `start()`.
+ * Throws `RangeError` on an empty service tag, a peer id that does not parse
+ * or does not fit a DNS label, or an interval that is not a positive number.
+ */
+export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
+  const { serviceTag, peerId: self, intervalMs } = init
+  if (serviceTag === '') throw new RangeError('mdns: serviceTag is empty, expected a DNS-SD service name such as _kp-abc._udp.local')
+  try {
+    peerIdFromString(self)
+  } catch (err) {
+    throw new RangeError(`mdns: peerId ${quote(self)} is not a peer id`, { cause: err })
+  }
+  if (Buffer.byteLength(self) > 63) throw new RangeError(`mdns: peerId ${quote(self)} is ${Buffer.byteLength(self)} bytes, expected at most 63 (one DNS label)`)
+  if (!Number.isFinite(intervalMs) || intervalMs <= 0) throw new RangeError(`mdns: intervalMs ${intervalMs}, expected a positive number of ms`)
+  const clock = init.clock ?? systemClock
+  const random = init.random ?? cryptoRandom
+  const log = (init.logger ?? silentLogger).child('mdns')
+  const openSocket = init.socket ?? multicastDnsSocket
+  const port = init.port ?? DEFAULT_MDNS_PORT
+  const ip = init.ip ?? DEFAULT_MDNS_IP
+  const offsets = fastPhaseOffsets(intervalMs)
+
+  const stats: MdnsStats = { queriesSent: 0, announcementsSent: 0, answersSent: 0, packetsReceived: 0, peersReported: 0, malformed: 0, foreign: 0, ownEchoes: 0 }
+  /** Last report per peer: its joined address set and when. */
+  const reported = new Map<string, { key: string, at: number }>()
+  /** Last answer per querier. */
+  const answered = new Map<string, number>()
+  /** Validated instances, keyed by their raw records: a steady site re-sends the same bytes, so it skips the parsing. */
+  const validated = new Map<string, Extract<MdnsPeerVerdict, { kind: 'peer' }>>()
+
+  let socket: MdnsSocket | undefined
+  let running: AbortController | undefined
+  let loop: Promise<void> | undefined
+  /** Aborts the current wait, so a nudge takes effect at once. */
+  let waking: AbortController | undefined
+  /** Index into `offsets` of the next fast-phase query; undefined in the steady phase. */
+  let fastStep: number | undefined
+
+  const sent = (what: string): MdnsSendCallback => (err) => {
+    if (err !== null && err !== undefined) log.warn(`mdns ${what} failed`, { error: errorMessage(err) })
+  }
+
+  const ourRecords = (): MdnsRecord[] => {
+    let addresses: string[]
+    try {
+      addresses = init.addresses()
+    } catch (err) {
+      log.warn('mdns: reading our addresses failed', { error: errorMessage(err) })
+      return []
+    }
+    return encodeMdnsRecords(serviceTag, self, addresses)
+  }
+
+  const send = (what: string, count: () => void, act: (s: MdnsSocket, answers: MdnsRecord[]) => void): void => {
+    const s = socket
+    if (s === undefined) return
+    const answers = ourRecords()
+    if (answers.length === 0) { log.debug(`mdns: no address to publish, ${what} skipped`); return }
+    try {
+      act(s, answers)
+      count()
+    } catch (err) {
+      log.warn(`mdns ${what} failed`, { error: errorMessage(err) })
+    }
+  }
+
+  const query = (): void => {
+    send('query', () => { stats.queriesSent++ }, (s, answers) => {
+      s.query({ questions: [{ name: serviceTag, type: 'PTR', class: 'IN' }], answers }, sent('query'))
+    })
+  }
+  const announce = (): void => {
+    send('announcement', () => { stats.announcementsSent++ }, (s, answers) => { s.respond({ answers }, undefined, sent('announcement')) })
+  }
+  const answer = (querier: string, rinfo: MdnsRemote): void => {
+    const t = clock.now()
+    const last = answered.get(querier)
+    if (last !== undefined && t - last < MDNS_ANSWER_HOLDOFF_MS) return
+    remember(answered, querier, t)
+    send('answer', () => { stats.answersSent++ }, (s, answers) => {
+      s.respond({ answers }, { address: rinfo.address, port: rinfo.port }, sent('answer'))
+    })
+  }
+
+  const report = (peer: string, addresses: string[]): void => {
+    const key = [...addresses].sort().join(' ')
+    const t = clock.now()
+    const last = reported.get(peer)
+    if (last !== undefined && last.key === key && t - last.at < intervalMs) return
+    remember(reported, peer, { key, at: t })
+    stats.peersReported++
+    try {
+      init.onPeer(peer, addresses)
+    } catch (err) {
+      log.warn('mdns: onPeer failed', { peer, error: errorMessage(err) })
+    }
+  }
+
+  const validate = (instance: string, dnsaddrs: string[]): MdnsPeerVerdict => {
+    const key = instance + '\n' + dnsaddrs.join('\n')
+    const cached = validated.get(key)
+    if (cached !== undefined) return cached
+    const verdict = validateMdnsRecords(instance, dnsaddrs, self)
+    if (verdict.kind === 'peer') remember(validated, key, verdict)
+    return verdict
+  }
+
+  const refuse = (reason: string, rinfo: MdnsRemote): void => {
+    stats.malformed++
+    log.debug('mdns: packet ignored', { reason, from: `${String(rinfo?.address)}:${String(rinfo?.port)}` })
+  }
+
+  /** Never throws: whatever a packet holds, the worst outcome is a counted refusal. */
+  const onPacket = (packet: unknown, rinfo: MdnsRemote, isQuery: boolean): void => {
+    try {
+      stats.packetsReceived++
+      const view = readMdnsPacket(packet, serviceTag)
+      switch (view.kind) {
+        case 'foreign': stats.foreign++; return
+        case 'malformed': refuse(view.reason, rinfo); return
+        case 'question':
+          if (isQuery) answer(`${rinfo.address}:${rinfo.port}`, rinfo)
+          return
+        case 'records': {
+          const verdict = validate(view.instance, view.dnsaddrs)
+          if (verdict.kind === 'own') { stats.ownEchoes++; return }
+          if (verdict.kind === 'malformed') { refuse(verdict.reason, rinfo); return }
+          report(verdict.peer, [...verdict.addresses]) // a copy: the verdict stays cached
+          if (isQuery && view.asks) answer(verdict.peer, rinfo)
+        }
+      }
+    } catch (err) {
+      refuse(`handler failed: ${errorMessage(err)}`, rinfo)
+    }
+  }
+  const onQuery = (packet: unknown, rinfo: MdnsRemote): void => { onPacket(packet, rinfo, true) }
+  const onResponse = (packet: unknown, rinfo: MdnsRemote): void => { onPacket(packet, rinfo, false) }
+  const onError = (err: Error): void => { log.warn('mdns socket error', { error: errorMessage(err) }) }
+  const onWarning = (err: Error): void => { log.warn('mdns socket warning', { error: errorMessage(err) }) }
+
+  /** Sleeps `ms`, or less when nudged or stopped. */
+  const wait = async (ms: number): Promise<void> => {
+    const w = new AbortController()
+    waking = w
+    try {
+      await clock.sleep(ms, w.signal)
+    } catch {
+      // nudged or stopped: the loop looks at its state again
+    } finally {
+      if (waking === w) waking = undefined
+    }
+  }
+
+  const run = async (signal: AbortSignal): Promise<void> => {
+    while (!signal.aborted) {
+      let gap: number
+      if (fastStep !== undefined) {
+        query()
+        const here = offsets[fastStep] ?? 0
+        const next = offsets[fastStep + 1]
+        fastStep = next === undefined ? undefined : fastStep + 1
+        gap = next === undefined ? intervalMs : next - here
+      } else {
+        announce()
+        gap = intervalMs
+      }
+      await wait(jittered(gap, random))
+    }
+  }
+
+  return {
+    async start () {
+      if (running !== undefined) return
+      const s = openSocket({ port, ip })
+      s.on('query', onQuery)
+      s.on('response', onResponse)
+      s.on('error', onError)
+      s.on('warning', onWarning)
+      socket = s
+      reported.clear()
+      answered.clear()
+      fastStep = 0
+      running = new AbortController()
+      loop = run(running.signal)
+      log.debug('mdns started', { serviceTag, intervalMs })
+    },
+
+    async stop () {
+      const r = running
+      const s = socket
+      if (r === undefined || s === undefined) return
+      running = undefined
+      socket = undefined
+      r.abort()
+      waking?.abort()
+      await loop
+      loop = undefined
+      s.removeListener('query', onQuery)
+      s.removeListener('response', onResponse)
+      s.removeListener('error', onError)
+      s.removeListener('warning', onWarning)
+      await new Promise<void>((resolve) => {
+        try {
+          s.destroy(resolve)
+        } catch (err) {
+          log.warn('mdns: closing the socket failed', { error: errorMessage(err) })
+          resolve()
+        }
+      })
+      log.debug('mdns stopped')
+    },
+
+    nudge () {
+      if (running === undefined || fastStep !== undefined) return
+      fastStep = 0
+      waking?.abort()
+    },
+
+    stats: () => ({ ...stats })
+  }
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+/** Sets `key` as the newest entry, forgetting the oldest beyond `MAX_REMEMBERED`. */
+function remember<V> (map: Map<string, V>, key: string, value: V): void {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size > MAX_REMEMBERED) {
+    const oldest = map.keys().next()
+    if (oldest.done !== true) map.delete(oldest.value)
+  }
+}
+
+function isRecord (x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null
+}
+
+function listOf (x: unknown): unknown[] {
+  return Array.isArray(x) ? x : []
+}
+
+function malformedView (reason: string): MdnsPacketView {
+  return { kind: 'malformed', reason }
+}
+
+/** A wire value for a log line: quoted, at most 80 characters. */
+function quote (x: unknown): string {
+  const s = typeof x === 'string' ? x : String(x)
+  return JSON.stringify(s.length > 80 ? s.slice(0, 77) + '...' : s)
+}
