@@ -2,6 +2,8 @@
 // module is imported (libp2p takes most of a second to load on a small CPU), so a
 // SIGTERM during start-up still stops cleanly. Commands are loaded lazily: `token`
 // and `config` never load libp2p.
+/** How long the process may linger once its command has returned, ms. */
+const EXIT_GRACE_MS = 1_000
 const shutdown = new AbortController()
 let signalled = 0
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -75,4 +77,8 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(2))
+process.exitCode = code
+// The command is done (an agent has stopped and saved its state): a timer or socket some
+// library forgot to release must not keep the process, and so its supervisor, waiting.
+setTimeout(() => { process.exit(code) }, EXIT_GRACE_MS).unref()

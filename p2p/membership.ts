@@ -43,6 +43,18 @@ export interface Sighting {
   discoveredBy?: string
 }
 
+/** How `rumour` treats a suspicion about an older incarnation than we hold. */
+export interface RumourOptions {
+  /**
+   * Raise it to our incarnation (and return it as `relay`) when we have no first-hand
+   * news of the member either. Only a node close to the member (connected to it) should:
+   * in a partial mesh almost nobody has first-hand news of a given member, and every node
+   * raising and relaying one stale suspicion turns it into N messages and N refutations.
+   * @default true
+   */
+  raise?: boolean
+}
+
 /** Liveness thresholds. */
 export type MembershipTiming = Pick<Timing, 'suspectAfterMs' | 'deadAfterMs'>
 
@@ -94,7 +106,7 @@ export interface Membership {
    * rumour to spread again when we raised a stale suspicion to the
    * incarnation we know (see the module comment).
    */
-  rumour(r: Rumour, now: number): { transitions: MembershipTransition[], refute?: Rumour, relay?: Rumour }
+  rumour(r: Rumour, now: number, options?: RumourOptions): { transitions: MembershipTransition[], refute?: Rumour, relay?: Rumour }
   /**
    * We were not running for `ms` (our event loop stalled): that silence is ours, not our
    * peers', so every watch and suspicion timer moves forward by it. The idea of
@@ -124,7 +136,18 @@ interface Row {
   confirmed?: boolean
   /** Last first-hand evidence (heartbeat, admission, a message from it); `touch` does not count. */
   heardAt: number
+  /** Arrival of its last heartbeat, while we watch it. */
+  beatAt?: number
+  /** Longest recent gap between its heartbeats, decaying (see `patience`). */
+  slowGap: number
 }
+
+/** A watched peer's longest heartbeat gap loses this share of its weight with each heartbeat. */
+const GAP_DECAY = 0.95
+/** Silence of this many recent longest gaps is needed before a suspicion (3 heartbeats, as in the presets). */
+const GAPS_TO_SUSPECT = 3
+/** The thresholds stretch at most this much, so a dead peer is still found in bounded time. */
+const MAX_PATIENCE = 10
 
 const RANK: Record<Liveness, number> = { alive: 0, suspect: 1, dead: 2 }
 
@@ -142,12 +165,20 @@ export function createMembership (init: MembershipInit): Membership {
     let row = rows.get(peer)
     const isNew = row === undefined
     if (row === undefined) {
-      row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0, heardAt: -Infinity }
+      row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0, heardAt: -Infinity, slowGap: 0 }
       rows.set(peer, row)
     }
     if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
     return { row, isNew }
   }
+
+  /**
+   * How much longer than the configured thresholds we wait for this peer: a peer whose
+   * heartbeats have lately come with long gaps (its box is starved, its network slow)
+   * gets proportionally more time before we suspect it, like a phi-accrual detector.
+   * 1 on a healthy network, where the gap is one heartbeat interval.
+   */
+  const patience = (row: Row): number => Math.min(MAX_PATIENCE, Math.max(1, GAPS_TO_SUSPECT * row.slowGap / Math.max(1, timing.suspectAfterMs)))
 
   /** Moves a row to `next`, returning the event it makes. */
   const move = (row: Row, next: Liveness, now: number, isNew = false): MembershipTransition[] => {
@@ -181,7 +212,12 @@ export function createMembership (init: MembershipInit): Membership {
       if (peer === self) return []
       const out = heard(peer, now, incarnation)
       const row = rows.get(peer)
-      if (row !== undefined) { row.watchedAt = now; row.confirmed = true }
+      if (row !== undefined) {
+        if (row.beatAt !== undefined) row.slowGap = Math.max(now - row.beatAt, row.slowGap * GAP_DECAY)
+        row.beatAt = now
+        row.watchedAt = now
+        row.confirmed = true
+      }
       return out
     },
 
@@ -194,7 +230,7 @@ export function createMembership (init: MembershipInit): Membership {
 
     unwatch (peer) {
       const row = rows.get(peer)
-      if (row !== undefined) { delete row.watchedAt; delete row.confirmed }
+      if (row !== undefined) { delete row.watchedAt; delete row.confirmed; delete row.beatAt }
     },
 
     watching: () => [...rows.values()].filter((r) => r.watchedAt !== undefined).map((r) => r.member.peerId),
@@ -202,6 +238,7 @@ export function createMembership (init: MembershipInit): Membership {
       if (!(ms > 0)) return
       for (const row of rows.values()) {
         if (row.watchedAt !== undefined) row.watchedAt += ms
+        if (row.beatAt !== undefined) row.beatAt += ms
         if (row.suspectSince !== undefined) row.suspectSince += ms
       }
     },
@@ -217,12 +254,14 @@ export function createMembership (init: MembershipInit): Membership {
       return isNew ? move(row, 'alive', now, true) : []
     },
 
-    rumour (r, now) {
+    rumour (r, now, options = {}) {
       if (r.peer === self) {
         // Refute every suspicion, even one about an older incarnation: its sender may have
         // raised it to the incarnation it knows (below), and only a newer one settles it.
+        // Our incarnation moves only past the suspected one: an older suspicion is already
+        // beaten by the one we hold.
         if (r.state === 'alive') return { transitions: [] }
-        own = Math.max(own, r.incarnation) + 1
+        if (r.incarnation >= own) own = r.incarnation + 1
         return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
       const existing = rows.get(r.peer)
@@ -238,7 +277,7 @@ export function createMembership (init: MembershipInit): Membership {
       // a live member refutes it, a hung one stays suspected.
       let relay: Rumour | undefined
       let inc = r.incarnation
-      if (r.state !== 'alive' && inc < existing.incarnation && existing.member.liveness === 'alive' && now - existing.heardAt >= timing.suspectAfterMs) {
+      if (options.raise !== false && r.state !== 'alive' && inc < existing.incarnation && existing.member.liveness === 'alive' && now - existing.heardAt >= timing.suspectAfterMs) {
         inc = existing.incarnation
         relay = { peer: r.peer, state: 'suspect', incarnation: inc }
       }
@@ -265,13 +304,14 @@ export function createMembership (init: MembershipInit): Membership {
           // A peer we only expect (it never heartbeated us) gets the suspicion period as extra grace: while a
           // site boots, views differ and the peer may still be heartbeating whoever it thinks is its successor.
           const silence = now - row.watchedAt - (row.confirmed === false ? timing.suspectAfterMs : 0)
-          if (silence >= timing.deadAfterMs) {
+          const stretch = patience(row)
+          if (silence >= timing.deadAfterMs * stretch) {
             transitions.push(...move(row, 'dead', now))
             publish.push({ peer, state: 'dead', incarnation: row.incarnation })
             delete row.watchedAt
             continue
           }
-          if (silence >= timing.suspectAfterMs && l === 'alive') {
+          if (silence >= timing.suspectAfterMs * stretch && l === 'alive') {
             transitions.push(...move(row, 'suspect', now))
             publish.push({ peer, state: 'suspect', incarnation: row.incarnation })
             continue
@@ -294,7 +334,7 @@ export function createMembership (init: MembershipInit): Membership {
       for (const row of rows.values()) {
         const l = row.member.liveness
         if (l === 'dead') continue
-        if (row.watchedAt !== undefined) consider(row.watchedAt + (row.confirmed === false ? timing.suspectAfterMs : 0) + (l === 'alive' ? timing.suspectAfterMs : timing.deadAfterMs))
+        if (row.watchedAt !== undefined) consider(row.watchedAt + (row.confirmed === false ? timing.suspectAfterMs : 0) + (l === 'alive' ? timing.suspectAfterMs : timing.deadAfterMs) * patience(row))
         else if (l === 'suspect' && row.suspectSince !== undefined) consider(row.suspectSince + suspicionMs)
         else if (l === 'alive') consider(row.member.lastSeen + staleAfterMs)
       }

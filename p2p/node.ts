@@ -35,7 +35,7 @@ import { DEFAULT_MESH_LINKS, meshLinks, ringOrder } from './mesh.ts'
 import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
 
 /** How long a peer has to complete the token proof after a connection opens, ms. @default 5000 */
-export const DEFAULT_ADMISSION_TIMEOUT_MS = 5_000
+export const DEFAULT_ADMISSION_TIMEOUT_MS = 10_000
 /** Bound on one dial attempt, ms. @default 5000 */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
 /** Bound on one anti-entropy exchange, ms. @default 10000 */
@@ -175,6 +175,8 @@ export interface P2PStatus {
   rendezvous: { rounds: number, providersFound: number }
   /** Times the liveness loop woke up over a heartbeat interval late, and the milliseconds lost (credited to every watch timer). */
   stalls: { count: number, ms: number }
+  /** Refutations we published (suspicions of us that reached us). */
+  refutations: number
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
@@ -495,8 +497,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const failAdmission = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
     admissionFailures[reason]++
     const peer = conn.remotePeer.toString()
-    if (reason === 'timeout') {
-      // Slow, not refused (a starved box at boot): try again on the next redial rounds.
+    if (reason !== 'bad-proof') {
+      // Slow or cut off, not refused (a starved box at boot, the other side gave up first): try again soon.
       unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
     } else {
       // Not a token holder: forget it and leave it alone for a while.
@@ -760,15 +762,22 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   /** Merges a rumour (gossip, or a row of a peer exchange); refutes one about us; relays a raised suspicion when `relay`. */
   const applyRumour = (r: Rumour, relayRaised: boolean): void => {
-    const { transitions, refute, relay } = membership.rumour(r, now())
+    const { transitions, refute, relay } = membership.rumour(r, now(), { raise: relayRaised && admitted.has(r.peer) })
     emitTransitions(transitions)
-    if (relay !== undefined && relayRaised) void spread(relay)
+    if (relay !== undefined) void spread(relay)
     if (refute !== undefined) {
+      // Several nodes may pass on the same suspicion: one refutation per incarnation and suspicion period is enough.
+      const t = now()
+      if (lastRefute !== undefined && lastRefute.incarnation === refute.incarnation && t - lastRefute.at < timing.suspectAfterMs) return
+      lastRefute = { incarnation: refute.incarnation, at: t }
+      refutations++
       log.info('refuting a rumour about us', { state: r.state, incarnation: refute.incarnation })
       pendingRefute = refute
       void sendRefute()
     }
   }
+  let lastRefute: { incarnation: number, at: number } | undefined
+  let refutations = 0
 
   const publish = (wire: Uint8Array): void => {
     if (libp2p === undefined) return
@@ -1208,7 +1217,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         syncs: { ...syncs },
         dials: { ...dials },
         rendezvous: { ...rendezvousStats },
-        stalls: { ...stalls }
+        stalls: { ...stalls },
+        refutations
       }
     },
     dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {

@@ -55,10 +55,19 @@ describe('membership table', () => {
   it('a rumour that we are suspect or dead is refuted with a higher incarnation, even an older one', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 100 })
     expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 100 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 101 })
-    expect(m.rumour({ peer: 'me', state: 'dead', incarnation: 99 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 102 })
+    // Older than what we hold: refuted with the incarnation we have, which already beats it.
+    expect(m.rumour({ peer: 'me', state: 'dead', incarnation: 99 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 101 })
+    expect(m.rumour({ peer: 'me', state: 'suspect', incarnation: 101 }, 0).refute).toEqual({ peer: 'me', state: 'alive', incarnation: 102 })
     expect(m.incarnation()).toBe(102)
     expect(m.rumour({ peer: 'me', state: 'alive', incarnation: 500 }, 0).refute).toBeUndefined()
     expect(m.list()).toEqual([])
+  })
+
+  it('a node told not to raise leaves a suspicion about an older incarnation alone', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 7)
+    expect(m.rumour({ peer: 'p', state: 'suspect', incarnation: 3 }, 10 * S, { raise: false })).toEqual({ transitions: [] })
+    expect(m.get('p')?.liveness).toBe('alive')
   })
 
   it('a suspicion about an older incarnation is raised and spread again only without first-hand news', () => {
@@ -128,6 +137,37 @@ describe('expected heartbeats', () => {
     expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, 2 * S + 10).transitions)).toEqual(['recover'])
     expect(m.watching()).toEqual([])
     expect(m.tick(2 * S + 10 + D).transitions).toEqual([])
+  })
+
+  it('a peer whose heartbeats come with long gaps (a starved box) gets proportionally longer before a suspicion', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    const beat = timing.heartbeatIntervalMs
+    // Healthy: one heartbeat per interval, suspected after the configured silence.
+    for (let t = 0; t <= 10 * beat; t += beat) m.watch('p', t, 2)
+    expect(m.nextDeadline(10 * beat)).toBe(10 * beat + S)
+    // A 2 s gap (its box stalled): from now on it needs 3 × 2 s of silence to be suspected.
+    const last = 10 * beat + 2_000
+    m.watch('p', last, 2)
+    expect(m.nextDeadline(last)).toBe(last + 6_000)
+    expect(m.tick(last + S).transitions).toEqual([])
+    expect(types(m.tick(last + 6_000).transitions)).toEqual(['suspect'])
+    expect(types(m.tick(last + 6_000 * D / S).transitions)).toEqual(['leave'])
+  })
+
+  it('patience shrinks back as heartbeats come regularly again, and is capped', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    const beat = timing.heartbeatIntervalMs
+    m.watch('p', 0, 2)
+    m.watch('p', 60_000, 2)
+    // A minute-long gap: capped at ten times the configured thresholds.
+    expect(m.nextDeadline(60_000)).toBe(60_000 + 10 * S)
+    let t = 60_000
+    for (let i = 0; i < 200; i++) m.watch('p', (t += beat), 2)
+    expect(m.nextDeadline(t)).toBe(t + S)
+    // A break in watching (the ring moved) starts the gap count afresh.
+    m.unwatch('p')
+    m.watch('p', t + 30_000, 2)
+    expect(m.nextDeadline(t + 30_000)).toBe(t + 30_000 + S)
   })
 
   it('our own stall does not count as a watched peer\'s silence', () => {
