@@ -23,6 +23,9 @@ export const LAB_SITE_TIMING: Readonly<Record<string, number>> = Object.freeze({
   mdns_interval_ms: 5_000,
   redial_interval_ms: 5_000,
   rendezvous_interval_ms: 10_000,
+  // The lan preset's hour-long epoch: once a site is quiet the DHT rounds back off to half
+  // an epoch, and with the lab preset's minute-long epoch they ran every 30 s on every host.
+  rendezvous_epoch_ms: 3_600_000,
   vpn_reconcile_ms: 5_000
 })
 

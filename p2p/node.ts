@@ -74,6 +74,8 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
 const AE_SAFETY_ROUNDS = 12
 /** How long stop() waits for its leave notice to go out, ms. */
 const LEAVE_NOTICE_MS = 250
+/** Redial intervals a connection outside our links is kept before it may be pruned. */
+const MESH_PRUNE_GRACE_INTERVALS = 2
 /** Time a queued leave notice gets to reach the wire before the node closes its connections, ms. */
 const LEAVE_FLUSH_MS = 100
 
@@ -169,8 +171,8 @@ export interface P2PStatus {
   admissionFailuresByReason: Record<AdmissionFailure, number>
   /** Anti-entropy exchanges completed and failed since start. */
   syncs: { ok: number, failed: number }
-  /** Dials (bootstrap, known, discovered peers) completed and failed since start. */
-  dials: { ok: number, failed: number }
+  /** Dials that succeeded and failed, and connections we closed because they were outside our links. */
+  dials: { ok: number, failed: number, pruned: number }
   /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
   rendezvous: { rounds: number, providersFound: number }
   /** Times the liveness loop woke up over a heartbeat interval late, and the milliseconds lost (credited to every watch timer). */
@@ -484,6 +486,35 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       have++
     }
   }
+  /**
+   * Closes connections we opened that are no longer among our links (the view moved while
+   * the site booted, or the DHT dialled a peer for a lookup), oldest first, once we hold
+   * more than twice our link count. Connections others opened are theirs to close, so two
+   * nodes never fight over one. A connection gets `MESH_PRUNE_GRACE_INTERVALS` redial
+   * intervals first, so a lookup in flight is not cut.
+   */
+  const pruneMesh = (): void => {
+    if (libp2p === undefined || running === undefined || linkCount === Infinity) return
+    const max = 2 * linkCount
+    if (admitted.size <= max) return
+    const links = new Set(meshLinks(self, meshView(), linkCount))
+    const t = now()
+    const spare = libp2p.getConnections()
+      .filter((c) => c.status === 'open' && c.direction === 'outbound' && !links.has(c.remotePeer.toString()) && t - c.timeline.open >= MESH_PRUNE_GRACE_INTERVALS * timing.redialIntervalMs)
+      .sort((a, b) => a.timeline.open - b.timeline.open)
+    let over = admitted.size - max
+    for (const c of spare) {
+      if (over <= 0) break
+      const peer = c.remotePeer.toString()
+      // Only when this is our last connection to the peer does the degree drop.
+      if (libp2p.getConnections(c.remotePeer).some((o) => o !== c && o.status === 'open')) continue
+      over--
+      pruned++
+      log.debug('closing a connection outside our links', { peer })
+      c.close().catch(() => { c.abort(new Error('pruned')) })
+    }
+  }
+  let pruned = 0
   let meshQueued = false
   /** Runs `maintainMesh` once after the current burst of discoveries and membership changes. */
   const scheduleMesh = (): void => {
@@ -848,6 +879,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const { book } = need('redial')
     for (const ma of bootstrap) dialBootstrap(ma)
     maintainMesh()
+    pruneMesh()
     await book.save()
   }
 
@@ -1215,7 +1247,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         admissionFailures: Object.values(admissionFailures).reduce((a, b) => a + b, 0),
         admissionFailuresByReason: { ...admissionFailures },
         syncs: { ...syncs },
-        dials: { ...dials },
+        dials: { ...dials, pruned },
         rendezvous: { ...rendezvousStats },
         stalls: { ...stalls },
         refutations
