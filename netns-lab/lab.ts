@@ -356,10 +356,13 @@ export function createLab (init: LabInit = {}): Lab {
    * speed-up: the agents then fill the cache themselves.
    */
   const warmCompileCache = async (r: LabRecord, signal?: AbortSignal): Promise<void> => {
-    const entry = pathToFileURL(join(r.repoRoot, 'cli', 'agent.ts')).href
-    const res = await run([r.nodePath, '--input-type=module', '-e', `await import(${JSON.stringify(entry)})`],
-      { env: agentEnv(r), reject: false, ...(signal === undefined ? {} : { signal }) }).catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: errorMessage(err) }))
-    if (res.exitCode !== 0) log.warn('warming the compile cache failed', { error: res.stderr.trim() })
+    // The CLI entry and the modules `agent` loads lazily (the command's own help loads neither).
+    const lazy = ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')
+    for (const argv of [[r.nodePath, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--help'], [r.nodePath, '--input-type=module', '-e', lazy]]) {
+      const res = await run(argv, { env: agentEnv(r), reject: false, ...(signal === undefined ? {} : { signal }) })
+        .catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: errorMessage(err) }))
+      if (res.exitCode !== 0) { log.warn('warming the compile cache failed', { error: res.stderr.trim() }); return }
+    }
   }
 
   const agentArgv = (r: LabRecord, h: HostRecord): string[] =>

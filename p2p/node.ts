@@ -314,6 +314,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let stopping: Promise<void> | undefined
   const loops: Array<Promise<void>> = []
   let mdnsDiscovery: MdnsDiscovery | undefined
+  /** When the last member joined our view (the site is still forming while joins keep coming). */
+  let lastJoinAt = -Infinity
   /** stop() has sent the leave notice: no heartbeat may contradict it. */
   let leaving = false
 
@@ -329,6 +331,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     for (const t of ts) {
       if (t.type === 'join' || t.type === 'leave') scheduleMesh()
       if (t.type === 'join') {
+        lastJoinAt = now()
         log.info('member joined', { peer: t.member.peerId })
         events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
       } else if (t.type === 'leave') {
@@ -953,6 +956,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         } catch {
           return
         }
+        // While members keep joining, the LAN (or a bootstrap peer) is finding the site: a DHT round now
+        // would only dial the 20 closest peers of a key in the middle of the boot. It runs once joins pause.
+        if (admitted.size > 0 && now() - lastJoinAt < timing.rendezvousIntervalMs) continue
         try {
           const fresh = await rendezvous()
           factor = fresh > 0 || admitted.size === 0 ? 1 : Math.min(factor * 2, rendezvousMaxBackoff(timing.rendezvousEpochMs, timing.rendezvousIntervalMs))
