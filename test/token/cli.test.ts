@@ -1,5 +1,6 @@
 // Tests of cli/token.ts (kept with the token tests): in-process through
 // `command.run` with buffer IO, plus real runs of bin/kairos-p2p.js for exit codes.
+import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
@@ -193,6 +194,18 @@ describe('bin/kairos-p2p.js token (real process)', () => {
     expect(bad.exitCode).toBe(2)
     expect(bad.stdout).toBe('')
     expect(bad.stderr).toBe('kairos-p2p token: network token checksum mismatch — probably a typo; copy the token again from its source')
+  })
+
+  // The machine's own Node (CI and fresh machines have Node 20 outside node_modules).
+  const oldNode = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {
+    const v = spawnSync(p, ['--version'], { encoding: 'utf8' })
+    return v.status === 0 && Number(/^v(\d+)/.exec(v.stdout)?.[1] ?? 99) < 22
+  })
+  it.skipIf(oldNode === undefined)('on a Node older than 22 the launcher says so and exits 1 (needs an old system Node)', async () => {
+    const r = await execa(oldNode as string, [bin, 'token', 'generate'], { reject: false, cwd: root })
+    expect(r.exitCode).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/^kairos-p2p needs Node\.js 22 or newer \(this is v\d+\.\d+\.\d+\); in a checkout, run it through 'npx kairos-p2p'/)
   })
 
   // Every module the CLI resolves (import or require) for one run.
