@@ -10,7 +10,10 @@ import { deriveKeys } from '../../token/index.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import { MalformedFrameError } from '../../p2p/errors.ts'
 import { decodeList, encodeFrame, encodeVarint } from '../../p2p/framing.ts'
-import { decodePeers, encodePeers, entryFrames } from '../../p2p/sync.ts'
+import { decodePeers, encodePeers, entryFrames, syncAsInitiator, syncAsResponder } from '../../p2p/sync.ts'
+import { digestHash } from '../../p2p/heartbeat.ts'
+import { streamPair } from '@libp2p/utils'
+import { store } from './state/fixtures.ts'
 import type { P2PNode } from '../../p2p/index.ts'
 import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
 
@@ -138,5 +141,47 @@ describe('malformed frames from an admitted peer', () => {
     await node.state.put('still', 'here')
     expect(node.state.get(node.peerId, 'still')?.value).toBe('here')
     expect(conn.status).toBe('open')
+  })
+})
+
+describe('exchange over a stream pair', () => {
+  // Two replicas, one exchange each way of the protocol, counting the bytes each side sends.
+  async function exchange (x: Awaited<ReturnType<typeof store>>, y: Awaited<ReturnType<typeof store>>, hashFirst: boolean): Promise<{ bytes: number, sent: number, received: number }> {
+    const [outbound, inbound] = await streamPair()
+    let bytes = 0
+    const count = (s: typeof outbound): void => {
+      const send = s.send.bind(s)
+      s.send = (data) => { bytes += data.byteLength; return send(data) }
+    }
+    count(outbound)
+    count(inbound)
+    const side = (st: typeof x, remote: string) => ({ store: st, remote, peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) })
+    const hash = (st: typeof x): number => digestHash(st.digest())
+    const [r] = await Promise.all([
+      syncAsInitiator(outbound, side(x, y.self), hashFirst ? { digestHash: hash(x) } : {}),
+      syncAsResponder(inbound, side(y, x.self), () => hash(y))
+    ])
+    return { bytes, ...r }
+  }
+
+  it('a safety round between equal replicas sends the digest hash, not two digests; unequal ones still converge', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    for (let i = 0; i < 40; i++) await b.apply([(await a.put(`k${i}`, { i, pad: 'x'.repeat(100) })).wire], a.self)
+    const full = await exchange(a, b, false)
+    const hashed = await exchange(a, b, true)
+    expect(full.sent + full.received).toBe(0)
+    expect(hashed).toMatchObject({ sent: 0, received: 0 })
+    // Two 40-entry digests against a hash and an end frame.
+    expect(hashed.bytes * 10).toBeLessThan(full.bytes)
+
+    // Each side holds entries the other lacks: the hash differs and the exchange completes both ways.
+    await a.put('only-a', 1)
+    await b.put('only-b', 2)
+    const repaired = await exchange(a, b, true)
+    expect(repaired).toMatchObject({ sent: 1, received: 1 })
+    expect(a.get(b.self, 'only-b')?.value).toBe(2)
+    expect(b.get(a.self, 'only-a')?.value).toBe(1)
+    expect(digestHash(a.digest())).toBe(digestHash(b.digest()))
   })
 })
