@@ -124,6 +124,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       state: p.state,
       rejections: p.rejections,
       admissionFailures: p.admissionFailures,
+      mesh: { connections: p.peers.filter((x) => x.connected).length, dials: p.dials, stalls: p.stalls, refutations: p.refutations },
       overlay: vpn?.status(),
       timeline: timeline.list()
     }

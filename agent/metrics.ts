@@ -23,6 +23,13 @@ export function renderMetrics (s: AgentStatus): string {
   metric('kairos_p2p_state_bytes', 'Wire bytes held by the local replica.', 'gauge', [[{}, s.state.bytes]])
   metric('kairos_p2p_state_rejected_total', 'Refused state entries by reason.', 'counter', Object.entries(s.rejections).map(([reason, n]) => [{ reason }, n]))
   metric('kairos_p2p_admission_failures_total', 'Connections refused by the admission proof.', 'counter', [[{}, s.admissionFailures]])
+  if (s.mesh !== undefined) {
+    metric('kairos_p2p_connections', 'Open libp2p connections (about twice the mesh links).', 'gauge', [[{}, s.mesh.connections]])
+    metric('kairos_p2p_dials_total', 'Dials by outcome, and connections closed as outside our links.', 'counter', [[{ result: 'ok' }, s.mesh.dials.ok], [{ result: 'failed' }, s.mesh.dials.failed], [{ result: 'pruned' }, s.mesh.dials.pruned]])
+    metric('kairos_p2p_stalls_total', 'Times the liveness loop woke up a heartbeat interval late (a starved box).', 'counter', [[{}, s.mesh.stalls.count]])
+    metric('kairos_p2p_stall_seconds_total', 'Time lost to those stalls.', 'counter', [[{}, s.mesh.stalls.ms / 1000]])
+    metric('kairos_p2p_refutations_total', 'Suspicions of this node that reached it and were refuted.', 'counter', [[{}, s.mesh.refutations]])
+  }
   metric('kairos_p2p_phase', 'Formation phase (1 for the current one).', 'gauge', PHASES.map((p) => [{ phase: p }, s.phase === p ? 1 : 0]))
   if (s.overlay !== undefined) {
     metric('kairos_p2p_overlay_peers', 'WireGuard peers by state.', 'gauge', [

@@ -38,6 +38,12 @@ export interface AgentStatus {
   state: { entries: number, bytes: number }
   rejections: Record<string, number>
   admissionFailures: number
+  /**
+   * How the node's share of the mesh is doing: open connections, dials (and connections
+   * closed as outside its links), liveness-loop stalls (the box is starved) and
+   * refutations (suspicions of this node that reached it). Absent from older agents.
+   */
+  mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number } | undefined
   overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
   timeline: TimelineEvent[]
 }

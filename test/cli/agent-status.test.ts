@@ -73,6 +73,9 @@ describe('agent and status commands', () => {
     expect(fa.peers.map((p) => p.id)).not.toContain(sc.peerId)
     expect(fb.peers.map((p) => p.id)).not.toContain(sc.peerId)
     expect(sc.peers).toEqual([])
+    // Mesh health: a and b hold their one connection; c, alone with another token, none.
+    expect(fa.mesh?.connections).toBe(1)
+    expect(sc.mesh).toMatchObject({ connections: 0, refutations: 0 })
     expect(fa.fingerprint).toBe(fb.fingerprint)
     expect(sc.fingerprint).not.toBe(fa.fingerprint)
 
