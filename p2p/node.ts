@@ -34,7 +34,7 @@ import { deadline, DeadlineError, sendFrames, withStream } from './stream-io.ts'
 import { DEFAULT_MESH_LINKS, meshLinks, ringOrder } from './mesh.ts'
 import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
 
-/** How long a peer has to complete the token proof after a connection opens, ms. @default 5000 */
+/** How long a peer has to complete the token proof after a connection opens, ms (a starved box at boot needs seconds). @default 10000 */
 export const DEFAULT_ADMISSION_TIMEOUT_MS = 10_000
 /** Bound on one dial attempt, ms. @default 5000 */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
