@@ -75,12 +75,17 @@ export function decodeHeartbeat (body: Uint8Array): Heartbeat {
  * shared view every node is watched by exactly `k` others.
  */
 export function ringSuccessors (self: string, peers: string[], k: number): string[] {
-  const ring = [...new Set([self, ...peers])].map((id) => ({ id, s: shortId(id) })).sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : 1))
-  const at = ring.findIndex((x) => x.id === self)
+  const ring = ringOrder([self, ...peers])
+  const at = ring.indexOf(self)
   const out: string[] = []
   for (let i = 1; i < ring.length && out.length < k; i++) {
     const next = ring[(at + i) % ring.length]
-    if (next !== undefined) out.push(next.id)
+    if (next !== undefined) out.push(next)
   }
   return out
+}
+
+/** `ids` in ring order (short id, then peer id), without duplicates. */
+export function ringOrder (ids: Iterable<string>): string[] {
+  return [...new Set(ids)].map((id) => ({ id, s: shortId(id) })).sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((x) => x.id)
 }

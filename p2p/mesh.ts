@@ -1,4 +1,6 @@
-import { ringSuccessors, shortId } from './heartbeat.ts'
+import { ringOrder, ringSuccessors, shortId } from './heartbeat.ts'
+
+export { ringOrder }
 
 /**
  * Which peers a node keeps connections to.
@@ -32,11 +34,6 @@ const RING = 2 ** 32
 /** Where finger `j` (1-based) points, as a share of the ring: 1/2, 1/8, 1/32, … */
 export function fingerShare (j: number): number {
   return 2 / 4 ** j
-}
-
-/** `ids` in ring order (short id, then peer id), without duplicates. */
-export function ringOrder (ids: Iterable<string>): string[] {
-  return [...new Set(ids)].map((id) => ({ id, s: shortId(id) })).sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((x) => x.id)
 }
 
 /** The peers `self` links to among `view` (self may or may not be in it): successor first, then fingers, then fill. */

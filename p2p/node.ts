@@ -31,7 +31,7 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { createMembership, decodeRumour, encodeRumour, type Membership, type MembershipTransition, type Rumour } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline, DeadlineError, sendFrames, withStream } from './stream-io.ts'
-import { DEFAULT_MESH_LINKS, meshLinks, ringOrder } from './mesh.ts'
+import { DEFAULT_MESH_LINKS, meshLinks } from './mesh.ts'
 import { SYNC_PROTOCOL_SUFFIX, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
 
 /** How long a peer has to complete the token proof after a connection opens, ms (a starved box at boot needs seconds). @default 10000 */
@@ -380,12 +380,15 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   // ---- dialling ----------------------------------------------------------
 
+  /** A peer we do not dial before a backoff ends (it failed admission, or its last dial failed). */
+  const holdingOff = (peer: string, t: number): boolean => (blockedUntil.get(peer) ?? 0) > t || (unreachableUntil.get(peer) ?? 0) > t
+
   const isConnected = (peer: string): boolean => libp2p !== undefined && libp2p.getConnections(peerIdFromString(peer)).length > 0
 
   const dialPeer = (peer: string, addresses: string[]): void => {
     if (libp2p === undefined || running === undefined || peer === self) return
     if (dialing.has(peer) || isConnected(peer)) return
-    if ((blockedUntil.get(peer) ?? 0) > now() || (unreachableUntil.get(peer) ?? 0) > now()) return
+    if (holdingOff(peer, now())) return
     if (dialing.size >= DEFAULT_MAX_PARALLEL_DIALS) { dialBacklog.set(peer, addresses); return }
     dialBacklog.delete(peer)
     const node = libp2p
@@ -460,7 +463,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     for (const m of membership.list()) if (m.liveness !== 'dead') view.push(m.peerId)
     for (const p of candidates.keys()) {
       if (membership.get(p) !== undefined) { candidates.delete(p); continue }
-      if ((blockedUntil.get(p) ?? 0) <= t && (unreachableUntil.get(p) ?? 0) <= t) view.push(p)
+      if (!holdingOff(p, t)) view.push(p)
     }
     return view
   }
@@ -478,13 +481,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const want = Math.min(linkCount, view.length)
     let have = new Set([...admitted, ...dialing, ...dialBacklog.keys()]).size
     if (have >= want) return
-    const ring = ringOrder([self, ...view])
-    const at = ring.indexOf(self)
     const t = now()
-    for (let i = 1; i < ring.length && have < want; i++) {
-      const p = ring[(at + i) % ring.length]
-      if (p === undefined || links.includes(p) || dialing.has(p) || dialBacklog.has(p) || isConnected(p)) continue
-      if ((blockedUntil.get(p) ?? 0) > t || (unreachableUntil.get(p) ?? 0) > t) continue
+    for (const p of ringSuccessors(self, view, view.length)) {
+      if (have >= want) break
+      if (links.includes(p) || dialing.has(p) || dialBacklog.has(p) || isConnected(p) || holdingOff(p, t)) continue
       dialPeer(p, addressesOf(p))
       have++
     }
