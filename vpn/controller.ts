@@ -44,6 +44,12 @@ export interface VpnControllerInit {
   nudgeDelayMs?: number
   /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
   nudgeAttempts?: number
+  /**
+   * How long a pass woken by a change waits for more changes before it runs, ms: a
+   * site that boots together delivers its members and adverts one by one, and each
+   * pass costs a `wg show` (and often a `wg set`) subprocess. @default DEFAULT_COALESCE_MS
+   */
+  coalesceMs?: number
 }
 
 /** How often the full interface check runs when nothing changed, ms. */
@@ -51,6 +57,9 @@ export const DEFAULT_INTERFACE_CHECK_MS = 60_000
 
 /** How old the `wg show` reading behind `status()` may get before it is refreshed, ms. */
 export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
+
+/** How long a woken pass waits for more changes, ms. */
+export const DEFAULT_COALESCE_MS = 250
 
 /** The interface was configured for the first time since start. */
 export interface OverlayUp {
@@ -197,6 +206,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let refreshing: Promise<void> | undefined
   const statusMaxAge = init.statusMaxAgeMs ?? DEFAULT_STATUS_MAX_AGE_MS
   const interfaceCheckMs = init.interfaceCheckMs ?? DEFAULT_INTERFACE_CHECK_MS
+  const coalesceMs = init.coalesceMs ?? DEFAULT_COALESCE_MS
   const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS }
   /** The spec of the last successful full check (public key, not the private one). */
   let ensuredSpec: string | undefined
@@ -406,7 +416,9 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     let backoff = initialBackoff
     while (!signal.aborted) {
       const nudgeIn = nextNudgeAt === undefined ? Infinity : Math.max(0, nextNudgeAt - clock.now())
-      await waitForWork(backoff > 0 ? backoff : Math.min(timing.vpnReconcileMs, nudgeIn), signal)
+      const ticked = await waitForWork(backoff > 0 ? backoff : Math.min(timing.vpnReconcileMs, nudgeIn), signal)
+      if (signal.aborted) break
+      if (!ticked && coalesceMs > 0) await clock.sleep(coalesceMs, signal).catch(() => {})
       if (signal.aborted) break
       dirty = false
       const ok = await attempt(signal)

@@ -71,6 +71,8 @@ export interface StateStoreInit {
   isAdmitted?: (owner: string) => boolean
   /** Delay before remote changes are persisted, ms. @default DEFAULT_FLUSH_DELAY_MS (200) */
   flushDelayMs?: number
+  /** Writes the state file crash-safely. @default writeFileAtomic (temporary file, fsync, rename, fsync of the directory) */
+  writeFile?: (path: string, bytes: Uint8Array) => Promise<void>
   /** Soft byte budget of `digest()`. @default DEFAULT_DIGEST_BUDGET (64 KiB) */
   digestBudget?: number
   /** @default systemClock */
@@ -133,6 +135,7 @@ class LocalStore implements LocalStateStore {
   private readonly maxTotalBytes: number
   private readonly isAdmitted: ((owner: string) => boolean) | undefined
   private readonly flushDelayMs: number
+  private readonly writeFile: (path: string, bytes: Uint8Array) => Promise<void>
   private readonly digestBudget: number
   private readonly clock: Clock
   private readonly log: Logger
@@ -173,6 +176,7 @@ class LocalStore implements LocalStateStore {
     this.maxTotalBytes = positiveInt('limits.maxTotalBytes', init.limits?.maxTotalBytes, DEFAULT_MAX_TOTAL_BYTES)
     this.isAdmitted = init.isAdmitted
     this.flushDelayMs = init.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS
+    this.writeFile = init.writeFile ?? writeFileAtomic
     if (!Number.isFinite(this.flushDelayMs) || this.flushDelayMs < 0) throw new StateStoreInitError(`state store option flushDelayMs: expected a non-negative number, got ${init.flushDelayMs}`)
     this.digestBudget = positiveInt('digestBudget', init.digestBudget, DEFAULT_DIGEST_BUDGET)
     this.clock = init.clock ?? systemClock
@@ -211,12 +215,12 @@ class LocalStore implements LocalStateStore {
     if (this.closing !== undefined) throw new StateClosedError(`cannot put state key "${key}": the state store is closed`)
     const run = this.putChain.then(async () => await this.writeOwn(key, value))
     this.putChain = run.catch(() => {})
-    const result = await run
-    await this.flushNow()
+    const { generation, ...result } = await run
+    await this.flushNow(generation)
     return result
   }
 
-  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
+  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array, generation: number }> {
     const kp = keyProblem(key)
     if (kp !== undefined) throw new StateKeyError(`state key ${JSON.stringify(key)}: ${kp}`)
     const vp = jsonValueProblem(value)
@@ -243,8 +247,9 @@ class LocalStore implements LocalStateStore {
       }
       const entry = freezeEntry({ owner: this.self, key, version, writtenAt, value: structuredClone(value) })
       const change = this.commit(held, { owner: this.self, key, version, hash: hashWire(wire) }, wire, entry, 'local')
+      const generation = this.generation
       this.emit(change)
-      return { entry, wire }
+      return { entry, wire, generation }
     }
   }
 
@@ -404,18 +409,23 @@ class LocalStore implements LocalStateStore {
     })
   }
 
-  /** Writes the state file until it holds every change made so far. */
-  private async flushNow (): Promise<void> {
+  /**
+   * Writes the state file until it holds every change up to generation `upTo` (by
+   * default every change made so far). A put waits for its own change only: while
+   * a site forms, remote entries keep arriving, and chasing them kept a put waiting
+   * for one fsync'd write after another.
+   */
+  private async flushNow (upTo = this.generation): Promise<void> {
     const file = this.file
     if (file === undefined) return
-    while (this.durable < this.generation) {
+    while (this.durable < upTo) {
       if (this.writing !== undefined) {
         await this.writing.catch(() => {})
         continue
       }
       const gen = this.generation
       const bytes = encodeSnapshot([...this.slots.values()].map(h => h.wire))
-      const writing = writeFileAtomic(file, bytes).then(() => { this.durable = Math.max(this.durable, gen) })
+      const writing = this.writeFile(file, bytes).then(() => { this.durable = Math.max(this.durable, gen) })
       this.writing = writing
       try {
         await writing

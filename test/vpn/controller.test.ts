@@ -49,6 +49,8 @@ async function node (id: string, opts: { dir?: string, driver?: FakeWireGuardDri
   const host = opts.host ?? (dirs.length + 10)
   const controller = createVpnController({
     vpn, timing, state: site.node(id), driver, stateDir: dir, clock,
+    // The manual clock stands still: a woken pass runs at once.
+    coalesceMs: 0,
     hostAddresses: () => [
       { interface: 'lo', address: '127.0.0.1', family: 'IPv4', prefixLength: 8, internal: true },
       { interface: 'eth0', address: `192.168.1.${host}`, family: 'IPv4', prefixLength: 24, internal: false }
@@ -353,7 +355,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     const dir = await mkdtemp(join(tmpdir(), 'kairos-vpn-ctl-'))
     dirs.push(dir)
     const controller = createVpnController({
-      vpn, timing: { ...timing, vpnReconcileMs: tick }, state: site.node('node-a'), driver, stateDir: dir, clock,
+      vpn, timing: { ...timing, vpnReconcileMs: tick }, state: site.node('node-a'), driver, stateDir: dir, clock, coalesceMs: 0,
       hostAddresses: () => [{ interface: 'eth0', address: '192.168.1.10', family: 'IPv4', prefixLength: 24, internal: false }],
       ...extra
     })
@@ -413,6 +415,27 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     await waitFor(() => results.length > count, 5_000, 'the pass woken by the new advert')
     expect(results.at(-1)).toMatchObject({ peers: 2, added: 1, ensured: false })
     expect((await tools.commands()).slice(before).map((c) => c.slice(0, 5).join(' '))).toEqual([show, `wg set kairos0 peer ${keyC}`])
+  })
+
+  it('a burst of new adverts is applied by one pass after the coalescing delay', async () => {
+    const { results, keyB } = await withPeer({ coalesceMs: 250, timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeAttempts: 0 })
+    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    const net = parseOverlayCidr(vpn.cidr)
+    const before = (await tools.commands()).length
+    const keys = ['node-c', 'node-d', 'node-e'].map((id, i) => {
+      const key = generateKeyPair().publicKey
+      site.inject(id, VPN_ADVERT_KEY, advertValue({ publicKey: key, port: 51820, endpoints: [`192.168.1.${30 + i}:51820`], address: overlayCandidate(net, id, 0), attempt: 0 }))
+      return key
+    })
+    const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 50)) }
+    await settle() // the woken loop starts its coalescing wait
+    await clock.advanceAsync(249)
+    await settle()
+    expect(results).toHaveLength(1)
+    const { result, commands } = await pass(results, 1)
+    expect(result).toMatchObject({ peers: 4, added: 3 })
+    expect(commands.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual(['wg show kairos0', 'wg set kairos0'])
+    for (const key of keys) expect(commands[1]).toContain(`peer ${key} endpoint`)
   })
 
   it('nudges a peer without a handshake 1 s, 2 s and 4 s after adding it, then leaves it to WireGuard', async () => {

@@ -65,6 +65,33 @@ describe('state store persistence', () => {
     expect(decodeSnapshot(new Uint8Array(await readFile(join(d, STATE_FILE))))).toHaveLength(20)
   })
 
+  it('a put waits for its own change only, not for remote entries that arrive while it is written', async () => {
+    const d = await dir()
+    const b = await store(2)
+    const remote = [(await b.put('r1', 1)).wire, (await b.put('r2', 2)).wire]
+    const writes: Array<{ entries: number, release: () => void }> = []
+    const a = await store(1, {
+      dir: d,
+      flushDelayMs: 3_600_000,
+      writeFile: async (_path, bytes) => await new Promise<void>((resolve) => { writes.push({ entries: decodeSnapshot(bytes)?.length ?? -1, release: resolve }) })
+    })
+    let resolved = false
+    const put = a.put('own', 1).then(() => { resolved = true })
+    await eventually(async () => writes.length === 1)
+    // Remote entries committed while the put's write is in flight.
+    for (const w of remote) await a.apply([w], b.self)
+    writes[0]?.release()
+    await put
+    expect(resolved).toBe(true)
+    expect(writes.map((w) => w.entries)).toEqual([1])
+    // The remote entries reach the file with the next write, here forced by close().
+    const closing = a.close()
+    await eventually(async () => writes.length === 2)
+    expect(writes[1]?.entries).toBe(3)
+    writes[1]?.release()
+    await closing
+  })
+
   it('a restart keeps own and remote entries and continues own versions', async () => {
     const d = await dir()
     const b = await store(2)
