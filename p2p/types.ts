@@ -58,7 +58,7 @@ export interface ClusterState {
   get(owner: string, key: string): StateEntry | undefined
   /** Every entry whose key starts with `prefix`, across all owners, sorted by (key, owner). */
   list(prefix?: string): StateEntry[]
-  /** Writes (or replaces) this node's own entry; resolves once persisted locally. */
+  /** Writes (or replaces) this node's own entry; resolves once it is in the local replica and handed to gossip. */
   put(key: string, value: JsonValue): Promise<StateEntry>
   /** Current members other than self. */
   members(): Member[]

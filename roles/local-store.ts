@@ -1,5 +1,6 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
 import { compareBallots, parseBallot } from './election.ts'
 import { EMPTY_FACTS, type Accepted, type LocalFacts, type RoleName } from './types.ts'
@@ -19,26 +20,14 @@ export class RolesStoreError extends KairosError {
 }
 
 /**
- * Writes `text` to `file` atomically: a private temp file, fsync, rename, then an
- * fsync of the directory, so a power cut leaves either the old or the new content.
+ * Writes `text` to `file` atomically (see `writeFileAtomicSync`): a power cut leaves
+ * either the old or the new content. Synchronous inside, so a promise is on disk
+ * one step after it was decided, however busy the box.
  */
 export async function writeFileAtomic (file: string, text: string): Promise<void> {
-  const dir = join(file, '..')
-  await mkdir(dir, { recursive: true, mode: 0o700 })
-  const tmp = `${file}.${process.pid}.tmp`
   try {
-    const fh = await open(tmp, 'w', 0o600)
-    try {
-      await fh.writeFile(text)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, file)
-    const dh = await open(dir, 'r')
-    try { await dh.sync() } finally { await dh.close() }
+    writeFileAtomicSync(file, text)
   } catch (err) {
-    await rm(tmp, { force: true })
     throw new RolesStoreError(`cannot write ${file}: ${errorMessage(err)}`, { cause: err })
   }
 }

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { chmod, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { VpnStateFileError } from './errors.ts'
 import { isWireGuardKey } from './peers.ts'
 
@@ -65,11 +66,7 @@ export async function loadOrCreateKeyPair (stateDir: string): Promise<WireGuardK
   return pair
 }
 
-/** Writes `content` to `file` with mode 0600 via a temporary file and a rename. */
+/** Writes `content` to `file` with mode 0600, atomically and durably (see `writeFileAtomicSync`). */
 export async function writePrivateFile (file: string, content: string): Promise<void> {
-  await mkdir(join(file, '..'), { recursive: true, mode: 0o700 })
-  const tmp = `${file}.tmp-${process.pid}`
-  await writeFile(tmp, content, { mode: 0o600, flag: 'w' })
-  await chmod(tmp, 0o600)
-  await rename(tmp, file)
+  writeFileAtomicSync(file, content, 0o600)
 }

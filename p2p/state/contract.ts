@@ -36,7 +36,12 @@ export interface ApplyResult {
  */
 export interface StateStore {
   readonly self: string
-  /** Writes own entry `key` with the next version; resolves after it is persisted. */
+  /**
+   * Writes own entry `key` with the next version; resolves once it is in the replica.
+   * The state file follows within the flush delay (`flush()` waits for it): the file
+   * is a cache of what peers also hold, and what must survive a power cut on its own
+   * (promises, role, secrets) lives in files of its own.
+   */
   put(key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }>
   /** Verifies and merges entries received from peer `from`. Never throws on bad input. */
   apply(wire: Uint8Array[], from: string): Promise<ApplyResult>
@@ -54,6 +59,8 @@ export interface StateStore {
   size(): { entries: number, bytes: number }
   addEventListener(type: 'change', listener: (evt: CustomEvent<StateChange>) => void): void
   removeEventListener(type: 'change', listener: (evt: CustomEvent<StateChange>) => void): void
+  /** Resolves once the state file holds every change made so far (a no-op without a state dir). */
+  flush(): Promise<void>
   /** Flushes pending writes. */
   close(): Promise<void>
 }

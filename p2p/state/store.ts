@@ -69,7 +69,7 @@ export interface StateStoreInit {
    * @default every owner is admitted
    */
   isAdmitted?: (owner: string) => boolean
-  /** Delay before remote changes are persisted, ms. @default DEFAULT_FLUSH_DELAY_MS (200) */
+  /** Delay before changes (own and remote) reach the state file, ms. @default DEFAULT_FLUSH_DELAY_MS (200) */
   flushDelayMs?: number
   /** Writes the state file crash-safely. @default writeFileAtomic (temporary file, fsync, rename, fsync of the directory) */
   writeFile?: (path: string, bytes: Uint8Array) => Promise<void>
@@ -215,12 +215,18 @@ class LocalStore implements LocalStateStore {
     if (this.closing !== undefined) throw new StateClosedError(`cannot put state key "${key}": the state store is closed`)
     const run = this.putChain.then(async () => await this.writeOwn(key, value))
     this.putChain = run.catch(() => {})
-    const { generation, ...result } = await run
-    await this.flushNow(generation)
+    const result = await run
+    this.scheduleFlush()
     return result
   }
 
-  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array, generation: number }> {
+  /** Resolves once the state file holds every change made so far; rejects with StatePersistError when the write fails. */
+  async flush (): Promise<void> {
+    await this.putChain
+    await this.flushNow()
+  }
+
+  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     const kp = keyProblem(key)
     if (kp !== undefined) throw new StateKeyError(`state key ${JSON.stringify(key)}: ${kp}`)
     const vp = jsonValueProblem(value)
@@ -247,9 +253,8 @@ class LocalStore implements LocalStateStore {
       }
       const entry = freezeEntry({ owner: this.self, key, version, writtenAt, value: structuredClone(value) })
       const change = this.commit(held, { owner: this.self, key, version, hash: hashWire(wire) }, wire, entry, 'local')
-      const generation = this.generation
       this.emit(change)
-      return { entry, wire, generation }
+      return { entry, wire }
     }
   }
 
@@ -410,14 +415,14 @@ class LocalStore implements LocalStateStore {
   }
 
   /**
-   * Writes the state file until it holds every change up to generation `upTo` (by
-   * default every change made so far). A put waits for its own change only: while
-   * a site forms, remote entries keep arriving, and chasing them kept a put waiting
-   * for one fsync'd write after another.
+   * Writes the state file until it holds every change made before the call. Changes
+   * that arrive meanwhile are left to the next flush: while a site forms they keep
+   * coming, and chasing them kept a caller waiting for one fsync'd write after another.
    */
-  private async flushNow (upTo = this.generation): Promise<void> {
+  private async flushNow (): Promise<void> {
     const file = this.file
     if (file === undefined) return
+    const upTo = this.generation
     while (this.durable < upTo) {
       if (this.writing !== undefined) {
         await this.writing.catch(() => {})

@@ -12,6 +12,11 @@ export interface FakeSite {
   setLiveness(peerId: string, liveness: Liveness): void
   /** Writes an entry as if it came from `owner` (tests of foreign or malformed adverts). */
   inject(owner: string, key: string, value: JsonValue): StateEntry
+  /**
+   * Holds every put until the returned function is called, as a slow network would:
+   * nodes that boot together then decide before they see each other's entries.
+   */
+  hold(): { waiting: () => number, release: () => void }
 }
 
 export interface FakeClusterState extends ClusterState {
@@ -24,6 +29,7 @@ export function createFakeSite (): FakeSite {
   const views = new Map<string, { events: EventTarget, state: FakeClusterState }>()
   const liveness = new Map<string, Liveness>()
   let clock = 0
+  let gate: { promise: Promise<void>, waiting: number } | undefined
 
   const member = (peerId: string): Member => ({
     peerId, liveness: liveness.get(peerId) ?? 'alive', lastSeen: clock, addresses: [], discoveredBy: 'mdns'
@@ -55,7 +61,15 @@ export function createFakeSite (): FakeSite {
         get: (owner, key) => entries.get(`${owner}\0${key}`),
         list: (prefix = '') => [...entries.values()].filter((e) => e.key.startsWith(prefix))
           .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0),
-        put: async (key, value) => { puts++; return write(peerId, key, value) },
+        put: async (key, value) => {
+          puts++
+          const held = gate
+          if (held !== undefined) {
+            held.waiting++
+            await held.promise
+          }
+          return write(peerId, key, value)
+        },
         members: () => [...views.keys()].filter((id) => id !== peerId).map(member),
         addEventListener: (type, listener) => { events.addEventListener(type, listener as (evt: Event) => void) },
         removeEventListener: (type, listener) => { events.removeEventListener(type, listener as (evt: Event) => void) }
@@ -68,7 +82,13 @@ export function createFakeSite (): FakeSite {
       liveness.set(peerId, l)
       if (l === 'dead') emit(peerId, 'member:leave', member(peerId))
     },
-    inject: (owner, key, value) => write(owner, key, value)
+    inject: (owner, key, value) => write(owner, key, value),
+    hold: () => {
+      let release = (): void => {}
+      const held = { promise: new Promise<void>((resolve) => { release = resolve }), waiting: 0 }
+      gate = held
+      return { waiting: () => held.waiting, release: () => { if (gate === held) gate = undefined; release() } }
+    }
   }
 }
 

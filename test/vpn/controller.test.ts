@@ -241,7 +241,12 @@ describe('createVpnController', () => {
     const nodes = await Promise.all(ids.map(async (id, i) => await node(id, { host: 30 + i })))
     let moves = 0
     for (const n of nodes) n.controller.addEventListener('address:moved', () => { moves++ })
-    await Promise.all(nodes.map(async (n) => { await n.controller.start() }))
+    // Every node claims its address before any advert is visible, as on a real boot.
+    const held = site.hold()
+    const started = Promise.all(nodes.map(async (n) => { await n.controller.start() }))
+    await waitFor(() => held.waiting() === nodes.length, 10_000, 'every node publishing its first advert')
+    held.release()
+    await started
     await waitFor(() => nodes.every((n) => peersOf(n).size === 19), 10_000, 'full mesh of 20')
     expect(moves).toBeGreaterThan(0) // the race really happened and was settled by moving
     await waitFor(() => new Set(nodes.map((n) => n.controller.status().address)).size === 20, 10_000, 'unique addresses')

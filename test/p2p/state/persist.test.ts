@@ -48,48 +48,48 @@ describe('snapshot encoding', () => {
 })
 
 describe('state store persistence', () => {
-  it('a put is on disk (mode 0600) when it resolves', async () => {
+  it('a put is on disk (mode 0600) after flush()', async () => {
     const d = await dir()
     const a = await store(1, { dir: d })
     const { wire } = await a.put('vpn/advert', { ip: '10.1.0.2' })
+    await a.flush()
     const file = join(d, STATE_FILE)
     expect(decodeSnapshot(new Uint8Array(await readFile(file)))).toEqual([wire])
     expect((await stat(file)).mode & 0o777).toBe(0o600)
     expect((await readdir(d)).filter(f => f.includes('.tmp-'))).toEqual([])
   })
 
-  it('concurrent puts all resolve durable', async () => {
+  it('concurrent puts all reach the file with the next flush', async () => {
     const d = await dir()
     const a = await store(1, { dir: d })
     await Promise.all(Array.from({ length: 20 }, async (_, i) => await a.put(`k${i}`, i)))
+    await a.flush()
     expect(decodeSnapshot(new Uint8Array(await readFile(join(d, STATE_FILE))))).toHaveLength(20)
   })
 
-  it('a put waits for its own change only, not for remote entries that arrive while it is written', async () => {
+  it('a put resolves before the state file is written; one write then carries every change made before it', async () => {
     const d = await dir()
     const b = await store(2)
     const remote = [(await b.put('r1', 1)).wire, (await b.put('r2', 2)).wire]
+    const clock = new ManualClock(0)
     const writes: Array<{ entries: number, release: () => void }> = []
     const a = await store(1, {
       dir: d,
-      flushDelayMs: 3_600_000,
+      clock,
       writeFile: async (_path, bytes) => await new Promise<void>((resolve) => { writes.push({ entries: decodeSnapshot(bytes)?.length ?? -1, release: resolve }) })
     })
-    let resolved = false
-    const put = a.put('own', 1).then(() => { resolved = true })
+    await a.put('own', 1)
+    expect(writes).toHaveLength(0)
+    await clock.advanceAsync(200) // the flush delay
     await eventually(async () => writes.length === 1)
-    // Remote entries committed while the put's write is in flight.
+    // Remote entries committed while that write is in flight wait for the next one.
     for (const w of remote) await a.apply([w], b.self)
+    const flushed = a.flush()
     writes[0]?.release()
-    await put
-    expect(resolved).toBe(true)
-    expect(writes.map((w) => w.entries)).toEqual([1])
-    // The remote entries reach the file with the next write, here forced by close().
-    const closing = a.close()
     await eventually(async () => writes.length === 2)
-    expect(writes[1]?.entries).toBe(3)
+    expect(writes.map((w) => w.entries)).toEqual([1, 3])
     writes[1]?.release()
-    await closing
+    await flushed
   })
 
   it('a restart keeps own and remote entries and continues own versions', async () => {
@@ -144,6 +144,7 @@ describe('state store persistence', () => {
     expect(a.size().entries).toBe(0)
     expect(logger.warnings.some(w => w.includes('corrupt'))).toBe(true)
     await a.put('k', 1)
+    await a.flush()
     expect((await store(1, { dir: d })).get(a.self, 'k')?.value).toBe(1)
   })
 
@@ -151,6 +152,7 @@ describe('state store persistence', () => {
     const d = await dir()
     const a = await store(1, { dir: d })
     await a.put('k', 'v')
+    await a.flush()
     const file = join(d, STATE_FILE)
     const bytes = await readFile(file)
     await writeFile(file, bytes.subarray(0, bytes.length - 5))
@@ -171,13 +173,15 @@ describe('state store persistence', () => {
     expect((await rekeyed.put('k', 'w')).entry.version).toBe(2)
   })
 
-  it('a failed write rejects the put with StatePersistError', async () => {
+  it('a failed write rejects flush() with StatePersistError; the put itself holds', async () => {
     const d = await dir()
-    const a = await store(1, { dir: join(d, 'sub') })
+    const a = await store(1, { dir: join(d, 'sub'), flushDelayMs: 3_600_000 })
     await writeFile(join(d, 'blocker'), '')
     // Replace the state directory by a file so the next write cannot happen.
     await rm(join(d, 'sub'), { recursive: true })
     await rename(join(d, 'blocker'), join(d, 'sub'))
-    await expect(a.put('k', 1)).rejects.toMatchObject({ name: 'StatePersistError' })
+    await a.put('k', 1)
+    expect(a.get(a.self, 'k')?.value).toBe(1)
+    await expect(a.flush()).rejects.toMatchObject({ name: 'StatePersistError' })
   })
 })
