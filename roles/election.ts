@@ -208,9 +208,19 @@ export function indexEntries (self: string, networkId: string, entries: readonly
   return view
 }
 
-/** Tracks since when the set of alive members is unchanged. Pure: returns the next tracker. */
+/**
+ * Whether the election counts a member as up: alive or merely suspect. A suspicion is
+ * a question, not a verdict (SWIM): on a busy box members flap between alive and
+ * suspect every few seconds, and counting them out made the settle period restart and
+ * nodes disagree on who should stand. A member that is really gone is dead moments later.
+ */
+export function countsAsUp (m: MemberView): boolean {
+  return m.liveness !== 'dead'
+}
+
+/** Tracks since when the set of members counted as up is unchanged. Pure: returns the next tracker. */
 export function trackView (prev: { key: string, since: number } | undefined, members: readonly MemberView[], now: number): { key: string, since: number } {
-  const key = members.filter((m) => m.liveness === 'alive').map((m) => m.peerId).sort().join(',')
+  const key = members.filter(countsAsUp).map((m) => m.peerId).sort().join(',')
   return prev !== undefined && prev.key === key ? prev : { key, since: now }
 }
 
@@ -265,7 +275,7 @@ export function electionStep (input: {
   for (const m of input.members) known.add(m.peerId)
   for (const id of view.nodes.keys()) known.add(id)
   const quorum = quorumSize(config.minimumNodes, known.size)
-  const aliveIds = [self, ...input.members.filter((m) => m.liveness === 'alive').map((m) => m.peerId)]
+  const aliveIds = [self, ...input.members.filter(countsAsUp).map((m) => m.peerId)]
   const alive = aliveIds.length
 
   const proposalsWith = (l: LocalFacts): ProposalValue[] => {

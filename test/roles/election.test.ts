@@ -59,6 +59,28 @@ describe('quorum', () => {
   })
 })
 
+describe('a suspicion is not a verdict', () => {
+  it('a member flapping between alive and suspect leaves the view stable; only dead changes it', () => {
+    const t1 = trackView(undefined, alive('b', 'c'), 100)
+    expect(trackView(t1, [{ peerId: 'b', liveness: 'suspect', lastSeen: 0 }, ...alive('c')], 500)).toBe(t1)
+    expect(trackView(t1, [{ peerId: 'b', liveness: 'dead', lastSeen: 0 }, ...alive('c')], 500).since).toBe(500)
+  })
+
+  it('the preferred node is still preferred while others suspect it: nobody else stands', () => {
+    const order = byPreference(['a', 'b', 'c', 'd', 'e'])
+    const first = order[0] as string
+    const second = order[1] as string
+    const rest = order.slice(2)
+    const view = indexEntries(second, 'site', order.map((id) => node(id)))
+    const members = [{ peerId: first, liveness: 'suspect' as const, lastSeen: 0 }, ...alive(...rest)]
+    const out = electionStep({ self: second, now: 10_000, networkId: 'site', config: BASE_CONFIG, members, view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.local.proposal).toBeNull()
+    // Once the preferred node is declared dead, the next one stands.
+    const dead = electionStep({ self: second, now: 10_000, networkId: 'site', config: BASE_CONFIG, members: [{ peerId: first, liveness: 'dead', lastSeen: 0 }, ...alive(...rest)], view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(dead.local.proposal?.ballot.by).toBe(second)
+  })
+})
+
 describe('Paxos adoption: one-vote-per-term is not enough', () => {
   // A won ballot 1 with A, B, C and may already be running cluster-init, but
   // nobody saw its commit or record. E runs ballot 2 with promises from C, D, E.
