@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +9,7 @@ import { silentLogger, type Logger } from '../util/log.ts'
 import { WireGuardCommandError, WireGuardInterfaceError, InterfaceNameError } from './errors.ts'
 import { isInterfaceName, parseDump, type EnsureResult, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type ProcessExit, type WireGuardDriver, type WireGuardDriverEvents } from './driver.ts'
 import { publicKeyOf } from './keys.ts'
+import { DEFAULT_UAPI_DIR, keyLines, nudgeLines, peerLines, uapiGet, uapiSet, uapiSocketPath } from './uapi.ts'
 
 /** How long one `ip` / `wg` command may run, ms. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000
@@ -33,6 +35,14 @@ export interface WireGuardDriverInit {
   wireguardGo?: string
   /** Directory for the short-lived 0600 private-key file handed to `wg set`. @default os.tmpdir() */
   keyFileDir?: string
+  /**
+   * Where wireguard-go keeps its control sockets: a wireguard-go interface is read and
+   * configured through its socket (see `uapi.ts`) instead of a `wg` process per
+   * request. The default applies only without a `commandPrefix` (which may point at
+   * another mount namespace; `/proc/<pid>/root/run/wireguard` reaches one); `false`
+   * always uses `wg`. @default DEFAULT_UAPI_DIR
+   */
+  uapiDir?: string | false
   /** @default DEFAULT_COMMAND_TIMEOUT_MS */
   commandTimeoutMs?: number
   /** @default DEFAULT_USERSPACE_START_TIMEOUT_MS */
@@ -76,13 +86,17 @@ function checkName (name: string): void {
   if (!isInterfaceName(name)) throw new InterfaceNameError(`vpn.interface: got '${name}', expected 1–15 characters of letters, digits, '_', '.', '-'`)
 }
 
-/** The real `WireGuardDriver`: `ip`, `wg` and `wireguard-go` through execa with argument arrays. */
+/**
+ * The real `WireGuardDriver`: `ip`, `wg` and `wireguard-go` through execa with argument
+ * arrays, and wireguard-go's control socket in place of `wg` where it can be reached.
+ */
 export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWireGuardDriver {
   const prefix = init.commandPrefix ?? []
   const mode = init.mode ?? 'auto'
   const ipBin = init.ip ?? 'ip'
   const wgBin = init.wg ?? 'wg'
   const goBin = init.wireguardGo ?? 'wireguard-go'
+  const uapiDir = init.uapiDir ?? DEFAULT_UAPI_DIR
   const timeout = init.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS
   const startTimeout = init.userspaceStartTimeoutMs ?? DEFAULT_USERSPACE_START_TIMEOUT_MS
   const stopTimeout = init.processStopTimeoutMs ?? DEFAULT_PROCESS_STOP_TIMEOUT_MS
@@ -130,8 +144,44 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     }
   }
 
+  /**
+   * The control socket of wireguard-go interface `name` when this process can reach
+   * it (see `uapiDir`); undefined for a kernel interface or when the socket is
+   * missing: `wg` then.
+   */
+  const uapiPath = (name: string): string | undefined => {
+    if (uapiDir === false || (prefix.length > 0 && init.uapiDir === undefined)) return undefined
+    const path = uapiSocketPath(name, uapiDir)
+    try {
+      return statSync(path).isSocket() ? path : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Applies UAPI `set` lines; a refusal becomes a WireGuardCommandError naming the request. */
+  const uapiApply = async (path: string, what: string, lines: string[], signal?: AbortSignal): Promise<void> => {
+    try {
+      await uapiSet(path, lines, { timeoutMs: timeout, ...(signal === undefined ? {} : { signal }) })
+    } catch (err) {
+      signal?.throwIfAborted()
+      throw new WireGuardCommandError(['uapi', path, 'set', what], errorMessage(err), { cause: err })
+    }
+  }
+
   const show = async (name: string, signal?: AbortSignal): Promise<InterfaceDump | undefined> => {
     checkName(name)
+    const path = uapiPath(name)
+    if (path !== undefined) {
+      try {
+        return await uapiGet(path, { timeoutMs: timeout, ...(signal === undefined ? {} : { signal }) })
+      } catch (err) {
+        signal?.throwIfAborted()
+        // A socket nobody answers on: a wireguard-go that died, as `wg show` would find.
+        log.debug('uapi get failed', { interface: name, error: errorMessage(err) })
+        return undefined
+      }
+    }
     const r = await exec([wgBin, 'show', name, 'dump'], signal)
     if (!r.ok) return undefined
     return parseDump(r.stdout)
@@ -171,7 +221,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
       if (!child.running) {
         throw new WireGuardInterfaceError(`${[file, ...rest].join(' ')}: exited before the interface came up`)
       }
-      if (await show(name, signal) !== undefined) return
+      // Without a prefix, wait for the socket itself: asking `wg` before it exists costs a process each time.
+      if ((uapiDir === false || (prefix.length > 0 && init.uapiDir === undefined) || uapiPath(name) !== undefined) && await show(name, signal) !== undefined) return
       if (clock.now() >= deadline) {
         await stopChild(name, child)
         throw new WireGuardInterfaceError(`${[file, ...rest].join(' ')}: interface ${name} not up after ${startTimeout} ms`)
@@ -211,6 +262,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
   }
 
   const setKey = async (spec: InterfaceSpec, signal?: AbortSignal): Promise<void> => {
+    const path = uapiPath(spec.name)
+    if (path !== undefined) { await uapiApply(path, 'private_key listen_port', keyLines(spec.privateKey, spec.listenPort), signal); return }
     const dir = await mkdtemp(join(init.keyFileDir ?? tmpdir(), 'kairos-wg-'))
     try {
       const file = join(dir, 'private.key')
@@ -278,6 +331,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
   const setPeers = async (name: string, peers: PeerConfig[], remove: string[], signal?: AbortSignal): Promise<void> => {
     checkName(name)
     if (peers.length === 0 && remove.length === 0) return
+    const path = uapiPath(name)
+    if (path !== undefined) { await uapiApply(path, 'peers', peerLines(peers, remove), signal); return }
     const args = [wgBin, 'set', name]
     for (const key of remove) args.push('peer', key, 'remove')
     for (const p of peers) {
@@ -291,6 +346,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
   const nudge = async (name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void> => {
     checkName(name)
     if (peers.length === 0) return
+    const path = uapiPath(name)
+    if (path !== undefined) { await uapiApply(path, 'persistent_keepalive_interval', nudgeLines(peers), signal); return }
     const args = [wgBin, 'set', name]
     for (const p of peers) {
       // off -> on sends the keepalive; a peer without keepalive is put back to off.

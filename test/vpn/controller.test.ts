@@ -342,7 +342,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
 
   beforeEach(async () => {
     tools = await createFakeTools()
-    driver = createWireGuardDriver({ ip: tools.ip, wg: tools.wg, wireguardGo: tools.wireguardGo, processStopTimeoutMs: 500 })
+    driver = createWireGuardDriver({ ip: tools.ip, wg: tools.wg, wireguardGo: tools.wireguardGo, uapiDir: false, processStopTimeoutMs: 500 })
     orphans = []
   })
   afterEach(async () => {

@@ -38,8 +38,9 @@ if (!isRoot()) {
     }
     afterAll(teardown)
 
-    const startNode = (site: FakeSite, host: NetnsHost, id: string, stateDir: string): VpnController => {
-      const driver = createWireGuardDriver({ commandPrefix: host.prefix })
+    /** `uapi`: talk to wireguard-go through its control socket, reached in the host's mount namespace, instead of `wg`. */
+    const startNode = (site: FakeSite, host: NetnsHost, id: string, stateDir: string, options: { uapi?: boolean } = {}): VpnController => {
+      const driver = createWireGuardDriver({ commandPrefix: host.prefix, ...(options.uapi === true ? { uapiDir: `/proc/${host.holderPid}/root/run/wireguard` } : {}) })
       drivers.push(driver)
       const controller = createVpnController({
         vpn, timing, state: site.node(id), driver, stateDir,
@@ -53,7 +54,7 @@ if (!isRoot()) {
       await waitFor(async () => (await from.run(['ping', '-c1', '-W1', to])).ok, 15_000, `ping ${to} from ${from.netns}`)
     }
 
-    it('two controllers exchange keys through the state and ping across the overlay; a restart keeps addresses', async () => {
+    it('two controllers (one through wg, one through the control socket) exchange keys through the state and ping across the overlay; a restart keeps addresses', async () => {
       try {
         pair = await createNetnsPair()
         const [ha, hb] = pair.hosts
@@ -61,7 +62,7 @@ if (!isRoot()) {
         const [da, db] = dirs as [string, string]
         const site = createFakeSite()
         const a = startNode(site, ha, 'node-a', da)
-        const b = startNode(site, hb, 'node-b', db)
+        const b = startNode(site, hb, 'node-b', db, { uapi: true })
         await Promise.all([a.start(), b.start()])
         const [ua, ub] = await Promise.all([a.whenUp(), b.whenUp()])
         expect(ua.kind).toBe('wireguard-go')

@@ -28,7 +28,7 @@ afterEach(async () => {
 })
 
 function makeDriver (extra: Parameters<typeof createWireGuardDriver>[0] = {}): ExecWireGuardDriver {
-  driver = createWireGuardDriver({ ip: tools.ip, wg: tools.wg, wireguardGo: tools.wireguardGo, processStopTimeoutMs: 500, ...extra })
+  driver = createWireGuardDriver({ ip: tools.ip, wg: tools.wg, wireguardGo: tools.wireguardGo, uapiDir: false, processStopTimeoutMs: 500, ...extra })
   return driver
 }
 
