@@ -70,6 +70,17 @@ const RENDEZVOUS_QUIET_ANSWERS = 2
  * @default 1
  */
 export const DEFAULT_HEARTBEAT_FANOUT = 1
+
+/**
+ * Gossipsub's mesh degrees, lower than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6),
+ * which are made for an open network where a mesh peer may be hostile or gone. Here
+ * every peer passed admission and a node has about eight connections (the bounded
+ * mesh), so with the defaults most of them were mesh peers and each message arrived
+ * five or six times: at N=30 a node took in about 2,500 copies a minute for 500
+ * messages. Four mesh peers still leave several paths to every node; gossip
+ * (IHAVE/IWANT) and anti-entropy repair what a lost copy misses.
+ */
+const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
 /** Without a differing digest, anti-entropy runs with a random peer every this many intervals. */
 const AE_SAFETY_ROUNDS = 12
 /** How long stop() waits for its leave notice to go out, ms. */
@@ -284,8 +295,15 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const discoveredBy = new Map<string, string>()
   /** Outbound heartbeat streams. */
   const heartbeatOut = new Map<string, Stream>()
-  /** Peers whose last heartbeat carried a state digest hash different from ours. */
+  /**
+   * Peers whose replica differs from ours while neither changed over a heartbeat: a
+   * real gap for anti-entropy to close. A difference that keeps moving is gossip in
+   * flight; syncing it cost two full digests per exchange, about once a second per
+   * node while a 30-node site formed, and found nothing gossip would not deliver.
+   */
   const differs = new Set<string>()
+  /** The digest hashes (theirs, ours) at each watched peer's last heartbeat. */
+  const lastHashes = new Map<string, { theirs: number, ours: number }>()
   let ownDigestHash: number | undefined
   let aeRound = 0
   const dialing = new Set<string>()
@@ -667,8 +685,11 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
           continue
         }
         emitTransitions(membership.watch(peer, now(), hb.incarnation))
-        if (hb.digestHash !== currentDigestHash()) differs.add(peer)
-        else differs.delete(peer)
+        const ours = currentDigestHash()
+        const last = lastHashes.get(peer)
+        if (hb.digestHash === ours) differs.delete(peer)
+        else if (last?.theirs === hb.digestHash && last.ours === ours) differs.add(peer)
+        lastHashes.set(peer, { theirs: hb.digestHash, ours })
       }
       await stream.close().catch(() => {})
     } catch (err) {
@@ -1025,6 +1046,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       identify: identify(),
       ping: ping(),
       pubsub: gossipsub({
+        ...GOSSIP_MESH,
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         globalSignaturePolicy: 'StrictNoSign',
@@ -1086,6 +1108,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       admitted.delete(peer)
       heartbeatOut.delete(peer)
       differs.delete(peer)
+      lastHashes.delete(peer)
       sentPeers.delete(peer)
       // A peer we watch whose last connection closed is suspect now, not after a silent interval: it is dead
       // after the suspicion time unless it refutes. Any other peer is only one link less (most members are
