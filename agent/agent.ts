@@ -6,7 +6,7 @@ import type { RandomSource } from '../util/random.ts'
 import { cryptoRandom } from '../util/random.ts'
 import type { Logger } from '../util/log.ts'
 import { silentLogger } from '../util/log.ts'
-import { createLifecycle, type NamedComponent } from '../util/lifecycle.ts'
+import { concurrently, createLifecycle, type NamedComponent } from '../util/lifecycle.ts'
 import { parseConfiguredToken, deriveKeys } from '../token/index.ts'
 import { createP2PNode, type P2PNode } from '../p2p/index.ts'
 import { createVpnController, createWireGuardDriver, VPN_ADVERT_KEY, type OverlayUp, type VpnController, type WireGuardDriver } from '../vpn/index.ts'
@@ -39,15 +39,15 @@ export interface Agent {
 }
 
 /**
- * Composes one node: p2p (discovery, admission, state, membership) → roles
- * controller (election, credentials, hand-off) → local API → VPN controller.
- * Started in that order and stopped in reverse.
+ * Composes one node: p2p (discovery, admission, state, membership), then the roles
+ * controller (election, credentials, hand-off), the local API and the VPN controller
+ * side by side. Stopped in reverse: VPN, API, roles, p2p.
  *
- * The VPN comes last because its first pass (starting wireguard-go, keys, address,
- * peers) takes seconds on a busy box, and nothing before it needs the overlay: the
- * election and the credentials run over p2p, and the hand-off is held back until the
- * overlay is up (see `overlay` below), so the interface and the election proceed side
- * by side instead of one after the other.
+ * Nothing after p2p waits for another: the VPN's first pass (starting wireguard-go,
+ * keys, address, peers) takes seconds on a busy box, the election and the credentials
+ * run over p2p, and the hand-off is held back until the overlay is up (see `overlay`
+ * below), so the interface and the election proceed side by side instead of one after
+ * the other.
  */
 export async function createAgent (init: AgentInit): Promise<Agent> {
   const { config } = init
@@ -131,17 +131,21 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   }
 
   let api: ApiServer | undefined
+  // After p2p, the rest starts side by side: each start reads its files and the VPN's
+  // also brings the interface up (seconds on a busy box), and none waits for another.
   const components: NamedComponent[] = [
     { name: 'p2p', start: async () => { timeline.record('started'); await node.start() }, stop: async () => { await node.stop() } },
-    { name: 'roles', start: async () => { await roles.start() }, stop: async () => { await roles.stop() } },
-    ...(init.api === false
-      ? []
-      : [{
-          name: 'api',
-          start: async () => { api = await startApiServer(p2pConfig.stateDir, { status, metrics: () => renderMetrics(status()) }) },
-          stop: async () => { await api?.close() }
-        }]),
-    ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }])
+    concurrently('roles, api, vpn', [
+      { name: 'roles', start: async () => { await roles.start() }, stop: async () => { await roles.stop() } },
+      ...(init.api === false
+        ? []
+        : [{
+            name: 'api',
+            start: async () => { api = await startApiServer(p2pConfig.stateDir, { status, metrics: () => renderMetrics(status()) }) },
+            stop: async () => { await api?.close() }
+          }]),
+      ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }])
+    ])
   ]
   const lifecycle = createLifecycle(components, (name, err) => { logger.warn('stop failed', { component: name, error: String(err) }) })
   return { peerId: node.peerId, start: lifecycle.start, stop: lifecycle.stop, status }

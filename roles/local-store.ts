@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
@@ -32,10 +32,11 @@ export async function writeFileAtomic (file: string, text: string): Promise<void
   }
 }
 
+/** Reads a small local file synchronously, for the same reason it is written so (see `writeFileAtomic`). */
 async function readJson (file: string): Promise<unknown> {
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw new RolesStoreError(`cannot read ${file}: ${errorMessage(err)}`, { cause: err })

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressClaim } from './address.ts'
 import { VpnStateFileError } from './errors.ts'
@@ -20,7 +20,7 @@ export async function loadClaim (stateDir: string): Promise<PersistedClaim | und
   const file = join(stateDir, CLAIM_FILE)
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw new VpnStateFileError(`${file}: cannot read the overlay address claim`, { cause: err })

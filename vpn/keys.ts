@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto'
-import { chmod, readFile } from 'node:fs/promises'
+import { chmodSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { VpnStateFileError } from './errors.ts'
@@ -51,14 +51,14 @@ export async function loadOrCreateKeyPair (stateDir: string): Promise<WireGuardK
   const file = join(stateDir, PRIVATE_KEY_FILE)
   let text: string | undefined
   try {
-    text = await readFile(file, 'utf8')
+    text = readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new VpnStateFileError(`${file}: cannot read the WireGuard key`, { cause: err })
   }
   if (text !== undefined) {
     const privateKey = text.trim()
     if (!isWireGuardKey(privateKey)) throw new VpnStateFileError(`${file}: expected a WireGuard private key (base64 of 32 bytes); refusing to replace it`)
-    await chmod(file, 0o600)
+    chmodSync(file, 0o600)
     return { privateKey, publicKey: publicKeyOf(privateKey) }
   }
   const pair = generateKeyPair()

@@ -274,7 +274,12 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     }
   }
 
-  const ensureAddress = async (spec: InterfaceSpec, signal?: AbortSignal): Promise<boolean> => {
+  /** Gives the link exactly `spec.address`; `fresh`: the link was just created, so it has none yet. */
+  const ensureAddress = async (spec: InterfaceSpec, fresh: boolean, signal?: AbortSignal): Promise<boolean> => {
+    if (fresh) {
+      await must([ipBin, 'address', 'add', spec.address, 'dev', spec.name], signal)
+      return true
+    }
     const out = await must([ipBin, '-j', '-4', 'address', 'show', 'dev', spec.name], signal)
     let current: string[] = []
     try {
@@ -311,9 +316,10 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     if (link === undefined) {
       kind = await createLink(spec.name, signal)
       created = true
-      link = await linkInfo(spec.name, signal)
       dump = await show(spec.name, signal)
-      if (link === undefined || dump === undefined) throw new WireGuardInterfaceError(`interface ${spec.name} vanished right after it was created`)
+      if (dump === undefined) throw new WireGuardInterfaceError(`interface ${spec.name} vanished right after it was created`)
+      // A new link is down, without an address, at its default MTU: no need to ask `ip` (each ask is a process).
+      link = { mtu: 0, up: false, kind: kind === 'kernel' ? 'wireguard' : undefined }
     }
     let changed = created
     if (dump?.publicKey !== publicKeyOf(spec.privateKey) || dump.listenPort !== spec.listenPort) {
@@ -324,7 +330,7 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
       await must([ipBin, 'link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up'], signal)
       changed = true
     }
-    if (await ensureAddress(spec, signal)) changed = true
+    if (await ensureAddress(spec, created, signal)) changed = true
     return { kind, created, changed }
   }
 
