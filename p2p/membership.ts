@@ -140,7 +140,19 @@ interface Row {
   beatAt?: number
   /** Longest recent gap between its heartbeats, decaying (see `patience`). */
   slowGap: number
+  /** When it last refuted a suspicion (its incarnation moved up with an alive rumour). */
+  refutedAt?: number
+  /** When it refuted a suspicion we raised from an expected heartbeat it never sent: it does not heartbeat us. */
+  disownedAt?: number
 }
+
+/**
+ * How long, in suspicion periods, a peer that refuted our unconfirmed expectation is
+ * not expected again. Expectations are renewed on every membership change, and with
+ * views that disagree about the ring each renewal led to one more suspicion and
+ * refutation: bursts of several per second about one node while a 30-node site formed.
+ */
+const DISOWN_PERIODS = 10
 
 /** A watched peer's longest heartbeat gap loses this share of its weight with each heartbeat. */
 const GAP_DECAY = 0.95
@@ -217,6 +229,7 @@ export function createMembership (init: MembershipInit): Membership {
         row.beatAt = now
         row.watchedAt = now
         row.confirmed = true
+        delete row.disownedAt
       }
       return out
     },
@@ -224,6 +237,7 @@ export function createMembership (init: MembershipInit): Membership {
     expect (peer, now) {
       const row = rows.get(peer)
       if (row === undefined || peer === self || row.watchedAt !== undefined || row.member.liveness === 'dead') return
+      if (row.disownedAt !== undefined && now - row.disownedAt < DISOWN_PERIODS * timing.suspectAfterMs) return
       row.watchedAt = now
       row.confirmed = false
     },
@@ -277,18 +291,25 @@ export function createMembership (init: MembershipInit): Membership {
       // a live member refutes it, a hung one stays suspected.
       let relay: Rumour | undefined
       let inc = r.incarnation
-      if (options.raise !== false && r.state !== 'alive' && inc < existing.incarnation && existing.member.liveness === 'alive' && now - existing.heardAt >= timing.suspectAfterMs) {
+      // A member that refuted within the last suspicion period is alive: an older suspicion still in flight is stale.
+      const refutedLately = existing.refutedAt !== undefined && now - existing.refutedAt < timing.suspectAfterMs
+      if (options.raise !== false && r.state !== 'alive' && inc < existing.incarnation && existing.member.liveness === 'alive' && now - existing.heardAt >= timing.suspectAfterMs && !refutedLately) {
         inc = existing.incarnation
         relay = { peer: r.peer, state: 'suspect', incarnation: inc }
       }
       const state: Liveness = relay === undefined ? r.state : 'suspect'
       const newer = inc > existing.incarnation || (inc === existing.incarnation && RANK[state] > RANK[existing.member.liveness])
       if (!newer) return { transitions: [] }
+      if (state === 'alive' && inc > existing.incarnation) existing.refutedAt = now
       existing.incarnation = inc
       if (state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
       if (state === 'alive' && existing.watchedAt !== undefined) {
         // An expected heartbeat that never came, and the peer says it is alive: it is not ours to watch.
-        if (existing.confirmed === false) { delete existing.watchedAt; delete existing.confirmed } else existing.watchedAt = now
+        if (existing.confirmed === false) {
+          delete existing.watchedAt
+          delete existing.confirmed
+          existing.disownedAt = now
+        } else existing.watchedAt = now
       }
       const transitions = move(existing, state, now)
       return relay === undefined ? { transitions } : { transitions, relay }

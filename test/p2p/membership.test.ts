@@ -139,6 +139,41 @@ describe('expected heartbeats', () => {
     expect(m.tick(2 * S + 10 + D).transitions).toEqual([])
   })
 
+  it('a peer that disowned our expectation is not expected again for ten suspicion periods, unless it heartbeats us', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 2)
+    m.expect('p', 0)
+    m.tick(2 * S)
+    m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, 2 * S + 10)
+    // Renewed on the next membership change: ignored, so no new suspicion and refutation.
+    m.expect('p', 2 * S + 20)
+    expect(m.watching()).toEqual([])
+    expect(m.tick(6 * S).transitions).toEqual([])
+    m.expect('p', 2 * S + 10 + 10 * S)
+    expect(m.watching()).toEqual(['p'])
+    // A heartbeat ends the disowning at once.
+    const n = createMembership({ timing, self: 'me', incarnation: 1 })
+    n.heard('p', 0, 2)
+    n.expect('p', 0)
+    n.tick(2 * S)
+    n.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, 2 * S + 10)
+    n.watch('p', 2 * S + 20, 3)
+    n.unwatch('p')
+    n.expect('p', 2 * S + 30)
+    expect(n.watching()).toEqual(['p'])
+  })
+
+  it('a stale suspicion is not raised again about a member that refuted within the last suspicion period', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 7)
+    expect(types(m.rumour({ peer: 'p', state: 'suspect', incarnation: 7 }, 2 * S).transitions)).toEqual(['suspect'])
+    expect(types(m.rumour({ peer: 'p', state: 'alive', incarnation: 8 }, 2 * S + 10).transitions)).toEqual(['recover'])
+    // An older suspicion still in flight arrives: ignored while the refutation is fresh ...
+    expect(m.rumour({ peer: 'p', state: 'suspect', incarnation: 7 }, 2 * S + 20)).toEqual({ transitions: [] })
+    // ... and raised once the member has been quiet for a whole period since.
+    expect(m.rumour({ peer: 'p', state: 'suspect', incarnation: 7 }, 3 * S + 10).relay).toEqual({ peer: 'p', state: 'suspect', incarnation: 8 })
+  })
+
   it('a peer whose heartbeats come with long gaps (a starved box) gets proportionally longer before a suspicion', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 1 })
     const beat = timing.heartbeatIntervalMs
