@@ -47,7 +47,8 @@ export interface VpnControllerInit {
   /**
    * How long a pass woken by a change waits for more changes before it runs, ms: a
    * site that boots together delivers its members and adverts one by one, and each
-   * pass costs a `wg show` (and often a `wg set`) subprocess. @default DEFAULT_COALESCE_MS
+   * pass reads the interface and often reconfigures it (a `wg` process each, where the
+   * driver uses `wg`). @default DEFAULT_COALESCE_MS
    */
   coalesceMs?: number
 }

@@ -97,6 +97,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
   const wgBin = init.wg ?? 'wg'
   const goBin = init.wireguardGo ?? 'wireguard-go'
   const uapiDir = init.uapiDir ?? DEFAULT_UAPI_DIR
+  /** Whether wireguard-go's socket may be used at all (see `uapiDir`). */
+  const uapiUsable = uapiDir !== false && (prefix.length === 0 || init.uapiDir !== undefined)
   const timeout = init.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS
   const startTimeout = init.userspaceStartTimeoutMs ?? DEFAULT_USERSPACE_START_TIMEOUT_MS
   const stopTimeout = init.processStopTimeoutMs ?? DEFAULT_PROCESS_STOP_TIMEOUT_MS
@@ -150,7 +152,7 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
    * missing: `wg` then.
    */
   const uapiPath = (name: string): string | undefined => {
-    if (uapiDir === false || (prefix.length > 0 && init.uapiDir === undefined)) return undefined
+    if (!uapiUsable) return undefined
     const path = uapiSocketPath(name, uapiDir)
     try {
       return statSync(path).isSocket() ? path : undefined
@@ -221,8 +223,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
       if (!child.running) {
         throw new WireGuardInterfaceError(`${[file, ...rest].join(' ')}: exited before the interface came up`)
       }
-      // Without a prefix, wait for the socket itself: asking `wg` before it exists costs a process each time.
-      if ((uapiDir === false || (prefix.length > 0 && init.uapiDir === undefined) || uapiPath(name) !== undefined) && await show(name, signal) !== undefined) return
+      // With the socket in reach, wait for the socket itself: asking `wg` before it exists costs a process each time.
+      if ((!uapiUsable || uapiPath(name) !== undefined) && await show(name, signal) !== undefined) return
       if (clock.now() >= deadline) {
         await stopChild(name, child)
         throw new WireGuardInterfaceError(`${[file, ...rest].join(' ')}: interface ${name} not up after ${startTimeout} ms`)
