@@ -234,7 +234,7 @@ export interface ElectionOutcome {
   /** Nodes known (self included) and the quorum this node would need. */
   known: number
   quorum: number
-  /** Alive nodes, self included. */
+  /** Nodes counted as up (alive or suspect, see `countsAsUp`), self included. */
   alive: number
   /** When the outcome may change with time alone (settle period or term timeout ending). */
   recheckAt?: number
