@@ -144,6 +144,8 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
   const polled: { seeAll?: number, mesh?: number } = {}
   let pollsDone = 0
   let pollSpentMs = 0
+  /** Set once every node joined: a run that never got there keeps its agent logs for a post-mortem. */
+  let formed = false
   try {
     progress(`N=${n}: lab up`)
     const cpuBefore = await machineTicks()
@@ -166,7 +168,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       const alive = last.nodes.every((x) => ((x.agent?.peers ?? []) as PeerView[]).filter((p) => p.liveness === 'alive' && p.id !== x.peerId).length >= n - 1)
       if (alive) polled.seeAll ??= at
       if (last.nodes.every((x) => x.handshakes.up >= n - 1)) polled.mesh ??= at
-      if (isFormed(last) && (last.clusters[0]?.nodes.length ?? 0) >= n) formedAt ??= at
+      if (isFormed(last) && (last.clusters[0]?.nodes.length ?? 0) >= n) { formedAt ??= at; formed = true }
       if (polled.seeAll !== undefined && polled.mesh !== undefined && formedAt !== undefined) break
       if (Date.now() >= deadline) {
         progress(`N=${n}: timeout: ${summarizeStatus(last)}`)
@@ -230,8 +232,10 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     out.idleTrafficBytesPerS = stats(bytesPerS)
     return out
   } finally {
+    const keepFiles = process.env.KAIROS_BENCH_KEEP_FILES === '1' || !formed
+    if (!formed) progress(`N=${n}: did not form; its agent logs stay in ${await lab.dir().catch(() => '(lab dir unknown)')}/hosts`)
     progress(`N=${n}: lab down`)
-    await lab.down({ keepFiles: process.env.KAIROS_BENCH_KEEP_FILES === '1' }).catch((err: unknown) => { progress(`lab down failed: ${String(err)}`) })
+    await lab.down({ keepFiles }).catch((err: unknown) => { progress(`lab down failed: ${String(err)}`) })
   }
 }
 
