@@ -22,7 +22,7 @@ import {
   type LocalFacts, type MemberView, type NodeValue, type RolesAction, type RolesConfig, type RolesDecision,
   type RolesSnapshot, type StatusValue
 } from './types.ts'
-import { clusterIdFor, electionStep, indexEntries, isEligible, preferenceKey, takesK3sRole, type RolesView } from './election.ts'
+import { clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey, takesK3sRole, type RolesView } from './election.ts'
 
 /** The `RolesConfig` of a validated `Config`. */
 export function rolesConfigOf (config: Config): RolesConfig {
@@ -137,7 +137,7 @@ export function planCredentials (input: {
       if (s?.phase === 'joined' && s.clusterId === record.clusterId) joined.add(e.owner)
     }
   }
-  const live = new Set(input.members.filter((m) => m.liveness !== 'dead').map((m) => m.peerId))
+  const live = new Set(input.members.filter(countsAsUp).map((m) => m.peerId))
   const grants: CredentialGrant[] = []
   const byPreference = (a: string, b: string): number => preferenceKey(a, input.networkId) < preferenceKey(b, input.networkId) ? -1 : 1
 
