@@ -19,7 +19,6 @@
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 
 interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
@@ -129,7 +128,7 @@ async function machineTicks (): Promise<{ busy: number, total: number }> {
 interface PeerView { id?: string, liveness?: string }
 
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
-  const { createLab, isFormed, assertAgentsAlive, summarizeStatus, DEFAULT_AGENT_NODE_ARGS } = await import('../netns-lab/index.ts')
+  const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
   const preset = opt.preset
   const lab = createLab({
     nodes: n,
@@ -137,9 +136,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     ...(process.env.KAIROS_BENCH_LAB_REPO === undefined ? {} : { repoRoot: process.env.KAIROS_BENCH_LAB_REPO }),
     nodeArgs: opt.nodeArgs,
     ...(Object.keys(opt.timing).length === 0 ? {} : { baseConfig: { p2p: { timing: opt.timing } } }),
-    ...(preset === undefined
-      ? {}
-      : { agentCommand: (h, r) => [r.nodePath, ...(opt.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath, '--preset', preset] })
+    ...(preset === undefined ? {} : { agentArgs: ['--preset', preset] })
   })
   const polled: { seeAll?: number, mesh?: number } = {}
   let pollsDone = 0

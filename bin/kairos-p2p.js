@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Launcher: runs the compiled CLI when installed as a package (Node does not strip
-// types under node_modules), the TypeScript sources in a development checkout.
+// Launcher: runs the bundled CLI (`npm run build`, dist/kairos-p2p.js) when installed as
+// a package (Node does not strip types under node_modules), the TypeScript sources in a
+// development checkout.
 import { existsSync } from 'node:fs'
 import * as nodeModule from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -15,7 +16,7 @@ if (major < 22) {
 nodeModule.enableCompileCache?.()
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const source = join(root, 'cli', 'main.ts')
-const compiled = join(root, 'dist', 'cli', 'main.js')
+const compiled = join(root, 'dist', 'kairos-p2p.js')
 const inDependencies = root.split(/[\\/]/).includes('node_modules')
 const entry = !inDependencies && existsSync(source) ? source : compiled
 await import(pathToFileURL(entry).href)

@@ -9,6 +9,7 @@ import { queryAgent } from '../agent/api.ts'
 import { deepMerge, type YamlMap } from '../config/merge.ts'
 import { generateToken } from '../token/index.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
+import { BUNDLED } from '../util/bundled.ts'
 import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
@@ -181,8 +182,19 @@ export interface LabInit {
   nodeArgs?: string[]
   /** Checkout holding cli/main.ts and netns-lab/k3s-standin.ts. @default this checkout */
   repoRoot?: string
-  /** argv of a host's agent (run inside the host). @default [nodePath, <repo>/cli/main.ts, 'agent', '--config', host.configPath] */
+  /**
+   * argv of a host's agent (run inside the host). @default [nodePath, ...nodeArgs, the
+   * agent bundle (see `agentEntry`), 'agent', '--config', host.configPath, ...agentArgs]
+   */
   agentCommand?: (host: HostRecord, lab: LabRecord) => string[]
+  /** Options appended to the default agent command, e.g. `['--preset', 'lan']`. @default none */
+  agentArgs?: string[]
+  /**
+   * The script agents run. @default the single-file bundle of this checkout (rebuilt by
+   * `build/bundle.ts` when a source changed), or the running bundle itself; the
+   * TypeScript sources when the bundler is not installed.
+   */
+  agentEntry?: (lab: LabRecord) => Promise<string>
   /** Reads a running agent's status. @default GET /status on `<state_dir>/agent.sock` */
   readStatus?: (host: HostRecord, signal?: AbortSignal) => Promise<AgentStatusView>
   /** Stand-in registration deadline inside a host, ms. @default 300000 */
@@ -291,6 +303,22 @@ async function spawnDetached (argv: readonly string[], logPath: string, env: Nod
  * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
  * only the first lab after a change compiles the sources).
  */
+/**
+ * The script lab agents run by default: the running bundle when the lab itself runs
+ * from one; else this checkout's bundle, built or refreshed by build/bundle.ts; else,
+ * when the bundler cannot run (for example it is not installed), the TypeScript sources.
+ */
+async function defaultAgentEntry (repoRoot: string, log: Logger): Promise<string> {
+  if (BUNDLED) return fileURLToPath(import.meta.url)
+  try {
+    const { ensureBundle } = await import('../build/bundle.ts')
+    return await ensureBundle(repoRoot)
+  } catch (err) {
+    log.warn('cannot bundle the agent; agents run the TypeScript sources', { error: errorMessage(err) })
+    return join(repoRoot, 'cli', 'main.ts')
+  }
+}
+
 function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
   return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, 'node_modules', '.cache', 'kairos-p2p', 'compile') }
 }
@@ -350,23 +378,36 @@ export function createLab (init: LabInit = {}): Lab {
   }
 
   /**
-   * Loads the agent's modules once, in one process, so the N agents that start next read
-   * them type-stripped and compiled from Node's compile cache instead of each doing that
-   * work again at once (a third of an agent's start-up CPU). A failure only costs the
-   * speed-up: the agents then fill the cache themselves.
+   * The script agents run: the bundle, which loads in a quarter of the CPU time of the
+   * ~800 source modules (see build/bundle.ts). Resolved once per lab command.
+   */
+  let entry: Promise<string> | undefined
+  const agentEntry = async (r: LabRecord): Promise<string> => {
+    entry ??= init.agentEntry?.(r) ?? defaultAgentEntry(r.repoRoot, log)
+    return await entry
+  }
+
+  /**
+   * Runs the agent's script once, in one process, so the N agents that start next read
+   * it compiled from Node's compile cache instead of each compiling it at once. A
+   * failure only costs the speed-up: the agents then fill the cache themselves.
    */
   const warmCompileCache = async (r: LabRecord, signal?: AbortSignal): Promise<void> => {
-    // The CLI entry and the modules `agent` loads lazily (the command's own help loads neither).
-    const lazy = ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')
-    for (const argv of [[r.nodePath, join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--help'], [r.nodePath, '--input-type=module', '-e', lazy]]) {
+    const script = await agentEntry(r)
+    const argvs = [[r.nodePath, script, 'agent', '--help']]
+    // From the sources, also the modules `agent` loads lazily (its help loads neither).
+    if (script.endsWith('.ts')) {
+      argvs.push([r.nodePath, '--input-type=module', '-e', ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')])
+    }
+    for (const argv of argvs) {
       const res = await run(argv, { env: agentEnv(r), reject: false, ...(signal === undefined ? {} : { signal }) })
         .catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: errorMessage(err) }))
       if (res.exitCode !== 0) { log.warn('warming the compile cache failed', { error: res.stderr.trim() }); return }
     }
   }
 
-  const agentArgv = (r: LabRecord, h: HostRecord): string[] =>
-    init.agentCommand?.(h, r) ?? [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), join(r.repoRoot, 'cli', 'main.ts'), 'agent', '--config', h.configPath]
+  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> =>
+    init.agentCommand?.(h, r) ?? [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
 
   /** A holder whose PID still lives in the host's namespace, or undefined. */
   const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
@@ -403,7 +444,7 @@ export function createLab (init: LabInit = {}): Lab {
 
   const startAgent = async (r: LabRecord, h: HostRecord): Promise<void> => {
     if (h.holderPid === undefined) throw new LabCommandError([], `host ${h.name} has no mount-namespace holder`)
-    h.agentPid = await spawnDetached(hostArgv(h.ns, h.holderPid, agentArgv(r, h)), h.logPath, agentEnv(r))
+    h.agentPid = await spawnDetached(hostArgv(h.ns, h.holderPid, await agentArgv(r, h)), h.logPath, agentEnv(r))
     h.agentStartedAt = clock.now()
     log.info('agent started', { node: h.name, pid: h.agentPid })
   }

@@ -16,7 +16,11 @@
 // That must happen before @libp2p/pnet is linked: Node runs a CommonJS dependency
 // of an ES module while linking, before any importing module's body runs, so pnet
 // is never imported statically — only through `loadPreSharedKey()`.
+//
+// The single-file bundle carries xsalsa20 with that choice already made at build time
+// (`build/bundle.ts`), so there is nothing to arrange at run time.
 import { createRequire } from 'node:module'
+import { BUNDLED } from '../util/bundled.ts'
 
 /** Which XSalsa20 implementation pnet got: `js` after this module ran first. */
 export type PnetCipherImplementation = 'js' | 'wasm' | 'unknown'
@@ -27,6 +31,7 @@ function pnetRequire (): NodeJS.Require {
 }
 
 function loadJsXsalsa20 (): PnetCipherImplementation {
+  if (BUNDLED) return 'js'
   const require = pnetRequire()
   const id = require.resolve('xsalsa20')
   if (require.cache[id] !== undefined) return 'unknown'
