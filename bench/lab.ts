@@ -8,26 +8,31 @@
 //       (c) every credential delivered ('credential' events),
 //       (d) full WireGuard mesh (every node has N-1 overlay peers up, polled),
 //       (e) every node registered at the k3s stand-in (registry timestamps);
-//   - RSS per agent at formation and after the idle window (VmRSS), median / max;
-//   - idle CPU per agent over the idle window (% of one core, utime+stime) and idle
+//   - memory per agent at formation and after the idle window, median / max: VmRSS, and
+//     its two parts, private anonymous memory (RssAnon: heap, code the agent compiled)
+//     and file-backed pages (RssFile: mostly the node binary's own code, shared by
+//     every agent and clean, so the kernel can drop it);
+//   - idle CPU per agent over the idle window (% of one core, utime+stime), which starts
+//     once the formed site settled for `--settle-seconds` (default 30) unpolled, and idle
 //     traffic per agent (eth0 rx+tx bytes/s inside the host's namespace).
 // Polled milestones carry the poll's resolution (`pollMs`). Needs root; prints
 // {"skipped":"needs root"} otherwise. Progress goes to stderr; the last stdout line is
 // the JSON result.
 //
-//   npx node bench/lab.ts [--nodes 3,10,30] [--skip-30] [--idle-seconds 60] [--timeout-seconds 240]
+//   npx node bench/lab.ts [--nodes 3,10,30] [--skip-30] [--settle-seconds 30] [--idle-seconds 60] [--timeout-seconds 240]
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
-// KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
+// KAIROS_BENCH_SETTLE_SECONDS / KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 
-interface Options { nodes: number[], idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
+interface Options { nodes: number[], settleMs: number, idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
 
 function options (): Options {
   const { values } = parseArgs({
     options: {
       nodes: { type: 'string' },
       'skip-30': { type: 'boolean' },
+      'settle-seconds': { type: 'string' },
       'idle-seconds': { type: 'string' },
       'timeout-seconds': { type: 'string' },
       'poll-ms': { type: 'string' },
@@ -48,6 +53,7 @@ function options (): Options {
   const rawArgs = values['node-args'] ?? env.KAIROS_BENCH_LAB_NODE_ARGS
   return {
     nodes: list.filter((n) => !(skip30 && n >= 30)),
+    settleMs: num('--settle-seconds', values['settle-seconds'] ?? env.KAIROS_BENCH_SETTLE_SECONDS, 30) * 1000,
     idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
     pollMs: num('--poll-ms', values['poll-ms'], 200),
@@ -87,11 +93,30 @@ function secs (ms: number | undefined): number | null {
   return ms === undefined ? null : Math.round(ms / 10) / 100
 }
 
-async function rssKb (pid: number): Promise<number | undefined> {
+/** Resident memory of `pid`, kB: all of it (VmRSS), its private anonymous part and its file-backed part. */
+interface Memory { rss: number, anon: number, file: number }
+async function memoryKb (pid: number): Promise<Memory | undefined> {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
-    return m?.[1] === undefined ? undefined : Number(m[1])
+    const text = await readFile(`/proc/${pid}/status`, 'utf8')
+    const kb = (field: string): number | undefined => {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)
+      return m?.[1] === undefined ? undefined : Number(m[1])
+    }
+    const rss = kb('VmRSS')
+    const anon = kb('RssAnon')
+    const file = kb('RssFile')
+    return rss === undefined || anon === undefined || file === undefined ? undefined : { rss, anon, file }
   } catch { return undefined }
+}
+
+/** Median / max in MB of each part of the agents' memory. */
+function memoryStats (samples: ReadonlyArray<Memory | undefined>): Record<keyof Memory, ReturnType<typeof stats>> {
+  const got = samples.filter((m) => m !== undefined)
+  return {
+    rss: stats(got.map((m) => m.rss / 1024)),
+    anon: stats(got.map((m) => m.anon / 1024)),
+    file: stats(got.map((m) => m.file / 1024))
+  }
 }
 
 /** utime + stime of `pid`, in clock ticks. */
@@ -190,7 +215,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     const registeredAll = formedAt !== undefined && regs.length >= n ? Math.max(...regs.map((x) => x.registeredAt)) : undefined
     const since = (t: number | undefined): number | null => lastStart === undefined || t === undefined ? null : secs(t - lastStart)
     const pids = last.nodes.flatMap((x) => x.agentPid === undefined ? [] : [x.agentPid])
-    const rssAtFormation = (await Promise.all(pids.map(rssKb))).filter((v) => v !== undefined)
+    const memoryAtFormation = await Promise.all(pids.map(memoryKb))
     const cpuAtFormation = (await Promise.all(pids.map(cpuTicks))).filter((v) => v !== undefined)
     const out: Record<string, unknown> = {
       nodes: n,
@@ -204,12 +229,15 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
         allJoined: since(registeredAll)
       },
       pollMs: pollsDone === 0 ? null : Math.round(pollSpentMs / pollsDone + opt.pollMs),
-      rssMbAtFormation: stats(rssAtFormation.map((kb) => kb / 1024)),
+      memoryMbAtFormation: memoryStats(memoryAtFormation),
       agentCpuSecondsAtFormation: stats(cpuAtFormation.map((t) => t / CLOCK_TICKS_PER_S)),
       machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out
-    progress(`N=${n}: formed; idle window ${opt.idleMs / 1000} s`)
+    // The site settles first (WireGuard handshakes, the stand-in's connections, the last
+    // anti-entropy rounds): idle means a formed site that nobody polls.
+    progress(`N=${n}: formed; settling ${opt.settleMs / 1000} s, then an idle window of ${opt.idleMs / 1000} s`)
+    await sleep(opt.settleMs, signal)
     const before = await Promise.all(pids.map(async (pid) => ({ cpu: await cpuTicks(pid), net: await eth0Bytes(pid) })))
     const t0 = performance.now()
     await sleep(opt.idleMs, signal)
@@ -222,9 +250,9 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       if (b?.cpu !== undefined && a.cpu !== undefined) cpuPct.push(100 * (a.cpu - b.cpu) / CLOCK_TICKS_PER_S / wallS)
       if (b?.net !== undefined && a.net !== undefined) bytesPerS.push((a.net - b.net) / wallS)
     })
-    const rssIdle = (await Promise.all(pids.map(rssKb))).filter((v) => v !== undefined)
+    out.settleSeconds = opt.settleMs / 1000
     out.idleSeconds = Math.round(wallS)
-    out.rssMbAfterIdle = stats(rssIdle.map((kb) => kb / 1024))
+    out.memoryMbAfterIdle = memoryStats(await Promise.all(pids.map(memoryKb)))
     out.idleCpuPct = stats(cpuPct)
     out.idleTrafficBytesPerS = stats(bytesPerS)
     return out

@@ -20,7 +20,7 @@ import { systemClock, type Clock } from '../util/clock.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { errorMessage, InputError, KairosError } from '../util/errors.ts'
-import { createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
+import { alarmingRejections, createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { loadPreSharedKey } from './pnet-cipher.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
@@ -748,8 +748,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   })
 
   const noteApplied = (peer: string, r: ApplyResult): void => {
-    const rejected = Object.entries(r.rejected).filter(([, n]) => (n ?? 0) > 0)
-    if (rejected.length > 0) log.warn('refused state entries', { peer, rejected: Object.fromEntries(rejected) })
+    const rejected = alarmingRejections(r.rejected)
+    if (rejected !== undefined) log.warn('refused state entries', { peer, rejected })
   }
 
   const runSync = async (peer: string, conn?: Connection, options: { hashFirst?: boolean } = {}): Promise<void> => {

@@ -20,6 +20,16 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   'malformed', 'oversized', 'unsigned', 'forged', 'undecryptable', 'stale', 'owner-quota', 'not-admitted', 'store-full'
 ]
 
+/**
+ * The refusals that say something is wrong with the sender or this replica. A stale
+ * entry says nothing of the kind: a newer version of it reached us by gossip while an
+ * anti-entropy exchange was under way. Undefined when there is none.
+ */
+export function alarmingRejections (rejected: ApplyResult['rejected']): Partial<Record<RejectReason, number>> | undefined {
+  const out = Object.entries(rejected).filter(([reason, n]) => reason !== 'stale' && (n ?? 0) > 0)
+  return out.length === 0 ? undefined : Object.fromEntries(out)
+}
+
 export interface ApplyResult {
   /** Entries that changed the local state. */
   accepted: StateChange[]

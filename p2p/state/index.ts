@@ -2,7 +2,7 @@
  * The replicated cluster state, without its network transport: `createStateStore`
  * builds the local replica; the sync layer moves its wire bytes and digests.
  */
-export { REJECT_REASONS, type ApplyResult, type RejectReason, type StateStore } from './contract.ts'
+export { REJECT_REASONS, alarmingRejections, type ApplyResult, type RejectReason, type StateStore } from './contract.ts'
 export {
   createStateStore, DEFAULT_FLUSH_DELAY_MS, DEFAULT_MAX_ENTRIES_PER_OWNER, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES,
   type LocalStateStore, type StateLimits, type StateLoadReport, type StateStoreInit

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { RejectReason } from '../../../p2p/state/contract.ts'
+import { alarmingRejections, type RejectReason } from '../../../p2p/state/contract.ts'
 import { decodeWire, encodeBody, encodeHeader, encodeWire, signedBytes } from '../../../p2p/state/wire.ts'
 import { seededRandom } from '../../../util/random.ts'
 import { changes, identity, STATE_KEY, store, type Identity } from './fixtures.ts'
@@ -240,6 +240,15 @@ describe('state store: rejections change nothing and are counted', () => {
     expect(res).toEqual({ accepted: [], rejected: {}, duplicates: 2 })
     expect(b.duplicates()).toBe(2)
     expect(Object.values(b.rejections()).every(n => n === 0)).toBe(true)
+  })
+})
+
+describe('alarmingRejections', () => {
+  it('leaves out stale entries (a newer version overtook them) and keeps every other refusal', () => {
+    expect(alarmingRejections({ stale: 3 })).toBeUndefined()
+    expect(alarmingRejections({})).toBeUndefined()
+    expect(alarmingRejections({ stale: 2, forged: 0 })).toBeUndefined()
+    expect(alarmingRejections({ stale: 2, forged: 1, 'not-admitted': 4 })).toEqual({ forged: 1, 'not-admitted': 4 })
   })
 })
 
