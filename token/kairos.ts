@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module'
+import { FAILSAFE_SCHEMA, load } from 'js-yaml'
 import { errorMessage } from '../util/errors.ts'
 import { showChar } from './format.ts'
 import { KairosTokenBase64Error, KairosTokenError, KairosTokenYamlError } from './errors.ts'
@@ -24,14 +24,6 @@ export const KAIROS_DEFAULTS = { interval: 9000, maxMessageSize: 20 << 20 } as c
 
 const BASE64_CHAR = /[A-Za-z0-9+/=]/
 
-// The YAML parser is loaded on first use: only Kairos tokens need it, and
-// `kairos-p2p token generate` should not pay for it at start-up.
-let yaml: typeof import('js-yaml') | undefined
-function yamlParser (): typeof import('js-yaml') {
-  yaml ??= createRequire(import.meta.url)('js-yaml') as typeof import('js-yaml')
-  return yaml
-}
-
 /**
  * Parses a Kairos/edgevpn network token (`text` trimmed). Line breaks are ignored,
  * as Go's base64 decoder does. Throws `KairosTokenBase64Error`,
@@ -42,7 +34,6 @@ export function parseKairosToken (text: string): NetworkToken {
   const yamlText = decodeBase64Text(compact)
   let doc: unknown
   try {
-    const { load, FAILSAFE_SCHEMA } = yamlParser()
     doc = load(yamlText, { schema: FAILSAFE_SCHEMA, maxAliases: 0, maxDepth: 16 })
   } catch (err) {
     throw new KairosTokenYamlError(firstLine(errorMessage(err)), { cause: err })

@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { seededRandom } from '../../util/random.ts'
+import { edgevpnToken } from '../token/edgevpn.ts'
 import { buildBundle, ensureBundle, REPO_ROOT, xsalsa20JavaScriptPlugin } from '../../build/bundle.ts'
 
 // Scratch checkouts live under node_modules so that their imports resolve to the real packages.
@@ -73,8 +76,11 @@ describe('ensureBundle', () => {
 describe('the CLI bundle', () => {
   it('runs commands through the installed package\'s launcher, with the bundled flag set and no bundler inside', { timeout: 60_000 }, async () => {
     const { code } = await buildBundle()
-    // An installed package: the launcher runs dist/kairos-p2p.js (Node does not strip types under node_modules).
-    const pkg = join(scratch, 'install', 'node_modules', 'kairos-p2p')
+    // An installed package with nothing else around it: the launcher runs dist/kairos-p2p.js
+    // (Node does not strip types under node_modules), which needs no other file.
+    const alone = await mkdtemp(join(tmpdir(), 'kp2p-bundle-'))
+    onTestFinished(async () => { await rm(alone, { recursive: true, force: true }) })
+    const pkg = join(alone, 'node_modules', 'kairos-p2p')
     await mkdir(join(pkg, 'dist'), { recursive: true })
     await mkdir(join(pkg, 'bin'))
     await writeFile(join(pkg, 'dist', 'kairos-p2p.js'), code)
@@ -87,6 +93,10 @@ describe('the CLI bundle', () => {
     const token = (await execa(process.execPath, [file, 'token', 'generate'])).stdout.trim()
     const shown = await execa(process.execPath, [file, 'token', 'inspect', token], { reject: false })
     expect(shown.exitCode).toBe(0)
+    const kairos = await execa(process.execPath, [file, 'token', 'inspect', '-'], { input: edgevpnToken(seededRandom(3)), reject: false })
+    expect(kairos.exitCode, kairos.stderr).toBe(0)
+    expect(kairos.stdout).toMatch(/kairos/i)
+    expect((await execa(process.execPath, [file, 'agent', '--help'])).stdout).toMatch(/--config/)
     const bad = await execa(process.execPath, [file, 'token', 'inspect', 'kp1-not-a-token'], { reject: false })
     expect(bad.exitCode).toBe(2)
     expect(bad.stderr).toMatch(/token/)

@@ -223,12 +223,14 @@ describe('bin/kairos-p2p.js token (real process)', () => {
     return JSON.parse(result.stderr) as string[]
   }
 
-  it('never loads libp2p; generate does not even load the YAML parser', async () => {
+  // The YAML parser (6 ms) is imported statically since the bundle must not need
+  // node_modules at run time; libp2p (most of a second) stays out.
+  it('never loads libp2p', async () => {
     const generate = await modulesLoaded(['token', 'generate'])
     expect(generate.some((u) => u.endsWith('/cli/token.ts'))).toBe(true)
-    expect(generate.filter((u) => /libp2p|multiformats|js-yaml/.test(u))).toEqual([])
+    expect(generate.some((u) => u.includes('/js-yaml/'))).toBe(true) // the hook sees packages
+    expect(generate.filter((u) => /libp2p|multiformats/.test(u))).toEqual([])
     const kairos = await modulesLoaded(['token', 'inspect', '-'], edgevpnToken(seededRandom(6)))
-    expect(kairos.some((u) => u.includes('/js-yaml/'))).toBe(true) // the hook sees packages and require()
     expect(kairos.filter((u) => /libp2p|multiformats/.test(u))).toEqual([])
   })
 })
