@@ -11,8 +11,9 @@
  * The adopted value is the one of the previous incarnation: a component that must
  * override it listens for a `change` with `origin: 'remote'` and `owner === self`.
  */
-import type { Ed25519PublicKey, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { KeyObject } from 'node:crypto'
 import { join } from 'node:path'
 import { systemClock, type Clock } from '../../util/clock.ts'
 import { errorMessage } from '../../util/errors.ts'
@@ -144,7 +145,7 @@ class LocalStore implements LocalStateStore {
   private readonly slots = new Map<string, Held>()
   private readonly ownerCounts = new Map<string, number>()
   private readonly ownFloor = new Map<string, number>()
-  private readonly publicKeys = new Map<string, Ed25519PublicKey | null>()
+  private readonly publicKeys = new Map<string, KeyObject | null>()
   private readonly rejected: Record<RejectReason, number>
   private duplicateCount = 0
   private totalBytes = 0
@@ -302,16 +303,16 @@ class LocalStore implements LocalStateStore {
     }
     const meta: WireEntryMeta = { owner: d.owner, key: d.key, version: d.version, hash: hashWire(wire) }
     const slot = slotOf(d.owner, d.key)
-    // Identical bytes to a held (already verified) entry: nothing to check.
-    if (mergeEntry(this.slots.get(slot)?.meta, meta) === 'same') return { kind: 'duplicate' }
-    if (d.signature.length === 0) return { kind: 'rejected', reason: 'unsigned', ...who }
-    if (!await verifyWire(d, publicKey)) return { kind: 'rejected', reason: 'forged', ...who }
-    if (d.owner === this.self && d.version > (this.ownFloor.get(d.key) ?? 0)) this.ownFloor.set(d.key, d.version)
-    // Re-read after the await: a put or another apply may have changed the slot.
     const held = this.slots.get(slot)
     const decision = mergeEntry(held?.meta, meta)
+    // Identical bytes to a held (already verified) entry: nothing to check. One that
+    // loses to the held entry changes nothing whoever wrote it, so its signature is not
+    // checked either (it is refused as stale).
     if (decision === 'same') return { kind: 'duplicate' }
     if (decision === 'keep') return { kind: 'rejected', reason: 'stale', ...who }
+    if (d.signature.length === 0) return { kind: 'rejected', reason: 'unsigned', ...who }
+    if (!verifyWire(d, publicKey)) return { kind: 'rejected', reason: 'forged', ...who }
+    if (d.owner === this.self && d.version > (this.ownFloor.get(d.key) ?? 0)) this.ownFloor.set(d.key, d.version)
     const opened = openValue(this.stateKey, d)
     if ('problem' in opened) return { kind: 'rejected', reason: opened.problem, ...who }
     if (held === undefined && (this.ownerCounts.get(d.owner) ?? 0) >= this.maxEntriesPerOwner) {
@@ -337,7 +338,7 @@ class LocalStore implements LocalStateStore {
     this.events.dispatchEvent(new CustomEvent('change', { detail: change }))
   }
 
-  private publicKeyOf (owner: string): Ed25519PublicKey | undefined {
+  private publicKeyOf (owner: string): KeyObject | undefined {
     let k = this.publicKeys.get(owner)
     if (k === undefined) {
       if (this.publicKeys.size >= PUBLIC_KEY_CACHE) this.publicKeys.clear()

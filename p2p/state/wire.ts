@@ -19,9 +19,9 @@
  * the owner can produce an entry for its own namespace. Nothing may follow the
  * signature. `decodeWire` never throws.
  */
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Ed25519PublicKey, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import type { JsonValue } from '../types.ts'
 import { ByteReader, ByteWriter, utf8Length } from './codec.ts'
 
@@ -172,16 +172,20 @@ export function hashWire (bytes: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(bytes).digest())
 }
 
+/** DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32 raw key bytes follow. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
 /**
- * The Ed25519 public key behind a peer id string, or undefined when the string is not
- * a canonical Ed25519 peer id (another spelling of the same id would open a second
- * namespace for the same owner).
+ * The Ed25519 verification key behind a peer id string, as a Node key object (built
+ * once per owner and cached by the store: building it costs as much as a verification),
+ * or undefined when the string is not a canonical Ed25519 peer id (another spelling of
+ * the same id would open a second namespace for the same owner).
  */
-export function ownerPublicKey (owner: string): Ed25519PublicKey | undefined {
+export function ownerPublicKey (owner: string): KeyObject | undefined {
   try {
     const id = peerIdFromString(owner)
     if (id.type !== 'Ed25519' || id.toString() !== owner) return undefined
-    return id.publicKey
+    return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, id.publicKey.raw]), format: 'der', type: 'spki' })
   } catch {
     return undefined
   }
@@ -209,10 +213,10 @@ export async function writeEntry (init: WriteEntryInit): Promise<Uint8Array> {
   return encodeWire(header, init.nonce, ciphertext, signature)
 }
 
-/** Checks the owner's signature over a decoded entry. Never throws. */
-export async function verifyWire (wire: DecodedWire, publicKey: Ed25519PublicKey): Promise<boolean> {
+/** Checks the owner's signature over a decoded entry (`publicKey` from `ownerPublicKey`). Never throws. */
+export function verifyWire (wire: DecodedWire, publicKey: KeyObject): boolean {
   try {
-    return await publicKey.verify(signedBytes(wire.body), wire.signature)
+    return verify(null, signedBytes(wire.body), publicKey, wire.signature)
   } catch {
     return false
   }

@@ -156,6 +156,16 @@ describe('state store: rejections change nothing and are counted', () => {
     expect(b.get(a.self, 'roles/vote')?.version).toBe(2)
   })
 
+  it('stale before forged: an older version changes nothing whoever signed it, so it is refused unchecked', async () => {
+    const { a, b, mallory, wire } = await setup()
+    const { wire: newer } = await a.put('roles/vote', { term: 2, for: 'y' })
+    await b.apply([newer], a.self)
+    await expectRejected(b, [await rebuild(wire, mallory), await rebuild(wire, null)], mallory.self, 'stale')
+    expect(b.get(a.self, 'roles/vote')?.value).toEqual({ term: 2, for: 'y' })
+    // The same forgery of a version above the held one is checked, and refused as forged.
+    expect((await b.apply([await rebuild(wire, mallory, { version: 3 })], mallory.self)).rejected).toEqual({ forged: 1 })
+  })
+
   it('oversized: larger than the receiver bound', async () => {
     const { a, b } = await setup({ limits: { maxEntryBytes: 300 } })
     const { wire } = await a.put('big', 'x'.repeat(400))
