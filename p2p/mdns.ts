@@ -20,15 +20,23 @@ import { cryptoRandom, type RandomSource } from '../util/random.ts'
  *    records, so every receiver learns us from the query itself; receivers
  *    answer by unicast to the querier only, so the querier learns everyone
  *    and nobody else hears the answers.
- *  - steady: one unsolicited announcement (a response packet with our
- *    records) per `intervalMs`. It is not a query, so nobody answers.
- * In the steady phase each node therefore receives N−1 packets per interval.
+ *  - steady: unsolicited announcements (a response packet with our records).
+ *    They are not queries, so nobody answers. The first follows the last query
+ *    by `intervalMs`; while nothing changes the gap doubles after each one, up
+ *    to `MDNS_STEADY_MAX_INTERVALS` intervals (a minute at the 5 s default, half
+ *    the records' TTL). A peer we had not heard, a peer's new addresses or our
+ *    own new addresses bring the next announcement within an interval again.
+ * A quiet site of N nodes therefore costs each node about N−1 packets per
+ * minute instead of per interval (at 30 nodes, mDNS was over a third of an
+ * idle node's traffic), and a box that joins is still announced to within an
+ * interval by everyone, even if it missed their unicast answers.
  *
  * Unicast answers go to the querier's source address and port. The querier
  * sends from the shared mDNS port, so if another process on its host (an
  * Avahi daemon) bound that port later, the kernel may hand the answer to that
  * process instead. Nothing breaks: the querier still hears every peer's next
- * announcement, at most one interval later.
+ * announcement: its query carried its records, so everyone heard a new peer
+ * and announces within an interval.
  */
 
 /** The standard mDNS port. @default 5353 */
@@ -45,6 +53,8 @@ export const MDNS_MAX_TXT_BYTES = 255
 export const MDNS_FAST_FIRST_GAP_MS = 250
 /** A querier is answered at most once per this many ms (it may re-send a burst). */
 export const MDNS_ANSWER_HOLDOFF_MS = 200
+/** Longest steady gap, in intervals (see the module comment). */
+export const MDNS_STEADY_MAX_INTERVALS = 12
 /** Relative jitter on every gap, so a site powered on together does not send in lock-step. */
 export const MDNS_JITTER = 0.1
 /** Most peers and queriers remembered for dedupe and rate limits; the oldest are forgotten first. */
@@ -344,6 +354,20 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
   let waking: AbortController | undefined
   /** Index into `offsets` of the next fast-phase query; undefined in the steady phase. */
   let fastStep: number | undefined
+  /** Gap after the next announcement: doubles up to the cap, back to `intervalMs` on a change. */
+  let steadyGap = intervalMs
+  /** Set by `freshen`: the pending wait ends by then at the latest. */
+  let endBy: number | undefined
+  /** Our records as last sent, to notice our own new addresses. */
+  let lastSentKey: string | undefined
+
+  /** Something changed on the LAN: the next announcement comes within an interval. */
+  const freshen = (): void => {
+    steadyGap = intervalMs
+    if (fastStep !== undefined || waking === undefined) return
+    endBy = clock.now() + jittered(intervalMs, random)
+    waking.abort()
+  }
 
   const sent = (what: string): MdnsSendCallback => (err) => {
     if (err !== null && err !== undefined) log.warn(`mdns ${what} failed`, { error: errorMessage(err) })
@@ -365,6 +389,9 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
     if (s === undefined) return
     const answers = ourRecords()
     if (answers.length === 0) { log.debug(`mdns: no address to publish, ${what} skipped`); return }
+    const key = answers.map((a) => a.data).join('\n')
+    if (lastSentKey !== undefined && key !== lastSentKey) freshen()
+    lastSentKey = key
     try {
       act(s, answers)
       count()
@@ -396,6 +423,7 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
     const t = clock.now()
     const last = reported.get(peer)
     if (last !== undefined && last.key === key && t - last.at < intervalMs) return
+    if (last === undefined || last.key !== key) freshen()
     remember(reported, peer, { key, at: t })
     stats.peersReported++
     try {
@@ -447,16 +475,24 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
   const onError = (err: Error): void => { log.warn('mdns socket error', { error: errorMessage(err) }) }
   const onWarning = (err: Error): void => { log.warn('mdns socket warning', { error: errorMessage(err) }) }
 
-  /** Sleeps `ms`, or less when nudged or stopped. */
-  const wait = async (ms: number): Promise<void> => {
-    const w = new AbortController()
-    waking = w
-    try {
-      await clock.sleep(ms, w.signal)
-    } catch {
-      // nudged or stopped: the loop looks at its state again
-    } finally {
-      if (waking === w) waking = undefined
+  /** Sleeps `ms`, or less when nudged, freshened (see `endBy`) or stopped. */
+  const wait = async (ms: number, signal: AbortSignal): Promise<void> => {
+    let until = clock.now() + ms
+    endBy = undefined
+    while (!signal.aborted) {
+      const w = new AbortController()
+      waking = w
+      try {
+        await clock.sleep(Math.max(0, until - clock.now()), w.signal)
+        return
+      } catch {
+        // woken: nudged, stopped or freshened
+      } finally {
+        if (waking === w) waking = undefined
+      }
+      if (fastStep !== undefined || endBy === undefined) return
+      until = Math.min(until, endBy)
+      endBy = undefined
     }
   }
 
@@ -471,9 +507,10 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
         gap = next === undefined ? intervalMs : next - here
       } else {
         announce()
-        gap = intervalMs
+        gap = steadyGap
+        steadyGap = Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
       }
-      await wait(jittered(gap, random))
+      await wait(jittered(gap, random), signal)
     }
   }
 
@@ -489,6 +526,8 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
       reported.clear()
       answered.clear()
       fastStep = 0
+      steadyGap = intervalMs
+      lastSentKey = undefined
       running = new AbortController()
       loop = run(running.signal)
       log.debug('mdns started', { serviceTag, intervalMs })

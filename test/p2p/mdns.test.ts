@@ -6,7 +6,7 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PRESETS } from '../../config/presets.ts'
 import {
-  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_MAX_ADDRESSES,
+  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_JITTER, MDNS_MAX_ADDRESSES, MDNS_RECORD_TTL, MDNS_STEADY_MAX_INTERVALS,
   createMdnsDiscovery, encodeMdnsRecords, fastPhaseOffsets, jittered,
   type MdnsDiscovery, type MdnsDiscoveryInit, type MdnsSocketFactory, type MdnsStats
 } from '../../p2p/mdns.ts'
@@ -295,38 +295,82 @@ describe('mdns discovery on a fake LAN', () => {
     }
   })
 
-  it('the steady phase: one announcement per interval per node, no answers, N−1 packets received per interval', async () => {
+  /** Times at which `n` multicast an announcement since log index `mark` (one datagram per receiver). */
+  const announcedAt = (n: TestNode, mark = 0): number[] => [...new Set(lan.sentBy(n.host, mark).filter((d) => d.multicast).map((d) => d.at))]
+  const gaps = (times: number[]): number[] => times.slice(1).map((t, i) => t - (times[i] as number))
+
+  it('the steady phase: announcements only, the gap doubling from one interval to the cap; N−1 packets received per announcement round', async () => {
     setup()
     const all = Array.from({ length: 10 }, (_, i) => node(i))
     await startAll(all)
     await advance(FAST_END + 1)
     const before = all.map((n) => n.mdns.stats())
     const mark = lan.log.length
-    const intervals = 10
-    await advance(intervals * INTERVAL)
+    const span = (1 + 2 + 4 + 8 + 12 + 12 + 12) * INTERVAL
+    await advance(span)
     all.forEach((n, i) => {
-      expect(diff(n.mdns.stats(), before[i] as MdnsStats)).toMatchObject({ queriesSent: 0, answersSent: 0, announcementsSent: intervals, packetsReceived: intervals * 9, malformed: 0 })
-      expect(lan.receivedBy(n.host, mark)).toHaveLength(intervals * 9)
+      const times = announcedAt(n, mark)
+      expect(gaps(times)).toEqual([1, 2, 4, 8, 12, 12].map((k) => k * INTERVAL))
+      expect(diff(n.mdns.stats(), before[i] as MdnsStats)).toMatchObject({ queriesSent: 0, answersSent: 0, announcementsSent: times.length, packetsReceived: times.length * 9, malformed: 0 })
       expect(lan.receivedBy(n.host, mark).every((d) => d.multicast)).toBe(true)
     })
+    expect(MDNS_STEADY_MAX_INTERVALS * INTERVAL).toBeLessThanOrEqual(MDNS_RECORD_TTL * 1000 / 2)
   })
 
-  it('with jitter, nodes powered on together drift apart and still announce about once per interval', async () => {
+  it('with jitter, nodes powered on together drift apart and still follow the backoff', async () => {
     setup()
     const all = Array.from({ length: 5 }, (_, i) => node(i, { random: seededRandom(100 + i) }))
     await startAll(all)
-    await advance(FAST_END + INTERVAL * 1.5)
+    await advance(FAST_END + 40 * INTERVAL)
     const mark = lan.log.length
-    const before = all.map((n) => n.mdns.stats())
-    await advance(20 * INTERVAL)
+    await advance(60 * INTERVAL)
     const sendTimes = new Set(lan.log.slice(mark).map((d) => d.at))
     expect(sendTimes.size).toBeGreaterThan(all.length)
-    all.forEach((n, i) => {
-      const d = diff(n.mdns.stats(), before[i] as MdnsStats)
-      expect(d.announcementsSent).toBeGreaterThanOrEqual(18)
-      expect(d.announcementsSent).toBeLessThanOrEqual(23)
-      expect(d.answersSent).toBe(0)
-    })
+    for (const n of all) {
+      for (const g of gaps(announcedAt(n, mark))) {
+        expect(g).toBeGreaterThanOrEqual(MDNS_STEADY_MAX_INTERVALS * INTERVAL * (1 - MDNS_JITTER))
+        expect(g).toBeLessThanOrEqual(MDNS_STEADY_MAX_INTERVALS * INTERVAL * (1 + MDNS_JITTER))
+      }
+      expect(n.mdns.stats().answersSent).toBeGreaterThan(0) // in the fast phase only
+    }
+  })
+
+  it('a box that joins a quiet site is announced to by everyone within an interval, even without their unicast answers', async () => {
+    setup()
+    const site = Array.from({ length: 4 }, (_, i) => node(i))
+    await startAll(site)
+    await advance(FAST_END + 30 * INTERVAL)
+    // Each waits out a long gap now; the newcomer's unicast answers are lost (another daemon holds its port).
+    const late = node(4)
+    const realSend = lan.send.bind(lan)
+    lan.send = (from, data, port, to) => to === late.host ? null : realSend(from, data, port, to)
+    const mark = lan.log.length
+    await late.mdns.start()
+    await settle()
+    expect(late.heard.size).toBe(0)
+    await advance(INTERVAL)
+    expect(knowsAll(late, [...site, late])).toBe(true)
+    for (const n of site) expect(n.heard.has(late.id)).toBe(true)
+    // Then they back off again from one interval.
+    await advance(7 * INTERVAL)
+    for (const n of site) {
+      const times = announcedAt(n, mark)
+      expect(times[0]).toBe((lan.log[mark]?.at ?? 0) + INTERVAL)
+      expect(gaps(times)).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+    }
+  })
+
+  it('our new addresses go out with the next announcement, and the gaps start again from one interval', async () => {
+    setup()
+    const [a, b] = [node(0), node(1)]
+    await startAll([a, b])
+    await advance(FAST_END + 30 * INTERVAL)
+    const mark = lan.log.length
+    a.addresses = ['/ip4/10.0.0.9/tcp/4001']
+    await advance(MDNS_STEADY_MAX_INTERVALS * INTERVAL)
+    expect(b.heard.get(a.id)).toEqual(['/ip4/10.0.0.9/tcp/4001'])
+    await advance(4 * INTERVAL)
+    expect(gaps(announcedAt(a, mark))).toEqual([1, 2].map((k) => k * INTERVAL))
   })
 
   it('a query is answered by unicast to the querier only', async () => {
