@@ -2,6 +2,8 @@
 // 3, 10, 30) it starts N agents at once on one segment and reports:
 //   - agent start: spawn → the agent's 'started' timeline event (process boot and
 //     imports), median and max;
+//   - from the first agent's spawn to the election and to every node joined (the whole
+//     boot as an operator sees it);
 //   - from the LAST 'started' event to
 //       (a) every member sees every other alive (status peers, polled),
 //       (b) election done on every node ('elected' events),
@@ -214,6 +216,8 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     const regs = last.clusters[0]?.nodes ?? []
     const registeredAll = formedAt !== undefined && regs.length >= n ? Math.max(...regs.map((x) => x.registeredAt)) : undefined
     const since = (t: number | undefined): number | null => lastStart === undefined || t === undefined ? null : secs(t - lastStart)
+    const firstSpawn = Math.min(...r.hosts.map((h) => h.agentStartedAt ?? Infinity))
+    const sinceFirstSpawn = (t: number | undefined): number | null => t === undefined || !Number.isFinite(firstSpawn) ? null : secs(t - firstSpawn)
     const pids = last.nodes.flatMap((x) => x.agentPid === undefined ? [] : [x.agentPid])
     const memoryAtFormation = await Promise.all(pids.map(memoryKb))
     const cpuAtFormation = (await Promise.all(pids.map(cpuTicks))).filter((v) => v !== undefined)
@@ -227,6 +231,11 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
         credentialsDelivered: since(allOf('credential')),
         fullMesh: since(polled.mesh),
         allJoined: since(registeredAll)
+      },
+      // The whole boot as an operator sees it: from the first agent's spawn (start-up included).
+      fromFirstSpawnS: {
+        electionDone: sinceFirstSpawn(allOf('elected')),
+        allJoined: sinceFirstSpawn(registeredAll)
       },
       pollMs: pollsDone === 0 ? null : Math.round(pollSpentMs / pollsDone + opt.pollMs),
       memoryMbAtFormation: memoryStats(memoryAtFormation),
