@@ -83,17 +83,6 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
 const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
 /** Without a differing digest, anti-entropy runs with a random peer every this many intervals. */
 const AE_SAFETY_ROUNDS = 12
-/**
- * Delay of the DHT's first self-query (kad-dht's default is 1 s, then every 5 minutes).
- * A self-query walks to the 20 peers closest to our id and connects to each; run by
- * every node of a site booting together, it kept 27 connections per node open at 30
- * nodes instead of 12, all opened while the site formed. Discovery does not need it:
- * the LAN, peer exchange and the rendezvous rounds (which wait for joins to pause)
- * find the site, and every connection fills the routing table. Other DHT queries no
- * longer wait for the first self-query (`allowQueryWithZeroPeers`): a rendezvous round
- * with an empty routing table simply finds nothing and is retried.
- */
-export const DHT_FIRST_SELF_QUERY_MS = 5 * 60_000
 /** How long stop() waits for its leave notice to go out, ms. */
 const LEAVE_NOTICE_MS = 250
 /** Redial intervals a connection outside our links is kept before it may be pruned. */
@@ -344,8 +333,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const loops: Array<Promise<void>> = []
   let mdnsDiscovery: MdnsDiscovery | undefined
   /** When the last member joined our view (the site is still forming while joins keep coming). */
-  /** When the last peer was newly learned (any discovery) or joined: the LAN or a bootstrap peer is finding the site. */
-  let lastFoundAt = -Infinity
+  let lastJoinAt = -Infinity
   /** stop() has sent the leave notice: no heartbeat may contradict it. */
   let leaving = false
 
@@ -361,7 +349,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     for (const t of ts) {
       if (t.type === 'join' || t.type === 'leave') scheduleMesh()
       if (t.type === 'join') {
-        lastFoundAt = now()
+        lastJoinAt = now()
         log.info('member joined', { peer: t.member.peerId })
         events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
       } else if (t.type === 'leave') {
@@ -482,7 +470,6 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     peerBook.upsert(peer, { addresses, discoveredBy: discoveredBy.get(peer) ?? via })
     if (membership.get(peer) === undefined && !candidates.has(peer)) {
       candidates.set(peer, now())
-      lastFoundAt = now()
       scheduleMesh()
     }
   }
@@ -990,11 +977,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         } catch {
           return
         }
-        // While peers keep turning up or joining, the LAN (or a bootstrap peer) is finding the site: a DHT
-        // round now would only dial the 20 closest peers of a key in the middle of the boot. It runs once
-        // that pauses. (Counting joins alone, a 30-node boot on two cores, where the first member joins
-        // only after 10 s, ran a round before any join and kept twice the connections.)
-        if (now() - lastFoundAt < timing.rendezvousIntervalMs) continue
+        // While members keep joining, the LAN (or a bootstrap peer) is finding the site: a DHT round now
+        // would only dial the 20 closest peers of a key in the middle of the boot. It runs once joins pause.
+        if (admitted.size > 0 && now() - lastJoinAt < timing.rendezvousIntervalMs) continue
         try {
           const fresh = await rendezvous()
           factor = fresh > 0 || admitted.size === 0 ? 1 : Math.min(factor * 2, rendezvousMaxBackoff(timing.rendezvousEpochMs, timing.rendezvousIntervalMs))
@@ -1070,14 +1055,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       })
     }
     if (!p2p.disableDht) {
-      services.dht = kadDHT({
-        protocol: keys.dhtProtocol,
-        clientMode: false,
-        peerInfoMapper: passthroughMapper,
-        logPrefix: 'kairos:dht',
-        initialQuerySelfInterval: DHT_FIRST_SELF_QUERY_MS,
-        allowQueryWithZeroPeers: true
-      })
+      services.dht = kadDHT({ protocol: keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
     }
     const preSharedKey = await loadPreSharedKey()
     let node: Libp2p<Services>
