@@ -300,10 +300,6 @@ async function spawnDetached (argv: readonly string[], logPath: string, env: Nod
 }
 
 /**
- * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
- * only the first lab after a change compiles the sources).
- */
-/**
  * The script lab agents run by default: the running bundle when the lab itself runs
  * from one; else this checkout's bundle, built or refreshed by build/bundle.ts; else,
  * when the bundler cannot run (for example it is not installed), the TypeScript sources.
@@ -319,6 +315,10 @@ async function defaultAgentEntry (repoRoot: string, log: Logger): Promise<string
   }
 }
 
+/**
+ * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
+ * only the first lab after a change compiles the sources).
+ */
 function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
   return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, 'node_modules', '.cache', 'kairos-p2p', 'compile') }
 }
