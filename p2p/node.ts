@@ -83,6 +83,8 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
 const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
 /** Without a differing digest, anti-entropy runs with a random peer every this many intervals. */
 const AE_SAFETY_ROUNDS = 12
+/** How long a catch-up sync waits for more puts whose gossip reached nobody, ms. */
+const CATCH_UP_DELAY_MS = 20
 /** How long stop() waits for its leave notice to go out, ms. */
 const LEAVE_NOTICE_MS = 250
 /** Redial intervals a connection outside our links is kept before it may be pruned. */
@@ -834,11 +836,42 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let lastRefute: { incarnation: number, at: number } | undefined
   let refutations = 0
 
+  /**
+   * Admitted peers a local entry's gossip did not reach get it by a sync at once. That
+   * happens right after connections open, before gossipsub has learned who subscribes:
+   * a 3-node site elects within a second of its last boot, and its credentials then
+   * waited for anti-entropy to notice differing digests (two heartbeats and a tick, 1.5
+   * to 2.5 s in the lab). Once gossipsub knows a peer's subscription, a publish goes to
+   * every such peer (flood publish), so this stays a boot-time cost. One round per peer
+   * serves a burst of puts.
+   */
+  const catchUpPeers = new Set<string>()
+  let catchUpPending = false
+  const catchUp = (reached: ReadonlySet<string>): void => {
+    if (running === undefined) return
+    for (const peer of admitted) if (!reached.has(peer)) catchUpPeers.add(peer)
+    if (catchUpPending || catchUpPeers.size === 0) return
+    catchUpPending = true
+    clock.sleep(CATCH_UP_DELAY_MS, running.signal).then(() => {
+      catchUpPending = false
+      const peers = [...catchUpPeers].filter((p) => admitted.has(p))
+      catchUpPeers.clear()
+      for (const peer of peers) void runSync(peer)
+    }, () => { catchUpPending = false })
+  }
+  const NOBODY: ReadonlySet<string> = new Set()
+
   const publish = (wire: Uint8Array): void => {
     if (libp2p === undefined) return
-    if (init.hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) return
+    // A test's dropped delta reached nobody, as far as this node can tell.
+    if (init.hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) { catchUp(NOBODY); return }
     const data = init.hooks?.tamperGossip?.({ direction: 'out', data: wire }) ?? wire
-    libp2p.services.pubsub.publish(topic, data).catch((err: unknown) => { log.debug('gossip publish failed', { error: errorMessage(err) }) })
+    libp2p.services.pubsub.publish(topic, data).then(({ recipients }) => {
+      catchUp(new Set(recipients.map((p) => p.toString())))
+    }, (err: unknown) => {
+      log.debug('gossip publish failed', { error: errorMessage(err) })
+      catchUp(NOBODY)
+    })
   }
 
   // ---- loops -------------------------------------------------------------

@@ -52,6 +52,27 @@ describe('p2p node', () => {
     expect(b.status().syncs.ok + a.status().syncs.ok).toBeGreaterThan(syncsBefore)
   })
 
+  it('an entry whose gossip reached nobody is pushed by a sync at once, not left to anti-entropy', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    // Anti-entropy ticks once in ten minutes here: only the catch-up sync can deliver within the test.
+    const slowAntiEntropy = { timing: { ...labConfig().timing, antiEntropyIntervalMs: 600_000 } }
+    let withheld = 0
+    const a = await cluster.node(token, slowAntiEntropy, {
+      hooks: { dropGossip: (e) => { if (e.direction === 'out') { withheld++; return true } return false } }
+    })
+    const b = await cluster.node(token, { ...slowAntiEntropy, bootstrapPeers: [a.addresses()[0] as string] })
+    await waitFor('mutual membership', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    // The exchange on admission is over: what a holds now, b holds.
+    await waitFor('the admission sync', () => a.status().syncs.ok > 0 && b.status().syncs.ok > 0)
+    const syncsBefore = a.status().syncs.ok
+    await a.state.put('credential/for-b', { sealed: 'x' })
+    await a.state.put('roles/status', { phase: 'installing' })
+    await waitFor('b holds both entries', () => b.state.get(a.peerId, 'credential/for-b') !== undefined && b.state.get(a.peerId, 'roles/status') !== undefined, 5_000)
+    expect(withheld).toBeGreaterThanOrEqual(2)
+    expect(a.status().syncs.ok).toBeGreaterThan(syncsBefore)
+  })
+
   it('a restarted node keeps its peer id and state and re-dials known peers without bootstrap', async () => {
     cluster = new Cluster()
     const token = newToken()
