@@ -54,7 +54,7 @@ describe('bad entries from an admitted peer', () => {
       stateLimits: { maxEntryBytes: 512 * 1024 },
       hooks: {
         tamperGossip: (e) => tamper(e.data),
-        // Captures (and withholds) one outgoing delta, so gossipsub has never seen it when it is replayed.
+        // Captures one outgoing delta and keeps it from gossipsub (a catch-up sync still brings it to b), so gossipsub has never seen it when it is replayed.
         dropGossip: (e) => { if (e.direction === 'out' && capture) { captured = e.data; capture = false; return true } return false }
       }
     })
