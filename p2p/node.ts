@@ -89,6 +89,14 @@ const CATCH_UP_DELAY_MS = 20
 const LEAVE_NOTICE_MS = 250
 /** Redial intervals a connection outside our links is kept before it may be pruned. */
 const MESH_PRUNE_GRACE_INTERVALS = 2
+/**
+ * How long a node waits for a lower-id peer that links to it as well to dial first.
+ * Two nodes that find each other at once (mDNS answers reach both) and both dial get
+ * two connections: twice the handshakes, streams and heartbeats, and gossipsub picks
+ * its stream on one of them. Dials on a LAN complete in milliseconds; a peer that has
+ * not dialled within this time gets our dial after all.
+ */
+export const MUTUAL_DIAL_YIELD_MS = 250
 /** Time a queued leave notice gets to reach the wire before the node closes its connections, ms. */
 const LEAVE_FLUSH_MS = 100
 
@@ -162,6 +170,8 @@ export interface PeerStatus {
   discoveredBy: string
   /** An open libp2p connection exists. */
   connected: boolean
+  /** Open libp2p connections to the peer: more than one when both sides dialled at once. */
+  connections: number
   /** The peer passed the token proof on a current connection. */
   admitted: boolean
 }
@@ -293,6 +303,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const admitted = new Set<string>()
   /** Peers with an admission exchange in flight. */
   const admitting = new Set<string>()
+  /** Callbacks waiting for an admission in flight to end (see `admittedOrSoon`). */
+  const admissionWaiters = new Map<string, Array<() => void>>()
+  /** Mutual links we left to the lower-id peer to dial, and when we yielded. */
+  const yielded = new Map<string, number>()
   /** How each peer was first discovered (before we admitted it). */
   const discoveredBy = new Map<string, string>()
   /** Outbound heartbeat streams. */
@@ -414,6 +428,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const node = libp2p
     const signal = running.signal
     dialing.add(peer)
+    log.debug('dialling', { peer })
     void (async () => {
       const d = deadline(clock, dialTimeoutMs, `dial ${peer}`, signal)
       try {
@@ -497,14 +512,26 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (libp2p === undefined || running === undefined) return
     const view = meshView()
     const links = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
-    for (const p of links) dialPeer(p, addressesOf(p))
+    const t0 = now()
+    for (const p of links) {
+      if (p < self && !isConnected(p) && linksTo(p, view)) {
+        // The lower id of a mutual link dials it; we dial only if it has not within the yield.
+        const since = yielded.get(p)
+        if (since === undefined) {
+          yielded.set(p, t0)
+          clock.sleep(MUTUAL_DIAL_YIELD_MS, running.signal).then(scheduleMesh, () => {})
+        }
+        if (since === undefined || t0 - since < MUTUAL_DIAL_YIELD_MS) continue
+      }
+      dialPeer(p, addressesOf(p))
+    }
     const want = Math.min(linkCount, view.length)
     let have = new Set([...admitted, ...dialing, ...dialBacklog.keys()]).size
     if (have >= want) return
     const t = now()
     for (const p of ringSuccessors(self, view, view.length)) {
       if (have >= want) break
-      if (links.includes(p) || dialing.has(p) || dialBacklog.has(p) || isConnected(p) || holdingOff(p, t)) continue
+      if (links.includes(p) || yielded.has(p) || dialing.has(p) || dialBacklog.has(p) || isConnected(p) || holdingOff(p, t)) continue
       dialPeer(p, addressesOf(p))
       have++
     }
@@ -537,6 +564,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       c.close().catch(() => { c.abort(new Error('pruned')) })
     }
   }
+  /** Whether `peer` counts us among its links, as far as our view tells. */
+  const linksTo = (peer: string, view: string[]): boolean =>
+    linkCount === Infinity || meshLinks(peer, [self, ...view], linkCount).includes(self)
   let pruned = 0
   let meshQueued = false
   /** Runs `maintainMesh` once after the current burst of discoveries and membership changes. */
@@ -574,12 +604,40 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     peerBook.upsert(peer, { addresses: addrs, discoveredBy: discoveredBy.get(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
     if (!discoveredBy.has(peer)) discoveredBy.set(peer, peerBook.get(peer)?.discoveredBy ?? 'inbound')
     emitTransitions(membership.heard(peer, now(), undefined, { ...(addrs.length > 0 ? { addresses: addrs } : {}), discoveredBy: via(peer, 'inbound') }))
+    yielded.delete(peer)
+    settleAdmission(peer)
     if (first) {
-      log.debug('peer admitted', { peer })
+      log.debug('peer admitted', { peer, initiator })
       expectFrom(peer)
       void openHeartbeat(peer)
-      if (initiator) void runSync(peer, conn)
+      // One exchange per new peer, opened by the lower id whichever side dialled: when both
+      // dialled at once, each admits the other first as the answering side of the other's
+      // connection, and a rule by direction left the pair with no exchange at all.
+      if (self < peer) void runSync(peer, conn)
     }
+  }
+
+  const settleAdmission = (peer: string): void => {
+    const waiting = admissionWaiters.get(peer)
+    if (waiting === undefined) return
+    admissionWaiters.delete(peer)
+    for (const wake of waiting) wake()
+  }
+
+  /**
+   * Whether `peer` is admitted, waiting first while our own proof to it is in flight: the
+   * answering side admits us before we have read its answer, and may open a stream (a
+   * state exchange, heartbeats) that reaches us in that gap.
+   */
+  const admittedOrSoon = async (peer: string, signal: AbortSignal): Promise<boolean> => {
+    if (admitted.has(peer) || !admitting.has(peer) || signal.aborted) return admitted.has(peer)
+    await new Promise<void>((resolve) => {
+      const list = admissionWaiters.get(peer) ?? []
+      list.push(resolve)
+      admissionWaiters.set(peer, list)
+      signal.addEventListener('abort', () => { resolve() }, { once: true })
+    })
+    return admitted.has(peer)
   }
 
   const admitOutbound = async (conn: Connection): Promise<void> => {
@@ -598,6 +656,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     } finally {
       d.cancel()
       admitting.delete(peer)
+      settleAdmission(peer)
     }
   }
 
@@ -674,7 +733,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const handleHeartbeat = async (stream: Stream, conn: Connection): Promise<void> => {
     const peer = conn.remotePeer.toString()
-    if (!admitted.has(peer)) { stream.abort(new Error('not admitted')); return }
+    if (running === undefined || !(await admittedOrSoon(peer, running.signal))) { stream.abort(new Error('not admitted')); return }
     const reader = new FrameReader(stream, 64)
     try {
       for (;;) {
@@ -776,8 +835,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
   const handleSync = async (stream: Stream, conn: Connection): Promise<void> => {
     const peer = conn.remotePeer.toString()
-    if (running === undefined || !admitted.has(peer)) { stream.abort(new Error('not admitted')); return }
+    if (running === undefined) { stream.abort(new Error('stopping')); return }
     const d = deadline(clock, syncTimeoutMs, `sync with ${peer}`, running.signal)
+    if (!(await admittedOrSoon(peer, d.signal))) { d.cancel(); stream.abort(new Error('not admitted')); return }
     try {
       await withStream(stream, d.signal, async () => await syncAsResponder(stream, syncSide(peer, d.signal), currentDigestHash))
       syncs.ok++
@@ -1296,6 +1356,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
           lastSeen: m?.lastSeen ?? 0,
           discoveredBy: discoveredBy.get(id) ?? m?.discoveredBy ?? 'inbound',
           connected: isConnected(id),
+          connections: libp2p?.getConnections(peerIdFromString(id)).filter((c) => c.status === 'open').length ?? 0,
           admitted: admitted.has(id)
         }
       })

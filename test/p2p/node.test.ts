@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Member, P2PNode } from '../../p2p/index.ts'
 import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
+import { MUTUAL_DIAL_YIELD_MS } from '../../p2p/node.ts'
 
 // mDNS is off in most tests (each node would answer every query); one test below
 // checks it on loopback, where multicast works on this machine. Elsewhere discovery
@@ -71,6 +72,22 @@ describe('p2p node', () => {
     await waitFor('b holds both entries', () => b.state.get(a.peerId, 'credential/for-b') !== undefined && b.state.get(a.peerId, 'roles/status') !== undefined, 5_000)
     expect(withheld).toBeGreaterThanOrEqual(2)
     expect(a.status().syncs.ok).toBeGreaterThan(syncsBefore)
+  })
+
+  it('two nodes that dial each other at once still exchange what they held before', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    // Anti-entropy ticks once in ten minutes: only the exchange on admission can carry the entries.
+    const slowAntiEntropy = { timing: { ...labConfig().timing, antiEntropyIntervalMs: 600_000 } }
+    const a = await cluster.node(token, slowAntiEntropy)
+    const b = await cluster.node(token, slowAntiEntropy)
+    // Written while alone: their gossip reached nobody.
+    await a.state.put('roles/node', { from: 'a' })
+    await b.state.put('roles/node', { from: 'b' })
+    // Each admits the other first as the answering side of the other's connection.
+    await Promise.all([a.dial(b.addresses()[0] as string), b.dial(a.addresses()[0] as string)])
+    await waitFor('both hold both entries', () => a.state.get(b.peerId, 'roles/node') !== undefined && b.state.get(a.peerId, 'roles/node') !== undefined, 5_000)
+    expect(a.status().peers.find((p) => p.id === b.peerId)?.admitted).toBe(true)
   })
 
   it('a restarted node keeps its peer id and state and re-dials known peers without bootstrap', async () => {
@@ -170,6 +187,18 @@ describe('mDNS', () => {
     const b = await cluster.node(token, { mdns: true, disableDht: true })
     await waitFor('mDNS discovery and admission', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
     expect(a.status().peers.find((p) => p.id === b.peerId)?.discoveredBy).toBe('mdns')
+  })
+
+  it('two nodes that find each other at once keep one connection: the higher id leaves the dial to the lower', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const [a, b] = await Promise.all([cluster.node(token, { mdns: true, disableDht: true }), cluster.node(token, { mdns: true, disableDht: true })])
+    if (a === undefined || b === undefined) throw new Error('two nodes expected')
+    await waitFor('mDNS discovery and admission', () => fullyAdmitted([a, b]))
+    // Long enough for a yielded dial to have gone out after all.
+    await new Promise((resolve) => setTimeout(resolve, 2 * MUTUAL_DIAL_YIELD_MS))
+    expect(a.status().peers.find((p) => p.id === b.peerId)?.connections).toBe(1)
+    expect(b.status().peers.find((p) => p.id === a.peerId)?.connections).toBe(1)
   })
 })
 
