@@ -21,8 +21,18 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 /** Where `npm run build` writes the bundle (the package's launcher runs it). */
 export const DIST_BUNDLE = join('dist', 'kairos-p2p.js')
 
-/** Where the netns lab keeps the bundle its agents run, rebuilt when a source changes. */
-export const LAB_BUNDLE = join('node_modules', '.cache', 'kairos-p2p', 'bundle', 'kairos-p2p.js')
+/**
+ * Where the netns lab keeps the bundle its agents run, rebuilt when a source changes.
+ * `.mjs`, since no package.json under node_modules says it is a module: as `.js`, Node
+ * compiled it as CommonJS first to detect its format, 30 ms of every agent's start.
+ */
+export const LAB_BUNDLE = join('node_modules', '.cache', 'kairos-p2p', 'bundle', 'kairos-p2p.mjs')
+
+/** Where the netns lab keeps the bundle of its k3s stand-in (see `LAB_BUNDLE`). */
+export const LAB_STANDIN_BUNDLE = join('node_modules', '.cache', 'kairos-p2p', 'bundle', 'k3s-standin.mjs')
+
+/** The CLI's entry module, relative to the checkout. */
+export const CLI_ENTRY = join('cli', 'main.ts')
 
 /**
  * The build-time constant the bundle defines; `util/bundled.ts` reads it. Outside the
@@ -58,7 +68,7 @@ export interface BundleResult {
 }
 
 /** Bundles `entry` (default: the CLI) into one ES module, in memory. */
-export async function buildBundle (entry = join(REPO_ROOT, 'cli', 'main.ts')): Promise<BundleResult> {
+export async function buildBundle (entry = join(REPO_ROOT, CLI_ENTRY)): Promise<BundleResult> {
   const { rolldown } = await import('rolldown')
   const build = await rolldown({
     input: entry,
@@ -102,12 +112,13 @@ async function writeWhole (file: string, text: string): Promise<void> {
 }
 
 /**
- * The path of a bundle of this checkout's CLI at `out` (relative to `root`), built
- * only when missing or when any file it was built from changed since (size or
- * modification time; the list of inputs is kept next to the bundle). Two callers at
- * once both build and the last rename wins: both bundles are whole and equal.
+ * The path of a bundle of this checkout's `entry` (default the CLI) at `out` (both
+ * relative to `root`), built only when missing or when any file it was built from
+ * changed since (size or modification time; the list of inputs is kept next to the
+ * bundle). Two callers at once both build and the last rename wins: both bundles are
+ * whole and equal.
  */
-export async function ensureBundle (root = REPO_ROOT, out = LAB_BUNDLE): Promise<string> {
+export async function ensureBundle (root = REPO_ROOT, out = LAB_BUNDLE, entry = CLI_ENTRY): Promise<string> {
   const file = join(root, out)
   const manifestFile = `${file}.inputs.json`
   const manifest = await readFile(manifestFile, 'utf8').then((t) => JSON.parse(t) as Manifest, () => undefined)
@@ -115,7 +126,7 @@ export async function ensureBundle (root = REPO_ROOT, out = LAB_BUNDLE): Promise
     const inputs = manifest.inputs.map((f) => join(root, f))
     if (await fingerprint(root, inputs) === manifest.fingerprint) return file
   }
-  const { code, inputs } = await buildBundle(join(root, 'cli', 'main.ts'))
+  const { code, inputs } = await buildBundle(join(root, entry))
   await writeWhole(file, code)
   const next: Manifest = { fingerprint: await fingerprint(root, inputs), inputs: inputs.map((f) => relative(root, f)) }
   await writeWhole(manifestFile, JSON.stringify(next))

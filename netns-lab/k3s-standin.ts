@@ -1,12 +1,16 @@
 import { spawn } from 'node:child_process'
 import { timingSafeEqual } from 'node:crypto'
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { InputError, KairosError, errorMessage } from '../util/errors.ts'
+
+// Not an import: importing node:http as a module loads undici behind its lazy exports,
+// 40 ms of CPU for every install and serve process (see agent/api.ts).
+const { createServer, request } = process.getBuiltinModule('node:http')
 
 /**
  * The lab's k3s stand-in: what the exec installer runs instead of k3s.

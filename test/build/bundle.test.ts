@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { seededRandom } from '../../util/random.ts'
 import { edgevpnToken } from '../token/edgevpn.ts'
-import { buildBundle, ensureBundle, REPO_ROOT, xsalsa20JavaScriptPlugin } from '../../build/bundle.ts'
+import { LAB_STANDIN_BUNDLE, buildBundle, ensureBundle, REPO_ROOT, xsalsa20JavaScriptPlugin } from '../../build/bundle.ts'
 
 // Scratch checkouts live under node_modules so that their imports resolve to the real packages.
 const scratchParent = join(REPO_ROOT, 'node_modules', '.cache', 'kairos-p2p', 'test')
@@ -70,6 +70,15 @@ describe('ensureBundle', () => {
     await rm(file)
     await ensureBundle(root, 'b.js')
     expect(await readFile(file, 'utf8')).toContain('here')
+  })
+
+  it('bundles another entry than the CLI (the lab\'s k3s stand-in), which runs as a module from under node_modules', async () => {
+    const root = join(scratch, 'standin')
+    await mkdir(join(root, 'netns-lab'), { recursive: true })
+    await writeFile(join(root, 'netns-lab', 'k3s-standin.ts'), "const role: string = 'stand-in'\nif (import.meta.main) process.stdout.write(role)\n")
+    const file = await ensureBundle(root, LAB_STANDIN_BUNDLE, join('netns-lab', 'k3s-standin.ts'))
+    expect(file).toBe(join(root, 'node_modules', '.cache', 'kairos-p2p', 'bundle', 'k3s-standin.mjs'))
+    expect((await execa(process.execPath, [file])).stdout).toBe('stand-in')
   })
 })
 
