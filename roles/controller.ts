@@ -238,6 +238,20 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     }
   }
 
+  /** Debug log of each change of our part in the election: what to read when a site elects slowly. */
+  const logElection = (before: LocalFacts | undefined, after: LocalFacts): void => {
+    const ballot = (b: { n: number, by: string } | null | undefined): string | undefined => b == null ? undefined : `${b.n}/${b.by.slice(-6)}`
+    const changes: Record<string, unknown> = {}
+    if (ballot(before?.promised) !== ballot(after.promised)) changes.promised = ballot(after.promised)
+    if (ballot(before?.accepted?.ballot) !== ballot(after.accepted?.ballot)) changes.accepted = `${ballot(after.accepted?.ballot) ?? ''} ${after.accepted?.candidate.slice(-6) ?? ''}`.trim()
+    const p = after.proposal
+    const q = before?.proposal
+    if (p !== null && (ballot(q?.ballot) !== ballot(p.ballot) || q?.candidate !== p.candidate || q?.committed !== p.committed)) {
+      changes.proposal = `${ballot(p.ballot) ?? ''} ${p.candidate?.slice(-6) ?? 'gathering promises'}${p.committed ? ' committed' : ''}`
+    }
+    if (Object.keys(changes).length > 0) logger.debug('election', { ...changes, members: state.members().length })
+  }
+
   const step = async (signal: AbortSignal): Promise<void> => {
     if (completed !== undefined && facts?.joined?.planKey !== completed.planKey) {
       const next: LocalFacts = { ...(facts as LocalFacts), joined: completed }
@@ -276,6 +290,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       if (signal.aborted) return
       if ('persist' in action) {
         await saveFacts(stateDir, action.persist)
+        logElection(facts, action.persist)
         facts = action.persist
       } else if ('generateSecrets' in action) {
         if (secrets === undefined) {
