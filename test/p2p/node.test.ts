@@ -221,6 +221,19 @@ describe('DHT rendezvous', () => {
     // The epoch rendezvous record is found too (it is what reaches peers beyond the routing table).
     await waitFor('a rendezvous provider record was found', () => others.some((n) => n.status().rendezvous.providersFound > 0), 10_000)
   })
+
+  it('only nodes with bootstrap peers run rendezvous rounds: on one LAN, mDNS and peer exchange find everyone', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const quickRounds = { mdns: true, timing: { ...labConfig().timing, rendezvousIntervalMs: 100 } }
+    const a = await cluster.node(token, quickRounds)
+    const b = await cluster.node(token, quickRounds)
+    const c = await cluster.node(token, { ...quickRounds, mdns: false, bootstrapPeers: [a.addresses()[0] as string] })
+    await waitFor('every node is connected to every other', () => fullyAdmitted([a, b, c]), 20_000)
+    await waitFor('the node with a bootstrap peer ran rounds', () => c.status().rendezvous.rounds > 1, 10_000)
+    expect(a.status().rendezvous.rounds).toBe(0)
+    expect(b.status().rendezvous.rounds).toBe(0)
+  })
 })
 
 describe('watcher failures', () => {
