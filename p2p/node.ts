@@ -632,10 +632,11 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const admittedOrSoon = async (peer: string, signal: AbortSignal): Promise<boolean> => {
     if (admitted.has(peer) || !admitting.has(peer) || signal.aborted) return admitted.has(peer)
     await new Promise<void>((resolve) => {
+      const done = (): void => { signal.removeEventListener('abort', done); resolve() }
       const list = admissionWaiters.get(peer) ?? []
-      list.push(resolve)
+      list.push(done)
       admissionWaiters.set(peer, list)
-      signal.addEventListener('abort', () => { resolve() }, { once: true })
+      signal.addEventListener('abort', done, { once: true })
     })
     return admitted.has(peer)
   }
