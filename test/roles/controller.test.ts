@@ -6,7 +6,7 @@ import type { Config, StaticRole } from '../../config/types.ts'
 import { PRESETS } from '../../config/presets.ts'
 import * as credentials from '../../roles/credentials.ts'
 import type { InstallPlan } from '../../roles/install-plan.ts'
-import { createRolesController, type Installer, type RolesController } from '../../roles/controller.ts'
+import { JOINED_TICK_MS, createRolesController, type Installer, type RolesController } from '../../roles/controller.ts'
 import { FACTS_FILE, SECRETS_FILE } from '../../roles/local-store.ts'
 import { preferenceKey } from '../../roles/election.ts'
 import { FakeNetwork, type FakeClusterState } from './fake-state.ts'
@@ -105,6 +105,24 @@ describe('roles controller', () => {
     // Facts and secrets are private files.
     expect((await stat(join(init.dir, FACTS_FILE))).mode & 0o777).toBe(0o600)
     expect((await stat(join(init.dir, SECRETS_FILE))).mode & 0o777).toBe(0o600)
+  })
+
+  it('once joined, a node steps when something happens, not on every tick; a newcomer still gets its credential at once', async () => {
+    const net = new FakeNetwork()
+    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    // Let the last entries of the formation settle.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const before = nodes.map((n) => n.controller.status().steps)
+    // Five ticks of the lab preset's 200 ms roles ticker.
+    await new Promise((resolve) => setTimeout(resolve, 5 * PRESETS.lab.rolesTickMs))
+    const idleSteps = nodes.map((n, i) => n.controller.status().steps - (before[i] ?? 0))
+    expect(Math.max(...idleSteps)).toBeLessThanOrEqual(1)
+    expect(JOINED_TICK_MS).toBeGreaterThan(5 * PRESETS.lab.rolesTickMs)
+
+    const late = await startNode(net, 3, { minimumNodes: 3 })
+    await until('the newcomer joined', () => late.controller.status().phase === 'joined', 3_000)
+    expect(late.controller.status().role).toBe('agent')
   })
 
   it('keeps roles and hands off nothing again after a whole-site power cycle (kairos#3834)', async () => {
