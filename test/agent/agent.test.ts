@@ -34,7 +34,8 @@ function configFor (stateDir: string, token: string, bootstrap: string[], out: s
     `  vpn: ${opts.vpn ?? '{create: false}'}`,
     '  installer:',
     '    kind: exec',
-    `    command: [/bin/sh, -c, 'env | grep ^KAIROS_ | sort > "$0"', ${out}]`
+    // Written aside and renamed: a poll must never read the file the shell has only just created.
+    `    command: [/bin/sh, -c, 'env | grep ^KAIROS_ | sort > "$0.tmp" && mv "$0.tmp" "$0"', ${out}]`
   ].join('\n')
   return parseConfig([{ name: 'test.yaml', text: yaml }]).config
 }
