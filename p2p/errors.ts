@@ -8,6 +8,18 @@ export class MalformedFrameError extends KairosError {
   }
 }
 
+/**
+ * The peer ended a stream cleanly before the exchange was complete: it gave up (its own
+ * deadline passed on a starved box), is stopping, or dropped the connection. Nothing was
+ * wrong with what it sent, so it is not counted as a malformed frame.
+ */
+export class StreamEndedError extends KairosError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'StreamEndedError'
+  }
+}
+
 /** A frame from a peer whose announced length exceeds the protocol's bound. */
 export class FrameTooLargeError extends KairosError {
   /** The announced length. */

@@ -1,4 +1,4 @@
-import { FrameTooLargeError, MalformedFrameError } from './errors.ts'
+import { FrameTooLargeError, MalformedFrameError, StreamEndedError } from './errors.ts'
 
 /**
  * Length-prefixed framing for our own protocols: each frame is an unsigned
@@ -104,10 +104,10 @@ export class FrameReader {
     }
   }
 
-  /** Like `next()` but a clean end is a `MalformedFrameError` naming what was expected. */
+  /** Like `next()` but a clean end is a `StreamEndedError` naming what was expected. */
   async expect (what: string): Promise<Uint8Array> {
     const frame = await this.next()
-    if (frame === undefined) throw new MalformedFrameError(`stream ended before ${what}`)
+    if (frame === undefined) throw new StreamEndedError(`stream ended before ${what}`)
     return frame
   }
 }

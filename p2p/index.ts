@@ -7,7 +7,7 @@ export {
   type GossipHookEvent, type Libp2pOverrides
 } from './node.ts'
 export {
-  AdmissionError, FrameTooLargeError, IdentityFileError, MalformedFrameError, NodeNotStartedError,
+  AdmissionError, FrameTooLargeError, IdentityFileError, MalformedFrameError, NodeNotStartedError, StreamEndedError,
   P2PAddressError, type AdmissionFailure
 } from './errors.ts'
 export { createMembership, encodeRumour, decodeRumour, type Membership, type MembershipInit, type MembershipTransition, type MembershipTiming, type Rumour } from './membership.ts'

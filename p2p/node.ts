@@ -756,8 +756,13 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       await stream.close().catch(() => {})
     } catch (err) {
       if (running === undefined || running.signal.aborted || stream.status !== 'open') return
-      protocolErrors['malformed-frame']++
-      log.warn('bad heartbeat stream, resetting it', { peer, error: errorMessage(err) })
+      if (isMalformed(err)) {
+        protocolErrors['malformed-frame']++
+        log.warn('bad heartbeat stream, resetting it', { peer, error: errorMessage(err) })
+      } else {
+        // A reset or a read that failed with the connection: the peer's next stream replaces it.
+        log.debug('heartbeat stream failed, resetting it', { peer, error: errorMessage(err) })
+      }
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }
@@ -848,6 +853,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       if (isMalformed(err)) {
         protocolErrors['malformed-frame']++
         log.warn('malformed sync frame, stream reset', { peer, error: errorMessage(err) })
+      } else {
+        log.debug('anti-entropy exchange cut short', { peer, error: errorMessage(err) })
       }
     } finally {
       d.cancel()

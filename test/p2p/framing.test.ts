@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FrameTooLargeError, MalformedFrameError } from '../../p2p/errors.ts'
+import { FrameTooLargeError, MalformedFrameError, StreamEndedError } from '../../p2p/errors.ts'
 import { FrameReader, decodeList, decodeVarint, encodeFrame, encodeList, encodeVarint } from '../../p2p/framing.ts'
 
 async function * chunks (parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
@@ -38,7 +38,11 @@ describe('framing', () => {
   it('refuses an oversized length before buffering the body, and a truncated frame', async () => {
     await expect(readAll([encodeVarint(5000)], 1024)).rejects.toBeInstanceOf(FrameTooLargeError)
     await expect(readAll([encodeFrame(new Uint8Array(10)).subarray(0, 5)])).rejects.toBeInstanceOf(MalformedFrameError)
-    await expect(new FrameReader(chunks([])).expect('a digest')).rejects.toThrow(/before a digest/)
+    // A clean end where a frame was due is the peer giving up, not a malformed frame.
+    const ended = new FrameReader(chunks([])).expect('a digest')
+    await expect(ended).rejects.toThrow(/before a digest/)
+    await expect(ended).rejects.toBeInstanceOf(StreamEndedError)
+    await expect(ended).rejects.not.toBeInstanceOf(MalformedFrameError)
   })
 
   it('lists round-trip; counts, lengths and trailing bytes are checked', () => {
