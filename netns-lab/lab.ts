@@ -315,10 +315,8 @@ async function defaultAgentEntry (repoRoot: string, log: Logger): Promise<string
   }
 }
 
-/** The stand-in's TypeScript source in a checkout. */
-function standinSource (repoRoot: string): string {
-  return join(repoRoot, 'netns-lab', 'k3s-standin.ts')
-}
+/** The stand-in's entry module, relative to the checkout. */
+const STANDIN_ENTRY = join('netns-lab', 'k3s-standin.ts')
 
 /**
  * The script the k3s stand-in runs from: a bundle of it, like the agent's, so none of
@@ -326,13 +324,13 @@ function standinSource (repoRoot: string): string {
  * CPU and 17 MB each); the sources when bundling is not possible.
  */
 async function defaultStandinScript (repoRoot: string, log: Logger): Promise<string> {
-  if (BUNDLED) return standinSource(repoRoot)
+  if (BUNDLED) return join(repoRoot, STANDIN_ENTRY)
   try {
     const { ensureBundle, LAB_STANDIN_BUNDLE } = await import('../build/bundle.ts')
-    return await ensureBundle(repoRoot, LAB_STANDIN_BUNDLE, join('netns-lab', 'k3s-standin.ts'))
+    return await ensureBundle(repoRoot, LAB_STANDIN_BUNDLE, STANDIN_ENTRY)
   } catch (err) {
     log.warn('cannot bundle the k3s stand-in; it runs from the TypeScript sources', { error: errorMessage(err) })
-    return standinSource(repoRoot)
+    return join(repoRoot, STANDIN_ENTRY)
   }
 }
 
