@@ -124,7 +124,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       state: p.state,
       rejections: p.rejections,
       admissionFailures: p.admissionFailures,
-      mesh: { connections: p.peers.filter((x) => x.connected).length, dials: p.dials, stalls: p.stalls, refutations: p.refutations },
+      // Every open connection: two to one peer when both dialled at once.
+      mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations },
       overlay: vpn?.status(),
       timeline: timeline.list()
     }

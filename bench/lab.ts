@@ -240,6 +240,9 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       pollMs: pollsDone === 0 ? null : Math.round(pollSpentMs / pollsDone + opt.pollMs),
       memoryMbAtFormation: memoryStats(memoryAtFormation),
       agentCpuSecondsAtFormation: stats(cpuAtFormation.map((t) => t / CLOCK_TICKS_PER_S)),
+      // Links each agent holds (the mesh aims at about twice its four links) and its failed dials.
+      connectionsAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.connections ?? [])),
+      dialsFailedAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.dials?.failed ?? [])),
       machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out

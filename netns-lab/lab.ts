@@ -60,6 +60,7 @@ export interface AgentStatusView {
   peers?: unknown[]
   overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
   timeline?: Array<{ event: string, at: number }>
+  mesh?: { connections?: number, dials?: { ok?: number, failed?: number } }
 }
 
 /** One node as `lab status` shows it. */
