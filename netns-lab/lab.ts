@@ -301,19 +301,24 @@ async function spawnDetached (argv: readonly string[], logPath: string, env: Nod
 }
 
 /**
- * The script lab agents run by default: the running bundle when the lab itself runs
- * from one; else this checkout's bundle, built or refreshed by build/bundle.ts; else,
- * when the bundler cannot run (for example it is not installed), the TypeScript sources.
+ * A bundle of this checkout's `entry` for lab processes, built or refreshed by
+ * build/bundle.ts (`out` picks its place); the TypeScript sources when the bundler
+ * cannot run (for example it is not installed).
  */
+async function labBundle (repoRoot: string, entry: string, out: (bundle: typeof import('../build/bundle.ts')) => string, what: string, log: Logger): Promise<string> {
+  try {
+    const bundle = await import('../build/bundle.ts')
+    return await bundle.ensureBundle(repoRoot, out(bundle), entry)
+  } catch (err) {
+    log.warn(`cannot bundle ${what}; it runs from the TypeScript sources`, { error: errorMessage(err) })
+    return join(repoRoot, entry)
+  }
+}
+
+/** The script lab agents run by default: the running bundle when the lab itself runs from one, else `labBundle`. */
 async function defaultAgentEntry (repoRoot: string, log: Logger): Promise<string> {
   if (BUNDLED) return fileURLToPath(import.meta.url)
-  try {
-    const { ensureBundle } = await import('../build/bundle.ts')
-    return await ensureBundle(repoRoot)
-  } catch (err) {
-    log.warn('cannot bundle the agent; agents run the TypeScript sources', { error: errorMessage(err) })
-    return join(repoRoot, 'cli', 'main.ts')
-  }
+  return await labBundle(repoRoot, join('cli', 'main.ts'), (b) => b.LAB_BUNDLE, 'the agent', log)
 }
 
 /** The stand-in's entry module, relative to the checkout. */
@@ -322,17 +327,11 @@ const STANDIN_ENTRY = join('netns-lab', 'k3s-standin.ts')
 /**
  * The script the k3s stand-in runs from: a bundle of it, like the agent's, so none of
  * the install and server processes a formation starts pays for TypeScript (40 ms of
- * CPU and 17 MB each); the sources when bundling is not possible.
+ * CPU and 17 MB each).
  */
 async function defaultStandinScript (repoRoot: string, log: Logger): Promise<string> {
   if (BUNDLED) return join(repoRoot, STANDIN_ENTRY)
-  try {
-    const { ensureBundle, LAB_STANDIN_BUNDLE } = await import('../build/bundle.ts')
-    return await ensureBundle(repoRoot, LAB_STANDIN_BUNDLE, STANDIN_ENTRY)
-  } catch (err) {
-    log.warn('cannot bundle the k3s stand-in; it runs from the TypeScript sources', { error: errorMessage(err) })
-    return join(repoRoot, STANDIN_ENTRY)
-  }
+  return await labBundle(repoRoot, STANDIN_ENTRY, (b) => b.LAB_STANDIN_BUNDLE, 'the k3s stand-in', log)
 }
 
 /**
