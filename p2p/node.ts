@@ -93,8 +93,10 @@ const MESH_PRUNE_GRACE_INTERVALS = 2
  * How long a node waits for a lower-id peer that links to it as well to dial first.
  * Two nodes that find each other at once (mDNS answers reach both) and both dial get
  * two connections: twice the handshakes, streams and heartbeats, and gossipsub picks
- * its stream on one of them. Dials on a LAN complete in milliseconds; a peer that has
- * not dialled within this time gets our dial after all.
+ * its stream on one of them. A peer that has not dialled within this time gets our dial
+ * after all. On an idle LAN a dial completes well within it; while ten agents boot on
+ * two cores a connection takes 0.3–1 s and many pairs still end up with two (a 1 s wait
+ * did not prevent them and slowed formation).
  */
 export const MUTUAL_DIAL_YIELD_MS = 250
 /** Time a queued leave notice gets to reach the wire before the node closes its connections, ms. */
