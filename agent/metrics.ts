@@ -29,6 +29,7 @@ export function renderMetrics (s: AgentStatus): string {
     metric('kairos_p2p_stalls_total', 'Times the liveness loop woke up a heartbeat interval late (a starved box).', 'counter', [[{}, s.mesh.stalls.count]])
     metric('kairos_p2p_stall_seconds_total', 'Time lost to those stalls.', 'counter', [[{}, s.mesh.stalls.ms / 1000]])
     metric('kairos_p2p_refutations_total', 'Suspicions of this node that reached it and were refuted.', 'counter', [[{}, s.mesh.refutations]])
+    if (s.mesh.heartbeatMs !== undefined) metric('kairos_p2p_heartbeat_interval_seconds', 'Heartbeat interval in use (longer once the site is quiet).', 'gauge', [[{}, s.mesh.heartbeatMs / 1000]])
   }
   metric('kairos_p2p_phase', 'Formation phase (1 for the current one).', 'gauge', PHASES.map((p) => [{ phase: p }, s.phase === p ? 1 : 0]))
   if (s.overlay !== undefined) {

@@ -41,9 +41,10 @@ export interface AgentStatus {
   /**
    * How the node's share of the mesh is doing: open connections, dials (and connections
    * closed as outside its links), liveness-loop stalls (the box is starved) and
-   * refutations (suspicions of this node that reached it). Absent from older agents.
+   * refutations (suspicions of this node that reached it), and the heartbeat interval
+   * in use (longer on a quiet site). Absent from older agents; `heartbeatMs` too.
    */
-  mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number } | undefined
+  mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined } | undefined
   overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
   timeline: TimelineEvent[]
 }

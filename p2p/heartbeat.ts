@@ -69,6 +69,23 @@ export function decodeHeartbeat (body: Uint8Array): Heartbeat {
   return { flags, incarnation: inc.value, digestHash: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at) }
 }
 
+/** On a quiet site the heartbeat interval grows to this multiple of the configured one (2 s on `lan` timing). */
+export const QUIET_HEARTBEAT_FACTOR = 4
+/** Each beat on a quiet site comes at most this much later than the one before. */
+export const QUIET_HEARTBEAT_STEP = 1.5
+
+/**
+ * The interval to the next heartbeat: the configured `baseMs` while the site is busy,
+ * growing by `QUIET_HEARTBEAT_STEP` per beat up to `QUIET_HEARTBEAT_FACTOR × baseMs`
+ * while it is quiet. A watcher suspects a peer only after three of its recent longest
+ * gaps (see membership.ts), so a gap that grows by less than that never looks like
+ * silence: the watchers' thresholds follow the slower pace with no field in the frame,
+ * also on nodes that predate it.
+ */
+export function nextBeatInterval (currentMs: number, baseMs: number, quiet: boolean): number {
+  return quiet ? Math.min(QUIET_HEARTBEAT_FACTOR * baseMs, Math.round(currentMs * QUIET_HEARTBEAT_STEP)) : baseMs
+}
+
 /**
  * The ring successors of `self` among `peers`: the next `k` after it in
  * short-id order (wrapping). Each node heartbeats its successors, so with a

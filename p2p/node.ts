@@ -26,7 +26,7 @@ import { loadPreSharedKey } from './pnet-cipher.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
 import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
-import { HEARTBEAT_LAST, HEARTBEAT_PROTOCOL_SUFFIX, decodeHeartbeat, digestHash, encodeHeartbeat, ringSuccessors } from './heartbeat.ts'
+import { HEARTBEAT_LAST, HEARTBEAT_PROTOCOL_SUFFIX, decodeHeartbeat, digestHash, encodeHeartbeat, nextBeatInterval, ringSuccessors } from './heartbeat.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { createMembership, decodeRumour, encodeRumour, type Membership, type MembershipTransition, type Rumour } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
@@ -70,6 +70,15 @@ const RENDEZVOUS_QUIET_ANSWERS = 2
  * @default 1
  */
 export const DEFAULT_HEARTBEAT_FANOUT = 1
+
+/**
+ * A node whose member view has not changed for this many `deadAfterMs` counts its site
+ * as quiet (15 s on `lan` timing) and heartbeats more slowly (see `nextBeatInterval`):
+ * roles never move once a site has formed, so a quiet site needs no 3-second failure
+ * detection, and the 500 ms heartbeat was half of an idle agent's CPU. Any membership
+ * change (a join, a suspicion, a death) brings the configured interval back at the next beat.
+ */
+export const QUIET_AFTER_DEAD_PERIODS = 5
 
 /**
  * Gossipsub's mesh degrees, lower than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6),
@@ -202,6 +211,8 @@ export interface P2PStatus {
   rendezvous: { rounds: number, providersFound: number }
   /** Times the liveness loop woke up over a heartbeat interval late, and the milliseconds lost (credited to every watch timer). */
   stalls: { count: number, ms: number }
+  /** The current heartbeat interval, ms: the configured one, or up to `QUIET_HEARTBEAT_FACTOR` times it on a quiet site (see heartbeat.ts). */
+  heartbeatMs: number
   /** Refutations we published (suspicions of us that reached us). */
   refutations: number
 }
@@ -352,6 +363,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let mdnsDiscovery: MdnsDiscovery | undefined
   /** When the last member joined our view (the site is still forming while joins keep coming). */
   let lastJoinAt = -Infinity
+  /** Last membership change, and the heartbeat interval now in use (see `QUIET_AFTER_DEAD_PERIODS`). */
+  let lastChangeAt = -Infinity
+  let beatMs = timing.heartbeatIntervalMs
   /** stop() has sent the leave notice: no heartbeat may contradict it. */
   let leaving = false
 
@@ -364,6 +378,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   // ---- membership -------------------------------------------------------
 
   const emitTransitions = (ts: MembershipTransition[]): void => {
+    if (ts.length > 0) lastChangeAt = now()
     for (const t of ts) {
       if (t.type === 'join' || t.type === 'leave') scheduleMesh()
       if (t.type === 'join') {
@@ -968,6 +983,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const signal = (running as AbortController).signal
     loops.push((async () => {
       let nextBeat = now()
+      lastChangeAt = nextBeat
+      beatMs = timing.heartbeatIntervalMs
       let wakeAt: number | undefined
       while (!signal.aborted) {
         if (wakeAt !== undefined) {
@@ -985,12 +1002,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         if (t >= nextBeat) {
           sendHeartbeats()
           for (const p of admitted) membership.touch(p, t)
-          nextBeat = t + timing.heartbeatIntervalMs
+          const quiet = t - lastChangeAt >= QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
+          beatMs = nextBeatInterval(beatMs, timing.heartbeatIntervalMs, quiet)
+          nextBeat = t + beatMs
         }
         const { transitions, publish: rumours } = membership.tick(t)
         emitTransitions(transitions)
         for (const r of rumours) void spread(r)
-        if (pendingRefute !== undefined && t >= nextBeat - timing.heartbeatIntervalMs) void sendRefute()
+        if (pendingRefute !== undefined && t >= nextBeat - beatMs) void sendRefute()
         const due = Math.min(nextBeat, membership.nextDeadline(t) ?? nextBeat)
         wakeAt = Math.max(t + 1, due)
         try {
@@ -1390,6 +1409,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         dials: { ...dials, pruned },
         rendezvous: { ...rendezvousStats },
         stalls: { ...stalls },
+        heartbeatMs: beatMs,
         refutations
       }
     },

@@ -46,8 +46,9 @@ describe('renderMetrics', () => {
     expect(text).toContain('kairos_p2p_timeline_seconds{event="discovered"} 0.35')
     // Mesh health, when the agent reports it.
     expect(text).not.toContain('kairos_p2p_connections')
-    const mesh = renderMetrics({ ...status, mesh: { connections: 7, dials: { ok: 9, failed: 2, pruned: 1 }, stalls: { count: 3, ms: 4500 }, refutations: 1 } })
+    const mesh = renderMetrics({ ...status, mesh: { connections: 7, dials: { ok: 9, failed: 2, pruned: 1 }, stalls: { count: 3, ms: 4500 }, refutations: 1, heartbeatMs: 2000 } })
     expect(mesh).toContain('kairos_p2p_connections 7')
+    expect(mesh).toContain('kairos_p2p_heartbeat_interval_seconds 2')
     expect(mesh).toContain('kairos_p2p_dials_total{result="pruned"} 1')
     expect(mesh).toContain('kairos_p2p_stall_seconds_total 4.5')
     expect(mesh).toContain('kairos_p2p_refutations_total 1')

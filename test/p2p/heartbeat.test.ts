@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { MalformedFrameError } from '../../p2p/errors.ts'
-import { HEARTBEAT_LAST, decodeHeartbeat, digestHash, encodeHeartbeat, ringSuccessors, shortId } from '../../p2p/heartbeat.ts'
+import { HEARTBEAT_LAST, QUIET_HEARTBEAT_FACTOR, decodeHeartbeat, digestHash, encodeHeartbeat, nextBeatInterval, ringSuccessors, shortId } from '../../p2p/heartbeat.ts'
 
 describe('heartbeat frames', () => {
   it('round-trip and stay around ten bytes', () => {
@@ -43,5 +43,18 @@ describe('heartbeat ring', () => {
     expect(ringSuccessors('a', ['b'], 2)).toEqual(['b'])
     expect(ringSuccessors('a', [], 2)).toEqual([])
     expect(ringSuccessors('a', ['a', 'b', 'b'], 3)).toEqual(['b'])
+  })
+})
+
+describe('heartbeat pace', () => {
+  it('keeps the configured interval while the site is busy, and on a quiet site grows step by step to a cap', () => {
+    expect(nextBeatInterval(500, 500, false)).toBe(500)
+    const paces: number[] = []
+    let ms = 500
+    for (let i = 0; i < 6; i++) paces.push(ms = nextBeatInterval(ms, 500, true))
+    expect(paces).toEqual([750, 1125, 1688, 2000, 2000, 2000])
+    expect(QUIET_HEARTBEAT_FACTOR * 500).toBe(2000)
+    // A change on the site: straight back to the configured interval.
+    expect(nextBeatInterval(2000, 500, false)).toBe(500)
   })
 })

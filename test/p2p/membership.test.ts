@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
+import { QUIET_HEARTBEAT_FACTOR, nextBeatInterval } from '../../p2p/heartbeat.ts'
 import { createMembership, decodeRumour, encodeRumour } from '../../p2p/membership.ts'
 
 const timing = PRESETS.lan
@@ -187,6 +188,26 @@ describe('expected heartbeats', () => {
     expect(m.tick(last + S).transitions).toEqual([])
     expect(types(m.tick(last + 6_000).transitions)).toEqual(['suspect'])
     expect(types(m.tick(last + 6_000 * D / S).transitions)).toEqual(['leave'])
+  })
+
+  it('a peer that slows its heartbeats on a quiet site is never suspected for it, and is still found dead', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    const base = timing.heartbeatIntervalMs
+    let t = 0
+    for (let i = 0; i < 20; i++) m.watch('p', (t += base), 2)
+    // The sender's pace from here on, as the node computes it (see nextBeatInterval).
+    let pace = base
+    for (let i = 0; i < 50; i++) {
+      pace = nextBeatInterval(pace, base, true)
+      // Just before each beat arrives, the watcher has nothing to say.
+      expect(m.tick(t + pace - 1).transitions).toEqual([])
+      m.watch('p', (t += pace), 2)
+    }
+    expect(pace).toBe(QUIET_HEARTBEAT_FACTOR * base)
+    // Silent from now on: suspected after three of its gaps, dead after four times the configured threshold.
+    expect(m.tick(t + 3 * pace - 1).transitions).toEqual([])
+    expect(types(m.tick(t + 3 * pace).transitions)).toEqual(['suspect'])
+    expect(types(m.tick(t + QUIET_HEARTBEAT_FACTOR * D).transitions)).toEqual(['leave'])
   })
 
   it('patience shrinks back as heartbeats come regularly again, and is capped', () => {

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Member, P2PNode } from '../../p2p/index.ts'
 import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
-import { MUTUAL_DIAL_YIELD_MS } from '../../p2p/node.ts'
+import { QUIET_HEARTBEAT_FACTOR } from '../../p2p/heartbeat.ts'
+import { MUTUAL_DIAL_YIELD_MS, QUIET_AFTER_DEAD_PERIODS } from '../../p2p/node.ts'
 
 // mDNS is off in most tests (each node would answer every query); one test below
 // checks it on loopback, where multicast works on this machine. Elsewhere discovery
@@ -158,6 +159,32 @@ describe('p2p node', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(labConfig().timing.suspectAfterMs)
     frozen = false
     await waitFor('c refuted and is alive everywhere again', () => [a, b].every((n) => alivePeers(n).includes(c.peerId)))
+  })
+
+  it('a quiet site heartbeats more slowly with no false suspicion, and a change brings the pace back', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const timing = labConfig().timing
+    let frozen = false
+    const a = await cluster.node(token)
+    const boot = [a.addresses()[0] as string]
+    const b = await cluster.node(token, { bootstrapPeers: boot })
+    const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
+    const all = [a, b, c]
+    await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
+    expect(all.map((n) => n.status().heartbeatMs)).toEqual([timing.heartbeatIntervalMs, timing.heartbeatIntervalMs, timing.heartbeatIntervalMs])
+    const quietMs = QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
+    await waitFor('every node at the quiet pace', () => all.every((n) => n.status().heartbeatMs === QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs), quietMs + 15_000)
+    const refutations = all.map((n) => n.status().refutations)
+    await new Promise((resolve) => setTimeout(resolve, 10 * QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs))
+    expect(all.every((n) => alivePeers(n).length === 2)).toBe(true)
+    expect(all.map((n) => n.status().refutations)).toEqual(refutations)
+
+    // c hangs: found dead on the quiet site too, and the news makes a and b heartbeat at the configured pace again.
+    frozen = true
+    const patient = 10 * QUIET_HEARTBEAT_FACTOR * timing.deadAfterMs + 3_000
+    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), patient)
+    await waitFor('a and b back at the configured pace', () => [a, b].every((n) => n.status().heartbeatMs === timing.heartbeatIntervalMs), 5_000)
   })
 
   it('stop() is idempotent and releases every socket and timer it made', async () => {
