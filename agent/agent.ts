@@ -16,6 +16,7 @@ import * as credentials from '../roles/credentials.ts'
 import { createInstaller } from '../roles/installer/index.ts'
 import { startApiServer, type ApiServer } from './api.ts'
 import { Timeline } from './timeline.ts'
+import { persistCompileCache } from '../util/compile-cache.ts'
 import { renderMetrics } from './metrics.ts'
 import type { AgentStatus } from './status.ts'
 import { InputError } from '../util/errors.ts'
@@ -91,6 +92,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     logger: logger.child('roles'),
     credentials,
     installer: createInstaller(p2pConfig.installer, { stateDir: p2pConfig.stateDir, logger: logger.child('installer') }),
+    // Keeps the compile cache for the next boot, which may follow a power cut (see persistCompileCache).
+    onMilestone: (event) => { if (event === 'joined' && persistCompileCache()) logger.debug('compile cache written') },
     // Only once the interface carries the address (the installer binds to it). The
     // roles controller asks on every step, so this reads our own advert (the current
     // claim, which moves after an address collision) instead of `vpn.status()`, whose

@@ -604,6 +604,7 @@ export function createLab (init: LabInit = {}): Lab {
       await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })
       await save()
       if (init.agents !== false) {
+        if (init.agentCommand === undefined && r.hosts.length > 1) await warmCompileCache(r, signal)
         for (const h of r.hosts) await startAgent(r, h)
         await save()
       }

@@ -51,6 +51,8 @@ export interface RolesControllerInit {
   installer: Installer
   /** This node's overlay address and interface, once the VPN has them. */
   overlay: () => { address?: string | undefined, interface?: string | undefined }
+  /** Called with each timeline event at its first occurrence ('discovered' … 'joined'). */
+  onMilestone?: (event: string) => void
 }
 
 /** One formation milestone. */
@@ -139,6 +141,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (!timeline.has(event)) {
       timeline.set(event, clock.now())
       logger.info(`timeline ${event}`)
+      init.onMilestone?.(event)
     }
   }
   const poke = (): void => { dirty = true; wake?.() }

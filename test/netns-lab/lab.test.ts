@@ -1,6 +1,6 @@
 import { execa } from 'execa'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -151,6 +151,34 @@ describe.skipIf(!isRoot)('an agent that exits (root)', () => {
       await lab.up()
       const s = await lab.waitFor((st) => st.nodes.every((n) => !n.running), { timeoutMs: 10_000, what: 'agent exit' })
       await expect(assertAgentsAlive(lab, s)).rejects.toMatchObject({ name: 'LabAgentExitedError', message: expect.stringContaining('cannot start: boom') })
+    } finally {
+      await lab.down()
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+})
+
+describe.skipIf(!isRoot)('the compile cache (root)', () => {
+  it('up compiles the agent script once, into the compile cache, before any agent starts', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kairos-lab-cc-'))
+    const calls = join(root, 'calls.log')
+    // The agent script: records how it was run, answers --help, otherwise idles like an agent.
+    const script = join(root, 'agent.mjs')
+    await writeFile(script, [
+      "import { appendFileSync } from 'node:fs'",
+      `appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ argv: process.argv.slice(2), cache: process.env.NODE_COMPILE_CACHE ?? null }) + '\\n')`,
+      "if (!process.argv.includes('--help')) setInterval(() => {}, 1000)"
+    ].join('\n'))
+    const lab = createLab({ id: `${id}c`, root, nodes: 2, agentEntry: async () => script })
+    try {
+      await lab.up()
+      const until = Date.now() + 10_000
+      while ((await readFile(calls, 'utf8').catch(() => '')).trim().split('\n').length < 3 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
+      const runs = (await readFile(calls, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { argv: string[], cache: string | null })
+      expect(runs[0]?.argv).toEqual(['agent', '--help'])
+      expect(runs.slice(1).map((r) => r.argv[0])).toEqual(['agent', 'agent'])
+      expect(new Set(runs.map((r) => r.cache)).size).toBe(1)
+      expect(runs[0]?.cache).toMatch(/compile$/)
     } finally {
       await lab.down()
       await rm(root, { recursive: true, force: true })

@@ -28,6 +28,7 @@ function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?:
 interface Node {
   id: string
   dir: string
+  milestones: string[]
   state: FakeClusterState
   controller: RolesController
   plans: InstallPlan[]
@@ -52,6 +53,7 @@ async function startNode (net: FakeNetwork, index: number, opts: { dir?: string,
   if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
   const state = net.join(id, opts.entries)
   const plans: InstallPlan[] = []
+  const milestones: string[] = []
   const installer: Installer = {
     install: async (plan) => { plans.push(plan); return { changed: true } }
   }
@@ -61,10 +63,11 @@ async function startNode (net: FakeNetwork, index: number, opts: { dir?: string,
     stateDir: dir,
     credentials,
     installer,
-    overlay: opts.overlay ?? (() => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' }))
+    overlay: opts.overlay ?? (() => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' })),
+    onMilestone: (event) => { milestones.push(event) }
   })
   await controller.start()
-  const node = { id, dir, state, controller, plans }
+  const node = { id, dir, state, controller, plans, milestones }
   cleanups.push(async () => { await controller.stop() })
   return node
 }
@@ -102,6 +105,8 @@ describe('roles controller', () => {
     }
     const events = statuses[0]?.timeline.map((t) => t.event) ?? []
     for (const e of ['discovered', 'elected', 'credential', 'installing', 'joined']) expect(events).toContain(e)
+    // Each milestone is announced once, as it happens (the agent writes its compile cache on 'joined').
+    for (const n of nodes) expect([...n.milestones].sort()).toEqual(n.controller.status().timeline.map((t) => t.event).sort())
     // Facts and secrets are private files.
     expect((await stat(join(init.dir, FACTS_FILE))).mode & 0o777).toBe(0o600)
     expect((await stat(join(init.dir, SECRETS_FILE))).mode & 0o777).toBe(0o600)
