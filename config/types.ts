@@ -8,11 +8,14 @@
 export interface Timing {
   /** Anti-entropy digest exchange with a random peer, ms. */
   antiEntropyIntervalMs: number
-  /** Liveness probe (heartbeat) interval, ms. */
+  /**
+   * Liveness probe (heartbeat) interval, ms. Once a node's member view has not changed for
+   * five `deadAfterMs`, it heartbeats up to four times more slowly (see p2p/heartbeat.ts).
+   */
   heartbeatIntervalMs: number
-  /** Silence after which a member is suspect, ms. */
+  /** Silence after which a member is suspect, ms; longer for a peer whose heartbeats come slowly (a starved box, a quiet site). */
   suspectAfterMs: number
-  /** Silence after which a member is dead, ms. */
+  /** Silence after which a member is dead, ms; stretched like `suspectAfterMs`, up to four times on a quiet site. */
   deadAfterMs: number
   /** Re-dial of known but unconnected peers, ms. */
   redialIntervalMs: number
