@@ -8,6 +8,25 @@ import { MUTUAL_DIAL_YIELD_MS, QUIET_AFTER_DEAD_PERIODS } from '../../p2p/node.t
 // checks it on loopback, where multicast works on this machine. Elsewhere discovery
 // is bootstrap + DHT rendezvous + peer exchange.
 
+/**
+ * How long a test waits for a death: the detector's patience stretches its thresholds up to
+ * ten times for a peer whose heartbeats came with long gaps (a busy test machine, a quiet site).
+ */
+const PATIENT_MS = 10 * labConfig().timing.deadAfterMs + 3_000
+
+/** Three nodes admitted pairwise; `freeze(true)` makes c hang (connections up, silent). */
+async function trioWithHangingC (cluster: Cluster): Promise<{ a: P2PNode, b: P2PNode, c: P2PNode, freeze: (on: boolean) => void }> {
+  const token = newToken()
+  let frozen = false
+  const a = await cluster.node(token)
+  const boot = [a.addresses()[0] as string]
+  const b = await cluster.node(token, { bootstrapPeers: boot })
+  const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
+  const all = [a, b, c]
+  await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
+  return { a, b, c, freeze: (on) => { frozen = on } }
+}
+
 describe('p2p node', () => {
   let cluster: Cluster
   afterEach(async () => { await cluster.close() })
@@ -138,40 +157,24 @@ describe('p2p node', () => {
 
   it('a hung node (connections up, silent) is declared dead by its watchers and alive again when it resumes', async () => {
     cluster = new Cluster()
-    const token = newToken()
-    let frozen = false
-    const a = await cluster.node(token)
-    const boot = [a.addresses()[0] as string]
-    const b = await cluster.node(token, { bootstrapPeers: boot })
-    const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
-    const all = [a, b, c]
-    await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
+    const { a, b, c, freeze } = await trioWithHangingC(cluster)
     const left: string[] = []
     a.state.addEventListener('member:leave', (e) => { left.push(e.detail.peerId) })
     const t0 = Date.now()
-    frozen = true
-    // The bound leaves room for the detector's patience: a watcher that saw long heartbeat gaps
-    // while the test machine was busy waits up to ten times the preset's thresholds.
-    const patient = 10 * labConfig().timing.deadAfterMs + 3_000
-    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), patient)
+    freeze(true)
+    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), PATIENT_MS)
     expect(left).toContain(c.peerId)
     // Detection follows the preset: dead after deadAfterMs of silence (plus scheduling slack, not a timing bound).
     expect(Date.now() - t0).toBeGreaterThanOrEqual(labConfig().timing.suspectAfterMs)
-    frozen = false
+    freeze(false)
     await waitFor('c refuted and is alive everywhere again', () => [a, b].every((n) => alivePeers(n).includes(c.peerId)))
   })
 
   it('a quiet site heartbeats more slowly with no false suspicion, and a change brings the pace back', async () => {
     cluster = new Cluster()
-    const token = newToken()
     const timing = labConfig().timing
-    let frozen = false
-    const a = await cluster.node(token)
-    const boot = [a.addresses()[0] as string]
-    const b = await cluster.node(token, { bootstrapPeers: boot })
-    const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
+    const { a, b, c, freeze } = await trioWithHangingC(cluster)
     const all = [a, b, c]
-    await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
     expect(all.map((n) => n.status().heartbeatMs)).toEqual([timing.heartbeatIntervalMs, timing.heartbeatIntervalMs, timing.heartbeatIntervalMs])
     const quietMs = QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
     await waitFor('every node at the quiet pace', () => all.every((n) => n.status().heartbeatMs === QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs), quietMs + 15_000)
@@ -181,9 +184,8 @@ describe('p2p node', () => {
     expect(all.map((n) => n.status().refutations)).toEqual(refutations)
 
     // c hangs: found dead on the quiet site too, and the news makes a and b heartbeat at the configured pace again.
-    frozen = true
-    const patient = 10 * QUIET_HEARTBEAT_FACTOR * timing.deadAfterMs + 3_000
-    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), patient)
+    freeze(true)
+    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), PATIENT_MS)
     await waitFor('a and b back at the configured pace', () => [a, b].every((n) => n.status().heartbeatMs === timing.heartbeatIntervalMs), 5_000)
   })
 
