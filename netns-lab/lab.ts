@@ -413,10 +413,12 @@ export function createLab (init: LabInit = {}): Lab {
 
   /**
    * Runs the agent's script once, in one process, so the N agents that start next read
-   * it compiled from Node's compile cache instead of each compiling it at once. A
-   * failure only costs the speed-up: the agents then fill the cache themselves.
+   * it compiled from Node's compile cache instead of each compiling it at once (not for
+   * one agent, nor for agents the caller runs its own way). A failure only costs the
+   * speed-up: the agents then fill the cache themselves.
    */
-  const warmCompileCache = async (r: LabRecord, signal?: AbortSignal): Promise<void> => {
+  const warmCompileCache = async (r: LabRecord, agents: number, signal?: AbortSignal): Promise<void> => {
+    if (init.agentCommand !== undefined || agents < 2) return
     const script = await agentEntry(r)
     const argvs = [[r.nodePath, script, 'agent', '--help']]
     // From the sources, also the modules `agent` loads lazily (its help loads neither).
@@ -490,7 +492,7 @@ export function createLab (init: LabInit = {}): Lab {
       h.holderPid = await liveHolder(h) ?? await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
     })
     await save()
-    if (init.agentCommand === undefined && hosts.length > 1) await warmCompileCache(r, signal)
+    await warmCompileCache(r, hosts.length, signal)
     for (const h of hosts) await startAgent(r, h)
     await save()
     for (const h of hosts) await startStandinAgain(r, h)
@@ -604,7 +606,7 @@ export function createLab (init: LabInit = {}): Lab {
       await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })
       await save()
       if (init.agents !== false) {
-        if (init.agentCommand === undefined && r.hosts.length > 1) await warmCompileCache(r, signal)
+        await warmCompileCache(r, r.hosts.length, signal)
         for (const h of r.hosts) await startAgent(r, h)
         await save()
       }
