@@ -30,16 +30,24 @@ export function generateKeyPair (): WireGuardKeyPair {
   return { privateKey: base64FromUrl(jwk.d), publicKey: base64FromUrl(jwk.x) }
 }
 
+/** The last key `publicKeyOf` derived: a node has one key and checks it on every reconcile. */
+let lastDerived: { privateKey: string, publicKey: string } | undefined
+
 /**
- * The public key of a WireGuard private key (base64).
+ * The public key of a WireGuard private key (base64). The last result is kept: the
+ * interface's key is checked against ours on every reconcile pass (each WireGuard dump
+ * carries the private key), and the derivation is an X25519 key import and export.
  * @throws VpnStateFileError when `privateKey` is not a WireGuard key.
  */
 export function publicKeyOf (privateKey: string): string {
+  if (lastDerived?.privateKey === privateKey) return lastDerived.publicKey
   if (!isWireGuardKey(privateKey)) throw new VpnStateFileError('WireGuard private key: expected base64 of 32 bytes')
   const der = Buffer.concat([PKCS8_X25519_PREFIX, Buffer.from(privateKey, 'base64')])
   const jwk = createPublicKey(createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' })
   if (jwk.x === undefined) throw new Error('x25519 public key export returned no key material')
-  return base64FromUrl(jwk.x)
+  const publicKey = base64FromUrl(jwk.x)
+  lastDerived = { privateKey, publicKey }
+  return publicKey
 }
 
 /**

@@ -80,6 +80,8 @@ interface LinkInfo {
   mtu: number
   up: boolean
   kind: string | undefined
+  /** Its IPv4 addresses, `a.b.c.d/prefix`. */
+  addresses: string[]
 }
 
 function checkName (name: string): void {
@@ -133,16 +135,19 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     return r.stdout
   }
 
+  /** The link and its IPv4 addresses, in one `ip` run (each is a process). */
   const linkInfo = async (name: string, signal?: AbortSignal): Promise<LinkInfo | undefined> => {
-    const r = await exec([ipBin, '-d', '-j', 'link', 'show', 'dev', name], signal)
+    const args = [ipBin, '-d', '-j', '-4', 'address', 'show', 'dev', name]
+    const r = await exec(args, signal)
     if (!r.ok) return undefined
     try {
-      const parsed = JSON.parse(r.stdout) as Array<{ mtu?: number, flags?: string[], linkinfo?: { info_kind?: string } }>
+      const parsed = JSON.parse(r.stdout) as Array<{ mtu?: number, flags?: string[], linkinfo?: { info_kind?: string }, addr_info?: Array<{ local?: string, prefixlen?: number }> }>
       const link = parsed[0]
       if (link === undefined) return undefined
-      return { mtu: link.mtu ?? 0, up: (link.flags ?? []).includes('UP'), kind: link.linkinfo?.info_kind }
+      const addresses = (link.addr_info ?? []).map((a) => `${a.local ?? ''}/${a.prefixlen ?? ''}`)
+      return { mtu: link.mtu ?? 0, up: (link.flags ?? []).includes('UP'), kind: link.linkinfo?.info_kind, addresses }
     } catch (err) {
-      throw new WireGuardCommandError([...prefix, ipBin, '-d', '-j', 'link', 'show', 'dev', name], `unreadable output: ${errorMessage(err)}`)
+      throw new WireGuardCommandError([...prefix, ...args], `unreadable output: ${errorMessage(err)}`)
     }
   }
 
@@ -276,20 +281,8 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     }
   }
 
-  /** Gives the link exactly `spec.address`; `fresh`: the link was just created, so it has none yet. */
-  const ensureAddress = async (spec: InterfaceSpec, fresh: boolean, signal?: AbortSignal): Promise<boolean> => {
-    if (fresh) {
-      await must([ipBin, 'address', 'add', spec.address, 'dev', spec.name], signal)
-      return true
-    }
-    const out = await must([ipBin, '-j', '-4', 'address', 'show', 'dev', spec.name], signal)
-    let current: string[] = []
-    try {
-      const parsed = JSON.parse(out === '' ? '[]' : out) as Array<{ addr_info?: Array<{ local?: string, prefixlen?: number }> }>
-      current = (parsed[0]?.addr_info ?? []).map((a) => `${a.local ?? ''}/${a.prefixlen ?? ''}`)
-    } catch (err) {
-      throw new WireGuardCommandError([...prefix, ipBin, '-j', '-4', 'address', 'show', 'dev', spec.name], `unreadable output: ${errorMessage(err)}`)
-    }
+  /** Gives the link exactly `spec.address`, given the IPv4 addresses it has (none when just created). */
+  const ensureAddress = async (spec: InterfaceSpec, current: string[], signal?: AbortSignal): Promise<boolean> => {
     let changed = false
     for (const a of current) {
       if (a === spec.address) continue
@@ -321,7 +314,7 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
       dump = await show(spec.name, signal)
       if (dump === undefined) throw new WireGuardInterfaceError(`interface ${spec.name} vanished right after it was created`)
       // A new link is down, without an address, at its default MTU: no need to ask `ip` (each ask is a process).
-      link = { mtu: 0, up: false, kind: kind === 'kernel' ? 'wireguard' : undefined }
+      link = { mtu: 0, up: false, kind: kind === 'kernel' ? 'wireguard' : undefined, addresses: [] }
     }
     let changed = created
     if (dump?.publicKey !== publicKeyOf(spec.privateKey) || dump.listenPort !== spec.listenPort) {
@@ -332,7 +325,7 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
       await must([ipBin, 'link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up'], signal)
       changed = true
     }
-    if (await ensureAddress(spec, created, signal)) changed = true
+    if (await ensureAddress(spec, link.addresses, signal)) changed = true
     return { kind, created, changed }
   }
 

@@ -36,23 +36,20 @@ const IP = `#!/bin/sh
 D=__DIR__
 ${LOG}
 case "$*" in
-  "-d -j link show dev "*)
-    n=$6
+  "-d -j -4 address show dev "*)
+    n=$7
     if [ -f "$D/link-$n" ]; then
       mtu=$(cat "$D/mtu-$n" 2>/dev/null || echo 1420)
       flags='"POINTOPOINT","NOARP"'
       [ -f "$D/up-$n" ] && flags="$flags,\\"UP\\""
-      echo "[{\\"ifname\\":\\"$n\\",\\"mtu\\":$mtu,\\"flags\\":[$flags],\\"linkinfo\\":{\\"info_kind\\":\\"tun\\"}}]"
+      addrs=''
+      if [ -f "$D/addr-$n" ]; then a=$(cat "$D/addr-$n"); addrs="{\\"family\\":\\"inet\\",\\"local\\":\\"\${a%/*}\\",\\"prefixlen\\":\${a#*/}}"; fi
+      echo "[{\\"ifname\\":\\"$n\\",\\"mtu\\":$mtu,\\"flags\\":[$flags],\\"linkinfo\\":{\\"info_kind\\":\\"tun\\"},\\"addr_info\\":[$addrs]}]"
     else
       echo "Device \\"$n\\" does not exist." >&2; exit 1
     fi ;;
   "link add dev "*" type wireguard") echo "Error: Unknown device type." >&2; exit 2 ;;
   "link set dev "*) echo "$6" > "$D/mtu-$4"; touch "$D/up-$4" ;;
-  "-j -4 address show dev "*)
-    n=$6
-    if [ -f "$D/addr-$n" ]; then a=$(cat "$D/addr-$n")
-      echo "[{\\"ifname\\":\\"$n\\",\\"addr_info\\":[{\\"family\\":\\"inet\\",\\"local\\":\\"\${a%/*}\\",\\"prefixlen\\":\${a#*/}}]}]"
-    else echo "[{\\"ifname\\":\\"$n\\",\\"addr_info\\":[]}]"; fi ;;
   "address add "*) echo "$3" > "$D/addr-$5" ;;
   "address del "*) rm -f "$D/addr-$5" ;;
   "link del dev "*)

@@ -19,6 +19,14 @@ describe('keys', () => {
     expect(wg.stdout.trim()).toBe(pair.publicKey)
   })
 
+  it('keeps the last derivation without mixing up keys, and still refuses a bad one', () => {
+    const a = generateKeyPair()
+    const b = generateKeyPair()
+    for (const pair of [a, a, b, a, b, b]) expect(publicKeyOf(pair.privateKey)).toBe(pair.publicKey)
+    expect(() => publicKeyOf('not-a-key')).toThrow(/expected base64 of 32 bytes/)
+    expect(publicKeyOf(b.privateKey)).toBe(b.publicKey)
+  })
+
   it('creates the key once with mode 0600 and keeps it', async () => {
     const first = await loadOrCreateKeyPair(dir)
     const file = join(dir, PRIVATE_KEY_FILE)

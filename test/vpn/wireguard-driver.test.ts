@@ -186,6 +186,6 @@ describe('createWireGuardDriver against fake ip / wg / wireguard-go', () => {
 
   it('rejects a bad interface name and wraps a missing program with the command', async () => {
     await expect(makeDriver().ensureInterface({ ...spec, name: 'much-too-long-name0' })).rejects.toMatchObject({ name: 'InterfaceNameError' })
-    await expect(makeDriver({ ip: '/nonexistent/ip' }).ensureInterface(spec)).rejects.toMatchObject({ name: 'WireGuardCommandError', message: expect.stringContaining('/nonexistent/ip -d -j link show dev kt0') })
+    await expect(makeDriver({ ip: '/nonexistent/ip' }).ensureInterface(spec)).rejects.toMatchObject({ name: 'WireGuardCommandError', message: expect.stringContaining('/nonexistent/ip -d -j -4 address show dev kt0') })
   })
 })
