@@ -189,6 +189,20 @@ describe('p2p node', () => {
     await waitFor('a and b back at the configured pace', () => [a, b].every((n) => n.status().heartbeatMs === timing.heartbeatIntervalMs), 5_000)
   })
 
+  it('between equal replicas, anti-entropy safety rounds run at most once a minute, however short the interval', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    // A 100 ms interval: safety rounds every 12 intervals would be one every 1.2 s.
+    const timing = { ...labConfig().timing, antiEntropyIntervalMs: 100 }
+    const a = await cluster.node(token, { timing })
+    const b = await cluster.node(token, { timing, bootstrapPeers: [a.addresses()[0] as string] })
+    await waitFor('admitted both ways, replicas equal', () => fullyAdmitted([a, b]) && a.status().state.entries === b.status().state.entries)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const before = [a, b].map((n) => n.status().syncs.ok + n.status().syncs.failed)
+    await new Promise((resolve) => setTimeout(resolve, 3_000))
+    expect([a, b].map((n) => n.status().syncs.ok + n.status().syncs.failed)).toEqual(before)
+  })
+
   it('stop() is idempotent and releases every socket and timer it made', async () => {
     cluster = new Cluster()
     const token = newToken()
