@@ -1,13 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@libp2p/noise'
-import { yamux } from '@libp2p/yamux'
-import { identify, type Identify } from '@libp2p/identify'
-import { ping, type Ping } from '@libp2p/ping'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
-import { gossipsub, TopicValidatorResult, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
+import type { Libp2p } from 'libp2p'
+import { TopicValidatorResult, type GossipsubMessage } from '@libp2p/gossipsub'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
 import { CODE_P2P, multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -22,7 +16,7 @@ import { silentLogger, type Logger } from '../util/log.ts'
 import { errorMessage, InputError, KairosError } from '../util/errors.ts'
 import { alarmingRejections, createStateStore, REJECT_REASONS, type ApplyResult, type RejectReason, type StateLimits, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
-import { loadPreSharedKey } from './pnet-cipher.ts'
+import { createLibp2pStack, isLoopback, type Libp2pOverrides, type StackServices as Services } from './stack.ts'
 import { ADMIT_PROTOCOL_SUFFIX, admitAsInitiator, admitAsResponder } from './admission.ts'
 import { AdmissionError, NodeNotStartedError, P2PAddressError, type AdmissionFailure } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader } from './framing.ts'
@@ -40,10 +34,6 @@ export const DEFAULT_ADMISSION_TIMEOUT_MS = 10_000
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
 /** Bound on one anti-entropy exchange, ms. @default 10000 */
 export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
-/** Inbound connections allowed to be mid-handshake at once (libp2p's default of 10 is too low for a site booting together). @default 64 */
-export const DEFAULT_MAX_PENDING_INBOUND = 64
-/** Inbound connections accepted per second from one host (libp2p's default is 5). @default 100 */
-export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
 /** Most dials in flight at once from the redial and discovery paths. @default 8 */
 export const DEFAULT_MAX_PARALLEL_DIALS = 8
 
@@ -80,16 +70,6 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
  */
 export const QUIET_AFTER_DEAD_PERIODS = 5
 
-/**
- * Gossipsub's mesh degrees, lower than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6),
- * which are made for an open network where a mesh peer may be hostile or gone. Here
- * every peer passed admission and a node has about eight connections (the bounded
- * mesh), so with the defaults most of them were mesh peers and each message arrived
- * five or six times: at N=30 a node took in about 2,500 copies a minute for 500
- * messages. Four mesh peers still leave several paths to every node; gossip
- * (IHAVE/IWANT) and anti-entropy repair what a lost copy misses.
- */
-const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
 /**
  * Without a differing digest, anti-entropy runs with a random peer every this many
  * intervals, and at most once per `AE_SAFETY_MIN_MS`. Heartbeats carry each node's digest
@@ -136,9 +116,6 @@ export interface P2PNodeHooks {
   /** While it returns true the node sends no heartbeats and no rumours, like a hung process whose connections stay up. */
   freeze?: () => boolean
 }
-
-/** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
-export type Libp2pOverrides = Partial<Pick<Libp2pOptions, 'transports' | 'peerDiscovery' | 'connectionGater' | 'connectionManager'>>
 
 /** Options of `createP2PNode`. */
 export interface P2PNodeInit {
@@ -249,8 +226,6 @@ export class DialError extends KairosError {
   }
 }
 
-type Services = { identify: Identify, ping: Ping, pubsub: GossipSub, dht?: KadDHT }
-
 /** Parses a multiaddr from config or a caller, naming where it came from when it does not parse. */
 export function parseAddress (addr: string, where: string, needPeerId: boolean): Multiaddr {
   let ma: Multiaddr
@@ -276,11 +251,6 @@ function isPeerId (id: string): boolean {
   } catch {
     return false
   }
-}
-
-function isLoopback (ma: Multiaddr): boolean {
-  const ip = ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
-  return ip !== undefined && (ip.startsWith('127.') || ip === '::1')
 }
 
 /** The rendezvous record key as a CID (raw codec, sha2-256 multihash around the derived 32 bytes). */
@@ -1176,45 +1146,17 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (report.corrupt) log.warn('state file was corrupt; starting empty and rebuilding from peers', { file: report.file, movedTo: report.movedTo, problem: report.problem })
 
     const discovery = init.libp2pOverrides?.peerDiscovery ?? []
-    const services: Record<string, unknown> = {
-      identify: identify(),
-      ping: ping(),
-      pubsub: gossipsub({
-        ...GOSSIP_MESH,
-        allowPublishToZeroTopicPeers: true,
-        emitSelf: false,
-        globalSignaturePolicy: 'StrictNoSign',
-        doPX: false,
-        maxInboundDataLength: maxFrameBytes + 64 * 1024
-      })
-    }
-    if (!p2p.disableDht) {
-      services.dht = kadDHT({ protocol: keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
-    }
-    const preSharedKey = await loadPreSharedKey()
     let node: Libp2p<Services>
     try {
-      node = await createLibp2p({
+      node = await createLibp2pStack({
         privateKey,
-        start: false,
-        addresses: {
-          listen,
-          // Listening on 0.0.0.0 also yields 127.0.0.1: never announce loopback unless that is all we have.
-          announceFilter: (addrs) => addrs.some((a) => !isLoopback(a)) ? addrs.filter((a) => !isLoopback(a)) : addrs
-        },
-        transports: init.libp2pOverrides?.transports ?? [tcp()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-        connectionProtector: preSharedKey({ psk: keys.pnetKey }),
-        // libp2p resets more than 5 inbound connections per second from one host: a site booting together (or
-        // a gateway NATing a segment) is exactly that, so the bound is raised; pnet and admission still gate them.
-        connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, inboundConnectionThreshold: DEFAULT_INBOUND_PER_HOST_PER_SECOND, ...init.libp2pOverrides?.connectionManager },
-        // Our own heartbeats watch every admitted connection; the monitor's pings only add traffic and churn.
-        connectionMonitor: { enabled: false },
-        ...(init.libp2pOverrides?.connectionGater === undefined ? {} : { connectionGater: init.libp2pOverrides.connectionGater }),
+        listen,
+        keys,
+        dht: !p2p.disableDht,
+        maxFrameBytes,
         peerDiscovery: discovery.map((f, i) => labelled(init.libp2pOverrides?.peerDiscovery === undefined ? 'mdns' : `discovery-${i}`, f)),
-        services: services as never
-      }) as Libp2p<Services>
+        overrides: init.libp2pOverrides ?? {}
+      })
     } catch (err) {
       await st.close()
       throw err

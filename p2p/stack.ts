@@ -1,0 +1,104 @@
+import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import type { PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { DerivedKeys } from '../token/index.ts'
+import { loadPreSharedKey } from './pnet-cipher.ts'
+
+/**
+ * The libp2p node every agent runs, in one place: the agent (`node.ts`) adds its own
+ * protocols on top, and the stack-floor benchmark runs it bare, so what the floor
+ * measures is exactly what an agent carries.
+ */
+
+/** Inbound connections allowed to be mid-handshake at once (libp2p's default of 10 is too low for a site booting together). @default 64 */
+export const DEFAULT_MAX_PENDING_INBOUND = 64
+/** Inbound connections accepted per second from one host (libp2p's default is 5). @default 100 */
+export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
+
+/**
+ * Gossipsub's mesh degrees, lower than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6),
+ * which are made for an open network where a mesh peer may be hostile or gone. Here
+ * every peer passed admission and a node has about eight connections (the bounded
+ * mesh), so with the defaults most of them were mesh peers and each message arrived
+ * five or six times: at N=30 a node took in about 2,500 copies a minute for 500
+ * messages. Four mesh peers still leave several paths to every node; gossip
+ * (IHAVE/IWANT) and anti-entropy repair what a lost copy misses.
+ */
+export const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
+
+/** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
+export type Libp2pOverrides = Partial<Pick<Libp2pOptions, 'transports' | 'peerDiscovery' | 'connectionGater' | 'connectionManager'>>
+
+export type StackServices = { identify: Identify, ping: Ping, pubsub: GossipSub, dht?: KadDHT }
+
+export interface StackInit {
+  privateKey: PrivateKey
+  /** Listen multiaddrs. */
+  listen: string[]
+  keys: Pick<DerivedKeys, 'pnetKey' | 'dhtProtocol'>
+  /** Run the private DHT (off with `p2p.disable_dht`). */
+  dht: boolean
+  /** Largest frame of our own protocols, bytes: a state delta rides in one gossip message. */
+  maxFrameBytes: number
+  /** Discovery modules, already labelled by the caller. @default none */
+  peerDiscovery?: Libp2pOptions['peerDiscovery']
+  overrides?: Omit<Libp2pOverrides, 'peerDiscovery'>
+}
+
+/** True for a 127.x or ::1 multiaddr. */
+export function isLoopback (ma: Multiaddr): boolean {
+  const ip = ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
+  return ip !== undefined && (ip.startsWith('127.') || ip === '::1')
+}
+
+/**
+ * A libp2p node, not started: TCP, pnet with the token's key, Noise, yamux, identify,
+ * ping, gossipsub with `GOSSIP_MESH`, and the private DHT when `dht` is set.
+ */
+export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackServices>> {
+  const services: Record<string, unknown> = {
+    identify: identify(),
+    ping: ping(),
+    pubsub: gossipsub({
+      ...GOSSIP_MESH,
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false,
+      globalSignaturePolicy: 'StrictNoSign',
+      doPX: false,
+      maxInboundDataLength: init.maxFrameBytes + 64 * 1024
+    })
+  }
+  if (init.dht) {
+    services.dht = kadDHT({ protocol: init.keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
+  }
+  const preSharedKey = await loadPreSharedKey()
+  const overrides = init.overrides ?? {}
+  return await createLibp2p({
+    privateKey: init.privateKey,
+    start: false,
+    addresses: {
+      listen: init.listen,
+      // Listening on 0.0.0.0 also yields 127.0.0.1: never announce loopback unless that is all we have.
+      announceFilter: (addrs) => addrs.some((a) => !isLoopback(a)) ? addrs.filter((a) => !isLoopback(a)) : addrs
+    },
+    transports: overrides.transports ?? [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: init.keys.pnetKey }),
+    // libp2p resets more than 5 inbound connections per second from one host: a site booting together (or
+    // a gateway NATing a segment) is exactly that, so the bound is raised; pnet and admission still gate them.
+    connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, inboundConnectionThreshold: DEFAULT_INBOUND_PER_HOST_PER_SECOND, ...overrides.connectionManager },
+    // Our own heartbeats watch every admitted connection; the monitor's pings only add traffic and churn.
+    connectionMonitor: { enabled: false },
+    ...(overrides.connectionGater === undefined ? {} : { connectionGater: overrides.connectionGater }),
+    peerDiscovery: init.peerDiscovery ?? [],
+    services: services as never
+  }) as Libp2p<StackServices>
+}
