@@ -1,7 +1,7 @@
 // The netns lab: a whole edge site on one machine (see lab.ts for the operations).
 export {
   createLab, isFormed, summarizeStatus, assertAgentsAlive, defaultNodePath, randomLabId, IDENTITY_FILE, LAST_STATUS_FILE,
-  DEFAULT_WAIT_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS, DEFAULT_AGENT_NODE_ARGS, DEFAULT_INSTALL_TIMEOUT_MS,
+  DEFAULT_WAIT_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS, DEFAULT_AGENT_NODE_ARGS, DEFAULT_INSTALL_TIMEOUT_MS, LAB_COMPILE_CACHE,
   type Lab, type LabInit, type LabStatus, type NodeStatus, type ClusterView, type AgentStatusView, type WaitOptions
 } from './lab.ts'
 export { planTopology, strictMajority, labPrefix, type TopologyPlan, type HostPlan, type SegmentPlan, type TopologyPlanInit } from './plan.ts'

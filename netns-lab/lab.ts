@@ -334,12 +334,15 @@ async function defaultStandinScript (repoRoot: string, log: Logger): Promise<str
   return await labBundle(repoRoot, STANDIN_ENTRY, (b) => b.LAB_STANDIN_BUNDLE, 'the k3s stand-in', log)
 }
 
+/** Node's compile cache of lab agents, relative to the checkout. */
+export const LAB_COMPILE_CACHE = join('node_modules', '.cache', 'kairos-p2p', 'compile')
+
 /**
  * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
  * only the first lab after a change compiles the sources).
  */
 function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
-  return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, 'node_modules', '.cache', 'kairos-p2p', 'compile') }
+  return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
 }
 
 /** Pre-creates (or reads) a host's libp2p identity so its peer id is known before it starts. */

@@ -1,0 +1,162 @@
+// The stack floor: what the decided stack alone costs on this machine, to read the lab
+// benchmark's figures and issue 6's targets against. For each N (default 3, 10, 30) it
+// builds a lab topology with no agents and starts, at once, one process per host that
+// runs only the libp2p stack an agent runs (bench/_floor-node.ts: Node, the same kind of
+// bundle, TCP, pnet, Noise, yamux, identify, ping, gossipsub, the DHT, the agent's mesh
+// links) and none of the agent's own work: no discovery (every address is given), no
+// admission, state, membership, election, VPN or installer. Each node publishes one small
+// gossip message until it has heard every other node. Reports, per N:
+//   - start: spawn → libp2p listening (Node boot, the bundle's load, libp2p start),
+//     median / max, and from the first spawn to the last start;
+//   - from the last start to every node linked (its mesh links connected) and to every
+//     node having heard every other; the latter also from the first spawn;
+//   - CPU per process (utime + stime) and memory at that point, median / max;
+//   - whole-machine CPU busy from the first spawn to that point.
+// An agent's formation on this machine cannot take less than the floor's "heard" time,
+// nor less CPU than the floor's; the difference is the agent's own work. Needs root;
+// prints {"skipped":"needs root"} otherwise. Progress goes to stderr, the JSON result is
+// the last stdout line.
+//
+//   npx node bench/floor.ts [--nodes 3,10,30] [--dht on|off] [--timeout-seconds 120]
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { CLOCK_TICKS_PER_S, cpuTicks, machineTicks, memoryKb, memoryStats, secs, stats } from './_proc.ts'
+import type { FloorNodeConfig } from './_floor-node.ts'
+
+interface Options { nodes: number[], dht: boolean, timeoutMs: number }
+
+function options (): Options {
+  const { values } = parseArgs({ options: { nodes: { type: 'string' }, dht: { type: 'string' }, 'timeout-seconds': { type: 'string' } } })
+  const nodes = (values.nodes ?? process.env.KAIROS_BENCH_FLOOR_NODES ?? '3,10,30').split(',').map((s) => Number(s.trim()))
+  if (nodes.some((n) => !Number.isInteger(n) || n < 2 || n > 200)) throw new Error(`--nodes '${values.nodes ?? ''}': expected comma-separated integers from 2 to 200`)
+  const dht = values.dht ?? 'on'
+  if (dht !== 'on' && dht !== 'off') throw new Error(`--dht '${dht}': expected on or off`)
+  const timeoutS = Number(values['timeout-seconds'] ?? 120)
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new Error(`--timeout-seconds '${String(values['timeout-seconds'])}': expected a positive number`)
+  return { nodes, dht: dht === 'on', timeoutMs: timeoutS * 1000 }
+}
+
+function progress (msg: string): void {
+  process.stderr.write(`[floor-bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
+}
+
+/** The floor node's bundle, relative to the checkout (next to the lab's agent bundle). */
+const FLOOR_BUNDLE = join('node_modules', '.cache', 'kairos-p2p', 'bundle', 'floor-node.mjs')
+const FLOOR_ENTRY = join('bench', '_floor-node.ts')
+
+interface Proc { child: ChildProcess, spawnedAt: number, events: Map<string, number>, stderr: string[], exited: boolean }
+
+async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
+  const { createLab, DEFAULT_AGENT_NODE_ARGS, LAB_COMPILE_CACHE, LAB_P2P_PORT } = await import('../netns-lab/index.ts')
+  const { hostArgv } = await import('../netns-lab/run.ts')
+  const { ensureBundle, REPO_ROOT } = await import('../build/bundle.ts')
+  const { generateKeyPair, privateKeyToProtobuf } = await import('@libp2p/crypto/keys')
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  const { generateToken } = await import('../token/index.ts')
+
+  const script = await ensureBundle(REPO_ROOT, FLOOR_BUNDLE, FLOOR_ENTRY)
+  const env = { ...process.env, NODE_COMPILE_CACHE: join(REPO_ROOT, LAB_COMPILE_CACHE) }
+  const lab = createLab({ nodes: n, agents: false, ...(process.env.KAIROS_BENCH_LAB_ROOT === undefined ? {} : { root: process.env.KAIROS_BENCH_LAB_ROOT }) })
+  const procs: Proc[] = []
+  try {
+    progress(`N=${n}: topology up`)
+    const rec = await lab.up(signal)
+    // Like the lab's agents: the bundle compiled once into the compile cache before they start.
+    await run([rec.nodePath, ...DEFAULT_AGENT_NODE_ARGS, script, '--warm'], env)
+    const token = generateToken()
+    const keys = await Promise.all(rec.hosts.map(async () => await generateKeyPair('Ed25519')))
+    const peers = rec.hosts.map((h, i) => ({ id: peerIdFromPrivateKey(keys[i] as never).toString(), addr: `/ip4/${h.address}/tcp/${LAB_P2P_PORT}` }))
+    const configs = await Promise.all(rec.hosts.map(async (h, i) => {
+      const cfg: FloorNodeConfig = { key: Buffer.from(privateKeyToProtobuf(keys[i] as never)).toString('base64'), listen: peers[i]?.addr ?? '', token, peers, dht: opt.dht }
+      const file = join(h.dir, 'floor.json')
+      await writeFile(file, JSON.stringify(cfg), { mode: 0o600 })
+      return file
+    }))
+
+    const cpuBefore = await machineTicks()
+    rec.hosts.forEach((h, i) => {
+      const argv = [rec.nodePath, ...DEFAULT_AGENT_NODE_ARGS, script, configs[i] as string]
+      const full = h.holderPid === undefined ? ['nsenter', `--net=/run/netns/${h.ns}`, '--', ...argv] : hostArgv(h.ns, h.holderPid, argv)
+      const child = spawn(full[0] as string, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
+      const p: Proc = { child, spawnedAt: Date.now(), events: new Map(), stderr: [], exited: false }
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        try {
+          const e = JSON.parse(line) as { event: string, at: number }
+          if (!p.events.has(e.event)) p.events.set(e.event, e.at)
+        } catch { /* not an event */ }
+      })
+      createInterface({ input: child.stderr }).on('line', (line) => { p.stderr.push(line); if (p.stderr.length > 20) p.stderr.shift() })
+      child.on('exit', () => { p.exited = true })
+      procs.push(p)
+    })
+    progress(`N=${n}: ${n} floor nodes spawned`)
+
+    const deadline = Date.now() + opt.timeoutMs
+    while (!procs.every((p) => p.events.has('heard'))) {
+      const dead = procs.find((p) => p.exited)
+      if (dead !== undefined) throw new Error(`a floor node exited early: ${dead.stderr.join(' | ')}`)
+      if (Date.now() > deadline) throw new Error(`not every node heard every other within ${opt.timeoutMs / 1000} s (${procs.filter((p) => p.events.has('heard')).length} of ${n} did; events: ${procs.map((p) => [...p.events.keys()].join('+') || 'none').join(', ')}; ${procs.flatMap((p) => p.stderr).slice(-3).join(' | ')})`)
+      await sleep(20, signal)
+    }
+    const cpuAfter = await machineTicks()
+    const pids = procs.flatMap((p) => p.child.pid === undefined ? [] : [p.child.pid])
+    const cpu = (await Promise.all(pids.map(cpuTicks))).filter((v) => v !== undefined)
+    const memory = await Promise.all(pids.map(memoryKb))
+
+    const all = (event: string): number[] => procs.map((p) => p.events.get(event) ?? NaN)
+    const started = all('started')
+    const lastStart = Math.max(...started)
+    const firstSpawn = Math.min(...procs.map((p) => p.spawnedAt))
+    const latest = (event: string): number | undefined => { const t = Math.max(...all(event)); return Number.isFinite(t) ? t : undefined }
+    return {
+      nodes: n,
+      dht: opt.dht,
+      startS: { ...stats(procs.map((p, i) => ((started[i] ?? NaN) - p.spawnedAt) / 1000)), firstSpawnToLastStarted: secs(lastStart - firstSpawn) },
+      fromLastStartS: { allLinked: secs((latest('linked') ?? NaN) - lastStart), allHeard: secs((latest('heard') ?? NaN) - lastStart) },
+      fromFirstSpawnS: { allHeard: secs((latest('heard') ?? NaN) - firstSpawn) },
+      cpuSecondsAtHeard: stats(cpu.map((t) => t / CLOCK_TICKS_PER_S)),
+      memoryMbAtHeard: memoryStats(memory),
+      machineBusyPct: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
+    }
+  } finally {
+    for (const p of procs) if (!p.exited) p.child.kill('SIGTERM')
+    const until = Date.now() + 5000
+    while (procs.some((p) => !p.exited) && Date.now() < until) await sleep(50)
+    for (const p of procs) if (!p.exited) p.child.kill('SIGKILL')
+    progress(`N=${n}: lab down`)
+    // Also ends any floor node that outlived the signals: the lab ends every process in its namespaces.
+    await lab.down().catch((err: unknown) => { progress(`lab down failed: ${String(err)}`) })
+  }
+}
+
+async function run (argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { execa } = await import('execa')
+  await execa(argv[0] as string, argv.slice(1), { env, stdin: 'ignore' })
+}
+
+async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  const { systemClock } = await import('../util/clock.ts')
+  await systemClock.sleep(ms, signal)
+}
+
+if (process.getuid?.() !== 0) {
+  process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
+} else {
+  const opt = options()
+  const abort = new AbortController()
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
+  const result: Record<string, unknown> = {}
+  for (const n of opt.nodes) {
+    if (abort.signal.aborted) break
+    try {
+      result[`n${n}`] = await runOnce(n, opt, abort.signal)
+    } catch (err) {
+      result[`n${n}`] = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
+    }
+    progress(`N=${n}: ${JSON.stringify(result[`n${n}`])}`)
+  }
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
