@@ -123,6 +123,13 @@ export interface Membership {
   get(peerId: string): Member | undefined
   /** The incarnation we hold for `peer`. */
   incarnationOf(peerId: string): number | undefined
+  /**
+   * The incarnation at which we held `peer` suspect or dead before first-hand evidence
+   * (its heartbeat, a message from it) brought it back here: the rest of the site may
+   * still hold it so, and only the member's own refutation (a newer incarnation) settles
+   * that. Undefined when no such doubt is open.
+   */
+  disputed(peerId: string): number | undefined
 }
 
 interface Row {
@@ -144,6 +151,8 @@ interface Row {
   refutedAt?: number
   /** When it refuted a suspicion we raised from an expected heartbeat it never sent: it does not heartbeat us. */
   disownedAt?: number
+  /** See `Membership.disputed`. */
+  disputed?: number
 }
 
 /**
@@ -208,7 +217,14 @@ export function createMembership (init: MembershipInit): Membership {
   const heard = (peer: string, now: number, incarnation?: number, sighting: Sighting = {}): MembershipTransition[] => {
     if (peer === self) return []
     const { row, isNew } = ensure(peer, now, sighting, 'alive')
-    if (incarnation !== undefined && incarnation > row.incarnation) row.incarnation = incarnation
+    if (incarnation !== undefined && incarnation > row.incarnation) {
+      row.incarnation = incarnation
+      delete row.disputed
+    } else if (!isNew && row.member.liveness !== 'alive') {
+      // Back from the dead here, but not by a newer incarnation: whoever else heard the
+      // rumour still holds it, until the member refutes it.
+      row.disputed = row.incarnation
+    }
     row.member.lastSeen = Math.max(row.member.lastSeen, now)
     row.heardAt = Math.max(row.heardAt, now)
     if (row.watchedAt !== undefined) row.watchedAt = now
@@ -301,6 +317,7 @@ export function createMembership (init: MembershipInit): Membership {
       const newer = inc > existing.incarnation || (inc === existing.incarnation && RANK[state] > RANK[existing.member.liveness])
       if (!newer) return { transitions: [] }
       if (state === 'alive' && inc > existing.incarnation) existing.refutedAt = now
+      if (inc > existing.incarnation) delete existing.disputed
       existing.incarnation = inc
       if (state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
       if (state === 'alive' && existing.watchedAt !== undefined) {
@@ -371,7 +388,9 @@ export function createMembership (init: MembershipInit): Membership {
       return row === undefined ? undefined : snapshot(row)
     },
 
-    incarnationOf: (peerId) => rows.get(peerId)?.incarnation
+    incarnationOf: (peerId) => rows.get(peerId)?.incarnation,
+
+    disputed: (peerId) => rows.get(peerId)?.disputed
   }
 }
 

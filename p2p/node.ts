@@ -79,6 +79,8 @@ export const QUIET_AFTER_DEAD_PERIODS = 5
  */
 const AE_SAFETY_ROUNDS = 12
 const AE_SAFETY_MIN_MS = 60_000
+/** Longest wait between two exchanges that tell a member of a rumour about it (see `tellDisputed`). */
+const DISPUTE_MAX_WAIT_MS = 60_000
 /** How long a catch-up sync waits for more puts whose gossip reached nobody, ms. */
 const CATCH_UP_DELAY_MS = 20
 /** How long stop() waits for its leave notice to go out, ms. */
@@ -115,6 +117,8 @@ export interface P2PNodeHooks {
   tamperGossip?: (event: GossipHookEvent) => Uint8Array
   /** While it returns true the node sends no heartbeats and no rumours, like a hung process whose connections stay up. */
   freeze?: () => boolean
+  /** Return true to drop a membership rumour that came by gossip (a starved box that missed it). */
+  dropRumour?: (rumour: Rumour) => boolean
 }
 
 /** Options of `createP2PNode`. */
@@ -373,8 +377,30 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       } else {
         log.debug(`member ${t.type}`, { peer: t.member.peerId })
       }
+      if ((t.type === 'join' || t.type === 'recover') && membership.disputed(t.member.peerId) !== undefined) tellDisputed(t.member.peerId)
     }
   }
+
+  /**
+   * A member we held suspect or dead is back here by first-hand evidence (its heartbeat,
+   * a message from it), not by its own refutation: the rumour may have missed it (a box
+   * starved at boot), and then every node that heard the rumour but never hears from the
+   * member itself holds it dead for good, with no credential for it. Unless its
+   * refutation arrives within a suspicion period, an exchange with it carries its own row
+   * as we held it, and it refutes (see `adverts`). Tried again, backing off, until the
+   * refutation is seen or the member is gone.
+   */
+  const tellDisputed = (peer: string, waitMs = timing.suspectAfterMs): void => {
+    if (running === undefined || disputeQueued.has(peer)) return
+    disputeQueued.add(peer)
+    clock.sleep(waitMs, running.signal).then(async () => {
+      if (membership.disputed(peer) === undefined || !admitted.has(peer)) { disputeQueued.delete(peer); return }
+      await runSync(peer)
+      disputeQueued.delete(peer)
+      if (membership.disputed(peer) !== undefined) tellDisputed(peer, Math.min(2 * waitMs, DISPUTE_MAX_WAIT_MS))
+    }, () => { disputeQueued.delete(peer) })
+  }
+  const disputeQueued = new Set<string>()
 
   /** If, in our view, we are among `peer`'s ring successors, its heartbeats are due to us: watch for them. */
   const expectFrom = (peer: string): void => {
@@ -774,6 +800,12 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const list: PeerAdvert[] = membership.list().filter((m) => m.peerId !== to).map((m) => ({
       id: m.peerId, addresses: addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0
     }))
+    // Its own row when we hold it down or in dispute: a rumour about itself it missed, to refute.
+    const held = membership.get(to)
+    const disputed = membership.disputed(to)
+    if (held !== undefined && (held.liveness !== 'alive' || disputed !== undefined)) {
+      list.push({ id: to, addresses: [], ageMs: 0, liveness: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? membership.incarnationOf(to) ?? 0 })
+    }
     const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
     if (sentPeers.get(to) === fingerprint) return []
     sentPeers.set(to, fingerprint)
@@ -877,6 +909,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   const onRumour = (data: Uint8Array, from: string): void => {
     const r = decodeRumour(data)
     if (r === undefined) { protocolErrors['malformed-frame']++; log.warn('malformed membership rumour', { peer: from }); return }
+    if (init.hooks?.dropRumour?.(r) === true) return
     applyRumour(r, true)
   }
 

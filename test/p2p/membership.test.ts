@@ -251,4 +251,33 @@ describe('expected heartbeats', () => {
     m.rumour({ peer: 'p', state: 'alive', incarnation: 3 }, S + 10)
     expect(m.watching()).toEqual(['p'])
   })
+
+  it('a member back from the dead by first-hand evidence stays in dispute until its own refutation', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1 })
+    m.heard('p', 0, 5)
+    expect(m.disputed('p')).toBeUndefined()
+    m.rumour({ peer: 'p', state: 'dead', incarnation: 5 }, 10)
+    expect(m.disputed('p')).toBeUndefined()
+    // Its heartbeat at the same incarnation brings it back here, but the site still holds the rumour.
+    expect(types(m.heard('p', 20, 5))).toEqual(['join'])
+    expect(m.get('p')?.liveness).toBe('alive')
+    expect(m.disputed('p')).toBe(5)
+    // An older alive rumour settles nothing; its refutation does.
+    m.rumour({ peer: 'p', state: 'alive', incarnation: 5 }, 30)
+    expect(m.disputed('p')).toBe(5)
+    m.rumour({ peer: 'p', state: 'alive', incarnation: 6 }, 40)
+    expect(m.disputed('p')).toBeUndefined()
+    // A suspicion heard back the same way, settled by a heartbeat from a newer incarnation.
+    m.rumour({ peer: 'p', state: 'suspect', incarnation: 6 }, 50)
+    expect(types(m.watch('p', 60, 6))).toEqual(['recover'])
+    expect(m.disputed('p')).toBe(6)
+    m.watch('p', 70, 7)
+    expect(m.disputed('p')).toBeUndefined()
+    // A restart (newer incarnation) is no dispute, and neither is a new member.
+    m.rumour({ peer: 'p', state: 'dead', incarnation: 7 }, 80)
+    expect(types(m.heard('p', 90, 8))).toEqual(['join'])
+    expect(m.disputed('p')).toBeUndefined()
+    m.heard('q', 100)
+    expect(m.disputed('q')).toBeUndefined()
+  })
 })

@@ -306,4 +306,31 @@ describe('watcher failures', () => {
     await waitFor('both hung nodes dead everywhere else', () => others.every((n) => state(n, x) === 'dead' && state(n, w) === 'dead'), 20_000)
       .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map((n) => [state(n, x), state(n, w)]))}`) })
   }, 60_000)
+
+  it('a node that was declared dead and missed the rumour is told by the watcher that hears it again, and is alive everywhere', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    let frozen = false
+    let xId = ''
+    const nodes: P2PNode[] = []
+    const seed = await cluster.node(token, {}, { heartbeatFanout: 1 })
+    nodes.push(seed)
+    const boot = [seed.addresses()[0] as string]
+    // x hangs, and every rumour about itself that reaches it by gossip is lost (a box starved at boot).
+    const x = await cluster.node(token, { bootstrapPeers: boot }, { heartbeatFanout: 1, hooks: { freeze: () => frozen, dropRumour: (r) => r.peer === xId } })
+    xId = x.peerId
+    nodes.push(x)
+    for (let i = 2; i < 5; i++) nodes.push(await cluster.node(token, { bootstrapPeers: boot }, { heartbeatFanout: 1 }))
+    await waitFor('all alive and admitted pairwise', () => nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes))
+    const others = nodes.filter((n) => n !== x)
+    const liveness = (n: P2PNode): string | undefined => n.state.members().find((m) => m.peerId === xId)?.liveness
+    frozen = true
+    await waitFor('x dead everywhere else', () => others.every((n) => liveness(n) === 'dead'), PATIENT_MS)
+    expect(x.status().refutations).toBe(0)
+    // Only x's watcher (heartbeat fanout 1) hears from x again; the other three hold the rumour it never saw.
+    frozen = false
+    await waitFor('x alive everywhere again', () => others.every((n) => liveness(n) === 'alive'), 20_000)
+      .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map(liveness))}`) })
+    expect(x.status().refutations).toBeGreaterThan(0)
+  }, 60_000)
 })
