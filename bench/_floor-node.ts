@@ -101,6 +101,11 @@ const dial = (peer: string, wait = REDIAL_MS): void => {
   node.dial(multiaddr(`${addr}/p2p/${peer}`)).then(checkLinked, () => { setTimeout(() => { dial(peer, Math.min(2 * wait, 1000)) }, wait) })
 }
 for (const p of links) dial(p)
+// A link that closed (the other side or libp2p ended it) is dialled again, as the agent's mesh does.
+node.addEventListener('peer:disconnect', (evt) => {
+  const peer = evt.detail.toString()
+  if (links.includes(peer)) dial(peer)
+})
 void publish()
 const timer = setInterval(() => { void publish() }, REPUBLISH_MS)
 

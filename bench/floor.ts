@@ -105,6 +105,8 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     const pids = procs.flatMap((p) => p.child.pid === undefined ? [] : [p.child.pid])
     const cpu = (await Promise.all(pids.map(cpuTicks))).filter((v) => v !== undefined)
     const memory = await Promise.all(pids.map(memoryKb))
+    // Gossip may reach everyone before every link is up (a dial to a starved peer waits out its timeout).
+    while (!procs.every((p) => p.events.has('linked')) && Date.now() < deadline && !procs.some((p) => p.exited)) await sleep(20, signal)
 
     const all = (event: string): number[] => procs.map((p) => p.events.get(event) ?? NaN)
     const started = all('started')
@@ -116,6 +118,7 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       dht: opt.dht,
       startS: { ...stats(procs.map((p, i) => ((started[i] ?? NaN) - p.spawnedAt) / 1000)), firstSpawnToLastStarted: secs(lastStart - firstSpawn) },
       fromLastStartS: { allLinked: secs((latest('linked') ?? NaN) - lastStart), allHeard: secs((latest('heard') ?? NaN) - lastStart) },
+      linkedNodes: procs.filter((p) => p.events.has('linked')).length,
       fromFirstSpawnS: { allHeard: secs((latest('heard') ?? NaN) - firstSpawn) },
       cpuSecondsAtHeard: stats(cpu.map((t) => t / CLOCK_TICKS_PER_S)),
       memoryMbAtHeard: memoryStats(memory),
