@@ -23,6 +23,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { runEachSize, sleep } from './_harness.ts'
 import { CLOCK_TICKS_PER_S, cpuTicks, machineTicks, memoryKb, memoryStats, secs, stats } from './_proc.ts'
 import type { FloorNodeConfig } from './_floor-node.ts'
 
@@ -140,26 +141,7 @@ async function run (argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   await execa(argv[0] as string, argv.slice(1), { env, stdin: 'ignore' })
 }
 
-async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  const { systemClock } = await import('../util/clock.ts')
-  await systemClock.sleep(ms, signal)
-}
-
-if (process.getuid?.() !== 0) {
-  process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
-} else {
+await runEachSize(() => {
   const opt = options()
-  const abort = new AbortController()
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
-  const result: Record<string, unknown> = {}
-  for (const n of opt.nodes) {
-    if (abort.signal.aborted) break
-    try {
-      result[`n${n}`] = await runOnce(n, opt, abort.signal)
-    } catch (err) {
-      result[`n${n}`] = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
-    }
-    progress(`N=${n}: ${JSON.stringify(result[`n${n}`])}`)
-  }
-  process.stdout.write(JSON.stringify(result) + '\n')
-}
+  return { nodes: opt.nodes, runOnce: async (n, signal) => await runOnce(n, opt, signal) }
+}, progress)

@@ -25,6 +25,7 @@
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_SETTLE_SECONDS / KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
 import { parseArgs } from 'node:util'
+import { runEachSize, sleep } from './_harness.ts'
 import { CLOCK_TICKS_PER_S, cpuTicks, eth0Bytes, machineTicks, memoryKb, memoryStats, secs, stats } from './_proc.ts'
 
 interface Options { nodes: number[], settleMs: number, idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
@@ -205,31 +206,16 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
   }
 }
 
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  const { systemClock } = await import('../util/clock.ts')
-  await systemClock.sleep(ms, signal)
-}
-
-if (process.getuid?.() !== 0) {
-  process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
-} else {
+await runEachSize(() => {
   const opt = options()
-  const abort = new AbortController()
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
-  const result: Record<string, unknown> = {
-    targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
-    agentNodeArgs: opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)',
-    preset: opt.preset ?? 'lab (the lab cloud-config)',
-    timingOverrides: opt.timing
+  return {
+    nodes: opt.nodes,
+    head: {
+      targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
+      agentNodeArgs: opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)',
+      preset: opt.preset ?? 'lab (the lab cloud-config)',
+      timingOverrides: opt.timing
+    },
+    runOnce: async (n, signal) => await runOnce(n, opt, signal)
   }
-  for (const n of opt.nodes) {
-    if (abort.signal.aborted) break
-    try {
-      result[`n${n}`] = await runOnce(n, opt, abort.signal)
-    } catch (err) {
-      result[`n${n}`] = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
-    }
-    progress(`N=${n}: ${JSON.stringify(result[`n${n}`])}`)
-  }
-  process.stdout.write(JSON.stringify(result) + '\n')
-}
+}, progress)
