@@ -20,7 +20,7 @@
 //   npx node bench/floor.ts [--nodes 3,10,30] [--dht on|off] [--timeout-seconds 120]
 import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { runEachSize, sleep } from './_harness.ts'
@@ -44,8 +44,8 @@ function progress (msg: string): void {
   process.stderr.write(`[floor-bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
 }
 
-/** The floor node's bundle, relative to the checkout (next to the lab's agent bundle). */
-const FLOOR_BUNDLE = join('node_modules', '.cache', 'kairos-p2p', 'bundle', 'floor-node.mjs')
+/** The floor node's bundle file, next to the lab's agent bundle. */
+const FLOOR_BUNDLE_NAME = 'floor-node.mjs'
 const FLOOR_ENTRY = join('bench', '_floor-node.ts')
 
 interface Proc { child: ChildProcess, spawnedAt: number, events: Map<string, number>, stderr: string[], exited: boolean }
@@ -53,12 +53,12 @@ interface Proc { child: ChildProcess, spawnedAt: number, events: Map<string, num
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
   const { createLab, DEFAULT_AGENT_NODE_ARGS, LAB_COMPILE_CACHE, LAB_P2P_PORT } = await import('../netns-lab/index.ts')
   const { hostArgv } = await import('../netns-lab/run.ts')
-  const { ensureBundle, REPO_ROOT } = await import('../build/bundle.ts')
+  const { ensureBundle, LAB_BUNDLE, REPO_ROOT } = await import('../build/bundle.ts')
   const { generateKeyPair, privateKeyToProtobuf } = await import('@libp2p/crypto/keys')
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   const { generateToken } = await import('../token/index.ts')
 
-  const script = await ensureBundle(REPO_ROOT, FLOOR_BUNDLE, FLOOR_ENTRY)
+  const script = await ensureBundle(REPO_ROOT, join(dirname(LAB_BUNDLE), FLOOR_BUNDLE_NAME), FLOOR_ENTRY)
   const env = { ...process.env, NODE_COMPILE_CACHE: join(REPO_ROOT, LAB_COMPILE_CACHE) }
   const lab = createLab({ nodes: n, agents: false, ...(process.env.KAIROS_BENCH_LAB_ROOT === undefined ? {} : { root: process.env.KAIROS_BENCH_LAB_ROOT }) })
   const procs: Proc[] = []
