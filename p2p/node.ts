@@ -918,7 +918,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const { transitions, refute, relay } = membership.rumour(r, now(), { raise: relayRaised && admitted.has(r.peer) })
     emitTransitions(transitions)
     if (relay !== undefined) void spread(relay)
-    if (refute !== undefined) {
+    // A node that said goodbye does not come back to life by refuting a rumour that was already on its way.
+    if (refute !== undefined && !leaving) {
       // Several nodes may pass on the same suspicion: one refutation per incarnation and suspicion period is enough.
       const t = now()
       if (lastRefute !== undefined && lastRefute.incarnation === refute.incarnation && t - lastRefute.at < timing.suspectAfterMs) return
@@ -1308,6 +1309,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     // Say goodbye: peers mark us dead at once instead of after a silent interval.
     const bye = deadline(clock, LEAVE_NOTICE_MS, 'leave notice', new AbortController().signal)
     leaving = true
+    pendingRefute = undefined
     // publish() returns once the notice is queued: give it a moment to leave before the connections close.
     const notice = async (): Promise<void> => { if (await spread({ peer: self, state: 'dead', incarnation: membership.incarnation() })) await clock.sleep(LEAVE_FLUSH_MS, bye.signal).catch(() => {}) }
     await Promise.race([notice(), new Promise<void>((resolve) => { bye.signal.addEventListener('abort', () => { resolve() }, { once: true }) })])
