@@ -4,6 +4,7 @@ import { isMap, type YamlMap } from './merge.ts'
 import { nearest } from './suggest.ts'
 import { checkMultiaddr, isValidInterfaceName, parseIpv4Cidr } from './net.ts'
 import { isTemplate } from './template.ts'
+import { collectSecrets, redactText } from './redact.ts'
 import { DEFAULT_PRESET, PRESET_NAMES, PRESETS, TIMING_FIELDS, isPresetName, timingKey } from './presets.ts'
 import {
   DEFAULT_HA_MASTER_NODES, DEFAULT_INSTALLER, DEFAULT_K3S_ROOT, DEFAULT_LISTEN, DEFAULT_MINIMUM_NODES,
@@ -42,19 +43,23 @@ class Reader {
   readonly issues: ConfigIssue[] = []
   readonly warnings: ConfigWarning[] = []
   readonly origins: ReadonlyMap<string, string>
+  /** Every secret string of the document, blanked out of every message (see `collectSecrets`). */
+  readonly secrets: ReadonlySet<string>
 
-  constructor (origins: ReadonlyMap<string, string>) {
+  constructor (origins: ReadonlyMap<string, string>, secrets: ReadonlySet<string>) {
     this.origins = origins
+    this.secrets = secrets
   }
 
   fail (path: string, value: unknown, expected: string, secret = false): undefined {
     const source = this.origins.get(path)
-    this.issues.push(makeIssue(path, value, expected, source === undefined ? { secret } : { secret, source }))
+    const options = { secret, secrets: this.secrets }
+    this.issues.push(makeIssue(path, value, expected, source === undefined ? options : { ...options, source }))
     return undefined
   }
 
   warn (path: string, message: string): void {
-    this.warnings.push({ path, message })
+    this.warnings.push({ path: redactText(path, this.secrets), message: redactText(message, this.secrets) })
   }
 
   /** Warns about keys of `map` that are neither read nor known Kairos keys, suggesting the nearest one. */
@@ -121,7 +126,7 @@ class Reader {
  * Pure. Collects every problem and throws one {@link ConfigError} listing them all.
  */
 export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { config: Config, warnings: ConfigWarning[] } {
-  const r = new Reader(options.origins ?? new Map())
+  const r = new Reader(options.origins ?? new Map(), collectSecrets(doc))
   checkTopLevel(r, doc)
 
   const p2p = r.map(doc, 'p2p', 'p2p') ?? {}
