@@ -3,7 +3,7 @@ import { CORE_SCHEMA, EVENT_ID, YAMLException, constructFromEvents, mergeTag, pa
 import type { Config, ConfigWarning, PresetName } from './types.ts'
 import { ConfigFileError, ConfigSyntaxError, ConfigTooLargeError, kindOf, showValue } from './errors.ts'
 import { deepMerge, isMap, type YamlMap } from './merge.ts'
-import { collectSecrets, redactText } from './redact.ts'
+import { REDACTED, collectSecrets, redactText } from './redact.ts'
 import { maskTemplates } from './template.ts'
 import { resolveConfig } from './validate.ts'
 
@@ -143,11 +143,12 @@ export function parseDocument (name: string, text: string): YamlMap {
   const doc = masked.restore(docs[0] ?? null)
   if (doc === null) return {}
   if (!isMap(doc)) {
+    const shown = showValue(doc, collectSecrets(doc))
     throw new ConfigSyntaxError({
       path: name,
-      value: doc,
+      value: shown.includes(REDACTED) ? REDACTED : doc,
       expected: 'a mapping of cloud-config keys',
-      message: `${name}: got ${showValue(doc, collectSecrets(doc))} (${kindOf(doc)}), expected a mapping of cloud-config keys`,
+      message: `${name}: got ${shown} (${kindOf(doc)}), expected a mapping of cloud-config keys`,
       source: name
     })
   }

@@ -110,7 +110,7 @@ describe('hostile and broken local input', { timeout: 60_000 }, () => {
       const r = await spawnAgent(file)
       expect(r.timedOut).toBe(false)
       expect(r.exitCode).toBe(1)
-      const last = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'))
+      const last = String(r.stderr).trim().split('\n').filter((l) => !l.startsWith('{'))
       expect(last).toEqual([`kairos-p2p agent: cannot listen on /ip4/127.0.0.1/tcp/${port}: address already in use (another process holds it; stop that process or change p2p.listen)`])
       expect(r.stderr).not.toMatch(/^\s+at /m)
     })
@@ -143,7 +143,7 @@ describe('hostile and broken local input', { timeout: 60_000 }, () => {
     const r = await proc
     expect(r.timedOut).toBe(false)
     expect(r.exitCode).toBe(1)
-    const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string, msg: string, error?: string })
+    const lines = String(r.stderr).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string, msg: string, error?: string })
     expect(lines).toContainEqual(expect.objectContaining({ level: 'error', msg: 'fatal: unhandled rejection; stopping and exiting', error: 'injected fault: a background loop failed' }))
     expect(lines.map((l) => l.msg)).toContain('stopped after a fatal error')
     // The bounded stop ran: the API socket is gone.

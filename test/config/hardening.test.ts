@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest'
+import {
+  ConfigError, ConfigTooLargeError, MAX_YAML_DEPTH, MAX_YAML_NODES, formatWarning, parseConfig
+} from '../../config/index.ts'
+import { deepMerge } from '../../config/merge.ts'
+import { encodeToken } from '../../token/index.ts'
+
+const TOKEN = encodeToken(new Uint8Array(32).fill(7))
+// A Kairos/edgevpn token: base64 of a YAML document.
+const KAIROS_TOKEN = Buffer.from('otp:\n  dht:\n    interval: 9000\n    key: 4DN5KCNFQOHGKFZYD4B3WJVBKG7B6ICXTEZDK4D6OVPOFIRFIMXQ\n    length: 6\n  crypto:\n    interval: 9000\n    key: MKXVXYEHS4FUFDTOSQIWJ4IXMH52R7FDDJGOXHE7AVNNEGCLRQMA\n    length: 6\nroom: KFZQN5KBNHWXEGVE44H5NC3OAX5LMWRG\nrendezvous: YSIRKZNZDBYTFLNXRXIDOYTDLEJXSZWS\nmdns: XYGXJHRVSNXTGYATSVMLKWVQCTJKKYZU\nmax_message_size: 20\n').toString('base64')
+
+/** Every message the loader produced for `text`: errors and warnings, as printed. */
+function messagesOf (text: string): string[] {
+  try {
+    return parseConfig([{ name: 'site.yaml', text }]).warnings.map(formatWarning)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    return [err.message, ...err.issues.map((i) => `${i.message} ${JSON.stringify(i.value) ?? ''}`)]
+  }
+}
+
+/** Fails when any 8 consecutive characters of `secret` appear in `text`. */
+function expectNoPiece (text: string, secret: string): void {
+  for (let i = 0; i + 8 <= secret.length; i++) {
+    expect(text.includes(secret.slice(i, i + 8)), `"${secret.slice(i, i + 8)}" (at ${i}) shown in: ${text}`).toBe(false)
+  }
+}
+
+describe('secrets never appear in a config message', () => {
+  it.each([
+    ['p2p written as the token (the reported case)', `p2p: ${TOKEN}\n`, TOKEN],
+    ['p2p written as a Kairos token', `p2p: ${KAIROS_TOKEN}\n`, KAIROS_TOKEN],
+    ['the token in a list', `p2p: [${TOKEN}]\n`, TOKEN],
+    ['the token as network_id', `p2p:\n  network_id: ${TOKEN}\n`, TOKEN],
+    ['the token in an unknown key\'s place', `p2p:\n  ${TOKEN}: true\n`, TOKEN],
+    ['the whole file is the token', `${TOKEN}\n`, TOKEN],
+    ['network_token as a list', `p2p:\n  network_token: [${TOKEN}]\n`, TOKEN],
+    ['a k3s token argument in a wrong shape', 'k3s: "--token=s3cr3t-k3s-value-123"\n', 's3cr3t-k3s-value-123'],
+    ['a k3s token written as a mapping', 'k3s:\n  args:\n    - --token: s3cr3t-k3s-value-123\n', 's3cr3t-k3s-value-123'],
+    ['a secret env value as a list', 'k3s:\n  env:\n    K3S_TOKEN: [s3cr3t-k3s-value-123]\n', 's3cr3t-k3s-value-123'],
+    ['the token next to a bad value', `p2p:\n  network_token: ${TOKEN}\n  installer: {kind: exec, command: "${TOKEN}"}\n`, TOKEN]
+  ])('%s', (_label, text, secret) => {
+    const messages = messagesOf(text)
+    expect(messages.length).toBeGreaterThan(0)
+    for (const m of messages) expectNoPiece(m, secret)
+  })
+
+  it('a YAML syntax error does not quote the token', () => {
+    for (const m of messagesOf(`p2p:\n  network_token: "${TOKEN}\n  role: [\n`)) expectNoPiece(m, TOKEN)
+  })
+})
+
+/** Seven anchors per level, each level's mapping repeating the previous one seven times. */
+function aliasBomb (levels: number): string {
+  const lines = ['stages:', '  l0: &a0 {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1}']
+  for (let i = 1; i <= levels; i++) {
+    const p = `*a${i - 1}`
+    lines.push(`  l${i}: &a${i} {a: ${p}, b: ${p}, c: ${p}, d: ${p}, e: ${p}, f: ${p}, g: ${p}}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+describe('the YAML node budget', () => {
+  it('refuses the 463-byte, 42-alias probe, naming the file and the limit', () => {
+    const text = aliasBomb(6)
+    expect(text.length).toBeLessThan(500)
+    let caught: unknown
+    try { parseConfig([{ name: 'bomb.yaml', text }]) } catch (err) { caught = err }
+    expect(caught).toBeInstanceOf(ConfigTooLargeError)
+    expect(caught).toMatchObject({ name: 'ConfigTooLargeError', limit: MAX_YAML_NODES })
+    expect((caught as Error).message).toMatch(/^bomb\.yaml: more than 100000 YAML nodes/)
+    expect((caught as ConfigError).issues[0]?.source).toBe('bomb.yaml')
+  })
+
+  it('counts each alias as the nodes it repeats: just under the budget loads, just over is refused', () => {
+    // l0 has 15 nodes (mapping, 7 keys, 7 values); level i: 1 + 7 × (1 + size(i-1)).
+    // Levels 0–3: 15, 113, 799, 5601; with `stages` and its keys: 2 + 4 + 6528 = 6534.
+    expect(() => parseConfig([{ name: 'ok.yaml', text: aliasBomb(3) }])).not.toThrow()
+    // Level 4 (39215) and level 5 (274513): over.
+    expect(() => parseConfig([{ name: 'big.yaml', text: aliasBomb(5) }])).toThrow(ConfigTooLargeError)
+  })
+
+  it('an alias that nests an anchor deeper than the depth budget is refused', () => {
+    const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n)
+    const half = Math.floor(MAX_YAML_DEPTH / 2) + 1
+    const text = `a: &d ${deep(half)}\nb: ${'['.repeat(half)}*d${']'.repeat(half)}\n`
+    expect(() => parseConfig([{ name: 'deep.yaml', text }])).toThrow(/nested more than 100 levels deep/)
+  })
+
+  it('a real config with anchors and merge keys still loads', () => {
+    const text = [
+      'x-common: &common {enabled: true, args: ["--disable=traefik"]}',
+      'k3s:',
+      '  <<: *common',
+      'k3s-agent: *common',
+      'p2p:',
+      `  network_token: ${TOKEN}`
+    ].join('\n') + '\n'
+    const { config } = parseConfig([{ name: 'a.yaml', text }])
+    expect(config.k3s).toMatchObject({ enabled: true, args: ['--disable=traefik'] })
+    expect(config.k3sAgent).toMatchObject({ enabled: true })
+  })
+})
+
+describe('deepMerge is linear in its input', () => {
+  it('merges two 40 000-leaf documents and keeps the origin of every leaf', () => {
+    const wide = (value: number): Record<string, unknown> => {
+      const stages: Record<string, unknown> = {}
+      for (let i = 0; i < 200; i++) {
+        const m: Record<string, number> = {}
+        for (let j = 0; j < 200; j++) m[`k${j}`] = value
+        stages[`s${i}`] = m
+      }
+      return { stages }
+    }
+    const origins = new Map<string, string>()
+    let merged = deepMerge({}, wide(1), 'a.yaml', origins)
+    merged = deepMerge(merged, wide(2), 'b.yaml', origins)
+    merged = deepMerge(merged, { stages: { s7: 'replaced' } }, 'c.yaml', origins)
+    expect((merged.stages as Record<string, Record<string, number>>).s0?.k0).toBe(2)
+    expect(origins.get('stages.s0.k199')).toBe('b.yaml')
+    expect(origins.get('stages.s7')).toBe('c.yaml')
+    expect(origins.has('stages.s7.k0')).toBe(false)
+    expect(origins.size).toBe(199 * 200 + 1)
+  })
+})
