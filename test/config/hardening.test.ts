@@ -3,6 +3,8 @@ import {
   ConfigError, ConfigTooLargeError, MAX_YAML_DEPTH, MAX_YAML_NODES, formatWarning, parseConfig
 } from '../../config/index.ts'
 import { deepMerge } from '../../config/merge.ts'
+import { command } from '../../cli/config.ts'
+import type { CliIO } from '../../cli/io.ts'
 import { encodeToken } from '../../token/index.ts'
 
 const TOKEN = encodeToken(new Uint8Array(32).fill(7))
@@ -43,6 +45,14 @@ describe('secrets never appear in a config message', () => {
     const messages = messagesOf(text)
     expect(messages.length).toBeGreaterThan(0)
     for (const m of messages) expectNoPiece(m, secret)
+  })
+
+  it('config validate with p2p: written as the token prints none of it (it printed 58 of 62 characters)', async () => {
+    let out = ''
+    const io: CliIO = { stdout: (t) => { out += t }, stderr: (t) => { out += t }, readStdin: async () => `p2p: ${TOKEN}\n`, env: {}, signal: new AbortController().signal }
+    expect(await command.run(['validate', '-'], io)).toBe(2)
+    expect(out).toContain('p2p: got "<redacted>" (string), expected a mapping')
+    expectNoPiece(out, TOKEN)
   })
 
   it('a YAML syntax error does not quote the token', () => {
