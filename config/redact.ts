@@ -26,7 +26,8 @@ const MIN_SECRET_LENGTH = 8
 
 /**
  * A copy of the config that is safe to print: the network token, secret-looking k3s
- * environment values and secret k3s arguments are replaced by `<redacted>`.
+ * environment values, secret k3s arguments and token-shaped installer arguments are
+ * replaced by `<redacted>`.
  */
 export function redactConfig (config: Config): Config {
   const section = (s: Config['k3s']): Config['k3s'] => ({
@@ -34,8 +35,11 @@ export function redactConfig (config: Config): Config {
     args: s.args.map((a) => SECRET_ARG.test(a) ? `${a.split('=')[0] ?? ''}=${REDACTED}` : a),
     env: Object.fromEntries(Object.entries(s.env).map(([k, v]) => [k, SECRET_ENV.test(k) ? REDACTED : v]))
   })
+  const installer = config.p2p.installer.kind === 'exec'
+    ? { ...config.p2p.installer, command: config.p2p.installer.command.map((a) => redactText(a)) }
+    : config.p2p.installer
   return {
-    p2p: { ...config.p2p, networkToken: config.p2p.networkToken === '' ? '' : REDACTED },
+    p2p: { ...config.p2p, networkToken: config.p2p.networkToken === '' ? '' : REDACTED, installer },
     k3s: section(config.k3s),
     k3sAgent: section(config.k3sAgent)
   }

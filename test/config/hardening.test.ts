@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
-  ConfigError, ConfigTooLargeError, MAX_YAML_DEPTH, MAX_YAML_NODES, formatWarning, parseConfig
+  ConfigError, MAX_YAML_DEPTH, MAX_YAML_NODES, formatWarning, parseConfig, redactConfig
 } from '../../config/index.ts'
 import { callBounded } from '../helpers/bounded.ts'
 import { command } from '../../cli/config.ts'
@@ -56,6 +56,14 @@ describe('secrets never appear in a config message', () => {
     expect(await command.run(['validate', '-'], io)).toBe(2)
     expect(out).toContain('p2p: got "<redacted>" (string), expected a mapping')
     expectNoPiece(out, TOKEN)
+  })
+
+  it('config validate --json blanks a token in the installer command', () => {
+    const { config } = parseConfig([{ name: 'a.yaml', text: `p2p:\n  network_token: ${TOKEN}\n  installer: {kind: exec, command: [/usr/bin/join, "--token=s3cr3t-k3s-value-123", ${TOKEN}]}\n` }])
+    const shown = JSON.stringify(redactConfig(config))
+    expectNoPiece(shown, TOKEN)
+    expectNoPiece(shown, 's3cr3t-k3s-value-123')
+    expect(shown).toContain('"command":["/usr/bin/join","--token=<redacted>","<redacted>"]')
   })
 
   it('a YAML syntax error does not quote the token', () => {
