@@ -10,7 +10,10 @@ import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoint
 import { InterfaceNameError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
-import { advertValue, chooseEndpoint, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, VPN_ADVERT_KEY, type DesiredPeer, type IgnoredReason, type LocalAddress, type VpnAdvert } from './peers.ts'
+import {
+  advertValue, chooseEndpoint, DEFAULT_ESTABLISH_MS, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
+  type DesiredPeer, type DuplicateKey, type EstablishedTrack, type IgnoredReason, type LocalAddress, type VpnAdvert
+} from './peers.ts'
 
 export interface VpnControllerInit {
   /** `p2p.vpn`. With `create: false` the controller configures and publishes nothing. */
@@ -51,6 +54,12 @@ export interface VpnControllerInit {
    * driver uses `wg`). @default DEFAULT_COALESCE_MS
    */
   coalesceMs?: number
+  /**
+   * How long an advert must be held uncontested before this node holds its address
+   * and key established against later contenders, ms (first claim wins; see peers.ts).
+   * @default DEFAULT_ESTABLISH_MS
+   */
+  establishMs?: number
 }
 
 /** How often the full interface check runs when nothing changed, ms. */
@@ -120,6 +129,10 @@ export interface VpnStatus {
   peers: VpnPeerStatus[]
   /** Adverts left out of the peer set and why. */
   ignored: Array<{ peerId: string, reason: IgnoredReason }>
+  /** WireGuard keys advertised by several peer ids, and who keeps each. */
+  duplicateKeys: DuplicateKey[]
+  /** Contested adverts this node vouches for (it held them established first). */
+  vouching: string[]
   lastReconcile: ReconcileResult | undefined
   /** The last reconcile failure, cleared by a successful pass. */
   lastError: string | undefined
@@ -174,7 +187,8 @@ function sameList (a: string[], b: string[]): boolean {
 
 function sameAdvert (a: VpnAdvert, b: VpnAdvert | undefined): boolean {
   return b !== undefined && a.publicKey === b.publicKey && a.port === b.port && a.address === b.address &&
-    a.attempt === b.attempt && a.endpoints.length === b.endpoints.length && a.endpoints.every((e, i) => e === b.endpoints[i])
+    a.attempt === b.attempt && a.endpoints.length === b.endpoints.length && a.endpoints.every((e, i) => e === b.endpoints[i]) &&
+    (a.vouch ?? []).join(' ') === (b.vouch ?? []).join(' ')
 }
 
 /** The VPN controller: keys, address claim, advert, and the WireGuard peer set kept in line with the cluster state. */
@@ -194,6 +208,11 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let up: OverlayUp | undefined
   let desired: DesiredPeer[] = []
   let ignored: VpnStatus['ignored'] = []
+  let duplicateKeys: DuplicateKey[] = []
+  let vouching: string[] = []
+  let establishedTrack: EstablishedTrack = new Map()
+  const warned = new Set<string>()
+  const establishMs = init.establishMs ?? DEFAULT_ESTABLISH_MS
   let lastReconcile: ReconcileResult | undefined
   let lastError: string | undefined
   let needsEnsure = true
@@ -237,14 +256,21 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const net = network
     const entries = state.list(VPN_ADVERT_KEY).filter((e) => e.key === VPN_ADVERT_KEY)
     const others = entries.filter((e) => e.owner !== state.self)
-    const otherClaims: ClaimHolder[] = []
+    const adverts = new Map<string, VpnAdvert>()
     for (const e of others) {
       const a = e.value === null ? undefined : parseAdvert(e.value)
-      if (a !== undefined) otherClaims.push({ peerId: e.owner, address: a.address, attempt: a.attempt })
+      if (a !== undefined) adverts.set(e.owner, a)
     }
+    // First claim wins: which adverts (ours included) were held uncontested long enough here.
+    if (claim !== undefined) adverts.set(state.self, { publicKey: keys.publicKey, port: vpn.port, endpoints: [], address: claim.address, attempt: claim.attempt, vouch: vouching })
+    const tracked = trackEstablished(establishedTrack, adverts, net, started, establishMs)
+    establishedTrack = tracked.track
+    const standing = standings(adverts, tracked.established)
+    const otherClaims: ClaimHolder[] = []
+    for (const [peerId, a] of adverts) if (peerId !== state.self) otherClaims.push({ peerId, address: a.address, attempt: a.attempt, ...standing.get(peerId) })
 
     // Own claim: kept unless it lost a conflict.
-    const next = overlayAddress(net, state.self, claim, otherClaims)
+    const next = overlayAddress(net, state.self, claim, otherClaims, standing.get(state.self))
     let moved = false
     if (claim === undefined || next.address !== claim.address || next.attempt !== claim.attempt) {
       await saveClaim(stateDir, { cidr: net.cidr, ...next })
@@ -263,10 +289,34 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       port: vpn.port,
       endpoints: hostEndpoints(hosts, { port: vpn.port, network: net, interface: vpn.interface }),
       address: claim.address,
-      attempt: claim.attempt
+      attempt: claim.attempt,
+      ...(vouching.length === 0 ? {} : { vouch: vouching })
     }
     const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
-    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive })
+    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive, established: tracked.established })
+    // Vouch for the contested adverts we knew first; the advert carries them while the contest lasts.
+    if (set.vouchFor.join(' ') !== vouching.join(' ')) {
+      vouching = set.vouchFor
+      if (vouching.length === 0) delete advert.vouch
+      else advert.vouch = vouching
+    }
+    for (const d of set.duplicateKeys) {
+      const note = `${d.publicKey} ${d.holders.join(' ')}`
+      if (warned.has(note)) continue
+      warned.add(note)
+      const ours = d.publicKey === keys.publicKey
+      log.warn(ours ? 'another node advertises our WireGuard public key; it is not configured as a peer' : 'a WireGuard public key is advertised by several nodes; only one keeps it',
+        { holders: d.holders, kept: d.kept })
+    }
+    for (const i of set.ignored) {
+      if (i.reason !== 'lost-claim') continue
+      const note = `lost ${i.peerId}`
+      if (warned.has(note)) continue
+      warned.add(note)
+      // A boot race ends this way too (the loser moves), so this is no alarm.
+      log.info('an overlay address claim lost a conflict; it is not configured as a peer', { peer: i.peerId })
+    }
+    if (warned.size > 4096) warned.clear()
 
     // The full check (several commands) runs only when something changed; otherwise the
     // single `wg show` below is the pass's only look at the interface.
@@ -362,6 +412,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
 
     desired = set.peers
     ignored = set.ignored
+    duplicateKeys = set.duplicateKeys
     const end = clock.now()
     const result: ReconcileResult = {
       peers: set.peers.length, added, updated, removed: removals.length, nudged: plan.due.length, ensured, moved, published, at: end, durationMs: end - started
@@ -472,6 +523,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       kind,
       peers,
       ignored,
+      duplicateKeys,
+      vouching,
       lastReconcile,
       lastError
     }
