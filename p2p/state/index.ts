@@ -18,3 +18,6 @@ export {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
   StatePersistError, StateStoreInitError, StateValueError, StateVersionError
 } from './errors.ts'
+export {
+  createStateCollector, DEFAULT_COLLECT_INTERVAL_MS, DEFAULT_COLLECT_MIN_GAP_MS, ownerPresence, type StateCollector, type StateCollectorInit
+} from './collector.ts'

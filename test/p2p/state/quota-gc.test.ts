@@ -261,3 +261,38 @@ describe('quota and collection policies (pure)', () => {
     expect(restoredNote(0, 1_000, policy)).toEqual({ firstSeenAt: 1_000, presentAt: 910 })
   })
 })
+
+describe('state collector', () => {
+  it('collects on start, on its ticker and when poked, and stops promptly', async () => {
+    const { createStateCollector, ownerPresence } = await import('../../../p2p/state/collector.ts')
+    const clock = new ManualClock(0)
+    const calls: number[] = []
+    const store = {
+      collect: (presence: (o: string) => OwnerPresence) => {
+        calls.push(clock.now())
+        expect(presence('admitted')).toBe('present')
+        expect(presence('alive')).toBe('present')
+        expect(presence('dead')).toBe('gone')
+        expect(presence('nobody')).toBe('unknown')
+        return { forgotten: [], revived: [] }
+      }
+    }
+    const presence = ownerPresence({
+      admitted: (p) => p === 'admitted',
+      liveness: (p) => p === 'alive' ? 'alive' : p === 'dead' ? 'dead' : undefined
+    })
+    const c = createStateCollector({ store, presence, clock, intervalMs: 60_000, minGapMs: 1_000 })
+    c.start()
+    expect(calls).toEqual([0])
+    await clock.advanceAsync(1_000)
+    c.poke()
+    await clock.advanceAsync(0)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(calls).toEqual([0, 1_000])
+    await clock.advanceAsync(62_000)
+    expect(calls.length).toBe(3)
+    await c.stop()
+    await clock.advanceAsync(600_000)
+    expect(calls.length).toBe(3)
+  })
+})
