@@ -444,11 +444,11 @@ class LocalStore implements LocalStateStore {
     return held === undefined ? { entry, origin } : { entry, previous: held.entry, origin }
   }
 
-  /** Removes one held entry (eviction, collection). */
-  private drop (owner: string, key: string): number {
+  /** Removes one held entry (eviction, collection); the caller emits its change. */
+  private drop (owner: string, key: string): Held | undefined {
     const slot = slotOf(owner, key)
     const held = this.slots.get(slot)
-    if (held === undefined) return 0
+    if (held === undefined) return undefined
     this.slots.delete(slot)
     const usage = this.usage.get(owner)
     if (usage !== undefined) {
@@ -462,12 +462,15 @@ class LocalStore implements LocalStateStore {
     this.totalBytes -= held.wire.length
     this.digestCache = undefined
     this.generation++
-    return held.wire.length
+    return held
   }
 
   private evict (evictions: Eviction[]): void {
     if (evictions.length === 0) return
-    for (const e of evictions) this.drop(e.owner, e.key)
+    for (const e of evictions) {
+      const held = this.drop(e.owner, e.key)
+      if (held !== undefined) this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: 'evicted' })
+    }
     this.evictedCount += evictions.length
     const owners = [...new Set(evictions.map(e => e.owner))]
     this.log.warn('state replica full: evicted entries of the largest owners', { owners, entries: evictions.length, bytes: evictions.reduce((a, e) => a + e.bytes, 0) })
@@ -499,15 +502,21 @@ class LocalStore implements LocalStateStore {
       const usage = this.usage.get(owner) as OwnerUsage
       const keys = [...usage.keys.keys()]
       let bytes = 0
-      for (const key of keys) bytes += this.drop(owner, key)
+      for (const key of keys) {
+        const held = this.drop(owner, key)
+        if (held === undefined) continue
+        bytes += held.wire.length
+        this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: verdict.reason })
+      }
       this.tombstones.delete(owner)
       this.tombstones.set(owner, now)
       this.forgottenCount[verdict.reason]++
       result.forgotten.push({ owner, reason: verdict.reason, entries: keys.length, bytes })
       dirty = true
     }
+    const justForgotten = new Set(result.forgotten.map(f => f.owner))
     for (const [owner, at] of [...this.tombstones]) {
-      if (result.forgotten.some(f => f.owner === owner)) continue
+      if (justForgotten.has(owner)) continue
       if (!tombstoneHolds(at, now, this.policy)) { this.tombstones.delete(owner); dirty = true; continue }
       if (ask(owner) === 'present') { this.tombstones.delete(owner); result.revived.push(owner); dirty = true }
     }

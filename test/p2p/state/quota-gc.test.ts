@@ -296,3 +296,23 @@ describe('state collector', () => {
     expect(calls.length).toBe(3)
   })
 })
+
+describe('state store: drops are told to readers', () => {
+  it('emits a change with `dropped` for every evicted or forgotten entry', async () => {
+    const clock = new ManualClock(0)
+    const b = await store(1, { clock, admitGraceMs: 1_000, limits: { maxTotalBytes: 3_000, maxOwnerBytes: 2_000 } })
+    const seen: Array<{ owner: string, dropped: string | undefined }> = []
+    b.addEventListener('change', (e) => { seen.push({ owner: e.detail.entry.owner, dropped: e.detail.dropped }) })
+    const big = await id(20)
+    const small = await id(21)
+    await b.apply([await entry(big, 'a', 1, pad(900)), await entry(big, 'b', 1, pad(900))], 'peer')
+    const digest = b.digest()
+    await b.apply([await entry(small, 'a', 1, pad(1_500))], 'peer')
+    expect(seen.filter(s => s.dropped === 'evicted').map(s => s.owner)).toEqual([big.self])
+    expect(b.digest()).not.toEqual(digest)
+    clock.advance(1_000)
+    b.collect(() => 'unknown')
+    expect(seen.filter(s => s.dropped === 'never-admitted').map(s => s.owner).sort()).toEqual([big.self, small.self].sort())
+    expect(b.size().entries).toBe(0)
+  })
+})
