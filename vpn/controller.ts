@@ -11,7 +11,7 @@ import { InterfaceNameError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
-  advertValue, chooseEndpoint, DEFAULT_ESTABLISH_MS, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
+  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
   type DesiredPeer, type DuplicateKey, type EstablishedTrack, type IgnoredReason, type LocalAddress, type VpnAdvert
 } from './peers.ts'
 
@@ -211,6 +211,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let duplicateKeys: DuplicateKey[] = []
   let vouching: string[] = []
   let establishedTrack: EstablishedTrack = new Map()
+  /** The own claim is established and the claim file says so. */
+  let claimEstablished = false
   const warned = new Set<string>()
   const establishMs = init.establishMs ?? DEFAULT_ESTABLISH_MS
   let lastReconcile: ReconcileResult | undefined
@@ -274,6 +276,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     let moved = false
     if (claim === undefined || next.address !== claim.address || next.attempt !== claim.attempt) {
       await saveClaim(stateDir, { cidr: net.cidr, ...next })
+      claimEstablished = false
       if (claim !== undefined) {
         moved = true
         log.warn('overlay address lost a conflict; moving', { from: claim.address, to: next.address, attempt: next.attempt })
@@ -281,6 +284,10 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       }
       claim = next
       needsEnsure = true
+    } else if (!claimEstablished && tracked.established.has(state.self)) {
+      // Remembered across restarts: a contender that appears while we are down still finds us first.
+      await saveClaim(stateDir, { cidr: net.cidr, ...claim, established: true })
+      claimEstablished = true
     }
 
     const hosts = hostAddresses()
@@ -543,6 +550,20 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         log.warn('vpn.cidr changed; claiming a new overlay address', { was: persisted.cidr, now: network.cidr })
       }
       claim = persisted?.cidr === network.cidr ? { address: persisted.address, attempt: persisted.attempt } : undefined
+      claimEstablished = claim !== undefined && persisted?.established === true
+      establishedTrack = new Map()
+      vouching = []
+      const seeded = new Map<string, 'established'>()
+      if (claim !== undefined && claimEstablished) seeded.set(claimKey(state.self, { ...claim, publicKey: keys.publicKey }), 'established')
+      // What we vouched for before a restart we still hold established (our advert in the state says so).
+      const ownBefore = state.get(state.self, VPN_ADVERT_KEY)
+      const before = ownBefore?.value == null ? undefined : parseAdvert(ownBefore.value)
+      for (const p of before?.vouch ?? []) {
+        const e = state.get(p, VPN_ADVERT_KEY)
+        const theirs = e?.value == null ? undefined : parseAdvert(e.value)
+        if (theirs !== undefined) { seeded.set(claimKey(p, theirs), 'established'); vouching.push(p) }
+      }
+      establishedTrack = seeded
       if (claim === undefined) {
         // No claim file (a wiped state dir): the replicated state may still carry our advert.
         const own = state.get(state.self, VPN_ADVERT_KEY)

@@ -24,7 +24,7 @@ const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interfac
 const net = parseOverlayCidr(vpn.cidr)
 const timing = { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 10_000 }
 
-interface Node { id: string, driver: FakeWireGuardDriver, controller: VpnController }
+interface Node { id: string, dir: string, driver: FakeWireGuardDriver, controller: VpnController }
 
 let site: FakeSite
 let clock: ManualClock
@@ -42,17 +42,17 @@ afterEach(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true })
 })
 
-async function node (id: string, host: number): Promise<Node> {
-  const dir = await mkdtemp(join(tmpdir(), 'kairos-vpn-hijack-'))
-  dirs.push(dir)
-  const driver = createFakeWireGuardDriver()
+async function node (id: string, host: number, again?: Node): Promise<Node> {
+  const dir = again?.dir ?? await mkdtemp(join(tmpdir(), 'kairos-vpn-hijack-'))
+  if (again === undefined) dirs.push(dir)
+  const driver = again?.driver ?? createFakeWireGuardDriver()
   const controller = createVpnController({
     vpn, timing, state: site.node(id), driver, stateDir: dir, clock, coalesceMs: 0,
     hostAddresses: () => [{ interface: 'eth0', address: `192.168.1.${host}`, family: 'IPv4', prefixLength: 24, internal: false }]
   })
   controllers.push(controller)
   await controller.start()
-  return { id, driver, controller }
+  return { id, dir, driver, controller }
 }
 
 function peersOf (n: Node): Map<string, string[]> {
@@ -140,6 +140,33 @@ describe('overlay hijack by a token holder', () => {
     site.inject(attacker, VPN_ADVERT_KEY, null)
     await settle([holder, w1, w2, late])
     await waitFor(() => ['node-w1', 'node-w2'].every((id) => advertOf(id).vouch === undefined), 5_000, 'vouches withdrawn')
+  })
+
+  it('a whole-site restart during the attack changes nothing: establishment and vouches are remembered', async () => {
+    const holderId = 'node-h'
+    const nodes = [await node(holderId, 10), await node('node-w1', 11), await node('node-w2', 12)]
+    await waitFor(() => nodes.every((n) => peersOf(n).size === 2), 5_000, 'mesh of three')
+    clock.advance(30_000)
+    await settle(nodes) // the holder notes its claim established in its claim file
+    const h = advertOf(holderId)
+    const rng = seededRandom(16443)
+    let attacker = ''
+    while (attacker === '') {
+      const id = randomPeerId(rng)
+      if (overlayCandidate(net, id, 0) === h.address && compareClaims({ peerId: id, address: h.address, attempt: 0 }, { peerId: holderId, address: h.address, attempt: h.attempt }) < 0) attacker = id
+    }
+    site.inject(attacker, VPN_ADVERT_KEY, advertValue({ publicKey: generateKeyPair().publicKey, port: 51820, endpoints: ['192.168.1.66:51820'], address: h.address, attempt: 0 }))
+    await settle(nodes)
+    await waitFor(() => ['node-w1', 'node-w2'].every((id) => (advertOf(id).vouch ?? []).includes(holderId)), 5_000, 'vouches published')
+    // Power cycle: every controller stops and starts again from its state dir.
+    for (const n of nodes) await n.controller.stop()
+    const back = [await node(holderId, 10, nodes[0]), await node('node-w1', 11, nodes[1]), await node('node-w2', 12, nodes[2])]
+    await settle(back)
+    expect(back[0]?.controller.status().address).toBe(h.address)
+    for (const w of back.slice(1)) {
+      expect(peersOf(w).get(h.publicKey)).toEqual([`${h.address}/32`])
+      expect(w.controller.status().vouching).toEqual([holderId])
+    }
   })
 
   it('in a boot race neither claim is established and the rank settles it, with no vouches', async () => {
