@@ -11,7 +11,7 @@ import { InterfaceNameError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
-  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
+  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
   type DesiredPeer, type DuplicateKey, type EstablishedTrack, type IgnoredReason, type LocalAddress, type VpnAdvert
 } from './peers.ts'
 
@@ -70,6 +70,13 @@ export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
 
 /** How long a woken pass waits for more changes, ms. */
 export const DEFAULT_COALESCE_MS = 250
+
+/**
+ * How long a vouch stays in the advert after its contest ended, ms. A contender that
+ * withdraws and claims again would otherwise make every node that knew the holder
+ * write its advert twice per round.
+ */
+export const VOUCH_LINGER_MS = 10 * 60_000
 
 /** The interface was configured for the first time since start. */
 export interface OverlayUp {
@@ -210,6 +217,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let ignored: VpnStatus['ignored'] = []
   let duplicateKeys: DuplicateKey[] = []
   let vouching: string[] = []
+  /** Peer → until when we keep vouching for it (its contest ended before that). */
+  const vouchUntil = new Map<string, number>()
   let establishedTrack: EstablishedTrack = new Map()
   /** The own claim is established and the claim file says so. */
   let claimEstablished = false
@@ -302,8 +311,13 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
     const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive, established: tracked.established })
     // Vouch for the contested adverts we knew first; the advert carries them while the contest lasts.
-    if (set.vouchFor.join(' ') !== vouching.join(' ')) {
-      vouching = set.vouchFor
+    const passAt = clock.now()
+    for (const p of set.vouchFor) vouchUntil.set(p, passAt + VOUCH_LINGER_MS)
+    const stillHeld = new Set(set.claims.map((c) => c.peerId))
+    for (const [p, until] of vouchUntil) if (until <= passAt || !tracked.established.has(p) || !stillHeld.has(p)) vouchUntil.delete(p)
+    const nextVouching = [...vouchUntil.keys()].sort().slice(0, MAX_ADVERT_VOUCHES)
+    if (nextVouching.join(' ') !== vouching.join(' ')) {
+      vouching = nextVouching
       if (vouching.length === 0) delete advert.vouch
       else advert.vouch = vouching
     }
@@ -553,6 +567,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       claimEstablished = claim !== undefined && persisted?.established === true
       establishedTrack = new Map()
       vouching = []
+      vouchUntil.clear()
       const seeded = new Map<string, 'established'>()
       if (claim !== undefined && claimEstablished) seeded.set(claimKey(state.self, { ...claim, publicKey: keys.publicKey }), 'established')
       // What we vouched for before a restart we still hold established (our advert in the state says so).
@@ -561,7 +576,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       for (const p of before?.vouch ?? []) {
         const e = state.get(p, VPN_ADVERT_KEY)
         const theirs = e?.value == null ? undefined : parseAdvert(e.value)
-        if (theirs !== undefined) { seeded.set(claimKey(p, theirs), 'established'); vouching.push(p) }
+        if (theirs !== undefined) { seeded.set(claimKey(p, theirs), 'established'); vouching.push(p); vouchUntil.set(p, clock.now() + VOUCH_LINGER_MS) }
       }
       establishedTrack = seeded
       if (claim === undefined) {

@@ -6,7 +6,7 @@ import type { VpnConfig } from '../../config/types.ts'
 import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
 import { compareClaims, overlayCandidate, parseOverlayCidr } from '../../vpn/address.ts'
-import { createVpnController, type VpnController } from '../../vpn/controller.ts'
+import { createVpnController, VOUCH_LINGER_MS, type VpnController } from '../../vpn/controller.ts'
 import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/fake-driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
@@ -136,8 +136,23 @@ describe('overlay hijack by a token holder', () => {
     expect(peersOf(late).get(h.publicKey)).toEqual([`${h.address}/32`])
     expect(peersOf(late).has(attackerKey)).toBe(false)
     expect(late.controller.status().address).not.toBe(h.address)
-    // The contest over, the vouches go and the adverts are as before.
+    // A contender that withdraws and claims again over and over costs the witnesses no
+    // advert writes: their vouches linger.
+    const putsBefore = ['node-w1', 'node-w2'].map((id) => site.node(id).puts)
+    const claimAgain = advertValue({ publicKey: attackerKey, port: 51820, endpoints: ['192.168.1.66:51820'], address: h.address, attempt: 0 })
+    for (let i = 0; i < 5; i++) {
+      site.inject(attacker, VPN_ADVERT_KEY, null)
+      await settle([holder, w1, w2, late])
+      site.inject(attacker, VPN_ADVERT_KEY, claimAgain)
+      await settle([holder, w1, w2, late])
+    }
+    expect(['node-w1', 'node-w2'].map((id) => site.node(id).puts)).toEqual(putsBefore)
+    expect(holder.controller.status().address).toBe(h.address)
+    // The contest over for good, the vouches go after a while and the adverts are as before.
     site.inject(attacker, VPN_ADVERT_KEY, null)
+    await settle([holder, w1, w2, late])
+    expect(advertOf('node-w1').vouch).toEqual([holderId])
+    clock.advance(VOUCH_LINGER_MS)
     await settle([holder, w1, w2, late])
     await waitFor(() => ['node-w1', 'node-w2'].every((id) => advertOf(id).vouch === undefined), 5_000, 'vouches withdrawn')
   })
