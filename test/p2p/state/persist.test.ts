@@ -185,3 +185,16 @@ describe('state store persistence', () => {
     await expect(a.flush()).rejects.toMatchObject({ name: 'StatePersistError' })
   })
 })
+
+describe('state file format 01', () => {
+  it('is still read (entries only, no notes or tombstones)', async () => {
+    const { createHash } = await import('node:crypto')
+    const { ByteWriter } = await import('../../../p2p/state/codec.ts')
+    const wires = [new Uint8Array([1, 2, 3]), new Uint8Array([4])]
+    const w = new ByteWriter().raw(new TextEncoder().encode('KP2PST01')).varint(wires.length)
+    for (const x of wires) w.bytes(x)
+    const body = w.finish()
+    const file = new Uint8Array([...body, ...createHash('sha256').update(body).digest()])
+    expect(decodeSnapshot(file)).toEqual({ wires, notes: [], tombstones: [] })
+  })
+})
