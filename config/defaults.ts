@@ -23,6 +23,11 @@ export const DEFAULT_VPN_PORT = 51820
 export const DEFAULT_VPN_MTU = 1420
 /** `p2p.listen`. */
 export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/0.0.0.0/tcp/4001'])
+/**
+ * `p2p.forget_after`, ms: a member dead or gone this long has its state entries dropped
+ * (and refused until it is seen again). A week outlasts a weekend's power cut.
+ */
+export const DEFAULT_FORGET_AFTER_MS = 7 * 24 * 60 * 60_000
 /** `p2p.state_dir`. */
 export const DEFAULT_STATE_DIR = '/var/lib/kairos-p2p'
 /** `p2p.installer.root` for the `k3s` installer. */

@@ -118,6 +118,14 @@ export interface P2PConfig {
   mdns: boolean
   /** `p2p.state_dir`. @default '/var/lib/kairos-p2p' */
   stateDir: string
+  /**
+   * `p2p.forget_after`: how long after a node was last seen (dead or gone) its entries
+   * are dropped from the cluster state, in ms; written as `7d`, `36h`, `90m`, `600s` or
+   * a number of seconds. `resolveConfig` always sets it; optional so that configs built
+   * in code may leave it out (the state store then uses the same default).
+   * @default 604800000 (7 days)
+   */
+  forgetAfterMs?: number
   /** `p2p.installer`. @default { kind: 'k3s', root: '/' } */
   installer: InstallerConfig
   /** `p2p.preset`, or the loader's `preset` override when given. @default 'lan' */

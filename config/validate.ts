@@ -8,7 +8,7 @@ import { collectSecrets, redactText } from './redact.ts'
 import { DEFAULT_PRESET, PRESET_NAMES, PRESETS, TIMING_FIELDS, isPresetName, timingKey } from './presets.ts'
 import {
   DEFAULT_HA_MASTER_NODES, DEFAULT_INSTALLER, DEFAULT_K3S_ROOT, DEFAULT_LISTEN, DEFAULT_MINIMUM_NODES,
-  DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT
+  DEFAULT_FORGET_AFTER_MS, DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT
 } from './defaults.ts'
 
 /** Options of {@link resolveConfig}. */
@@ -21,7 +21,7 @@ export interface ResolveOptions {
 
 // Keys under p2p that we read (Kairos's and ours), and Kairos keys we accept but do not use.
 const P2P_KEYS = ['network_token', 'network_id', 'role', 'minimum_nodes', 'disable_dht', 'auto', 'vpn',
-  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing'] as const
+  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing', 'forget_after'] as const
 const P2P_KAIROS_UNUSED = ['dns', 'loglevel', 'dynamic_roles', 'distribution', 'hybrid', 'hybrid_vpn', 'skip_auto'] as const
 const AUTO_KEYS = ['enable', 'ha'] as const
 const HA_KEYS = ['enable', 'master_nodes'] as const
@@ -148,6 +148,7 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
   const listen = readMultiaddrs(r, p2p, 'listen', false) ?? [...DEFAULT_LISTEN]
   const mdns = r.bool(p2p, 'mdns', 'p2p.mdns') ?? true
   const stateDir = readAbsolutePath(r, p2p, 'state_dir', 'p2p.state_dir') ?? DEFAULT_STATE_DIR
+  const forgetAfterMs = readForgetAfter(r, p2p)
   const installer = readInstaller(r, p2p)
   const preset = readPreset(r, p2p, options.preset)
   const timing = readTiming(r, p2p, preset)
@@ -170,6 +171,7 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
       listen,
       mdns,
       stateDir,
+      forgetAfterMs,
       installer,
       preset,
       timing
@@ -219,6 +221,25 @@ function readRole (r: Reader, p2p: YamlMap): StaticRole {
   const guess = typeof v === 'string' ? nearest(v, ['master', 'worker', 'none', 'auto']) : undefined
   r.fail('p2p.role', v, guess === undefined ? expected : `${expected} (did you mean "${guess}"?)`)
   return 'auto'
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+/** Bounds of `p2p.forget_after`: a minute (tests, labs) to ten years. */
+const FORGET_AFTER_MIN_MS = 60_000
+const FORGET_AFTER_MAX_MS = 3650 * 86_400_000
+
+function readForgetAfter (r: Reader, p2p: YamlMap): number {
+  const v = p2p.forget_after
+  if (v === undefined || v === null) return DEFAULT_FORGET_AFTER_MS
+  const expected = `a duration from 1m to 3650d, such as 7d, 36h, 90m, 600s or a number of seconds`
+  let ms: number | undefined
+  if (typeof v === 'number' && Number.isInteger(v)) ms = v * 1_000
+  else if (typeof v === 'string') {
+    const m = /^([0-9]{1,7})(s|m|h|d)$/.exec(v.trim())
+    if (m !== null) ms = Number(m[1]) * (DURATION_UNITS[m[2] as string] as number)
+  }
+  if (ms === undefined || ms < FORGET_AFTER_MIN_MS || ms > FORGET_AFTER_MAX_MS) return r.fail('p2p.forget_after', v, expected) ?? DEFAULT_FORGET_AFTER_MS
+  return ms
 }
 
 function readMinimumNodes (r: Reader, p2p: YamlMap): number {
