@@ -43,6 +43,12 @@ export const command: Command = {
     const { loadConfig } = await import('../config/index.ts')
     const loaded = await loadConfig(files, preset === undefined ? undefined : { preset })
     for (const w of loaded.warnings) logger.warn('config', { path: w.path, warning: w.message })
+    const { DEFAULT_STATE_DIR, LEGACY_STATE_DIR } = await import('../config/index.ts')
+    if (loaded.config.p2p.stateDir === DEFAULT_STATE_DIR) {
+      const { migrateStateDir } = await import('../box/state-dir.ts')
+      const how = await migrateStateDir(LEGACY_STATE_DIR, DEFAULT_STATE_DIR)
+      if (how !== 'none') logger.info('moved the state dir from its old default', { from: LEGACY_STATE_DIR, to: DEFAULT_STATE_DIR, how })
+    }
     if (io.signal.aborted) return 0
 
     const { createAgent } = await import('../agent/agent.ts')

@@ -164,7 +164,7 @@ describe('defaults', () => {
         bootstrapPeers: [],
         listen: ['/ip4/0.0.0.0/tcp/4001'],
         mdns: true,
-        stateDir: '/var/lib/kairos-p2p',
+        stateDir: '/var/lib/kairos/p2p',
         installer: { kind: 'k3s', root: '/' },
         preset: 'lan',
         timing: { ...PRESETS.lan }
