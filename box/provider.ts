@@ -53,8 +53,8 @@ export interface BootstrapPayload {
   logfile: string
 }
 
-/** The whole answer is given by this deadline, whatever a step does, ms. @default 3500 (the process exits within a second after) */
-export const DEFAULT_PROVIDER_DEADLINE_MS = 3_500
+/** The whole answer is given by this deadline, whatever a step does, ms. @default 3000 */
+export const DEFAULT_PROVIDER_DEADLINE_MS = 3_000
 /** Each `systemctl` call, ms. @default 2000 */
 export const DEFAULT_SYSTEMCTL_TIMEOUT_MS = 2_000
 /** How long the `kairos-agent.bootstrap` stage is waited for before it is left running, ms. @default 1500 */

@@ -107,7 +107,10 @@ function finish (code: number): void {
 const name = calledAs(process.env, process.argv0, process.argv[1])
 // Not inherited by what the agent starts (k3s, wireguard-go, the exec installer).
 delete process.env[CALLED_AS_ENV]
-void (name === PROVIDER_NAME ? provider(process.argv.slice(2)) : main(process.argv.slice(2))).then(finish, (err: unknown) => {
+// The provider's answer is out (stdout to a pipe is written synchronously): kairos-agent
+// reads it at exit, and a pending stdin read must not hold the process.
+const done = name === PROVIDER_NAME ? (code: number) => { process.exit(code) } : finish
+void (name === PROVIDER_NAME ? provider(process.argv.slice(2)) : main(process.argv.slice(2))).then(done, (err: unknown) => {
   process.stderr.write(`kairos-p2p: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   finish(1)
 })
