@@ -9,6 +9,11 @@ export interface UnitInit {
   config?: string
 }
 
+/** The unit's `ExecStart` as an argument array (no argument holds a space). */
+export function unitCommand (init: UnitInit = {}): string[] {
+  return [init.launcher ?? LAUNCHER_PATH, 'agent', '--config', init.config ?? BOX_CONFIG_PATH, '--log-format', 'json']
+}
+
 /**
  * `kairos-p2p.service`. `KillMode=process`: a stop or restart of the agent ends the
  * agent alone, so wireguard-go and k3s (started through systemd, but wireguard-go as
@@ -18,7 +23,6 @@ export interface UnitInit {
  * `p2p.state_dir`, by default /var/lib/kairos/p2p (persistent on Kairos).
  */
 export function renderUnit (init: UnitInit = {}): string {
-  const launcher = init.launcher ?? LAUNCHER_PATH
   const config = init.config ?? BOX_CONFIG_PATH
   return `[Unit]
 Description=kairos-p2p agent: p2p discovery, election and WireGuard overlay for k3s
@@ -28,7 +32,7 @@ ConditionPathExists=${config}
 
 [Service]
 Type=simple
-ExecStart=${launcher} agent --config ${config} --log-format json
+ExecStart=${unitCommand(init).join(' ')}
 Restart=always
 RestartSec=5s
 KillMode=process

@@ -20,6 +20,7 @@ import { glibcFloorOf, renderLauncher } from '../box/launcher.ts'
 import { EXECUTABLE_SUBPATH, UNIT_SUBPATH } from '../box/paths.ts'
 import { PROVIDER_NAME } from '../box/called-as.ts'
 import { renderUnit } from '../box/unit.ts'
+import { artefactName, packageVersion } from './artefact-name.ts'
 import { buildBundle, REPO_ROOT } from './bundle.ts'
 
 const run = promisify(execFile)
@@ -41,11 +42,6 @@ export class ArtefactBuildError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'ArtefactBuildError'
   }
-}
-
-/** `kairos-p2p-<version>-linux-x64`: the artefact's base name. */
-export function artefactName (version: string): string {
-  return `kairos-p2p-${version}-linux-x64`
 }
 
 /** What `buildArtefact` made. */
@@ -73,13 +69,6 @@ async function tool (argv: readonly string[], what: string, debianPackage: strin
     if (e.code === 'ENOENT') throw new ArtefactBuildError(`${what}: '${file ?? ''}' not found; install it (Debian: apt-get install ${debianPackage})`, { cause: err })
     throw new ArtefactBuildError(`${what}: ${argv.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`, { cause: err })
   }
-}
-
-/** The package's version (package.json). */
-export async function packageVersion (root = REPO_ROOT): Promise<string> {
-  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { version?: unknown }
-  if (typeof pkg.version !== 'string') throw new ArtefactBuildError(`${join(root, 'package.json')} has no version`)
-  return pkg.version
 }
 
 /**

@@ -3,7 +3,8 @@
 import { access, constants, mkdir, mkdtemp } from 'node:fs/promises'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../../build/bundle.ts'
-import { artefactName, buildArtefact, packageVersion } from '../../build/sea.ts'
+import { artefactName, packageVersion } from '../../build/artefact-name.ts'
+import { buildArtefact } from '../../build/sea.ts'
 
 /** The unpacked artefact: its dir and the launcher's two names. */
 export interface TestArtefact {
