@@ -3,6 +3,11 @@
 // each is an ordinary path on a Debian or Ubuntu box without Kairos.
 import { join } from 'node:path'
 
+/** What Kairos keeps across reboots (its immutable root and tmpfs overlays hold the rest). */
+export const KAIROS_PERSISTENT_PATHS: readonly string[] = Object.freeze([
+  '/usr/local', '/etc/systemd', '/etc/rancher', '/etc/sysconfig', '/var/lib/rancher', '/var/lib/kairos', '/var/lib/extensions', '/var/log'
+])
+
 /** Prefix the artefact is extracted into. */
 export const INSTALL_PREFIX = '/usr/local'
 

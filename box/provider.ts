@@ -6,15 +6,15 @@
 // gets an empty answer. It never runs the agent itself: kairos-agent keeps a provider's
 // stdout until it exits, and the agent must outlive the provider.
 import { spawn } from 'node:child_process'
-import { constants } from 'node:fs'
-import { access, readFile, stat } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { dump } from 'js-yaml'
 import { ConfigError, parseConfig, parseDocument } from '../config/index.ts'
 import { writeIfChanged } from '../roles/installer/files.ts'
 import { runCommand } from '../roles/installer/run.ts'
 import { parseConfiguredToken, TokenError } from '../token/index.ts'
 import { errorMessage, KairosError } from '../util/errors.ts'
+import { findOnPath } from '../util/find-on-path.ts'
 import { BOX_CONFIG_PATH, KAIROS_PROVIDER_DIRS, KAIROS_PROVIDER_NAME, SERVICE_NAME } from './paths.ts'
 
 /** Every event kairos-sdk's bus defines (bus/events.go), in its order. */
@@ -199,19 +199,6 @@ export interface BootstrapInit {
   /** @default DEFAULT_STAGE_WAIT_MS */
   stageWaitMs?: number
   signal?: AbortSignal
-}
-
-/** The first executable `name` on `env.PATH`, or undefined. */
-export async function findOnPath (name: string, env: NodeJS.ProcessEnv, extraDirs: readonly string[] = []): Promise<string | undefined> {
-  const dirs = [...(env.PATH ?? '').split(delimiter).filter((d) => d !== ''), ...extraDirs]
-  for (const dir of dirs) {
-    const file = join(dir, name)
-    try {
-      await access(file, constants.X_OK)
-      if ((await stat(file)).isFile()) return file
-    } catch { /* not here */ }
-  }
-  return undefined
 }
 
 /**
