@@ -6,7 +6,8 @@
 // gets an empty answer. It never runs the agent itself: kairos-agent keeps a provider's
 // stdout until it exits, and the agent must outlive the provider.
 import { spawn } from 'node:child_process'
-import { readFile, stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { access, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { dump } from 'js-yaml'
 import { ConfigError, parseConfig, parseDocument } from '../config/index.ts'
@@ -188,6 +189,18 @@ export function formatConfigIssues (err: ConfigError): string {
   return lines.join('\n')
 }
 
+/** The script Kairos runs at bootstrap when an image carries it (kairos-sdk `bus.RunHookScript`). */
+export const BOOTSTRAP_HOOK = '/usr/bin/kairos-agent.bootstrap.hook'
+
+async function isExecutable (file: string): Promise<boolean> {
+  try {
+    await access(file, constants.X_OK)
+    return (await stat(file)).isFile()
+  } catch {
+    return false
+  }
+}
+
 /** What the bootstrap touches; tests and image builds point it elsewhere. */
 export interface BootstrapInit {
   /** Prefix of every file path (config, provider dirs). @default '/' */
@@ -248,8 +261,12 @@ export async function bootstrap (payload: BootstrapPayload, init: BootstrapInit)
     throw new ProviderBootstrapError(`cannot write ${configPath}: ${errorMessage(err).replace(/^cannot write [^:]*: /, '')}`, { cause: err })
   }
 
+  // What provider-kairos runs before its own work: the stage, then the hook script.
   const kairosAgent = await findOnPath('kairos-agent', init.env)
-  if (kairosAgent !== undefined) log.push(await runStage([kairosAgent, 'run-stage', 'kairos-agent.bootstrap'], init.env, init.stageWaitMs ?? DEFAULT_STAGE_WAIT_MS))
+  const waitMs = init.stageWaitMs ?? DEFAULT_STAGE_WAIT_MS
+  if (kairosAgent !== undefined) log.push(await runStage([kairosAgent, 'run-stage', 'kairos-agent.bootstrap'], init.env, waitMs))
+  const hook = under(BOOTSTRAP_HOOK)
+  if (await isExecutable(hook)) log.push(await runStage([hook], init.env, waitMs))
 
   if (await findOnPath('systemctl', init.env) === undefined) {
     throw new ProviderBootstrapError(`no systemd: systemctl is not on PATH, so ${SERVICE_NAME} cannot be started; wrote ${configPath}, run 'kairos-p2p agent --config ${BOX_CONFIG_PATH}' from this box's init system instead`)

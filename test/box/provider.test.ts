@@ -163,6 +163,15 @@ describe('the provider, driven as kairos-agent drives it', () => {
     expect(await readFile(box.calls, 'utf8')).toMatch(/^kairos-agent run-stage kairos-agent\.bootstrap\nsystemctl daemon-reload\n/)
   })
 
+  it('runs the bootstrap hook script an image carries, as provider-kairos does', async () => {
+    const box = await newBox()
+    await mkdir(join(box.root, 'usr/bin'), { recursive: true })
+    await writeFile(join(box.root, 'usr/bin/kairos-agent.bootstrap.hook'), '#!/bin/sh\necho "hook" >> "$CALLS"\n', { mode: 0o755 })
+    const { answer } = await drive(box, 'agent.bootstrap', dataEvent('agent.bootstrap', bootstrapPayload(withToken())))
+    expect(answer.log).toMatch(/kairos-agent\.bootstrap\.hook: done/)
+    expect(await readFile(box.calls, 'utf8')).toMatch(/^hook\nsystemctl daemon-reload\n/)
+  })
+
   it('gives an empty answer and does nothing without a network token or a static role', async () => {
     const box = await newBox()
     const { answer } = await drive(box, 'agent.bootstrap', dataEvent('agent.bootstrap', bootstrapPayload(cloudConfig('k3s:\n  enabled: true\n'))))
