@@ -116,7 +116,7 @@ describe('the provider, driven as kairos-agent drives it', () => {
     }
     expect(await readFile(box.calls, 'utf8')).toBe('')
     await expect(stat(join(box.root, BOX_CONFIG_PATH))).rejects.toThrow(/ENOENT/)
-  })
+  }, 120_000)
 
   it('bootstrap (data form) writes the service config and enables and starts the unit', async () => {
     const box = await newBox()
