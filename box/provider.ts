@@ -10,7 +10,7 @@ import { constants } from 'node:fs'
 import { access, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { dump } from 'js-yaml'
-import { ConfigError, parseConfig, parseDocument } from '../config/index.ts'
+import { ConfigError, formatWarning, parseConfig, parseDocument } from '../config/index.ts'
 import { writeIfChanged } from '../roles/installer/files.ts'
 import { runCommand } from '../roles/installer/run.ts'
 import { parseConfiguredToken, TokenError } from '../token/index.ts'
@@ -145,7 +145,7 @@ export function parseBootstrapPayload (text: string): BootstrapPayload {
 export type BootstrapDecision =
   | { kind: 'skip' }
   | { kind: 'invalid', error: string }
-  | { kind: 'run', text: string, role: string }
+  | { kind: 'run', text: string, role: string, warnings: string[] }
 
 /** The name config errors are reported under, like a file name in `config validate`. */
 export const EVENT_CONFIG_NAME = 'cloud-config (agent.bootstrap)'
@@ -179,7 +179,7 @@ export function decideBootstrap (configText: string): BootstrapDecision {
   const kept: Record<string, unknown> = {}
   for (const k of COPIED_KEYS) if (doc[k] !== undefined) kept[k] = doc[k]
   const text = '#cloud-config\n# Written by agent-provider-kairos-p2p from the merged Kairos cloud-config at every boot.\n' + dump(kept, { lineWidth: -1, noRefs: true })
-  return { kind: 'run', text, role: p.role }
+  return { kind: 'run', text, role: p.role, warnings: loaded.warnings.map((w) => `warning: ${formatWarning(w)}`) }
 }
 
 /** `config validate`'s report of an invalid config: one `error: …` line per problem and the count. */
@@ -252,7 +252,8 @@ export async function bootstrap (payload: BootstrapPayload, init: BootstrapInit)
     }
   }
 
-  const log: string[] = []
+  // The warnings `config validate` would print, for kairos-agent's log.
+  const log: string[] = [...decision.warnings]
   const configPath = under(BOX_CONFIG_PATH)
   let wrote: boolean
   try {

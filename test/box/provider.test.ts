@@ -172,6 +172,13 @@ describe('the provider, driven as kairos-agent drives it', () => {
     expect(await readFile(box.calls, 'utf8')).toMatch(/^hook\nsystemctl daemon-reload\n/)
   })
 
+  it('passes the warnings config validate prints on to the log', async () => {
+    const box = await newBox()
+    const { answer } = await drive(box, 'agent.bootstrap', dataEvent('agent.bootstrap', bootstrapPayload(withToken().replace('  minimum_nodes: 2\n', '  minimum_nodes: 2\n  colour: blue\n'))))
+    expect(answer.error).toBe('')
+    expect(answer.log).toMatch(/^warning: .*p2p\.colour/m)
+  })
+
   it('gives an empty answer and does nothing without a network token or a static role', async () => {
     const box = await newBox()
     const { answer } = await drive(box, 'agent.bootstrap', dataEvent('agent.bootstrap', bootstrapPayload(cloudConfig('k3s:\n  enabled: true\n'))))
