@@ -52,6 +52,14 @@ export const command: Command = {
       if (loaded === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }
       for (const w of loaded.warnings) logger.warn('config', { path: w.path, warning: w.message })
 
+      const { DEFAULT_STATE_DIR, LEGACY_STATE_DIR } = await import('../config/index.ts')
+      if (loaded.config.p2p.stateDir === DEFAULT_STATE_DIR) {
+        const { migrateStateDir } = await import('../box/state-dir.ts')
+        const how = await migrateStateDir(LEGACY_STATE_DIR, DEFAULT_STATE_DIR)
+        if (how !== 'none') logger.info('moved the state dir from its old default', { from: LEGACY_STATE_DIR, to: DEFAULT_STATE_DIR, how })
+      }
+      if (io.signal.aborted) return 0
+
       const { createAgent } = await import('../agent/agent.ts')
       const agent = await untilAborted(createAgent({ config: loaded.config, logger }), io.signal)
       if (agent === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import type { Command, CliIO } from './io.ts'
 import { parseCommandArgs } from './io.ts'
 import { UsageError } from '../util/errors.ts'
@@ -16,8 +17,12 @@ one agent per host and a k3s stand-in. Needs root.
 Commands:
   up --nodes N [--segments S] [--loss PCT] [--delay MS] [--token T | --token-file F]
      [--config FILE] [--min M] [--id ID] [--wait] [--timeout SEC] [--json] [--no-agents]
+     [--from-artefact [--artefact DIR]]
                           build the site and start one agent per host
-                          (--no-agents: the network only, to test it or run agents by hand)
+                          (--no-agents: the network only, to test it or run agents by hand;
+                          --from-artefact: every host runs the self-contained executable
+                          from 'npm run build' as its systemd unit does, state in
+                          /var/lib/kairos/p2p; --artefact: another unpacked artefact)
   status [--json]         per node: agent, phase, role, overlay address, WireGuard
                           handshakes, joined; plus the stand-in registry (kubectl get nodes)
   partition A B           cut node group A off from group B (groups: n1,n2)
@@ -127,9 +132,12 @@ const up: Sub = async (argv, io) => {
     wait: { type: 'boolean' },
     timeout: { type: 'string' },
     json: { type: 'boolean' },
-    'no-agents': { type: 'boolean' }
+    'no-agents': { type: 'boolean' },
+    'from-artefact': { type: 'boolean' },
+    artefact: { type: 'string' }
   }, false)
   if (values.help === true) { io.stdout(USAGE); return 0 }
+  if (values.artefact !== undefined && values['from-artefact'] !== true) throw new UsageError('lab up: --artefact DIR goes with --from-artefact')
   if (values['no-agents'] === true && values.wait === true) throw new UsageError('lab up: --wait needs agents; drop --no-agents or --wait')
   if (values.nodes === undefined) throw new UsageError("lab up: --nodes N is required (see 'lab --help')")
   if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('lab up: give --token or --token-file, not both')
@@ -146,6 +154,7 @@ const up: Sub = async (argv, io) => {
   if (values.token !== undefined) init.token = values.token.trim()
   if (values['token-file'] !== undefined) init.token = (await readFile(values['token-file'], 'utf8')).trim()
   if (values.config !== undefined) init.baseConfig = parseDocument(values.config, await readFile(values.config, 'utf8'))
+  if (values['from-artefact'] === true) init.artefact = values.artefact === undefined ? true : resolve(values.artefact)
   const timeoutMs = (intOption('timeout', values.timeout, 1, 86_400) ?? 120) * 1000
   const lab = labFor(values, io, init)
   const rec = await lab.up(io.signal)

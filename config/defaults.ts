@@ -28,8 +28,13 @@ export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/0.0.0.0/tc
  * (and refused until it is seen again). A week outlasts a weekend's power cut.
  */
 export const DEFAULT_FORGET_AFTER_MS = 7 * 24 * 60 * 60_000
-/** `p2p.state_dir`. */
-export const DEFAULT_STATE_DIR = '/var/lib/kairos-p2p'
+/**
+ * `p2p.state_dir`: under /var/lib/kairos, which Kairos keeps across reboots (other
+ * /var/lib dirs are on a tmpfs overlay there), and an ordinary path elsewhere.
+ */
+export const DEFAULT_STATE_DIR = '/var/lib/kairos/p2p'
+/** The default state dir before 0.1.0; the agent moves it to `DEFAULT_STATE_DIR` (box/state-dir.ts). */
+export const LEGACY_STATE_DIR = '/var/lib/kairos-p2p'
 /** `p2p.installer.root` for the `k3s` installer. */
 export const DEFAULT_K3S_ROOT = '/'
 /** `p2p.installer`. */

@@ -116,7 +116,7 @@ export interface P2PConfig {
   listen: string[]
   /** `p2p.mdns`: LAN discovery. @default true */
   mdns: boolean
-  /** `p2p.state_dir`. @default '/var/lib/kairos-p2p' */
+  /** `p2p.state_dir`. @default '/var/lib/kairos/p2p' */
   stateDir: string
   /**
    * `p2p.forget_after`: how long after a node was last seen (dead or gone) its entries

@@ -6,6 +6,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { queryAgent } from '../agent/api.ts'
+import { unitCommand } from '../box/unit.ts'
+import { distArtefactDir } from '../build/artefact-name.ts'
+import { DEFAULT_STATE_DIR } from '../config/defaults.ts'
 import { deepMerge, type YamlMap } from '../config/merge.ts'
 import { generateToken } from '../token/index.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
@@ -191,6 +194,14 @@ export interface LabInit {
   /** Options appended to the default agent command, e.g. `['--preset', 'lan']`. @default none */
   agentArgs?: string[]
   /**
+   * An unpacked self-contained artefact (`dist/kairos-p2p-<version>-linux-x64`): every
+   * host runs its `bin/kairos-p2p` as the systemd unit does, with no `p2p.state_dir` in
+   * its config, so the state lands in the default dir (/var/lib/kairos/p2p), which
+   * each host's mount namespace binds to the host's own state dir; `true`: the one in
+   * `repoRoot`'s dist/. @default the bundle on `nodePath`
+   */
+  artefact?: string | true
+  /**
    * The script agents run. @default the single-file bundle of this checkout (rebuilt by
    * `build/bundle.ts` when a source changed), or the running bundle itself; the
    * TypeScript sources when the bundler is not installed.
@@ -345,6 +356,26 @@ function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
   return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
 }
 
+/**
+ * Gives a host (the holder of its mount namespace) its own /var/lib with the default
+ * state dir bound to `stateDir`, as on a box: a tmpfs on /var/lib (the machine's stays
+ * untouched), then a bind mount of `stateDir` on DEFAULT_STATE_DIR.
+ */
+async function mountDefaultStateDir (holderPid: number, stateDir: string, run: Runner, signal?: AbortSignal): Promise<void> {
+  const inHost = (argv: string[]): string[] => ['nsenter', `--mount=/proc/${holderPid}/ns/mnt`, '--', ...argv]
+  const opts = signal === undefined ? {} : { signal }
+  await run(inHost(['mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', 'kairoslab-varlib', '/var/lib']), opts)
+  await run(inHost(['mkdir', '-p', '-m', '0755', DEFAULT_STATE_DIR]), opts)
+  await run(inHost(['mount', '--bind', stateDir, DEFAULT_STATE_DIR]), opts)
+}
+
+/** `<artefact>/bin/kairos-p2p`, checked to be there; LabInputError naming the way to build it otherwise. */
+function artefactLauncher (artefact: string): string {
+  const launcher = join(artefact, 'bin', 'kairos-p2p')
+  if (!existsSync(launcher)) throw new LabInputError(`no self-contained artefact at ${artefact} (${launcher} is missing); build it with 'npm run build'`)
+  return launcher
+}
+
 /** Pre-creates (or reads) a host's libp2p identity so its peer id is known before it starts. */
 async function ensureIdentity (stateDir: string): Promise<string> {
   const file = join(stateDir, IDENTITY_FILE)
@@ -421,7 +452,7 @@ export function createLab (init: LabInit = {}): Lab {
    * speed-up: the agents then fill the cache themselves.
    */
   const warmCompileCache = async (r: LabRecord, agents: number, signal?: AbortSignal): Promise<void> => {
-    if (init.agentCommand !== undefined || agents < 2) return
+    if (init.agentCommand !== undefined || r.artefact !== undefined || agents < 2) return
     const script = await agentEntry(r)
     const argvs = [[r.nodePath, script, 'agent', '--help']]
     // From the sources, also the modules `agent` loads lazily (its help loads neither).
@@ -435,8 +466,19 @@ export function createLab (init: LabInit = {}): Lab {
     }
   }
 
-  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> =>
-    init.agentCommand?.(h, r) ?? [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
+  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> => {
+    const custom = init.agentCommand?.(h, r)
+    if (custom !== undefined) return custom
+    if (r.artefact !== undefined) return [...unitCommand({ launcher: artefactLauncher(r.artefact), config: h.configPath }), ...(init.agentArgs ?? [])]
+    return [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
+  }
+
+  /** Starts a host's mount-namespace holder; with an artefact, binds its state dir on the default one. */
+  const startHostHolder = async (r: LabRecord, h: HostRecord, signal?: AbortSignal): Promise<number> => {
+    const pid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
+    if (r.artefact !== undefined) await mountDefaultStateDir(pid, h.stateDir, run, signal)
+    return pid
+  }
 
   /** A holder whose PID still lives in the host's namespace, or undefined. */
   const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
@@ -492,7 +534,7 @@ export function createLab (init: LabInit = {}): Lab {
 
   const boot = async (r: LabRecord, hosts: HostRecord[], signal?: AbortSignal): Promise<void> => {
     await mapLimit(hosts, 4, async (h) => {
-      h.holderPid = await liveHolder(h) ?? await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
+      h.holderPid = await liveHolder(h) ?? await startHostHolder(r, h, signal)
     })
     await save()
     await warmCompileCache(r, hosts.length, signal)
@@ -579,7 +621,13 @@ export function createLab (init: LabInit = {}): Lab {
         return { ...h, dir: hostDir, stateDir: join(hostDir, 'state'), configPath: join(hostDir, 'cloud-config.yaml'), logPath: join(hostDir, 'agent.log') }
       }),
       lossPct, delayMs, impairment: 'none', minimumNodes, tokenFile: join(dir, 'token'), bootstrapPeers: [],
-      nodePath, repoRoot, partitions: []
+      nodePath, repoRoot, partitions: [],
+      ...(init.artefact === undefined ? {} : { artefact: init.artefact === true ? await distArtefactDir(repoRoot) : init.artefact })
+    }
+    if (r.artefact !== undefined) {
+      artefactLauncher(r.artefact)
+      // The bind source must stay visible once the host has its own /var/lib.
+      if (`${dir}/`.startsWith('/var/lib/')) throw new LabInputError(`a lab running the artefact cannot live under /var/lib (got --dir ${root}): each host mounts its own /var/lib`)
     }
     await mkdir(dir, { recursive: true, mode: 0o700 })
     await writeFile(r.tokenFile, token + '\n', { mode: 0o600 })
@@ -603,10 +651,10 @@ export function createLab (init: LabInit = {}): Lab {
           '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
         const over = init.hostOverrides?.(h)
         const base = over?.config === undefined ? init.baseConfig : deepMerge(init.baseConfig ?? {}, over.config)
-        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, ...(base === undefined ? {} : { base }) })
+        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
         await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
       }
-      await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })
+      await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHostHolder(r, h, signal) })
       await save()
       if (init.agents !== false) {
         await warmCompileCache(r, r.hosts.length, signal)

@@ -55,6 +55,11 @@ export interface LabRecord {
   nodePath: string
   /** Checkout whose `cli/main.ts` and `netns-lab/k3s-standin.ts` are run. */
   repoRoot: string
+  /**
+   * The unpacked self-contained artefact whose `bin/kairos-p2p` runs the agents, as its
+   * systemd unit starts it, with the state in the default dir; absent: the bundle on `nodePath`.
+   */
+  artefact?: string
   /** Active partitions: pairs of node-name groups that cannot reach each other. */
   partitions: Array<[string[], string[]]>
 }

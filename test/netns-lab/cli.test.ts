@@ -36,7 +36,8 @@ describe('kairos-p2p lab (usage)', () => {
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['exec', 'n1', 'ls'], /expected NODE -- CMD/],
     [['partition', 'n1'], /two node groups/],
-    [['status', '--bogus'], /bogus/]
+    [['status', '--bogus'], /bogus/],
+    [['up', '--nodes', '3', '--artefact', '/x'], /--artefact DIR goes with --from-artefact/]
   ])('%j is a usage error', async (argv, message) => {
     await expect(command.run(argv, io())).rejects.toMatchObject({ name: 'UsageError', exitCode: 2, message: expect.stringMatching(message) })
   })
