@@ -36,8 +36,8 @@ export type OwnerPresenceView = (owner: string) => OwnerPresence
 
 /** How long an owner never present may keep entries, ms. @default 600000 (10 minutes) */
 export const DEFAULT_ADMIT_GRACE_MS = 10 * 60_000
-/** How long after it was last present an owner's entries are kept, ms (`p2p.forget_after`). @default 604800000 (7 days) */
-export const DEFAULT_FORGET_AFTER_MS = 7 * 24 * 60 * 60_000
+/** How long after it was last present an owner's entries are kept, ms (`p2p.forget_after`, whose default it is). */
+export { DEFAULT_FORGET_AFTER_MS } from '../../config/defaults.ts'
 /** Most tombstones held (oldest dropped first). @default 16384 */
 export const DEFAULT_MAX_TOMBSTONES = 16_384
 
