@@ -1,4 +1,5 @@
 import type { TimelineEvent } from './timeline.ts'
+import { shortPeer, type InstallerFailure, type StatusReason } from './reason.ts'
 
 export interface AgentPeerStatus {
   id: string
@@ -28,11 +29,16 @@ export interface AgentStatus {
   startedAt: number
   now: number
   phase: string
+  /** Why a node in a non-final phase waits: what for, on whom, since when, what to do. Absent once joined, and from older agents. */
+  reason?: StatusReason | undefined
   awaiting?: number | undefined
   role?: string | undefined
   leader?: string | undefined
   clusterId?: string | undefined
+  /** Configuration that weakens the guarantees, and installer failures with their message and next try. */
   warnings: string[]
+  /** Hand-offs the installer failed since start, and the current run of failures (cleared by a hand-off that succeeds). */
+  installer?: { failures: number, last?: InstallerFailure | undefined } | undefined
   addresses: string[]
   peers: AgentPeerStatus[]
   state: { entries: number, bytes: number }
@@ -55,17 +61,17 @@ function ago (now: number, at: number | undefined): string {
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`
 }
 
-function short (id: string): string {
-  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
-}
+const short = shortPeer
 
 /** The human view of a status, for a terminal. */
 export function formatStatus (s: AgentStatus): string {
   const lines: string[] = []
-  const phase = s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
+  // An older agent reports no reason: the number of awaited nodes at least.
+  const phase = s.reason === undefined && s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
   lines.push(`node        ${s.peerId}`)
   lines.push(`network     fingerprint ${s.fingerprint}${s.networkId === '' ? '' : `, network id ${s.networkId}`}`)
   lines.push(`phase       ${phase}`)
+  if (s.reason !== undefined) lines.push(`why         ${s.reason.text}`)
   lines.push(`role        ${s.role ?? '-'}${s.leader === undefined ? '' : `   init server ${short(s.leader)}`}`)
   if (s.overlay !== undefined) lines.push(`overlay     ${s.overlay.address ?? '-'} on ${s.overlay.interface ?? '-'}`)
   lines.push(`state       ${s.state.entries} entries, ${s.state.bytes} bytes`)

@@ -55,6 +55,8 @@ describe('agent', () => {
     const first = await createAgent({ config: configFor(join(root, 'n0'), token, [], outs[0] as string) })
     agents.push(first)
     await first.start()
+    // Read after start (the identity is loaded by start): the 'agent started' log line carries it.
+    expect(first.peerId).toMatch(/^12D3KooW/)
     const bootstrap = first.status().addresses.filter((a) => a.includes('/tcp/')).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${first.peerId}`)
     expect(bootstrap.length).toBeGreaterThan(0)
     for (const i of [1, 2]) {
