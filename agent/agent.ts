@@ -18,7 +18,7 @@ import { startApiServer, type ApiServer } from './api.ts'
 import { Timeline } from './timeline.ts'
 import { persistCompileCache } from '../util/compile-cache.ts'
 import { renderMetrics } from './metrics.ts'
-import type { AgentStatus } from './status.ts'
+import type { AgentStatus, SiteMember } from './status.ts'
 import { InputError, errorMessage } from '../util/errors.ts'
 import { duration, explain, type InstallerFailure } from './reason.ts'
 import { startMetricsServer, type MetricsServer } from './metrics-server.ts'
@@ -182,6 +182,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       // Every open connection: two to one peer when both dialled at once.
       mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs },
       overlay: vpn?.status(),
+      term: r.term,
+      site: siteView(node, p.peers.map((x) => x.id)),
       timeline: timeline.list()
     }
   }
@@ -223,6 +225,23 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     stop: lifecycle.stop,
     status
   }
+}
+
+/** Every node's role, phase and k3s address as it published them (`roles/status`), self first. */
+function siteView (node: P2PNode, peers: readonly string[]): SiteMember[] {
+  const published = new Map<string, { role?: string, phase?: string, address?: string }>()
+  for (const e of node.state.list('roles/status')) {
+    const v = e.value
+    if (e.key !== 'roles/status' || v === null || typeof v !== 'object' || Array.isArray(v)) continue
+    const text = (k: string): string | undefined => typeof v[k] === 'string' ? v[k] : undefined
+    const role = text('role')
+    const phase = text('phase')
+    const address = text('address')
+    published.set(e.owner, { ...(role === undefined ? {} : { role }), ...(phase === undefined ? {} : { phase }), ...(address === undefined ? {} : { address }) })
+  }
+  const ids = [node.peerId, ...peers.filter((p) => p !== node.peerId)]
+  for (const owner of published.keys()) if (!ids.includes(owner)) ids.push(owner)
+  return ids.map((peerId) => ({ peerId, ...published.get(peerId) }))
 }
 
 /** The installer's own words: the last line of its stderr when it ran, else the error's message. */

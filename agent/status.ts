@@ -21,6 +21,17 @@ export interface OverlayPeerStatus {
   up: boolean
 }
 
+/** A node of the site as it published itself in the cluster state (`roles/status`). */
+export interface SiteMember {
+  peerId: string
+  /** Its k3s role, once it has one. */
+  role?: string
+  /** 'installing' or 'joined', once it has a role. */
+  phase?: string
+  /** The address k3s listens on, published by the init server. */
+  address?: string
+}
+
 /** What `GET /status` returns and `kairos-p2p status --json` prints. */
 export interface AgentStatus {
   peerId: string
@@ -52,6 +63,10 @@ export interface AgentStatus {
    */
   mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined } | undefined
   overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
+  /** Highest election term (ballot round) this node promised. */
+  term?: number | undefined
+  /** Every node this one knows, self first, with the role and phase it published. */
+  site?: SiteMember[] | undefined
   timeline: TimelineEvent[]
 }
 
