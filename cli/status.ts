@@ -158,7 +158,7 @@ export const command: Command = {
     }
     if (stateDir === '') throw new UsageError('status: empty --state-dir; expected the agent\'s state directory')
     if (values.watch === true) {
-      return await watch(stateDir, io, interval * 1000, count, { isTTY: process.stdout.isTTY, columns: process.stdout.columns ?? 120 })
+      return await watch(stateDir, io, interval * 1000, count, { isTTY: process.stdout.isTTY, columns: process.stdout.columns > 0 ? process.stdout.columns : Infinity })
     }
     if (values.metrics === true) {
       io.stdout(await queryAgent(stateDir, '/metrics'))
