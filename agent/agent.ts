@@ -151,6 +151,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       clusterId: r.clusterId,
       rolesReason: r.reason,
       minimumNodes: p2pConfig.minimumNodes,
+      deadAfterMs: p2pConfig.timing.deadAfterMs,
       peers: p.peers,
       livenessSince,
       viewChangedAt,

@@ -66,6 +66,8 @@ export interface ReasonInput {
   /** Timeline milestones reached, wall-clock ms. */
   milestones: ReadonlyMap<string, number>
   installer?: InstallerFailure | undefined
+  /** The failure detector's dead-after time, ms: older news of a peer is not a sign of life. @default 0 (not checked) */
+  deadAfterMs?: number | undefined
   /** How peers are found, for the discovering hint. */
   discovery: { mdns: boolean, dht: boolean, bootstrapPeers: number }
 }
@@ -141,12 +143,21 @@ export function explain (s: ReasonInput): StatusReason | undefined {
       "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; see 'Recovery' in the README", init, true)
   }
 
+  // "alive" from the membership, with how old its last sign of life is when that is older
+  // than the failure detector's own dead-after time (the news came second hand).
+  const initAlive = (): string => {
+    const age = initPeer === undefined ? 0 : s.now - initPeer.lastSeen
+    return s.deadAfterMs !== undefined && s.deadAfterMs > 0 && initPeer?.connected !== true && age > s.deadAfterMs
+      ? `alive by its peers' word, no sign of life here for ${duration(age)}`
+      : 'alive'
+  }
+
   if (s.phase === 'waiting') {
     // A cluster record exists; the credential sealed to this node has not come.
     const down = initDown()
     if (down !== undefined) return down
     const since = milestone('elected') ?? s.viewChangedAt
-    return reason('credential', `waiting for a credential from ${init === undefined ? 'the init server' : shortPeer(init)} (init server, alive)`, since,
+    return reason('credential', `waiting for a credential from ${init === undefined ? 'the init server' : shortPeer(init)} (init server, ${initAlive()})`, since,
       'the init server seals one once it has this node\'s seal key; if this lasts, compare both nodes\' status and logs', init)
   }
 
@@ -160,7 +171,7 @@ export function explain (s: ReasonInput): StatusReason | undefined {
   const text = s.rolesReason ?? ''
   const installingSince = milestone('installing') ?? milestone('credential') ?? milestone('elected') ?? s.startedAt
   if (/credential/.test(text)) {
-    return initDown() ?? reason('credential', `waiting for a credential sealed to this node by ${init === undefined ? 'the init server' : shortPeer(init)} (init server, alive)`,
+    return initDown() ?? reason('credential', `waiting for a credential sealed to this node by ${init === undefined ? 'the init server' : shortPeer(init)} (init server, ${initAlive()})`,
       milestone('elected') ?? s.viewChangedAt, 'the init server seals one once it has this node\'s seal key; if this lasts, compare both nodes\' status and logs', init)
   }
   if (/address/.test(text) && /init/.test(text)) {

@@ -79,6 +79,10 @@ describe('explain', () => {
     const r = explain(input({ phase: 'waiting', leader: INIT, clusterId: 'c1', peers: [alive(INIT)], milestones: new Map([['elected', NOW - 5000]]) }))
     expect(r?.code).toBe('credential')
     expect(r?.since).toBe(NOW - 5000)
+    expect(r?.text).toContain('(init server, alive)')
+    // Alive only by others' word, with no sign of life here for longer than the detector's dead-after: said so.
+    const hearsay = explain(input({ phase: 'waiting', leader: INIT, clusterId: 'c1', deadAfterMs: 3000, peers: [{ id: INIT, liveness: 'alive', lastSeen: NOW - 44_000, connected: false }] }))
+    expect(hearsay?.text).toContain("(init server, alive by its peers' word, no sign of life here for 44 s)")
   })
 
   it('installer failures: its own message and the next try', () => {
