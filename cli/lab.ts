@@ -254,7 +254,6 @@ function labFor (values: { id?: string | undefined, dir?: string | undefined }, 
 
 type Sub = (argv: string[], io: CliIO) => Promise<number>
 
-
 const up: Sub = async (argv, io) => {
   const { values } = parseCommandArgs('lab up', argv, {
     ...COMMON,
@@ -308,6 +307,8 @@ const up: Sub = async (argv, io) => {
     io.stdout(`lab ${rec.id} up: ${rec.hosts.length} hosts on ${rec.plan.segments.length} segment${rec.plan.segments.length === 1 ? '' : 's'}` +
       `${rec.impairment === 'none' ? '' : ` (loss ${rec.lossPct}%, delay ${rec.delayMs} ms via ${rec.impairment})`}, minimum_nodes ${rec.minimumNodes}\n` +
       `lab dir ${rec.dir}\n`)
+    for (const [a, b] of rec.partitions) io.stdout(`partitioned from boot: ${a.join(',')} | ${b.join(',')}\n`)
+    for (const site of sites.list) io.stdout(`site of its own (its own token, minimum_nodes ${sites.overrides.get(site[0] ?? '')?.minimumNodes ?? '-'}): ${site.join(',')}\n`)
   }
   if (values.wait !== true) {
     if (values.json === true) io.stdout(JSON.stringify(rec, null, 2) + '\n')
@@ -325,7 +326,7 @@ async function tokenValue (option: string, value: string | undefined): Promise<s
 }
 
 /** `--host`, `--token-for` and `--site` read into per-host overrides, with the number of sites. */
-async function sitesOf (values: { host?: string[] | undefined, 'token-for'?: string[] | undefined, site?: string[] | undefined, min?: string | undefined }, nodes: number): Promise<{ overrides: Map<string, HostOverride>, main: string[], count: number }> {
+async function sitesOf (values: { host?: string[] | undefined, 'token-for'?: string[] | undefined, site?: string[] | undefined, min?: string | undefined }, nodes: number): Promise<{ overrides: Map<string, HostOverride>, main: string[], count: number, list: string[][] }> {
   const hosts = await Promise.all((values.host ?? []).map(async (spec) => {
     const { nodes: set, value } = splitAssignment('host', spec)
     if (value === undefined || value === '') throw new UsageError(`lab up: --host '${spec}' needs a cloud-config file after '='`)
@@ -342,7 +343,7 @@ async function sitesOf (values: { host?: string[] | undefined, 'token-for'?: str
   const minimumNodes = values.min === undefined ? undefined : Number(values.min)
   const overrides = hostOverridesOf({ nodes, hosts, tokenFor, sites: siteList, minimumNodes })
   const main = mainSite(nodes, siteList)
-  return { overrides, main, count: siteList.length + (main.length > 0 ? 1 : 0) }
+  return { overrides, main, count: siteList.length + (main.length > 0 ? 1 : 0), list: siteList.map((x) => x.nodes) }
 }
 
 const status: Sub = async (argv, io) => {

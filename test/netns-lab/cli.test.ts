@@ -114,6 +114,7 @@ describe.skipIf(!isRoot)('kairos-p2p lab (root)', () => {
     dir = dir === '' ? await mkdtemp(join(tmpdir(), 'kairos-lab-cli-')) : dir
     const u = io()
     expect(await command.run(['up', '--nodes', '3', '--id', id, '--dir', dir, '--no-agents', '--partition', 'n1/n2-n3', '--site', 'n3'], u)).toBe(0)
+    expect(u.out.join('')).toContain('partitioned from boot: n1 | n2,n3\nsite of its own (its own token, minimum_nodes 1): n3\n')
     const s = io()
     expect(await command.run(['status', '--dir', dir, '--json'], s)).toBe(0)
     const st = JSON.parse(s.out.join('')) as { nodes: Array<{ name: string, address: string }> }
