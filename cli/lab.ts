@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import type { Command, CliIO } from './io.ts'
 import { parseCommandArgs } from './io.ts'
 import { UsageError } from '../util/errors.ts'
@@ -416,10 +416,16 @@ const down: Sub = async (argv, io) => {
   for (const id of ids) {
     const lab = labFor({ ...values, id }, io)
     const name = await lab.id()
+    const dir = await lab.dir()
+    const leftovers = existing.includes(name) ? [] : await readdir(dir).catch(() => [] as string[])
     const r = await lab.down({ keepFiles: values['keep-files'] === true, keepReports: values.purge !== true })
     const removed = r.namespaces.length + r.processes.length + r.links.length
     if (!existing.includes(name) && removed === 0) {
-      // Nothing of it was left, not even namespaces from a crashed run: say what does exist.
+      // Only the reports of an earlier down were left, or nothing at all: say what exists.
+      if (leftovers.length > 0) {
+        io.stdout(values.purge === true ? `lab ${name} was down already; removed what it left in ${dir}\n` : `lab ${name} is down already; ${dir} holds ${leftovers.join(', ')} (--purge removes them)\n`)
+        continue
+      }
       throw new LabNotFoundError(`no lab '${name}' under ${root}: nothing removed; ${existing.length === 0 ? 'no labs there' : `labs there: ${existing.join(', ')}`}`)
     }
     io.stdout(`lab ${name} down: ${r.namespaces.length} namespaces, ${r.processes.length} processes, ${r.links.length} stray links removed\n`)

@@ -108,6 +108,11 @@ describe.skipIf(!isRoot)('kairos-p2p lab (root)', () => {
     expect(existsSync(join(dir, id, 'timeline.svg'))).toBe(true)
     expect(existsSync(join(dir, id, 'lab.json'))).toBe(false)
     expect(existsSync(join(dir, id, 'hosts'))).toBe(false)
+    const again = io()
+    expect(await command.run(['down', '--dir', dir, '--id', id], again)).toBe(0)
+    expect(again.out.join('')).toBe(`lab ${id} is down already; ${join(dir, id)} holds timeline.json, timeline.svg (--purge removes them)\n`)
+    expect(await command.run(['down', '--dir', dir, '--id', id, '--purge'], io())).toBe(0)
+    expect(existsSync(join(dir, id))).toBe(false)
   })
 
   it('up --partition cuts the groups from boot; --site gives hosts a token of their own', async () => {
