@@ -89,6 +89,12 @@ describe('agent', () => {
     expect(new Set(statuses.map((s) => s.leader)).size).toBe(1)
     expect(statuses.map((s) => s.role).sort()).toEqual(['agent', 'agent', 'init'])
     for (const s of statuses) expect(s.timeline.map((e) => e.event)).toEqual(expect.arrayContaining(['started', 'discovered', 'elected', 'credential', 'joined']))
+    // Joined: no reason left; every node sees the whole site with the roles each published.
+    for (const s of statuses) {
+      expect(s.reason).toBeUndefined()
+      expect(s.site?.[0]?.peerId).toBe(s.peerId)
+      expect(s.site?.map((m) => m.role).sort()).toEqual(['agent', 'agent', 'init'])
+    }
   }, 60_000)
 
   it('elects while the overlay is still coming up, and hands off only once it is up, with its address', async () => {

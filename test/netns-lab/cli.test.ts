@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { command } from '../../cli/lab.ts'
+import { command, formatLabStatus } from '../../cli/lab.ts'
 import type { CliIO } from '../../cli/io.ts'
 
 const isRoot = process.getuid?.() === 0
@@ -61,6 +61,20 @@ describe('kairos-p2p lab (usage)', () => {
   it('a partition with a node on both sides is refused before anything is built', async () => {
     await expect(command.run(['up', '--nodes', '4', '--partition', 'n1-n2/n2-n4', '--no-agents', '--dir', '/nonexistent'], io()))
       .rejects.toMatchObject({ name: 'LabInputError', exitCode: 2, message: expect.stringContaining('puts n2 on both sides; expected disjoint groups') })
+  })
+  it('lab status shows why each node not done yet waits, its warnings, and an agent that does not answer', () => {
+    const node = { ns: 'x', segment: 0, powered: true, running: true, handshakes: { up: 0, total: 0 }, peers: 1, joined: false, init: false }
+    const text = formatLabStatus({
+      id: 'ab', at: 0, clusters: [],
+      nodes: [
+        { ...node, name: 'n1', address: '10.100.0.10', phase: 'waiting', reason: 'waiting for 1 more node: minimum_nodes is 3 (for 4 s): boot more boxes' },
+        { ...node, name: 'n2', address: '10.100.0.11', phase: 'installing', reason: 'the installer failed once', warnings: ['installer failed once, last 2 s ago: HTTP 401 token not accepted; next try in 28 s'] },
+        { ...node, name: 'n3', address: '10.100.0.12', error: 'no agent answers' }
+      ]
+    })
+    expect(text).toContain('\nn1   waiting: waiting for 1 more node: minimum_nodes is 3 (for 4 s): boot more boxes\n')
+    expect(text).toContain('n2   warning: installer failed once, last 2 s ago: HTTP 401 token not accepted; next try in 28 s')
+    expect(text).toContain('n3   no answer: no agent answers')
   })
   it('names the missing lab', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kairos-lab-cli-none-'))
