@@ -205,7 +205,7 @@ export function formatLabStatus (s: LabStatus): string {
       n.phase ?? '-', n.role ?? '-', n.overlayAddress ?? '-',
       n.handshakes.total === 0 ? '-' : `${n.handshakes.up}/${n.handshakes.total}`,
       String(n.peers),
-      n.joined ? `${n.registeredAs ?? 'yes'}${n.init ? ' (init)' : ''}` : 'no'
+      n.joined ? `${n.registeredAs ?? 'yes'}${n.init ? ' (init)' : ''}` : n.registeredEarlier === undefined ? 'no' : `no (${n.registeredEarlier} is an earlier ${n.name})`
     ])
   }
   let out = `lab ${s.id}: ${s.nodes.length} nodes, ${s.clusters.length} cluster${s.clusters.length === 1 ? '' : 's'}${isFormed(s) ? ', formed' : ''}\n\n` + pad(rows)

@@ -95,6 +95,8 @@ export interface NodeStatus {
   joined: boolean
   /** How it is registered, when joined. */
   registeredAs?: 'server' | 'agent'
+  /** The host name is registered, but with another address than its agent's: an earlier identity of the host (wiped since). */
+  registeredEarlier?: string
   /**
    * It is the init server: its agent says so, or (no agent answering) its host runs the
    * cluster-init stand-in. A host wiped and booted afresh is a new node, not the init server.
@@ -552,6 +554,13 @@ export function createLab (init: LabInit = {}): Lab {
       if (typeof view.reason?.text === 'string') node.reason = view.reason.text
       if (Array.isArray(view.warnings) && view.warnings.length > 0) node.warnings = view.warnings.filter((w) => typeof w === 'string')
       if (view.overlay?.address !== undefined) node.overlayAddress = view.overlay.address
+      // The stand-in registers by host name, as k3s does: a host wiped and booted afresh
+      // has a new identity and overlay address, and the old registration is not its own.
+      if (reg !== undefined && view.overlay?.address !== undefined && reg.nodeIp !== view.overlay.address) {
+        node.joined = false
+        delete node.registeredAs
+        node.registeredEarlier = reg.nodeIp
+      }
       const op = view.overlay?.peers ?? []
       node.handshakes = { up: op.filter((p) => p.up === true).length, total: op.length }
       node.peers = Array.isArray(view.peers) ? view.peers.length : 0

@@ -69,9 +69,12 @@ describe('kairos-p2p lab (usage)', () => {
       nodes: [
         { ...node, name: 'n1', address: '10.100.0.10', phase: 'waiting', reason: 'waiting for 1 more node: minimum_nodes is 3 (for 4 s): boot more boxes' },
         { ...node, name: 'n2', address: '10.100.0.11', phase: 'installing', reason: 'the installer failed once', warnings: ['installer failed once, last 2 s ago: HTTP 401 token not accepted; next try in 28 s'] },
-        { ...node, name: 'n3', address: '10.100.0.12', error: 'no agent answers' }
+        { ...node, name: 'n3', address: '10.100.0.12', error: 'no agent answers' },
+        { ...node, name: 'n4', address: '10.100.0.13', phase: 'joined', role: 'agent', registeredEarlier: '10.88.0.9' }
       ]
     })
+    // n4's host name is registered, by an earlier identity of n4 (its host was wiped since).
+    expect(text).toMatch(/n4\s+10\.100\.0\.13\s+running\s+joined\s+agent\s+-\s+-\s+1\s+no \(10\.88\.0\.9 is an earlier n4\)/)
     expect(text).toContain('\nn1   waiting: waiting for 1 more node: minimum_nodes is 3 (for 4 s): boot more boxes\n')
     expect(text).toContain('n2   warning: installer failed once, last 2 s ago: HTTP 401 token not accepted; next try in 28 s')
     expect(text).toContain('n3   no answer: no agent answers')
