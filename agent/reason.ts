@@ -101,7 +101,8 @@ export function explain (s: ReasonInput): StatusReason | undefined {
 
   if (s.phase === 'discovering' || (s.phase === 'waiting' && s.peers.length === 0)) {
     const ways = [s.discovery.mdns ? 'mDNS' : '', s.discovery.dht ? 'the DHT' : '', s.discovery.bootstrapPeers > 0 ? plural(s.discovery.bootstrapPeers, 'bootstrap peer') : ''].filter((w) => w !== '')
-    return reason('discovering', `looking for other nodes (${ways.join(', ') || 'no discovery enabled'}), none found yet`, s.startedAt,
+    const found = gone.length === 0 ? 'none found yet' : `none alive: ${plural(gone.length, 'known node')} dead or unreachable (${gone.map((p) => shortPeer(p.id)).join(', ')})`
+    return reason('discovering', `looking for other nodes (${ways.join(', ') || 'no discovery enabled'}), ${found}`, gone.length === 0 ? s.startedAt : s.viewChangedAt,
       'check that the other boxes run with the same network token and network id, and share this LAN or list each other in p2p.bootstrap_peers')
   }
 

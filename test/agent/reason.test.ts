@@ -36,6 +36,8 @@ describe('explain', () => {
     expect(r?.text).toContain('mDNS, 2 bootstrap peers')
     expect(r?.text).toContain('(for 60 s)')
     expect(r?.hint).toContain('same network token')
+    const alone = explain(input({ phase: 'discovering', peers: [dead(A, NOW - 30_000)] }))
+    expect(alone?.text).toContain('none alive: 1 known node dead or unreachable (12D3KooW…aa1111) (for 20 s)')
   })
 
   it('waiting for more nodes: how many, the minimum, since the view last changed, what to do', () => {
