@@ -39,3 +39,5 @@ export const LEGACY_STATE_DIR = '/var/lib/kairos-p2p'
 export const DEFAULT_K3S_ROOT = '/'
 /** `p2p.installer`. */
 export const DEFAULT_INSTALLER: InstallerConfig = Object.freeze({ kind: 'k3s', root: DEFAULT_K3S_ROOT })
+/** The port `p2p.metrics.listen` examples use (Prometheus's registry of exporter ports has no entry for us; 9469 is free there). */
+export const EXAMPLE_METRICS_PORT = 9469

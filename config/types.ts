@@ -68,6 +68,16 @@ export interface VpnConfig {
   mtu: number
 }
 
+/** `p2p.metrics`: the Prometheus endpoint. */
+export interface MetricsConfig {
+  /**
+   * `p2p.metrics.listen`: `host:port` (IPv6 as `[addr]:port`) where `GET /metrics` is
+   * served over HTTP, e.g. `127.0.0.1:9469` or the overlay address. Absent: not served
+   * (the metrics stay on the agent's 0600 socket). @default undefined
+   */
+  listen?: string
+}
+
 /** A `k3s` or `k3s-agent` block (Kairos keys). */
 export interface K3sSection {
   /** `k3s.enabled` / `k3s-agent.enabled` as written by the user (Kairos keys). @default false */
@@ -135,6 +145,8 @@ export interface P2PConfig {
    * snake_case field names, e.g. `p2p.timing.dead_after_ms`).
    */
   timing: Timing
+  /** `p2p.metrics`. @default {} (no HTTP endpoint) */
+  metrics?: MetricsConfig
 }
 
 /** The whole validated configuration. */

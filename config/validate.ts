@@ -8,8 +8,9 @@ import { collectSecrets, redactText } from './redact.ts'
 import { DEFAULT_PRESET, PRESET_NAMES, PRESETS, TIMING_FIELDS, isPresetName, timingKey } from './presets.ts'
 import {
   DEFAULT_HA_MASTER_NODES, DEFAULT_INSTALLER, DEFAULT_K3S_ROOT, DEFAULT_LISTEN, DEFAULT_MINIMUM_NODES,
-  DEFAULT_FORGET_AFTER_MS, DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT
+  DEFAULT_FORGET_AFTER_MS, DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT, EXAMPLE_METRICS_PORT
 } from './defaults.ts'
+import { isIP } from 'node:net'
 
 /** Options of {@link resolveConfig}. */
 export interface ResolveOptions {
@@ -21,7 +22,8 @@ export interface ResolveOptions {
 
 // Keys under p2p that we read (Kairos's and ours), and Kairos keys we accept but do not use.
 const P2P_KEYS = ['network_token', 'network_id', 'role', 'minimum_nodes', 'disable_dht', 'auto', 'vpn',
-  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing', 'forget_after'] as const
+  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing', 'forget_after', 'metrics'] as const
+const METRICS_KEYS = ['listen'] as const
 const P2P_KAIROS_UNUSED = ['dns', 'loglevel', 'dynamic_roles', 'distribution', 'hybrid', 'hybrid_vpn', 'skip_auto'] as const
 const AUTO_KEYS = ['enable', 'ha'] as const
 const HA_KEYS = ['enable', 'master_nodes'] as const
@@ -152,6 +154,7 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
   const installer = readInstaller(r, p2p)
   const preset = readPreset(r, p2p, options.preset)
   const timing = readTiming(r, p2p, preset)
+  const metrics = readMetrics(r, p2p)
 
   const k3s = readK3s(r, doc, 'k3s')
   const k3sAgent = readK3s(r, doc, 'k3s-agent')
@@ -174,7 +177,8 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
       forgetAfterMs,
       installer,
       preset,
-      timing
+      timing,
+      ...(metrics === undefined ? {} : { metrics })
     },
     k3s,
     k3sAgent
@@ -263,6 +267,25 @@ function readHa (r: Reader, auto: YamlMap): { haEnable: boolean, haMasterNodes: 
   }
   if (enable !== true) return { haEnable: false, haMasterNodes: 0 }
   return { haEnable: true, haMasterNodes: masters ?? DEFAULT_HA_MASTER_NODES }
+}
+
+function readMetrics (r: Reader, p2p: YamlMap): Config['p2p']['metrics'] {
+  const m = r.map(p2p, 'metrics', 'p2p.metrics')
+  if (m === undefined) return undefined
+  r.checkKeys(m, 'p2p.metrics', METRICS_KEYS)
+  const expected = `host:port with an IP address and a port from 1 to 65535, e.g. 127.0.0.1:${EXAMPLE_METRICS_PORT} or [fd00::1]:${EXAMPLE_METRICS_PORT}`
+  const listen = r.string(m, 'listen', 'p2p.metrics.listen', expected)
+  if (listen === undefined) return {}
+  const hp = /^\[([^\]]+)\]:(\d{1,5})$/.exec(listen) ?? /^([^:[\]]+):(\d{1,5})$/.exec(listen)
+  const port = hp === null ? NaN : Number(hp[2])
+  const host = hp?.[1] ?? ''
+  const family = isIP(host)
+  const bracketed = listen.startsWith('[')
+  if (hp === null || !(port >= 1 && port <= 65535) || family === 0 || (family === 6) !== bracketed) {
+    r.fail('p2p.metrics.listen', listen, expected)
+    return {}
+  }
+  return { listen }
 }
 
 function readVpn (r: Reader, p2p: YamlMap): Config['p2p']['vpn'] {

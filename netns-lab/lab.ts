@@ -22,7 +22,7 @@ import {
   readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
   type RegisteredNode, type ServerRecord, type StandinTokens
 } from './k3s-standin.ts'
-import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
+import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, listLabIds, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
 import { labPrefix, planTopology, strictMajority } from './plan.ts'
 import { isRunning, namespaceInode, processComm, processesInNamespaces, processNetInode, terminate } from './processes.ts'
 import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
@@ -60,6 +60,9 @@ export interface AgentStatusView {
   role?: string
   awaiting?: number
   leader?: string
+  /** Why it waits (agents with reasons): `text` is what `kairos-p2p status` prints. */
+  reason?: { code?: string, text?: string, since?: number }
+  warnings?: string[]
   peers?: unknown[]
   overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
   timeline?: Array<{ event: string, at: number }>
@@ -81,6 +84,10 @@ export interface NodeStatus {
   error?: string
   peerId?: string
   phase?: string
+  /** The agent's reason for a non-final phase, as `kairos-p2p status` prints it. */
+  reason?: string
+  /** The agent's warnings (weak configuration, installer failures). */
+  warnings?: string[]
   role?: string
   overlayAddress?: string
   /** Overlay peers with a recent handshake / all overlay peers. */
@@ -91,7 +98,12 @@ export interface NodeStatus {
   joined: boolean
   /** How it is registered, when joined. */
   registeredAs?: 'server' | 'agent'
-  /** It runs a cluster-init stand-in. */
+  /** The host name is registered, but with another address than its agent's: an earlier identity of the host (wiped since). */
+  registeredEarlier?: string
+  /**
+   * It is the init server: its agent says so, or (no agent answering) its host runs the
+   * cluster-init stand-in. A host wiped and booted afresh is a new node, not the init server.
+   */
   init: boolean
   agent?: AgentStatusView
 }
@@ -147,6 +159,15 @@ export async function assertAgentsAlive (lab: Lab, status: LabStatus): Promise<v
   throw new LabAgentExitedError(dead.name, logPath, tail)
 }
 
+/** The names of `group`, each a host of `r`, the groups disjoint; LabInputError otherwise. */
+function checkGroup (r: LabRecord, group: readonly string[]): string[] {
+  if (group.length === 0) throw new LabInputError('a partition needs two non-empty groups of nodes, e.g. n1-n3/n4-n5')
+  for (const n of group) {
+    if (!r.hosts.some((h) => h.name === n)) throw new LabInputError(`partition names node '${n}', which this lab does not have; expected one of n1…n${r.hosts.length}`)
+  }
+  return [...group]
+}
+
 /** One line per node, for error messages and logs. */
 export function summarizeStatus (s: LabStatus): string {
   const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
@@ -177,7 +198,12 @@ export interface LabInit {
    * Per-host token and cloud-config additions (merged over `baseConfig`), e.g. a second
    * site with another token on the same bridge. @default none
    */
-  hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap } | undefined
+  hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap, minimumNodes?: number } | undefined
+  /**
+   * Partitions in place before any agent starts (pairs of node-name groups that cannot
+   * reach each other), as `partition` would make them later. @default none
+   */
+  partitions?: ReadonlyArray<readonly [readonly string[], readonly string[]]>
   /** Start one agent per host on `up`; false builds the topology only. @default true */
   agents?: boolean
   /** Node 24 binary for agents and stand-ins. @default process.execPath under Node ≥ 22, else node_modules/node/bin/node */
@@ -239,8 +265,11 @@ export interface Lab {
   /** Builds the topology and starts the agents. LabExistsError when the id is taken. */
   up: (signal?: AbortSignal) => Promise<LabRecord>
   status: (signal?: AbortSignal) => Promise<LabStatus>
-  /** Removes everything of the lab (also after a crash). Idempotent. */
-  down: (options?: { keepFiles?: boolean }) => Promise<TeardownReport>
+  /**
+   * Removes everything of the lab (also after a crash) but its report files; `keepFiles`
+   * keeps the whole lab dir, `keepReports: false` removes the reports too. Idempotent.
+   */
+  down: (options?: { keepFiles?: boolean, keepReports?: boolean }) => Promise<TeardownReport>
   /**
    * Powers a host off hard: every process in it (agent, stand-in, wireguard-go) gets
    * SIGKILL. With `agentOnly` only the agent process is killed (a crash; the overlay
@@ -415,7 +444,10 @@ export function createLab (init: LabInit = {}): Lab {
   const load = async (): Promise<LabRecord> => {
     const id = await resolveId()
     const r = await readLabRecord(root, id)
-    if (r === undefined) throw new LabNotFoundError(`no lab '${id}' under ${root} (no ${join(labDir(root, id), 'lab.json')}); start one with 'kairos-p2p lab up'`)
+    if (r === undefined) {
+      const others = await listLabIds(root)
+      throw new LabNotFoundError(`no lab '${id}' under ${root} (no ${join(labDir(root, id), 'lab.json')}); ${others.length === 0 ? "no labs there; start one with 'kairos-p2p lab up --nodes N'" : `labs there: ${others.join(', ')}`}`)
+    }
     rec = r
     return r
   }
@@ -560,7 +592,17 @@ export function createLab (init: LabInit = {}): Lab {
       if (view.peerId !== undefined) node.peerId = view.peerId
       if (view.phase !== undefined) node.phase = view.phase
       if (view.role !== undefined) node.role = view.role
+      node.init = view.role === 'init'
+      if (typeof view.reason?.text === 'string') node.reason = view.reason.text
+      if (Array.isArray(view.warnings) && view.warnings.length > 0) node.warnings = view.warnings.filter((w) => typeof w === 'string')
       if (view.overlay?.address !== undefined) node.overlayAddress = view.overlay.address
+      // The stand-in registers by host name, as k3s does: a host wiped and booted afresh
+      // has a new identity and overlay address, and the old registration is not its own.
+      if (reg !== undefined && view.overlay?.address !== undefined && reg.nodeIp !== view.overlay.address) {
+        node.joined = false
+        delete node.registeredAs
+        node.registeredEarlier = reg.nodeIp
+      }
       const op = view.overlay?.peers ?? []
       node.handshakes = { up: op.filter((p) => p.up === true).length, total: op.length }
       node.peers = Array.isArray(view.peers) ? view.peers.length : 0
@@ -651,11 +693,16 @@ export function createLab (init: LabInit = {}): Lab {
           '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
         const over = init.hostOverrides?.(h)
         const base = over?.config === undefined ? init.baseConfig : deepMerge(init.baseConfig ?? {}, over.config)
-        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
+        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes: over?.minimumNodes ?? minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
         await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
       }
       await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHostHolder(r, h, signal) })
       await save()
+      if (init.partitions !== undefined && init.partitions.length > 0) {
+        r.partitions = init.partitions.map(([a, b]) => [checkGroup(r, a), checkGroup(r, b)])
+        await applyPartitions(r.hosts, r.partitions, run, signal)
+        await save()
+      }
       if (init.agents !== false) {
         await warmCompileCache(r, r.hosts.length, signal)
         for (const h of r.hosts) await startAgent(r, h)
@@ -715,7 +762,11 @@ export function createLab (init: LabInit = {}): Lab {
     down: async (options = {}) => {
       const id = await resolveId()
       rec = undefined
-      return await teardownLab({ root, id, run, clock, ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }) })
+      return await teardownLab({
+        root, id, run, clock,
+        ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }),
+        ...(options.keepReports === undefined ? {} : { keepReports: options.keepReports })
+      })
     },
     kill: async (node, options = {}) => {
       const r = await load()

@@ -132,6 +132,6 @@ export async function resolveLabId (root: string, id: string | undefined): Promi
   }
   const ids = await listLabIds(root)
   if (ids.length === 1 && ids[0] !== undefined) return ids[0]
-  if (ids.length === 0) throw new LabNotFoundError(`no lab found under ${root}; start one with 'kairos-p2p lab up --nodes N'`)
+  if (ids.length === 0) throw new LabNotFoundError(`no labs under ${root}; start one with 'kairos-p2p lab up --nodes N'`)
   throw new LabNotFoundError(`several labs under ${root} (${ids.join(', ')}); pick one with --id`)
 }
