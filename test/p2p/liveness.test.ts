@@ -1,0 +1,59 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { FakeNet, LAB, peerIds } from './fake-net.ts'
+
+/** Long enough for any death, even with the detector's patience stretched to its bound (10×). */
+const PATIENT_MS = 10 * LAB.deadAfterMs + 1_000
+
+describe('liveness on a fake network', () => {
+  let net: FakeNet
+  afterEach(async () => { await net.stop() })
+
+  it('three members heartbeating each other stay alive everywhere', async () => {
+    net = new FakeNet()
+    const ids = await peerIds(3)
+    await net.start(ids)
+    await net.run(3_000)
+    for (const a of ids) for (const b of ids) if (a !== b) expect(net.liveness(a, b)).toBe('alive')
+    for (const m of net.members.values()) expect(m.liveness.stats().refutations).toBe(0)
+  })
+
+  it('an isolated member is declared dead by the others, and refutes once the network heals', async () => {
+    net = new FakeNet()
+    const ids = await peerIds(3)
+    const [a, b, c] = ids as [string, string, string]
+    await net.start(ids)
+    await net.run(1_000)
+    net.isolate(c)
+    await net.run(PATIENT_MS)
+    expect(net.liveness(a, c)).toBe('dead')
+    expect(net.liveness(b, c)).toBe('dead')
+    // c heard nobody either: from its side the others are gone.
+    expect(net.liveness(c, a)).toBe('dead')
+    net.heal()
+    // Nothing first-hand flows while each side holds the other dead: an exchange carries each its own row, and it refutes.
+    net.exchangeAll()
+    await net.run(PATIENT_MS)
+    for (const m of net.members.values()) expect(m.liveness.stats().refutations).toBeGreaterThan(0)
+    for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
+  })
+
+  it('a member cut from its watcher is suspected; heard again first-hand it is in dispute, told by an exchange, and refutes', async () => {
+    net = new FakeNet()
+    const ids = await peerIds(3)
+    await net.start(ids)
+    await net.run(1_000)
+    const [a] = ids as [string, string, string]
+    // a watches whoever heartbeats it: cut that one off from a alone.
+    const watched = net.members.get(a)?.membership.watching()[0]
+    if (watched === undefined) throw new Error('a watches nobody after a second of heartbeats')
+    net.cut(a, watched)
+    await net.run(PATIENT_MS)
+    expect(net.liveness(a, watched)).toBe('dead')
+    net.heal()
+    await net.run(PATIENT_MS)
+    // a heard it again first-hand (its heartbeats), held the dispute, and asked for an exchange with it.
+    expect(net.members.get(a)?.exchanges).toContain(watched)
+    for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
+  })
+})
+
