@@ -1,5 +1,4 @@
 import type { Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Timing } from '../config/types.ts'
 import type { Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
@@ -7,7 +6,7 @@ import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { digestHash } from './heartbeat.ts'
 import type { Loops } from './loops.ts'
-import type { Membership, Rumour, Sighting } from './membership.ts'
+import { isPeerId, type Membership, type Rumour, type Sighting } from './membership.ts'
 import { alarmingRejections, type ApplyResult, type StateStore } from './state/index.ts'
 import { deadline, withStream } from './stream-io.ts'
 import { syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
@@ -55,6 +54,8 @@ export interface AntiEntropyComponents {
   timeoutMs: number
   /** A frame of the protocol was malformed. */
   onMalformed: () => void
+  /** Test hook: rewrites the rows we send `to`. */
+  tamperAdverts?: (to: string, adverts: PeerAdvert[]) => PeerAdvert[]
 }
 
 /** Anti-entropy counters for status. */
@@ -131,9 +132,9 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       list.push({ id: to, addresses: [], ageMs: 0, liveness: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? membership.incarnationOf(to) ?? 0 })
     }
     const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
-    if (sentPeers.get(to) === fingerprint) return []
+    const fresh = sentPeers.get(to) === fingerprint ? [] : list
     sentPeers.set(to, fingerprint)
-    return list
+    return c.tamperAdverts === undefined ? fresh : c.tamperAdverts(to, fresh)
   }
 
   const onPeers = (list: PeerAdvert[]): void => {
@@ -169,8 +170,10 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   const failed = (peer: string, err: unknown, answering: boolean): void => {
     stats.failed++
     if (isMalformed(err)) {
+      // A frame that broke the protocol's rules (a bad shape, a number out of range): refused whole, counted, logged.
       c.onMalformed()
-      if (answering) { log.warn('malformed sync frame, stream reset', { peer, error: errorMessage(err) }); return }
+      log.warn('malformed sync frame, exchange refused', { peer, error: errorMessage(err) })
+      return
     }
     log.debug(answering ? 'anti-entropy exchange cut short' : 'anti-entropy exchange failed', { peer, error: errorMessage(err) })
   }
@@ -284,13 +287,4 @@ export function noteApplied (log: Logger, peer: string, r: ApplyResult): void {
 /** Whether `err` is a frame that broke our protocols' rules. */
 export function isMalformed (err: unknown): boolean {
   return err instanceof Error && (err.name === 'MalformedFrameError' || err.name === 'FrameTooLargeError')
-}
-
-function isPeerId (id: string): boolean {
-  try {
-    peerIdFromString(id)
-    return true
-  } catch {
-    return false
-  }
 }

@@ -500,17 +500,25 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
     while (!signal.aborted) {
       let gap: number
       if (fastStep !== undefined) {
-        query()
+        guarded('query', query)
         const here = offsets[fastStep] ?? 0
         const next = offsets[fastStep + 1]
         fastStep = next === undefined ? undefined : fastStep + 1
         gap = next === undefined ? intervalMs : next - here
       } else {
-        announce()
+        guarded('announcement', announce)
         gap = steadyGap
         steadyGap = Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
       }
       await wait(jittered(gap, random), signal)
+    }
+  }
+  /** One send of the loop: a failure is logged and the loop carries on at its next interval. */
+  const guarded = (what: string, fn: () => void): void => {
+    try {
+      fn()
+    } catch (err) {
+      log.warn(`mdns ${what} failed, carrying on`, { error: errorMessage(err) })
     }
   }
 
@@ -529,7 +537,8 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
       steadyGap = intervalMs
       lastSentKey = undefined
       running = new AbortController()
-      loop = run(running.signal)
+      // Never left to reject unobserved: awaited only at stop.
+      loop = run(running.signal).catch((err: unknown) => { log.error('mdns loop ended', { error: errorMessage(err) }) })
       log.debug('mdns started', { serviceTag, intervalMs })
     },
 

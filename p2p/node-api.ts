@@ -10,6 +10,7 @@ import type { ClusterState, Member } from './types.ts'
 import type { Libp2pOverrides } from './stack.ts'
 import { P2PAddressError, type AdmissionFailure } from './errors.ts'
 import type { GossipHooks } from './gossip.ts'
+import type { PeerAdvert } from './sync.ts'
 
 /** The p2p node's public contract: its options, its status and the node itself (see node.ts). */
 
@@ -17,6 +18,8 @@ import type { GossipHooks } from './gossip.ts'
 export interface P2PNodeHooks extends GossipHooks {
   /** While it returns true the node sends no heartbeats and no rumours, like a hung process whose connections stay up. */
   freeze?: () => boolean
+  /** Rewrites the membership rows we send `to` in a peer exchange (tests: a member that lies about others, or sends bad numbers). */
+  tamperAdverts?: (to: string, adverts: PeerAdvert[]) => PeerAdvert[]
 }
 
 /** Options of `createP2PNode`. */
@@ -92,7 +95,7 @@ export interface P2PStatus {
   /** Anti-entropy exchanges completed and failed since start. */
   syncs: { ok: number, failed: number }
   /** Dials that succeeded and failed, and connections we closed because they were outside our links. */
-  dials: { ok: number, failed: number, pruned: number }
+  dials: { ok: number, failed: number, pruned: number, candidatesDropped: number }
   /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
   rendezvous: { rounds: number, providersFound: number }
   /** Times the liveness loop woke up over a heartbeat interval late, and the milliseconds lost (credited to every watch timer). */
@@ -101,6 +104,8 @@ export interface P2PStatus {
   heartbeatMs: number
   /** Refutations we published (suspicions of us that reached us). */
   refutations: number
+  /** Rounds of the node's long-running loops that threw and were carried on from (each is logged). */
+  loopErrors: number
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */

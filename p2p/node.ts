@@ -59,6 +59,13 @@ export { rendezvousCid } from './rendezvous.ts'
 export type { GossipHookEvent } from './gossip.ts'
 export { DialError, parseAddress, type P2PNode, type P2PNodeHooks, type P2PNodeInit, type P2PStatus, type PeerStatus } from './node-api.ts'
 
+/**
+ * The entry every node writes under its own id when it starts: its signed presence.
+ * A member counts (in `state.members()`) once we have heard it first-hand or it has
+ * signed state, such as this entry (see docs/decisions.md, "Who counts as a member").
+ */
+export const MEMBER_KEY = 'p2p/member'
+
 /** Bound on one dial attempt, ms. @default 5000 */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
 
@@ -135,6 +142,20 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   let stopping: Promise<void> | undefined
   /** How discovery modules labelled peers before the dialler existed. */
   const earlyLabels = new Map<string, string>()
+
+  /** Owners of signed entries in our replica (cached until an entry of a new owner arrives). */
+  let owners: Set<string> | undefined
+  /**
+   * Whether a membership row counts as a member: we heard it first-hand, or it has signed
+   * state. A row that only came in a rumour or a peer exchange is a claim any token holder
+   * can make about any id, and every member counted raises the election's quorum.
+   */
+  const counts = (m: Member): boolean => {
+    if (membership.firstHand(m.peerId)) return true
+    if (running === undefined) return false
+    owners ??= new Set(running.store.list().map((e) => e.owner))
+    return owners.has(m.peerId)
+  }
 
   const now = (): number => clock.now()
   const need = (op: string): { run: Running, svc: Services } => {
@@ -224,7 +245,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       peerExchange: init.peerExchange !== false,
       maxFrameBytes,
       timeoutMs: syncTimeoutMs,
-      onMalformed: () => { protocolErrors['malformed-frame']++ }
+      onMalformed: () => { protocolErrors['malformed-frame']++ },
+      ...(init.hooks?.tamperAdverts === undefined ? {} : { tamperAdverts: init.hooks.tamperAdverts })
     })
     const ae = antiEntropy
     liveness = createLiveness({
@@ -316,6 +338,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const run: Running = { controller, node, store, book, loops, onGossip }
     running = run
     services = svc
+    owners = undefined
     svc.gate.start(controller.signal)
 
     node.addEventListener('connection:open', (evt) => {
@@ -342,6 +365,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     })
     store.addEventListener('change', (evt) => {
       svc.antiEntropy.changed()
+      if (owners !== undefined && !owners.has(evt.detail.entry.owner)) owners = undefined
       events.dispatchEvent(new CustomEvent('change', { detail: evt.detail }))
     })
 
@@ -392,6 +416,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (!p2p.disableDht && bootstrap.length > 0) svc.rendezvous.start(controller.signal, loops)
     else if (!p2p.disableDht) log.debug('no DHT rendezvous rounds: no bootstrap peer, so mDNS and peer exchange find every peer the DHT could')
     svc.dialler.start(controller.signal, loops)
+    // Our signed presence: with it, nodes that only hear of us second-hand count us as a member.
+    store.put(MEMBER_KEY, { since: now() }).then(({ wire }) => { svc.gossip.publish(wire) }, (err: unknown) => {
+      log.warn('writing our presence entry failed', { error: errorMessage(err) })
+    })
     log.info('p2p node started', { peerId: self, addresses: node.getMultiaddrs().map(String), fingerprint: keys.fingerprint })
   }
 
@@ -425,7 +453,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       svc.gossip.publish(wire)
       return entry
     },
-    members: (): Member[] => membership.list(),
+    members: (): Member[] => membership.list().filter(counts),
     addEventListener: <K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void => {
       events.addEventListener(type, listener as EventListener)
     },
@@ -448,7 +476,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const storeRejections = running?.store.rejections()
     for (const r of REJECT_REASONS) rejections[r] = storeRejections?.[r as RejectReason] ?? 0
     Object.assign(rejections, protocolErrors)
-    const members = new Map(membership.list().map((m) => [m.peerId, m]))
+    const members = new Map(membership.list().filter(counts).map((m) => [m.peerId, m]))
     const admitted = services?.gate.admitted ?? new Set<string>()
     const ids = new Set<string>([...members.keys(), ...admitted])
     const peers: PeerStatus[] = [...ids].sort().map((id) => {
@@ -466,7 +494,6 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       }
     })
     const failures = services?.gate.failures() ?? { 'bad-proof': 0, timeout: 0, protocol: 0 }
-    const dials = services?.dialler.stats() ?? { ok: 0, failed: 0, pruned: 0 }
     const lv = services?.liveness.stats()
     return {
       peerId: self,
@@ -479,11 +506,12 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       admissionFailures: Object.values(failures).reduce((a, b) => a + b, 0),
       admissionFailuresByReason: failures,
       syncs: services?.antiEntropy.stats() ?? { ok: 0, failed: 0 },
-      dials: { ok: dials.ok, failed: dials.failed, pruned: dials.pruned },
+      dials: services?.dialler.stats() ?? { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 },
       rendezvous: services?.rendezvous.stats() ?? { rounds: 0, providersFound: 0 },
       stalls: lv?.stalls ?? { count: 0, ms: 0 },
       heartbeatMs: lv?.heartbeatMs ?? timing.heartbeatIntervalMs,
-      refutations: lv?.refutations ?? 0
+      refutations: lv?.refutations ?? 0,
+      loopErrors: services?.loops.errors() ?? 0
     }
   }
 

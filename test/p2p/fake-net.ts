@@ -166,6 +166,17 @@ export class FakeNet {
     return this.members.get(viewer)?.membership.get(peer)?.liveness
   }
 
+  /** Every member's view and what it spread, for assertion messages. */
+  describe (): string {
+    const short = (id: string): string => id.slice(-4)
+    return JSON.stringify([...this.members.values()].map((m) => ({
+      id: short(m.id),
+      watching: m.membership.watching().map(short),
+      view: m.membership.list().map((r) => `${short(r.peerId)}:${r.liveness}@${m.membership.incarnationOf(r.peerId) ?? 0}`),
+      spread: m.spread.map((r) => `${short(r.peer)}:${r.state}@${r.incarnation}`)
+    })))
+  }
+
   async stop (): Promise<void> {
     for (const m of this.members.values()) { m.controller.abort(); m.liveness.stop() }
     await Promise.all([...this.members.values()].map(async (m) => { await m.loops.settled() }))

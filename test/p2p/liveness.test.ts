@@ -25,15 +25,15 @@ describe('liveness on a fake network', () => {
     await net.run(1_000)
     net.isolate(c)
     await net.run(PATIENT_MS)
-    expect(net.liveness(a, c)).toBe('dead')
-    expect(net.liveness(b, c)).toBe('dead')
-    // c heard nobody either: from its side the others are gone.
-    expect(net.liveness(c, a)).toBe('dead')
+    expect(net.liveness(a, c), net.describe()).toBe('dead')
+    expect(net.liveness(b, c), net.describe()).toBe('dead')
+    // c heard nobody either: from its side the peer it watched is gone.
+    expect([net.liveness(c, a), net.liveness(c, b)]).toContain('dead')
     net.heal()
     // Nothing first-hand flows while each side holds the other dead: an exchange carries each its own row, and it refutes.
     net.exchangeAll()
     await net.run(PATIENT_MS)
-    for (const m of net.members.values()) expect(m.liveness.stats().refutations).toBeGreaterThan(0)
+    expect(net.members.get(c)?.liveness.stats().refutations).toBeGreaterThan(0)
     for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
   })
 
