@@ -55,5 +55,30 @@ describe('liveness on a fake network', () => {
     expect(net.members.get(a)?.exchanges).toContain(watched)
     for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
   })
-})
 
+  it('a round that throws is counted and the loop carries on: the member keeps heartbeating and stays alive', async () => {
+    net = new FakeNet()
+    const ids = await peerIds(3)
+    let failures = 5
+    const [a] = ids as [string]
+    await net.start(ids.slice(1))
+    await net.start([a], { digestHash: () => { if (failures-- > 0) throw new RangeError('digest exploded'); return 0 } })
+    await net.run(3_000)
+    const m = net.members.get(a)
+    expect(m?.loops.errors()).toBeGreaterThan(0)
+    for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), net.describe()).toBe('alive')
+  })
+
+  it('a rumour that it is dead at 2^53 - 1 changes nothing: no refutation, heartbeats go on', async () => {
+    net = new FakeNet()
+    const ids = await peerIds(2)
+    const [a, b] = ids as [string, string]
+    await net.start(ids)
+    await net.run(500)
+    net.members.get(a)?.liveness.applyRumour({ peer: a, state: 'dead', incarnation: Number.MAX_SAFE_INTEGER }, true)
+    await net.run(2_000)
+    expect(net.members.get(a)?.liveness.stats().refutations).toBe(0)
+    expect(net.members.get(a)?.loops.errors()).toBe(0)
+    expect(net.liveness(b, a)).toBe('alive')
+  })
+})
