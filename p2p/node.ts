@@ -18,21 +18,17 @@ import { NodeNotStartedError } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.ts'
 import { HEARTBEAT_PROTOCOL_SUFFIX } from './heartbeat.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { createMembership, type Membership, type MembershipTransition } from './membership.ts'
+import { createMembership, type Membership } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline } from './stream-io.ts'
 import { DEFAULT_MESH_LINKS } from './mesh.ts'
 import { SYNC_PROTOCOL_SUFFIX } from './sync.ts'
 import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
 import { createLoops, type Loops } from './loops.ts'
-import { createAdmissionGate, DEFAULT_ADMISSION_TIMEOUT_MS, type AdmissionGate } from './admission-gate.ts'
-import { createDialler, type Dialler } from './dialler.ts'
-import { createLiveness, type Liveness } from './liveness.ts'
-import { createAntiEntropy, DEFAULT_SYNC_TIMEOUT_MS, type AntiEntropy } from './anti-entropy.ts'
-import { createGossip, type Gossip } from './gossip.ts'
-import { createRendezvous, type Rendezvous } from './rendezvous.ts'
+import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
+import { DEFAULT_SYNC_TIMEOUT_MS } from './anti-entropy.ts'
 import { DialError, parseAddress, peerIdOf, type P2PNode, type P2PNodeInit, type P2PStatus, type PeerStatus } from './node-api.ts'
-import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht, openStream } from './libp2p-ports.ts'
+import { wireServices, type Services } from './wiring.ts'
 
 /**
  * The p2p node: one libp2p stack and six services, each in its own module with its own
@@ -47,8 +43,8 @@ import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht,
  * | state deltas and membership rumours    | gossip.ts        |
  * | DHT rendezvous                         | rendezvous.ts    |
  *
- * This file wires them to libp2p (through libp2p-ports.ts) and to each other, and owns
- * the node's lifecycle and status.
+ * wiring.ts connects them to libp2p (through libp2p-ports.ts) and to each other; this
+ * file owns the node's lifecycle and status.
  */
 
 export { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
@@ -88,17 +84,6 @@ interface Running {
   loops: Loops
   mdns?: MdnsDiscovery
   onGossip: (evt: CustomEvent<GossipsubMessage>) => void
-}
-
-/** The services of the current (or last) run. */
-interface Services {
-  gate: AdmissionGate
-  dialler: Dialler
-  liveness: Liveness
-  antiEntropy: AntiEntropy
-  gossip: Gossip
-  rendezvous: Rendezvous
-  loops: Loops
 }
 
 /**
@@ -174,119 +159,6 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     return svc
   }
 
-  /** Builds the services of one run around a started store and a created libp2p node. */
-  const wire = (me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services => {
-    let liveness: Liveness | undefined
-    let antiEntropy: AntiEntropy | undefined
-    let dialler: Dialler | undefined
-    const gate = createAdmissionGate({
-      self: me,
-      clock,
-      random,
-      log,
-      key: keys.admissionKey,
-      protocol: protocols.admit,
-      timeoutMs: admissionTimeoutMs,
-      onAdmitted: (peer, conn, initiator, first) => {
-        const d = dialler as Dialler
-        d.admitted(peer)
-        const known = book.get(peer)
-        const addrs = conn.direction === 'outbound' ? [conn.remoteAddr.toString()] : (known?.addresses ?? [])
-        book.upsert(peer, { addresses: addrs, discoveredBy: d.discoveredBy(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
-        d.found(peer, book.get(peer)?.discoveredBy ?? 'inbound')
-        liveness?.admitted(peer, first, { ...(addrs.length > 0 ? { addresses: addrs } : {}), discoveredBy: d.via(peer, 'inbound') })
-        if (!first) return
-        log.debug('peer admitted', { peer, initiator })
-        // One exchange per new peer, opened by the lower id whichever side dialled: when both
-        // dialled at once, each admits the other first as the answering side of the other's
-        // connection, and a rule by direction left the pair with no exchange at all.
-        if (me < peer) void antiEntropy?.run(peer, { open: async (signal) => await conn.newStream(protocols.sync, { signal }) })
-      },
-      onFailed: (peer, reason) => { dialler?.failed(peer, reason) }
-    })
-    // The gate's set: every service reads who is admitted from it.
-    const admitted = gate.admitted
-    dialler = createDialler({
-      self: me, clock, log, timing, network: libp2pDialNetwork(node), book, membership, admitted, bootstrap, linkCount, dialTimeoutMs
-    })
-    for (const [id, label] of earlyLabels) dialler.found(id, label)
-    earlyLabels.clear()
-    const gossip = createGossip({
-      self: me,
-      clock,
-      log,
-      network: libp2pGossip(node),
-      topics,
-      store,
-      admitted,
-      heard: (peer) => { liveness?.heard(peer) },
-      applyRumour: (r, relay) => { liveness?.applyRumour(r, relay) },
-      reached: (peers) => { antiEntropy?.catchUp(peers) },
-      onProtocolError: (kind) => { protocolErrors[kind]++ },
-      ...(init.hooks === undefined ? {} : { hooks: init.hooks })
-    })
-    const d = dialler
-    antiEntropy = createAntiEntropy({
-      self: me,
-      clock,
-      random,
-      log,
-      timing,
-      store,
-      membership,
-      admitted,
-      admittedOrSoon: gate.admittedOrSoon,
-      openStream: async (peer, signal) => await openStream(node, peer, protocols.sync, signal),
-      addressesOf: (peer) => book.get(peer)?.addresses ?? [],
-      via: d.via,
-      learnPeer: d.learn,
-      learnMember: (peer, sighting) => { liveness?.learn(peer, sighting) },
-      applyRumour: (r, relay) => { liveness?.applyRumour(r, relay) },
-      peerExchange: init.peerExchange !== false,
-      maxFrameBytes,
-      timeoutMs: syncTimeoutMs,
-      onMalformed: () => { protocolErrors['malformed-frame']++ },
-      ...(init.hooks?.tamperAdverts === undefined ? {} : { tamperAdverts: init.hooks.tamperAdverts })
-    })
-    const ae = antiEntropy
-    liveness = createLiveness({
-      self: me,
-      clock,
-      log,
-      timing,
-      membership,
-      admitted,
-      transport: libp2pHeartbeats(node, protocols.heartbeat),
-      streamTimeoutMs: dialTimeoutMs,
-      fanout: heartbeatFanout,
-      spread: async (r) => await gossip.spread(r),
-      exchange: async (peer) => { await ae.run(peer) },
-      digestHash: ae.digestHash,
-      onDigest: ae.heartbeatDigest,
-      onTransition: (t: MembershipTransition) => {
-        if (t.type === 'join' || t.type === 'leave') d.schedule()
-        if (t.type === 'join') events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
-        else if (t.type === 'leave') events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
-      },
-      ...(init.hooks?.freeze === undefined ? {} : { frozen: init.hooks.freeze })
-    })
-    const lv = liveness
-    const rendezvous = createRendezvous({
-      self: me,
-      clock,
-      log,
-      timing,
-      dht: libp2pRendezvousDht(node),
-      rendezvousKey: keys.rendezvousKey,
-      connectionCount: () => node.getConnections().length,
-      admitted,
-      knows: (peer) => book.get(peer) !== undefined || admitted.has(peer),
-      learnPeer: d.learn,
-      lastJoinAt: lv.lastJoinAt
-    })
-    return { gate, dialler: d, liveness: lv, antiEntropy: ae, gossip, rendezvous, loops }
-  }
-
   const doStart = async (): Promise<void> => {
     const controller = new AbortController()
     await mkdir(stateDir, { recursive: true, mode: 0o700 })
@@ -330,7 +202,12 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     // comes from its watcher's rumour, repaired by the membership rows of every peer exchange.
     membership = createMembership({ timing, self: me, incarnation: now(), staleAfterMs: Infinity })
     const loops = createLoops(clock, controller.signal, log)
-    const svc = wire(me, node, store, book, loops)
+    const svc = wireServices({
+      clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, admissionTimeoutMs, dialTimeoutMs, syncTimeoutMs, maxFrameBytes, heartbeatFanout,
+      peerExchange: init.peerExchange !== false,
+      ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
+      membership, events, protocolErrors, earlyLabels
+    }, me, node, store, book, loops)
     const onGossip = (evt: CustomEvent<GossipsubMessage>): void => {
       const { msg, propagationSource } = evt.detail
       svc.gossip.receive(msg.topic, msg.data, propagationSource.toString())
