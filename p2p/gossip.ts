@@ -58,8 +58,8 @@ export interface Gossip {
   receive: (topic: string, data: Uint8Array, from: string) => void
   /** Spreads a rumour; resolves to whether any peer got it. Throws when the publish fails. */
   spread: (r: Rumour) => Promise<boolean>
-  /** Gossips a local entry's wire bytes. */
-  publish: (wire: Uint8Array) => void
+  /** Gossips a local entry's wire bytes; `onReached` learns which peers gossipsub sent it to. */
+  publish: (wire: Uint8Array, onReached?: (peers: ReadonlySet<string>) => void) => void
 }
 
 const NOBODY: ReadonlySet<string> = new Set()
@@ -91,15 +91,16 @@ export function createGossip (c: GossipComponents): Gossip {
       return recipients.length > 0
     },
 
-    publish (wire) {
+    publish (wire, onReached) {
+      const reached = (peers: ReadonlySet<string>): void => { c.reached(peers); onReached?.(peers) }
       // A test's dropped delta reached nobody, as far as this node can tell.
-      if (hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) { c.reached(NOBODY); return }
+      if (hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) { reached(NOBODY); return }
       const data = hooks?.tamperGossip?.({ direction: 'out', data: wire }) ?? wire
       network.publish(topics.state, data).then((recipients) => {
-        c.reached(new Set(recipients))
+        reached(new Set(recipients))
       }, (err: unknown) => {
         log.debug('gossip publish failed', { error: errorMessage(err) })
-        c.reached(NOBODY)
+        reached(NOBODY)
       })
     }
   }

@@ -62,6 +62,9 @@ export { DialError, parseAddress, type P2PNode, type P2PNodeHooks, type P2PNodeI
  */
 export const MEMBER_KEY = 'p2p/member'
 
+/** Most times a node writes its presence before gossip reaches a peer (see `announcePresence`). */
+const PRESENCE_TRIES = 20
+
 /** Bound on one dial attempt, ms. @default 5000 */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000
 
@@ -159,8 +162,32 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     return svc
   }
 
+  /**
+   * Writes our signed presence (`MEMBER_KEY`): with it, nodes that only hear of us
+   * second-hand count us as a member. Entries that arrive by a state exchange are not
+   * gossiped on, so the entry must once go out by gossip: it is written again (a new
+   * version) each heartbeat interval while we have peers but gossipsub reached none of
+   * them (it learns their subscriptions a moment after the connection), a bounded number
+   * of times. While we are alone it waits.
+   */
+  const announcePresence = async (svc: Services, store: StateStore, signal: AbortSignal): Promise<void> => {
+    const since = now()
+    let tries = 0
+    while (!signal.aborted && tries < PRESENCE_TRIES) {
+      if (tries === 0 || svc.gate.admitted.size > 0) {
+        tries++
+        const { wire } = await store.put(MEMBER_KEY, { since })
+        const reached = await new Promise<number>((resolve) => { svc.gossip.publish(wire, (peers) => { resolve(peers.size) }) })
+        if (reached > 0) return
+      }
+      await clock.sleep(timing.heartbeatIntervalMs, signal)
+    }
+  }
+
   const doStart = async (): Promise<void> => {
     const controller = new AbortController()
+    // Labels reported while this run starts go to its dialler, not the last run's.
+    services = undefined
     await mkdir(stateDir, { recursive: true, mode: 0o700 })
     const privateKey = await loadOrCreateIdentity(stateDir)
     const book = await loadPeerBook(stateDir, log)
@@ -293,9 +320,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (!p2p.disableDht && bootstrap.length > 0) svc.rendezvous.start(controller.signal, loops)
     else if (!p2p.disableDht) log.debug('no DHT rendezvous rounds: no bootstrap peer, so mDNS and peer exchange find every peer the DHT could')
     svc.dialler.start(controller.signal, loops)
-    // Our signed presence: with it, nodes that only hear of us second-hand count us as a member.
-    store.put(MEMBER_KEY, { since: now() }).then(({ wire }) => { svc.gossip.publish(wire) }, (err: unknown) => {
-      log.warn('writing our presence entry failed', { error: errorMessage(err) })
+    announcePresence(svc, store, controller.signal).catch((err: unknown) => {
+      if (!controller.signal.aborted) log.warn('announcing our presence failed', { error: errorMessage(err) })
     })
     log.info('p2p node started', { peerId: self, addresses: node.getMultiaddrs().map(String), fingerprint: keys.fingerprint })
   }
