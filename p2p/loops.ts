@@ -59,11 +59,3 @@ export function createLoops (clock: Clock, signal: AbortSignal, log: Logger): Lo
     settled: async () => { await Promise.allSettled(running.splice(0)) }
   }
 }
-
-/**
- * Runs a fire-and-forget task so that its failure is logged and counted rather than
- * left as an unhandled rejection.
- */
-export function detach (what: string, log: Logger, task: Promise<unknown>): void {
-  task.catch((err: unknown) => { log.warn(`${what} failed`, { error: errorMessage(err) }) })
-}

@@ -94,7 +94,7 @@ export interface P2PStatus {
   admissionFailuresByReason: Record<AdmissionFailure, number>
   /** Anti-entropy exchanges completed and failed since start. */
   syncs: { ok: number, failed: number }
-  /** Dials that succeeded and failed, and connections we closed because they were outside our links. */
+  /** Dials that succeeded and failed, connections we closed because they were outside our links, and discovered peers dropped because the candidate list was full. */
   dials: { ok: number, failed: number, pruned: number, candidatesDropped: number }
   /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
   rendezvous: { rounds: number, providersFound: number }
