@@ -52,6 +52,8 @@ export interface P2PNodeInit {
   maxFrameBytes?: number
   /** Bounds of the replicated state. @default the store's defaults */
   stateLimits?: StateLimits
+  /** How often the state's garbage collection runs besides member joins and leaves, ms. @default DEFAULT_COLLECT_INTERVAL_MS (60000) */
+  collectIntervalMs?: number
   /** Exchange admitted-peer lists during anti-entropy (off only to test DHT discovery alone). @default true */
   peerExchange?: boolean
   /** Watchers per node (ring successors each node heartbeats); 1 halves heartbeat traffic, 3 survives two watchers failing together. @default DEFAULT_HEARTBEAT_FANOUT (1) */

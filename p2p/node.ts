@@ -10,7 +10,7 @@ import { systemClock } from '../util/clock.ts'
 import { cryptoRandom } from '../util/random.ts'
 import { silentLogger } from '../util/log.ts'
 import { errorMessage, InputError } from '../util/errors.ts'
-import { createStateStore, REJECT_REASONS, type RejectReason, type StateStore } from './state/index.ts'
+import { createStateCollector, createStateStore, ownerPresence, REJECT_REASONS, type RejectReason, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
 import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
@@ -86,6 +86,9 @@ interface Running {
   book: PeerBook
   loops: Loops
   mdns?: MdnsDiscovery
+  collector: StateCollector
+  /** Runs a collection soon; listens to member joins and leaves while the node runs. */
+  pokeCollector: () => void
   onGossip: (evt: CustomEvent<GossipsubMessage>) => void
 }
 
@@ -198,6 +201,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       stateKey: keys.stateKey,
       dir: join(stateDir, 'state'),
       ...(init.stateLimits === undefined ? {} : { limits: init.stateLimits }),
+      ...(p2p.forgetAfterMs === undefined ? {} : { forgetAfterMs: p2p.forgetAfterMs }),
       // No owner check: an entry that decrypts under the token's state key and carries its
       // owner's signature comes from a token holder, and with a partial mesh an owner's
       // entries often arrive (relayed) before any news of the owner. Quotas still bound it.
@@ -239,7 +243,17 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       const { msg, propagationSource } = evt.detail
       svc.gossip.receive(msg.topic, msg.data, propagationSource.toString())
     }
-    const run: Running = { controller, node, store, book, loops, onGossip }
+    // Garbage collection of owners nobody stands for: never admitted within the grace, or
+    // gone longer than p2p.forget_after (see p2p/state/gc.ts). Membership changes run it soon.
+    const collector = createStateCollector({
+      store,
+      presence: ownerPresence({ admitted: (id) => svc.gate.admitted.has(id), liveness: (id) => membership.get(id)?.liveness }),
+      ...(init.collectIntervalMs === undefined ? {} : { intervalMs: init.collectIntervalMs }),
+      clock,
+      logger: log
+    })
+    const pokeCollector = (): void => { collector.poke() }
+    const run: Running = { controller, node, store, book, loops, collector, pokeCollector, onGossip }
     running = run
     services = svc
     owners = undefined
@@ -320,6 +334,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     if (!p2p.disableDht && bootstrap.length > 0) svc.rendezvous.start(controller.signal, loops)
     else if (!p2p.disableDht) log.debug('no DHT rendezvous rounds: no bootstrap peer, so mDNS and peer exchange find every peer the DHT could')
     svc.dialler.start(controller.signal, loops)
+    events.addEventListener('member:join', pokeCollector)
+    events.addEventListener('member:leave', pokeCollector)
+    collector.start()
     announcePresence(svc, store, controller.signal).catch((err: unknown) => {
       if (!controller.signal.aborted) log.warn('announcing our presence failed', { error: errorMessage(err) })
     })
@@ -337,6 +354,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     running = undefined
     await run.mdns?.stop().catch((err: unknown) => { log.warn('stopping mDNS failed', { error: errorMessage(err) }) })
     svc.liveness.stop()
+    events.removeEventListener('member:join', run.pokeCollector)
+    events.removeEventListener('member:leave', run.pokeCollector)
+    await run.collector.stop()
     await run.loops.settled()
     run.node.services.pubsub.removeEventListener('gossipsub:message', run.onGossip)
     await Promise.resolve(run.node.stop()).catch((err: unknown) => { log.warn('libp2p stop failed', { error: errorMessage(err) }) })

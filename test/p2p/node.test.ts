@@ -156,6 +156,28 @@ describe('p2p node', () => {
     expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('alive')
   })
 
+  it('a member gone longer than forget_after has its entries collected everywhere, and they come back with it', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const forget = { forgetAfterMs: 1_500 }
+    const gc = { collectIntervalMs: 250 }
+    const a = await cluster.node(token, forget, gc)
+    const dirC = await cluster.dir()
+    const b = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, gc)
+    const c1 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
+    const id = c1.peerId
+    await c1.state.put('advert', 'c')
+    await waitFor('a and b hold c\'s entry', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined)
+
+    await c1.stop()
+    await waitFor('a and b forget c\'s entries', () => (a.state.get(id, 'advert') === undefined && b.state.get(id, 'advert') === undefined) || undefined, 15_000)
+    expect(a.state.get(b.peerId, 'p2p/member')).toBeDefined()
+
+    const c2 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
+    expect(c2.peerId).toBe(id)
+    await waitFor('c\'s entry is back on a and b once c is', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined, 15_000)
+  })
+
   it('a hung node (connections up, silent) is declared dead by its watchers and alive again when it resumes', async () => {
     cluster = new Cluster()
     const { a, b, c, freeze } = await trioWithHangingC(cluster)
