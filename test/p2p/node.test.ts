@@ -347,13 +347,15 @@ describe('watcher failures', () => {
     await waitFor('all alive and admitted pairwise', () => (nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes)) || undefined)
     const others = nodes.filter((n) => n !== x)
     const liveness = (n: P2PNode): string | undefined => n.state.members().find((m) => m.peerId === xId)?.liveness
+    // A starved boot may have had x refute a false suspicion already: count from here.
+    const refutedBefore = x.status().refutations
     frozen = true
     await waitFor('x dead everywhere else', () => (others.every((n) => liveness(n) === 'dead')) || undefined, PATIENT_MS)
-    expect(x.status().refutations).toBe(0)
+    expect(x.status().refutations).toBe(refutedBefore)
     // Only x's watcher (heartbeat fanout 1) hears from x again; the other three hold the rumour it never saw.
     frozen = false
     await waitFor('x alive everywhere again', () => (others.every((n) => liveness(n) === 'alive')) || undefined, 20_000)
       .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map(liveness))}`) })
-    expect(x.status().refutations).toBeGreaterThan(0)
+    expect(x.status().refutations).toBeGreaterThan(refutedBefore)
   }, 60_000)
 })
