@@ -347,11 +347,11 @@ describe('watcher failures', () => {
     await waitFor('all alive and admitted pairwise', () => (nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes)) || undefined)
     const others = nodes.filter((n) => n !== x)
     const liveness = (n: P2PNode): string | undefined => n.state.members().find((m) => m.peerId === xId)?.liveness
-    // A starved boot may have had x refute a false suspicion already: count from here.
+    // A starved boot may have had x refute a false suspicion already: count from here. (While
+    // frozen, x may hear its own row in an exchange and count a refutation it cannot send.)
     const refutedBefore = x.status().refutations
     frozen = true
     await waitFor('x dead everywhere else', () => (others.every((n) => liveness(n) === 'dead')) || undefined, PATIENT_MS)
-    expect(x.status().refutations).toBe(refutedBefore)
     // Only x's watcher (heartbeat fanout 1) hears from x again; the other three hold the rumour it never saw.
     frozen = false
     await waitFor('x alive everywhere again', () => (others.every((n) => liveness(n) === 'alive')) || undefined, 20_000)
