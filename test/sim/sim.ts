@@ -14,8 +14,10 @@ import type { StaticRole, Timing } from '../../config/types.ts'
 import type { JsonValue, Liveness, StateEntry } from '../../p2p/types.ts'
 import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
+import { applyDecisionNow, credentialFor, type HeldCredential } from '../../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../../roles/credentials.ts'
 import { trackView } from '../../roles/election.ts'
-import { credentialEntry, decide, parseCredential } from '../../roles/plan.ts'
+import { decide, parseCredential } from '../../roles/plan.ts'
 import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
 
 /** Which faults a run draws from its seed. */
@@ -60,7 +62,8 @@ interface SimNode {
   id: string
   index: number
   staticRole: StaticRole
-  sealKey: string
+  /** Its sealing keys: credentials are sealed and opened with the production sealing. */
+  keys: SealKeys
   address: string
   up: boolean
   booted: boolean
@@ -73,7 +76,7 @@ interface SimNode {
   /** `cred/<self>` entries by sealer. */
   credsForSelf: Map<string, StateEntry>
   facts: LocalFacts
-  secrets?: { serverToken: string, agentToken: string }
+  secrets?: ClusterSecrets
   /** Last time each node (by index) was heard from; -1 never. Lost on a crash. */
   heard: Float64Array
   tracker?: { key: string, since: number }
@@ -84,7 +87,7 @@ interface SimNode {
   dirty: boolean
   installing: boolean
   firstRole?: RoleName
-  held?: { kind: 'server' | 'agent', token: string, agentToken?: string }
+  held?: HeldCredential
 }
 
 type SimEvent =
@@ -158,6 +161,9 @@ export function runSimulation (opts: SimOptions): SimResult {
   const extra = rng.int(Math.max(1, Math.floor(n / 4)))
   const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + extra)
   const clock = new ManualClock(1_000_000)
+  // Key material, tokens and sealing draw from their own stream, so the fault plan
+  // drawn from \`rng\` does not depend on how much randomness the cryptography takes.
+  const crypto = seededRandom(opts.seed + 0x5eed0000)
   const t0 = clock.now()
   const queue = new EventQueue()
   const violations: string[] = []
@@ -185,7 +191,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   for (let i = 0; i < n; i++) {
     const id = `12D3Koo${opts.seed.toString(36)}x${i.toString(36).padStart(2, '0')}`
     nodes.push({
-      id, index: i, staticRole: roleOf(i), sealKey: `seal-${id}`, address: `10.88.${i >> 8}.${(i & 255) + 1}`,
+      id, index: i, staticRole: roleOf(i), keys: memorySealKeys(crypto), address: `10.88.${i >> 8}.${(i & 255) + 1}`,
       up: false, booted: false, epoch: 0, replica: new Map(), fp: 0, credsForSelf: new Map(), facts: { ...EMPTY_FACTS }, heard: new Float64Array(0),
       lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
     })
@@ -322,18 +328,6 @@ export function runSimulation (opts: SimOptions): SimResult {
     }
     return { members, signature }
   }
-  const openHeld = (node: SimNode): void => {
-    const init = node.facts.role?.init
-    for (const e of node.credsForSelf.values()) {
-      if (init !== undefined && e.owner !== init) continue
-      const c = parseCredential(e.value)
-      const box = c?.box as { to?: string, payload?: string } | undefined
-      if (c === undefined || c.to !== node.sealKey || box?.to !== node.sealKey || typeof box.payload !== 'string') continue
-      const p = JSON.parse(box.payload) as { token: string, agentToken?: string }
-      node.held = { kind: c.kind, token: p.token, ...(p.agentToken === undefined ? {} : { agentToken: p.agentToken }) }
-    }
-  }
-
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
     const { members, signature } = memberView(node)
@@ -344,7 +338,15 @@ export function runSimulation (opts: SimOptions): SimResult {
     node.tracker = trackView(node.tracker, members, clock.now())
     node.lastSignature = signature
     node.dirty = false
-    openHeld(node)
+    node.held = credentialFor({
+      self: node.id,
+      sealKey: node.keys.publicKey,
+      entries: [...node.credsForSelf.values()],
+      init: node.facts.role?.init,
+      held: node.held,
+      open: (box) => openCredential(node.keys, box),
+      onError: (owner, error) => { violations.push(`${node.id} cannot open the credential sealed by ${owner}: ${error}`) }
+    })
     decisions++
     const d = decide({
       self: node.id,
@@ -355,7 +357,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       entries: node.entries ??= [...node.replica.values()],
       local: node.facts,
       viewSince: node.tracker.since,
-      sealKey: node.sealKey,
+      sealKey: node.keys.publicKey,
       hasSecrets: node.secrets !== undefined,
       hasCredential: node.held !== undefined,
       address: node.address
@@ -366,11 +368,11 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (d.recheckAt !== undefined && d.recheckAt > clock.now()) queue.push(d.recheckAt, { type: 'tick', node: node.index, epoch: node.epoch, once: true })
     let limit = d.actions.length
     if (midStepCrash > 0 && d.actions.length > 1 && rng.float() < midStepCrash) limit = rng.int(d.actions.length)
-    for (let i = 0; i < limit; i++) {
-      const a = d.actions[i] as RolesDecision['actions'][number]
-      if ('persist' in a) {
+    // The production applier; the invariants are checked by watching its ports.
+    applyDecisionNow(limit < d.actions.length ? { ...d, actions: d.actions.slice(0, limit) } : d, {
+      persist: (facts) => {
         const before = node.facts.role
-        const after = a.persist.role
+        const after = facts.role
         if (after !== null) {
           if (before === null && after.role === 'init') {
             inits.add(node.id)
@@ -381,14 +383,12 @@ export function runSimulation (opts: SimOptions): SimResult {
         } else if (before !== null) {
           violations.push(`${node.id} forgot its role ${before.role}`)
         }
-        node.facts = a.persist
-      } else if ('generateSecrets' in a) {
-        node.secrets ??= { serverToken: `server-${node.id}-${rng.int(1e9)}`, agentToken: `agent-${node.id}-${rng.int(1e9)}` }
-      } else if ('put' in a) {
-        put(node, a.put, a.value)
-      } else if ('sealCredential' in a) {
-        if (node.secrets === undefined) continue
-        if (a.kind === 'server' && node.replica.get(storeKey(node.id, `${CRED_PREFIX}${a.sealCredential}`)) === undefined) {
+        node.facts = facts
+      },
+      secrets: () => node.secrets,
+      generateSecrets: () => { node.secrets = generateClusterSecrets(crypto) },
+      put: (key, value) => {
+        if (key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server' && node.replica.get(storeKey(node.id, key)) === undefined) {
           // HA servers are admitted one at a time: the init server and every server
           // admitted before must have reported joined.
           const joined = (peer: string): boolean => {
@@ -398,24 +398,21 @@ export function runSimulation (opts: SimOptions): SimResult {
           const pending = [node.id, ...[...node.replica.values()]
             .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
-          if (pending.length > 0) violations.push(`server ${a.sealCredential} admitted while ${pending.join(', ')} had not joined`)
+          if (pending.length > 0) violations.push(`server ${key.slice(CRED_PREFIX.length)} admitted while ${pending.join(', ')} had not joined`)
         }
-        const payload = a.kind === 'server'
-          ? { token: node.secrets.serverToken, agentToken: node.secrets.agentToken }
-          : { token: node.secrets.agentToken }
-        const e = credentialEntry(a.sealCredential, { kind: a.kind, to: a.publicKey, clusterId: a.clusterId, box: { to: a.publicKey, payload: JSON.stringify(payload) } })
-        put(node, e.key, e.value)
-      } else if ('handOff' in a) {
-        if (node.installing) continue
-        const h = a.handOff
+        put(node, key, value)
+      },
+      seal: (kind, secrets, publicKey) => sealCredential(kind, secrets, publicKey, crypto),
+      handOff: (h, planKey) => {
+        if (node.installing) return
         if (!h.clusterInit) {
-          if (node.held === undefined) { violations.push(`${node.id} handed off without a credential`); continue }
-          if ((h.role === 'server') !== (node.held.kind === 'server')) violations.push(`${node.id} hands off as ${h.role} with a ${node.held.kind} credential`)
+          if (node.held === undefined) { violations.push(`${node.id} handed off without a credential`); return }
+          if ((h.role === 'server') !== (node.held.role === 'server')) violations.push(`${node.id} hands off as ${h.role} with a ${node.held.role} credential`)
         }
         node.installing = true
-        queue.push(clock.now() + 20 + rng.int(2_000), { type: 'installed', node: node.index, epoch: node.epoch, clusterId: h.clusterId, planKey: a.planKey })
+        queue.push(clock.now() + 20 + rng.int(2_000), { type: 'installed', node: node.index, epoch: node.epoch, clusterId: h.clusterId, planKey })
       }
-    }
+    })
     if (limit < d.actions.length) {
       crash(node)
       const back = clock.now() + 200 + rng.int(5_000)
@@ -533,7 +530,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
       if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
       if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
-      if (role.role === 'agent' && x.held !== undefined && x.held.token.startsWith('server-')) violations.push(`${x.id} is an agent holding the server token`)
+      const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
+      if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }
     const servers = nodes.filter((x) => x.facts.role?.role === 'server')
     const masters = nodes.filter((x) => x.staticRole === 'master').length
