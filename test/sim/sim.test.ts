@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
-import { replayCommand, runSimulation, type SimResult } from './sim.ts'
+import { replayCommand, runSimulation, type SimResult } from '../../sim/sim.ts'
 
 /** Seeds the CI run covers; `npm run sim -- --seeds 10000` runs more. */
 const CI_SEEDS = 1_000

@@ -2,7 +2,7 @@
 // Runs seeded simulations of the roles layer and prints one line per failing seed
 // with the command that replays it; exits 1 if any seed violated an invariant.
 import { parseArgs } from 'node:util'
-import { PRESETS } from '../../config/presets.ts'
+import { PRESETS } from '../config/presets.ts'
 import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
 
 const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]\n'

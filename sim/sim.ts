@@ -10,15 +10,15 @@
  * replicas with a random reachable peer, so a lost message is repaired. A node's
  * replica and persisted facts survive a crash; its member view does not.
  */
-import type { StaticRole, Timing } from '../../config/types.ts'
-import type { JsonValue, Liveness, StateEntry } from '../../p2p/types.ts'
-import { ManualClock } from '../../util/clock.ts'
-import { seededRandom } from '../../util/random.ts'
-import { applyDecisionNow, credentialFor, type HeldCredential } from '../../roles/apply.ts'
-import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../../roles/credentials.ts'
-import { trackView } from '../../roles/election.ts'
-import { decide, parseCredential } from '../../roles/plan.ts'
-import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import type { StaticRole, Timing } from '../config/types.ts'
+import type { JsonValue, Liveness, StateEntry } from '../p2p/types.ts'
+import { ManualClock } from '../util/clock.ts'
+import { seededRandom } from '../util/random.ts'
+import { applyDecisionNow, credentialFor, type HeldCredential } from '../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
+import { trackView } from '../roles/election.ts'
+import { decide, parseCredential } from '../roles/plan.ts'
+import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../roles/types.ts'
 
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
