@@ -19,10 +19,10 @@ import { createFakeWireGuardDriver } from '../vpn/fake-driver.ts'
 import { generateKeyPair } from '../vpn/keys.ts'
 import { advertValue, VPN_ADVERT_KEY } from '../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../vpn/wireguard-driver.ts'
-import { waitFor } from '../test/helpers/wait.ts'
-import { createFakeSite, type FakeSite } from '../test/support/fake-cluster-state.ts'
-import { createNetnsPair, isRoot, type NetnsHost } from '../test/vpn/netns-fixture.ts'
-import { randomPeerId } from '../test/vpn/random-ids.ts'
+import { waitFor } from '../util/wait.ts'
+import { createFakeSite, type FakeSite } from '../sim/cluster-state.ts'
+import { createNetnsPair, isRoot, type NetnsHost } from '../netns-lab/netns-pair.ts'
+import { randomPeerId } from '../sim/random-ids.ts'
 
 const PEERS = 30
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kvb0', port: 51820, mtu: 1420 }

@@ -12,7 +12,7 @@ import { preferenceKey } from '../../roles/election.ts'
 import type { StateEntry } from '../../p2p/types.ts'
 import { ManualClock, type Clock } from '../../util/clock.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { createFakeSite, type FakeClusterState, type FakeSite } from '../support/fake-cluster-state.ts'
+import { createFakeSite, type FakeClusterState, type FakeSite } from '../../sim/cluster-state.ts'
 
 function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number } = {}): Config {
   const section = { enabled: true, args: [], env: {} }

@@ -13,9 +13,9 @@ import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { createFakeSite, type FakeSite } from '../support/fake-cluster-state.ts'
+import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
 import { createFakeTools, type FakeTools } from './fake-tools.ts'
-import { randomPeerId } from './random-ids.ts'
+import { randomPeerId } from '../../sim/random-ids.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interface: 'kairos0', port: 51820, mtu: 1420 }
 const timing = { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 10_000 }

@@ -7,8 +7,8 @@ import { createVpnController, type VpnController } from '../../vpn/controller.ts
 import { generateKeyPair, loadOrCreateKeyPair } from '../../vpn/keys.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { createFakeSite, type FakeSite } from '../support/fake-cluster-state.ts'
-import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from './netns-fixture.ts'
+import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
+import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from '../../netns-lab/netns-pair.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kvt0', port: 51820, mtu: 1420 }
 const MAIN = new URL('../../cli/main.ts', import.meta.url).pathname

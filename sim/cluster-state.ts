@@ -1,13 +1,14 @@
 /**
- * The in-memory cluster state for tests of the layers above p2p (roles, vpn): a site
+ * The in-memory cluster state that tests and benchmarks of the layers above p2p
+ * (roles, vpn) run on, in place of a p2p node: a site
  * of replicas, one per node, that share entries over links which can be cut, isolated
  * and healed. A put lands in the writer's replica and in every replica it is linked to
  * (per (owner, key) the higher version wins, as in the real state); healing a link runs
  * anti-entropy over it. Events are dispatched on a microtask, as a real merge would.
- * Each test creates its own site; nothing is shared between tests.
+ * Each test creates its own site; nothing is shared between sites.
  */
-import type { ClusterState, ClusterStateEvents, JsonValue, Liveness, Member, StateEntry } from '../../p2p/types.ts'
-import { systemClock, type Clock } from '../../util/clock.ts'
+import type { ClusterState, ClusterStateEvents, JsonValue, Liveness, Member, StateEntry } from '../p2p/types.ts'
+import { systemClock, type Clock } from '../util/clock.ts'
 
 /** One node's view of a fake site. */
 export interface FakeClusterState extends ClusterState {
