@@ -2,7 +2,7 @@ import { expect } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
 import { replayCommand, runSimulation, type SimResult } from '../../sim/sim.ts'
 
-/** Seeds CI covers, split over test files so both cores share them; `npm run sim -- --seeds 10000` runs more. */
+/** Seeds CI covers; `npm run sim -- --seeds 10000` runs more. */
 export const CI_SEEDS = 1_000
 
 /** Up to ten failing seeds, each with its replay command. */
