@@ -4,7 +4,7 @@
 // simulated hand-off of 20–2000 ms per node), and the wall time of one run.
 // Prints one JSON line.
 import { PRESETS } from '../config/presets.ts'
-import { runSimulation } from '../test/sim/sim.ts'
+import { runSimulation } from '../sim/sim.ts'
 
 const sizes = [3, 10, 50, 200]
 const runsFor = (n: number): number => (n >= 200 ? 3 : 5)

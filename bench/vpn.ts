@@ -19,9 +19,10 @@ import { createFakeWireGuardDriver } from '../vpn/fake-driver.ts'
 import { generateKeyPair } from '../vpn/keys.ts'
 import { advertValue, VPN_ADVERT_KEY } from '../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../vpn/wireguard-driver.ts'
-import { createFakeSite, waitFor, type FakeSite } from '../test/vpn/cluster-state-fake.ts'
-import { createNetnsPair, isRoot, type NetnsHost } from '../test/vpn/netns-fixture.ts'
-import { randomPeerId } from '../test/vpn/random-ids.ts'
+import { waitFor } from '../util/wait.ts'
+import { createFakeSite, type FakeSite } from '../sim/cluster-state.ts'
+import { createNetnsPair, isRoot, type NetnsHost } from '../netns-lab/netns-pair.ts'
+import { randomPeerId } from '../sim/random-ids.ts'
 
 const PEERS = 30
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kvb0', port: 51820, mtu: 1420 }
@@ -158,13 +159,13 @@ async function pingOnce (): Promise<PingTimes> {
     const [, ub] = await Promise.all([a.whenUp(), b.whenUp()])
     const upMs = performance.now() - t0
     const configured = async (c: VpnController): Promise<boolean> => (await c.status()).peers.length === 1
-    await waitFor(async () => await configured(a) && await configured(b), 15_000, 'peers configured')
+    await waitFor('peers configured', async () => (await configured(a) && await configured(b)) || undefined, 15_000)
     const peersMs = performance.now() - t0
     // The persistent keepalive set with each new peer starts the handshake without traffic.
     const driverA = drivers[0] as ExecWireGuardDriver
-    await waitFor(async () => ((await driverA.show(vpn.interface))?.peers[0]?.latestHandshake ?? 0) > 0, 15_000, 'handshake')
+    await waitFor('handshake', async () => (((await driverA.show(vpn.interface))?.peers[0]?.latestHandshake ?? 0) > 0) || undefined, 15_000)
     const handshakeMs = performance.now() - t0
-    await waitFor(async () => (await ha.run(['ping', '-c1', '-W1', ub.address])).ok, 15_000, 'ping over the overlay')
+    await waitFor('ping over the overlay', async () => ((await ha.run(['ping', '-c1', '-W1', ub.address])).ok) || undefined, 15_000)
     return { upMs, peersMs, handshakeMs, pingMs: performance.now() - t0 }
   } finally {
     for (const c of controllers) await c.stop()

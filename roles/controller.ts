@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os'
 import type { Config } from '../config/types.ts'
-import type { ClusterState, JsonValue, StateEntry } from '../p2p/types.ts'
+import type { ClusterState, StateEntry } from '../p2p/types.ts'
 import type { Clock } from '../util/clock.ts'
 import { systemClock } from '../util/clock.ts'
 import type { RandomSource } from '../util/random.ts'
@@ -8,21 +8,24 @@ import { cryptoRandom } from '../util/random.ts'
 import type { Logger } from '../util/log.ts'
 import { silentLogger } from '../util/log.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import type { SealKeys, SealedBox } from './credentials.ts'
+import type { ClusterSecrets, CredentialRole, JoinCredential, SealKeys, SealedCredential } from './credentials.ts'
 import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
 import { trackView } from './election.ts'
-import { configWarnings, credentialEntry, decide, parseCredential, rolesConfigOf } from './plan.ts'
+import { applyDecision, credentialFor, type ApplyPorts, type HeldCredential } from './apply.ts'
+import { configWarnings, decide, rolesConfigOf } from './plan.ts'
 import { loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
-import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RoleName, type RolesDecision, type RolesPhase } from './types.ts'
+import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
 
 /** The credential functions the controller uses (roles/credentials.ts). */
 export interface CredentialsApi {
   /** The k3s server token and the separate agent token, from a CSPRNG in production. */
-  generateClusterSecrets: (random: RandomSource) => { serverToken: string, agentToken: string }
+  generateClusterSecrets: (random: RandomSource) => ClusterSecrets
   /** This node's persisted X25519 sealing key pair. */
   createSealKeys: (stateDir?: string) => Promise<SealKeys>
-  /** Seals a plaintext to one recipient's public key. */
-  sealTo: (recipientPublicKey: string, plaintext: string, random?: RandomSource) => SealedBox
+  /** Seals the credential of one role to one recipient's public key. */
+  sealCredential: (role: CredentialRole, secrets: ClusterSecrets, recipientPublicKey: string, random?: RandomSource) => SealedCredential
+  /** Opens a credential sealed to this node's keys; throws `SealError` when it cannot. */
+  openCredential: (keys: SealKeys, value: unknown) => JoinCredential
 }
 
 /** The hand-off backend (roles/installer/): idempotent, keeps its own record in the state dir. */
@@ -103,8 +106,6 @@ export class HandOffError extends KairosError {
 /** Delay before a failed hand-off is tried again with the same plan, ms. @default 30000 */
 export const HANDOFF_RETRY_MS = 30_000
 
-interface OpenedCredential { version: number, owner: string, kind: 'server' | 'agent', token: string, agentToken?: string }
-
 /**
  * The roles controller: runs the pure decision (roles/plan.ts) on every state or
  * membership change, on a ticker and at start, and carries out its actions —
@@ -122,7 +123,9 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   let facts: LocalFacts | undefined
   let secrets: StoredSecrets | undefined
   let sealKeys: SealKeys | undefined
-  let opened: OpenedCredential | undefined
+  let opened: HeldCredential | undefined
+  /** Credentials that did not open, by owner and version: each is logged once. */
+  const unopened = new Set<string>()
   let tracker: { key: string, since: number } | undefined
   let last: RolesDecision | undefined
   let controller: AbortController | undefined
@@ -150,32 +153,6 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (key.startsWith('roles/') || key.startsWith(CRED_PREFIX) || owner === state.self) poke()
   }
   const onMember = (): void => { poke() }
-
-  const openCredential = (entries: readonly StateEntry[]): void => {
-    if (sealKeys === undefined) return
-    const self = state.self
-    for (const e of entries) {
-      if (e.key !== `${CRED_PREFIX}${self}`) continue
-      if (opened !== undefined && opened.owner === e.owner && opened.version === e.version) return
-      const cred = parseCredential(e.value)
-      if (cred === undefined || cred.to !== sealKeys.publicKey) continue
-      try {
-        const payload = JSON.parse(sealKeys.open(cred.box as unknown as SealedBox)) as { token?: unknown, agentToken?: unknown }
-        if (typeof payload.token !== 'string') throw new HandOffError('credential payload has no token')
-        opened = {
-          version: e.version,
-          owner: e.owner,
-          kind: cred.kind,
-          token: payload.token,
-          ...(typeof payload.agentToken === 'string' ? { agentToken: payload.agentToken } : {})
-        }
-        mark('credential')
-        return
-      } catch (err) {
-        logger.warn('cannot open credential', { owner: e.owner, error: errorMessage(err) })
-      }
-    }
-  }
 
   const ownAddress = (): string | undefined => {
     const o = init.overlay()
@@ -243,16 +220,25 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   // it is retried on the next step, and the actions after it still run. A failed
   // persist, by contrast, ends the step: nothing unpersisted is ever published.
   const publishErrors = new Map<string, string>()
-  const publish = async (key: string, put: () => Promise<void>): Promise<void> => {
-    try {
-      await put()
-      publishErrors.delete(key)
-    } catch (err) {
-      const message = errorMessage(err)
-      if (publishErrors.get(key) !== message) logger.warn('cannot publish state entry', { key, error: message })
-      publishErrors.set(key, message)
-    }
-  }
+
+  const ports = (decision: RolesDecision, signal: AbortSignal): ApplyPorts => ({
+    persist: async (next) => {
+      await saveFacts(stateDir, next)
+      logElection(facts, next)
+      facts = next
+    },
+    secrets: () => secrets,
+    generateSecrets: async () => {
+      const s = init.credentials.generateClusterSecrets(random)
+      const next = { serverToken: s.serverToken, agentToken: s.agentToken, clusterId: decision.clusterId ?? '' }
+      await saveSecrets(stateDir, next)
+      secrets = next
+      mark('credential')
+    },
+    put: async (key, value) => { await state.put(key, value) },
+    seal: (kind, held, publicKey) => init.credentials.sealCredential(kind, held, publicKey, random),
+    handOff: (h, planKey) => { startHandOff(h, planKey, signal) }
+  })
 
   /** Debug log of each change of our part in the election: what to read when a site elects slowly. */
   const logElection = (before: LocalFacts | undefined, after: LocalFacts): void => {
@@ -279,7 +265,23 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (members.length > 0) mark('discovered')
     tracker = trackView(tracker, members, clock.now())
     const entries = [...state.list('roles/'), ...state.list(CRED_PREFIX)]
-    openCredential(entries)
+    const keys = sealKeys as SealKeys
+    const before = opened
+    opened = credentialFor({
+      self: state.self,
+      sealKey: keys.publicKey,
+      entries,
+      init: facts?.role?.init,
+      held: opened,
+      open: (box) => init.credentials.openCredential(keys, box),
+      onError: (owner, error) => {
+        const e = entries.find((x) => x.owner === owner && x.key === `${CRED_PREFIX}${state.self}`)
+        const id = `${owner}\u0000${e?.version ?? 0}`
+        if (!unopened.has(id)) logger.warn('cannot open credential', { owner, error })
+        unopened.add(id)
+      }
+    })
+    if (opened !== undefined && opened !== before) mark('credential')
     const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
     for (const e of entries) if (e.key === ROLE_KEYS.node) ids.add(e.owner)
     known = ids.size
@@ -292,9 +294,9 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       entries,
       local: facts as LocalFacts,
       viewSince: tracker.since,
-      sealKey: (sealKeys as SealKeys).publicKey,
+      sealKey: keys.publicKey,
       hasSecrets: secrets !== undefined,
-      hasCredential: opened !== undefined && opened.owner === (facts?.role?.init ?? opened.owner),
+      hasCredential: opened !== undefined,
       address: ownAddress()
     })
     if (decision.clusterId !== undefined) mark('elected')
@@ -302,36 +304,11 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       logger.info('roles phase', { phase: decision.phase, role: decision.role, leader: decision.leader, term: decision.term, awaiting: decision.awaiting })
     }
     last = decision
-    for (const action of decision.actions) {
-      if (signal.aborted) return
-      if ('persist' in action) {
-        await saveFacts(stateDir, action.persist)
-        logElection(facts, action.persist)
-        facts = action.persist
-      } else if ('generateSecrets' in action) {
-        if (secrets === undefined) {
-          const s = init.credentials.generateClusterSecrets(random)
-          const next = { serverToken: s.serverToken, agentToken: s.agentToken, clusterId: decision.clusterId ?? '' }
-          await saveSecrets(stateDir, next)
-          secrets = next
-          mark('credential')
-        }
-      } else if ('put' in action) {
-        await publish(action.put, async () => { await state.put(action.put, action.value) })
-      } else if ('sealCredential' in action) {
-        const held = secrets
-        if (held === undefined) continue
-        await publish(`${CRED_PREFIX}${action.sealCredential}`, async () => {
-          const payload = action.kind === 'server'
-            ? { token: held.serverToken, agentToken: held.agentToken }
-            : { token: held.agentToken }
-          const box = init.credentials.sealTo(action.publicKey, JSON.stringify(payload), random)
-          const e = credentialEntry(action.sealCredential, { kind: action.kind, to: action.publicKey, clusterId: action.clusterId, box: box as unknown as JsonValue })
-          await state.put(e.key, e.value)
-        })
-      } else if ('handOff' in action) {
-        startHandOff(action.handOff, action.planKey, signal)
-      }
+    const applied = await applyDecision(decision, ports(decision, signal), { signal })
+    for (const key of applied.published) publishErrors.delete(key)
+    for (const { key, error } of applied.refused) {
+      if (publishErrors.get(key) !== error) logger.warn('cannot publish state entry', { key, error })
+      publishErrors.set(key, error)
     }
   }
 

@@ -217,8 +217,16 @@ export function parseSealedBox (value: unknown): SealedBox {
  */
 export async function createSealKeys (stateDir?: string, options: SealKeysOptions = {}): Promise<SealKeys> {
   const random = options.random ?? cryptoRandom
-  const raw = stateDir === undefined ? random.bytes(KEY_BYTES) : await loadOrCreateKey(stateDir, random)
-  return sealKeysFromRaw(raw)
+  if (stateDir === undefined) return memorySealKeys(random)
+  return sealKeysFromRaw(await loadOrCreateKey(stateDir, random))
+}
+
+/**
+ * A sealing key pair that lives in memory only, drawn from `random`. Synchronous,
+ * for the simulation's seeded nodes; a node uses `createSealKeys`.
+ */
+export function memorySealKeys (random: RandomSource = cryptoRandom): SealKeys {
+  return sealKeysFromRaw(random.bytes(KEY_BYTES))
 }
 
 function sealKeysFromRaw (raw: Uint8Array): SealKeys {

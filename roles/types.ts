@@ -89,7 +89,7 @@ export interface CredentialValue {
   /** The recipient seal key the box was sealed to (public). */
   to: string
   clusterId: string
-  /** The sealed token (a `SealedBox` from roles/credentials.ts). */
+  /** The sealed credential (a `SealedCredential` from roles/credentials.ts). */
   box: JsonValue
 }
 

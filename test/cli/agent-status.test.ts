@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { encodeToken } from '../../token/index.ts'
-import { waitFor as waitForValue } from '../helpers/wait.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { AgentStatus } from '../../agent/status.ts'
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'kairos-p2p.js')
@@ -28,9 +28,7 @@ async function status (stateDir: string): Promise<AgentStatus | undefined> {
 
 
 /** Agent processes boot in seconds on a loaded machine: wait up to 30 s. */
-async function waitFor<T> (what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  return await waitForValue(what, probe, 30_000, 100)
-}
+const BOOT_MS = 30_000
 
 async function startAgent (name: string, token: string, bootstrap: string[]): Promise<{ dir: string, proc: ResultPromise }> {
   const dir = join(root, name)
@@ -57,7 +55,7 @@ describe('agent and status commands', () => {
     const tokenA = encodeToken(new Uint8Array(32).fill(11))
     const tokenB = encodeToken(new Uint8Array(32).fill(12))
     const a = await startAgent('a', tokenA, [])
-    const sa = await waitFor('agent a to answer', async () => await status(a.dir))
+    const sa = await waitFor('agent a to answer', async () => await status(a.dir), BOOT_MS, 100)
     const addr = sa.addresses.find((x) => x.startsWith('/ip4/127.0.0.1/tcp/'))
     expect(addr).toBeDefined()
     const boot = [`${String(addr)}${String(addr).includes('/p2p/') ? '' : `/p2p/${sa.peerId}`}`]
@@ -68,8 +66,8 @@ describe('agent and status commands', () => {
       const [x, y] = [await status(a.dir), await status(b.dir)]
       if (x === undefined || y === undefined) return undefined
       return x.peers.some((p) => p.id === y.peerId && p.liveness === 'alive') && y.peers.some((p) => p.id === x.peerId && p.liveness === 'alive') ? [x, y] : undefined
-    })
-    const sc = await waitFor('agent c to answer', async () => await status(c.dir))
+    }, BOOT_MS, 100)
+    const sc = await waitFor('agent c to answer', async () => await status(c.dir), BOOT_MS, 100)
     expect(fa.peers.map((p) => p.id)).not.toContain(sc.peerId)
     expect(fb.peers.map((p) => p.id)).not.toContain(sc.peerId)
     expect(sc.peers).toEqual([])

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
 import { isRunning } from '../../netns-lab/processes.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const isRoot = process.getuid?.() === 0
 const fakeAgent = fileURLToPath(new URL('./fixtures/fake-agent.ts', import.meta.url))
@@ -172,8 +173,7 @@ describe.skipIf(!isRoot)('the compile cache (root)', () => {
     const lab = createLab({ id: `${id}c`, root, nodes: 2, agentEntry: async () => script })
     try {
       await lab.up()
-      const until = Date.now() + 10_000
-      while ((await readFile(calls, 'utf8').catch(() => '')).trim().split('\n').length < 3 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
+      await waitFor('three agent runs recorded', async () => (await readFile(calls, 'utf8').catch(() => '')).trim().split('\n').length >= 3 || undefined, 10_000)
       const runs = (await readFile(calls, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { argv: string[], cache: string | null })
       expect(runs[0]?.argv).toEqual(['agent', '--help'])
       expect(runs.slice(1).map((r) => r.argv[0])).toEqual(['agent', 'agent'])

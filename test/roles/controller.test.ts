@@ -9,7 +9,10 @@ import type { InstallPlan } from '../../roles/install-plan.ts'
 import { JOINED_TICK_MS, createRolesController, type Installer, type RolesController } from '../../roles/controller.ts'
 import { FACTS_FILE, SECRETS_FILE } from '../../roles/local-store.ts'
 import { preferenceKey } from '../../roles/election.ts'
-import { FakeNetwork, type FakeClusterState } from './fake-state.ts'
+import type { StateEntry } from '../../p2p/types.ts'
+import { ManualClock, type Clock } from '../../util/clock.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { createFakeSite, type FakeClusterState, type FakeSite } from '../../sim/cluster-state.ts'
 
 function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number } = {}): Config {
   const section = { enabled: true, args: [], env: {} }
@@ -40,18 +43,14 @@ afterEach(async () => {
 })
 
 async function until (what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await waitFor(what, () => check() || undefined, timeoutMs, 20)
 }
 
-async function startNode (net: FakeNetwork, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: Parameters<FakeNetwork['join']>[1], overlay?: () => { address?: string, interface?: string } } = {}): Promise<Node> {
+async function startNode (net: FakeSite, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: StateEntry[], overlay?: () => { address?: string, interface?: string }, clock?: Clock } = {}): Promise<Node> {
   const id = `12D3KooWnode${index}`
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'roles-ctl-'))
   if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
-  const state = net.join(id, opts.entries)
+  const state = net.node(id, opts.entries)
   const plans: InstallPlan[] = []
   const milestones: string[] = []
   const installer: Installer = {
@@ -64,6 +63,7 @@ async function startNode (net: FakeNetwork, index: number, opts: { dir?: string,
     credentials,
     installer,
     overlay: opts.overlay ?? (() => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' })),
+    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
     onMilestone: (event) => { milestones.push(event) }
   })
   await controller.start()
@@ -74,7 +74,7 @@ async function startNode (net: FakeNetwork, index: number, opts: { dir?: string,
 
 describe('roles controller', () => {
   it('forms a cluster: one init server, agents with the agent token only, timeline and phases', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes = [await startNode(net, 0), await startNode(net, 1)]
     await until('waiting phase', () => nodes[0]?.controller.status().phase === 'waiting')
     expect(nodes[0]?.controller.status().awaiting).toBe(1)
@@ -113,34 +113,40 @@ describe('roles controller', () => {
   })
 
   it('once joined, a node steps when something happens, not on every tick; a newcomer still gets its credential at once', async () => {
-    const net = new FakeNetwork()
-    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
-    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    const clock = new ManualClock(1_000_000)
+    const net = createFakeSite({ clock })
+    const nodes = [await startNode(net, 0, { clock }), await startNode(net, 1, { clock }), await startNode(net, 2, { clock })]
+    // Time moves only when the test moves it, a tick of the roles ticker at a time.
+    const tick = async (): Promise<void> => {
+      clock.advance(PRESETS.lab.rolesTickMs)
+      await new Promise((resolve) => { setImmediate(resolve) })
+    }
+    await until('all joined', () => { void tick(); return nodes.every((n) => n.controller.status().phase === 'joined') })
     // Let the last entries of the formation settle.
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (let i = 0; i < 3; i++) await tick()
     const before = nodes.map((n) => n.controller.status().steps)
-    // Five ticks of the lab preset's 200 ms roles ticker.
-    await new Promise((resolve) => setTimeout(resolve, 5 * PRESETS.lab.rolesTickMs))
+    for (let i = 0; i < 5; i++) await tick()
     const idleSteps = nodes.map((n, i) => n.controller.status().steps - (before[i] ?? 0))
     expect(Math.max(...idleSteps)).toBeLessThanOrEqual(1)
     expect(JOINED_TICK_MS).toBeGreaterThan(5 * PRESETS.lab.rolesTickMs)
 
-    const late = await startNode(net, 3, { minimumNodes: 3 })
-    await until('the newcomer joined', () => late.controller.status().phase === 'joined', 3_000)
+    // The newcomer is served at once: no tick passes before it has joined.
+    const late = await startNode(net, 3, { minimumNodes: 3, clock })
+    await until('the newcomer joined', () => late.controller.status().phase === 'joined')
     expect(late.controller.status().role).toBe('agent')
   })
 
   it('keeps roles and hands off nothing again after a whole-site power cycle (kairos#3834)', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
     await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
     const before = nodes.map((n) => n.controller.status().role)
-    const saved: Array<{ dir: string, entries: ReturnType<FakeNetwork['leave']> }> = []
+    const saved: Array<{ dir: string, entries: StateEntry[] }> = []
     for (const n of nodes) {
       await n.controller.stop()
-      saved.push({ dir: n.dir, entries: net.leave(n.state) })
+      saved.push({ dir: n.dir, entries: net.leave(n.id) })
     }
-    const net2 = new FakeNetwork()
+    const net2 = createFakeSite()
     // Reverse boot order, so a naive election would pick differently.
     const again: Node[] = []
     for (let i = 2; i >= 0; i--) again.unshift(await startNode(net2, i, { dir: saved[i]?.dir ?? '', entries: saved[i]?.entries ?? [] }))
@@ -152,7 +158,7 @@ describe('roles controller', () => {
   })
 
   it('admits HA servers one at a time, each with the server token', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes: Node[] = []
     const admittedBeforeJoin: string[] = []
     for (let i = 0; i < 4; i++) {
@@ -185,19 +191,18 @@ describe('roles controller', () => {
   })
 
   it('a static worker never stands and becomes an agent; stop() is prompt and idempotent', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes = [await startNode(net, 0, { role: 'worker', minimumNodes: 2 }), await startNode(net, 1, { role: 'master', minimumNodes: 2 })]
     await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
     expect(nodes[0]?.controller.status().role).toBe('agent')
     expect(nodes[1]?.controller.status().role).toBe('init')
-    const t = Date.now()
+    // Prompt: the stop aborts the ticker's sleep, on a clock that never moves.
     await nodes[0]?.controller.stop()
     await nodes[0]?.controller.stop()
-    expect(Date.now() - t).toBeLessThan(1_000)
   })
 
   it('waits for the overlay address before handing off when the VPN is used', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     let up = false
     const nodes: Node[] = []
     for (let i = 0; i < 3; i++) {
@@ -211,9 +216,9 @@ describe('roles controller', () => {
   })
 
   it('a lost gossip message strands workers — provider-kairos#909: a node cut off while the cluster forms joins after the heal', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
-    net.cut(nodes[2]?.id ?? '')
+    net.isolate(nodes[2]?.id ?? '')
     const late = await startNode(net, 3)
     await until('three joined', () => [nodes[0], nodes[1], late].every((n) => n?.controller.status().phase === 'joined'))
     expect(nodes[2]?.controller.status().role).toBeUndefined()
@@ -224,7 +229,7 @@ describe('roles controller', () => {
   })
 
   it('a refused credential entry holds back only its recipient: the init server still hands off', async () => {
-    const net = new FakeNetwork()
+    const net = createFakeSite()
     const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
     // The least preferred node is never the init server, so it needs a credential.
     const [victim] = nodes.map((n) => n.id).sort((a, b) => (preferenceKey(a, 'test') > preferenceKey(b, 'test') ? -1 : 1))

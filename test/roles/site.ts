@@ -1,13 +1,17 @@
 /**
  * A tiny synchronous site for table tests of the pure decision: each node holds a
- * replica, `round()` runs `decide` on every node and delivers its puts to the nodes
- * it is connected to. No loss, no timing beyond a fixed step per round.
+ * replica, `run()` runs `decide` on every node, carries out its actions with the
+ * production applier (roles/apply.ts) and delivers its puts to the nodes it is
+ * connected to. No loss, no timing beyond a fixed step per round.
  */
 import type { StaticRole } from '../../config/types.ts'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
+import { applyDecisionNow, credentialFor, type HeldCredential } from '../../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../../roles/credentials.ts'
 import { trackView } from '../../roles/election.ts'
-import { credentialEntry, decide } from '../../roles/plan.ts'
+import { decide } from '../../roles/plan.ts'
 import { EMPTY_FACTS, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import { seededRandom } from '../../util/random.ts'
 
 export const BASE_CONFIG: RolesConfig = {
   staticRole: 'auto', autoEnable: true, minimumNodes: 3, haEnable: false, haMasterNodes: 0, settleMs: 100, termTimeoutMs: 1_000
@@ -21,6 +25,9 @@ export interface SiteNode {
   tracker?: { key: string, since: number }
   last?: RolesDecision
   inits: number
+  keys: SealKeys
+  secrets?: ClusterSecrets
+  held?: HeldCredential
 }
 
 export class Site {
@@ -31,10 +38,12 @@ export class Site {
   links: (a: string, b: string) => boolean = () => true
   /** Node ids currently powered off. */
   readonly down = new Set<string>()
+  private readonly random = seededRandom(1)
 
   constructor (ids: string[], config: Partial<RolesConfig> = {}, roles: Record<string, StaticRole> = {}) {
     this.config = { ...BASE_CONFIG, ...config }
-    this.nodes = ids.map((id) => ({ id, role: roles[id] ?? 'auto', replica: new Map(), facts: { ...EMPTY_FACTS }, inits: 0 }))
+    const random = seededRandom(ids.length)
+    this.nodes = ids.map((id) => ({ id, role: roles[id] ?? 'auto', replica: new Map(), facts: { ...EMPTY_FACTS }, inits: 0, keys: memorySealKeys(random) }))
   }
 
   node (id: string): SiteNode {
@@ -68,34 +77,33 @@ export class Site {
   step (node: SiteNode): RolesDecision {
     const members = this.nodes.filter((o) => o !== node && this.reach(node, o)).map((o) => ({ peerId: o.id, liveness: 'alive' as const, lastSeen: this.now }))
     node.tracker = trackView(node.tracker, members, this.now)
-    const cred = node.replica.get(`${node.facts.role?.init ?? ''}\u0000cred/${node.id}`)
+    const entries = [...node.replica.values()]
+    node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, init: node.facts.role?.init, held: node.held, open: (box) => openCredential(node.keys, box) })
     const d = decide({
       self: node.id,
       now: this.now,
       networkId: 'site',
       config: { ...this.config, staticRole: node.role },
       members,
-      entries: [...node.replica.values()],
+      entries,
       local: node.facts,
       viewSince: node.tracker.since,
-      sealKey: `seal-${node.id}`,
-      hasSecrets: node.facts.role?.role === 'init',
-      hasCredential: cred !== undefined,
+      sealKey: node.keys.publicKey,
+      hasSecrets: node.secrets !== undefined,
+      hasCredential: node.held !== undefined,
       address: `10.0.0.${this.nodes.indexOf(node) + 1}`
     })
-    for (const a of d.actions) {
-      if ('persist' in a) {
-        if (node.facts.role === null && a.persist.role?.role === 'init') node.inits++
-        node.facts = a.persist
-      } else if ('put' in a) {
-        this.put(node, a.put, a.value)
-      } else if ('sealCredential' in a) {
-        const e = credentialEntry(a.sealCredential, { kind: a.kind, to: a.publicKey, clusterId: a.clusterId, box: { sealed: a.kind } })
-        this.put(node, e.key, e.value)
-      } else if ('handOff' in a) {
-        node.facts = { ...node.facts, joined: { clusterId: a.handOff.clusterId, planKey: a.planKey } }
-      }
-    }
+    applyDecisionNow(d, {
+      persist: (facts) => {
+        if (node.facts.role === null && facts.role?.role === 'init') node.inits++
+        node.facts = facts
+      },
+      secrets: () => node.secrets,
+      generateSecrets: () => { node.secrets = generateClusterSecrets(this.random) },
+      put: (key, value) => { this.put(node, key, value) },
+      seal: (kind, secrets, publicKey) => sealCredential(kind, secrets, publicKey, this.random),
+      handOff: (h, planKey) => { node.facts = { ...node.facts, joined: { clusterId: h.clusterId, planKey } } }
+    })
     node.last = d
     return d
   }

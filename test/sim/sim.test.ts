@@ -1,31 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
-import { replayCommand, runSimulation, type SimResult } from './sim.ts'
-
-/** Seeds the CI run covers; `npm run sim -- --seeds 10000` runs more. */
-const CI_SEEDS = 1_000
-
-function failures (results: SimResult[]): string {
-  return results
-    .filter((r) => r.violations.length > 0)
-    .slice(0, 10)
-    .map((r) => `seed ${r.seed}: ${r.violations.slice(0, 2).join(' | ')}\n  ${r.description}\n  replay: ${replayCommand(r)}`)
-    .join('\n')
-}
+import { replayCommand, runSimulation, type SimResult } from '../../sim/sim.ts'
+import { failures } from './seeds.ts'
 
 describe('site simulation', () => {
-  it(`${CI_SEEDS} seeds of loss, delay, reordering, partitions, crashes, power cycles and staggered boots: no invariant violated`, () => {
-    const results: SimResult[] = []
-    for (let seed = 1; seed <= CI_SEEDS; seed++) results.push(runSimulation({ seed, timing: PRESETS.lab, faults: 'full' }))
-    const failed = failures(results)
-    expect(failed, failed).toBe('')
-    // The mix really contains what it claims.
-    const all = results.map((r) => r.description).join('\n')
-    for (const fault of ['partition into', 'crash/restart', 'site power cycle', 'ha=']) expect(all).toContain(fault)
-    expect(results.some((r) => r.nodes >= 50)).toBe(true)
-    expect(results.every((r) => r.inits.length === 1)).toBe(true)
-  }, 600_000)
-
   it('a 60-node site with every fault forms one cluster and gives every node its role and credential', () => {
     for (const seed of [7, 8]) {
       const r = runSimulation({ seed, nodes: 60, timing: PRESETS.lab, faults: 'full' })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { seededRandom } from '../../util/random.ts'
-import { randomPeerId, shuffle } from './random-ids.ts'
+import { randomPeerId, shuffle } from '../../sim/random-ids.ts'
 import {
   attemptLimit, compareClaims, formatIpv4, HASHED_ATTEMPTS, inOverlay, isValidClaim, overlayAddress, overlayCandidate,
   parseIpv4, parseOverlayCidr, resolveClaims, type AddressClaim, type ClaimHolder, type OverlayNetwork

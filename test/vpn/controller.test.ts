@@ -12,9 +12,10 @@ import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/f
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
-import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
 import { createFakeTools, type FakeTools } from './fake-tools.ts'
-import { randomPeerId } from './random-ids.ts'
+import { randomPeerId } from '../../sim/random-ids.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interface: 'kairos0', port: 51820, mtu: 1420 }
 const timing = { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 10_000 }
@@ -77,7 +78,7 @@ describe('createVpnController', () => {
     for (const n of nodes) n.controller.addEventListener('overlay:up', (e) => { ups.push(e.detail) })
     for (const n of nodes) await n.controller.start()
     expect(ups).toHaveLength(3)
-    await waitFor(() => nodes.every((n) => peersOf(n).size === 2), 5_000, 'full mesh')
+    await waitFor('full mesh', () => (nodes.every((n) => peersOf(n).size === 2)) || undefined, 5_000, 5)
     const statuses = await Promise.all(nodes.map(async (n) => await n.controller.refresh()))
     const addresses = statuses.map((s) => s.address)
     expect(new Set(addresses).size).toBe(3)
@@ -101,7 +102,7 @@ describe('createVpnController', () => {
   it('prunes a peer whose advert left the state; keeps a dead one and reports it down', async () => {
     const [a, b, c] = [await node('node-a'), await node('node-b'), await node('node-c')]
     for (const n of [a, b, c]) await n.controller.start()
-    await waitFor(() => peersOf(a).size === 2, 5_000, 'mesh')
+    await waitFor('mesh', () => (peersOf(a).size === 2) || undefined, 5_000, 5)
     const keyB = await publicKeyOf(b)
     const keyC = await publicKeyOf(c)
 
@@ -125,7 +126,7 @@ describe('createVpnController', () => {
 
     await c.controller.stop()
     await site.node(c.id).put(VPN_ADVERT_KEY, null)
-    await waitFor(() => !peersOf(a).has(keyC) && !peersOf(b).has(keyC), 5_000, 'prune')
+    await waitFor('prune', () => (!peersOf(a).has(keyC) && !peersOf(b).has(keyC)) || undefined, 5_000, 5)
     expect(peersOf(a).has(keyB)).toBe(true)
     expect((await a.controller.refresh()).peers.map((p) => p.peerId)).toEqual([b.id])
   })
@@ -135,7 +136,7 @@ describe('createVpnController', () => {
     const b = await node('node-b')
     await a.controller.start()
     await b.controller.start()
-    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     const before = await a.controller.refresh()
     const puts = site.node('node-a').puts
     await a.controller.stop()
@@ -198,10 +199,10 @@ describe('createVpnController', () => {
     await l.controller.start()
     expect((await l.controller.refresh()).address).toBe(address)
     await w.controller.start()
-    await waitFor(() => moves.length === 1, 5_000, 'loser moves')
+    await waitFor('loser moves', () => (moves.length === 1) || undefined, 5_000, 5)
     expect(moves[0]?.from.address).toBe(address)
     const ws = await w.controller.refresh()
-    await waitFor(async () => (await l.controller.refresh()).address !== address && peersOf(w).size === 1 && peersOf(l).size === 1, 5_000, 'mesh after move')
+    await waitFor('mesh after move', async () => ((await l.controller.refresh()).address !== address && peersOf(w).size === 1 && peersOf(l).size === 1) || undefined, 5_000, 5)
     const ls = await l.controller.refresh()
     expect(ws.address).toBe(address)
     expect(ls.address).not.toBe(address)
@@ -219,7 +220,7 @@ describe('createVpnController', () => {
     const b = await node('node-b')
     await a.controller.start()
     await b.controller.start()
-    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     const keyB = await publicKeyOf(b)
     a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
     await a.controller.refresh()
@@ -227,7 +228,7 @@ describe('createVpnController', () => {
     expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // the reading is fresh enough: no new wg call
     clock.advance(1_500)
     expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // stale: returns at once, refreshes behind
-    await waitFor(() => a.controller.status().peers[0]?.rxBytes === 7, 5_000, 'background refresh')
+    await waitFor('background refresh', () => (a.controller.status().peers[0]?.rxBytes === 7) || undefined, 5_000, 5)
     expect(a.controller.status().peers[0]).toMatchObject({ peerId: 'node-b', up: true, txBytes: 9 })
   })
 
@@ -244,12 +245,12 @@ describe('createVpnController', () => {
     // Every node claims its address before any advert is visible, as on a real boot.
     const held = site.hold()
     const started = Promise.all(nodes.map(async (n) => { await n.controller.start() }))
-    await waitFor(() => held.waiting() === nodes.length, 10_000, 'every node publishing its first advert')
+    await waitFor('every node publishing its first advert', () => (held.waiting() === nodes.length) || undefined, 10_000, 5)
     held.release()
     await started
-    await waitFor(() => nodes.every((n) => peersOf(n).size === 19), 10_000, 'full mesh of 20')
+    await waitFor('full mesh of 20', () => (nodes.every((n) => peersOf(n).size === 19)) || undefined, 10_000, 5)
     expect(moves).toBeGreaterThan(0) // the race really happened and was settled by moving
-    await waitFor(() => new Set(nodes.map((n) => n.controller.status().address)).size === 20, 10_000, 'unique addresses')
+    await waitFor('unique addresses', () => (new Set(nodes.map((n) => n.controller.status().address)).size === 20) || undefined, 10_000, 5)
     const statuses = nodes.map((n) => n.controller.status())
     for (const [i, n] of nodes.entries()) {
       expect(n.driver.interfaces.get('kairos0')?.spec.address).toBe(`${statuses[i]?.address ?? ''}/24`)
@@ -264,10 +265,10 @@ describe('createVpnController', () => {
     const b = await node('node-b')
     await a.controller.start()
     await b.controller.start()
-    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     a.driver.crash('kairos0')
     expect(a.driver.interfaces.has('kairos0')).toBe(false)
-    await waitFor(() => peersOf(a).size === 1, 5_000, 'interface restored with its peers')
+    await waitFor('interface restored with its peers', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
   })
 
   it('rotates a silent peer through its endpoints', async () => {
@@ -278,7 +279,7 @@ describe('createVpnController', () => {
     ] } })
     await a.controller.start()
     await b.controller.start()
-    await waitFor(() => peersOf(a).size === 1, 5_000, 'mesh')
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     const keyB = await publicKeyOf(b)
     const endpoint = (): string | undefined => a.driver.interfaces.get('kairos0')?.peers.get(keyB)?.endpoint
     expect(endpoint()).toBe('192.168.1.20:51820') // same subnet first
@@ -303,7 +304,7 @@ describe('createVpnController', () => {
     const up = a.controller.whenUp()
     await clock.advanceAsync(100)
     expect((await up).interface).toBe('kairos0')
-    await waitFor(async () => (await a.controller.refresh()).lastError === undefined, 5_000, 'recovery')
+    await waitFor('recovery', async () => ((await a.controller.refresh()).lastError === undefined) || undefined, 5_000, 5)
   })
 
   it('with vpn.create false it configures and publishes nothing', async () => {
@@ -377,7 +378,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     const before = (await tools.commands()).length
     const count = results.length
     await clock.advanceAsync(ms)
-    await waitFor(() => results.length > count, 5_000, 'a reconcile pass')
+    await waitFor('a reconcile pass', () => (results.length > count) || undefined, 5_000, 5)
     return { result: results.at(-1), commands: (await tools.commands()).slice(before).map((c) => c.join(' ')) }
   }
 
@@ -418,7 +419,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     const count = results.length
     const before = (await tools.commands()).length
     site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(vpn.cidr), 'node-c', 0), attempt: 0 }))
-    await waitFor(() => results.length > count, 5_000, 'the pass woken by the new advert')
+    await waitFor('the pass woken by the new advert', () => (results.length > count) || undefined, 5_000, 5)
     expect(results.at(-1)).toMatchObject({ peers: 2, added: 1, ensured: false })
     expect((await tools.commands()).slice(before).map((c) => c.slice(0, 5).join(' '))).toEqual([show, `wg set kairos0 peer ${keyC}`])
   })

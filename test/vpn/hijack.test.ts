@@ -10,8 +10,9 @@ import { createVpnController, VOUCH_LINGER_MS, type VpnController } from '../../
 import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/fake-driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
-import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
-import { randomPeerId } from './random-ids.ts'
+import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { randomPeerId } from '../../sim/random-ids.ts'
 
 /*
  * A token holder running modified code writes whatever advert it likes under its own
@@ -75,7 +76,7 @@ describe('overlay hijack by a token holder', () => {
   it('copying an established node\'s public key from a lower peer id takes nothing: the holder stays everywhere', async () => {
     const victim = await node('node-v', 10)
     const witness = await node('node-w', 11)
-    await waitFor(() => peersOf(witness).size === 1 && peersOf(victim).size === 1, 5_000, 'mesh of two')
+    await waitFor('mesh of two', () => (peersOf(witness).size === 1 && peersOf(victim).size === 1) || undefined, 5_000)
     clock.advance(30_000) // the victim has been known for a while
     const v = advertOf('node-v')
     // 'node-a' < 'node-v': the old rule gave a shared key to the lower peer id.
@@ -91,7 +92,7 @@ describe('overlay hijack by a token holder', () => {
     expect(peersOf(victim).has(v.publicKey)).toBe(false)
     expect(peersOf(victim).size).toBe(1)
     // A node that joins after the attack follows the witness's vouch.
-    await waitFor(() => (advertOf('node-w').vouch ?? []).includes('node-v'), 5_000, 'the witness vouches for the victim')
+    await waitFor('the witness vouches for the victim', () => ((advertOf('node-w').vouch ?? []).includes('node-v')) || undefined, 5_000)
     const late = await node('node-z', 12)
     await settle([late])
     expect(peersOf(late).get(v.publicKey)).toEqual([`${v.address}/32`])
@@ -102,7 +103,7 @@ describe('overlay hijack by a token holder', () => {
     const holder = await node(holderId, 10)
     const w1 = await node('node-w1', 11)
     const w2 = await node('node-w2', 12)
-    await waitFor(() => [holder, w1, w2].every((n) => peersOf(n).size === 2), 5_000, 'mesh of three')
+    await waitFor('mesh of three', () => ([holder, w1, w2].every((n) => peersOf(n).size === 2)) || undefined, 5_000)
     clock.advance(30_000)
     const h = advertOf(holderId)
     // Grind peer ids until one's first candidate is the holder's address and it ranks first.
@@ -130,7 +131,7 @@ describe('overlay hijack by a token holder', () => {
       expect(w.controller.status().ignored).toContainEqual({ peerId: attacker, reason: 'lost-claim' })
     }
     // A node joining later has seen neither claim first; the vouches decide for it.
-    await waitFor(() => ['node-w1', 'node-w2'].every((id) => (advertOf(id).vouch ?? []).includes(holderId)), 5_000, 'vouches published')
+    await waitFor('vouches published', () => (['node-w1', 'node-w2'].every((id) => (advertOf(id).vouch ?? []).includes(holderId))) || undefined, 5_000)
     const late = await node('node-z', 13)
     await settle([late])
     expect(peersOf(late).get(h.publicKey)).toEqual([`${h.address}/32`])
@@ -154,13 +155,13 @@ describe('overlay hijack by a token holder', () => {
     expect(advertOf('node-w1').vouch).toEqual([holderId])
     clock.advance(VOUCH_LINGER_MS)
     await settle([holder, w1, w2, late])
-    await waitFor(() => ['node-w1', 'node-w2'].every((id) => advertOf(id).vouch === undefined), 5_000, 'vouches withdrawn')
+    await waitFor('vouches withdrawn', () => (['node-w1', 'node-w2'].every((id) => advertOf(id).vouch === undefined)) || undefined, 5_000)
   })
 
   it('a whole-site restart during the attack changes nothing: establishment and vouches are remembered', async () => {
     const holderId = 'node-h'
     const nodes = [await node(holderId, 10), await node('node-w1', 11), await node('node-w2', 12)]
-    await waitFor(() => nodes.every((n) => peersOf(n).size === 2), 5_000, 'mesh of three')
+    await waitFor('mesh of three', () => (nodes.every((n) => peersOf(n).size === 2)) || undefined, 5_000)
     clock.advance(30_000)
     await settle(nodes) // the holder notes its claim established in its claim file
     const h = advertOf(holderId)
@@ -172,7 +173,7 @@ describe('overlay hijack by a token holder', () => {
     }
     site.inject(attacker, VPN_ADVERT_KEY, advertValue({ publicKey: generateKeyPair().publicKey, port: 51820, endpoints: ['192.168.1.66:51820'], address: h.address, attempt: 0 }))
     await settle(nodes)
-    await waitFor(() => ['node-w1', 'node-w2'].every((id) => (advertOf(id).vouch ?? []).includes(holderId)), 5_000, 'vouches published')
+    await waitFor('vouches published', () => (['node-w1', 'node-w2'].every((id) => (advertOf(id).vouch ?? []).includes(holderId))) || undefined, 5_000)
     // Power cycle: every controller stops and starts again from its state dir.
     for (const n of nodes) await n.controller.stop()
     const back = [await node(holderId, 10, nodes[0]), await node('node-w1', 11, nodes[1]), await node('node-w2', 12, nodes[2])]
@@ -199,11 +200,11 @@ describe('overlay hijack by a token holder', () => {
     const winner = compareClaims({ peerId: pair[0], address, attempt: 0 }, { peerId: pair[1], address, attempt: 0 }) < 0 ? pair[0] : pair[1]
     const held = site.hold()
     const starting = Promise.all(pair.map(async (id, i) => await node(id, 20 + i)))
-    await waitFor(() => held.waiting() === 2, 5_000, 'both publishing')
+    await waitFor('both publishing', () => (held.waiting() === 2) || undefined, 5_000)
     held.release()
     const nodes = await starting
     await settle(nodes)
-    await waitFor(() => nodes.every((n) => peersOf(n).size === 1), 5_000, 'mesh after the race')
+    await waitFor('mesh after the race', () => (nodes.every((n) => peersOf(n).size === 1)) || undefined, 5_000)
     expect(site.node(winner).get(winner, VPN_ADVERT_KEY)).toBeDefined()
     expect(advertOf(winner).address).toBe(address)
     expect(nodes.every((n) => n.controller.status().vouching.length === 0)).toBe(true)

@@ -6,8 +6,9 @@ import type { VpnConfig } from '../../config/types.ts'
 import { createVpnController, type VpnController } from '../../vpn/controller.ts'
 import { generateKeyPair, loadOrCreateKeyPair } from '../../vpn/keys.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
-import { createFakeSite, waitFor, type FakeSite } from './cluster-state-fake.ts'
-import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from './netns-fixture.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
+import { createNetnsPair, isRoot, type NetnsHost, type NetnsPair } from '../../netns-lab/netns-pair.ts'
 
 const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kvt0', port: 51820, mtu: 1420 }
 const MAIN = new URL('../../cli/main.ts', import.meta.url).pathname
@@ -51,7 +52,7 @@ if (!isRoot()) {
     }
 
     const ping = async (from: NetnsHost, to: string): Promise<void> => {
-      await waitFor(async () => (await from.run(['ping', '-c1', '-W1', to])).ok, 15_000, `ping ${to} from ${from.netns}`)
+      await waitFor(`ping ${to} from ${from.netns}`, async () => ((await from.run(['ping', '-c1', '-W1', to])).ok) || undefined, 15_000)
     }
 
     it('two controllers (one through wg, one through the control socket) exchange keys through the state and ping across the overlay; a restart keeps addresses', async () => {
@@ -91,7 +92,7 @@ if (!isRoot()) {
         const first = drivers[0]?.processes()[0]?.pid
         expect(first).toBeTypeOf('number')
         process.kill(first ?? 0, 'SIGKILL')
-        await waitFor(() => { const p = drivers[0]?.processes()[0]?.pid; return p !== undefined && p !== first }, 10_000, 'wireguard-go restarted')
+        await waitFor('wireguard-go restarted', () => { const p = drivers[0]?.processes()[0]?.pid; return p !== undefined && p !== first ? p : undefined }, 10_000)
         await ping(ha, ub.address)
 
         // Restart both agents: same addresses, same keys, interfaces adopted, tunnel intact.
@@ -120,7 +121,7 @@ if (!isRoot()) {
         expect(downed.ok, downed.stderr).toBe(true)
         expect(downed.stdout).toBe('removed kvt0')
         expect((await ha.run(['ip', 'link', 'show', 'dev', 'kvt0'])).ok).toBe(false)
-        await waitFor(() => drivers[0]?.processes().length === 0, 5_000, `wireguard-go ${goPid ?? ''} exit`)
+        await waitFor(`wireguard-go ${goPid ?? ''} exit`, () => (drivers[0]?.processes().length === 0) || undefined, 5_000)
       } finally {
         await teardown()
       }
@@ -146,7 +147,7 @@ if (!isRoot()) {
         const handshake = async (d: ExecWireGuardDriver): Promise<number> => (await d.show('kvn0'))?.peers[0]?.latestHandshake ?? -1
         expect(await handshake(mine[0] as ExecWireGuardDriver)).toBe(0)
         await mine[0]?.nudge('kvn0', [{ publicKey: keyPairs[1]?.publicKey ?? '', keepalive: 25 }])
-        await waitFor(async () => await handshake(mine[1] as ExecWireGuardDriver) > 0 && await handshake(mine[0] as ExecWireGuardDriver) > 0, 10_000, 'handshake after the nudge')
+        await waitFor('handshake after the nudge', async () => (await handshake(mine[1] as ExecWireGuardDriver) > 0 && await handshake(mine[0] as ExecWireGuardDriver) > 0) || undefined, 10_000)
         expect((await mine[0]?.show('kvn0'))?.peers[0]?.keepalive).toBe(25)
       } finally {
         const pids = mine.flatMap((d) => d.processes().map((p) => p.pid))

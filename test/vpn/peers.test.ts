@@ -4,7 +4,7 @@ import { seededRandom } from '../../util/random.ts'
 import { overlayAddress, overlayCandidate, parseOverlayCidr, type AddressClaim } from '../../vpn/address.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, chooseEndpoint, contestedPeers, countVouches, desiredPeers, isEndpoint, isWireGuardKey, MAX_ADVERT_VOUCHES, parseAdvert, trackEstablished, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
-import { randomPeerId, shuffle } from './random-ids.ts'
+import { randomPeerId, shuffle } from '../../sim/random-ids.ts'
 
 const net = parseOverlayCidr('10.88.7.0/24')
 

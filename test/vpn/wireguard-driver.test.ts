@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { parseDump } from '../../vpn/driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
-import { waitFor } from './cluster-state-fake.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { createFakeTools, type FakeTools } from './fake-tools.ts'
 
 const MUTATING = new Set(['add', 'del', 'set', 'remove'])
@@ -143,7 +143,7 @@ describe('createWireGuardDriver against fake ip / wg / wireguard-go', () => {
     const exits: unknown[] = []
     d.addEventListener('process:exit', (evt) => { exits.push(evt.detail) })
     process.kill(proc?.pid ?? 0, 'SIGTERM')
-    await waitFor(() => exits.length === 1, 5_000, 'process:exit')
+    await waitFor('process:exit', () => (exits.length === 1) || undefined, 5_000, 5)
     expect(exits[0]).toMatchObject({ interface: 'kt0', pid: proc?.pid })
     expect(await d.show('kt0')).toBeUndefined()
     const result = await d.ensureInterface(spec)

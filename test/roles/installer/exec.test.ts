@@ -2,15 +2,11 @@ import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createInstaller } from '../../../roles/installer/index.ts'
+import { waitFor } from '../../helpers/wait.ts'
 import { AGENT_TOKEN, SERVER_TOKEN, plan, scratch, type Scratch } from './fixtures.ts'
 
-async function waitForFile (path: string, deadlineMs = 10_000): Promise<void> {
-  const until = Date.now() + deadlineMs
-  for (;;) {
-    try { await access(path); return } catch {}
-    if (Date.now() > until) throw new Error(`${path} did not appear within ${deadlineMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
+async function waitForFile (path: string, timeoutMs = 10_000): Promise<void> {
+  await waitFor(`${path} to appear`, async () => await access(path).then(() => true, () => undefined), timeoutMs, 10)
 }
 
 function parseEnv (text: string): Record<string, string> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { execa, type ResultPromise } from 'execa'
 
 /**
- * Two throw-away hosts for root-only tests: each is a network namespace plus its own
+ * Two throw-away hosts for root-only tests and benchmarks of the WireGuard driver: each is a network namespace plus its own
  * mount namespace (a private tmpfs on /run/wireguard, where wireguard-go keeps its
  * control socket), joined by a veth pair with 10.x addresses. Commands reach a host
  * through `prefix` (`nsenter --net=… --mount=/proc/<holder>/ns/mnt`). Names carry a

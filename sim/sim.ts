@@ -1,22 +1,28 @@
 /**
- * Deterministic simulation of a site: many nodes run the real roles decision
- * (roles/plan.ts → roles/election.ts → credential plan) on an in-memory network of
- * replicated entries and one manual clock, under a seeded fault mix. The same seed
- * always gives the same run, so a failing seed is replayed exactly.
+ * Deterministic simulation of a site: many nodes run the production roles layer on
+ * a simulated network (sim/network.ts) and one manual clock, under a seeded fault
+ * mix. The same seed always gives the same run, so a failing seed is replayed exactly.
  *
- * The network mirrors the real state: each node holds a replica keyed by
- * (owner, key) where the higher version wins; a put is gossiped to every reachable
- * node (lost, delayed and reordered at random) and anti-entropy exchanges whole
- * replicas with a random reachable peer, so a lost message is repaired. A node's
- * replica and persisted facts survive a crash; its member view does not.
+ * Production code in every node: the decision (roles/plan.ts → roles/election.ts →
+ * credential plan), the applier and `hasCredential` (roles/apply.ts), sealing
+ * (roles/credentials.ts), the state merge (p2p/state/merge.ts, in sim/replica.ts) and
+ * the SWIM membership table with its heartbeat ring (p2p/membership.ts,
+ * p2p/heartbeat.ts, in sim/network.ts). The invariants are checked by watching the
+ * applier's ports. A crash keeps the persisted facts and secrets and the state file
+ * (the replica as of its last flush); the membership table and connections are lost.
  */
-import type { StaticRole, Timing } from '../../config/types.ts'
-import type { JsonValue, Liveness, StateEntry } from '../../p2p/types.ts'
-import { ManualClock } from '../../util/clock.ts'
-import { seededRandom } from '../../util/random.ts'
-import { trackView } from '../../roles/election.ts'
-import { credentialEntry, decide, parseCredential } from '../../roles/plan.ts'
-import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import type { StaticRole, Timing } from '../config/types.ts'
+import type { JsonValue } from '../p2p/types.ts'
+import { ManualClock } from '../util/clock.ts'
+import { seededRandom } from '../util/random.ts'
+import { applyDecisionNow, credentialFor, type HeldCredential } from '../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
+import { trackView } from '../roles/election.ts'
+import { decide, parseCredential } from '../roles/plan.ts'
+import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type RoleName, type RolesConfig, type RolesDecision } from '../roles/types.ts'
+import { createSimNetwork, netNode, type NetEvent, type NetNode } from './network.ts'
+import { EventQueue } from './queue.ts'
+import { SimReplica } from './replica.ts'
 
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
@@ -53,30 +59,24 @@ export interface SimResult {
   endedAt: number
   /** Decisions run. */
   decisions: number
+  /** Entries settled by the merge's hash tie-break (a crash lost a version its owner then wrote again). */
+  ties: number
+  /** Times a node's membership table declared a member dead. */
+  deaths: number
   description: string
 }
 
-interface SimNode {
-  id: string
-  index: number
+/** A node: the network's part (sim/network.ts) and the roles layer's. */
+interface SimNode extends NetNode {
   staticRole: StaticRole
-  sealKey: string
+  /** Its sealing keys: credentials are sealed and opened with the production sealing. */
+  keys: SealKeys
   address: string
-  up: boolean
   booted: boolean
-  epoch: number
-  replica: Map<string, StateEntry>
-  /** Order-independent fingerprint of the replica (sum of key hash × version), to skip equal exchanges. */
-  fp: number
-  /** The replica as an array, rebuilt only after a change. */
-  entries?: StateEntry[]
-  /** `cred/<self>` entries by sealer. */
-  credsForSelf: Map<string, StateEntry>
   facts: LocalFacts
-  secrets?: { serverToken: string, agentToken: string }
-  /** Last time each node (by index) was heard from; -1 never. Lost on a crash. */
-  heard: Float64Array
+  secrets?: ClusterSecrets
   tracker?: { key: string, since: number }
+  /** The member view's key at the last decision. */
   lastSignature: string
   lastPhase: RolesDecision['phase'] | ''
   recheckAt?: number
@@ -84,61 +84,19 @@ interface SimNode {
   dirty: boolean
   installing: boolean
   firstRole?: RoleName
-  held?: { kind: 'server' | 'agent', token: string, agentToken?: string }
+  held?: HeldCredential
 }
 
 type SimEvent =
+  | NetEvent
   | { type: 'boot', node: number }
   | { type: 'crash', node: number }
   | { type: 'restart', node: number }
   | { type: 'partition', groups: number[] }
   | { type: 'heal' }
-  | { type: 'deliver', to: number, from: number, entry: StateEntry }
   | { type: 'tick', node: number, epoch: number, once?: boolean }
   | { type: 'wake', node: number, epoch: number }
-  | { type: 'anti-entropy', node: number, epoch: number }
   | { type: 'installed', node: number, epoch: number, clusterId: string, planKey: string }
-
-interface Queued { at: number, seq: number, ev: SimEvent }
-
-/** A binary heap ordered by (time, insertion). */
-class EventQueue {
-  private readonly heap: Queued[] = []
-  private seq = 0
-  get size (): number { return this.heap.length }
-  push (at: number, ev: SimEvent): void {
-    const h = this.heap
-    h.push({ at, seq: this.seq++, ev })
-    let i = h.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!less(h[i] as Queued, h[p] as Queued)) break
-      ;[h[i], h[p]] = [h[p] as Queued, h[i] as Queued]
-      i = p
-    }
-  }
-
-  pop (): Queued | undefined {
-    const h = this.heap
-    const top = h[0]
-    const last = h.pop()
-    if (h.length > 0 && last !== undefined) {
-      h[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1; const r = l + 1
-        let m = i
-        if (l < h.length && less(h[l] as Queued, h[m] as Queued)) m = l
-        if (r < h.length && less(h[r] as Queued, h[m] as Queued)) m = r
-        if (m === i) break
-        ;[h[i], h[m]] = [h[m] as Queued, h[i] as Queued]
-        i = m
-      }
-    }
-    return top
-  }
-}
-const less = (a: Queued, b: Queued): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
 
 /** The command that replays one seed. */
 export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults'>): string {
@@ -158,8 +116,11 @@ export function runSimulation (opts: SimOptions): SimResult {
   const extra = rng.int(Math.max(1, Math.floor(n / 4)))
   const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + extra)
   const clock = new ManualClock(1_000_000)
+  // Key material, tokens, sealing and entry hashes draw from their own stream, so the
+  // fleet and fault plan drawn from `rng` do not depend on what the cryptography takes.
+  const crypto = seededRandom(opts.seed + 0x5eed0000)
   const t0 = clock.now()
-  const queue = new EventQueue()
+  const queue = new EventQueue<SimEvent>()
   const violations: string[] = []
   const inits = new Set<string>()
   const clusterIds = new Set<string>()
@@ -185,9 +146,9 @@ export function runSimulation (opts: SimOptions): SimResult {
   for (let i = 0; i < n; i++) {
     const id = `12D3Koo${opts.seed.toString(36)}x${i.toString(36).padStart(2, '0')}`
     nodes.push({
-      id, index: i, staticRole: roleOf(i), sealKey: `seal-${id}`, address: `10.88.${i >> 8}.${(i & 255) + 1}`,
-      up: false, booted: false, epoch: 0, replica: new Map(), fp: 0, credsForSelf: new Map(), facts: { ...EMPTY_FACTS }, heard: new Float64Array(0),
-      lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
+      ...netNode(id, i, new SimReplica(id)),
+      staticRole: roleOf(i), keys: memorySealKeys(crypto), address: `10.88.${i >> 8}.${(i & 255) + 1}`,
+      booted: false, facts: { ...EMPTY_FACTS }, lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
     })
   }
   // At least one eligible node, or nothing can form (a configuration error, not a fault).
@@ -254,89 +215,27 @@ export function runSimulation (opts: SimOptions): SimResult {
   const settleDeadline = opts.settleDeadlineMs ?? 180_000
   let deadline = lastFault + settleDeadline
 
-  // ---- helpers ----
-  const reachable = (a: SimNode, b: SimNode): boolean => a.up && b.up && group[a.index] === group[b.index]
-  const storeKey = (owner: string, key: string): string => `${owner}\u0000${key}`
-  const keyHashes = new Map<string, number>()
-  const keyHash = (k: string): number => {
-    let h = keyHashes.get(k)
-    if (h === undefined) {
-      h = 0x811c9dc5
-      for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 0x01000193) >>> 0
-      keyHashes.set(k, h)
-    }
-    return h
-  }
-  const store = (node: SimNode, k: string, e: StateEntry, old: number): void => {
-    node.replica.set(k, e)
-    node.entries = undefined
-    if (e.key === `${CRED_PREFIX}${node.id}`) node.credsForSelf.set(e.owner, e)
-    node.fp = (node.fp + Math.imul(keyHash(k), e.version - old)) >>> 0
-  }
-  const merge = (node: SimNode, e: StateEntry): boolean => {
-    const k = storeKey(e.owner, e.key)
-    const cur = node.replica.get(k)
-    if (cur !== undefined && cur.version >= e.version) return false
-    store(node, k, e, cur?.version ?? 0)
-    return true
-  }
+  const net = createSimNetwork<SimNode>({ nodes, queue, clock, rng, crypto, timing, loss, maxDelay, group: () => group, wake: (node) => { wakeSoon(node) } })
   const wakeSoon = (node: SimNode): void => {
     node.dirty = true
     if (node.wakePending || !node.up) return
     node.wakePending = true
     queue.push(clock.now() + Math.min(100, timing.rolesTickMs / 2), { type: 'wake', node: node.index, epoch: node.epoch })
   }
-  const gossip = (from: SimNode, e: StateEntry): void => {
-    for (const to of nodes) {
-      if (to === from || !reachable(from, to)) continue
-      if (rng.float() < loss) continue
-      queue.push(clock.now() + 1 + rng.int(maxDelay), { type: 'deliver', to: to.index, from: from.index, entry: e })
-    }
-  }
   const put = (node: SimNode, key: string, value: JsonValue): void => {
-    const k = storeKey(node.id, key)
-    const cur = node.replica.get(k)
-    const e: StateEntry = { owner: node.id, key, version: (cur?.version ?? 0) + 1, writtenAt: clock.now(), value }
-    store(node, k, e, cur?.version ?? 0)
     if (key === ROLE_KEYS.cluster && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const cid = String((value as Record<string, unknown>).clusterId)
       clusterIds.add(cid)
       firstRecordAt ??= clock.now()
       if (clusterIds.size > 1) violations.push(`two cluster records at +${clock.now() - t0}ms: ${[...clusterIds].join(', ')}`)
     }
-    gossip(node, e)
-  }
-  const memberView = (node: SimNode): { members: MemberView[], signature: string } => {
-    const now = clock.now()
-    const members: MemberView[] = []
-    let signature = ''
-    for (const other of nodes) {
-      if (other === node) continue
-      if (reachable(node, other)) node.heard[other.index] = now
-      const last = node.heard[other.index] ?? -1
-      if (last < 0) continue
-      const silent = now - last
-      const liveness: Liveness = silent >= timing.deadAfterMs ? 'dead' : silent >= timing.suspectAfterMs ? 'suspect' : 'alive'
-      signature += liveness === 'alive' ? 'a' : liveness === 'dead' ? 'd' : 's'
-      members.push({ peerId: other.id, liveness, lastSeen: last })
-    }
-    return { members, signature }
-  }
-  const openHeld = (node: SimNode): void => {
-    const init = node.facts.role?.init
-    for (const e of node.credsForSelf.values()) {
-      if (init !== undefined && e.owner !== init) continue
-      const c = parseCredential(e.value)
-      const box = c?.box as { to?: string, payload?: string } | undefined
-      if (c === undefined || c.to !== node.sealKey || box?.to !== node.sealKey || typeof box.payload !== 'string') continue
-      const p = JSON.parse(box.payload) as { token: string, agentToken?: string }
-      node.held = { kind: c.kind, token: p.token, ...(p.agentToken === undefined ? {} : { agentToken: p.agentToken }) }
-    }
+    net.put(node, key, value)
   }
 
+  // ---- roles ----
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
-    const { members, signature } = memberView(node)
+    const { members, key: signature } = net.members(node)
     const timeSensitive = node.lastPhase === '' || (node.recheckAt !== undefined && clock.now() >= node.recheckAt)
     // Skipping is exact: with no new entry and no liveness change, a decision changes
     // only at its `recheckAt`.
@@ -344,7 +243,15 @@ export function runSimulation (opts: SimOptions): SimResult {
     node.tracker = trackView(node.tracker, members, clock.now())
     node.lastSignature = signature
     node.dirty = false
-    openHeld(node)
+    node.held = credentialFor({
+      self: node.id,
+      sealKey: node.keys.publicKey,
+      entries: node.replica.credentials(),
+      init: node.facts.role?.init,
+      held: node.held,
+      open: (box) => openCredential(node.keys, box),
+      onError: (owner, error) => { violations.push(`${node.id} cannot open the credential sealed by ${owner}: ${error}`) }
+    })
     decisions++
     const d = decide({
       self: node.id,
@@ -352,10 +259,10 @@ export function runSimulation (opts: SimOptions): SimResult {
       networkId: 'sim',
       config: { ...config, staticRole: node.staticRole },
       members,
-      entries: node.entries ??= [...node.replica.values()],
+      entries: node.replica.entries(),
       local: node.facts,
       viewSince: node.tracker.since,
-      sealKey: node.sealKey,
+      sealKey: node.keys.publicKey,
       hasSecrets: node.secrets !== undefined,
       hasCredential: node.held !== undefined,
       address: node.address
@@ -366,11 +273,11 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (d.recheckAt !== undefined && d.recheckAt > clock.now()) queue.push(d.recheckAt, { type: 'tick', node: node.index, epoch: node.epoch, once: true })
     let limit = d.actions.length
     if (midStepCrash > 0 && d.actions.length > 1 && rng.float() < midStepCrash) limit = rng.int(d.actions.length)
-    for (let i = 0; i < limit; i++) {
-      const a = d.actions[i] as RolesDecision['actions'][number]
-      if ('persist' in a) {
+    // The production applier; the invariants are checked by watching its ports.
+    applyDecisionNow(limit < d.actions.length ? { ...d, actions: d.actions.slice(0, limit) } : d, {
+      persist: (facts) => {
         const before = node.facts.role
-        const after = a.persist.role
+        const after = facts.role
         if (after !== null) {
           if (before === null && after.role === 'init') {
             inits.add(node.id)
@@ -381,41 +288,36 @@ export function runSimulation (opts: SimOptions): SimResult {
         } else if (before !== null) {
           violations.push(`${node.id} forgot its role ${before.role}`)
         }
-        node.facts = a.persist
-      } else if ('generateSecrets' in a) {
-        node.secrets ??= { serverToken: `server-${node.id}-${rng.int(1e9)}`, agentToken: `agent-${node.id}-${rng.int(1e9)}` }
-      } else if ('put' in a) {
-        put(node, a.put, a.value)
-      } else if ('sealCredential' in a) {
-        if (node.secrets === undefined) continue
-        if (a.kind === 'server' && node.replica.get(storeKey(node.id, `${CRED_PREFIX}${a.sealCredential}`)) === undefined) {
+        node.facts = facts
+      },
+      secrets: () => node.secrets,
+      generateSecrets: () => { node.secrets = generateClusterSecrets(crypto) },
+      put: (key, value) => {
+        if (key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server' && node.replica.get(node.id, key) === undefined) {
           // HA servers are admitted one at a time: the init server and every server
           // admitted before must have reported joined.
           const joined = (peer: string): boolean => {
-            const v = node.replica.get(storeKey(peer, ROLE_KEYS.status))?.value as { phase?: string } | null | undefined
+            const v = node.replica.get(peer, ROLE_KEYS.status)?.value as { phase?: string } | null | undefined
             return v?.phase === 'joined'
           }
-          const pending = [node.id, ...[...node.replica.values()]
+          const pending = [node.id, ...node.replica.entries()
             .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
-          if (pending.length > 0) violations.push(`server ${a.sealCredential} admitted while ${pending.join(', ')} had not joined`)
+          if (pending.length > 0) violations.push(`server ${key.slice(CRED_PREFIX.length)} admitted while ${pending.join(', ')} had not joined`)
         }
-        const payload = a.kind === 'server'
-          ? { token: node.secrets.serverToken, agentToken: node.secrets.agentToken }
-          : { token: node.secrets.agentToken }
-        const e = credentialEntry(a.sealCredential, { kind: a.kind, to: a.publicKey, clusterId: a.clusterId, box: { to: a.publicKey, payload: JSON.stringify(payload) } })
-        put(node, e.key, e.value)
-      } else if ('handOff' in a) {
-        if (node.installing) continue
-        const h = a.handOff
+        put(node, key, value)
+      },
+      seal: (kind, secrets, publicKey) => sealCredential(kind, secrets, publicKey, crypto),
+      handOff: (h, planKey) => {
+        if (node.installing) return
         if (!h.clusterInit) {
-          if (node.held === undefined) { violations.push(`${node.id} handed off without a credential`); continue }
-          if ((h.role === 'server') !== (node.held.kind === 'server')) violations.push(`${node.id} hands off as ${h.role} with a ${node.held.kind} credential`)
+          if (node.held === undefined) { violations.push(`${node.id} handed off without a credential`); return }
+          if ((h.role === 'server') !== (node.held.role === 'server')) violations.push(`${node.id} hands off as ${h.role} with a ${node.held.role} credential`)
         }
         node.installing = true
-        queue.push(clock.now() + 20 + rng.int(2_000), { type: 'installed', node: node.index, epoch: node.epoch, clusterId: h.clusterId, planKey: a.planKey })
+        queue.push(clock.now() + 20 + rng.int(2_000), { type: 'installed', node: node.index, epoch: node.epoch, clusterId: h.clusterId, planKey })
       }
-    }
+    })
     if (limit < d.actions.length) {
       crash(node)
       const back = clock.now() + 200 + rng.int(5_000)
@@ -427,9 +329,9 @@ export function runSimulation (opts: SimOptions): SimResult {
 
   const crash = (node: SimNode): void => {
     if (!node.up) return
+    net.stop(node)
     node.up = false
     node.epoch++
-    node.heard = new Float64Array(n).fill(-1)
     node.tracker = undefined
     node.installing = false
     node.held = undefined
@@ -440,14 +342,11 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (node.up) return
     node.up = true
     node.booted = true
-    if (node.heard.length === 0) node.heard = new Float64Array(n).fill(-1)
     node.epoch++
     node.dirty = true
     node.lastPhase = ''
-    const e = node.epoch
-    queue.push(clock.now() + rng.int(timing.rolesTickMs), { type: 'tick', node: node.index, epoch: e })
-    queue.push(clock.now() + rng.int(timing.antiEntropyIntervalMs), { type: 'anti-entropy', node: node.index, epoch: e })
-    for (const other of nodes) if (other !== node && reachable(node, other)) wakeSoon(other)
+    queue.push(clock.now() + rng.int(timing.rolesTickMs), { type: 'tick', node: node.index, epoch: node.epoch })
+    net.start(node)
     wakeSoon(node)
   }
 
@@ -465,14 +364,11 @@ export function runSimulation (opts: SimOptions): SimResult {
       case 'restart': boot(nodes[ev.node] as SimNode); break
       case 'crash': crash(nodes[ev.node] as SimNode); break
       case 'partition': group = ev.groups; for (const x of nodes) wakeSoon(x); break
-      case 'heal': group = nodes.map(() => 0); for (const x of nodes) wakeSoon(x); break
-      case 'deliver': {
-        const to = nodes[ev.to] as SimNode
-        const from = nodes[ev.from] as SimNode
-        if (!to.up || group[to.index] !== group[from.index]) break
-        if (merge(to, ev.entry)) wakeSoon(to)
+      case 'heal':
+        group = nodes.map(() => 0)
+        net.heal()
+        for (const x of nodes) wakeSoon(x)
         break
-      }
       case 'tick': {
         const node = nodes[ev.node] as SimNode
         if (node.epoch !== ev.epoch || !node.up) break
@@ -487,21 +383,6 @@ export function runSimulation (opts: SimOptions): SimResult {
         step(node, false)
         break
       }
-      case 'anti-entropy': {
-        const node = nodes[ev.node] as SimNode
-        if (node.epoch !== ev.epoch || !node.up) break
-        const peers = nodes.filter((x) => x !== node && reachable(node, x))
-        const peer = peers.length === 0 ? undefined : peers[rng.int(peers.length)]
-        if (peer !== undefined && rng.float() >= loss && (peer.fp !== node.fp || peer.replica.size !== node.replica.size)) {
-          let a = false; let b = false
-          for (const e of peer.replica.values()) a = merge(node, e) || a
-          for (const e of node.replica.values()) b = merge(peer, e) || b
-          if (a) wakeSoon(node)
-          if (b) wakeSoon(peer)
-        }
-        queue.push(clock.now() + timing.antiEntropyIntervalMs, ev)
-        break
-      }
       case 'installed': {
         const node = nodes[ev.node] as SimNode
         if (node.epoch !== ev.epoch || !node.up) break
@@ -510,6 +391,7 @@ export function runSimulation (opts: SimOptions): SimResult {
         wakeSoon(node)
         break
       }
+      default: net.handle(ev)
     }
     if (violations.length > 0) break
     if (clock.now() >= lastBoot() && allJoined()) {
@@ -522,7 +404,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   if (violations.length === 0) {
     const cred = (x: SimNode): string | undefined => {
       const init = x.facts.role?.init
-      const e = init === undefined ? undefined : x.replica.get(storeKey(init, `${CRED_PREFIX}${x.id}`))
+      const e = init === undefined ? undefined : x.replica.get(init, `${CRED_PREFIX}${x.id}`)
       return parseCredential(e?.value)?.kind
     }
     for (const x of nodes) {
@@ -533,7 +415,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
       if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
       if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
-      if (role.role === 'agent' && x.held !== undefined && x.held.token.startsWith('server-')) violations.push(`${x.id} is an agent holding the server token`)
+      const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
+      if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }
     const servers = nodes.filter((x) => x.facts.role?.role === 'server')
     const masters = nodes.filter((x) => x.staticRole === 'master').length
@@ -552,6 +435,8 @@ export function runSimulation (opts: SimOptions): SimResult {
     ...(firstRecordAt === undefined ? {} : { electionMs: firstRecordAt - firstBoot }),
     endedAt: clock.now() - t0,
     decisions,
+    ties: nodes.reduce((sum, x) => sum + x.replica.ties, 0),
+    deaths: net.deaths(),
     description: desc.join('; ')
   }
 }

@@ -1,4 +1,4 @@
-import type { RandomSource } from '../../util/random.ts'
+import type { RandomSource } from '../util/random.ts'
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 

@@ -2,7 +2,7 @@
 // Runs seeded simulations of the roles layer and prints one line per failing seed
 // with the command that replays it; exits 1 if any seed violated an invariant.
 import { parseArgs } from 'node:util'
-import { PRESETS } from '../../config/presets.ts'
+import { PRESETS } from '../config/presets.ts'
 import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
 
 const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]\n'
@@ -46,11 +46,15 @@ const minimumNodes = int('minimum-nodes', values['minimum-nodes'])
 const started = performance.now()
 let failed = 0
 let decisions = 0
+let ties = 0
+let deaths = 0
 for (const seed of seeds) {
   const r = runSimulation({ seed, timing: preset, faults, ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
   decisions += r.decisions
+  ties += r.ties
+  deaths += r.deaths
   if (values.verbose || seeds.length === 1) {
-    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions}\n`)
+    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions} ties=${r.ties} deaths=${r.deaths}\n`)
   }
   if (r.violations.length > 0) {
     failed++
@@ -58,5 +62,5 @@ for (const seed of seeds) {
   }
 }
 const secs = (performance.now() - started) / 1000
-process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${secs.toFixed(1)} s\n`)
+process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${ties} merge ties, ${deaths} members declared dead, ${secs.toFixed(1)} s (${(seeds.length / secs).toFixed(1)} seeds/s)\n`)
 process.exitCode = failed === 0 ? 0 : 1
