@@ -17,161 +17,37 @@
  * by `collect` (`gc.ts`), which the node calls with its view of who is present.
  */
 import type { PrivateKey } from '@libp2p/interface'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { KeyObject } from 'node:crypto'
-import { join } from 'node:path'
-import { systemClock, type Clock } from '../../util/clock.ts'
+import type { Clock } from '../../util/clock.ts'
 import { errorMessage } from '../../util/errors.ts'
-import { silentLogger, type Logger } from '../../util/log.ts'
+import type { Logger } from '../../util/log.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import type { JsonValue, StateChange, StateEntry } from '../types.ts'
-import { REJECT_REASONS, type ApplyResult, type RejectReason, type StateStore } from './contract.ts'
-import { buildDigest, DEFAULT_DIGEST_BUDGET, parseDigest, selectMissing, type DigestItem } from './digest.ts'
+import { REJECT_REASONS, type ApplyResult, type RejectReason } from './contract.ts'
+import { buildDigest, parseDigest, selectMissing, type DigestItem } from './digest.ts'
 import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
-  StatePersistError, StateStoreInitError, StateValueError, StateVersionError
+  StatePersistError, StateValueError, StateVersionError
 } from './errors.ts'
-import {
-  DEFAULT_ADMIT_GRACE_MS, DEFAULT_FORGET_AFTER_MS, DEFAULT_MAX_TOMBSTONES, judgeOwner, restoredNote, tombstoneHolds,
-  type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresence, type OwnerPresenceView
-} from './gc.ts'
+import { restoredNote, tombstoneHolds, type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresenceView } from './gc.ts'
 import { mergeEntry, slotOf, type WireEntryMeta } from './merge.ts'
-import { encodeSnapshot, loadSnapshot, STATE_FILE, writeFileAtomic } from './persist.ts'
+import { encodeSnapshot, loadSnapshot } from './persist.ts'
 import { planEviction, type Eviction, type OwnerUsage } from './quota.ts'
+import { freezeEntry } from './frozen-entry.ts'
+import { collectOwners } from './owner-collection.ts'
+import {
+  resolveStoreSettings,
+  type CollectResult, type LocalStateStore, type StateGcStats, type StateLoadReport, type StateStoreInit
+} from './store-options.ts'
 import {
   decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValue, ownerPublicKey,
-  STATE_KEY_BYTES, verifyWire, writeEntry
+  verifyWire, writeEntry
 } from './wire.ts'
 
-/** Largest wire entry accepted or written, in bytes. @default 65536 */
-export const DEFAULT_MAX_ENTRY_BYTES = 64 * 1024
-/** Most entries one owner may hold. @default 256 */
-export const DEFAULT_MAX_ENTRIES_PER_OWNER = 256
-/**
- * Most wire bytes one owner may hold. Honest owners hold a few KiB (an advert, votes,
- * a role); the init server also one sealed credential per node, about 100 KiB at 250
- * nodes. 64 such quotas fill the replica, so five identities cannot.
- * @default 1048576 (1 MiB)
- */
-export const DEFAULT_MAX_OWNER_BYTES = 1024 * 1024
-/** Most wire bytes the whole replica may hold. @default 67108864 (64 MiB) */
-export const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
-/** Delay before remote changes are written to disk (own puts are written at once). @default 200 */
-export const DEFAULT_FLUSH_DELAY_MS = 200
-
-/** Size bounds of the replica. */
-export interface StateLimits {
-  /** Largest wire entry, bytes. @default DEFAULT_MAX_ENTRY_BYTES (64 KiB) */
-  maxEntryBytes?: number
-  /** Most entries per owner. @default DEFAULT_MAX_ENTRIES_PER_OWNER (256) */
-  maxEntriesPerOwner?: number
-  /** Most wire bytes per owner. @default DEFAULT_MAX_OWNER_BYTES (1 MiB) */
-  maxOwnerBytes?: number
-  /** Most wire bytes held in total. @default DEFAULT_MAX_TOTAL_BYTES (64 MiB) */
-  maxTotalBytes?: number
-}
-
-/** Options of `createStateStore`. */
-export interface StateStoreInit {
-  /** This node's libp2p Ed25519 private key: signs own entries. */
-  privateKey: PrivateKey
-  /** This node's peer id (must match `privateKey`). */
-  self: string
-  /** The 32-byte network state key derived from the token. */
-  stateKey: Uint8Array
-  /** Directory of the state file; omitted = memory only. @default undefined */
-  dir?: string
-  /** Size bounds. @default see StateLimits */
-  limits?: StateLimits
-  /**
-   * Whether a remote owner is an admitted peer; entries of other owners are refused as
-   * `not-admitted`. Own entries and the state file are never checked.
-   * @default every owner is admitted
-   */
-  isAdmitted?: (owner: string) => boolean
-  /** How long an owner never present may keep entries, ms (see `collect`). @default DEFAULT_ADMIT_GRACE_MS (10 minutes) */
-  admitGraceMs?: number
-  /** How long after it was last present an owner's entries are kept, ms (`p2p.forget_after`). @default DEFAULT_FORGET_AFTER_MS (7 days) */
-  forgetAfterMs?: number
-  /** Most tombstones of forgotten owners held. @default DEFAULT_MAX_TOMBSTONES (16384) */
-  maxTombstones?: number
-  /** Delay before changes (own and remote) reach the state file, ms. @default DEFAULT_FLUSH_DELAY_MS (200) */
-  flushDelayMs?: number
-  /** Writes the state file crash-safely. @default writeFileAtomic (temporary file, fsync, rename, fsync of the directory) */
-  writeFile?: (path: string, bytes: Uint8Array) => Promise<void>
-  /** Soft byte budget of `digest()`. @default DEFAULT_DIGEST_BUDGET (64 KiB) */
-  digestBudget?: number
-  /** @default systemClock */
-  clock?: Clock
-  /** @default silentLogger */
-  logger?: Logger
-}
-
-/** What the store found in its state file at start. */
-export interface StateLoadReport {
-  /** Path of the state file; undefined for a memory-only store. */
-  file?: string
-  /** Entries restored. */
-  loaded: number
-  /** Entries in the file that did not verify now (e.g. the token changed), by reason. */
-  skipped: Partial<Record<RejectReason, number>>
-  /** True when the file existed but was unreadable, truncated or failed its checksum; the store started empty. */
-  corrupt: boolean
-  /** Where the corrupt file was kept for the operator. */
-  movedTo?: string
-  /** Why the file was judged corrupt. */
-  problem?: string
-}
-
-/** One owner dropped by `collect`. */
-export interface ForgottenOwner {
-  owner: string
-  reason: ForgetReason
-  /** Entries and wire bytes dropped. */
-  entries: number
-  bytes: number
-}
-
-/** What one `collect` did. */
-export interface CollectResult {
-  /** Owners whose entries were dropped (and are refused until they are present again). */
-  forgotten: ForgottenOwner[]
-  /** Tombstoned owners present again: their entries are accepted again. */
-  revived: string[]
-}
-
-/** Garbage-collection and quota figures since start. */
-export interface StateGcStats {
-  /** Owners forgotten, by reason. */
-  forgotten: Record<ForgetReason, number>
-  /** Entries evicted to make room in a full replica. */
-  evicted: number
-  /** Tombstones held now. */
-  tombstones: number
-  /** Owners with entries now. */
-  owners: number
-}
-
-/** The store as this module builds it: the `StateStore` contract plus load, duplicate and collection figures. */
-export interface LocalStateStore extends StateStore {
-  /** What was found in the state file at start. */
-  loadReport(): StateLoadReport
-  /** Entries received again that were identical to what was held, since start. */
-  duplicates(): number
-  /**
-   * Garbage collection (`gc.ts`): drops the entries of owners never present within
-   * the admit grace and of owners last present more than `forgetAfterMs` ago, leaving
-   * a tombstone so that peers cannot hand them back; clears the tombstones of owners
-   * present again. `presence` answers from the node's admission set and member view.
-   * Own entries are never dropped. The node calls it on a ticker (about once a minute)
-   * and on membership changes; the state file follows within the flush delay.
-   */
-  collect(presence: OwnerPresenceView, now?: number): CollectResult
-  /** True while `owner` is forgotten (its entries are refused as `forgotten`). */
-  isForgotten(owner: string): boolean
-  /** Collection and quota figures. */
-  gcStats(): StateGcStats
-}
+export {
+  DEFAULT_FLUSH_DELAY_MS, DEFAULT_MAX_ENTRIES_PER_OWNER, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_OWNER_BYTES, DEFAULT_MAX_TOTAL_BYTES,
+  type CollectResult, type ForgottenOwner, type LocalStateStore, type StateGcStats, type StateLimits, type StateLoadReport, type StateStoreInit
+} from './store-options.ts'
 
 interface Held {
   meta: WireEntryMeta
@@ -185,15 +61,7 @@ type Verdict =
   | { kind: 'rejected', reason: RejectReason, owner?: string, key?: string, version?: number }
 
 const PUBLIC_KEY_CACHE = 4096
-/** A note's `presentAt` is written to the state file again once it moved this far, ms (it only needs to be roughly right). */
-const PRESENT_PERSIST_MS = 60 * 60_000
 type TargetListener = Parameters<EventTarget['addEventListener']>[1]
-
-function positiveInt (name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback
-  if (!Number.isSafeInteger(v) || v <= 0) throw new StateStoreInitError(`state store option ${name}: expected a positive integer, got ${String(value)}`)
-  return v
-}
 
 class LocalStore implements LocalStateStore {
   readonly self: string
@@ -237,35 +105,23 @@ class LocalStore implements LocalStateStore {
   private closing: Promise<void> | undefined
 
   constructor (init: StateStoreInit) {
-    if (!(init.stateKey instanceof Uint8Array) || init.stateKey.length !== STATE_KEY_BYTES) {
-      throw new StateStoreInitError(`state store option stateKey: expected ${STATE_KEY_BYTES} bytes, got ${init.stateKey instanceof Uint8Array ? init.stateKey.length : typeof init.stateKey}`)
-    }
-    if (init.privateKey?.type !== 'Ed25519') {
-      throw new StateStoreInitError(`state store option privateKey: expected an Ed25519 key, got ${String(init.privateKey?.type)}`)
-    }
-    const own = peerIdFromPrivateKey(init.privateKey).toString()
-    if (own !== init.self) throw new StateStoreInitError(`state store option self: expected the peer id of privateKey (${own}), got ${init.self}`)
-    this.self = init.self
-    this.privateKey = init.privateKey
-    this.stateKey = Uint8Array.from(init.stateKey)
-    this.file = init.dir === undefined ? undefined : join(init.dir, STATE_FILE)
-    this.maxEntryBytes = positiveInt('limits.maxEntryBytes', init.limits?.maxEntryBytes, DEFAULT_MAX_ENTRY_BYTES)
-    this.maxEntriesPerOwner = positiveInt('limits.maxEntriesPerOwner', init.limits?.maxEntriesPerOwner, DEFAULT_MAX_ENTRIES_PER_OWNER)
-    this.maxTotalBytes = positiveInt('limits.maxTotalBytes', init.limits?.maxTotalBytes, DEFAULT_MAX_TOTAL_BYTES)
-    this.maxOwnerBytes = positiveInt('limits.maxOwnerBytes', init.limits?.maxOwnerBytes, Math.min(DEFAULT_MAX_OWNER_BYTES, this.maxTotalBytes))
-    if (this.maxOwnerBytes > this.maxTotalBytes) throw new StateStoreInitError(`state store option limits.maxOwnerBytes: expected at most limits.maxTotalBytes (${this.maxTotalBytes}), got ${this.maxOwnerBytes}`)
-    this.policy = {
-      admitGraceMs: positiveInt('admitGraceMs', init.admitGraceMs, DEFAULT_ADMIT_GRACE_MS),
-      forgetAfterMs: positiveInt('forgetAfterMs', init.forgetAfterMs, DEFAULT_FORGET_AFTER_MS)
-    }
-    this.maxTombstones = positiveInt('maxTombstones', init.maxTombstones, DEFAULT_MAX_TOMBSTONES)
-    this.isAdmitted = init.isAdmitted
-    this.flushDelayMs = init.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS
-    this.writeFile = init.writeFile ?? writeFileAtomic
-    if (!Number.isFinite(this.flushDelayMs) || this.flushDelayMs < 0) throw new StateStoreInitError(`state store option flushDelayMs: expected a non-negative number, got ${init.flushDelayMs}`)
-    this.digestBudget = positiveInt('digestBudget', init.digestBudget, DEFAULT_DIGEST_BUDGET)
-    this.clock = init.clock ?? systemClock
-    this.log = init.logger ?? silentLogger
+    const s = resolveStoreSettings(init)
+    this.self = s.self
+    this.privateKey = s.privateKey
+    this.stateKey = s.stateKey
+    this.file = s.file
+    this.maxEntryBytes = s.maxEntryBytes
+    this.maxEntriesPerOwner = s.maxEntriesPerOwner
+    this.maxOwnerBytes = s.maxOwnerBytes
+    this.maxTotalBytes = s.maxTotalBytes
+    this.policy = s.policy
+    this.maxTombstones = s.maxTombstones
+    this.isAdmitted = s.isAdmitted
+    this.flushDelayMs = s.flushDelayMs
+    this.writeFile = s.writeFile
+    this.digestBudget = s.digestBudget
+    this.clock = s.clock
+    this.log = s.log
     this.rejected = Object.fromEntries(REJECT_REASONS.map(r => [r, 0])) as Record<RejectReason, number>
     this.report = { loaded: 0, skipped: {}, corrupt: false, ...(this.file === undefined ? {} : { file: this.file }) }
   }
@@ -478,55 +334,19 @@ class LocalStore implements LocalStateStore {
   }
 
   collect (presence: OwnerPresenceView, now = this.clock.now()): CollectResult {
-    const result: CollectResult = { forgotten: [], revived: [] }
-    if (this.closing !== undefined) return result
-    const ask = (owner: string): OwnerPresence => {
-      try {
-        return presence(owner)
-      } catch (err) {
-        // Never forget on a broken view.
-        this.log.error('owner presence check failed', { owner, error: errorMessage(err) })
-        return 'present'
-      }
-    }
-    let dirty = false
-    for (const owner of [...this.usage.keys()]) {
-      if (owner === this.self) continue
-      const note = this.notes.get(owner) ?? { firstSeenAt: now }
-      const verdict = judgeOwner(note, ask(owner), now, this.policy)
-      if (verdict.kind === 'keep') {
-        if (verdict.note.presentAt !== undefined && (note.presentAt === undefined || verdict.note.presentAt - note.presentAt >= PRESENT_PERSIST_MS)) dirty = true
-        this.notes.set(owner, verdict.note)
-        continue
-      }
-      const usage = this.usage.get(owner) as OwnerUsage
-      const keys = [...usage.keys.keys()]
-      let bytes = 0
-      for (const key of keys) {
-        const held = this.drop(owner, key)
-        if (held === undefined) continue
-        bytes += held.wire.length
-        this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: verdict.reason })
-      }
-      this.tombstones.delete(owner)
-      this.tombstones.set(owner, now)
-      this.forgottenCount[verdict.reason]++
-      result.forgotten.push({ owner, reason: verdict.reason, entries: keys.length, bytes })
-      dirty = true
-    }
-    const justForgotten = new Set(result.forgotten.map(f => f.owner))
-    for (const [owner, at] of [...this.tombstones]) {
-      if (justForgotten.has(owner)) continue
-      if (!tombstoneHolds(at, now, this.policy)) { this.tombstones.delete(owner); dirty = true; continue }
-      if (ask(owner) === 'present') { this.tombstones.delete(owner); result.revived.push(owner); dirty = true }
-    }
-    for (const owner of this.tombstones.keys()) {
-      if (this.tombstones.size <= this.maxTombstones) break
-      this.tombstones.delete(owner)
-    }
-    if (result.forgotten.length > 0) {
-      this.log.info('state owners forgotten', { owners: result.forgotten.map(f => ({ owner: f.owner, reason: f.reason, entries: f.entries })) })
-    }
+    if (this.closing !== undefined) return { forgotten: [], revived: [] }
+    const { result, dirty } = collectOwners({
+      self: this.self,
+      policy: this.policy,
+      maxTombstones: this.maxTombstones,
+      log: this.log,
+      usage: this.usage,
+      notes: this.notes,
+      tombstones: this.tombstones,
+      forgottenCount: this.forgottenCount,
+      drop: (owner, key) => this.drop(owner, key),
+      emit: change => { this.emit(change) }
+    }, presence, now)
     if (dirty) {
       this.generation++
       this.scheduleFlush()
@@ -662,18 +482,6 @@ class LocalStore implements LocalStateStore {
       await this.flushNow()
     })()
     await this.closing
-  }
-}
-
-function freezeEntry (e: StateEntry): StateEntry {
-  deepFreeze(e.value)
-  return Object.freeze(e)
-}
-
-function deepFreeze (v: unknown): void {
-  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
-    for (const child of Object.values(v)) deepFreeze(child)
-    Object.freeze(v)
   }
 }
 
