@@ -1,184 +1,34 @@
-import type { Liveness, ClusterState, StateChange, StateEntry } from '../p2p/types.ts'
-import type { Timing, VpnConfig } from '../config/types.ts'
-import { systemClock, type Clock } from '../util/clock.ts'
+/**
+ * The VPN controller: loads the WireGuard key and the address claim, publishes the
+ * advert (with its vouches), and keeps the interface's peer set in line with the
+ * cluster state in a reconcile loop. Contract in `controller-contract.ts`, status in
+ * `controller-status.ts`.
+ */
+import type { StateChange, StateEntry } from '../p2p/types.ts'
+import { systemClock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
-import { silentLogger, type Logger } from '../util/log.ts'
+import { silentLogger } from '../util/log.ts'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { loadClaim, saveClaim } from './claim-file.ts'
-import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump, type WireGuardDriver } from './driver.ts'
+import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
   advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
-  type DesiredPeer, type DuplicateKey, type EstablishedTrack, type IgnoredReason, type LocalAddress, type VpnAdvert
+  type DesiredPeer, type DuplicateKey, type EstablishedTrack, type LocalAddress, type VpnAdvert
 } from './peers.ts'
+import {
+  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
+  type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerInit, type VpnStatus
+} from './controller-contract.ts'
+import { vpnStatus } from './controller-status.ts'
 
-export interface VpnControllerInit {
-  /** `p2p.vpn`. With `create: false` the controller configures and publishes nothing. */
-  vpn: VpnConfig
-  /** Reconcile ticker and handshake staleness. */
-  timing: Pick<Timing, 'vpnReconcileMs' | 'vpnHandshakeStaleMs'>
-  /** The replicated state: adverts are read from and published to it. */
-  state: ClusterState
-  /** The caller's driver; `stop()` leaves it open and the interface up. */
-  driver: WireGuardDriver
-  /** `p2p.state_dir`: the key (`vpn/wireguard.key`) and the claim (`vpn/claim.json`) live here. */
-  stateDir: string
-  /** @default systemClock */
-  clock?: Clock
-  /** @default silentLogger */
-  logger?: Logger
-  /** The host's addresses, for the advertised endpoints. @default systemHostAddresses */
-  hostAddresses?: () => HostAddress[]
-  /** WireGuard persistent keepalive, seconds. @default DEFAULT_KEEPALIVE_SECONDS */
-  keepaliveSeconds?: number
-  /** Age after which `status()` starts a background `wg show`, ms. @default DEFAULT_STATUS_MAX_AGE_MS */
-  statusMaxAgeMs?: number
-  /**
-   * How often the full interface check (link, MTU, address, key, port) runs when
-   * nothing changed, ms. In between, a pass reads only `wg show`, which already tells
-   * a vanished interface, a dead wireguard-go or another key or port.
-   * @default DEFAULT_INTERFACE_CHECK_MS
-   */
-  interfaceCheckMs?: number
-  /** Delay before the first handshake nudge of a newly configured peer, ms. @default DEFAULT_NUDGE_DELAY_MS */
-  nudgeDelayMs?: number
-  /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
-  nudgeAttempts?: number
-  /**
-   * How long a pass woken by a change waits for more changes before it runs, ms: a
-   * site that boots together delivers its members and adverts one by one, and each
-   * pass reads the interface and often reconfigures it (a `wg` process each, where the
-   * driver uses `wg`). @default DEFAULT_COALESCE_MS
-   */
-  coalesceMs?: number
-  /**
-   * How long an advert must be held uncontested before this node holds its address
-   * and key established against later contenders, ms (first claim wins; see peers.ts).
-   * @default DEFAULT_ESTABLISH_MS
-   */
-  establishMs?: number
-}
-
-/** How often the full interface check runs when nothing changed, ms. */
-export const DEFAULT_INTERFACE_CHECK_MS = 60_000
-
-/** How old the `wg show` reading behind `status()` may get before it is refreshed, ms. */
-export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
-
-/** How long a woken pass waits for more changes, ms. */
-export const DEFAULT_COALESCE_MS = 250
-
-/**
- * How long a vouch stays in the advert after its contest ended, ms. A contender that
- * withdraws and claims again would otherwise make every node that knew the holder
- * write its advert twice per round.
- */
-export const VOUCH_LINGER_MS = 10 * 60_000
-
-/** The interface was configured for the first time since start. */
-export interface OverlayUp {
-  interface: string
-  /** Overlay address (no prefix). */
-  address: string
-  publicKey: string
-  kind: InterfaceKind
-  /** Clock time, ms. */
-  at: number
-}
-
-/** What one reconcile pass did. */
-export interface ReconcileResult {
-  /** Peers in the desired set. */
-  peers: number
-  added: number
-  updated: number
-  removed: number
-  /** Peers nudged to start a handshake. */
-  nudged: number
-  /** The full interface check ran (start, a change, drift, or `interfaceCheckMs` elapsed). */
-  ensured: boolean
-  /** The node's own address moved (it lost a conflict). */
-  moved: boolean
-  /** The advert was (re)published. */
-  published: boolean
-  /** Clock time at the end of the pass, ms. */
-  at: number
-  /** Duration of the pass on the controller's clock, ms. */
-  durationMs: number
-}
-
-export interface VpnPeerStatus {
-  peerId: string
-  publicKey: string
-  /** The endpoint WireGuard uses now. */
-  endpoint: string | undefined
-  allowedIps: string[]
-  /** Latest handshake, ms since the epoch; 0 = never. */
-  latestHandshake: number
-  rxBytes: number
-  txBytes: number
-  /** A handshake within `timing.vpnHandshakeStaleMs` and the owner not dead in the member view. */
-  up: boolean
-  /** The owner's liveness in the member view; `unknown` when not a member. */
-  liveness: Liveness | 'unknown'
-}
-
-export interface VpnStatus {
-  /** Overlay address, once claimed. */
-  address: string | undefined
-  cidr: string
-  interface: string
-  publicKey: string | undefined
-  kind: InterfaceKind | undefined
-  peers: VpnPeerStatus[]
-  /** Adverts left out of the peer set and why. */
-  ignored: Array<{ peerId: string, reason: IgnoredReason }>
-  /** WireGuard keys advertised by several peer ids, and who keeps each. */
-  duplicateKeys: DuplicateKey[]
-  /** Contested adverts this node vouches for (it held them established first). */
-  vouching: string[]
-  lastReconcile: ReconcileResult | undefined
-  /** The last reconcile failure, cleared by a successful pass. */
-  lastError: string | undefined
-}
-
-export interface VpnControllerEvents {
-  'overlay:up': CustomEvent<OverlayUp>
-  'address:moved': CustomEvent<{ from: AddressClaim, to: AddressClaim }>
-  reconcile: CustomEvent<ReconcileResult>
-  'reconcile:error': CustomEvent<{ error: unknown }>
-}
-
-export interface VpnController {
-  /**
-   * Loads (or creates) the key and the claim, configures the interface, publishes
-   * the advert and runs the first reconcile, then keeps reconciling on state and
-   * member changes, on the ticker (a single `wg show` while nothing changed) and when
-   * a handshake nudge is due. A driver failure does not fail start: it is
-   * reported in `status().lastError` and retried.
-   * @throws InputError for a bad `vpn` config; VpnStateFileError for an unusable key or claim file.
-   */
-  start(): Promise<void>
-  /** Stops reconciling. Prompt and idempotent; the interface stays up. */
-  stop(): Promise<void>
-  /** Runs one reconcile pass now (serialized with the loop). */
-  reconcile(signal?: AbortSignal): Promise<ReconcileResult>
-  /**
-   * The status from the latest `wg show` the controller made (synchronous, for status
-   * APIs). When that reading is older than `statusMaxAgeMs`, a fresh one is started in
-   * the background for the next call; `refresh()` waits for one.
-   */
-  status(): VpnStatus
-  /** Reads `wg show` now and returns the status. */
-  refresh(signal?: AbortSignal): Promise<VpnStatus>
-  /** Resolves once the interface is configured (at once if it already is); rejects when `signal` aborts. */
-  whenUp(signal?: AbortSignal): Promise<OverlayUp>
-  addEventListener<K extends keyof VpnControllerEvents>(type: K, listener: (evt: VpnControllerEvents[K]) => void): void
-  removeEventListener<K extends keyof VpnControllerEvents>(type: K, listener: (evt: VpnControllerEvents[K]) => void): void
-}
+export {
+  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
+  type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerEvents, type VpnControllerInit, type VpnPeerStatus, type VpnStatus
+} from './controller-contract.ts'
 
 interface EndpointTrack {
   rotation: number
@@ -516,40 +366,24 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     lastDumpAt = at
   }
 
-  const snapshot = (): VpnStatus => {
-    const byKey = new Map<string, PeerDump>((lastDump?.peers ?? []).map((p) => [p.publicKey, p]))
-    const liveness = new Map(state.members().map((m) => [m.peerId, m.liveness]))
-    const now = clock.now()
-    const peers = desired.map((d): VpnPeerStatus => {
-      const p = byKey.get(d.publicKey)
-      const latestHandshake = (p?.latestHandshake ?? 0) * 1000
-      const memberLiveness = liveness.get(d.peerId) ?? 'unknown'
-      return {
-        peerId: d.peerId,
-        publicKey: d.publicKey,
-        endpoint: p?.endpoint,
-        allowedIps: p?.allowedIps ?? [],
-        latestHandshake,
-        rxBytes: p?.rxBytes ?? 0,
-        txBytes: p?.txBytes ?? 0,
-        up: memberLiveness !== 'dead' && latestHandshake > 0 && now - latestHandshake <= timing.vpnHandshakeStaleMs,
-        liveness: memberLiveness
-      }
-    })
-    return {
-      address: claim?.address,
-      cidr: network?.cidr ?? vpn.cidr,
-      interface: vpn.interface,
-      publicKey: keys?.publicKey,
-      kind,
-      peers,
-      ignored,
-      duplicateKeys,
-      vouching,
-      lastReconcile,
-      lastError
-    }
-  }
+  const snapshot = (): VpnStatus => vpnStatus({
+    lastDump,
+    members: state.members(),
+    now: clock.now(),
+    handshakeStaleMs: timing.vpnHandshakeStaleMs,
+    desired,
+    claim,
+    network,
+    configuredCidr: vpn.cidr,
+    interfaceName: vpn.interface,
+    keys,
+    kind,
+    ignored,
+    duplicateKeys,
+    vouching,
+    lastReconcile,
+    lastError
+  })
 
   return {
     start: async () => {
