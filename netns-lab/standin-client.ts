@@ -1,0 +1,126 @@
+/**
+ * The k3s stand-in's client side: the URL contacted for a k3s server URL, registration
+ * with retries, and waiting for a server to answer.
+ */
+import { systemClock, type Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import {
+  backoffDelay, StandinInputError, StandinRefusedError, StandinTimeoutError,
+  type RegisteredNode, type RegistrationRequest
+} from './standin-protocol.ts'
+
+// Not an import: importing node:http as a module loads undici behind its lazy exports,
+// 40 ms of CPU for every install and serve process (see agent/api.ts).
+const { request } = process.getBuiltinModule('node:http')
+
+/** One HTTP exchange with the stand-in. */
+async function httpJson (url: string, method: 'GET' | 'POST', token: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number, body: unknown }> {
+  return await new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const req = request(url, {
+      method,
+      timeout: timeoutMs,
+      headers: { authorization: `Bearer ${token}`, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
+      ...(signal === undefined ? {} : { signal })
+    }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('error', reject)
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let parsed: unknown = text
+        try { parsed = JSON.parse(text) } catch { /* keep the text */ }
+        resolve({ status: res.statusCode ?? 0, body: parsed })
+      })
+    })
+    req.on('timeout', () => { req.destroy(new Error(`no answer within ${timeoutMs} ms`)) })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/**
+ * The URL actually contacted for a k3s server URL: the same host and port over plain
+ * HTTP (the stand-in has no TLS). Throws StandinInputError unless it is `http(s)://host:port`.
+ */
+export function standinUrl (serverUrl: string): string {
+  let u: URL
+  try {
+    u = new URL(serverUrl)
+  } catch {
+    throw new StandinInputError(`KAIROS_SERVER_URL '${serverUrl}' is not a URL; expected https://<overlay address>:6443`)
+  }
+  if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.hostname === '') {
+    throw new StandinInputError(`KAIROS_SERVER_URL '${serverUrl}' is invalid; expected https://<overlay address>:6443`)
+  }
+  return `http://${u.host}`
+}
+
+/** Options of `registerNode`. */
+export interface RegisterInit {
+  /** k3s server URL (https://<overlay ip>:6443). */
+  serverUrl: string
+  token: string
+  node: RegistrationRequest
+  /** Give up after this long, ms. @default 120000 */
+  timeoutMs?: number
+  /** Longest pause between two attempts, ms. @default DEFAULT_REGISTER_RETRY_MAX_MS (250) */
+  retryMaxMs?: number
+  clock?: Clock
+  signal?: AbortSignal
+}
+
+/**
+ * Longest pause between registration attempts, ms. Agents usually hand off while the
+ * init server's stand-in is still booting; it answers on the same site a moment later,
+ * so a short cap wins up to 1.5 s per node over doubling to 2 s, and an attempt costs
+ * one local HTTP request.
+ */
+export const DEFAULT_REGISTER_RETRY_MAX_MS = 250
+
+/**
+ * Registers at the stand-in, retrying with backoff while it cannot be reached or
+ * answers 5xx; StandinRefusedError at once on 4xx (a wrong token stays wrong).
+ */
+export async function registerNode (init: RegisterInit): Promise<RegisteredNode> {
+  const clock = init.clock ?? systemClock
+  const timeoutMs = init.timeoutMs ?? 120_000
+  const base = standinUrl(init.serverUrl)
+  const deadline = clock.now() + timeoutMs
+  let last = 'none'
+  for (let attempt = 0; ; attempt++) {
+    init.signal?.throwIfAborted()
+    try {
+      const r = await httpJson(`${base}/register`, 'POST', init.token, init.node, Math.min(5000, timeoutMs), init.signal)
+      if (r.status === 200 || r.status === 201) return r.body as RegisteredNode
+      const reason = typeof r.body === 'object' && r.body !== null ? String((r.body as { error?: unknown }).error ?? '') : String(r.body)
+      if (r.status >= 400 && r.status < 500) throw new StandinRefusedError(base, r.status, reason)
+      last = `HTTP ${r.status} ${reason}`
+    } catch (err) {
+      if (err instanceof StandinRefusedError) throw err
+      if (init.signal?.aborted === true) throw err
+      last = errorMessage(err)
+    }
+    const wait = backoffDelay(attempt, 100, init.retryMaxMs ?? DEFAULT_REGISTER_RETRY_MAX_MS)
+    if (clock.now() + wait > deadline) throw new StandinTimeoutError(base, timeoutMs, last)
+    await clock.sleep(wait, init.signal)
+  }
+}
+
+/** Waits until `GET /ping` answers at `base` (http://host:port). */
+export async function waitForStandin (base: string, timeoutMs: number, clock: Clock = systemClock, signal?: AbortSignal): Promise<void> {
+  const deadline = clock.now() + timeoutMs
+  let last = 'none'
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await httpJson(`${base}/ping`, 'GET', '', undefined, 2000, signal)
+      if (r.status === 200) return
+      last = `HTTP ${r.status}`
+    } catch (err) {
+      if (signal?.aborted === true) throw err
+      last = errorMessage(err)
+    }
+    if (clock.now() >= deadline) throw new StandinTimeoutError(base, timeoutMs, last)
+    await clock.sleep(backoffDelay(attempt, 25, 250), signal)
+  }
+}
