@@ -1,141 +1,50 @@
-import { spawn } from 'node:child_process'
+/**
+ * The netns lab: a whole edge site on one machine. `createLab` builds the topology,
+ * writes each host's cloud-config and drives the hosts (up, down, kill, restart,
+ * power cycle, partitions); host processes are in `host-processes.ts`, status and the
+ * timeline report in `lab-status.ts`.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { queryAgent } from '../agent/api.ts'
-import { unitCommand } from '../box/unit.ts'
+import { fileURLToPath } from 'node:url'
 import { distArtefactDir } from '../build/artefact-name.ts'
-import { DEFAULT_STATE_DIR } from '../config/defaults.ts'
 import { deepMerge, type YamlMap } from '../config/merge.ts'
 import { generateToken } from '../token/index.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
-import { BUNDLED } from '../util/bundled.ts'
-import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 import { hostCloudConfig, listenAddr, renderCloudConfig } from './cloud-config.ts'
 import { LabAgentExitedError, LabCommandError, LabExistsError, LabInputError, LabNotFoundError, LabTimeoutError, UnknownNodeError } from './errors.ts'
+import { artefactLauncher, createHostProcesses, ensureIdentity } from './host-processes.ts'
+import { STANDIN_PORT, type RegisteredNode } from './k3s-standin.ts'
 import {
-  readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
-  type RegisteredNode, type ServerRecord, type StandinTokens
-} from './k3s-standin.ts'
+  readAgentStatus, readClusters, readNodeStatus, summarizeStatus, writeTimelineReport,
+  type AgentStatusView, type LabStatus
+} from './lab-status.ts'
 import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, listLabIds, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
 import { labPrefix, planTopology, strictMajority } from './plan.ts'
-import { isRunning, namespaceInode, processComm, processesInNamespaces, processNetInode, terminate } from './processes.ts'
-import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
+import type { TimelineReport } from './report.ts'
 import { createRunner, hostArgv, type RunResult, type Runner } from './run.ts'
 import { teardownLab, type TeardownReport } from './teardown.ts'
-import { applyImpairment, applyPartitions, buildTopology, mapLimit, startHolder } from './topology.ts'
+import { applyImpairment, applyPartitions, buildTopology, mapLimit } from './topology.ts'
 
-/** File name of the peer identity the p2p layer reads from the state dir (p2p/identity.ts). */
-export const IDENTITY_FILE = 'identity.key'
-/** Last status read from each agent, kept in its host dir so a report still has the timeline of a killed node. */
-export const LAST_STATUS_FILE = 'last-status.json'
+export { DEFAULT_AGENT_NODE_ARGS, IDENTITY_FILE, LAB_COMPILE_CACHE } from './host-processes.ts'
+export {
+  isFormed, LAST_STATUS_FILE, summarizeStatus,
+  type AgentStatusView, type ClusterView, type LabStatus, type NodeStatus
+} from './lab-status.ts'
+
 /** Default interval of `waitFor` polls, ms. */
 export const DEFAULT_WAIT_INTERVAL_MS = 250
 /** Time an agent gets to stop cleanly on `restart --agent` before SIGKILL, ms. */
 export const AGENT_STOP_GRACE_MS = 5000
-/**
- * Node options of lab agents: a 1 MB young generation (about 140 MB RSS per agent at
- * N=10 instead of about 200 MB). No old-space cap: with `--max-old-space-size=64` an
- * agent ran out of heap during a 30-node formation on a saturated 2-core machine.
- */
-export const DEFAULT_AGENT_NODE_ARGS: readonly string[] = Object.freeze(['--max-semi-space-size=1'])
-/** How long after its spawn an agent still outside the host's namespace counts as starting, ms. */
-const JUST_SPAWNED_MS = 5_000
 /** Default `waitFor` deadline, ms. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
 /** Default deadline of a stand-in registration from inside a lab host, ms. */
 export const DEFAULT_INSTALL_TIMEOUT_MS = 300_000
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-
-/** The part of an agent's `GET /status` the lab reads; every field optional so an older or partial agent still shows. */
-export interface AgentStatusView {
-  peerId?: string
-  phase?: string
-  role?: string
-  awaiting?: number
-  leader?: string
-  /** Why it waits (agents with reasons): `text` is what `kairos-p2p status` prints. */
-  reason?: { code?: string, text?: string, since?: number }
-  warnings?: string[]
-  peers?: unknown[]
-  overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
-  timeline?: Array<{ event: string, at: number }>
-  mesh?: { connections?: number, dials?: { ok?: number, failed?: number } }
-}
-
-/** One node as `lab status` shows it. */
-export interface NodeStatus {
-  name: string
-  ns: string
-  segment: number
-  address: string
-  /** The host is powered (its mount-namespace holder runs). */
-  powered: boolean
-  /** The agent process runs. */
-  running: boolean
-  agentPid?: number
-  /** Why the agent's status could not be read. */
-  error?: string
-  peerId?: string
-  phase?: string
-  /** The agent's reason for a non-final phase, as `kairos-p2p status` prints it. */
-  reason?: string
-  /** The agent's warnings (weak configuration, installer failures). */
-  warnings?: string[]
-  role?: string
-  overlayAddress?: string
-  /** Overlay peers with a recent handshake / all overlay peers. */
-  handshakes: { up: number, total: number }
-  /** Peers the agent knows. */
-  peers: number
-  /** Registered at a k3s stand-in. */
-  joined: boolean
-  /** How it is registered, when joined. */
-  registeredAs?: 'server' | 'agent'
-  /** The host name is registered, but with another address than its agent's: an earlier identity of the host (wiped since). */
-  registeredEarlier?: string
-  /**
-   * It is the init server: its agent says so, or (no agent answering) its host runs the
-   * cluster-init stand-in. A host wiped and booted afresh is a new node, not the init server.
-   */
-  init: boolean
-  agent?: AgentStatusView
-}
-
-/** One stand-in server's registry: a cluster as k3s would see it. */
-export interface ClusterView {
-  /** Node running the cluster-init stand-in. */
-  server: string
-  address: string
-  port: number
-  /** The stand-in process runs. */
-  running: boolean
-  nodes: RegisteredNode[]
-}
-
-/** The whole lab at one moment: every node and every stand-in cluster. */
-export interface LabStatus {
-  id: string
-  at: number
-  nodes: NodeStatus[]
-  clusters: ClusterView[]
-}
-
-/** Exactly one cluster, its stand-in server running, and every listed node (default: all) registered in it and reporting `joined`. */
-export function isFormed (status: LabStatus, nodes: readonly string[] = status.nodes.map((n) => n.name)): boolean {
-  const [only, ...more] = status.clusters
-  if (only === undefined || more.length > 0 || !only.running) return false
-  const names = new Set(only.nodes.map((n) => n.name))
-  // The registry outlives a power cycle, so each node's own agent must also say it joined.
-  const joined = new Set(status.nodes.filter((n) => n.running && n.phase === 'joined').map((n) => n.name))
-  return nodes.every((n) => names.has(n) && joined.has(n))
-}
 
 /** Node binary for lab processes: this one when it is Node 22 or later, else the project's pinned Node. */
 export function defaultNodePath (repoRoot: string = REPO_ROOT): string {
@@ -166,12 +75,6 @@ function checkGroup (r: LabRecord, group: readonly string[]): string[] {
     if (!r.hosts.some((h) => h.name === n)) throw new LabInputError(`partition names node '${n}', which this lab does not have; expected one of n1…n${r.hosts.length}`)
   }
   return [...group]
-}
-
-/** One line per node, for error messages and logs. */
-export function summarizeStatus (s: LabStatus): string {
-  const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
-  return `${nodes.join(' ')}; clusters: ${s.clusters.length === 0 ? 'none' : s.clusters.map((c) => `${c.server}[${c.nodes.map((n) => n.name).join(',')}]`).join(' ')}`
 }
 
 /** Options of `createLab`; the topology options matter only to `up`. */
@@ -305,121 +208,6 @@ export function randomLabId (random: RandomSource): string {
   return id
 }
 
-async function defaultReadStatus (host: HostRecord, signal?: AbortSignal): Promise<AgentStatusView> {
-  signal?.throwIfAborted()
-  return JSON.parse(await queryAgent(host.stateDir, '/status', 2000)) as AgentStatusView
-}
-
-async function writeJson (path: string, value: unknown, mode = 0o644): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode })
-  await rename(tmp, path)
-}
-
-async function readJson<T> (path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T
-  } catch {
-    return undefined
-  }
-}
-
-/** Spawns a detached long-lived process (argument array) with output appended to `logPath`; returns its PID. */
-async function spawnDetached (argv: readonly string[], logPath: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const [file, ...args] = argv
-  if (file === undefined) throw new LabCommandError([], 'empty command')
-  const log = await open(logPath, 'a')
-  try {
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env })
-    child.on('error', () => { /* a process that never runs shows as not running */ })
-    child.unref()
-    if (child.pid === undefined) throw new LabCommandError([...argv], 'could not spawn')
-    return child.pid
-  } finally {
-    await log.close()
-  }
-}
-
-/**
- * A bundle of this checkout's `entry` for lab processes, built or refreshed by
- * build/bundle.ts (`out` picks its place); the TypeScript sources when the bundler
- * cannot run (for example it is not installed).
- */
-async function labBundle (repoRoot: string, entry: string, out: (bundle: typeof import('../build/bundle.ts')) => string, what: string, log: Logger): Promise<string> {
-  try {
-    const bundle = await import('../build/bundle.ts')
-    return await bundle.ensureBundle(repoRoot, out(bundle), entry)
-  } catch (err) {
-    log.warn(`cannot bundle ${what}; it runs from the TypeScript sources`, { error: errorMessage(err) })
-    return join(repoRoot, entry)
-  }
-}
-
-/** The script lab agents run by default: the running bundle when the lab itself runs from one, else `labBundle`. */
-async function defaultAgentEntry (repoRoot: string, log: Logger): Promise<string> {
-  if (BUNDLED) return fileURLToPath(import.meta.url)
-  return await labBundle(repoRoot, join('cli', 'main.ts'), (b) => b.LAB_BUNDLE, 'the agent', log)
-}
-
-/** The stand-in's entry module, relative to the checkout. */
-const STANDIN_ENTRY = join('netns-lab', 'k3s-standin.ts')
-
-/**
- * The script the k3s stand-in runs from: a bundle of it, like the agent's, so none of
- * the install and server processes a formation starts pays for TypeScript (40 ms of
- * CPU and 17 MB each).
- */
-async function defaultStandinScript (repoRoot: string, log: Logger): Promise<string> {
-  if (BUNDLED) return join(repoRoot, STANDIN_ENTRY)
-  return await labBundle(repoRoot, STANDIN_ENTRY, (b) => b.LAB_STANDIN_BUNDLE, 'the k3s stand-in', log)
-}
-
-/** Node's compile cache of lab agents, relative to the checkout. */
-export const LAB_COMPILE_CACHE = join('node_modules', '.cache', 'kairos-p2p', 'compile')
-
-/**
- * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
- * only the first lab after a change compiles the sources).
- */
-function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
-  return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
-}
-
-/**
- * Gives a host (the holder of its mount namespace) its own /var/lib with the default
- * state dir bound to `stateDir`, as on a box: a tmpfs on /var/lib (the machine's stays
- * untouched), then a bind mount of `stateDir` on DEFAULT_STATE_DIR.
- */
-async function mountDefaultStateDir (holderPid: number, stateDir: string, run: Runner, signal?: AbortSignal): Promise<void> {
-  const inHost = (argv: string[]): string[] => ['nsenter', `--mount=/proc/${holderPid}/ns/mnt`, '--', ...argv]
-  const opts = signal === undefined ? {} : { signal }
-  await run(inHost(['mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', 'kairoslab-varlib', '/var/lib']), opts)
-  await run(inHost(['mkdir', '-p', '-m', '0755', DEFAULT_STATE_DIR]), opts)
-  await run(inHost(['mount', '--bind', stateDir, DEFAULT_STATE_DIR]), opts)
-}
-
-/** `<artefact>/bin/kairos-p2p`, checked to be there; LabInputError naming the way to build it otherwise. */
-function artefactLauncher (artefact: string): string {
-  const launcher = join(artefact, 'bin', 'kairos-p2p')
-  if (!existsSync(launcher)) throw new LabInputError(`no self-contained artefact at ${artefact} (${launcher} is missing); build it with 'npm run build'`)
-  return launcher
-}
-
-/** Pre-creates (or reads) a host's libp2p identity so its peer id is known before it starts. */
-async function ensureIdentity (stateDir: string): Promise<string> {
-  const file = join(stateDir, IDENTITY_FILE)
-  try {
-    return peerIdFromPrivateKey(privateKeyFromProtobuf(new Uint8Array(await readFile(file)))).toString()
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LabInputError(`cannot read peer identity ${file}: ${errorMessage(err)}`)
-  }
-  const key = await generateKeyPair('Ed25519')
-  await mkdir(stateDir, { recursive: true, mode: 0o700 })
-  await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600 })
-  await chmod(file, 0o600)
-  return peerIdFromPrivateKey(key).toString()
-}
-
 function groups (g: string | readonly string[]): string[] {
   return (typeof g === 'string' ? g.split(',') : [...g]).map((s) => s.trim()).filter((s) => s !== '')
 }
@@ -431,7 +219,7 @@ export function createLab (init: LabInit = {}): Lab {
   const clock = init.clock ?? systemClock
   const random = init.random ?? cryptoRandom
   const log = init.logger ?? silentLogger
-  const readStatus = init.readStatus ?? defaultReadStatus
+  const readStatus = init.readStatus ?? readAgentStatus
   let labId = init.id
   let rec: LabRecord | undefined
 
@@ -462,107 +250,9 @@ export function createLab (init: LabInit = {}): Lab {
     return h
   }
 
-  /**
-   * The script agents run: the bundle, which loads in a quarter of the CPU time of the
-   * ~800 source modules (see build/bundle.ts). Resolved once per lab command.
-   */
-  let entry: Promise<string> | undefined
-  const agentEntry = async (r: LabRecord): Promise<string> => {
-    entry ??= init.agentEntry?.(r) ?? defaultAgentEntry(r.repoRoot, log)
-    return await entry
-  }
-  let standin: Promise<string> | undefined
-  const standinScript = async (r: LabRecord): Promise<string> => {
-    standin ??= defaultStandinScript(r.repoRoot, log)
-    return await standin
-  }
-
-  /**
-   * Runs the agent's script once, in one process, so the N agents that start next read
-   * it compiled from Node's compile cache instead of each compiling it at once (not for
-   * one agent, nor for agents the caller runs its own way). A failure only costs the
-   * speed-up: the agents then fill the cache themselves.
-   */
-  const warmCompileCache = async (r: LabRecord, agents: number, signal?: AbortSignal): Promise<void> => {
-    if (init.agentCommand !== undefined || r.artefact !== undefined || agents < 2) return
-    const script = await agentEntry(r)
-    const argvs = [[r.nodePath, script, 'agent', '--help']]
-    // From the sources, also the modules `agent` loads lazily (its help loads neither).
-    if (script.endsWith('.ts')) {
-      argvs.push([r.nodePath, '--input-type=module', '-e', ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')])
-    }
-    for (const argv of argvs) {
-      const res = await run(argv, { env: agentEnv(r), reject: false, ...(signal === undefined ? {} : { signal }) })
-        .catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: errorMessage(err) }))
-      if (res.exitCode !== 0) { log.warn('warming the compile cache failed', { error: res.stderr.trim() }); return }
-    }
-  }
-
-  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> => {
-    const custom = init.agentCommand?.(h, r)
-    if (custom !== undefined) return custom
-    if (r.artefact !== undefined) return [...unitCommand({ launcher: artefactLauncher(r.artefact), config: h.configPath }), ...(init.agentArgs ?? [])]
-    return [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
-  }
-
-  /** Starts a host's mount-namespace holder; with an artefact, binds its state dir on the default one. */
-  const startHostHolder = async (r: LabRecord, h: HostRecord, signal?: AbortSignal): Promise<number> => {
-    const pid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
-    if (r.artefact !== undefined) await mountDefaultStateDir(pid, h.stateDir, run, signal)
-    return pid
-  }
-
-  /** A holder whose PID still lives in the host's namespace, or undefined. */
-  const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
-    if (h.holderPid === undefined) return undefined
-    const ino = await namespaceInode(h.ns)
-    if (ino === undefined || !(await isRunning(h.holderPid))) return undefined
-    return (await processNetInode(h.holderPid)) === ino ? h.holderPid : undefined
-  }
-
-  const agentRunning = async (h: HostRecord): Promise<boolean> => {
-    if (h.agentPid === undefined) return false
-    const ino = await namespaceInode(h.ns)
-    if (ino === undefined || !(await isRunning(h.agentPid))) return false
-    const net = await processNetInode(h.agentPid)
-    if (net === ino) return true
-    // Just spawned: still our fork before its exec, or nsenter before it entered the
-    // host's namespaces (both still in our own network namespace).
-    if (clock.now() - (h.agentStartedAt ?? 0) <= JUST_SPAWNED_MS && net !== undefined && net === await processNetInode(process.pid)) return true
-    return (await processComm(h.agentPid)) === 'nsenter'
-  }
-
-  const powerOff = async (h: HostRecord): Promise<void> => {
-    const ino = await namespaceInode(h.ns)
-    if (ino !== undefined) await terminate(await processesInNamespaces(new Set([ino])), { graceMs: 0, clock })
-    delete h.holderPid
-    delete h.agentPid
-  }
-
-  /** Ends the agent process alone (SIGTERM with `graceMs`, then SIGKILL; 0 = SIGKILL at once). */
-  const stopAgent = async (h: HostRecord, graceMs: number): Promise<void> => {
-    if (h.agentPid !== undefined && await agentRunning(h)) await terminate([h.agentPid], { graceMs, clock })
-    delete h.agentPid
-  }
-
-  const startAgent = async (r: LabRecord, h: HostRecord): Promise<void> => {
-    if (h.holderPid === undefined) throw new LabCommandError([], `host ${h.name} has no mount-namespace holder`)
-    h.agentPid = await spawnDetached(hostArgv(h.ns, h.holderPid, await agentArgv(r, h)), h.logPath, agentEnv(r))
-    h.agentStartedAt = clock.now()
-    log.info('agent started', { node: h.name, pid: h.agentPid })
-  }
-
-  /** Starts the k3s stand-in server again on a host that ran one (as the k3s service would at boot). */
-  const startStandinAgain = async (r: LabRecord, h: HostRecord): Promise<void> => {
-    const k3sDir = join(h.dir, 'k3s')
-    const server = await readJson<ServerRecord>(join(k3sDir, SERVER_FILE))
-    const tokens = await readJson<StandinTokens>(join(k3sDir, TOKENS_FILE))
-    if (server === undefined || tokens === undefined || h.holderPid === undefined) return
-    const argv = hostArgv(h.ns, h.holderPid, [r.nodePath, await standinScript(r), 'serve',
-      '--dir', k3sDir, '--name', server.name, '--address', server.address, '--port', String(server.port)])
-    // The server rewrites server.json with its own PID once it listens (after the agent brings the overlay address up).
-    await spawnDetached(argv, join(k3sDir, 'server.log'), { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' })
-  }
+  const {
+    standinScript, warmCompileCache, startHostHolder, liveHolder, agentRunning, powerOff, stopAgent, startAgent, startStandinAgain
+  } = createHostProcesses(init, run, clock, log)
 
   const boot = async (r: LabRecord, hosts: HostRecord[], signal?: AbortSignal): Promise<void> => {
     await mapLimit(hosts, 4, async (h) => {
@@ -575,64 +265,13 @@ export function createLab (init: LabInit = {}): Lab {
     for (const h of hosts) await startStandinAgain(r, h)
   }
 
-  const readNode = async (h: HostRecord, registered: Map<string, RegisteredNode>, inits: Set<string>, signal?: AbortSignal): Promise<NodeStatus> => {
-    const powered = (await liveHolder(h)) !== undefined
-    const running = await agentRunning(h)
-    const reg = registered.get(h.name)
-    const node: NodeStatus = {
-      name: h.name, ns: h.ns, segment: h.segment, address: h.address, powered, running,
-      handshakes: { up: 0, total: 0 }, peers: 0, joined: reg !== undefined, init: inits.has(h.name)
-    }
-    if (reg !== undefined) node.registeredAs = reg.role
-    if (running && h.agentPid !== undefined) node.agentPid = h.agentPid
-    if (!running) return node
-    try {
-      const view = await readStatus(h, signal)
-      node.agent = view
-      if (view.peerId !== undefined) node.peerId = view.peerId
-      if (view.phase !== undefined) node.phase = view.phase
-      if (view.role !== undefined) node.role = view.role
-      node.init = view.role === 'init'
-      if (typeof view.reason?.text === 'string') node.reason = view.reason.text
-      if (Array.isArray(view.warnings) && view.warnings.length > 0) node.warnings = view.warnings.filter((w) => typeof w === 'string')
-      if (view.overlay?.address !== undefined) node.overlayAddress = view.overlay.address
-      // The stand-in registers by host name, as k3s does: a host wiped and booted afresh
-      // has a new identity and overlay address, and the old registration is not its own.
-      if (reg !== undefined && view.overlay?.address !== undefined && reg.nodeIp !== view.overlay.address) {
-        node.joined = false
-        delete node.registeredAs
-        node.registeredEarlier = reg.nodeIp
-      }
-      const op = view.overlay?.peers ?? []
-      node.handshakes = { up: op.filter((p) => p.up === true).length, total: op.length }
-      node.peers = Array.isArray(view.peers) ? view.peers.length : 0
-      await writeJson(join(h.dir, LAST_STATUS_FILE), view)
-    } catch (err) {
-      node.error = errorMessage(err)
-    }
-    return node
-  }
-
-  const clustersOf = async (r: LabRecord): Promise<ClusterView[]> => {
-    const out: ClusterView[] = []
-    for (const h of r.hosts) {
-      const k3sDir = join(h.dir, 'k3s')
-      const reg = await readRegistry(join(k3sDir, REGISTRY_FILE))
-      if (reg === undefined) continue
-      const server = await readJson<ServerRecord>(join(k3sDir, SERVER_FILE))
-      const running = server !== undefined && (await isRunning(server.pid)) && (await processNetInode(server.pid)) === (await namespaceInode(h.ns))
-      out.push({ server: h.name, address: reg.server.address, port: reg.server.port, running, nodes: reg.nodes })
-    }
-    return out
-  }
-
   const status = async (signal?: AbortSignal): Promise<LabStatus> => {
     const r = await load()
-    const clusters = await clustersOf(r)
+    const clusters = await readClusters(r)
     const registered = new Map<string, RegisteredNode>()
     for (const c of clusters) for (const n of c.nodes) registered.set(n.name, n)
     const inits = new Set(clusters.map((c) => c.server))
-    const nodes = await mapLimit(r.hosts, 8, async (h) => await readNode(h, registered, inits, signal))
+    const nodes = await mapLimit(r.hosts, 8, async (h) => await readNodeStatus(h, registered, inits, { liveHolder, agentRunning, readStatus }, signal))
     return { id: r.id, at: clock.now(), nodes, clusters }
   }
 
@@ -727,30 +366,10 @@ export function createLab (init: LabInit = {}): Lab {
       await clock.sleep(options.intervalMs ?? DEFAULT_WAIT_INTERVAL_MS, options.signal)
     }
   }
-
   const report = async (outDir?: string, signal?: AbortSignal): Promise<{ json: string, svg: string, report: TimelineReport }> => {
     const r = await load()
     const s = await status(signal)
-    const rows: NodeTimeline[] = []
-    for (const h of r.hosts) {
-      const node = s.nodes.find((n) => n.name === h.name)
-      const view = node?.agent ?? await readJson<AgentStatusView>(join(h.dir, LAST_STATUS_FILE))
-      const events = [...(view?.timeline ?? [])]
-      if (h.agentStartedAt !== undefined) events.push({ event: 'spawned', at: h.agentStartedAt })
-      const reg = s.clusters.flatMap((c) => c.nodes).find((n) => n.name === h.name)
-      // A registration from an earlier boot is not part of this boot's timeline.
-      if (reg !== undefined && reg.registeredAt >= (h.agentStartedAt ?? 0)) events.push({ event: 'registered', at: reg.registeredAt })
-      const role = view?.role ?? (node?.init === true ? 'init' : reg?.role)
-      rows.push({ name: h.name, ...(role === undefined ? {} : { role }), events })
-    }
-    const rep = buildTimelineReport(r.id, rows, clock.now())
-    const out = outDir ?? r.dir
-    await mkdir(out, { recursive: true })
-    const json = join(out, 'timeline.json')
-    const svg = join(out, 'timeline.svg')
-    await writeJson(json, rep)
-    await writeFile(svg, renderTimelineSvg(rep))
-    return { json, svg, report: rep }
+    return await writeTimelineReport(r, s, clock, outDir)
   }
 
   return {
