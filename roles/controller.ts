@@ -11,7 +11,7 @@ import { KairosError, errorMessage } from '../util/errors.ts'
 import type { SealKeys, SealedBox } from './credentials.ts'
 import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
 import { trackView } from './election.ts'
-import { configWarnings, credentialEntry, decide, parseCredential, rolesConfigOf } from './plan.ts'
+import { configWarnings, credentialDigest, credentialEntry, decide, parseCredential, rolesConfigOf } from './plan.ts'
 import { loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
 import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RoleName, type RolesDecision, type RolesPhase } from './types.ts'
 
@@ -152,10 +152,12 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   const onMember = (): void => { poke() }
 
   const openCredential = (entries: readonly StateEntry[]): void => {
-    if (sealKeys === undefined) return
+    // Only the init server of the accepted cluster record hands out credentials.
+    const sealer = facts?.cluster?.init ?? facts?.role?.init
+    if (sealKeys === undefined || sealer === undefined) return
     const self = state.self
     for (const e of entries) {
-      if (e.key !== `${CRED_PREFIX}${self}`) continue
+      if (e.key !== `${CRED_PREFIX}${self}` || e.owner !== sealer) continue
       if (opened !== undefined && opened.owner === e.owner && opened.version === e.version) return
       const cred = parseCredential(e.value)
       if (cred === undefined || cred.to !== sealKeys.publicKey) continue
@@ -294,7 +296,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       viewSince: tracker.since,
       sealKey: (sealKeys as SealKeys).publicKey,
       hasSecrets: secrets !== undefined,
-      hasCredential: opened !== undefined && opened.owner === (facts?.role?.init ?? opened.owner),
+      credential: opened === undefined ? undefined : { owner: opened.owner, digest: credentialDigest(opened) },
       address: ownAddress()
     })
     if (decision.clusterId !== undefined) mark('elected')

@@ -5,9 +5,9 @@
  */
 import type { StaticRole } from '../../config/types.ts'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { trackView } from '../../roles/election.ts'
-import { credentialEntry, decide } from '../../roles/plan.ts'
-import { EMPTY_FACTS, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import { clusterIdFor, refOf, trackView } from '../../roles/election.ts'
+import { canonicalJson, credentialEntry, decide } from '../../roles/plan.ts'
+import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
 
 export const BASE_CONFIG: RolesConfig = {
   staticRole: 'auto', autoEnable: true, minimumNodes: 3, haEnable: false, haMasterNodes: 0, settleMs: 100, termTimeoutMs: 1_000
@@ -68,7 +68,8 @@ export class Site {
   step (node: SiteNode): RolesDecision {
     const members = this.nodes.filter((o) => o !== node && this.reach(node, o)).map((o) => ({ peerId: o.id, liveness: 'alive' as const, lastSeen: this.now }))
     node.tracker = trackView(node.tracker, members, this.now)
-    const cred = node.replica.get(`${node.facts.role?.init ?? ''}\u0000cred/${node.id}`)
+    const init = node.facts.cluster?.init ?? node.facts.role?.init ?? ''
+    const cred = node.replica.get(`${init}\u0000cred/${node.id}`)
     const d = decide({
       self: node.id,
       now: this.now,
@@ -80,7 +81,7 @@ export class Site {
       viewSince: node.tracker.since,
       sealKey: `seal-${node.id}`,
       hasSecrets: node.facts.role?.role === 'init',
-      hasCredential: cred !== undefined,
+      credential: cred === undefined ? undefined : { owner: init, digest: canonicalJson(cred.value) },
       address: `10.0.0.${this.nodes.indexOf(node) + 1}`
     })
     for (const a of d.actions) {
@@ -112,4 +113,21 @@ export class Site {
   inits (): string[] {
     return this.nodes.filter((n) => n.inits > 0).map((n) => n.id)
   }
+}
+
+/** A vote entry of `voter` that accepted `candidate` in `ballot`. */
+export function acceptVote (voter: string, ballot: { n: number, by: string }, candidate: string, version = 1): StateEntry {
+  return { owner: voter, key: 'roles/vote', version, writtenAt: 0, value: { promised: { ...ballot }, accepted: { ballot: { ...ballot }, candidate } } }
+}
+
+/**
+ * The entries of a cluster record backed by a quorum: the votes of `voters` for
+ * `init` in `ballot`, and the record with its certificate, owned by `init`.
+ */
+export function certifiedRecord (init: string, voters: string[], networkId = 'site', ballot = { n: 1, by: init }, known = voters.length): { record: ClusterRecord, entries: StateEntry[] } {
+  const votes = voters.map((v) => acceptVote(v, ballot, init))
+  const certificate = { ballot: { ...ballot }, candidate: init, known, votes: votes.map(refOf) }
+  const record: ClusterRecord = { clusterId: clusterIdFor(networkId, init, ballot), init, networkId, ballot: { ...ballot }, certificate }
+  const entry: StateEntry = { owner: init, key: 'roles/cluster', version: 1, writtenAt: 0, value: structuredClone(record) as unknown as JsonValue }
+  return { record, entries: [...votes, entry] }
 }

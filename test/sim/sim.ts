@@ -15,7 +15,7 @@ import type { JsonValue, Liveness, StateEntry } from '../../p2p/types.ts'
 import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
 import { trackView } from '../../roles/election.ts'
-import { credentialEntry, decide, parseCredential } from '../../roles/plan.ts'
+import { credentialDigest, credentialEntry, decide, parseCredential } from '../../roles/plan.ts'
 import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
 
 /** Which faults a run draws from its seed. */
@@ -84,7 +84,7 @@ interface SimNode {
   dirty: boolean
   installing: boolean
   firstRole?: RoleName
-  held?: { kind: 'server' | 'agent', token: string, agentToken?: string }
+  held?: { owner: string, kind: 'server' | 'agent', token: string, agentToken?: string }
 }
 
 type SimEvent =
@@ -323,14 +323,14 @@ export function runSimulation (opts: SimOptions): SimResult {
     return { members, signature }
   }
   const openHeld = (node: SimNode): void => {
-    const init = node.facts.role?.init
+    const init = node.facts.cluster?.init ?? node.facts.role?.init
     for (const e of node.credsForSelf.values()) {
-      if (init !== undefined && e.owner !== init) continue
+      if (e.owner !== init) continue
       const c = parseCredential(e.value)
       const box = c?.box as { to?: string, payload?: string } | undefined
       if (c === undefined || c.to !== node.sealKey || box?.to !== node.sealKey || typeof box.payload !== 'string') continue
       const p = JSON.parse(box.payload) as { token: string, agentToken?: string }
-      node.held = { kind: c.kind, token: p.token, ...(p.agentToken === undefined ? {} : { agentToken: p.agentToken }) }
+      node.held = { owner: e.owner, kind: c.kind, token: p.token, ...(p.agentToken === undefined ? {} : { agentToken: p.agentToken }) }
     }
   }
 
@@ -357,7 +357,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       viewSince: node.tracker.since,
       sealKey: node.sealKey,
       hasSecrets: node.secrets !== undefined,
-      hasCredential: node.held !== undefined,
+      credential: node.held === undefined ? undefined : { owner: node.held.owner, digest: credentialDigest(node.held) },
       address: node.address
     })
     node.lastPhase = d.phase
