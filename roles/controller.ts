@@ -309,6 +309,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       if ('persist' in action) {
         await saveFacts(stateDir, action.persist)
         logElection(facts, action.persist)
+        // A newly accepted record names the sealer whose credential may now be opened.
+        if (facts?.cluster == null && action.persist.cluster !== null) dirty = true
         facts = action.persist
       } else if ('generateSecrets' in action) {
         if (secrets === undefined) {

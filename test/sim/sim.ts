@@ -381,6 +381,8 @@ export function runSimulation (opts: SimOptions): SimResult {
         } else if (before !== null) {
           violations.push(`${node.id} forgot its role ${before.role}`)
         }
+        // A newly accepted record names the sealer whose credential may now be opened.
+        if (node.facts.cluster === null && a.persist.cluster !== null) wakeSoon(node)
         node.facts = a.persist
       } else if ('generateSecrets' in a) {
         node.secrets ??= { serverToken: `server-${node.id}-${rng.int(1e9)}`, agentToken: `agent-${node.id}-${rng.int(1e9)}` }
@@ -530,7 +532,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       const role = x.facts.role
       if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
       if (role.role === 'none') continue
-      if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
+      if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off` + (process.env.SIMDBG ? JSON.stringify({ phase: x.lastPhase, held: x.held, facts: x.facts, creds: [...x.credsForSelf.values()].map((e) => e.owner) }) : ''))
       if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
       if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
       if (role.role === 'agent' && x.held !== undefined && x.held.token.startsWith('server-')) violations.push(`${x.id} is an agent holding the server token`)
