@@ -394,26 +394,65 @@ export function checkRecord (record: ClusterRecord, view: RolesView, networkId: 
 }
 
 /**
+ * How many lying voters the promise rule tolerates at this quorum size: any two
+ * quorums share `2·quorum − known` voters, and with `t` liars among them at least
+ * `t + 1` must be honest, so `t = ⌊(2·quorum − known − 1) / 2⌋`. Zero is plain Paxos.
+ */
+export function liarsTolerated (minimumNodes: number, known: number): number {
+  return Math.max(0, Math.floor((2 * quorumSize(minimumNodes, known) - known - 1) / 2))
+}
+
+/**
+ * The candidate a set of promises justifies (Paxos phase 1).
+ *
+ * Plain Paxos takes the candidate accepted in the highest ballot reported. One voter
+ * that lies about what it accepted (a made-up high ballot) would then steer every
+ * later ballot to a candidate of its choice. With `liars` = t > 0, a candidate counts
+ * at the (t+1)-th highest ballot its reporters give: a chosen candidate is reported by
+ * at least t + 1 honest voters of every quorum, at its ballot or later, while any
+ * other candidate's (t+1)-th report comes from an honest voter, who accepted it
+ * earlier. So the chosen candidate always wins, and t liars reporting alike cannot
+ * outrank it. When no candidate has t + 1 reports nothing can have been chosen, and
+ * the proposer stands for itself. With t = 0 this is the plain rule.
+ */
+export function justifiedCandidate (reports: ReadonlyArray<Accepted | null>, proposer: string, liars: number): string {
+  const byCandidate = new Map<string, Ballot[]>()
+  for (const r of reports) {
+    if (r === null) continue
+    const list = byCandidate.get(r.candidate) ?? []
+    list.push(r.ballot)
+    byCandidate.set(r.candidate, list)
+  }
+  let best: { candidate: string, ballot: Ballot } | undefined
+  for (const [candidate, ballots] of byCandidate) {
+    if (ballots.length <= liars) continue
+    ballots.sort((x, y) => compareBallots(y, x))
+    const counted = ballots[liars] as Ballot
+    if (best === undefined || compareBallots(counted, best.ballot) > 0) best = { candidate, ballot: counted }
+  }
+  return best?.candidate ?? proposer
+}
+
+/**
  * Whether a proposal's candidate is justified (Paxos phase 1): promises of its
  * ballot from a quorum of distinct voters, each checking out, and the candidate is
  * the one accepted in the highest ballot among them, or the proposer when none
  * accepted anything. A voter accepts only a justified proposal, so a proposal forged
  * with any candidate gathers no vote.
  */
-export function checkPromises (p: ProposalValue, view: RolesView, minimumNodes: number): CertificateCheck {
+export function checkPromises (p: ProposalValue, view: RolesView, minimumNodes: number, ownKnown: number): CertificateCheck {
   if (p.candidate === null || p.promises === undefined || p.known === undefined) return 'invalid'
   const quorum = quorumSize(minimumNodes, p.known)
   const voters = new Set(p.promises.map((r) => r.voter))
   if (voters.size !== p.promises.length || voters.size < quorum) return 'invalid'
   let pending = false
-  let best: Accepted | null = null
   for (const ref of p.promises) {
     const r = checkPromiseRef(ref, view, p.ballot)
     if (r === 'refuted') return 'invalid'
     if (r === 'pending') pending = true
-    if (ref.accepted !== null && (best === null || compareBallots(ref.accepted.ballot, best.ballot) > 0)) best = ref.accepted
   }
-  if ((best?.candidate ?? p.ballot.by) !== p.candidate) return 'invalid'
+  // The rule follows the checker's own count of nodes, never the proposal's claim.
+  if (justifiedCandidate(p.promises.map((r) => r.accepted), p.ballot.by, liarsTolerated(minimumNodes, ownKnown)) !== p.candidate) return 'invalid'
   return pending ? 'pending' : 'valid'
 }
 
@@ -482,7 +521,7 @@ export interface ElectionOutcome {
  * the node's own proposal is its own count) and, once a candidate is certified as
  * chosen, only that candidate.
  */
-function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, locked: string | undefined): LocalFacts {
+function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayNominateItself: (proposer: string) => boolean): LocalFacts {
   let next = local
   let top: ProposalValue | undefined
   for (const p of proposals) if (top === undefined || compareBallots(p.ballot, top.ballot) > 0) top = p
@@ -492,7 +531,8 @@ function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now:
   const promised = next.promised
   if (promised !== null && !sameBallot(next.accepted?.ballot, promised)) {
     const p = proposals.find((q) => sameBallot(q.ballot, promised) && q.candidate !== null)
-    const justified = p !== undefined && (p.ballot.by === self || checkPromises(p, view, minimumNodes) === 'valid')
+    const justified = p !== undefined && (p.ballot.by === self || (checkPromises(p, view, minimumNodes, known) === 'valid' &&
+      (p.candidate !== p.ballot.by || mayNominateItself(p.ballot.by))))
     if (justified && p?.candidate != null && (locked === undefined || locked === p.candidate)) {
       next = { ...next, accepted: { ballot: p.ballot, candidate: p.candidate }, promisedAt: now }
     }
@@ -536,7 +576,13 @@ export function electionStep (input: {
     }
     return list
   }
-  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, locked)
+  // A proposer that puts itself forward is accepted only when no alive eligible node
+  // this voter sees is preferred to it: a token holder cannot make itself init server
+  // by standing early, only by being the node everyone would have preferred.
+  const selfEligible = isEligible(config.staticRole, config.autoEnable)
+  const preferred = preferredCandidate(aliveIds, self, view, networkId, selfEligible)
+  const mayNominateItself = (proposer: string): boolean => preferred === proposer
+  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayNominateItself)
 
   let local = step(input.local)
 
@@ -550,12 +596,9 @@ export function electionStep (input: {
         if (sameBallot(v.promised, own.ballot)) promises.push({ ...refOf(view.voteEntries.get(voter) as StateEntry), accepted: v.accepted })
       }
       if (promises.length >= quorum) {
-        let best: Accepted | null = null
-        for (const r of promises) {
-          if (r.accepted !== null && (best === null || compareBallots(r.accepted.ballot, best.ballot) > 0)) best = r.accepted
-        }
+        const candidate = justifiedCandidate(promises.map((r) => r.accepted), self, liarsTolerated(config.minimumNodes, known.size))
         promises.sort((a, b) => (a.voter < b.voter ? -1 : 1))
-        local = { ...local, proposal: { ...own, candidate: best?.candidate ?? self, known: known.size, promises } }
+        local = { ...local, proposal: { ...own, candidate, known: known.size, promises } }
       }
     } else if (choices.some((c) => c.candidate === own.candidate && sameBallot(c.ballot, own.ballot))) {
       local = { ...local, proposal: { ...own, committed: true } }
@@ -574,14 +617,16 @@ export function electionStep (input: {
   // superseded: restarting it on a timer would only race its own slow voters. A
   // ballot of another node is waited for until the term timeout after the last
   // promise or accept, then the preferred node may supersede it.
+  // It is also given up once this node knows more nodes than when it chose its
+  // candidate: voters judge the promises by their own count (`liarsTolerated`), so a
+  // proposal counted on a smaller view may never be accepted.
   const ownLive = local.proposal !== null && !local.proposal.committed &&
-    (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0)
+    (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0) &&
+    (local.proposal.known === undefined || local.proposal.known >= known.size)
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + config.termTimeoutMs : 0
   const inFlight = ownLive || now < othersUntil
-  const selfEligible = isEligible(config.staticRole, config.autoEnable)
   const stable = now - input.viewSince >= config.settleMs
-  const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum &&
-    preferredCandidate(aliveIds, self, view, networkId, selfEligible) === self
+  const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
   if (mayStand && !inFlight && stable) {

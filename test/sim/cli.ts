@@ -1,11 +1,11 @@
-// `npm run sim -- --seeds 10000 [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]`
+// `npm run sim -- --seeds 10000 [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--adversary] [--verbose]`
 // Runs seeded simulations of the roles layer and prints one line per failing seed
 // with the command that replays it; exits 1 if any seed violated an invariant.
 import { parseArgs } from 'node:util'
 import { PRESETS } from '../../config/presets.ts'
 import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
 
-const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]\n'
+const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--adversary] [--verbose]\n'
 const parsed = (() => {
   try {
     return parseArgs({
@@ -17,6 +17,7 @@ const parsed = (() => {
         'minimum-nodes': { type: 'string' },
         faults: { type: 'string', default: 'full' },
         preset: { type: 'string', default: 'lab' },
+        adversary: { type: 'boolean', default: false },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false }
       }
@@ -47,10 +48,10 @@ const started = performance.now()
 let failed = 0
 let decisions = 0
 for (const seed of seeds) {
-  const r = runSimulation({ seed, timing: preset, faults, ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
+  const r = runSimulation({ seed, timing: preset, faults, adversary: values.adversary, ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
   decisions += r.decisions
   if (values.verbose || seeds.length === 1) {
-    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions}\n`)
+    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} attacks=${r.attacks} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions}\n`)
   }
   if (r.violations.length > 0) {
     failed++

@@ -14,9 +14,11 @@ import type { StaticRole, Timing } from '../../config/types.ts'
 import type { JsonValue, Liveness, StateEntry } from '../../p2p/types.ts'
 import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
-import { trackView } from '../../roles/election.ts'
+import { clusterIdFor, compareBallots, indexEntries, justifiedCandidate, preferenceKey, refOf, sameBallot, trackView, voteHash } from '../../roles/election.ts'
 import { credentialDigest, credentialEntry, decide, parseCredential } from '../../roles/plan.ts'
-import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type RoleName, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import {
+  CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type PromiseRef, type ProposalValue, type RoleName, type RolesConfig, type RolesDecision
+} from '../../roles/types.ts'
 
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
@@ -35,6 +37,12 @@ export interface SimOptions {
   settleDeadlineMs?: number
   /** Spread of boot times, ms. @default drawn from the seed, up to 3 minutes */
   bootSpreadMs?: number
+  /**
+   * Adds a hostile member (see `hostileStep`) with 0–2 minted identities. Unless
+   * `minimumNodes` is given, minimum_nodes is drawn so that the promise rule
+   * tolerates every hostile identity (`liarsTolerated`). @default false
+   */
+  adversary?: boolean
 }
 
 export interface SimResult {
@@ -45,6 +53,10 @@ export interface SimResult {
   violations: string[]
   /** Distinct nodes that ran cluster-init. */
   inits: string[]
+  /** Hostile identities (the member and the ones it minted); empty without an adversary. */
+  hostile: string[]
+  /** Entries the hostile member wrote or replayed. */
+  attacks: number
   /** Simulated ms from the last boot to every live node joined (undefined if never). */
   formationMs?: number
   /** Simulated ms from the first boot to the first cluster record. */
@@ -58,6 +70,8 @@ export interface SimResult {
 
 interface SimNode {
   id: string
+  /** The hostile member: runs `hostileStep`, not the decision. */
+  hostile?: boolean
   index: number
   staticRole: StaticRole
   sealKey: string
@@ -141,8 +155,8 @@ class EventQueue {
 const less = (a: Queued, b: Queued): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
 
 /** The command that replays one seed. */
-export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults'>): string {
-  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}`
+export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults' | 'hostile'>): string {
+  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}${r.hostile.length > 0 ? ' --adversary' : ''}`
 }
 
 /** Runs one seeded simulation and returns its invariant violations and figures. */
@@ -156,7 +170,12 @@ export function runSimulation (opts: SimOptions): SimResult {
   const drawnNodes = 5 + Math.floor(56 * rng.float() ** 3)
   const n = opts.nodes ?? drawnNodes
   const extra = rng.int(Math.max(1, Math.floor(n / 4)))
-  const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + extra)
+  // With an adversary: s minted identities (the member is one more), and a quorum
+  // large enough that any two share 2·(s+1)+1 voters, so the promise rule tolerates them.
+  const sybilCount = opts.adversary === true ? Math.min(rng.int(3), Math.max(0, Math.floor((n - 4) / 3))) : 0
+  const hostileCount = opts.adversary === true ? 1 + sybilCount : 0
+  const tolerant = Math.ceil((n + hostileCount + 2 * hostileCount + 1) / 2)
+  const minimumNodes = opts.minimumNodes ?? (opts.adversary === true ? Math.min(n, tolerant + rng.int(2)) : Math.min(n, Math.floor(n / 2) + 1 + extra))
   const clock = new ManualClock(1_000_000)
   const t0 = clock.now()
   const queue = new EventQueue()
@@ -193,6 +212,35 @@ export function runSimulation (opts: SimOptions): SimResult {
   // At least one eligible node, or nothing can form (a configuration error, not a fault).
   if (!nodes.some((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable))) (nodes[0] as SimNode).staticRole = 'master'
   desc.push(`nodes=${n} minimum=${minimumNodes} auto=${autoEnable} ha=${haEnable ? haMasterNodes : 'off'} roles=${summarizeRoles(nodes)}`)
+
+  // ---- the hostile member and the identities it minted ----
+  // Their ids are never the most preferred eligible node: a member that grinds its
+  // id to the top of the preference order is elected by a real vote (the documented
+  // Sybil limit), which is not what this run measures.
+  const lowestHonest = nodes.filter((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable)).map((x) => preferenceKey(x.id, 'sim')).sort()[0] ?? ''
+  const mintId = (tag: string): string => {
+    for (let k = 0; ; k++) {
+      const id = `12D3Koo${opts.seed.toString(36)}${tag}${k.toString(36)}`
+      if (preferenceKey(id, 'sim') > lowestHonest) return id
+    }
+  }
+  const hostileIds: string[] = []
+  let mallory: SimNode | undefined
+  if (opts.adversary === true) {
+    const id = mintId('mal')
+    mallory = {
+      id, index: n, hostile: true, staticRole: 'master', sealKey: `seal-${id}`, address: `10.88.255.254`,
+      up: false, booted: false, epoch: 0, replica: new Map(), fp: 0, credsForSelf: new Map(), facts: { ...EMPTY_FACTS }, heard: new Float64Array(0),
+      lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
+    }
+    nodes.push(mallory)
+    hostileIds.push(id)
+    for (let k = 0; k < sybilCount; k++) hostileIds.push(mintId(`syb${k}x`))
+    desc.push(`adversary with ${sybilCount} minted identities`)
+  }
+  const isHostile = (id: string): boolean => hostileIds.includes(id)
+  const honest = nodes.filter((x) => x.hostile !== true)
+  let attacks = 0
 
   // ---- fault plan ----
   const loss = faults === 'full' ? rng.float() * 0.3 : 0
@@ -293,12 +341,13 @@ export function runSimulation (opts: SimOptions): SimResult {
       queue.push(clock.now() + 1 + rng.int(maxDelay), { type: 'deliver', to: to.index, from: from.index, entry: e })
     }
   }
-  const put = (node: SimNode, key: string, value: JsonValue): void => {
-    const k = storeKey(node.id, key)
+  /** Writes an entry of `owner` (the node itself, or an identity the hostile member minted) and gossips it. */
+  const put = (node: SimNode, key: string, value: JsonValue, owner = node.id): void => {
+    const k = storeKey(owner, key)
     const cur = node.replica.get(k)
-    const e: StateEntry = { owner: node.id, key, version: (cur?.version ?? 0) + 1, writtenAt: clock.now(), value }
+    const e: StateEntry = { owner, key, version: (cur?.version ?? 0) + 1, writtenAt: clock.now(), value }
     store(node, k, e, cur?.version ?? 0)
-    if (key === ROLE_KEYS.cluster && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    if (node.hostile !== true && key === ROLE_KEYS.cluster && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const cid = String((value as Record<string, unknown>).clusterId)
       clusterIds.add(cid)
       firstRecordAt ??= clock.now()
@@ -320,7 +369,85 @@ export function runSimulation (opts: SimOptions): SimResult {
       signature += liveness === 'alive' ? 'a' : liveness === 'dead' ? 'd' : 's'
       members.push({ peerId: other.id, liveness, lastSeen: last })
     }
+    // The hostile member lies about liveness to whoever hears it: its minted
+    // identities are alive, and one honest node, a new one every 10 s, is dead for
+    // the 2 s its refutation takes to spread.
+    if (mallory !== undefined && node !== mallory && reachable(node, mallory)) {
+      for (const id of hostileIds.slice(1)) { members.push({ peerId: id, liveness: 'alive', lastSeen: now }); signature += 'a' }
+      const window = Math.floor((now - t0) / 10_000)
+      const accused = honest[(window * 7 + opts.seed) % honest.length] as SimNode
+      if (accused !== node && (now - t0) % 10_000 < 2_000) {
+        const m = members.find((x) => x.peerId === accused.id)
+        if (m !== undefined && m.liveness !== 'dead') { m.liveness = 'dead'; signature += 'D' }
+      }
+    }
     return { members, signature }
+  }
+
+  // ---- the hostile member's step ----
+  // Every step it picks attacks at random: it claims master for every identity it
+  // holds, votes with lies (promising everything, reporting made-up accepts or none),
+  // forges proposals (marked committed, with invented or hidden promises, steering
+  // to a candidate of its choice by the plain rule, nominating itself), forges
+  // cluster records (ballot 0, certificates citing votes that do not say so, or its
+  // own identities' votes), and replays old votes of honest nodes.
+  const history: StateEntry[] = []
+  const hostileStep = (m: SimNode): void => {
+    const entries = [...m.replica.values()]
+    for (const e of entries) if (e.key === ROLE_KEYS.vote && !isHostile(e.owner) && history.length < 2_000 && !history.includes(e)) history.push(e)
+    const view = indexEntries(m.id, 'sim', entries)
+    let top = 0
+    for (const p of view.proposals) top = Math.max(top, p.ballot.n)
+    for (const v of view.votes.values()) top = Math.max(top, v.promised?.n ?? 0)
+    const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)] as T
+    const honestIds = honest.map((x) => x.id)
+    const favourite = pick([...hostileIds, ...honestIds])
+    const hostilePut = (owner: string, key: string, value: unknown): void => { attacks++; put(m, key, value as JsonValue, owner) }
+    for (const id of hostileIds) {
+      if (m.replica.get(storeKey(id, ROLE_KEYS.node)) === undefined) hostilePut(id, ROLE_KEYS.node, { sealKey: `seal-${id}`, role: 'master', eligible: true, k3s: true })
+    }
+    const highest = view.proposals.reduce<ProposalValue | undefined>((a, p) => (a === undefined || compareBallots(p.ballot, a.ballot) > 0 ? p : a), undefined)
+    const attack = rng.int(7)
+    if (attack === 0 || attack === 1) {
+      // Lying votes: promise the highest ballot seen; report a made-up accept, or none.
+      for (const id of hostileIds) {
+        const promised = highest?.ballot ?? { n: top, by: m.id }
+        const accepted = rng.float() < 0.3 || promised.n === 0 ? null : { ballot: { n: promised.n - 1, by: pick(honestIds) }, candidate: favourite }
+        hostilePut(id, ROLE_KEYS.vote, { promised, accepted })
+      }
+    } else if (attack === 2) {
+      // A proposal marked committed, naming a victim, with no or invented promises.
+      const invented = rng.float() < 0.5 ? {} : { known: 1, promises: honestIds.slice(0, minimumNodes).map((voter) => ({ voter, version: 1 + rng.int(5), hash: '0'.repeat(32), accepted: null })) }
+      hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: pick(honestIds), committed: true, ...invented })
+    } else if (attack === 3) {
+      // Steering: real promises of its own ballot, its lying report on top, the candidate by the plain rule.
+      const own = view.proposals.find((p) => p.ballot.by === m.id)
+      if (own === undefined || own.ballot.n < top) {
+        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: null, committed: false })
+      } else {
+        const promises: PromiseRef[] = []
+        for (const [voter, v] of view.votes) if (sameBallot(v.promised, own.ballot)) promises.push({ ...refOf(view.voteEntries.get(voter) as StateEntry), accepted: v.accepted })
+        const candidate = rng.float() < 0.5 ? m.id : justifiedCandidate(promises.map((r) => r.accepted), m.id, 0)
+        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: own.ballot, candidate, committed: false, known: 1, promises })
+      }
+    } else if (attack === 4) {
+      // A forged record of ballot 0: its identities' votes for it, and real votes cited for it.
+      const owner = pick(hostileIds)
+      const ballot = { n: 0, by: owner }
+      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.vote, { promised: ballot, accepted: { ballot, candidate: owner } })
+      const votes = [...view.voteEntries.values()].map(refOf)
+      for (const id of hostileIds) votes.push({ voter: id, version: (m.replica.get(storeKey(id, ROLE_KEYS.vote))?.version ?? 1), hash: voteHash({ promised: ballot, accepted: { ballot, candidate: owner } }) })
+      const record = { clusterId: clusterIdFor('sim', owner, ballot), init: owner, networkId: 'sim', ballot, certificate: { ballot, candidate: owner, known: 1, votes } }
+      hostilePut(owner, ROLE_KEYS.cluster, record)
+    } else if (attack === 5) {
+      // A record copied from an honest init server, under its own name.
+      const real = view.records.find((r) => !isHostile(r.init))
+      if (real !== undefined) hostilePut(m.id, ROLE_KEYS.cluster, { ...real, init: m.id, clusterId: clusterIdFor('sim', m.id, real.ballot) })
+    } else if (history.length > 0) {
+      // Replays an old vote of an honest node to everyone it reaches.
+      attacks++
+      gossip(m, pick(history))
+    }
   }
   const openHeld = (node: SimNode): void => {
     const init = node.facts.cluster?.init ?? node.facts.role?.init
@@ -336,6 +463,7 @@ export function runSimulation (opts: SimOptions): SimResult {
 
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
+    if (node.hostile === true) { if (fromTick) hostileStep(node); return }
     const { members, signature } = memberView(node)
     const timeSensitive = node.lastPhase === '' || (node.recheckAt !== undefined && clock.now() >= node.recheckAt)
     // Skipping is exact: with no new entry and no liveness change, a decision changes
@@ -369,6 +497,10 @@ export function runSimulation (opts: SimOptions): SimResult {
     for (let i = 0; i < limit; i++) {
       const a = d.actions[i] as RolesDecision['actions'][number]
       if ('persist' in a) {
+        const accepted = a.persist.cluster
+        if (accepted !== null && (isHostile(accepted.init) || (accepted.init !== node.id && !inits.has(accepted.init) && !nodes.some((x) => x.id === accepted.init && x.facts.role?.role === 'init')))) {
+          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms`)
+        }
         const before = node.facts.role
         const after = a.persist.role
         if (after !== null) {
@@ -390,6 +522,13 @@ export function runSimulation (opts: SimOptions): SimResult {
         put(node, a.put, a.value)
       } else if ('sealCredential' in a) {
         if (node.secrets === undefined) continue
+        if (a.kind === 'server') {
+          // The server token goes only where the plan puts it: master_nodes servers with HA on, none without.
+          const servers = new Set([a.sealCredential, ...[...node.replica.values()]
+            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .map((e) => e.key.slice(CRED_PREFIX.length))])
+          if (!haEnable || servers.size > haMasterNodes) violations.push(`server token sealed to ${a.sealCredential} outside the plan (ha=${haEnable ? haMasterNodes : 'off'}, servers ${servers.size})`)
+        }
         if (a.kind === 'server' && node.replica.get(storeKey(node.id, `${CRED_PREFIX}${a.sealCredential}`)) === undefined) {
           // HA servers are admitted one at a time: the init server and every server
           // admitted before must have reported joined.
@@ -431,7 +570,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (!node.up) return
     node.up = false
     node.epoch++
-    node.heard = new Float64Array(n).fill(-1)
+    node.heard = new Float64Array(nodes.length).fill(-1)
     node.tracker = undefined
     node.installing = false
     node.held = undefined
@@ -442,7 +581,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     if (node.up) return
     node.up = true
     node.booted = true
-    if (node.heard.length === 0) node.heard = new Float64Array(n).fill(-1)
+    if (node.heard.length === 0) node.heard = new Float64Array(nodes.length).fill(-1)
     node.epoch++
     node.dirty = true
     node.lastPhase = ''
@@ -456,7 +595,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   // ---- main loop ----
   let formationAt: number | undefined
   const lastBoot = (): number => lastFault
-  const allJoined = (): boolean => nodes.every((x) => !x.up ? false : x.facts.role !== null && (x.facts.role.role === 'none' || x.facts.joined !== null))
+  const allJoined = (): boolean => honest.every((x) => !x.up ? false : x.facts.role !== null && (x.facts.role.role === 'none' || x.facts.joined !== null))
   for (;;) {
     const q = queue.pop()
     if (q === undefined || q.at > deadline) break
@@ -527,19 +666,19 @@ export function runSimulation (opts: SimOptions): SimResult {
       const e = init === undefined ? undefined : x.replica.get(storeKey(init, `${CRED_PREFIX}${x.id}`))
       return parseCredential(e?.value)?.kind
     }
-    for (const x of nodes) {
+    for (const x of honest) {
       if (!x.up) continue
       const role = x.facts.role
-      if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
+      if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline` + (process.env.SIMDBG ? JSON.stringify({ phase: x.lastPhase, facts: x.facts, up: x.up }) : '')); continue }
       if (role.role === 'none') continue
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off` + (process.env.SIMDBG ? JSON.stringify({ phase: x.lastPhase, held: x.held, facts: x.facts, creds: [...x.credsForSelf.values()].map((e) => e.owner) }) : ''))
       if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
       if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
       if (role.role === 'agent' && x.held !== undefined && x.held.token.startsWith('server-')) violations.push(`${x.id} is an agent holding the server token`)
     }
-    const servers = nodes.filter((x) => x.facts.role?.role === 'server')
-    const masters = nodes.filter((x) => x.staticRole === 'master').length
-    if (servers.length > Math.max(haMasterNodes, 0) + masters) violations.push(`${servers.length} extra servers, expected at most ${haMasterNodes + masters}`)
+    const servers = honest.filter((x) => x.facts.role?.role === 'server')
+    const planned = haEnable ? haMasterNodes : 0
+    if (servers.length > planned) violations.push(`${servers.length} extra servers, expected at most ${planned}`)
   }
 
   const firstBoot = t0
@@ -550,6 +689,8 @@ export function runSimulation (opts: SimOptions): SimResult {
     faults,
     violations,
     inits: [...inits],
+    hostile: hostileIds,
+    attacks,
     ...(formationAt === undefined ? {} : { formationMs: formationAt - lastBoot() }),
     ...(firstRecordAt === undefined ? {} : { electionMs: firstRecordAt - firstBoot }),
     endedAt: clock.now() - t0,
