@@ -201,10 +201,11 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     }
     if (opened === undefined || h.serverAddress === undefined) return 'waiting for the credential'
     const serverUrl = serverUrlFor(h.serverAddress)
+    const pin = h.caHash === undefined ? {} : { caHash: h.caHash }
     if (h.role === 'server') {
-      return { role: 'server', serverUrl, token: opened.token, ...(opened.agentToken === undefined ? {} : { agentToken: opened.agentToken }), ...overlay, ...sections }
+      return { role: 'server', serverUrl, token: opened.token, ...(opened.agentToken === undefined ? {} : { agentToken: opened.agentToken }), ...pin, ...overlay, ...sections }
     }
-    return { role: 'agent', serverUrl, token: opened.token, ...overlay, ...sections }
+    return { role: 'agent', serverUrl, token: opened.token, ...pin, ...overlay, ...sections }
   }
 
   const startHandOff = (h: HandOffInput, planKey: string, signal: AbortSignal): void => {

@@ -99,6 +99,9 @@ function parseStatus (v: unknown): StatusValue | undefined {
   return { role: o.role, phase: o.phase, clusterId: o.clusterId, ...(typeof o.address === 'string' ? { address: o.address } : {}) }
 }
 
+/** How long an admitted HA server may take to report joined before the next is admitted, ms. @default 600000 */
+export const SERVER_JOIN_TIMEOUT_MS = 600_000
+
 /** One credential the init server (re)seals. */
 export interface CredentialGrant {
   recipient: string
@@ -116,8 +119,8 @@ export interface CredentialGrant {
  * masters have the first claim on those slots, in preference order, then eligible
  * automatic nodes; a node declaring `role: master` beyond them joins as an agent, so
  * declaring it gains no token holder the server token. Each server credential is
- * issued only after the init server and every earlier server reported `joined`, so
- * servers join one at a time. Nodes reserved for a server slot get nothing else
+ * issued only after the init server and every earlier server reported `joined` (or
+ * the join timeout passed since its credential), so servers join one at a time. Nodes reserved for a server slot get nothing else
  * meanwhile; every other live node that takes a k3s role gets the agent credential
  * at once.
  */
@@ -125,7 +128,9 @@ export function planCredentials (input: {
   self: string
   networkId: string
   record: Pick<ClusterRecord, 'clusterId'>
-  config: Pick<RolesConfig, 'haEnable' | 'haMasterNodes'>
+  config: Pick<RolesConfig, 'haEnable' | 'haMasterNodes' | 'serverJoinTimeoutMs'>
+  /** The init server's clock; absent, an admitted server waits for ever. */
+  now?: number
   nodes: ReadonlyMap<string, NodeValue>
   members: readonly MemberView[]
   /** Entries under `cred/` owned by self, and `roles/status` of everyone. */
@@ -134,11 +139,15 @@ export function planCredentials (input: {
 }): CredentialGrant[] {
   const { self, record, nodes } = input
   const issued = new Map<string, CredentialValue>()
+  const issuedAt = new Map<string, number>()
   const joined = new Set<string>()
   for (const e of input.entries) {
     if (e.owner === self && e.key.startsWith(CRED_PREFIX)) {
       const c = parseCredential(e.value)
-      if (c !== undefined && c.clusterId === record.clusterId) issued.set(e.key.slice(CRED_PREFIX.length), c)
+      if (c !== undefined && c.clusterId === record.clusterId) {
+        issued.set(e.key.slice(CRED_PREFIX.length), c)
+        issuedAt.set(e.key.slice(CRED_PREFIX.length), e.writtenAt)
+      }
     } else if (e.key === ROLE_KEYS.status) {
       const s = parseStatus(e.value)
       if (s?.phase === 'joined' && s.clusterId === record.clusterId) joined.add(e.owner)
@@ -154,7 +163,10 @@ export function planCredentials (input: {
     const node = nodes.get(id)
     if (c.kind === 'server') {
       servers++
-      if (!joined.has(id)) pendingServer = true
+      // A server that never reports joined (gone, or a member that took the token and
+      // sits on it) holds the next one back only until the join timeout.
+      const waited = input.now === undefined ? 0 : input.now - (issuedAt.get(id) ?? input.now)
+      if (!joined.has(id) && waited < (input.config.serverJoinTimeoutMs ?? SERVER_JOIN_TIMEOUT_MS)) pendingServer = true
     }
     if (node !== undefined && node.sealKey !== c.to) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
   }
@@ -301,6 +313,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
       networkId: s.networkId,
       record: { clusterId: role.clusterId },
       config: cfg,
+      now: s.now,
       nodes: view.nodes,
       members: s.members,
       entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (e.owner === s.self && e.key.startsWith(CRED_PREFIX))),

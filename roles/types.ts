@@ -185,6 +185,11 @@ export interface RolesConfig {
   settleMs: number
   /** `timing.electionTermTimeoutMs`. */
   termTimeoutMs: number
+  /**
+   * How long an HA server that got the server token may take to report `joined`
+   * before the next one is admitted without it, ms. @default SERVER_JOIN_TIMEOUT_MS
+   */
+  serverJoinTimeoutMs?: number
 }
 
 /** A member as the decision sees it. */

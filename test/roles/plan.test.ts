@@ -107,6 +107,18 @@ describe('credential plan', () => {
   })
 })
 
+describe('an HA server that sits on the server token', () => {
+  it('holds the next server back only until the join timeout', () => {
+    const ids = byPref(['m', 'a1', 'a2'])
+    const nodes = new Map<string, NodeValue>([['m', nodeValue('master')], ['a1', nodeValue()], ['a2', nodeValue()]])
+    const issued = [{ ...entry('init', 'cred/m', { kind: 'server', to: 'k', clusterId: C1, box: {} }), writtenAt: 1_000 }]
+    const input = { self: 'init', networkId: 'site', record: RECORD, config: { haEnable: true, haMasterNodes: 2, serverJoinTimeoutMs: 60_000 }, nodes, members: alive(...ids), entries: issued, selfJoined: true }
+    expect(planCredentials({ ...input, now: 30_000 }).filter((g) => g.kind === 'server')).toEqual([])
+    const after = planCredentials({ ...input, now: 61_000 }).filter((g) => g.kind === 'server').map((g) => g.recipient)
+    expect(after).toEqual([byPref(['a1', 'a2'])[0]])
+  })
+})
+
 describe('a hostile token holder cannot hijack the cluster', () => {
   const members = alive('init', 'a', 'b', 'mallory')
   const nodes = ['init', 'a', 'b', 'mallory', 'me'].map((id) => entry(id, 'roles/node', { sealKey: `seal-${id}`, role: 'auto', eligible: true, k3s: true }))
@@ -164,6 +176,21 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     const d = decide(snapshot({ members, entries, credential: { owner: 'mallory', digest: 'evil' } }))
     expect(d.role).toBeUndefined()
     expect(d.actions.some((a) => 'handOff' in a)).toBe(false)
+  })
+
+  it('a joiner pins the CA hash the init server of its record published, and no one else\'s', () => {
+    const hash = 'c'.repeat(64)
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const handOff = (extra: StateEntry[]): unknown => {
+      const h = decide(snapshot({ members, entries: [...entries, ...extra], credential: { owner: 'init', digest: 'd1' } })).actions.find((a) => 'handOff' in a)
+      return h !== undefined && 'handOff' in h ? h.handOff : undefined
+    }
+    expect(handOff([entry('init', 'roles/ca', { clusterId: C1, caHash: hash })])).toMatchObject({ caHash: hash })
+    expect(handOff([entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'd'.repeat(64) })])).not.toHaveProperty('caHash')
   })
 
   it('the hand-off key holds what the credential carries: a new credential is handed off again', () => {

@@ -20,6 +20,9 @@ import {
   CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type MemberView, type PromiseRef, type ProposalValue, type RoleName, type RolesConfig, type RolesDecision
 } from '../../roles/types.ts'
 
+/** The join timeout of an HA server in the simulation, ms (shorter than a run's settle deadline). */
+const SERVER_JOIN_TIMEOUT_SIM_MS = 60_000
+
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
 
@@ -43,6 +46,8 @@ export interface SimOptions {
    * tolerates every hostile identity (`liarsTolerated`). @default false
    */
   adversary?: boolean
+  /** Identities the hostile member mints, overriding the drawn 0–2 (to measure past the tolerated count). */
+  sybils?: number
 }
 
 export interface SimResult {
@@ -156,7 +161,7 @@ const less = (a: Queued, b: Queued): boolean => a.at < b.at || (a.at === b.at &&
 
 /** The command that replays one seed. */
 export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults' | 'hostile'>): string {
-  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}${r.hostile.length > 0 ? ' --adversary' : ''}`
+  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}${r.hostile.length > 0 ? ` --adversary --sybils ${r.hostile.length - 1}` : ''}`
 }
 
 /** Runs one seeded simulation and returns its invariant violations and figures. */
@@ -172,7 +177,8 @@ export function runSimulation (opts: SimOptions): SimResult {
   const extra = rng.int(Math.max(1, Math.floor(n / 4)))
   // With an adversary: s minted identities (the member is one more), and a quorum
   // large enough that any two share 2·(s+1)+1 voters, so the promise rule tolerates them.
-  const sybilCount = opts.adversary === true ? Math.min(rng.int(3), Math.max(0, Math.floor((n - 4) / 3))) : 0
+  const drawnSybils = opts.adversary === true ? Math.min(rng.int(3), Math.max(0, Math.floor((n - 4) / 3))) : 0
+  const sybilCount = opts.adversary === true ? (opts.sybils ?? drawnSybils) : 0
   const hostileCount = opts.adversary === true ? 1 + sybilCount : 0
   const tolerant = Math.ceil((n + hostileCount + 2 * hostileCount + 1) / 2)
   const minimumNodes = opts.minimumNodes ?? (opts.adversary === true ? Math.min(n, tolerant + rng.int(2)) : Math.min(n, Math.floor(n / 2) + 1 + extra))
@@ -198,7 +204,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
   const config: RolesConfig = {
     staticRole: 'auto', autoEnable, minimumNodes, haEnable, haMasterNodes,
-    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs
+    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs, serverJoinTimeoutMs: SERVER_JOIN_TIMEOUT_SIM_MS
   }
   const nodes: SimNode[] = []
   for (let i = 0; i < n; i++) {
@@ -538,6 +544,7 @@ export function runSimulation (opts: SimOptions): SimResult {
           }
           const pending = [node.id, ...[...node.replica.values()]
             .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => clock.now() - e.writtenAt < SERVER_JOIN_TIMEOUT_SIM_MS)
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
           if (pending.length > 0) violations.push(`server ${a.sealCredential} admitted while ${pending.join(', ')} had not joined`)
         }
