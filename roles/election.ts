@@ -564,6 +564,10 @@ export function electionStep (input: {
   const quorum = quorumSize(config.minimumNodes, known.size)
   const aliveIds = [self, ...input.members.filter(countsAsUp).map((m) => m.peerId)]
   const alive = aliveIds.length
+  // Who may be preferred: a member this node heard from within the grace period is
+  // not taken as dead on someone's word, so a rumour cannot hand the preference on.
+  const grace = config.rumourGraceMs ?? 0
+  const preferable = [self, ...input.members.filter((m) => countsAsUp(m) || now - m.lastSeen < grace).map((m) => m.peerId)]
 
   const choices = certifiedChoices(view, config.minimumNodes, known.size)
   const locked = choices[0]?.candidate
@@ -580,7 +584,7 @@ export function electionStep (input: {
   // this voter sees is preferred to it: a token holder cannot make itself init server
   // by standing early, only by being the node everyone would have preferred.
   const selfEligible = isEligible(config.staticRole, config.autoEnable)
-  const preferred = preferredCandidate(aliveIds, self, view, networkId, selfEligible)
+  const preferred = preferredCandidate(preferable, self, view, networkId, selfEligible)
   const mayNominateItself = (proposer: string): boolean => preferred === proposer
   const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayNominateItself)
 

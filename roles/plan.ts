@@ -39,7 +39,8 @@ export function rolesConfigOf (config: Config): RolesConfig {
     haEnable: p.haEnable,
     haMasterNodes: p.haMasterNodes,
     settleMs: p.timing.electionSettleMs,
-    termTimeoutMs: p.timing.electionTermTimeoutMs
+    termTimeoutMs: p.timing.electionTermTimeoutMs,
+    rumourGraceMs: p.timing.deadAfterMs
   }
 }
 

@@ -190,6 +190,11 @@ export interface RolesConfig {
    * before the next one is admitted without it, ms. @default SERVER_JOIN_TIMEOUT_MS
    */
   serverJoinTimeoutMs?: number
+  /**
+   * A member heard from this recently still counts for the election's preference
+   * when a rumour says it is dead (`timing.deadAfterMs`), ms. @default 0
+   */
+  rumourGraceMs?: number
 }
 
 /** A member as the decision sees it. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { StateEntry } from '../../p2p/types.ts'
 import {
-  MAX_BALLOT_ROUND, checkCertificate, compareBallots, electionStep, indexEntries, parseProposal, parseVote, preferenceKey, quorumSize, refOf, trackView, voteHash
+  MAX_BALLOT_ROUND, checkCertificate, compareBallots, electionStep, indexEntries, justifiedCandidate, liarsTolerated, parseProposal, parseVote, preferenceKey, quorumSize, refOf, trackView, voteHash
 } from '../../roles/election.ts'
 import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
 import { BASE_CONFIG, Site } from './site.ts'
@@ -295,5 +295,49 @@ describe('a hostile token holder cannot decide the election', () => {
     expect(parseProposal({ ballot: { n: Number.MAX_SAFE_INTEGER, by: 'm' }, candidate: null, committed: false })).toBeUndefined()
     expect(parseVote({ promised: { n: MAX_BALLOT_ROUND + 1, by: 'm' }, accepted: null })).toBeUndefined()
     expect(parseVote({ promised: b(1, 'm'), accepted: { ballot: b(2, 'm'), candidate: 'm' } })).toBeUndefined()
+  })
+})
+
+describe('lying voters and standing early', () => {
+  const acc = (n: number, by: string, candidate: string): { ballot: Ballot, candidate: string } => ({ ballot: b(n, by), candidate })
+
+  it.each([
+    { name: 'plain Paxos without tolerance: the highest report wins, even a lone one', liars: 0, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(7, 'm', 'x')], want: 'x' },
+    { name: 'one liar tolerated: a lone made-up high ballot is outranked by a candidate two voters back', liars: 1, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(7, 'm', 'x')], want: 'a' },
+    { name: 'one liar tolerated: a candidate two voters back at a later ballot still wins', liars: 1, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(3, 'b', 'b'), acc(4, 'c', 'b')], want: 'b' },
+    { name: 'nothing reported twice: the proposer stands for itself', liars: 1, reports: [acc(1, 'a', 'a'), acc(7, 'm', 'x'), null], want: 'p' },
+    { name: 'no reports at all', liars: 0, reports: [null, null], want: 'p' }
+  ])('$name', ({ liars, reports, want }) => {
+    expect(justifiedCandidate(reports, 'p', liars)).toBe(want)
+  })
+
+  it.each([
+    // minimum_nodes, known, liars tolerated
+    [3, 5, 0], [4, 6, 0], [5, 6, 1], [6, 8, 1], [7, 10, 1], [7, 9, 2], [3, 3, 1]
+  ])('minimum %i with %i known tolerates %i liar(s)', (m, known, t) => {
+    expect(liarsTolerated(m, known)).toBe(t)
+  })
+
+  it('a proposer standing for itself gets no vote unless it is the preferred node, and a dead rumour about the preferred node hands nothing on', () => {
+    const order = byPreference(['a', 'b', 'c', 'd'])
+    const [first, second, third, fourth] = order as [string, string, string, string]
+    const voterEntries = [node(first), node(second), node(third), node(fourth)]
+    const promises = [third, fourth, second].map((id) => vote(id, { promised: b(3, second), accepted: null }))
+    const view0 = indexEntries(fourth, 'site', [...voterEntries, ...promises])
+    const proposal = entry(second, 'roles/proposal', {
+      ballot: b(3, second), candidate: second, committed: false, known: 4,
+      promises: [second, third, fourth].sort().map((id) => ({ ...refOf(view0.voteEntries.get(id) as StateEntry), accepted: null }))
+    })
+    const view = indexEntries(fourth, 'site', [...voterEntries, ...promises, proposal])
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(3, second), promisedAt: 10 }
+    const cfg = { ...BASE_CONFIG, staticRole: 'worker' as const, rumourGraceMs: 600 }
+    const step = (members: Array<{ peerId: string, liveness: 'alive' | 'dead', lastSeen: number }>): LocalFacts =>
+      electionStep({ self: fourth, now: 1_000, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
+    // The preferred node is up: the second may not stand for itself.
+    expect(step([{ peerId: first, liveness: 'alive', lastSeen: 1_000 }, ...alive(second, third)]).accepted).toBeNull()
+    // A rumour says it is dead, but this voter heard it 100 ms ago: still no vote.
+    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 900 }, ...alive(second, third)]).accepted).toBeNull()
+    // Silent for longer than the grace period and dead: the second is preferred now.
+    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 100 }, ...alive(second, third)]).accepted).toEqual({ ballot: b(3, second), candidate: second })
   })
 })

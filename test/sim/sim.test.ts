@@ -26,6 +26,26 @@ describe('site simulation', () => {
     expect(results.every((r) => r.inits.length === 1)).toBe(true)
   }, 600_000)
 
+  it(`${CI_SEEDS} seeds with a hostile member (forged proposals and records, master claims, lying and replayed votes, liveness lies, minted identities): no double init, no honest node on a foreign cluster, no server token outside the plan`, () => {
+    const results: SimResult[] = []
+    for (let seed = 1; seed <= CI_SEEDS; seed++) results.push(runSimulation({ seed, timing: PRESETS.lab, faults: 'full', adversary: true }))
+    const failed = failures(results)
+    expect(failed, failed).toBe('')
+    expect(results.every((r) => r.inits.length === 1 && r.inits.every((id) => !r.hostile.includes(id)))).toBe(true)
+    // The adversary really attacked, with and without minted identities.
+    expect(results.every((r) => r.attacks > 0)).toBe(true)
+    expect(new Set(results.map((r) => r.hostile.length))).toEqual(new Set([1, 2, 3]))
+  }, 1_200_000)
+
+  it('documented limit: a lying member outvotes nothing only while quorums share enough voters; minimum_nodes identities certify a cluster of their own', () => {
+    // 10 honest nodes, minimum_nodes 7: quorums share 3 of 11, which tolerates the member alone.
+    const tolerated = Array.from({ length: 20 }, (_, i) => runSimulation({ seed: i + 1, nodes: 10, minimumNodes: 7, timing: PRESETS.lab, faults: 'full', adversary: true, sybils: 0 }))
+    expect(failures(tolerated)).toBe('')
+    // With seven identities, the member's own votes make a quorum: its forged record is taken.
+    const sybil = Array.from({ length: 20 }, (_, i) => runSimulation({ seed: i + 1, nodes: 10, minimumNodes: 7, timing: PRESETS.lab, faults: 'full', adversary: true, sybils: 6 }))
+    expect(sybil.some((r) => r.violations.some((v) => v.includes('foreign cluster')))).toBe(true)
+  }, 600_000)
+
   it('a 60-node site with every fault forms one cluster and gives every node its role and credential', () => {
     for (const seed of [7, 8]) {
       const r = runSimulation({ seed, nodes: 60, timing: PRESETS.lab, faults: 'full' })

@@ -204,7 +204,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
   const config: RolesConfig = {
     staticRole: 'auto', autoEnable, minimumNodes, haEnable, haMasterNodes,
-    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs, serverJoinTimeoutMs: SERVER_JOIN_TIMEOUT_SIM_MS
+    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs, serverJoinTimeoutMs: SERVER_JOIN_TIMEOUT_SIM_MS, rumourGraceMs: timing.deadAfterMs
   }
   const nodes: SimNode[] = []
   for (let i = 0; i < n; i++) {
@@ -220,14 +220,14 @@ export function runSimulation (opts: SimOptions): SimResult {
   desc.push(`nodes=${n} minimum=${minimumNodes} auto=${autoEnable} ha=${haEnable ? haMasterNodes : 'off'} roles=${summarizeRoles(nodes)}`)
 
   // ---- the hostile member and the identities it minted ----
-  // Their ids are never the most preferred eligible node: a member that grinds its
-  // id to the top of the preference order is elected by a real vote (the documented
-  // Sybil limit), which is not what this run measures.
-  const lowestHonest = nodes.filter((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable)).map((x) => preferenceKey(x.id, 'sim')).sort()[0] ?? ''
+  // Their ids come after every honest eligible node in the preference order: a member
+  // that grinds its id ahead of them is elected by a real vote whenever they are down
+  // (the documented Sybil limit), which is not what this run measures.
+  const lastHonest = nodes.filter((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable)).map((x) => preferenceKey(x.id, 'sim')).sort().at(-1) ?? ''
   const mintId = (tag: string): string => {
     for (let k = 0; ; k++) {
       const id = `12D3Koo${opts.seed.toString(36)}${tag}${k.toString(36)}`
-      if (preferenceKey(id, 'sim') > lowestHonest) return id
+      if (preferenceKey(id, 'sim') > lastHonest) return id
     }
   }
   const hostileIds: string[] = []
@@ -505,7 +505,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       if ('persist' in a) {
         const accepted = a.persist.cluster
         if (accepted !== null && (isHostile(accepted.init) || (accepted.init !== node.id && !inits.has(accepted.init) && !nodes.some((x) => x.id === accepted.init && x.facts.role?.role === 'init')))) {
-          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms`)
+          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms` + (process.env.SIMDBG ? JSON.stringify([...node.replica.values()].filter((e) => e.key === ROLE_KEYS.cluster || e.key === ROLE_KEYS.vote)) : ''))
         }
         const before = node.facts.role
         const after = a.persist.role
