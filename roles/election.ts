@@ -89,6 +89,8 @@ export function takesK3sRole (role: StaticRole, autoEnable: boolean): boolean {
 
 /** Highest ballot round taken from the wire; a larger one makes the entry malformed. @default 1000000 */
 export const MAX_BALLOT_ROUND = 1_000_000
+/** Most a proposer's new round exceeds its own highest one. @default 1000 */
+export const MAX_ROUND_STEP = 1000
 /** Longest peer id taken in a ballot, a vote reference or a record, characters. @default 128 */
 export const MAX_PEER_ID_CHARS = 128
 /** Most vote references one certificate or proposal may carry. @default 1024 */
@@ -521,10 +523,12 @@ export interface ElectionOutcome {
  * the node's own proposal is its own count) and, once a candidate is certified as
  * chosen, only that candidate.
  */
-function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayNominateItself: (proposer: string) => boolean): LocalFacts {
+function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayStand: (proposer: string) => boolean): LocalFacts {
   let next = local
   let top: ProposalValue | undefined
-  for (const p of proposals) if (top === undefined || compareBallots(p.ballot, top.ballot) > 0) top = p
+  // Promise only ballots of a proposer that may stand in this voter's view (itself or
+  // the preferred node): another member cannot keep superseding the election.
+  for (const p of proposals) if (mayStand(p.ballot.by) && (top === undefined || compareBallots(p.ballot, top.ballot) > 0)) top = p
   if (top !== undefined && (next.promised === null || compareBallots(top.ballot, next.promised) > 0)) {
     next = { ...next, promised: top.ballot, promisedAt: now }
   }
@@ -532,7 +536,7 @@ function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now:
   if (promised !== null && !sameBallot(next.accepted?.ballot, promised)) {
     const p = proposals.find((q) => sameBallot(q.ballot, promised) && q.candidate !== null)
     const justified = p !== undefined && (p.ballot.by === self || (checkPromises(p, view, minimumNodes, known) === 'valid' &&
-      (p.candidate !== p.ballot.by || mayNominateItself(p.ballot.by))))
+      (p.candidate !== p.ballot.by || mayStand(p.ballot.by))))
     if (justified && p?.candidate != null && (locked === undefined || locked === p.candidate)) {
       next = { ...next, accepted: { ballot: p.ballot, candidate: p.candidate }, promisedAt: now }
     }
@@ -585,8 +589,8 @@ export function electionStep (input: {
   // by standing early, only by being the node everyone would have preferred.
   const selfEligible = isEligible(config.staticRole, config.autoEnable)
   const preferred = preferredCandidate(preferable, self, view, networkId, selfEligible)
-  const mayNominateItself = (proposer: string): boolean => preferred === proposer
-  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayNominateItself)
+  const mayStandFor = (proposer: string): boolean => proposer === self || preferred === proposer
+  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayStandFor)
 
   let local = step(input.local)
 
@@ -634,9 +638,11 @@ export function electionStep (input: {
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
   if (mayStand && !inFlight && stable) {
-    let n = Math.max(local.promised?.n ?? 0, local.proposal?.ballot.n ?? 0)
-    for (const p of view.proposals) n = Math.max(n, p.ballot.n)
-    for (const v of view.votes.values()) n = Math.max(n, v.promised?.n ?? 0)
+    // Above the rounds promised around, but by at most MAX_ROUND_STEP over its own:
+    // a vote claiming a huge round cannot push the election to its bound.
+    const base = Math.max(local.promised?.n ?? 0, local.proposal?.ballot.n ?? 0)
+    let n = base
+    for (const v of view.votes.values()) if ((v.promised?.n ?? 0) <= base + MAX_ROUND_STEP) n = Math.max(n, v.promised?.n ?? 0)
     // Past the bound nobody can stand any more: the election waits (see MAX_BALLOT_ROUND).
     if (n < MAX_BALLOT_ROUND) {
       const ballot: Ballot = { n: n + 1, by: self }

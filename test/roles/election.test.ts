@@ -233,8 +233,10 @@ describe('a hostile token holder cannot decide the election', () => {
   it('a proposal forged with a candidate and no promises gets no vote', () => {
     const forged = entry('mallory', 'roles/proposal', { ballot: b(5, 'mallory'), candidate: 'mallory', committed: true })
     const out = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('c', 'site', [...base, forged]), local: EMPTY_FACTS, viewSince: 0 })
-    expect(out.local.promised).toEqual(b(5, 'mallory'))
     expect(out.local.accepted).toBeNull()
+    // Even a voter that promised its ballot does not accept it.
+    const promised = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('c', 'site', [...base, forged]), local: { ...EMPTY_FACTS, promised: b(5, 'mallory'), promisedAt: 10 }, viewSince: 0 })
+    expect(promised.local.accepted).toBeNull()
   })
 
   it('a proposal citing promises the voters never made, or hiding what they accepted, gets no vote', () => {
@@ -339,5 +341,20 @@ describe('lying voters and standing early', () => {
     expect(step([{ peerId: first, liveness: 'dead', lastSeen: 900 }, ...alive(second, third)]).accepted).toBeNull()
     // Silent for longer than the grace period and dead: the second is preferred now.
     expect(step([{ peerId: first, liveness: 'dead', lastSeen: 100 }, ...alive(second, third)]).accepted).toEqual({ ballot: b(3, second), candidate: second })
+  })
+})
+
+describe('a member cannot keep the election from ending', () => {
+  it('voters promise only ballots of the preferred node, and a claimed huge round does not push the next ballot to the bound', () => {
+    const order = byPreference(['a', 'b', 'c', 'mallory'].filter((id) => id !== 'mallory'))
+    const [first, second, third] = order as [string, string, string]
+    const entries = [node(first), node(second), node(third), node('mallory'),
+      entry('mallory', 'roles/proposal', { ballot: b(9, 'mallory'), candidate: null, committed: false }),
+      vote('mallory', { promised: b(MAX_BALLOT_ROUND, 'mallory'), accepted: null })]
+    const members = alive(first, third, 'mallory')
+    const voter = electionStep({ self: second, now: 10_000, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries(second, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
+    expect(voter.local.promised).toBeNull()
+    const proposer = electionStep({ self: first, now: 10_000, networkId: 'site', config: BASE_CONFIG, members: alive(second, third, 'mallory'), view: indexEntries(first, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
+    expect(proposer.local.proposal?.ballot).toEqual(b(1, first))
   })
 })

@@ -238,9 +238,11 @@ describe('decide', () => {
   })
 
   it('persists before it publishes: the first action of a new promise is persist', () => {
+    // The proposer is the preferred node; this node is a worker and never preferred.
     const d = decide(snapshot({
-      members: alive('a', 'b'),
-      entries: [entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
+      config: { ...BASE_CONFIG, staticRole: 'worker' },
+      members: alive('a'),
+      entries: [entry('a', 'roles/node', { sealKey: 'seal-a', role: 'auto', eligible: true, k3s: true }), entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
     }))
     const first = d.actions.findIndex((a) => 'persist' in a)
     const vote = d.actions.findIndex((a) => 'put' in a && a.put === 'roles/vote')
