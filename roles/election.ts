@@ -628,9 +628,16 @@ export function electionStep (input: {
   // It is also given up once this node knows more nodes than when it chose its
   // candidate: voters judge the promises by their own count (`liarsTolerated`), so a
   // proposal counted on a smaller view may never be accepted.
+  // And once so many voters promised a later ballot that the rest cannot make a
+  // quorum: this node may not have promised that ballot itself (its proposer was not
+  // preferred in its view), yet its own ballot can no longer win.
+  const ownBallot = local.proposal?.ballot
+  let ahead = 0
+  if (ownBallot !== undefined) for (const v of view.votes.values()) if (v.promised !== null && compareBallots(v.promised, ownBallot) > 0) ahead++
   const ownLive = local.proposal !== null && !local.proposal.committed &&
     (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0) &&
-    (local.proposal.known === undefined || local.proposal.known >= known.size)
+    (local.proposal.known === undefined || local.proposal.known >= known.size) &&
+    ahead <= known.size - quorum
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + config.termTimeoutMs : 0
   const inFlight = ownLive || now < othersUntil
   const stable = now - input.viewSince >= config.settleMs
