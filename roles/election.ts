@@ -28,10 +28,19 @@ import {
  * With `minimum_nodes` at most half, a clean split can give each side a quorum of
  * its own: that is the documented limit, and `configWarnings` says so.
  *
+ * Against a member running modified code, nothing is taken on its word. Every vote
+ * is an entry signed by its voter; "chosen" means a quorum of the vote entries held
+ * accepted one candidate in one ballot, never that a proposal says so; the record
+ * carries those votes as a certificate that every node checks before acting on it;
+ * and a voter accepts a proposal only when the promises it cites check out and
+ * justify its candidate. A member can still lie about its own vote: the promise rule
+ * outvotes as many liars as two quorums' shared voters allow (`justifiedCandidate`).
+ *
  * Liveness: only the preferred node (lowest hash of peer id and network id among
  * alive, eligible nodes) stands, after its view has held still for the settle
  * period, and nobody stands while a ballot it promised is younger than the term
- * timeout. A ballot that stalls is superseded after the timeout.
+ * timeout. A ballot that stalls is superseded after the timeout. Voters promise
+ * only the preferred node's ballots, so no other member can keep superseding them.
  */
 
 /** Orders ballots: by round, then by proposer id. */
