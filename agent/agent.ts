@@ -18,8 +18,11 @@ import { startApiServer, type ApiServer } from './api.ts'
 import { Timeline } from './timeline.ts'
 import { persistCompileCache } from '../util/compile-cache.ts'
 import { renderMetrics } from './metrics.ts'
-import type { AgentStatus } from './status.ts'
-import { InputError } from '../util/errors.ts'
+import type { AgentStatus, SiteMember } from './status.ts'
+import { InputError, errorMessage } from '../util/errors.ts'
+import { duration, explain, type InstallerFailure } from './reason.ts'
+import { startMetricsServer, type MetricsServer } from './metrics-server.ts'
+import { HANDOFF_RETRY_MS, type Installer } from '../roles/controller.ts'
 
 export interface AgentInit {
   config: Config
@@ -66,7 +69,33 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   const startedAt = clock.now()
 
   const node: P2PNode = await createP2PNode({ p2p: p2pConfig, token, stateDir: p2pConfig.stateDir, clock, logger: logger.child('p2p') })
-  node.state.addEventListener('member:join', () => { timeline.record('discovered') })
+  // When each member last came or went, as this node saw it: the "since when" of a reason.
+  const livenessSince = new Map<string, number>()
+  let viewChangedAt = startedAt
+  node.state.addEventListener('member:join', (evt) => { timeline.record('discovered'); livenessSince.set(evt.detail.peerId, clock.now()); viewChangedAt = clock.now() })
+  node.state.addEventListener('member:leave', (evt) => { livenessSince.set(evt.detail.peerId, clock.now()); viewChangedAt = clock.now() })
+
+  // The installer's failures, for status: the roles controller logs them and tries the
+  // same plan again after HANDOFF_RETRY_MS; an operator must see both without the log.
+  let installerFailure: InstallerFailure | undefined
+  let installerFailures = 0
+  const backend = createInstaller(p2pConfig.installer, { stateDir: p2pConfig.stateDir, logger: logger.child('installer') })
+  const installer: Installer = {
+    install: async (plan, signal) => {
+      try {
+        const r = await backend.install(plan, signal)
+        installerFailure = undefined
+        return r
+      } catch (err) {
+        if (!signal.aborted) {
+          const at = clock.now()
+          installerFailures++
+          installerFailure = { count: (installerFailure?.count ?? 0) + 1, message: installerMessage(err), at, retryAt: at + HANDOFF_RETRY_MS }
+        }
+        throw err
+      }
+    }
+  }
 
   let vpn: VpnController | undefined
   let overlayUp: OverlayUp | undefined
@@ -91,7 +120,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     random,
     logger: logger.child('roles'),
     credentials,
-    installer: createInstaller(p2pConfig.installer, { stateDir: p2pConfig.stateDir, logger: logger.child('installer') }),
+    installer,
     // Keeps the compile cache for the next boot, which may follow a power cut (see persistCompileCache).
     onMilestone: (event) => { if (event === 'joined' && persistCompileCache()) logger.debug('compile cache written') },
     // Only once the interface carries the address (the installer binds to it). The
@@ -110,18 +139,42 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     const p = node.status()
     const r = roles.status()
     timeline.merge(r.timeline)
-    return {
-      peerId: node.peerId,
-      fingerprint: keys.fingerprint,
-      networkId: p2pConfig.networkId,
+    const now = clock.now()
+    const failure = r.phase === 'installing' ? installerFailure : undefined
+    const reason = explain({
+      now,
       startedAt,
-      now: clock.now(),
       phase: r.phase,
       awaiting: r.awaiting,
       role: r.role,
       leader: r.leader,
       clusterId: r.clusterId,
-      warnings: r.warnings,
+      rolesReason: r.reason,
+      minimumNodes: p2pConfig.minimumNodes,
+      deadAfterMs: p2pConfig.timing.deadAfterMs,
+      peers: p.peers,
+      livenessSince,
+      viewChangedAt,
+      milestones: new Map(timeline.list().map((e) => [e.event, e.at])),
+      installer: failure,
+      discovery: { mdns: p2pConfig.mdns, dht: !p2pConfig.disableDht, bootstrapPeers: p2pConfig.bootstrapPeers.length }
+    })
+    const warnings = [...r.warnings]
+    if (failure !== undefined) warnings.push(`installer failed ${failure.count === 1 ? 'once' : `${failure.count} times`}, last ${duration(now - failure.at)} ago: ${failure.message}; next try ${failure.retryAt > now ? `in ${duration(failure.retryAt - now)}` : 'at the next step'}`)
+    return {
+      peerId: node.peerId,
+      fingerprint: keys.fingerprint,
+      networkId: p2pConfig.networkId,
+      startedAt,
+      now,
+      phase: r.phase,
+      ...(reason === undefined ? {} : { reason }),
+      awaiting: r.awaiting,
+      role: r.role,
+      leader: r.leader,
+      clusterId: r.clusterId,
+      warnings,
+      installer: { failures: installerFailures, ...(installerFailure === undefined ? {} : { last: { ...installerFailure } }) },
       addresses: p.addresses,
       peers: p.peers,
       state: p.state,
@@ -130,11 +183,15 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       // Every open connection: two to one peer when both dialled at once.
       mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs },
       overlay: vpn?.status(),
+      term: r.term,
+      site: siteView(node, p.peers.map((x) => x.id)),
       timeline: timeline.list()
     }
   }
 
   let api: ApiServer | undefined
+  let metricsServer: MetricsServer | undefined
+  const metricsListen = p2pConfig.metrics?.listen
   // After p2p, the rest starts side by side: each start reads its files and the VPN's
   // also brings the interface up (seconds on a busy box), and none waits for another.
   const components: NamedComponent[] = [
@@ -148,9 +205,50 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
             start: async () => { api = await startApiServer(p2pConfig.stateDir, { status, metrics: () => renderMetrics(status()) }) },
             stop: async () => { await api?.close() }
           }]),
-      ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }])
+      ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }]),
+      ...(metricsListen === undefined
+        ? []
+        : [{
+            name: 'metrics',
+            start: async () => {
+              metricsServer = await startMetricsServer(metricsListen, () => renderMetrics(status()))
+              logger.info('metrics served', { url: metricsServer.url })
+            },
+            stop: async () => { await metricsServer?.close() }
+          }])
     ])
   ]
   const lifecycle = createLifecycle(components, (name, err) => { logger.warn('stop failed', { component: name, error: String(err) }) })
-  return { peerId: node.peerId, start: lifecycle.start, stop: lifecycle.stop, status }
+  return {
+    // Read when asked: the identity is loaded by `start()`.
+    get peerId () { return node.peerId },
+    start: lifecycle.start,
+    stop: lifecycle.stop,
+    status
+  }
+}
+
+/** Every node's role, phase and k3s address as it published them (`roles/status`), self first. */
+function siteView (node: P2PNode, peers: readonly string[]): SiteMember[] {
+  const published = new Map<string, { role?: string, phase?: string, address?: string }>()
+  for (const e of node.state.list('roles/status')) {
+    const v = e.value
+    if (e.key !== 'roles/status' || v === null || typeof v !== 'object' || Array.isArray(v)) continue
+    const text = (k: string): string | undefined => typeof v[k] === 'string' ? v[k] : undefined
+    const role = text('role')
+    const phase = text('phase')
+    const address = text('address')
+    published.set(e.owner, { ...(role === undefined ? {} : { role }), ...(phase === undefined ? {} : { phase }), ...(address === undefined ? {} : { address }) })
+  }
+  const ids = [node.peerId, ...peers.filter((p) => p !== node.peerId)]
+  for (const owner of published.keys()) if (!ids.includes(owner)) ids.push(owner)
+  return ids.map((peerId) => ({ peerId, ...published.get(peerId) }))
+}
+
+/** The installer's own words: the last line of its stderr when it ran, else the error's message. */
+function installerMessage (err: unknown): string {
+  const e = err as { name?: unknown, stderrTail?: unknown, commandExitCode?: unknown }
+  const last = typeof e.stderrTail === 'string' ? e.stderrTail.trimEnd().split('\n').at(-1) ?? '' : ''
+  if (last === '') return errorMessage(err)
+  return typeof e.commandExitCode === 'number' ? `${last} (exit code ${e.commandExitCode})` : last
 }

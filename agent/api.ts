@@ -13,9 +13,12 @@ export const API_SOCKET_NAME = 'agent.sock'
 
 /** The agent is not running (or not reachable) at the given state dir. */
 export class AgentUnreachableError extends KairosError {
+  /** The socket that did not answer. */
+  readonly socketPath: string
   constructor (socketPath: string, cause: unknown) {
     super(`no agent answers on ${socketPath} (${errorMessage(cause)}); is 'kairos-p2p agent' running with this state dir?`, { cause })
     this.name = 'AgentUnreachableError'
+    this.socketPath = socketPath
   }
 }
 

@@ -1,4 +1,5 @@
 import type { AgentStatus } from './status.ts'
+import { REASON_CODES } from './reason.ts'
 
 const PHASES = ['discovering', 'waiting', 'electing', 'installing', 'joined'] as const
 
@@ -6,7 +7,12 @@ function esc (v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
 }
 
-/** Prometheus text exposition (format 0.0.4) of an agent status. */
+/**
+ * Prometheus text exposition (format 0.0.4) of an agent status: the same families on the
+ * agent socket's `/metrics` and on `p2p.metrics.listen`. Names follow Prometheus's
+ * conventions: `kairos_p2p_` prefix, base units in the name (`_seconds`, `_bytes`),
+ * `_total` on counters, `_info` for the identity. The README lists them.
+ */
 export function renderMetrics (s: AgentStatus): string {
   const out: string[] = []
   const metric = (name: string, help: string, type: 'gauge' | 'counter', samples: Array<[Record<string, string>, number]>): void => {
@@ -16,6 +22,9 @@ export function renderMetrics (s: AgentStatus): string {
       out.push(`${name}${l === '' ? '' : `{${l}}`} ${value}`)
     }
   }
+  metric('kairos_p2p_node_info', 'This node: peer id, network fingerprint and role (value 1).', 'gauge',
+    [[{ peer_id: s.peerId, fingerprint: s.fingerprint, network_id: s.networkId, role: s.role ?? '' }, 1]])
+  metric('kairos_p2p_start_time_seconds', 'When the agent started, seconds since the Unix epoch.', 'gauge', [[{}, s.startedAt / 1000]])
   const byLiveness = new Map<string, number>([['alive', 0], ['suspect', 0], ['dead', 0]])
   for (const p of s.peers) byLiveness.set(p.liveness, (byLiveness.get(p.liveness) ?? 0) + 1)
   metric('kairos_p2p_peers', 'Known peers by liveness.', 'gauge', [...byLiveness].map(([liveness, n]) => [{ liveness }, n]))
@@ -32,6 +41,11 @@ export function renderMetrics (s: AgentStatus): string {
     if (s.mesh.heartbeatMs !== undefined) metric('kairos_p2p_heartbeat_interval_seconds', 'Heartbeat interval in use (longer once the site is quiet).', 'gauge', [[{}, s.mesh.heartbeatMs / 1000]])
   }
   metric('kairos_p2p_phase', 'Formation phase (1 for the current one).', 'gauge', PHASES.map((p) => [{ phase: p }, s.phase === p ? 1 : 0]))
+  metric('kairos_p2p_waiting', 'Why the node waits (1 for the current reason; all 0 once joined); status shows the text.', 'gauge',
+    REASON_CODES.map((code) => [{ reason: code }, s.reason?.code === code ? 1 : 0]))
+  if (s.reason !== undefined) metric('kairos_p2p_waiting_seconds', 'How long the node has waited for the current reason.', 'gauge', [[{}, Math.max(0, Math.round(s.now - s.reason.since)) / 1000]])
+  metric('kairos_p2p_installer_failures_total', 'Hand-offs the installer failed since the agent started.', 'counter', [[{}, s.installer?.failures ?? 0]])
+  metric('kairos_p2p_warnings', 'Warnings in status: configuration that weakens the guarantees, installer failures.', 'gauge', [[{}, s.warnings.length]])
   if (s.overlay !== undefined) {
     metric('kairos_p2p_overlay_peers', 'WireGuard peers by state.', 'gauge', [
       [{ state: 'up' }, s.overlay.peers.filter((p) => p.up).length],

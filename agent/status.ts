@@ -1,4 +1,5 @@
 import type { TimelineEvent } from './timeline.ts'
+import { shortPeer, type InstallerFailure, type StatusReason } from './reason.ts'
 
 export interface AgentPeerStatus {
   id: string
@@ -20,6 +21,17 @@ export interface OverlayPeerStatus {
   up: boolean
 }
 
+/** A node of the site as it published itself in the cluster state (`roles/status`). */
+export interface SiteMember {
+  peerId: string
+  /** Its k3s role, once it has one. */
+  role?: string
+  /** 'installing' or 'joined', once it has a role. */
+  phase?: string
+  /** The address k3s listens on, published by the init server. */
+  address?: string
+}
+
 /** What `GET /status` returns and `kairos-p2p status --json` prints. */
 export interface AgentStatus {
   peerId: string
@@ -28,11 +40,16 @@ export interface AgentStatus {
   startedAt: number
   now: number
   phase: string
+  /** Why a node in a non-final phase waits: what for, on whom, since when, what to do. Absent once joined, and from older agents. */
+  reason?: StatusReason | undefined
   awaiting?: number | undefined
   role?: string | undefined
   leader?: string | undefined
   clusterId?: string | undefined
+  /** Configuration that weakens the guarantees, and installer failures with their message and next try. */
   warnings: string[]
+  /** Hand-offs the installer failed since start, and the current run of failures (cleared by a hand-off that succeeds). */
+  installer?: { failures: number, last?: InstallerFailure | undefined } | undefined
   addresses: string[]
   peers: AgentPeerStatus[]
   state: { entries: number, bytes: number }
@@ -46,6 +63,10 @@ export interface AgentStatus {
    */
   mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined } | undefined
   overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
+  /** Highest election term (ballot round) this node promised. */
+  term?: number | undefined
+  /** Every node this one knows, self first, with the role and phase it published. */
+  site?: SiteMember[] | undefined
   timeline: TimelineEvent[]
 }
 
@@ -55,17 +76,17 @@ function ago (now: number, at: number | undefined): string {
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`
 }
 
-function short (id: string): string {
-  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id
-}
+const short = shortPeer
 
 /** The human view of a status, for a terminal. */
 export function formatStatus (s: AgentStatus): string {
   const lines: string[] = []
-  const phase = s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
+  // An older agent reports no reason: the number of awaited nodes at least.
+  const phase = s.reason === undefined && s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
   lines.push(`node        ${s.peerId}`)
   lines.push(`network     fingerprint ${s.fingerprint}${s.networkId === '' ? '' : `, network id ${s.networkId}`}`)
   lines.push(`phase       ${phase}`)
+  if (s.reason !== undefined) lines.push(`why         ${s.reason.text}`)
   lines.push(`role        ${s.role ?? '-'}${s.leader === undefined ? '' : `   init server ${short(s.leader)}`}`)
   if (s.overlay !== undefined) lines.push(`overlay     ${s.overlay.address ?? '-'} on ${s.overlay.interface ?? '-'}`)
   lines.push(`state       ${s.state.entries} entries, ${s.state.bytes} bytes`)

@@ -40,6 +40,9 @@ export const CLI_ENTRY = join('cli', 'main.ts')
  */
 export const BUNDLED_CONSTANT = 'KAIROS_P2P_BUNDLED'
 
+/** The constant the CommonJS bundle of the self-contained executable also defines (`util/bundled.ts`). */
+export const SELF_CONTAINED_CONSTANT = 'KAIROS_P2P_SELF_CONTAINED'
+
 /**
  * The expression in xsalsa20's index.js that picks its WebAssembly build when the
  * runtime has WebAssembly. The bundle takes the package's JavaScript implementation
@@ -61,28 +64,53 @@ export function xsalsa20JavaScriptPlugin (): Plugin {
   }
 }
 
+/**
+ * Modules the CommonJS bundle leaves out: the lab (it drives a checkout, and its
+ * modules use top-level await, which CommonJS cannot hold). `cli/main.ts` never loads
+ * it when `SELF_CONTAINED` is defined; the plugin below only keeps the bundler from
+ * reading the dead branch.
+ */
+const LEFT_OUT_OF_SELF_CONTAINED = /[\\/]cli[\\/]lab\.ts$/
+
+/** Build-time removal of the modules the self-contained executable does not carry. */
+export function leaveOutPlugin (pattern: RegExp = LEFT_OUT_OF_SELF_CONTAINED): Plugin {
+  return {
+    name: 'kairos-p2p:leave-out',
+    load (id) {
+      if (!pattern.test(id)) return null
+      return { code: `throw new Error(${JSON.stringify(`${id} is not part of this build`)})`, map: null }
+    }
+  }
+}
+
 /** The bundle's text, and every file it was built from (absolute paths). */
 export interface BundleResult {
   code: string
   inputs: string[]
 }
 
-/** Bundles `entry` (default: the CLI) into one ES module, in memory. */
-export async function buildBundle (entry = join(REPO_ROOT, CLI_ENTRY)): Promise<BundleResult> {
+/**
+ * Bundles `entry` (default: the CLI) into one file, in memory: an ES module, or
+ * CommonJS for the self-contained executable (`build/sea.ts`), whose entry Node runs
+ * as CommonJS only.
+ */
+export async function buildBundle (entry = join(REPO_ROOT, CLI_ENTRY), format: 'esm' | 'cjs' = 'esm'): Promise<BundleResult> {
+  const define: Record<string, string> = { [BUNDLED_CONSTANT]: 'true' }
+  if (format === 'cjs') define[SELF_CONTAINED_CONSTANT] = 'true'
   const { rolldown } = await import('rolldown')
   const build = await rolldown({
     input: entry,
     platform: 'node',
     // The lab's own bundler stays a lazy import of the sources (it is a dev dependency).
     external: [/^rolldown(\/|$)/],
-    plugins: [xsalsa20JavaScriptPlugin()],
-    transform: { define: { [BUNDLED_CONSTANT]: 'true' } },
+    plugins: format === 'cjs' ? [xsalsa20JavaScriptPlugin(), leaveOutPlugin()] : [xsalsa20JavaScriptPlugin()],
+    transform: { define },
     // libp2p's modules are written to be tree-shaken; warnings about its circular
     // imports and eval-free dynamic code are noise here, errors still fail the build.
     logLevel: 'silent'
   })
   try {
-    const { output } = await build.generate({ format: 'esm', codeSplitting: false })
+    const { output } = await build.generate({ format, codeSplitting: false })
     const chunk = output.find((o) => o.type === 'chunk')
     if (chunk === undefined || chunk.type !== 'chunk') throw new Error(`bundling ${entry} produced no chunk`)
     return { code: chunk.code, inputs: (await build.watchFiles).filter((f) => !f.startsWith('\0')) }

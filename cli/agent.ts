@@ -1,6 +1,7 @@
 import type { Command } from './io.ts'
 import { parseCommandArgs } from './io.ts'
-import { UsageError } from '../util/errors.ts'
+import { KairosError, UsageError, errorMessage } from '../util/errors.ts'
+import { installFatalHandlers } from '../util/fatal.ts'
 import { createLogger, type LogLevel } from '../util/log.ts'
 
 const HELP = `Usage: kairos-p2p agent --config FILE… [options]
@@ -39,23 +40,90 @@ export const command: Command = {
     const level = values['log-level'] ?? 'info'
     if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`agent: --log-level got '${level}', expected one of ${LEVELS.join(', ')}`)
     const logger = createLogger({ format, level: level as LogLevel, write: (line) => { io.stderr(line + '\n') } })
+    // From here on an error nobody awaited ends the process cleanly instead of leaving
+    // it half-running (see installFatalHandlers); systemd restarts it. Only in a real
+    // process (one that may be ended), never inside a test runner.
+    const fatal = io.exit === undefined ? undefined : installFatalHandlers({ logger, exit: io.exit })
+    try {
+      // Until the agent runs, SIGTERM ends the command at once: the load is bounded
+      // (see MAX_YAML_NODES) but may wait on a slow file, and libp2p takes a second to load.
+      const { loadConfig } = await import('../config/index.ts')
+      const loaded = await untilAborted(loadConfig(files, preset === undefined ? undefined : { preset }), io.signal)
+      if (loaded === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }
+      for (const w of loaded.warnings) logger.warn('config', { path: w.path, warning: w.message })
 
-    const { loadConfig } = await import('../config/index.ts')
-    const loaded = await loadConfig(files, preset === undefined ? undefined : { preset })
-    for (const w of loaded.warnings) logger.warn('config', { path: w.path, warning: w.message })
-    if (io.signal.aborted) return 0
+      const { DEFAULT_STATE_DIR, LEGACY_STATE_DIR } = await import('../config/index.ts')
+      if (loaded.config.p2p.stateDir === DEFAULT_STATE_DIR) {
+        const { migrateStateDir } = await import('../box/state-dir.ts')
+        const how = await migrateStateDir(LEGACY_STATE_DIR, DEFAULT_STATE_DIR)
+        if (how !== 'none') logger.info('moved the state dir from its old default', { from: LEGACY_STATE_DIR, to: DEFAULT_STATE_DIR, how })
+      }
+      if (io.signal.aborted) return 0
 
-    const { createAgent } = await import('../agent/agent.ts')
-    const agent = await createAgent({ config: loaded.config, logger })
-    await agent.start()
-    logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
-    await new Promise<void>((resolve) => {
-      if (io.signal.aborted) { resolve(); return }
-      io.signal.addEventListener('abort', () => { resolve() }, { once: true })
-    })
-    logger.info('stopping', { reason: String(io.signal.reason) })
-    await agent.stop()
-    logger.info('stopped')
-    return 0
+      const { createAgent } = await import('../agent/agent.ts')
+      const agent = await untilAborted(createAgent({ config: loaded.config, logger }), io.signal)
+      if (agent === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }
+      fatal?.setStop(agent.stop)
+      try {
+        await agent.start()
+      } catch (err) {
+        throw describeStartError(err)
+      }
+      logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
+      await new Promise<void>((resolve) => {
+        if (io.signal.aborted) { resolve(); return }
+        io.signal.addEventListener('abort', () => { resolve() }, { once: true })
+      })
+      logger.info('stopping', { reason: String(io.signal.reason) })
+      await agent.stop()
+      logger.info('stopped')
+      return 0
+    } finally {
+      fatal?.uninstall()
+    }
   }
+}
+
+/**
+ * `promise`'s value, or undefined as soon as `signal` aborts (the promise is left to
+ * settle on its own; a rejection after the abort is ignored).
+ */
+async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) { promise.catch(() => {}); return undefined }
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => { resolve(undefined) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+    promise.catch(() => {})
+  }
+}
+
+/** A listen address libp2p could not bind, and why (`address already in use`). */
+export class ListenError extends KairosError {
+  /** The multiaddr that failed. */
+  readonly address: string
+
+  constructor (address: string, reason: string, options: { cause?: unknown } = {}) {
+    super(`cannot listen on ${address}: ${reason}${/in use/i.test(reason) ? ' (another process holds it; stop that process or change p2p.listen)' : ' (check p2p.listen)'}`, options)
+    this.name = 'ListenError'
+    this.address = address
+  }
+}
+
+/**
+ * A start failure as the operator should read it: libp2p reports listen failures as
+ * one message holding every address and a stack trace each; this keeps the first
+ * address and its one-line reason. Anything else is returned as it is.
+ */
+export function describeStartError (err: unknown): unknown {
+  if (!(err instanceof Error) || err.name !== 'UnsupportedListenAddressesError') return err
+  const line = /^\s*(\/\S+): (?:\w*Error: )?(.*)$/m.exec(err.message)
+  if (line === null) return new ListenError('a listen address', errorMessage(err).split('\n')[0] ?? '', { cause: err })
+  const reason = (line[2] ?? '').replace(/^listen E[A-Z]+: /, '').replace(/ \S+:\d+$/, '')
+  return new ListenError(line[1] ?? '', reason, { cause: err })
 }

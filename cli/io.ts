@@ -9,6 +9,8 @@ export interface CliIO {
   env: NodeJS.ProcessEnv
   /** Aborts on SIGTERM / SIGINT; long-running commands (agent, lab) stop when it fires. */
   signal: AbortSignal
+  /** Ends the process at once (after a fatal error). @default process.exit in the real process; tests leave it out */
+  exit?: (code: number) => void
 }
 
 /** A command module: `run` returns the exit code (0 ok, 1 runtime failure, 2 bad input). */
@@ -27,8 +29,9 @@ export function createProcessIO (signal: AbortSignal): CliIO {
       for await (const c of process.stdin) chunks.push(c as Buffer)
       return Buffer.concat(chunks).toString('utf8')
     },
-  env: process.env,
-  signal
+    env: process.env,
+    signal,
+    exit: (code) => { process.exit(code) }
   }
 }
 

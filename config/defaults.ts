@@ -23,9 +23,21 @@ export const DEFAULT_VPN_PORT = 51820
 export const DEFAULT_VPN_MTU = 1420
 /** `p2p.listen`. */
 export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/0.0.0.0/tcp/4001'])
-/** `p2p.state_dir`. */
-export const DEFAULT_STATE_DIR = '/var/lib/kairos-p2p'
+/**
+ * `p2p.forget_after`, ms: a member dead or gone this long has its state entries dropped
+ * (and refused until it is seen again). A week outlasts a weekend's power cut.
+ */
+export const DEFAULT_FORGET_AFTER_MS = 7 * 24 * 60 * 60_000
+/**
+ * `p2p.state_dir`: under /var/lib/kairos, which Kairos keeps across reboots (other
+ * /var/lib dirs are on a tmpfs overlay there), and an ordinary path elsewhere.
+ */
+export const DEFAULT_STATE_DIR = '/var/lib/kairos/p2p'
+/** The default state dir before 0.1.0; the agent moves it to `DEFAULT_STATE_DIR` (box/state-dir.ts). */
+export const LEGACY_STATE_DIR = '/var/lib/kairos-p2p'
 /** `p2p.installer.root` for the `k3s` installer. */
 export const DEFAULT_K3S_ROOT = '/'
 /** `p2p.installer`. */
 export const DEFAULT_INSTALLER: InstallerConfig = Object.freeze({ kind: 'k3s', root: DEFAULT_K3S_ROOT })
+/** The port `p2p.metrics.listen` examples use (Prometheus's registry of exporter ports has no entry for us; 9469 is free there). */
+export const EXAMPLE_METRICS_PORT = 9469

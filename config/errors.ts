@@ -1,5 +1,6 @@
 import { InputError } from '../util/errors.ts'
 import type { ConfigWarning } from './types.ts'
+import { REDACTED, redactText } from './redact.ts'
 
 /** One problem found in a config: the key path, the value it had and what was expected. */
 export interface ConfigIssue {
@@ -37,6 +38,21 @@ export class ConfigSyntaxError extends ConfigError {
   }
 }
 
+/**
+ * A config whose YAML exceeds the loader's node or depth budget, aliases expanded: an
+ * alias bomb, or a file that is not a cloud-config. Names the file and the limit.
+ */
+export class ConfigTooLargeError extends ConfigSyntaxError {
+  /** The budget exceeded (nodes or levels). */
+  readonly limit: number
+
+  constructor (source: string, reason: string, limit: number) {
+    super({ path: source, value: undefined, expected: `at most ${limit}`, message: `${source}: ${reason}; a cloud-config stays far below this limit`, source })
+    this.name = 'ConfigTooLargeError'
+    this.limit = limit
+  }
+}
+
 /** A config file that is missing or cannot be read. The message names the path. */
 export class ConfigFileError extends InputError {
   /** The path as given by the caller. */
@@ -51,8 +67,12 @@ export class ConfigFileError extends InputError {
 
 const MAX_SHOWN = 60
 
-/** A value as it appears in a message: JSON, cut to a readable length. */
-export function showValue (value: unknown): string {
+/**
+ * A value as it appears in a message: JSON with every secret blanked out (see
+ * `redactText`: the `secrets` given and anything shaped like a token), then cut to a
+ * readable length. Redacting before cutting means no prefix of a secret is shown.
+ */
+export function showValue (value: unknown, secrets?: ReadonlySet<string>): string {
   if (value === undefined) return 'nothing'
   let text: string
   try {
@@ -60,6 +80,7 @@ export function showValue (value: unknown): string {
   } catch {
     text = String(value)
   }
+  text = redactText(text, secrets)
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN - 1)}…` : text
 }
 
@@ -76,23 +97,25 @@ export function kindOf (value: unknown): string {
  * Builds an issue whose message reads `path: got <value> (<kind>), expected <expected>`
  * (or `path: missing, expected <expected>` for an absent required key).
  * With `secret`, the value is replaced by `<redacted>` in the message and dropped
- * from the issue.
+ * from the issue; so is any value that holds one of `secrets` or something shaped
+ * like a token (a token under the wrong key, or `p2p:` written as a string).
  */
-export function makeIssue (path: string, value: unknown, expected: string, options: { secret?: boolean, source?: string } = {}): ConfigIssue {
-  const shown = options.secret === true ? '<redacted>' : showValue(value)
+export function makeIssue (path: string, value: unknown, expected: string, options: { secret?: boolean, source?: string, secrets?: ReadonlySet<string> } = {}): ConfigIssue {
+  const shown = options.secret === true ? REDACTED : showValue(value, options.secrets)
+  const holdsSecret = options.secret === true || shown.includes(REDACTED)
   const issue: ConfigIssue = {
-    path,
-    value: options.secret === true ? '<redacted>' : value,
+    path: redactText(path, options.secrets),
+    value: holdsSecret ? REDACTED : value,
     expected,
     message: value === undefined
-      ? `${path}: missing, expected ${expected}`
-      : `${path}: got ${shown} (${kindOf(value)}), expected ${expected}`
+      ? `${redactText(path, options.secrets)}: missing, expected ${expected}`
+      : `${redactText(path, options.secrets)}: got ${shown} (${kindOf(value)}), expected ${expected}`
   }
   if (options.source !== undefined) issue.source = options.source
   return issue
 }
 
-/** `path: message`, the one-line form of a warning. */
+/** `path: message`, the one-line form of a warning (a key shaped like a token is blanked out). */
 export function formatWarning (warning: ConfigWarning): string {
-  return `${warning.path}: ${warning.message}`
+  return redactText(`${warning.path}: ${warning.message}`)
 }

@@ -14,6 +14,10 @@ export function isMap (value: unknown): value is YamlMap {
  *
  * `origins` (optional) records, for each leaf path written by `overlay`, the `source`
  * that wrote it, so a later error can name the file a bad value came from.
+ *
+ * Linear in its input: each mapping of `overlay` copies the one mapping of `base` at
+ * the same path, and the origins of a replaced subtree are forgotten by walking that
+ * subtree, which happens once for each node ever written.
  */
 export function deepMerge (base: YamlMap, overlay: YamlMap, source?: string, origins?: Map<string, string>, prefix = ''): YamlMap {
   const out: YamlMap = {}
@@ -25,19 +29,25 @@ export function deepMerge (base: YamlMap, overlay: YamlMap, source?: string, ori
       continue
     }
     const earlier = Object.hasOwn(out, key) ? out[key] : undefined
-    if (isMap(value) && isMap(earlier)) {
-      setKey(out, key, deepMerge(earlier, value, source, origins, path))
-    } else if (isMap(value)) {
-      setKey(out, key, deepMerge({}, value, source, origins, path))
+    if (isMap(value)) {
+      if (!isMap(earlier) && origins !== undefined) forget(origins, path, earlier)
+      setKey(out, key, deepMerge(isMap(earlier) ? earlier : {}, value, source, origins, path))
     } else {
       setKey(out, key, value)
       if (origins !== undefined && source !== undefined) {
-        for (const p of [...origins.keys()]) if (p.startsWith(`${path}.`)) origins.delete(p)
+        forget(origins, path, earlier)
         origins.set(path, source)
       }
     }
   }
   return out
+}
+
+/** Drops the origins of `path` and of every leaf of `earlier`, the value written there before. */
+function forget (origins: Map<string, string>, path: string, earlier: unknown): void {
+  origins.delete(path)
+  if (!isMap(earlier)) return
+  for (const [key, value] of Object.entries(earlier)) forget(origins, `${path}.${key}`, value)
 }
 
 // A plain assignment of `__proto__` would replace the object's prototype.

@@ -33,6 +33,9 @@ export function nearest (word: string, candidates: readonly string[]): string | 
   let best: string | undefined
   let bestDistance = Infinity
   for (const c of candidates) {
+    // The distance is at least the difference in length: skip the quadratic work (a key
+    // of a megabyte is no typo of anything).
+    if (Math.abs(c.length - w.length) > limit) continue
     const distance = editDistance(w, norm(c))
     if (distance < bestDistance) {
       best = c

@@ -68,6 +68,16 @@ export interface VpnConfig {
   mtu: number
 }
 
+/** `p2p.metrics`: the Prometheus endpoint. */
+export interface MetricsConfig {
+  /**
+   * `p2p.metrics.listen`: `host:port` (IPv6 as `[addr]:port`) where `GET /metrics` is
+   * served over HTTP, e.g. `127.0.0.1:9469` or the overlay address. Absent: not served
+   * (the metrics stay on the agent's 0600 socket). @default undefined
+   */
+  listen?: string
+}
+
 /** A `k3s` or `k3s-agent` block (Kairos keys). */
 export interface K3sSection {
   /** `k3s.enabled` / `k3s-agent.enabled` as written by the user (Kairos keys). @default false */
@@ -116,8 +126,16 @@ export interface P2PConfig {
   listen: string[]
   /** `p2p.mdns`: LAN discovery. @default true */
   mdns: boolean
-  /** `p2p.state_dir`. @default '/var/lib/kairos-p2p' */
+  /** `p2p.state_dir`. @default '/var/lib/kairos/p2p' */
   stateDir: string
+  /**
+   * `p2p.forget_after`: how long after a node was last seen (dead or gone) its entries
+   * are dropped from the cluster state, in ms; written as `7d`, `36h`, `90m`, `600s` or
+   * a number of seconds. `resolveConfig` always sets it; optional so that configs built
+   * in code may leave it out (the state store then uses the same default).
+   * @default 604800000 (7 days)
+   */
+  forgetAfterMs?: number
   /** `p2p.installer`. @default { kind: 'k3s', root: '/' } */
   installer: InstallerConfig
   /** `p2p.preset`, or the loader's `preset` override when given. @default 'lan' */
@@ -127,6 +145,8 @@ export interface P2PConfig {
    * snake_case field names, e.g. `p2p.timing.dead_after_ms`).
    */
   timing: Timing
+  /** `p2p.metrics`. @default {} (no HTTP endpoint) */
+  metrics?: MetricsConfig
 }
 
 /** The whole validated configuration. */

@@ -4,11 +4,13 @@ import { isMap, type YamlMap } from './merge.ts'
 import { nearest } from './suggest.ts'
 import { checkMultiaddr, isValidInterfaceName, parseIpv4Cidr } from './net.ts'
 import { isTemplate } from './template.ts'
+import { collectSecrets, redactText } from './redact.ts'
 import { DEFAULT_PRESET, PRESET_NAMES, PRESETS, TIMING_FIELDS, isPresetName, timingKey } from './presets.ts'
 import {
   DEFAULT_HA_MASTER_NODES, DEFAULT_INSTALLER, DEFAULT_K3S_ROOT, DEFAULT_LISTEN, DEFAULT_MINIMUM_NODES,
-  DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT
+  DEFAULT_FORGET_AFTER_MS, DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT, EXAMPLE_METRICS_PORT
 } from './defaults.ts'
+import { isIP } from 'node:net'
 
 /** Options of {@link resolveConfig}. */
 export interface ResolveOptions {
@@ -20,7 +22,8 @@ export interface ResolveOptions {
 
 // Keys under p2p that we read (Kairos's and ours), and Kairos keys we accept but do not use.
 const P2P_KEYS = ['network_token', 'network_id', 'role', 'minimum_nodes', 'disable_dht', 'auto', 'vpn',
-  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing'] as const
+  'bootstrap_peers', 'listen', 'mdns', 'state_dir', 'installer', 'preset', 'timing', 'forget_after', 'metrics'] as const
+const METRICS_KEYS = ['listen'] as const
 const P2P_KAIROS_UNUSED = ['dns', 'loglevel', 'dynamic_roles', 'distribution', 'hybrid', 'hybrid_vpn', 'skip_auto'] as const
 const AUTO_KEYS = ['enable', 'ha'] as const
 const HA_KEYS = ['enable', 'master_nodes'] as const
@@ -42,19 +45,23 @@ class Reader {
   readonly issues: ConfigIssue[] = []
   readonly warnings: ConfigWarning[] = []
   readonly origins: ReadonlyMap<string, string>
+  /** Every secret string of the document, blanked out of every message (see `collectSecrets`). */
+  readonly secrets: ReadonlySet<string>
 
-  constructor (origins: ReadonlyMap<string, string>) {
+  constructor (origins: ReadonlyMap<string, string>, secrets: ReadonlySet<string>) {
     this.origins = origins
+    this.secrets = secrets
   }
 
   fail (path: string, value: unknown, expected: string, secret = false): undefined {
     const source = this.origins.get(path)
-    this.issues.push(makeIssue(path, value, expected, source === undefined ? { secret } : { secret, source }))
+    const options = { secret, secrets: this.secrets }
+    this.issues.push(makeIssue(path, value, expected, source === undefined ? options : { ...options, source }))
     return undefined
   }
 
   warn (path: string, message: string): void {
-    this.warnings.push({ path, message })
+    this.warnings.push({ path: redactText(path, this.secrets), message: redactText(message, this.secrets) })
   }
 
   /** Warns about keys of `map` that are neither read nor known Kairos keys, suggesting the nearest one. */
@@ -121,7 +128,7 @@ class Reader {
  * Pure. Collects every problem and throws one {@link ConfigError} listing them all.
  */
 export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { config: Config, warnings: ConfigWarning[] } {
-  const r = new Reader(options.origins ?? new Map())
+  const r = new Reader(options.origins ?? new Map(), collectSecrets(doc))
   checkTopLevel(r, doc)
 
   const p2p = r.map(doc, 'p2p', 'p2p') ?? {}
@@ -143,9 +150,11 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
   const listen = readMultiaddrs(r, p2p, 'listen', false) ?? [...DEFAULT_LISTEN]
   const mdns = r.bool(p2p, 'mdns', 'p2p.mdns') ?? true
   const stateDir = readAbsolutePath(r, p2p, 'state_dir', 'p2p.state_dir') ?? DEFAULT_STATE_DIR
+  const forgetAfterMs = readForgetAfter(r, p2p)
   const installer = readInstaller(r, p2p)
   const preset = readPreset(r, p2p, options.preset)
   const timing = readTiming(r, p2p, preset)
+  const metrics = readMetrics(r, p2p)
 
   const k3s = readK3s(r, doc, 'k3s')
   const k3sAgent = readK3s(r, doc, 'k3s-agent')
@@ -165,9 +174,11 @@ export function resolveConfig (doc: YamlMap, options: ResolveOptions = {}): { co
       listen,
       mdns,
       stateDir,
+      forgetAfterMs,
       installer,
       preset,
-      timing
+      timing,
+      ...(metrics === undefined ? {} : { metrics })
     },
     k3s,
     k3sAgent
@@ -216,6 +227,25 @@ function readRole (r: Reader, p2p: YamlMap): StaticRole {
   return 'auto'
 }
 
+const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+/** Bounds of `p2p.forget_after`: a minute (tests, labs) to ten years. */
+const FORGET_AFTER_MIN_MS = 60_000
+const FORGET_AFTER_MAX_MS = 3650 * 86_400_000
+
+function readForgetAfter (r: Reader, p2p: YamlMap): number {
+  const v = p2p.forget_after
+  if (v === undefined || v === null) return DEFAULT_FORGET_AFTER_MS
+  const expected = `a duration from 1m to 3650d, such as 7d, 36h, 90m, 600s or a number of seconds`
+  let ms: number | undefined
+  if (typeof v === 'number' && Number.isInteger(v)) ms = v * 1_000
+  else if (typeof v === 'string') {
+    const m = /^([0-9]{1,7})(s|m|h|d)$/.exec(v.trim())
+    if (m !== null) ms = Number(m[1]) * (DURATION_UNITS[m[2] as string] as number)
+  }
+  if (ms === undefined || ms < FORGET_AFTER_MIN_MS || ms > FORGET_AFTER_MAX_MS) return r.fail('p2p.forget_after', v, expected) ?? DEFAULT_FORGET_AFTER_MS
+  return ms
+}
+
 function readMinimumNodes (r: Reader, p2p: YamlMap): number {
   const n = r.int(p2p, 'minimum_nodes', 'p2p.minimum_nodes', 0, 10_000, 'a non-negative integer')
   if (n === 0) r.warn('p2p.minimum_nodes', `0 means the default (${DEFAULT_MINIMUM_NODES}), as in Kairos; write 1 for a single-node site`)
@@ -237,6 +267,25 @@ function readHa (r: Reader, auto: YamlMap): { haEnable: boolean, haMasterNodes: 
   }
   if (enable !== true) return { haEnable: false, haMasterNodes: 0 }
   return { haEnable: true, haMasterNodes: masters ?? DEFAULT_HA_MASTER_NODES }
+}
+
+function readMetrics (r: Reader, p2p: YamlMap): Config['p2p']['metrics'] {
+  const m = r.map(p2p, 'metrics', 'p2p.metrics')
+  if (m === undefined) return undefined
+  r.checkKeys(m, 'p2p.metrics', METRICS_KEYS)
+  const expected = `host:port with an IP address and a port from 1 to 65535, e.g. 127.0.0.1:${EXAMPLE_METRICS_PORT} or [fd00::1]:${EXAMPLE_METRICS_PORT}`
+  const listen = r.string(m, 'listen', 'p2p.metrics.listen', expected)
+  if (listen === undefined) return {}
+  const hp = /^\[([^\]]+)\]:(\d{1,5})$/.exec(listen) ?? /^([^:[\]]+):(\d{1,5})$/.exec(listen)
+  const port = hp === null ? NaN : Number(hp[2])
+  const host = hp?.[1] ?? ''
+  const family = isIP(host)
+  const bracketed = listen.startsWith('[')
+  if (hp === null || !(port >= 1 && port <= 65535) || family === 0 || (family === 6) !== bracketed) {
+    r.fail('p2p.metrics.listen', listen, expected)
+    return {}
+  }
+  return { listen }
 }
 
 function readVpn (r: Reader, p2p: YamlMap): Config['p2p']['vpn'] {

@@ -40,6 +40,11 @@ export interface HostConfigInit {
   installerCommand: readonly string[]
   /** The user's `--config` document, merged underneath the lab's keys. */
   base?: YamlMap
+  /**
+   * Leave `p2p.state_dir` out, so the agent uses the default (the host's own, bind-mounted
+   * there: see `LabInit.artefact`). @default false
+   */
+  defaultStateDir?: boolean
 }
 
 /** The host's own listen multiaddr: the concrete address (0.0.0.0 would advertise 127.0.0.1 over mDNS). */
@@ -61,7 +66,7 @@ export function hostCloudConfig (init: HostConfigInit): YamlMap {
       minimum_nodes: init.minimumNodes,
       preset: 'lab',
       listen: [own],
-      state_dir: init.host.stateDir,
+      ...(init.defaultStateDir === true ? {} : { state_dir: init.host.stateDir }),
       installer: { kind: 'exec', command: [...init.installerCommand] },
       ...(peers.length > 0 ? { bootstrap_peers: peers } : {})
     }

@@ -6,6 +6,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { queryAgent } from '../agent/api.ts'
+import { unitCommand } from '../box/unit.ts'
+import { distArtefactDir } from '../build/artefact-name.ts'
+import { DEFAULT_STATE_DIR } from '../config/defaults.ts'
 import { deepMerge, type YamlMap } from '../config/merge.ts'
 import { generateToken } from '../token/index.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
@@ -19,7 +22,7 @@ import {
   readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, TOKENS_FILE,
   type RegisteredNode, type ServerRecord, type StandinTokens
 } from './k3s-standin.ts'
-import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
+import { allocateLabIndex, DEFAULT_LAB_ROOT, labDir, listLabIds, readLabRecord, resolveLabId, writeLabRecord, type HostRecord, type LabRecord } from './meta.ts'
 import { labPrefix, planTopology, strictMajority } from './plan.ts'
 import { isRunning, namespaceInode, processComm, processesInNamespaces, processNetInode, terminate } from './processes.ts'
 import { buildTimelineReport, renderTimelineSvg, type NodeTimeline, type TimelineReport } from './report.ts'
@@ -57,6 +60,9 @@ export interface AgentStatusView {
   role?: string
   awaiting?: number
   leader?: string
+  /** Why it waits (agents with reasons): `text` is what `kairos-p2p status` prints. */
+  reason?: { code?: string, text?: string, since?: number }
+  warnings?: string[]
   peers?: unknown[]
   overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
   timeline?: Array<{ event: string, at: number }>
@@ -78,6 +84,10 @@ export interface NodeStatus {
   error?: string
   peerId?: string
   phase?: string
+  /** The agent's reason for a non-final phase, as `kairos-p2p status` prints it. */
+  reason?: string
+  /** The agent's warnings (weak configuration, installer failures). */
+  warnings?: string[]
   role?: string
   overlayAddress?: string
   /** Overlay peers with a recent handshake / all overlay peers. */
@@ -88,7 +98,12 @@ export interface NodeStatus {
   joined: boolean
   /** How it is registered, when joined. */
   registeredAs?: 'server' | 'agent'
-  /** It runs a cluster-init stand-in. */
+  /** The host name is registered, but with another address than its agent's: an earlier identity of the host (wiped since). */
+  registeredEarlier?: string
+  /**
+   * It is the init server: its agent says so, or (no agent answering) its host runs the
+   * cluster-init stand-in. A host wiped and booted afresh is a new node, not the init server.
+   */
   init: boolean
   agent?: AgentStatusView
 }
@@ -144,6 +159,15 @@ export async function assertAgentsAlive (lab: Lab, status: LabStatus): Promise<v
   throw new LabAgentExitedError(dead.name, logPath, tail)
 }
 
+/** The names of `group`, each a host of `r`, the groups disjoint; LabInputError otherwise. */
+function checkGroup (r: LabRecord, group: readonly string[]): string[] {
+  if (group.length === 0) throw new LabInputError('a partition needs two non-empty groups of nodes, e.g. n1-n3/n4-n5')
+  for (const n of group) {
+    if (!r.hosts.some((h) => h.name === n)) throw new LabInputError(`partition names node '${n}', which this lab does not have; expected one of n1…n${r.hosts.length}`)
+  }
+  return [...group]
+}
+
 /** One line per node, for error messages and logs. */
 export function summarizeStatus (s: LabStatus): string {
   const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
@@ -174,7 +198,12 @@ export interface LabInit {
    * Per-host token and cloud-config additions (merged over `baseConfig`), e.g. a second
    * site with another token on the same bridge. @default none
    */
-  hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap } | undefined
+  hostOverrides?: (host: HostRecord) => { token?: string, config?: YamlMap, minimumNodes?: number } | undefined
+  /**
+   * Partitions in place before any agent starts (pairs of node-name groups that cannot
+   * reach each other), as `partition` would make them later. @default none
+   */
+  partitions?: ReadonlyArray<readonly [readonly string[], readonly string[]]>
   /** Start one agent per host on `up`; false builds the topology only. @default true */
   agents?: boolean
   /** Node 24 binary for agents and stand-ins. @default process.execPath under Node ≥ 22, else node_modules/node/bin/node */
@@ -190,6 +219,14 @@ export interface LabInit {
   agentCommand?: (host: HostRecord, lab: LabRecord) => string[]
   /** Options appended to the default agent command, e.g. `['--preset', 'lan']`. @default none */
   agentArgs?: string[]
+  /**
+   * An unpacked self-contained artefact (`dist/kairos-p2p-<version>-linux-x64`): every
+   * host runs its `bin/kairos-p2p` as the systemd unit does, with no `p2p.state_dir` in
+   * its config, so the state lands in the default dir (/var/lib/kairos/p2p), which
+   * each host's mount namespace binds to the host's own state dir; `true`: the one in
+   * `repoRoot`'s dist/. @default the bundle on `nodePath`
+   */
+  artefact?: string | true
   /**
    * The script agents run. @default the single-file bundle of this checkout (rebuilt by
    * `build/bundle.ts` when a source changed), or the running bundle itself; the
@@ -228,8 +265,11 @@ export interface Lab {
   /** Builds the topology and starts the agents. LabExistsError when the id is taken. */
   up: (signal?: AbortSignal) => Promise<LabRecord>
   status: (signal?: AbortSignal) => Promise<LabStatus>
-  /** Removes everything of the lab (also after a crash). Idempotent. */
-  down: (options?: { keepFiles?: boolean }) => Promise<TeardownReport>
+  /**
+   * Removes everything of the lab (also after a crash) but its report files; `keepFiles`
+   * keeps the whole lab dir, `keepReports: false` removes the reports too. Idempotent.
+   */
+  down: (options?: { keepFiles?: boolean, keepReports?: boolean }) => Promise<TeardownReport>
   /**
    * Powers a host off hard: every process in it (agent, stand-in, wireguard-go) gets
    * SIGKILL. With `agentOnly` only the agent process is killed (a crash; the overlay
@@ -345,6 +385,26 @@ function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
   return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
 }
 
+/**
+ * Gives a host (the holder of its mount namespace) its own /var/lib with the default
+ * state dir bound to `stateDir`, as on a box: a tmpfs on /var/lib (the machine's stays
+ * untouched), then a bind mount of `stateDir` on DEFAULT_STATE_DIR.
+ */
+async function mountDefaultStateDir (holderPid: number, stateDir: string, run: Runner, signal?: AbortSignal): Promise<void> {
+  const inHost = (argv: string[]): string[] => ['nsenter', `--mount=/proc/${holderPid}/ns/mnt`, '--', ...argv]
+  const opts = signal === undefined ? {} : { signal }
+  await run(inHost(['mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', 'kairoslab-varlib', '/var/lib']), opts)
+  await run(inHost(['mkdir', '-p', '-m', '0755', DEFAULT_STATE_DIR]), opts)
+  await run(inHost(['mount', '--bind', stateDir, DEFAULT_STATE_DIR]), opts)
+}
+
+/** `<artefact>/bin/kairos-p2p`, checked to be there; LabInputError naming the way to build it otherwise. */
+function artefactLauncher (artefact: string): string {
+  const launcher = join(artefact, 'bin', 'kairos-p2p')
+  if (!existsSync(launcher)) throw new LabInputError(`no self-contained artefact at ${artefact} (${launcher} is missing); build it with 'npm run build'`)
+  return launcher
+}
+
 /** Pre-creates (or reads) a host's libp2p identity so its peer id is known before it starts. */
 async function ensureIdentity (stateDir: string): Promise<string> {
   const file = join(stateDir, IDENTITY_FILE)
@@ -384,7 +444,10 @@ export function createLab (init: LabInit = {}): Lab {
   const load = async (): Promise<LabRecord> => {
     const id = await resolveId()
     const r = await readLabRecord(root, id)
-    if (r === undefined) throw new LabNotFoundError(`no lab '${id}' under ${root} (no ${join(labDir(root, id), 'lab.json')}); start one with 'kairos-p2p lab up'`)
+    if (r === undefined) {
+      const others = await listLabIds(root)
+      throw new LabNotFoundError(`no lab '${id}' under ${root} (no ${join(labDir(root, id), 'lab.json')}); ${others.length === 0 ? "no labs there; start one with 'kairos-p2p lab up --nodes N'" : `labs there: ${others.join(', ')}`}`)
+    }
     rec = r
     return r
   }
@@ -421,7 +484,7 @@ export function createLab (init: LabInit = {}): Lab {
    * speed-up: the agents then fill the cache themselves.
    */
   const warmCompileCache = async (r: LabRecord, agents: number, signal?: AbortSignal): Promise<void> => {
-    if (init.agentCommand !== undefined || agents < 2) return
+    if (init.agentCommand !== undefined || r.artefact !== undefined || agents < 2) return
     const script = await agentEntry(r)
     const argvs = [[r.nodePath, script, 'agent', '--help']]
     // From the sources, also the modules `agent` loads lazily (its help loads neither).
@@ -435,8 +498,19 @@ export function createLab (init: LabInit = {}): Lab {
     }
   }
 
-  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> =>
-    init.agentCommand?.(h, r) ?? [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
+  const agentArgv = async (r: LabRecord, h: HostRecord): Promise<string[]> => {
+    const custom = init.agentCommand?.(h, r)
+    if (custom !== undefined) return custom
+    if (r.artefact !== undefined) return [...unitCommand({ launcher: artefactLauncher(r.artefact), config: h.configPath }), ...(init.agentArgs ?? [])]
+    return [r.nodePath, ...(init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS), await agentEntry(r), 'agent', '--config', h.configPath, ...(init.agentArgs ?? [])]
+  }
+
+  /** Starts a host's mount-namespace holder; with an artefact, binds its state dir on the default one. */
+  const startHostHolder = async (r: LabRecord, h: HostRecord, signal?: AbortSignal): Promise<number> => {
+    const pid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
+    if (r.artefact !== undefined) await mountDefaultStateDir(pid, h.stateDir, run, signal)
+    return pid
+  }
 
   /** A holder whose PID still lives in the host's namespace, or undefined. */
   const liveHolder = async (h: HostRecord): Promise<number | undefined> => {
@@ -492,7 +566,7 @@ export function createLab (init: LabInit = {}): Lab {
 
   const boot = async (r: LabRecord, hosts: HostRecord[], signal?: AbortSignal): Promise<void> => {
     await mapLimit(hosts, 4, async (h) => {
-      h.holderPid = await liveHolder(h) ?? await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) })
+      h.holderPid = await liveHolder(h) ?? await startHostHolder(r, h, signal)
     })
     await save()
     await warmCompileCache(r, hosts.length, signal)
@@ -518,7 +592,17 @@ export function createLab (init: LabInit = {}): Lab {
       if (view.peerId !== undefined) node.peerId = view.peerId
       if (view.phase !== undefined) node.phase = view.phase
       if (view.role !== undefined) node.role = view.role
+      node.init = view.role === 'init'
+      if (typeof view.reason?.text === 'string') node.reason = view.reason.text
+      if (Array.isArray(view.warnings) && view.warnings.length > 0) node.warnings = view.warnings.filter((w) => typeof w === 'string')
       if (view.overlay?.address !== undefined) node.overlayAddress = view.overlay.address
+      // The stand-in registers by host name, as k3s does: a host wiped and booted afresh
+      // has a new identity and overlay address, and the old registration is not its own.
+      if (reg !== undefined && view.overlay?.address !== undefined && reg.nodeIp !== view.overlay.address) {
+        node.joined = false
+        delete node.registeredAs
+        node.registeredEarlier = reg.nodeIp
+      }
       const op = view.overlay?.peers ?? []
       node.handshakes = { up: op.filter((p) => p.up === true).length, total: op.length }
       node.peers = Array.isArray(view.peers) ? view.peers.length : 0
@@ -579,7 +663,13 @@ export function createLab (init: LabInit = {}): Lab {
         return { ...h, dir: hostDir, stateDir: join(hostDir, 'state'), configPath: join(hostDir, 'cloud-config.yaml'), logPath: join(hostDir, 'agent.log') }
       }),
       lossPct, delayMs, impairment: 'none', minimumNodes, tokenFile: join(dir, 'token'), bootstrapPeers: [],
-      nodePath, repoRoot, partitions: []
+      nodePath, repoRoot, partitions: [],
+      ...(init.artefact === undefined ? {} : { artefact: init.artefact === true ? await distArtefactDir(repoRoot) : init.artefact })
+    }
+    if (r.artefact !== undefined) {
+      artefactLauncher(r.artefact)
+      // The bind source must stay visible once the host has its own /var/lib.
+      if (`${dir}/`.startsWith('/var/lib/')) throw new LabInputError(`a lab running the artefact cannot live under /var/lib (got --dir ${root}): each host mounts its own /var/lib`)
     }
     await mkdir(dir, { recursive: true, mode: 0o700 })
     await writeFile(r.tokenFile, token + '\n', { mode: 0o600 })
@@ -603,11 +693,16 @@ export function createLab (init: LabInit = {}): Lab {
           '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
         const over = init.hostOverrides?.(h)
         const base = over?.config === undefined ? init.baseConfig : deepMerge(init.baseConfig ?? {}, over.config)
-        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, ...(base === undefined ? {} : { base }) })
+        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes: over?.minimumNodes ?? minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
         await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
       }
-      await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHolder(h.ns, run, { clock, ...(signal === undefined ? {} : { signal }) }) })
+      await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHostHolder(r, h, signal) })
       await save()
+      if (init.partitions !== undefined && init.partitions.length > 0) {
+        r.partitions = init.partitions.map(([a, b]) => [checkGroup(r, a), checkGroup(r, b)])
+        await applyPartitions(r.hosts, r.partitions, run, signal)
+        await save()
+      }
       if (init.agents !== false) {
         await warmCompileCache(r, r.hosts.length, signal)
         for (const h of r.hosts) await startAgent(r, h)
@@ -667,7 +762,11 @@ export function createLab (init: LabInit = {}): Lab {
     down: async (options = {}) => {
       const id = await resolveId()
       rec = undefined
-      return await teardownLab({ root, id, run, clock, ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }) })
+      return await teardownLab({
+        root, id, run, clock,
+        ...(options.keepFiles === undefined ? {} : { keepFiles: options.keepFiles }),
+        ...(options.keepReports === undefined ? {} : { keepReports: options.keepReports })
+      })
     },
     kill: async (node, options = {}) => {
       const r = await load()

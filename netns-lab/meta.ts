@@ -55,6 +55,11 @@ export interface LabRecord {
   nodePath: string
   /** Checkout whose `cli/main.ts` and `netns-lab/k3s-standin.ts` are run. */
   repoRoot: string
+  /**
+   * The unpacked self-contained artefact whose `bin/kairos-p2p` runs the agents, as its
+   * systemd unit starts it, with the state in the default dir; absent: the bundle on `nodePath`.
+   */
+  artefact?: string
   /** Active partitions: pairs of node-name groups that cannot reach each other. */
   partitions: Array<[string[], string[]]>
 }
@@ -127,6 +132,6 @@ export async function resolveLabId (root: string, id: string | undefined): Promi
   }
   const ids = await listLabIds(root)
   if (ids.length === 1 && ids[0] !== undefined) return ids[0]
-  if (ids.length === 0) throw new LabNotFoundError(`no lab found under ${root}; start one with 'kairos-p2p lab up --nodes N'`)
+  if (ids.length === 0) throw new LabNotFoundError(`no labs under ${root}; start one with 'kairos-p2p lab up --nodes N'`)
   throw new LabNotFoundError(`several labs under ${root} (${ids.join(', ')}); pick one with --id`)
 }

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import { join } from 'node:path'
@@ -19,7 +19,12 @@ export interface TeardownReport {
   links: string[]
   /** Problems that did not stop the teardown. */
   problems: string[]
+  /** Files left in place: the reports (by default), or the whole lab dir with `keepFiles`. */
+  kept: string[]
 }
+
+/** What `lab report` writes into the lab dir: kept by `lab down` unless told otherwise. */
+export const REPORT_FILES: readonly string[] = Object.freeze(['timeline.json', 'timeline.svg'])
 
 /** Options of `teardownLab`. */
 export interface TeardownInit {
@@ -30,6 +35,8 @@ export interface TeardownInit {
   graceMs?: number
   /** Keep the lab dir (logs, state dirs, reports; lab.json is still removed) instead of removing it. @default false */
   keepFiles?: boolean
+  /** Keep the report files (REPORT_FILES) in the lab dir when removing the rest. @default true */
+  keepReports?: boolean
   clock?: Clock
   signal?: AbortSignal
 }
@@ -58,7 +65,7 @@ export function parseLinkList (text: string, prefix: string): string[] {
 export async function teardownLab (init: TeardownInit): Promise<TeardownReport> {
   const clock = init.clock ?? systemClock
   const prefix = labPrefix(init.id)
-  const report: TeardownReport = { namespaces: [], processes: [], links: [], problems: [] }
+  const report: TeardownReport = { namespaces: [], processes: [], links: [], problems: [], kept: [] }
   let recorded: string[] = []
   try {
     const rec = await readLabRecord(init.root, init.id)
@@ -101,7 +108,22 @@ export async function teardownLab (init: TeardownInit): Promise<TeardownReport> 
     else report.problems.push(`ip link del ${link}: ${r.stderr.trim()}`)
   }
   // With keepFiles the logs, state dirs and reports stay, but lab.json goes: the lab no longer exists.
-  if (init.keepFiles === true) await rm(join(labDir(init.root, init.id), LAB_RECORD_FILE), { force: true })
-  else await rm(labDir(init.root, init.id), { recursive: true, force: true })
+  const dir = labDir(init.root, init.id)
+  if (init.keepFiles === true) {
+    await rm(join(dir, LAB_RECORD_FILE), { force: true })
+    if (await exists(dir)) report.kept.push(dir)
+    return report
+  }
+  const entries = await readdir(dir).catch(() => [] as string[])
+  const reports = init.keepReports === false ? [] : entries.filter((e) => REPORT_FILES.includes(e))
+  if (reports.length === 0) await rm(dir, { recursive: true, force: true })
+  else {
+    for (const e of entries) if (!reports.includes(e)) await rm(join(dir, e), { recursive: true, force: true })
+    report.kept.push(...reports.map((e) => join(dir, e)))
+  }
   return report
+}
+
+async function exists (path: string): Promise<boolean> {
+  return await readdir(path).then(() => true, () => false)
 }

@@ -80,37 +80,50 @@ async function buildHost (plan: TopologyPlan, host: HostPlan, run: Runner, signa
   await run(['ip', 'netns', 'exec', host.ns, 'nft', '-f', '-'], { ...opts, input: nftBaseRuleset() })
 }
 
-/** The per-host nft table: input/output hooks jumping to the partition and loss chains. */
+/**
+ * The per-host nft table: the input hook jumps to the partition and loss chains. Both drop
+ * on the way in, as a lossy or cut network does: a packet dropped on the way out fails
+ * the sender's `send` with EPERM, which no real network does (the agents logged about a
+ * hundred `mdns answer failed: send EPERM` warnings per 10-node run under loss).
+ * `partition_out` stays, empty, for tables made by older versions.
+ */
 export function nftBaseRuleset (): string {
   return [
     `table inet ${NFT_TABLE} {`,
     '  chain partition_in { }',
     '  chain partition_out { }',
     '  chain loss { }',
-    '  chain input { type filter hook input priority 0; policy accept; jump partition_in; }',
-    '  chain output { type filter hook output priority 0; policy accept; jump partition_out; jump loss; }',
+    '  chain input { type filter hook input priority 0; policy accept; jump partition_in; jump loss; }',
+    '  chain output { type filter hook output priority 0; policy accept; jump partition_out; }',
     '}',
     ''
   ].join('\n')
 }
 
-/** nft script replacing a host's partition rules: drop traffic from/to `blocked` addresses. */
+/**
+ * nft script replacing a host's partition rules: drop traffic from `blocked` addresses on
+ * the way in. Every host of both groups carries the rule, so both directions are cut;
+ * a sender sees silence (timeouts), not an error.
+ */
 export function nftPartitionScript (blocked: readonly string[]): string {
   const lines = [`flush chain inet ${NFT_TABLE} partition_in`, `flush chain inet ${NFT_TABLE} partition_out`]
   if (blocked.length > 0) {
     const set = `{ ${[...blocked].sort().join(', ')} }`
     lines.push(`add rule inet ${NFT_TABLE} partition_in ip saddr ${set} drop`)
-    lines.push(`add rule inet ${NFT_TABLE} partition_out ip daddr ${set} drop`)
   }
   return lines.join('\n') + '\n'
 }
 
-/** nft script dropping `lossPct` % of the packets leaving `iface` (0.01 % steps). */
+/**
+ * nft script dropping `lossPct` % of the packets arriving on `iface` (0.01 % steps): on
+ * the way in, so a sender never gets EPERM (see nftBaseRuleset). Each packet crosses one
+ * receiving host, so a path loses `lossPct` % as with netem on the sender.
+ */
 export function nftLossScript (iface: string, lossPct: number): string {
   const lines = [`flush chain inet ${NFT_TABLE} loss`]
   const threshold = Math.round(lossPct * 100)
-  if (threshold >= 10000) lines.push(`add rule inet ${NFT_TABLE} loss oifname "${iface}" drop`)
-  else if (threshold > 0) lines.push(`add rule inet ${NFT_TABLE} loss oifname "${iface}" numgen random mod 10000 < ${threshold} drop`)
+  if (threshold >= 10000) lines.push(`add rule inet ${NFT_TABLE} loss iifname "${iface}" drop`)
+  else if (threshold > 0) lines.push(`add rule inet ${NFT_TABLE} loss iifname "${iface}" numgen random mod 10000 < ${threshold} drop`)
   return lines.join('\n') + '\n'
 }
 
@@ -132,16 +145,30 @@ export function partitionBlocks (hosts: ReadonlyArray<Pick<HostPlan, 'name' | 'a
   return new Map([...blocks].map(([k, v]) => [k, [...v].sort()]))
 }
 
-/** Applies (full recompute) the partition rules on every host. */
+/**
+ * Applies (full recompute) the partition rules on every host, then closes every TCP
+ * connection a host holds across the cut (`ss -K`). A partition in the lab stands for
+ * one that lasts: on a real network TCP gives up on a silent peer only after its
+ * retransmissions run out (about 15 minutes on Linux), and until then an open
+ * connection keeps crediting the peer with life (the p2p layer refreshes `lastSeen` of
+ * every admitted connection), so neither side would see the partition for that long.
+ */
 export async function applyPartitions (hosts: readonly HostPlan[], partitions: ReadonlyArray<readonly [readonly string[], readonly string[]]>, run: Runner, signal?: AbortSignal): Promise<void> {
   const blocks = partitionBlocks(hosts, partitions)
+  const opts = signal === undefined ? {} : { signal }
   await mapLimit(hosts, BUILD_CONCURRENCY, async (host) => {
-    await run(['ip', 'netns', 'exec', host.ns, 'nft', '-f', '-'], { input: nftPartitionScript(blocks.get(host.name) ?? []), ...(signal === undefined ? {} : { signal }) })
+    await run(['ip', 'netns', 'exec', host.ns, 'nft', '-f', '-'], { input: nftPartitionScript(blocks.get(host.name) ?? []), ...opts })
+  })
+  await mapLimit(hosts, BUILD_CONCURRENCY, async (host) => {
+    for (const addr of blocks.get(host.name) ?? []) {
+      // A kernel without sock_destroy refuses: the partition still holds, it shows later.
+      await run(['ip', 'netns', 'exec', host.ns, 'ss', '-K', '-t', 'dst', addr], { reject: false, ...opts })
+    }
   })
 }
 
 /**
- * Applies loss and delay on every host's veth (egress). tc netem when the kernel has
+ * Applies loss and delay on every host's veth: tc netem (egress) when the kernel has
  * it; without sch_netem, loss falls back to an nft random-drop rule and a delay is
  * refused with LabCapabilityError. Returns the method used.
  */

@@ -50,9 +50,12 @@ export class AdmissionError extends KairosError {
 /** Reasons an admission fails. */
 export type AdmissionFailure = 'bad-proof' | 'timeout' | 'protocol'
 
-/** The identity file in the state dir exists but cannot be read as a libp2p private key. */
+/**
+ * The identity file in the state dir exists but cannot be read as a libp2p private key.
+ * Exit code 2 when its content is damaged (the operator must act), 1 for an I/O failure.
+ */
 export class IdentityFileError extends KairosError {
-  constructor (message: string, options: { cause?: unknown } = {}) {
+  constructor (message: string, options: { cause?: unknown, exitCode?: number } = {}) {
     super(message, options)
     this.name = 'IdentityFileError'
   }

@@ -29,6 +29,12 @@ export interface StateChange {
   previous?: StateEntry
   /** `local` for own puts, `remote` for merged entries. */
   origin: 'local' | 'remote'
+  /**
+   * Set when the entry left the replica instead: evicted from a full replica, or its
+   * owner forgotten by garbage collection. `entry` is the entry that went; `get` no
+   * longer returns it.
+   */
+  dropped?: 'evicted' | 'never-admitted' | 'gone'
 }
 
 export type Liveness = 'alive' | 'suspect' | 'dead'

@@ -1,6 +1,7 @@
-import { createCipheriv, createHash, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
-import { chmod, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
+import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createFileDurableSync } from '../util/atomic-file.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
 import { cryptoRandom, type RandomSource } from '../util/random.ts'
 
@@ -83,7 +84,7 @@ export class SealError extends KairosError {
 
 /** Unusable key material: a recipient public key that is not 32 raw bytes, or an unreadable key file. */
 export class SealKeyError extends KairosError {
-  constructor (message: string, options: { cause?: unknown } = {}) {
+  constructor (message: string, options: { cause?: unknown, exitCode?: number } = {}) {
     super(message, options)
     this.name = 'SealKeyError'
   }
@@ -268,21 +269,17 @@ async function loadOrCreateKey (stateDir: string, random: RandomSource): Promise
   const file = join(stateDir, SEAL_KEY_FILE)
   const existing = await readKeyFile(file)
   if (existing !== undefined) return existing
-  await mkdir(stateDir, { recursive: true, mode: 0o700 })
   const raw = random.bytes(KEY_BYTES)
-  // Write a private temp file, then hard-link it into place: link never replaces
-  // an existing file, so two racing starts agree on whichever key landed first.
-  const tmp = `${file}.${process.pid}.${hex(random.bytes(6))}.tmp`
+  // Created once, durably (fsync of the file and its directory), and linked into
+  // place: link never replaces an existing file, so two racing starts agree on
+  // whichever key landed first, and a power cut leaves no file or the whole key.
   try {
-    await writeFile(tmp, JSON.stringify({ v: 1, x25519: Buffer.from(raw).toString('base64') }) + '\n', { mode: 0o600, flag: 'wx' })
-    await link(tmp, file)
+    createFileDurableSync(file, JSON.stringify({ v: 1, x25519: Buffer.from(raw).toString('base64') }) + '\n', 0o600)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealKeyError(`cannot write seal key ${file}: ${errorMessage(err)}`, { cause: err })
     const winner = await readKeyFile(file)
     if (winner !== undefined) return winner
     throw new SealKeyError(`seal key ${file} vanished while being created`, { cause: err })
-  } finally {
-    await rm(tmp, { force: true })
   }
   return raw
 }
@@ -299,11 +296,11 @@ async function readKeyFile (file: string): Promise<Uint8Array | undefined> {
   try {
     parsed = JSON.parse(text)
   } catch (err) {
-    throw new SealKeyError(`seal key ${file} is not JSON; expected {"v":1,"x25519":"<base64>"}`, { cause: err })
+    throw new SealKeyError(`seal key ${file} is not JSON; expected {"v":1,"x25519":"<base64>"} (restore it from a backup, or move it away to create a new key)`, { cause: err, exitCode: 2 })
   }
   const key = (parsed as { x25519?: unknown } | null)?.x25519
   const raw = typeof key === 'string' && (parsed as { v?: unknown }).v === 1 ? strictBase64(key) : undefined
-  if (raw?.length !== KEY_BYTES) throw new SealKeyError(`seal key ${file} is damaged; expected {"v":1,"x25519":"<base64 of ${KEY_BYTES} bytes>"}`)
+  if (raw?.length !== KEY_BYTES) throw new SealKeyError(`seal key ${file} is damaged; expected {"v":1,"x25519":"<base64 of ${KEY_BYTES} bytes>"} (restore it from a backup, or move it away to create a new key)`, { exitCode: 2 })
   // A key file readable by others is repaired rather than trusted as is.
   if (((await stat(file)).mode & 0o077) !== 0) await chmod(file, 0o600)
   return raw

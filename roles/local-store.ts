@@ -5,15 +5,22 @@ import { KairosError, errorMessage } from '../util/errors.ts'
 import { compareBallots, parseBallot, parseProposal, parseRecord } from './election.ts'
 import { EMPTY_FACTS, type Accepted, type LocalFacts, type RoleName } from './types.ts'
 
+/** Exit code for a local file whose content is damaged: bad input the operator must fix. */
+const DAMAGED = 2
+
 /** File in the state dir holding this node's promises, vote and role (mode 0600). */
 export const FACTS_FILE = 'roles.json'
 
 /** File in the init server's state dir holding the k3s tokens (mode 0600). Never replicated. */
 export const SECRETS_FILE = 'cluster-secrets.json'
 
-/** A roles file that cannot be read, parsed or written. */
+/**
+ * A roles file that cannot be read, parsed or written. Exit code 2 when its content is
+ * damaged (the operator restores it or moves it away; it is never silently forgotten),
+ * 1 for an I/O failure.
+ */
 export class RolesStoreError extends KairosError {
-  constructor (message: string, options: { cause?: unknown } = {}) {
+  constructor (message: string, options: { cause?: unknown, exitCode?: number } = {}) {
     super(message, options)
     this.name = 'RolesStoreError'
   }
@@ -44,7 +51,7 @@ async function readJson (file: string): Promise<unknown> {
   try {
     return JSON.parse(text)
   } catch (err) {
-    throw new RolesStoreError(`${file} is not JSON; expected the roles facts written by kairos-p2p`, { cause: err })
+    throw new RolesStoreError(`${file} is not JSON; expected the roles facts written by kairos-p2p`, { cause: err, exitCode: DAMAGED })
   }
 }
 
@@ -63,24 +70,24 @@ function parseAccepted (v: unknown): Accepted | null {
  */
 export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new RolesStoreError(`${file}: expected an object with promised, accepted, proposal, role, joined`)
+    throw new RolesStoreError(`${file}: expected an object with promised, accepted, proposal, role, joined`, { exitCode: DAMAGED })
   }
   const o = value as Record<string, unknown>
   const promised = o.promised === null || o.promised === undefined ? null : parseBallot(o.promised)
-  if (promised === undefined) throw new RolesStoreError(`${file}: promised must be a ballot {n, by}, got ${JSON.stringify(o.promised)}`)
+  if (promised === undefined) throw new RolesStoreError(`${file}: promised must be a ballot {n, by}, got ${JSON.stringify(o.promised)}`, { exitCode: DAMAGED })
   const accepted = parseAccepted(o.accepted)
   let proposal: LocalFacts['proposal'] = null
   if (typeof o.proposal === 'object' && o.proposal !== null) {
     const p = o.proposal as Record<string, unknown>
     const parsed = parseProposal(p)
-    if (parsed === undefined) throw new RolesStoreError(`${file}: proposal must be {ballot: {n, by}, candidate, committed, known?, promises?}`)
+    if (parsed === undefined) throw new RolesStoreError(`${file}: proposal must be {ballot: {n, by}, candidate, committed, known?, promises?}`, { exitCode: DAMAGED })
     proposal = { ...parsed, startedAt: typeof p.startedAt === 'number' ? p.startedAt : 0 }
   }
   let role: LocalFacts['role'] = null
   if (typeof o.role === 'object' && o.role !== null) {
     const r = o.role as Record<string, unknown>
     if (!ROLE_NAMES.includes(r.role as RoleName) || typeof r.clusterId !== 'string' || typeof r.init !== 'string') {
-      throw new RolesStoreError(`${file}: role must be {role: init|server|agent|none, clusterId, init}, got ${JSON.stringify(o.role)}`)
+      throw new RolesStoreError(`${file}: role must be {role: init|server|agent|none, clusterId, init}, got ${JSON.stringify(o.role)}`, { exitCode: DAMAGED })
     }
     role = { role: r.role as RoleName, clusterId: r.clusterId, init: r.init }
   }
@@ -88,10 +95,10 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
   if (typeof o.cluster === 'object' && o.cluster !== null) {
     const c = o.cluster as Record<string, unknown>
     if (typeof c.clusterId !== 'string' || typeof c.init !== 'string') {
-      throw new RolesStoreError(`${file}: cluster must be {clusterId, init, record?}, got ${JSON.stringify(o.cluster)}`)
+      throw new RolesStoreError(`${file}: cluster must be {clusterId, init, record?}, got ${JSON.stringify(o.cluster)}`, { exitCode: DAMAGED })
     }
     const record = c.record === undefined ? undefined : parseRecord(c.record)
-    if (c.record !== undefined && record === undefined) throw new RolesStoreError(`${file}: cluster.record is not a cluster record with its certificate`)
+    if (c.record !== undefined && record === undefined) throw new RolesStoreError(`${file}: cluster.record is not a cluster record with its certificate`, { exitCode: DAMAGED })
     cluster = { clusterId: c.clusterId, init: c.init, ...(record === undefined ? {} : { record }) }
   }
   let joined: LocalFacts['joined'] = null
@@ -100,7 +107,7 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
     if (typeof j.clusterId === 'string' && typeof j.planKey === 'string') joined = { clusterId: j.clusterId, planKey: j.planKey }
   }
   if (promised !== null && accepted !== null && compareBallots(accepted.ballot, promised) > 0) {
-    throw new RolesStoreError(`${file}: accepted ballot is above the promised one; the file is inconsistent`)
+    throw new RolesStoreError(`${file}: accepted ballot is above the promised one; the file is inconsistent`, { exitCode: DAMAGED })
   }
   return { promised, promisedAt: typeof o.promisedAt === 'number' ? o.promisedAt : 0, accepted, proposal, cluster, role, joined }
 }
@@ -131,7 +138,7 @@ export async function loadSecrets (stateDir: string): Promise<StoredSecrets | un
   if (value === undefined) return undefined
   const o = value as Record<string, unknown>
   if (typeof o.serverToken !== 'string' || typeof o.agentToken !== 'string' || typeof o.clusterId !== 'string') {
-    throw new RolesStoreError(`${file}: expected {serverToken, agentToken, clusterId}`)
+    throw new RolesStoreError(`${file}: expected {serverToken, agentToken, clusterId}`, { exitCode: DAMAGED })
   }
   return { serverToken: o.serverToken, agentToken: o.agentToken, clusterId: o.clusterId }
 }

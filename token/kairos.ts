@@ -1,7 +1,7 @@
 import { FAILSAFE_SCHEMA, load } from 'js-yaml'
 import { errorMessage } from '../util/errors.ts'
 import { showChar } from './format.ts'
-import { KairosTokenBase64Error, KairosTokenError, KairosTokenYamlError } from './errors.ts'
+import { KairosTokenBase64Error, KairosTokenError, KairosTokenYamlError, TokenTooLongError } from './errors.ts'
 import type { KairosTokenSettings, NetworkToken } from './types.ts'
 
 // An edgevpn/Kairos network token is standard base64 (with padding) of the YAML
@@ -23,6 +23,11 @@ export const KAIROS_SECRET_KEYS = ['otp.dht.key', 'otp.crypto.key', 'room', 'ren
 export const KAIROS_DEFAULTS = { interval: 9000, maxMessageSize: 20 << 20 } as const
 
 const BASE64_CHAR = /[A-Za-z0-9+/=]/
+/**
+ * Longest Kairos/edgevpn token read, characters: edgevpn writes about 400; the bound
+ * keeps a pasted file or a hostile config from costing seconds of decoding. @default 16384
+ */
+export const MAX_KAIROS_TOKEN_CHARS = 16_384
 
 /**
  * Parses a Kairos/edgevpn network token (`text` trimmed). Line breaks are ignored,
@@ -31,6 +36,9 @@ const BASE64_CHAR = /[A-Za-z0-9+/=]/
  */
 export function parseKairosToken (text: string): NetworkToken {
   const compact = text.replace(/[\r\n]/g, '')
+  if (compact.length > MAX_KAIROS_TOKEN_CHARS) {
+    throw new TokenTooLongError(`network token has ${compact.length} characters; a Kairos/edgevpn token has a few hundred (at most ${MAX_KAIROS_TOKEN_CHARS} read) — is something else pasted with it?`)
+  }
   const yamlText = decodeBase64Text(compact)
   let doc: unknown
   try {

@@ -11,12 +11,21 @@ import { AddressPoolExhaustedError, OverlayCidrError } from './errors.ts'
  * detected. A claim is (address, attempt) and is valid only if the address is the
  * owner's candidate for that attempt: nobody can claim an arbitrary address.
  *
- * A node never moves a claim it holds unless it loses a conflict. Two valid claims
- * on one address are ranked by (attempt, sha256(peer id)) — the lower wins — which
- * every node evaluates the same way from the same adverts, whatever their order.
- * The loser moves to its next candidate that no other advert claims. A new node
- * skips addresses already claimed, so conflicts only arise from races (nodes that
- * claimed before seeing each other) and are settled in one step per conflict.
+ * A node never moves a claim it holds unless it loses a conflict. A new node skips
+ * addresses already claimed, so between honest nodes conflicts only arise from races
+ * (nodes that claimed before seeing each other). Two valid claims on one address are
+ * ranked by their standing first, then by (attempt, sha256(peer id)), the lower
+ * winning:
+ *
+ * - vouches: how many other nodes publish, in their own adverts, that they hold this
+ *   claim as established (replicated, so every node counts the same);
+ * - established: this node saw the claim held uncontested for a while before the
+ *   contest began (local; it decides only between equal vouch counts).
+ *
+ * First claim wins: a claim that was established before a contender appeared keeps
+ * its address, so grinding a peer id whose first candidate is a taken address (with a
+ * better rank) no longer takes it over. In a boot race neither claim is established
+ * and the rank settles it in one step, as before. See `peers.ts` for the vouches.
  */
 
 /** Attempts that hash into the pool before the allocator falls back to a linear probe. */
@@ -42,8 +51,16 @@ export interface AddressClaim {
   attempt: number
 }
 
-/** A claim together with its owner, as read from an advert. */
-export interface ClaimHolder extends AddressClaim {
+/** How well a claim stands in a contest (see the module comment). */
+export interface ClaimStanding {
+  /** Distinct other nodes vouching for the claim. @default 0 */
+  vouches?: number
+  /** Held uncontested long enough here before the contest began. @default false */
+  established?: boolean
+}
+
+/** A claim together with its owner and standing, as read from an advert. */
+export interface ClaimHolder extends AddressClaim, ClaimStanding {
   peerId: string
 }
 
@@ -147,10 +164,36 @@ function peerRank (peerId: string): string {
 }
 
 /**
- * Orders two claims on the same address: negative when `a` keeps it. Lower attempt
- * first, then the lower sha256 of the peer id, then the peer id itself.
+ * Orders two holders by standing: negative when `a` stands better. More vouches first,
+ * then an established claim, then the lower sha256 of the peer id, then the peer id.
+ * Used for address conflicts (after the attempt) and for duplicate WireGuard keys.
+ */
+export function compareStanding (a: ClaimStanding & { peerId: string }, b: ClaimStanding & { peerId: string }): number {
+  const va = a.vouches ?? 0
+  const vb = b.vouches ?? 0
+  if (va !== vb) return vb - va
+  const ea = a.established === true
+  const eb = b.established === true
+  if (ea !== eb) return ea ? -1 : 1
+  return 0
+}
+
+/** Orders peer ids by sha256 (then the id): negative when `a` ranks first. */
+export function comparePeerRank (a: string, b: string): number {
+  const ra = peerRank(a)
+  const rb = peerRank(b)
+  if (ra !== rb) return ra < rb ? -1 : 1
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/**
+ * Orders two claims on the same address: negative when `a` keeps it. Better standing
+ * first (vouches, then established), then the lower attempt, then the lower sha256 of
+ * the peer id, then the peer id itself.
  */
 export function compareClaims (a: ClaimHolder, b: ClaimHolder): number {
+  const s = compareStanding(a, b)
+  if (s !== 0) return s
   if (a.attempt !== b.attempt) return a.attempt - b.attempt
   const ra = peerRank(a.peerId)
   const rb = peerRank(b.peerId)
@@ -179,16 +222,16 @@ export function resolveClaims (net: OverlayNetwork, holders: ClaimHolder[]): Map
 }
 
 /**
- * This node's claim given what it holds (`current`, from its state dir) and the
- * claims of the other nodes. Keeps `current` unless it is invalid for `net` or loses
- * a conflict; otherwise takes the next candidate no other node claims.
+ * This node's claim given what it holds (`current`, from its state dir), its standing,
+ * and the claims of the other nodes. Keeps `current` unless it is invalid for `net` or
+ * loses a conflict; otherwise takes the next candidate no other node claims.
  * @throws AddressPoolExhaustedError when every address is claimed.
  */
-export function overlayAddress (net: OverlayNetwork, self: string, current: AddressClaim | undefined, others: ClaimHolder[]): AddressClaim {
+export function overlayAddress (net: OverlayNetwork, self: string, current: AddressClaim | undefined, others: ClaimHolder[], standing: ClaimStanding = {}): AddressClaim {
   const valid = others.filter((o) => o.peerId !== self && isValidClaim(net, o.peerId, o))
   let start = 0
   if (current !== undefined && isValidClaim(net, self, current)) {
-    const mine: ClaimHolder = { ...current, peerId: self }
+    const mine: ClaimHolder = { ...standing, address: current.address, attempt: current.attempt, peerId: self }
     const beaten = valid.some((o) => o.address === current.address && compareClaims(o, mine) < 0)
     if (!beaten) return { address: current.address, attempt: current.attempt }
     start = current.attempt + 1

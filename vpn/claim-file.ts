@@ -10,6 +10,12 @@ export const CLAIM_FILE = 'vpn/claim.json'
 /** A persisted claim: the claim and the network it was made in. */
 export interface PersistedClaim extends AddressClaim {
   cidr: string
+  /**
+   * The claim was held uncontested long enough to be established (first claim wins;
+   * see vpn/peers.ts): after a restart it still stands against a contender that
+   * appeared meanwhile. Absent in files written before this field existed. @default false
+   */
+  established?: boolean
 }
 
 /**
@@ -33,14 +39,15 @@ export async function loadClaim (stateDir: string): Promise<PersistedClaim | und
   }
   const p = parsed as Partial<PersistedClaim> | null
   if (p === null || typeof p !== 'object' || typeof p.cidr !== 'string' || typeof p.address !== 'string' ||
-    typeof p.attempt !== 'number' || !Number.isInteger(p.attempt) || p.attempt < 0) {
-    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt }`)
+    typeof p.attempt !== 'number' || !Number.isInteger(p.attempt) || p.attempt < 0 ||
+    (p.established !== undefined && typeof p.established !== 'boolean')) {
+    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt, established? }`)
   }
-  return { cidr: p.cidr, address: p.address, attempt: p.attempt }
+  return { cidr: p.cidr, address: p.address, attempt: p.attempt, ...(p.established === true ? { established: true } : {}) }
 }
 
 /** Persists the claim atomically (mode 0600). */
 export async function saveClaim (stateDir: string, claim: PersistedClaim): Promise<void> {
-  const body = JSON.stringify({ cidr: claim.cidr, address: claim.address, attempt: claim.attempt }) + '\n'
+  const body = JSON.stringify({ cidr: claim.cidr, address: claim.address, attempt: claim.attempt, ...(claim.established === true ? { established: true } : {}) }) + '\n'
   await writePrivateFile(join(stateDir, CLAIM_FILE), body)
 }

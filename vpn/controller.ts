@@ -10,7 +10,10 @@ import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoint
 import { InterfaceNameError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
-import { advertValue, chooseEndpoint, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, VPN_ADVERT_KEY, type DesiredPeer, type IgnoredReason, type LocalAddress, type VpnAdvert } from './peers.ts'
+import {
+  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
+  type DesiredPeer, type DuplicateKey, type EstablishedTrack, type IgnoredReason, type LocalAddress, type VpnAdvert
+} from './peers.ts'
 
 export interface VpnControllerInit {
   /** `p2p.vpn`. With `create: false` the controller configures and publishes nothing. */
@@ -51,6 +54,12 @@ export interface VpnControllerInit {
    * driver uses `wg`). @default DEFAULT_COALESCE_MS
    */
   coalesceMs?: number
+  /**
+   * How long an advert must be held uncontested before this node holds its address
+   * and key established against later contenders, ms (first claim wins; see peers.ts).
+   * @default DEFAULT_ESTABLISH_MS
+   */
+  establishMs?: number
 }
 
 /** How often the full interface check runs when nothing changed, ms. */
@@ -61,6 +70,13 @@ export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
 
 /** How long a woken pass waits for more changes, ms. */
 export const DEFAULT_COALESCE_MS = 250
+
+/**
+ * How long a vouch stays in the advert after its contest ended, ms. A contender that
+ * withdraws and claims again would otherwise make every node that knew the holder
+ * write its advert twice per round.
+ */
+export const VOUCH_LINGER_MS = 10 * 60_000
 
 /** The interface was configured for the first time since start. */
 export interface OverlayUp {
@@ -120,6 +136,10 @@ export interface VpnStatus {
   peers: VpnPeerStatus[]
   /** Adverts left out of the peer set and why. */
   ignored: Array<{ peerId: string, reason: IgnoredReason }>
+  /** WireGuard keys advertised by several peer ids, and who keeps each. */
+  duplicateKeys: DuplicateKey[]
+  /** Contested adverts this node vouches for (it held them established first). */
+  vouching: string[]
   lastReconcile: ReconcileResult | undefined
   /** The last reconcile failure, cleared by a successful pass. */
   lastError: string | undefined
@@ -174,7 +194,8 @@ function sameList (a: string[], b: string[]): boolean {
 
 function sameAdvert (a: VpnAdvert, b: VpnAdvert | undefined): boolean {
   return b !== undefined && a.publicKey === b.publicKey && a.port === b.port && a.address === b.address &&
-    a.attempt === b.attempt && a.endpoints.length === b.endpoints.length && a.endpoints.every((e, i) => e === b.endpoints[i])
+    a.attempt === b.attempt && a.endpoints.length === b.endpoints.length && a.endpoints.every((e, i) => e === b.endpoints[i]) &&
+    (a.vouch ?? []).join(' ') === (b.vouch ?? []).join(' ')
 }
 
 /** The VPN controller: keys, address claim, advert, and the WireGuard peer set kept in line with the cluster state. */
@@ -194,6 +215,15 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   let up: OverlayUp | undefined
   let desired: DesiredPeer[] = []
   let ignored: VpnStatus['ignored'] = []
+  let duplicateKeys: DuplicateKey[] = []
+  let vouching: string[] = []
+  /** Peer → until when we keep vouching for it (its contest ended before that). */
+  const vouchUntil = new Map<string, number>()
+  let establishedTrack: EstablishedTrack = new Map()
+  /** The own claim is established and the claim file says so. */
+  let claimEstablished = false
+  const warned = new Set<string>()
+  const establishMs = init.establishMs ?? DEFAULT_ESTABLISH_MS
   let lastReconcile: ReconcileResult | undefined
   let lastError: string | undefined
   let needsEnsure = true
@@ -237,17 +267,25 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const net = network
     const entries = state.list(VPN_ADVERT_KEY).filter((e) => e.key === VPN_ADVERT_KEY)
     const others = entries.filter((e) => e.owner !== state.self)
-    const otherClaims: ClaimHolder[] = []
+    const adverts = new Map<string, VpnAdvert>()
     for (const e of others) {
       const a = e.value === null ? undefined : parseAdvert(e.value)
-      if (a !== undefined) otherClaims.push({ peerId: e.owner, address: a.address, attempt: a.attempt })
+      if (a !== undefined) adverts.set(e.owner, a)
     }
+    // First claim wins: which adverts (ours included) were held uncontested long enough here.
+    if (claim !== undefined) adverts.set(state.self, { publicKey: keys.publicKey, port: vpn.port, endpoints: [], address: claim.address, attempt: claim.attempt, vouch: vouching })
+    const tracked = trackEstablished(establishedTrack, adverts, net, started, establishMs)
+    establishedTrack = tracked.track
+    const standing = standings(adverts, tracked.established)
+    const otherClaims: ClaimHolder[] = []
+    for (const [peerId, a] of adverts) if (peerId !== state.self) otherClaims.push({ peerId, address: a.address, attempt: a.attempt, ...standing.get(peerId) })
 
     // Own claim: kept unless it lost a conflict.
-    const next = overlayAddress(net, state.self, claim, otherClaims)
+    const next = overlayAddress(net, state.self, claim, otherClaims, standing.get(state.self))
     let moved = false
     if (claim === undefined || next.address !== claim.address || next.attempt !== claim.attempt) {
       await saveClaim(stateDir, { cidr: net.cidr, ...next })
+      claimEstablished = false
       if (claim !== undefined) {
         moved = true
         log.warn('overlay address lost a conflict; moving', { from: claim.address, to: next.address, attempt: next.attempt })
@@ -255,6 +293,10 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       }
       claim = next
       needsEnsure = true
+    } else if (!claimEstablished && tracked.established.has(state.self)) {
+      // Remembered across restarts: a contender that appears while we are down still finds us first.
+      await saveClaim(stateDir, { cidr: net.cidr, ...claim, established: true })
+      claimEstablished = true
     }
 
     const hosts = hostAddresses()
@@ -263,10 +305,39 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       port: vpn.port,
       endpoints: hostEndpoints(hosts, { port: vpn.port, network: net, interface: vpn.interface }),
       address: claim.address,
-      attempt: claim.attempt
+      attempt: claim.attempt,
+      ...(vouching.length === 0 ? {} : { vouch: vouching })
     }
     const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
-    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive })
+    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive, established: tracked.established })
+    // Vouch for the contested adverts we knew first; the advert carries them while the contest lasts.
+    const passAt = clock.now()
+    for (const p of set.vouchFor) vouchUntil.set(p, passAt + VOUCH_LINGER_MS)
+    const stillHeld = new Set(set.claims.map((c) => c.peerId))
+    for (const [p, until] of vouchUntil) if (until <= passAt || !tracked.established.has(p) || !stillHeld.has(p)) vouchUntil.delete(p)
+    const nextVouching = [...vouchUntil.keys()].sort().slice(0, MAX_ADVERT_VOUCHES)
+    if (nextVouching.join(' ') !== vouching.join(' ')) {
+      vouching = nextVouching
+      if (vouching.length === 0) delete advert.vouch
+      else advert.vouch = vouching
+    }
+    for (const d of set.duplicateKeys) {
+      const note = `${d.publicKey} ${d.holders.join(' ')}`
+      if (warned.has(note)) continue
+      warned.add(note)
+      const ours = d.publicKey === keys.publicKey
+      log.warn(ours ? 'another node advertises our WireGuard public key; it is not configured as a peer' : 'a WireGuard public key is advertised by several nodes; only one keeps it',
+        { holders: d.holders, kept: d.kept })
+    }
+    for (const i of set.ignored) {
+      if (i.reason !== 'lost-claim') continue
+      const note = `lost ${i.peerId}`
+      if (warned.has(note)) continue
+      warned.add(note)
+      // A boot race ends this way too (the loser moves), so this is no alarm.
+      log.info('an overlay address claim lost a conflict; it is not configured as a peer', { peer: i.peerId })
+    }
+    if (warned.size > 4096) warned.clear()
 
     // The full check (several commands) runs only when something changed; otherwise the
     // single `wg show` below is the pass's only look at the interface.
@@ -362,6 +433,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
 
     desired = set.peers
     ignored = set.ignored
+    duplicateKeys = set.duplicateKeys
     const end = clock.now()
     const result: ReconcileResult = {
       peers: set.peers.length, added, updated, removed: removals.length, nudged: plan.due.length, ensured, moved, published, at: end, durationMs: end - started
@@ -472,6 +544,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       kind,
       peers,
       ignored,
+      duplicateKeys,
+      vouching,
       lastReconcile,
       lastError
     }
@@ -490,6 +564,21 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         log.warn('vpn.cidr changed; claiming a new overlay address', { was: persisted.cidr, now: network.cidr })
       }
       claim = persisted?.cidr === network.cidr ? { address: persisted.address, attempt: persisted.attempt } : undefined
+      claimEstablished = claim !== undefined && persisted?.established === true
+      establishedTrack = new Map()
+      vouching = []
+      vouchUntil.clear()
+      const seeded = new Map<string, 'established'>()
+      if (claim !== undefined && claimEstablished) seeded.set(claimKey(state.self, { ...claim, publicKey: keys.publicKey }), 'established')
+      // What we vouched for before a restart we still hold established (our advert in the state says so).
+      const ownBefore = state.get(state.self, VPN_ADVERT_KEY)
+      const before = ownBefore?.value == null ? undefined : parseAdvert(ownBefore.value)
+      for (const p of before?.vouch ?? []) {
+        const e = state.get(p, VPN_ADVERT_KEY)
+        const theirs = e?.value == null ? undefined : parseAdvert(e.value)
+        if (theirs !== undefined) { seeded.set(claimKey(p, theirs), 'established'); vouching.push(p); vouchUntil.set(p, clock.now() + VOUCH_LINGER_MS) }
+      }
+      establishedTrack = seeded
       if (claim === undefined) {
         // No claim file (a wiped state dir): the replicated state may still carry our advert.
         const own = state.get(state.self, VPN_ADVERT_KEY)

@@ -21,7 +21,7 @@
  */
 import { createHash } from 'node:crypto'
 import { ByteReader, ByteWriter, compareBytes, equalBytes } from './codec.ts'
-import { MAX_KEY_BYTES, MAX_OWNER_BYTES } from './wire.ts'
+import { MAX_KEY_BYTES, MAX_OWNER_BYTES, MAX_VERSION } from './wire.ts'
 
 /** Format byte of digests written by this code. */
 export const DIGEST_FORMAT = 1
@@ -99,7 +99,7 @@ export function parseDigest (bytes: Uint8Array): ParsedDigest | undefined {
     const r = new ByteReader(bytes)
     if (r.u8() !== DIGEST_FORMAT) return undefined
     const ownerCount = r.varint()
-    if (ownerCount > MAX_DIGEST_OWNERS) return undefined
+    if (ownerCount > MAX_DIGEST_OWNERS || ownerCount > r.remaining) return undefined
     const owners: ParsedDigest['owners'] = new Map()
     for (let i = 0; i < ownerCount; i++) {
       const owner = r.string(MAX_OWNER_BYTES)
@@ -112,10 +112,13 @@ export function parseDigest (bytes: Uint8Array): ParsedDigest | undefined {
         owners.set(owner, { count, ownerHash })
         continue
       }
+      // Each detailed entry takes at least 10 bytes: a count beyond the bytes left is a lie.
+      if (count > r.remaining) return undefined
       const entries = new Map<string, { version: number, hash: Uint8Array }>()
       for (let j = 0; j < count; j++) {
         const key = r.string(MAX_KEY_BYTES)
         const version = r.varint()
+        if (version < 1 || version > MAX_VERSION || entries.has(key)) return undefined
         const hash = r.raw(DIGEST_HASH_BYTES)
         entries.set(key, { version, hash })
       }

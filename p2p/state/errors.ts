@@ -63,3 +63,11 @@ export class StateClosedError extends KairosError {
     this.name = 'StateClosedError'
   }
 }
+
+/** `put` would pass the largest entry version (`MAX_VERSION`). */
+export class StateVersionError extends KairosError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'StateVersionError'
+  }
+}

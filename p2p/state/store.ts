@@ -10,6 +10,11 @@
  * next put goes past it, so a version is never reused once the old one is heard.
  * The adopted value is the one of the previous incarnation: a component that must
  * override it listens for a `change` with `origin: 'remote'` and `owner === self`.
+ *
+ * Bounds. Every owner is held to an entry count and a byte quota; when the replica is
+ * full, room is made max-min fairly (`quota.ts`), so a few identities cannot fill it
+ * and a newcomer's first entries fit. Owners that no member stands for are forgotten
+ * by `collect` (`gc.ts`), which the node calls with its view of who is present.
  */
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -24,12 +29,17 @@ import { REJECT_REASONS, type ApplyResult, type RejectReason, type StateStore } 
 import { buildDigest, DEFAULT_DIGEST_BUDGET, parseDigest, selectMissing, type DigestItem } from './digest.ts'
 import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
-  StatePersistError, StateStoreInitError, StateValueError
+  StatePersistError, StateStoreInitError, StateValueError, StateVersionError
 } from './errors.ts'
+import {
+  DEFAULT_ADMIT_GRACE_MS, DEFAULT_FORGET_AFTER_MS, DEFAULT_MAX_TOMBSTONES, judgeOwner, restoredNote, tombstoneHolds,
+  type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresence, type OwnerPresenceView
+} from './gc.ts'
 import { mergeEntry, slotOf, type WireEntryMeta } from './merge.ts'
 import { encodeSnapshot, loadSnapshot, STATE_FILE, writeFileAtomic } from './persist.ts'
+import { planEviction, type Eviction, type OwnerUsage } from './quota.ts'
 import {
-  decodeWire, hashWire, jsonValueProblem, keyProblem, NONCE_BYTES, openValue, ownerPublicKey,
+  decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValue, ownerPublicKey,
   STATE_KEY_BYTES, verifyWire, writeEntry
 } from './wire.ts'
 
@@ -37,6 +47,13 @@ import {
 export const DEFAULT_MAX_ENTRY_BYTES = 64 * 1024
 /** Most entries one owner may hold. @default 256 */
 export const DEFAULT_MAX_ENTRIES_PER_OWNER = 256
+/**
+ * Most wire bytes one owner may hold. Honest owners hold a few KiB (an advert, votes,
+ * a role); the init server also one sealed credential per node, about 100 KiB at 250
+ * nodes. 64 such quotas fill the replica, so five identities cannot.
+ * @default 1048576 (1 MiB)
+ */
+export const DEFAULT_MAX_OWNER_BYTES = 1024 * 1024
 /** Most wire bytes the whole replica may hold. @default 67108864 (64 MiB) */
 export const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
 /** Delay before remote changes are written to disk (own puts are written at once). @default 200 */
@@ -48,6 +65,8 @@ export interface StateLimits {
   maxEntryBytes?: number
   /** Most entries per owner. @default DEFAULT_MAX_ENTRIES_PER_OWNER (256) */
   maxEntriesPerOwner?: number
+  /** Most wire bytes per owner. @default DEFAULT_MAX_OWNER_BYTES (1 MiB) */
+  maxOwnerBytes?: number
   /** Most wire bytes held in total. @default DEFAULT_MAX_TOTAL_BYTES (64 MiB) */
   maxTotalBytes?: number
 }
@@ -70,6 +89,12 @@ export interface StateStoreInit {
    * @default every owner is admitted
    */
   isAdmitted?: (owner: string) => boolean
+  /** How long an owner never present may keep entries, ms (see `collect`). @default DEFAULT_ADMIT_GRACE_MS (10 minutes) */
+  admitGraceMs?: number
+  /** How long after it was last present an owner's entries are kept, ms (`p2p.forget_after`). @default DEFAULT_FORGET_AFTER_MS (7 days) */
+  forgetAfterMs?: number
+  /** Most tombstones of forgotten owners held. @default DEFAULT_MAX_TOMBSTONES (16384) */
+  maxTombstones?: number
   /** Delay before changes (own and remote) reach the state file, ms. @default DEFAULT_FLUSH_DELAY_MS (200) */
   flushDelayMs?: number
   /** Writes the state file crash-safely. @default writeFileAtomic (temporary file, fsync, rename, fsync of the directory) */
@@ -98,12 +123,54 @@ export interface StateLoadReport {
   problem?: string
 }
 
-/** The store as this module builds it: the `StateStore` contract plus load and duplicate figures. */
+/** One owner dropped by `collect`. */
+export interface ForgottenOwner {
+  owner: string
+  reason: ForgetReason
+  /** Entries and wire bytes dropped. */
+  entries: number
+  bytes: number
+}
+
+/** What one `collect` did. */
+export interface CollectResult {
+  /** Owners whose entries were dropped (and are refused until they are present again). */
+  forgotten: ForgottenOwner[]
+  /** Tombstoned owners present again: their entries are accepted again. */
+  revived: string[]
+}
+
+/** Garbage-collection and quota figures since start. */
+export interface StateGcStats {
+  /** Owners forgotten, by reason. */
+  forgotten: Record<ForgetReason, number>
+  /** Entries evicted to make room in a full replica. */
+  evicted: number
+  /** Tombstones held now. */
+  tombstones: number
+  /** Owners with entries now. */
+  owners: number
+}
+
+/** The store as this module builds it: the `StateStore` contract plus load, duplicate and collection figures. */
 export interface LocalStateStore extends StateStore {
   /** What was found in the state file at start. */
   loadReport(): StateLoadReport
   /** Entries received again that were identical to what was held, since start. */
   duplicates(): number
+  /**
+   * Garbage collection (`gc.ts`): drops the entries of owners never present within
+   * the admit grace and of owners last present more than `forgetAfterMs` ago, leaving
+   * a tombstone so that peers cannot hand them back; clears the tombstones of owners
+   * present again. `presence` answers from the node's admission set and member view.
+   * Own entries are never dropped. The node calls it on a ticker (about once a minute)
+   * and on membership changes; the state file follows within the flush delay.
+   */
+  collect(presence: OwnerPresenceView, now?: number): CollectResult
+  /** True while `owner` is forgotten (its entries are refused as `forgotten`). */
+  isForgotten(owner: string): boolean
+  /** Collection and quota figures. */
+  gcStats(): StateGcStats
 }
 
 interface Held {
@@ -118,6 +185,8 @@ type Verdict =
   | { kind: 'rejected', reason: RejectReason, owner?: string, key?: string, version?: number }
 
 const PUBLIC_KEY_CACHE = 4096
+/** A note's `presentAt` is written to the state file again once it moved this far, ms (it only needs to be roughly right). */
+const PRESENT_PERSIST_MS = 60 * 60_000
 type TargetListener = Parameters<EventTarget['addEventListener']>[1]
 
 function positiveInt (name: string, value: number | undefined, fallback: number): number {
@@ -133,7 +202,10 @@ class LocalStore implements LocalStateStore {
   private readonly file: string | undefined
   private readonly maxEntryBytes: number
   private readonly maxEntriesPerOwner: number
+  private readonly maxOwnerBytes: number
   private readonly maxTotalBytes: number
+  private readonly policy: CollectPolicy
+  private readonly maxTombstones: number
   private readonly isAdmitted: ((owner: string) => boolean) | undefined
   private readonly flushDelayMs: number
   private readonly writeFile: (path: string, bytes: Uint8Array) => Promise<void>
@@ -143,7 +215,12 @@ class LocalStore implements LocalStateStore {
   private readonly events = new EventTarget()
 
   private readonly slots = new Map<string, Held>()
-  private readonly ownerCounts = new Map<string, number>()
+  private readonly usage = new Map<string, OwnerUsage>()
+  private readonly notes = new Map<string, OwnerNote>()
+  /** Forgotten owner → when, oldest first. */
+  private readonly tombstones = new Map<string, number>()
+  private readonly forgottenCount: Record<ForgetReason, number> = { 'never-admitted': 0, gone: 0 }
+  private evictedCount = 0
   private readonly ownFloor = new Map<string, number>()
   private readonly publicKeys = new Map<string, KeyObject | null>()
   private readonly rejected: Record<RejectReason, number>
@@ -175,6 +252,13 @@ class LocalStore implements LocalStateStore {
     this.maxEntryBytes = positiveInt('limits.maxEntryBytes', init.limits?.maxEntryBytes, DEFAULT_MAX_ENTRY_BYTES)
     this.maxEntriesPerOwner = positiveInt('limits.maxEntriesPerOwner', init.limits?.maxEntriesPerOwner, DEFAULT_MAX_ENTRIES_PER_OWNER)
     this.maxTotalBytes = positiveInt('limits.maxTotalBytes', init.limits?.maxTotalBytes, DEFAULT_MAX_TOTAL_BYTES)
+    this.maxOwnerBytes = positiveInt('limits.maxOwnerBytes', init.limits?.maxOwnerBytes, Math.min(DEFAULT_MAX_OWNER_BYTES, this.maxTotalBytes))
+    if (this.maxOwnerBytes > this.maxTotalBytes) throw new StateStoreInitError(`state store option limits.maxOwnerBytes: expected at most limits.maxTotalBytes (${this.maxTotalBytes}), got ${this.maxOwnerBytes}`)
+    this.policy = {
+      admitGraceMs: positiveInt('admitGraceMs', init.admitGraceMs, DEFAULT_ADMIT_GRACE_MS),
+      forgetAfterMs: positiveInt('forgetAfterMs', init.forgetAfterMs, DEFAULT_FORGET_AFTER_MS)
+    }
+    this.maxTombstones = positiveInt('maxTombstones', init.maxTombstones, DEFAULT_MAX_TOMBSTONES)
     this.isAdmitted = init.isAdmitted
     this.flushDelayMs = init.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS
     this.writeFile = init.writeFile ?? writeFileAtomic
@@ -194,11 +278,17 @@ class LocalStore implements LocalStateStore {
       this.log.warn('state file is corrupt; starting empty, peers will refill it', { file: this.file, movedTo: snap.movedTo, problem: snap.problem })
       this.report = { ...this.report, corrupt: true, ...(snap.movedTo === undefined ? {} : { movedTo: snap.movedTo }), ...(snap.problem === undefined ? {} : { problem: snap.problem }) }
     }
+    const now = this.clock.now()
+    for (const t of snap.tombstones) {
+      if (t.owner !== this.self && tombstoneHolds(t.forgottenAt, now, this.policy)) this.tombstones.set(t.owner, t.forgottenAt)
+    }
+    const persisted = new Map(snap.notes.map(n => [n.owner, n.presentAt]))
     for (const wire of snap.wires) {
       const v = await this.ingest(wire, 'disk')
       if (v.kind === 'accepted') this.report.loaded++
       else if (v.kind === 'rejected') this.report.skipped[v.reason] = (this.report.skipped[v.reason] ?? 0) + 1
     }
+    for (const owner of this.usage.keys()) this.notes.set(owner, restoredNote(persisted.get(owner), now, this.policy))
     const skipped = Object.values(this.report.skipped).reduce((a, b) => a + b, 0)
     if (skipped > 0) {
       this.log.warn('state file entries skipped', { file: this.file, skipped: this.report.skipped })
@@ -235,10 +325,12 @@ class LocalStore implements LocalStateStore {
     const slot = slotOf(this.self, key)
     for (;;) {
       const held = this.slots.get(slot)
-      if (held === undefined && (this.ownerCounts.get(this.self) ?? 0) >= this.maxEntriesPerOwner) {
+      const mine = this.usage.get(this.self)
+      if (held === undefined && (mine?.keys.size ?? 0) >= this.maxEntriesPerOwner) {
         throw new StateOwnerQuotaError(`cannot put state key "${key}": this node already owns ${this.maxEntriesPerOwner} entries (limits.maxEntriesPerOwner)`)
       }
       const version = Math.max(held?.meta.version ?? 0, this.ownFloor.get(key) ?? 0) + 1
+      if (version > MAX_VERSION) throw new StateVersionError(`cannot put state key "${key}": version ${version} would pass the largest entry version ${MAX_VERSION}`)
       const writtenAt = Math.max(0, Math.floor(this.clock.now()))
       const wire = await writeEntry({
         privateKey: this.privateKey, owner: this.self, key, version, writtenAt, value, stateKey: this.stateKey, nonce: cryptoRandom.bytes(NONCE_BYTES)
@@ -248,10 +340,16 @@ class LocalStore implements LocalStateStore {
       if (wire.length > this.maxEntryBytes) {
         throw new StateEntryTooLargeError(`state key "${key}": entry is ${wire.length} bytes, expected at most ${this.maxEntryBytes} (limits.maxEntryBytes)`)
       }
-      const total = this.totalBytes - (held?.wire.length ?? 0) + wire.length
-      if (total > this.maxTotalBytes) {
-        throw new StateFullError(`cannot put state key "${key}": the replica would hold ${total} bytes, expected at most ${this.maxTotalBytes} (limits.maxTotalBytes)`)
+      const ownAfter = (mine?.bytes ?? 0) - (held?.wire.length ?? 0) + wire.length
+      if (ownAfter > this.maxOwnerBytes) {
+        throw new StateOwnerQuotaError(`cannot put state key "${key}": this node would own ${ownAfter} bytes, expected at most ${this.maxOwnerBytes} (limits.maxOwnerBytes)`)
       }
+      const total = this.totalBytes - (held?.wire.length ?? 0) + wire.length
+      const evictions = planEviction(this.usage, total - this.maxTotalBytes, this.self, ownAfter, new Set([this.self]))
+      if (evictions === undefined) {
+        throw new StateFullError(`cannot put state key "${key}": the replica would hold ${total} bytes, expected at most ${this.maxTotalBytes} (limits.maxTotalBytes), and no owner holds more than this node would`)
+      }
+      this.evict(evictions)
       const entry = freezeEntry({ owner: this.self, key, version, writtenAt, value: structuredClone(value) })
       const change = this.commit(held, { owner: this.self, key, version, hash: hashWire(wire) }, wire, entry, 'local')
       this.emit(change)
@@ -296,6 +394,7 @@ class LocalStore implements LocalStateStore {
     const d = decodeWire(wire)
     if (d === undefined) return { kind: 'rejected', reason: 'malformed' }
     const who = { owner: d.owner, key: d.key, version: d.version }
+    if (d.owner !== this.self && this.tombstones.has(d.owner)) return { kind: 'rejected', reason: 'forgotten', ...who }
     const publicKey = this.publicKeyOf(d.owner)
     if (publicKey === undefined) return { kind: 'rejected', reason: 'malformed', ...who }
     if (source === 'remote' && d.owner !== this.self && this.isAdmitted !== undefined && !this.isAdmitted(d.owner)) {
@@ -315,23 +414,132 @@ class LocalStore implements LocalStateStore {
     if (d.owner === this.self && d.version > (this.ownFloor.get(d.key) ?? 0)) this.ownFloor.set(d.key, d.version)
     const opened = openValue(this.stateKey, d)
     if ('problem' in opened) return { kind: 'rejected', reason: opened.problem, ...who }
-    if (held === undefined && (this.ownerCounts.get(d.owner) ?? 0) >= this.maxEntriesPerOwner) {
+    const usage = this.usage.get(d.owner)
+    if (held === undefined && (usage?.keys.size ?? 0) >= this.maxEntriesPerOwner) {
       return { kind: 'rejected', reason: 'owner-quota', ...who }
     }
-    if (this.totalBytes - (held?.wire.length ?? 0) + wire.length > this.maxTotalBytes) {
-      return { kind: 'rejected', reason: 'store-full', ...who }
-    }
+    const ownerAfter = (usage?.bytes ?? 0) - (held?.wire.length ?? 0) + wire.length
+    if (ownerAfter > this.maxOwnerBytes) return { kind: 'rejected', reason: 'owner-quota', ...who }
+    const over = this.totalBytes - (held?.wire.length ?? 0) + wire.length - this.maxTotalBytes
+    const evictions = planEviction(this.usage, over, d.owner, ownerAfter, new Set([this.self]))
+    if (evictions === undefined) return { kind: 'rejected', reason: 'store-full', ...who }
+    this.evict(evictions)
     const entry = freezeEntry({ owner: d.owner, key: d.key, version: d.version, writtenAt: d.writtenAt, value: opened.value })
     return { kind: 'accepted', change: this.commit(held, meta, wire.slice(), entry, 'remote') }
   }
 
   private commit (held: Held | undefined, meta: WireEntryMeta, wire: Uint8Array, entry: StateEntry, origin: 'local' | 'remote'): StateChange {
     this.slots.set(slotOf(meta.owner, meta.key), { meta, wire, entry })
-    if (held === undefined) this.ownerCounts.set(meta.owner, (this.ownerCounts.get(meta.owner) ?? 0) + 1)
+    let usage = this.usage.get(meta.owner)
+    if (usage === undefined) {
+      usage = { bytes: 0, keys: new Map() }
+      this.usage.set(meta.owner, usage)
+      if (!this.notes.has(meta.owner)) this.notes.set(meta.owner, { firstSeenAt: this.clock.now() })
+    }
+    usage.bytes += wire.length - (held?.wire.length ?? 0)
+    usage.keys.set(meta.key, wire.length)
     this.totalBytes += wire.length - (held?.wire.length ?? 0)
     this.digestCache = undefined
     this.generation++
     return held === undefined ? { entry, origin } : { entry, previous: held.entry, origin }
+  }
+
+  /** Removes one held entry (eviction, collection); the caller emits its change. */
+  private drop (owner: string, key: string): Held | undefined {
+    const slot = slotOf(owner, key)
+    const held = this.slots.get(slot)
+    if (held === undefined) return undefined
+    this.slots.delete(slot)
+    const usage = this.usage.get(owner)
+    if (usage !== undefined) {
+      usage.bytes -= held.wire.length
+      usage.keys.delete(key)
+      if (usage.keys.size === 0) {
+        this.usage.delete(owner)
+        this.notes.delete(owner)
+      }
+    }
+    this.totalBytes -= held.wire.length
+    this.digestCache = undefined
+    this.generation++
+    return held
+  }
+
+  private evict (evictions: Eviction[]): void {
+    if (evictions.length === 0) return
+    for (const e of evictions) {
+      const held = this.drop(e.owner, e.key)
+      if (held !== undefined) this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: 'evicted' })
+    }
+    this.evictedCount += evictions.length
+    const owners = [...new Set(evictions.map(e => e.owner))]
+    this.log.warn('state replica full: evicted entries of the largest owners', { owners, entries: evictions.length, bytes: evictions.reduce((a, e) => a + e.bytes, 0) })
+    this.scheduleFlush()
+  }
+
+  collect (presence: OwnerPresenceView, now = this.clock.now()): CollectResult {
+    const result: CollectResult = { forgotten: [], revived: [] }
+    if (this.closing !== undefined) return result
+    const ask = (owner: string): OwnerPresence => {
+      try {
+        return presence(owner)
+      } catch (err) {
+        // Never forget on a broken view.
+        this.log.error('owner presence check failed', { owner, error: errorMessage(err) })
+        return 'present'
+      }
+    }
+    let dirty = false
+    for (const owner of [...this.usage.keys()]) {
+      if (owner === this.self) continue
+      const note = this.notes.get(owner) ?? { firstSeenAt: now }
+      const verdict = judgeOwner(note, ask(owner), now, this.policy)
+      if (verdict.kind === 'keep') {
+        if (verdict.note.presentAt !== undefined && (note.presentAt === undefined || verdict.note.presentAt - note.presentAt >= PRESENT_PERSIST_MS)) dirty = true
+        this.notes.set(owner, verdict.note)
+        continue
+      }
+      const usage = this.usage.get(owner) as OwnerUsage
+      const keys = [...usage.keys.keys()]
+      let bytes = 0
+      for (const key of keys) {
+        const held = this.drop(owner, key)
+        if (held === undefined) continue
+        bytes += held.wire.length
+        this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: verdict.reason })
+      }
+      this.tombstones.delete(owner)
+      this.tombstones.set(owner, now)
+      this.forgottenCount[verdict.reason]++
+      result.forgotten.push({ owner, reason: verdict.reason, entries: keys.length, bytes })
+      dirty = true
+    }
+    const justForgotten = new Set(result.forgotten.map(f => f.owner))
+    for (const [owner, at] of [...this.tombstones]) {
+      if (justForgotten.has(owner)) continue
+      if (!tombstoneHolds(at, now, this.policy)) { this.tombstones.delete(owner); dirty = true; continue }
+      if (ask(owner) === 'present') { this.tombstones.delete(owner); result.revived.push(owner); dirty = true }
+    }
+    for (const owner of this.tombstones.keys()) {
+      if (this.tombstones.size <= this.maxTombstones) break
+      this.tombstones.delete(owner)
+    }
+    if (result.forgotten.length > 0) {
+      this.log.info('state owners forgotten', { owners: result.forgotten.map(f => ({ owner: f.owner, reason: f.reason, entries: f.entries })) })
+    }
+    if (dirty) {
+      this.generation++
+      this.scheduleFlush()
+    }
+    return result
+  }
+
+  isForgotten (owner: string): boolean {
+    return this.tombstones.has(owner)
+  }
+
+  gcStats (): StateGcStats {
+    return { forgotten: { ...this.forgottenCount }, evicted: this.evictedCount, tombstones: this.tombstones.size, owners: this.usage.size }
   }
 
   private emit (change: StateChange): void {
@@ -430,7 +638,10 @@ class LocalStore implements LocalStateStore {
         continue
       }
       const gen = this.generation
-      const bytes = encodeSnapshot([...this.slots.values()].map(h => h.wire))
+      const bytes = encodeSnapshot([...this.slots.values()].map(h => h.wire), {
+        notes: [...this.notes].map(([owner, n]) => ({ owner, presentAt: n.presentAt })),
+        tombstones: [...this.tombstones].map(([owner, forgottenAt]) => ({ owner, forgottenAt }))
+      })
       const writing = this.writeFile(file, bytes).then(() => { this.durable = Math.max(this.durable, gen) })
       this.writing = writing
       try {

@@ -6,8 +6,8 @@
  * header   u8      format = 1
  *          string  owner      canonical base58btc peer id of the writer (≤ 128 bytes)
  *          string  key        1–256 bytes, no control characters
- *          varint  version    1 … 2^53 − 1
- *          varint  writtenAt  writer's wall clock, ms (informational)
+ *          varint  version    1 … MAX_VERSION (2^48)
+ *          varint  writtenAt  writer's wall clock, ms (informational), ≤ MAX_WRITTEN_AT
  * payload  12 B    nonce      random per entry
  *          bytes   ciphertext AES-256-GCM(stateKey, nonce, JSON(value), ad = header) ‖ 16 B tag
  * trailer  u8      sigLen     0 (unsigned, always refused) or 64
@@ -33,6 +33,14 @@ export const SIGN_DOMAIN = new TextEncoder().encode('kairos-p2p/state-entry/1\u0
 export const MAX_KEY_BYTES = 256
 /** Longest owner string, in UTF-8 bytes. */
 export const MAX_OWNER_BYTES = 128
+/**
+ * Largest entry version accepted or written: a node writing a thousand versions a
+ * second takes 8 900 years to reach it, and everything that adds to a version stays a
+ * safe integer. @default 2^48
+ */
+export const MAX_VERSION = 2 ** 48
+/** Latest `writtenAt` accepted, ms since the epoch (the year 10 000). */
+export const MAX_WRITTEN_AT = 253_402_300_800_000
 /** AES-GCM nonce length. */
 export const NONCE_BYTES = 12
 /** AES-GCM tag length. */
@@ -98,8 +106,9 @@ export function decodeWire (bytes: Uint8Array): DecodedWire | undefined {
     const key = r.string(MAX_KEY_BYTES)
     if (keyProblem(key) !== undefined) return undefined
     const version = r.varint()
-    if (version < 1) return undefined
+    if (version < 1 || version > MAX_VERSION) return undefined
     const writtenAt = r.varint()
+    if (writtenAt > MAX_WRITTEN_AT) return undefined
     const headerEnd = r.offset
     const nonce = r.raw(NONCE_BYTES)
     const ciphertext = r.bytes(bytes.length)

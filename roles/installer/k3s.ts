@@ -1,4 +1,6 @@
 import { join } from 'node:path'
+import { errorMessage } from '../../util/errors.ts'
+import { findOnPath } from '../../util/find-on-path.ts'
 import type { Logger } from '../../util/log.ts'
 import type { InstallPlan } from '../install-plan.ts'
 import type { InstallBackend } from './backend.ts'
@@ -10,6 +12,23 @@ export const K3S_CONFIG_PATH = 'etc/rancher/k3s/config.yaml'
 
 /** Header of the service environment files we write. */
 export const ENV_FILE_HEADER = '# Written by kairos-p2p from k3s.env / k3s-agent.env; local edits are replaced on the next hand-off.\n'
+
+/**
+ * provider-kairos's name of each role in the stages it runs around its hand-off
+ * (`provider-kairos.bootstrap.before.<name>` / `.after.<name>`), which users hook into
+ * with Kairos `stages:`. docs/decisions.md says why the init server runs `master`'s.
+ */
+export const KAIROS_STAGE_ROLE = { init: 'master', server: 'master/ha', agent: 'worker' } as const satisfies Record<InstallPlan['role'], string>
+
+/** The Kairos stage run before (`before`) or after (`after`) the hand-off of `role`. */
+export function kairosStage (when: 'before' | 'after', role: InstallPlan['role']): string {
+  return `provider-kairos.bootstrap.${when}.${KAIROS_STAGE_ROLE[role]}`
+}
+
+/** The drop-in provider-kairos writes to replace a k3s unit's ExecStart; it would override config.yaml's flags. */
+export function kairosOverridePath (root: string, service: string): string {
+  return join(root, 'etc/systemd/system', `${service}.service.d`, 'override.conf')
+}
 
 /** What the k3s installer needs. */
 export interface K3sBackendInit {
@@ -54,9 +73,30 @@ export function createK3sBackend (init: K3sBackendInit): InstallBackend {
     init.logger.debug('systemctl', { args })
     await runCommand(['systemctl', ...args], { env: init.env, timeoutMs: init.timeoutMs, ...(signal === undefined ? {} : { signal }) })
   }
+  /**
+   * Runs a Kairos stage through `kairos-agent run-stage` when kairos-agent is installed.
+   * As in provider-kairos, a failing stage is reported (a warning) and the hand-off goes on.
+   */
+  const stage = async (name: string, steps: string[], signal: AbortSignal | undefined): Promise<void> => {
+    const agent = await findOnPath('kairos-agent', init.env)
+    if (agent === undefined) return
+    try {
+      await runCommand([agent, 'run-stage', name], { env: init.env, timeoutMs: init.timeoutMs, ...(signal === undefined ? {} : { signal }) })
+      steps.push(`ran stage ${name}`)
+    } catch (err) {
+      if (signal?.aborted === true) throw err
+      init.logger.warn('Kairos stage failed; handing off anyway', { stage: name, error: errorMessage(err) })
+      steps.push(`stage ${name} failed`)
+    }
+  }
   return {
     async apply (plan: InstallPlan, previous, signal) {
       const steps: string[] = []
+      const override = kairosOverridePath(init.root, plan.service)
+      if (await readIfExists(override) !== undefined) {
+        init.logger.warn('a unit drop-in replaces the k3s command line, so config.yaml flags may not apply; remove it if provider-kairos left it', { path: override })
+      }
+      await stage(kairosStage('before', plan.role), steps, signal)
       if (previous?.kind === 'k3s' && previous.service !== plan.service) {
         await systemctl(['disable', '--now', '--no-block', previous.service], signal)
         steps.push(`disabled ${previous.service}`)
@@ -77,6 +117,7 @@ export function createK3sBackend (init: K3sBackendInit): InstallBackend {
         await systemctl(['enable', '--now', '--no-block', plan.service], signal)
         steps.push(`enabled and started ${plan.service}`)
       }
+      await stage(kairosStage('after', plan.role), steps, signal)
       return steps.join(', ')
     },
     async isCurrent (plan: InstallPlan) {

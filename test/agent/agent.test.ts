@@ -55,6 +55,8 @@ describe('agent', () => {
     const first = await createAgent({ config: configFor(join(root, 'n0'), token, [], outs[0] as string) })
     agents.push(first)
     await first.start()
+    // Read after start (the identity is loaded by start): the 'agent started' log line carries it.
+    expect(first.peerId).toMatch(/^12D3KooW/)
     const bootstrap = first.status().addresses.filter((a) => a.includes('/tcp/')).map((a) => a.includes('/p2p/') ? a : `${a}/p2p/${first.peerId}`)
     expect(bootstrap.length).toBeGreaterThan(0)
     for (const i of [1, 2]) {
@@ -87,6 +89,12 @@ describe('agent', () => {
     expect(new Set(statuses.map((s) => s.leader)).size).toBe(1)
     expect(statuses.map((s) => s.role).sort()).toEqual(['agent', 'agent', 'init'])
     for (const s of statuses) expect(s.timeline.map((e) => e.event)).toEqual(expect.arrayContaining(['started', 'discovered', 'elected', 'credential', 'joined']))
+    // Joined: no reason left; every node sees the whole site with the roles each published.
+    for (const s of statuses) {
+      expect(s.reason).toBeUndefined()
+      expect(s.site?.[0]?.peerId).toBe(s.peerId)
+      expect(s.site?.map((m) => m.role).sort()).toEqual(['agent', 'agent', 'init'])
+    }
   }, 60_000)
 
   it('elects while the overlay is still coming up, and hands off only once it is up, with its address', async () => {

@@ -24,15 +24,18 @@ const status: AgentStatus = {
 }
 
 describe('formatStatus', () => {
-  it('shows phase with the number of awaited nodes, peers, overlay, rejections and timeline', () => {
-    const text = formatStatus(status)
-    expect(text).toContain('waiting (waiting for 2 more nodes)')
+  it('shows phase with the reason, peers, overlay, rejections and timeline', () => {
+    const text = formatStatus({ ...status, reason: { code: 'more-nodes', text: 'waiting for 2 more nodes: minimum_nodes is 3 (for 4 s): boot more boxes', since: 1_000_000, hint: 'boot more boxes' } })
+    expect(text).toContain('phase       waiting\n')
+    expect(text).toContain('why         waiting for 2 more nodes: minimum_nodes is 3 (for 4 s): boot more boxes')
     expect(text).toContain('forged 2')
     expect(text).not.toContain('stale 0')
     expect(text).toContain('10.88.3.4 on kairos0')
     expect(text).toContain('mdns')
     expect(text).toContain('+   0.35s  discovered')
     expect(text).toContain('warning     p2p.minimum_nodes')
+    // An older agent without a reason: the number of awaited nodes at least.
+    expect(formatStatus(status)).toContain('waiting (waiting for 2 more nodes)')
   })
 })
 
@@ -52,6 +55,12 @@ describe('renderMetrics', () => {
     expect(mesh).toContain('kairos_p2p_dials_total{result="pruned"} 1')
     expect(mesh).toContain('kairos_p2p_stall_seconds_total 4.5')
     expect(mesh).toContain('kairos_p2p_refutations_total 1')
+    const waiting = renderMetrics({ ...status, reason: { code: 'more-nodes', text: '…', since: 1_001_000, hint: '' }, installer: { failures: 2 } })
+    expect(waiting).toContain('kairos_p2p_waiting{reason="more-nodes"} 1')
+    expect(waiting).toContain('kairos_p2p_waiting{reason="partitioned"} 0')
+    expect(waiting).toContain('kairos_p2p_waiting_seconds 3')
+    expect(waiting).toContain('kairos_p2p_installer_failures_total 2')
+    expect(text).not.toContain('kairos_p2p_waiting_seconds')
     const names = new Set(text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]))
     for (const n of names) expect(text).toContain(`# TYPE ${n} `)
   })

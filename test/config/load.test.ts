@@ -164,7 +164,8 @@ describe('defaults', () => {
         bootstrapPeers: [],
         listen: ['/ip4/0.0.0.0/tcp/4001'],
         mdns: true,
-        stateDir: '/var/lib/kairos-p2p',
+        stateDir: '/var/lib/kairos/p2p',
+        forgetAfterMs: 7 * 24 * 3_600_000,
         installer: { kind: 'k3s', root: '/' },
         preset: 'lan',
         timing: { ...PRESETS.lan }

@@ -51,6 +51,13 @@ describe('claim file', () => {
     expect((await stat(join(dir, CLAIM_FILE))).mode & 0o777).toBe(0o600)
   })
 
+  it('keeps the established mark, and reads files written without it', async () => {
+    await saveClaim(dir, { cidr: '10.88.0.0/16', address: '10.88.1.2', attempt: 3, established: true })
+    expect(await loadClaim(dir)).toEqual({ cidr: '10.88.0.0/16', address: '10.88.1.2', attempt: 3, established: true })
+    await writeFile(join(dir, CLAIM_FILE), '{"cidr":"10.88.0.0/16","address":"10.88.1.2","attempt":3,"established":"yes"}')
+    await expect(loadClaim(dir)).rejects.toMatchObject({ name: 'VpnStateFileError' })
+  })
+
   it.each(['{', '{"cidr":"10.88.0.0/16","address":"10.88.1.2","attempt":-1}', 'null'])('rejects %s', async (text) => {
     await mkdir(join(dir, 'vpn'))
     await writeFile(join(dir, CLAIM_FILE), text)

@@ -3,7 +3,7 @@ import type { JsonValue, StateEntry } from '../../p2p/types.ts'
 import { seededRandom } from '../../util/random.ts'
 import { overlayAddress, overlayCandidate, parseOverlayCidr, type AddressClaim } from '../../vpn/address.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
-import { advertValue, chooseEndpoint, desiredPeers, isEndpoint, isWireGuardKey, parseAdvert, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
+import { advertValue, chooseEndpoint, contestedPeers, countVouches, desiredPeers, isEndpoint, isWireGuardKey, MAX_ADVERT_VOUCHES, parseAdvert, trackEstablished, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
 import { randomPeerId, shuffle } from './random-ids.ts'
 
 const net = parseOverlayCidr('10.88.7.0/24')
@@ -85,7 +85,7 @@ describe('desiredPeers', () => {
       entry(p4, advertValue(loser)),
       entry(p5, advertValue(copy)),
       entry(p6, null)
-    ], { self: 'me', network: net, keepalive: 5 })
+    ], { self: 'me', network: net, keepalive: 5, established: new Set([p1]) })
     expect(set.peers.map((p) => p.peerId)).toEqual([p1])
     expect(set.peers[0]?.keepalive).toBe(5)
     expect(set.ignored).toEqual([
@@ -94,6 +94,65 @@ describe('desiredPeers', () => {
       { peerId: p4, reason: 'lost-claim' },
       { peerId: p5, reason: 'duplicate-key' }
     ])
+  })
+})
+
+describe('first claim wins (pure)', () => {
+  const a1 = advert({ address: overlayCandidate(net, 'p1', 0), attempt: 0 })
+  const a2 = advert({ address: overlayCandidate(net, 'p2', 0), attempt: 0 })
+
+  it('holds an advert established after it was uncontested for the period, and keeps it so once contested', () => {
+    const adverts = new Map<string, VpnAdvert>([['p1', a1], ['p2', a2]])
+    let t = trackEstablished(new Map(), adverts, net, 0, 100)
+    expect(t.established).toEqual(new Set())
+    t = trackEstablished(t.track, adverts, net, 99, 100)
+    expect(t.established).toEqual(new Set())
+    t = trackEstablished(t.track, adverts, net, 100, 100)
+    expect(t.established).toEqual(new Set(['p1', 'p2']))
+    // p3 copies p1's key: p1 stays established, p3 is contested from its first sight.
+    const withCopy = new Map([...adverts, ['p3', { ...advert({ address: overlayCandidate(net, 'p3', 0), attempt: 0 }), publicKey: a1.publicKey }]])
+    expect(contestedPeers(withCopy, net)).toEqual(new Set(['p1', 'p3']))
+    t = trackEstablished(t.track, withCopy, net, 10_000, 100)
+    expect(t.established).toEqual(new Set(['p1', 'p2']))
+    // A changed advert (new address) is judged anew.
+    const movedP2 = new Map([...withCopy, ['p2', { ...a2, address: overlayCandidate(net, 'p2', 1), attempt: 1 }]])
+    expect(trackEstablished(t.track, movedP2, net, 10_001, 100).established).toEqual(new Set(['p1']))
+  })
+
+  it('counts vouches from distinct other owners only, and bounds them on parse', () => {
+    const adverts = new Map<string, VpnAdvert>([
+      ['p1', { ...a1, vouch: ['p1', 'p2'] }], ['p2', { ...a2, vouch: ['p1'] }], ['p3', { ...a2, vouch: ['p1', 'p2'] }]
+    ])
+    expect(countVouches(adverts)).toEqual(new Map([['p2', 2], ['p1', 2]]))
+    const many = parseAdvert({ ...(advertValue(a1) as object), vouch: [...Array.from({ length: 100 }, (_, i) => `x${i}`), 7, 'x1'] } as JsonValue)
+    expect(many?.vouch).toHaveLength(MAX_ADVERT_VOUCHES)
+    expect(parseAdvert(advertValue({ ...a1, vouch: [] }))?.vouch).toBeUndefined()
+    expect(advertValue(a1)).not.toHaveProperty('vouch')
+  })
+
+  it('never makes a peer of an advert carrying this node\'s own key, whatever its rank', () => {
+    const mine = advert({ address: overlayCandidate(net, 'me', 0), attempt: 0 })
+    const copy = { ...advert({ address: overlayCandidate(net, 'aaa', 0), attempt: 0 }), publicKey: mine.publicKey }
+    const set = desiredPeers([entry('me', advertValue(mine)), entry('aaa', advertValue(copy))], { self: 'me', network: net })
+    expect(set.peers).toEqual([])
+    expect(set.ignored).toEqual([{ peerId: 'aaa', reason: 'duplicate-key' }])
+    expect(set.duplicateKeys).toEqual([{ publicKey: mine.publicKey, holders: ['aaa', 'me'], kept: 'me' }])
+  })
+
+  it('more vouches beat local establishment; equal vouches leave it to establishment, then rank', () => {
+    const address = overlayCandidate(net, 'p1', 0)
+    let attempt = 0
+    while (overlayCandidate(net, 'p2', attempt) !== address) attempt++
+    const c1 = advert({ address, attempt: 0 })
+    const c2 = advert({ address, attempt })
+    const base = [entry('p1', advertValue(c1)), entry('p2', advertValue(c2))]
+    const held = (extra: StateEntry[], established: string[]): string[] =>
+      desiredPeers([...base, ...extra], { self: 'me', network: net, established: new Set(established) }).peers.map((p) => p.peerId)
+    expect(held([], [])).toEqual(['p1']) // lower attempt
+    expect(held([], ['p2'])).toEqual(['p2'])
+    const v = (id: string, forWhom: string): StateEntry => entry(id, advertValue({ ...advert({ address: overlayCandidate(net, id, 0), attempt: 0 }), vouch: [forWhom] }))
+    expect(held([v('w1', 'p1')], ['p2'])).toContain('p1')
+    expect(held([v('w1', 'p1')], ['p2'])).not.toContain('p2')
   })
 })
 

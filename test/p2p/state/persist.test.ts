@@ -39,7 +39,7 @@ describe('snapshot encoding', () => {
   it('round-trips and refuses any truncation or bit flip', () => {
     const wires = [Uint8Array.of(1, 2, 3), new Uint8Array(300).fill(9)]
     const bytes = encodeSnapshot(wires)
-    expect(decodeSnapshot(bytes)).toEqual(wires)
+    expect(decodeSnapshot(bytes)?.wires).toEqual(wires)
     for (let cut = 0; cut < bytes.length; cut += 7) expect(decodeSnapshot(bytes.subarray(0, cut))).toBeUndefined()
     const flipped = bytes.slice()
     flipped[20] = (flipped[20] as number) ^ 0x10
@@ -54,7 +54,7 @@ describe('state store persistence', () => {
     const { wire } = await a.put('vpn/advert', { ip: '10.1.0.2' })
     await a.flush()
     const file = join(d, STATE_FILE)
-    expect(decodeSnapshot(new Uint8Array(await readFile(file)))).toEqual([wire])
+    expect(decodeSnapshot(new Uint8Array(await readFile(file)))?.wires).toEqual([wire])
     expect((await stat(file)).mode & 0o777).toBe(0o600)
     expect((await readdir(d)).filter(f => f.includes('.tmp-'))).toEqual([])
   })
@@ -64,7 +64,7 @@ describe('state store persistence', () => {
     const a = await store(1, { dir: d })
     await Promise.all(Array.from({ length: 20 }, async (_, i) => await a.put(`k${i}`, i)))
     await a.flush()
-    expect(decodeSnapshot(new Uint8Array(await readFile(join(d, STATE_FILE))))).toHaveLength(20)
+    expect(decodeSnapshot(new Uint8Array(await readFile(join(d, STATE_FILE))))?.wires).toHaveLength(20)
   })
 
   it('a put resolves before the state file is written; one write then carries every change made before it', async () => {
@@ -76,7 +76,7 @@ describe('state store persistence', () => {
     const a = await store(1, {
       dir: d,
       clock,
-      writeFile: async (_path, bytes) => await new Promise<void>((resolve) => { writes.push({ entries: decodeSnapshot(bytes)?.length ?? -1, release: resolve }) })
+      writeFile: async (_path, bytes) => await new Promise<void>((resolve) => { writes.push({ entries: decodeSnapshot(bytes)?.wires.length ?? -1, release: resolve }) })
     })
     await a.put('own', 1)
     expect(writes).toHaveLength(0)
@@ -116,7 +116,7 @@ describe('state store persistence', () => {
     await a.apply([(await b.put('x', 1)).wire], b.self)
     const file = join(d, STATE_FILE)
     const onDisk = async (): Promise<number> => {
-      try { return decodeSnapshot(new Uint8Array(await readFile(file)))?.length ?? -1 } catch { return 0 }
+      try { return decodeSnapshot(new Uint8Array(await readFile(file)))?.wires.length ?? -1 } catch { return 0 }
     }
     expect(await onDisk()).toBe(0)
     clock.advance(200)
@@ -183,5 +183,18 @@ describe('state store persistence', () => {
     await a.put('k', 1)
     expect(a.get(a.self, 'k')?.value).toBe(1)
     await expect(a.flush()).rejects.toMatchObject({ name: 'StatePersistError' })
+  })
+})
+
+describe('state file format 01', () => {
+  it('is still read (entries only, no notes or tombstones)', async () => {
+    const { createHash } = await import('node:crypto')
+    const { ByteWriter } = await import('../../../p2p/state/codec.ts')
+    const wires = [new Uint8Array([1, 2, 3]), new Uint8Array([4])]
+    const w = new ByteWriter().raw(new TextEncoder().encode('KP2PST01')).varint(wires.length)
+    for (const x of wires) w.bytes(x)
+    const body = w.finish()
+    const file = new Uint8Array([...body, ...createHash('sha256').update(body).digest()])
+    expect(decodeSnapshot(file)).toEqual({ wires, notes: [], tombstones: [] })
   })
 })

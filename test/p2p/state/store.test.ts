@@ -211,10 +211,14 @@ describe('state store: rejections change nothing and are counted', () => {
     expect(res.accepted).toHaveLength(1)
   })
 
-  it('store-full: past the total byte bound', async () => {
-    const { a, b, wire } = await setup({ limits: { maxTotalBytes: 400 } })
+  it('store-full: past the total byte bound, when its owner would be the largest', async () => {
+    const { a, b, wire } = await setup({ limits: { maxTotalBytes: 400, maxOwnerBytes: 399 } })
     await b.apply([wire], a.self)
-    await expectRejected(b, [(await a.put('more', 'x'.repeat(200))).wire], a.self, 'store-full')
+    const c = await store(3)
+    const more = (await c.put('more', 'x'.repeat(200))).wire
+    expect(more.length).toBeGreaterThan(wire.length)
+    expect(more.length + wire.length).toBeGreaterThan(400)
+    await expectRejected(b, [more], c.self, 'store-full')
   })
 
   it('not-admitted: owner outside the admitted set', async () => {

@@ -1,7 +1,10 @@
-import { readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createInstaller, envFilePath, K3S_CONFIG_PATH, renderEnvFile } from '../../../roles/installer/index.ts'
+import { kairosOverridePath, kairosStage } from '../../../roles/installer/k3s.ts'
+import { KAIROS_PERSISTENT_PATHS } from '../../../box/paths.ts'
+import { silentLogger } from '../../../util/log.ts'
 import { AGENT_TOKEN, SERVER_TOKEN, fakeSystemctl, plan, scratch, type Scratch } from './fixtures.ts'
 
 describe('k3s installer', () => {
@@ -100,5 +103,41 @@ describe('k3s installer', () => {
     await expect(installer({ PATH: s.bin }).install(plan('init'))).rejects.toMatchObject({
       name: 'InstallerError', command: ['systemctl', 'daemon-reload'], message: expect.stringContaining('could not start')
     })
+  })
+
+  it('runs the Kairos stages users hook into around the hand-off, named as provider-kairos names them', async () => {
+    const log = join(s.dir, 'kairos-agent.log')
+    await s.program('kairos-agent', `echo "$*" >> ${log}`)
+    const done = await installer().install(plan('agent'))
+    expect(await readFile(log, 'utf8')).toBe('run-stage provider-kairos.bootstrap.before.worker\nrun-stage provider-kairos.bootstrap.after.worker\n')
+    expect(done.detail).toMatch(/^ran stage provider-kairos\.bootstrap\.before\.worker, .*enabled and started k3s-agent, ran stage provider-kairos\.bootstrap\.after\.worker$/)
+    expect(kairosStage('before', 'init')).toBe('provider-kairos.bootstrap.before.master')
+    expect(kairosStage('after', 'server')).toBe('provider-kairos.bootstrap.after.master/ha')
+  })
+
+  it('hands off although a stage fails, as provider-kairos does, and says so', async () => {
+    await s.program('kairos-agent', 'echo "stage exploded" >&2; exit 3')
+    const warnings: string[] = []
+    const logger = { ...silentLogger, warn: (msg: string) => { warnings.push(msg) } }
+    const done = await createInstaller({ kind: 'k3s', root: s.root }, { stateDir: s.stateDir, env: s.env, logger }).install(plan('init'))
+    expect(done.detail).toContain('stage provider-kairos.bootstrap.before.master failed')
+    expect(done.detail).toContain('enabled and started k3s')
+    expect(warnings).toContain('Kairos stage failed; handing off anyway')
+  })
+
+  it('warns about a unit drop-in that replaces the k3s command line', async () => {
+    const override = kairosOverridePath(s.root, 'k3s')
+    await mkdir(join(override, '..'), { recursive: true })
+    await writeFile(override, '[Service]\nExecStart=\nExecStart=/usr/bin/k3s server --flannel-iface=edgevpn0\n')
+    const warnings: Array<Record<string, unknown> | undefined> = []
+    const logger = { ...silentLogger, warn: (_msg: string, fields?: Record<string, unknown>) => { warnings.push(fields) } }
+    await createInstaller({ kind: 'k3s', root: s.root }, { stateDir: s.stateDir, env: s.env, logger }).install(plan('init'))
+    expect(warnings).toContainEqual({ path: override })
+  })
+
+  it('writes only to paths Kairos keeps across reboots', () => {
+    for (const path of ['/' + K3S_CONFIG_PATH, envFilePath('/', 'k3s'), envFilePath('/', 'k3s-agent')]) {
+      expect(KAIROS_PERSISTENT_PATHS.some((p) => path.startsWith(`${p}/`)), path).toBe(true)
+    }
   })
 })

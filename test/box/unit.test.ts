@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest'
+import { join } from 'node:path'
+import { renderUnit, unitCommand } from '../../box/unit.ts'
+import { glibcFloorOf, parseGlibcVersion, renderLauncher } from '../../box/launcher.ts'
+import { BOX_CONFIG_PATH, INSTALL_PREFIX, KAIROS_PERSISTENT_PATHS, LAUNCHER_PATH, UNIT_SUBPATH, EXECUTABLE_SUBPATH } from '../../box/paths.ts'
+import { DEFAULT_STATE_DIR } from '../../config/defaults.ts'
+
+const persistent = (path: string): boolean => KAIROS_PERSISTENT_PATHS.some((p) => path === p || path.startsWith(`${p}/`))
+
+describe('the systemd unit', () => {
+  const unit = renderUnit()
+  const lines = unit.split('\n')
+
+  it('starts after the network is online, restarts always and stops the agent alone', () => {
+    expect(lines).toContain('After=network-online.target')
+    expect(lines).toContain('Wants=network-online.target')
+    expect(lines).toContain('Restart=always')
+    expect(lines).toContain('KillMode=process')
+    expect(lines).toContain('StandardError=journal')
+    expect(lines).toContain('WantedBy=multi-user.target')
+  })
+
+  it('runs the launcher with the box config, as unitCommand says', () => {
+    expect(lines).toContain(`ExecStart=${unitCommand().join(' ')}`)
+    expect(unitCommand()).toEqual([LAUNCHER_PATH, 'agent', '--config', BOX_CONFIG_PATH, '--log-format', 'json'])
+    expect(lines).toContain(`ConditionPathExists=${BOX_CONFIG_PATH}`)
+  })
+
+  it('and everything it reads or writes lives where Kairos keeps it across reboots', () => {
+    for (const path of [LAUNCHER_PATH, BOX_CONFIG_PATH, DEFAULT_STATE_DIR, join(INSTALL_PREFIX, UNIT_SUBPATH), join(INSTALL_PREFIX, EXECUTABLE_SUBPATH)]) {
+      expect(persistent(path), path).toBe(true)
+    }
+  })
+})
+
+describe('the launcher', () => {
+  it('reads the glibc floor as the highest GLIBC_ symbol version', () => {
+    const objdump = [
+      '0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) memcpy',
+      '0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.28)  fcntl64',
+      '0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.9)   pipe2',
+      '0000000000000000      DF *UND*  0000000000000000 (GLIBCXX_3.4.30) _ZSt4cout'
+    ].join('\n')
+    expect(glibcFloorOf(objdump)).toBe('2.28')
+    expect(() => glibcFloorOf('no versions here')).toThrow(/no GLIBC_ symbol version/)
+  })
+
+  it('takes only major.minor into the script', () => {
+    expect(parseGlibcVersion('2.28')).toEqual([2, 28])
+    expect(() => renderLauncher({ glibcFloor: '2.28; rm -rf /' })).toThrow(/not major\.minor/)
+    expect(renderLauncher({ glibcFloor: '2.31' })).toContain('[ "$major" -eq 2 ] && [ "$minor" -lt 31 ]')
+  })
+})
