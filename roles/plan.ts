@@ -23,7 +23,7 @@ import {
   type RolesSnapshot, type StatusValue
 } from './types.ts'
 import {
-  canonicalJson, checkRecord, clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey,
+  canonicalJson, checkRecord, clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey, quorumSize,
   takesK3sRole, type RolesView
 } from './election.ts'
 
@@ -239,7 +239,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
   if (cluster === null) {
     for (const r of view.records) {
       const check = checkRecord(r, view, s.networkId, cfg.minimumNodes)
-      if (check === 'valid') { cluster = { clusterId: r.clusterId, init: r.init }; break }
+      if (check === 'valid' || endorsed(r, view, s, cfg.minimumNodes)) { cluster = { clusterId: r.clusterId, init: r.init }; break }
       if (check === 'pending') unverified = true
     }
     if (cluster !== null) local = { ...local, cluster }
@@ -358,6 +358,24 @@ export function decide (s: RolesSnapshot): RolesDecision {
     phase: joined ? 'joined' : 'installing',
     ...(waitReason === undefined ? {} : { reason: waitReason })
   }, tail)
+}
+
+/**
+ * Whether a quorum of the nodes this one knows report, in their own signed
+ * `roles/status`, that they belong to `record`'s cluster. The votes that chose the
+ * init server are collected with their voters once those have been gone for
+ * `p2p.forget_after`; a node that joins a site older than that checks its record this
+ * way. It asks as many distinct members as the certificate would, so it is as hard
+ * to forge: a quorum of identities.
+ */
+function endorsed (record: ClusterRecord, view: RolesView, s: RolesSnapshot, minimumNodes: number): boolean {
+  if (record.clusterId !== clusterIdFor(s.networkId, record.init, record.ballot)) return false
+  const known = new Set<string>([s.self, ...s.members.map((m) => m.peerId), ...view.nodes.keys()]).size
+  let members = 0
+  for (const [owner, e] of view.statuses) {
+    if (owner !== s.self && parseStatus(e.value)?.clusterId === record.clusterId) members++
+  }
+  return members >= quorumSize(minimumNodes, known)
 }
 
 /**

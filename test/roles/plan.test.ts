@@ -171,6 +171,17 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     expect(onlyOther.clusterId).toBe(C1)
   })
 
+  it('a late node accepts a record whose votes were collected when a quorum of members report its cluster, and a fake one when none do', () => {
+    const recordOnly = CERTIFIED.entries.filter((e) => e.key === 'roles/cluster')
+    const statuses = ['init', 'a', 'b'].map((id) => entry(id, 'roles/status', { role: id === 'init' ? 'init' : 'agent', phase: 'joined', clusterId: C1 }))
+    expect(decide(snapshot({ members, entries: [...nodes, ...recordOnly] })).clusterId).toBeUndefined()
+    expect(decide(snapshot({ members, entries: [...nodes, ...recordOnly, ...statuses] })).clusterId).toBe(C1)
+    // Mallory's record with its own status and one more: two of the three needed.
+    const fake = certifiedRecord('mallory', ['mallory', 'sybil1', 'sybil2'], 'site', { n: 0, by: 'mallory' })
+    const fakeStatus = ['mallory', 'sybil1'].map((id) => entry(id, 'roles/status', { role: 'agent', phase: 'joined', clusterId: fake.record.clusterId }))
+    expect(decide(snapshot({ members, entries: [...nodes, ...fake.entries.filter((e) => e.key === 'roles/cluster'), ...fakeStatus] })).clusterId).toBeUndefined()
+  })
+
   it('a credential sealed to this node by anyone but the init server is not taken', () => {
     const entries = [...nodes, ...CERTIFIED.entries, entry('mallory', 'cred/me', { kind: 'server', to: 'seal-me', clusterId: C1, box: {} })]
     const d = decide(snapshot({ members, entries, credential: { owner: 'mallory', digest: 'evil' } }))

@@ -396,7 +396,8 @@ export function runSimulation (opts: SimOptions): SimResult {
   // forges proposals (marked committed, with invented or hidden promises, steering
   // to a candidate of its choice by the plain rule, nominating itself), forges
   // cluster records (ballot 0, certificates citing votes that do not say so, or its
-  // own identities' votes), and replays old votes of honest nodes.
+  // own identities' votes, its identities' statuses for it), and replays old votes
+  // of honest nodes.
   const history: StateEntry[] = []
   const hostileStep = (m: SimNode): void => {
     const entries = [...m.replica.values()]
@@ -445,6 +446,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       for (const id of hostileIds) votes.push({ voter: id, version: (m.replica.get(storeKey(id, ROLE_KEYS.vote))?.version ?? 1), hash: voteHash({ promised: ballot, accepted: { ballot, candidate: owner } }) })
       const record = { clusterId: clusterIdFor('sim', owner, ballot), init: owner, networkId: 'sim', ballot, certificate: { ballot, candidate: owner, known: 1, votes } }
       hostilePut(owner, ROLE_KEYS.cluster, record)
+      // And every identity it holds says it joined that cluster.
+      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.status, { role: 'agent', phase: 'joined', clusterId: record.clusterId })
     } else if (attack === 5) {
       // A record copied from an honest init server, under its own name.
       const real = view.records.find((r) => !isHostile(r.init))
