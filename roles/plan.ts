@@ -308,6 +308,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
     // The record as persisted when chosen, so a crash before it was published loses nothing.
     ownRecord ??= local.cluster?.record ?? view.records.find((r) => r.init === s.self && r.clusterId === role.clusterId)
     if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(ownRecord) as unknown as JsonValue)
+    if (s.caHash !== undefined) ensure(ROLE_KEYS.ca, { clusterId: role.clusterId, caHash: s.caHash })
     if (!s.hasSecrets) tail.push({ generateSecrets: true })
     const grants = planCredentials({
       self: s.self,

@@ -228,6 +228,8 @@ export interface RolesSnapshot {
   credential?: { owner: string, digest: string } | undefined
   /** This node's k3s address (overlay address), published by the init server for joiners. */
   address?: string | undefined
+  /** Init server only: sha256 of its k3s CA as k3s stored it, once k3s created it; published as `roles/ca`. */
+  caHash?: string | undefined
 }
 
 /** What a node hands to the installer. */

@@ -189,6 +189,15 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     expect(d.actions.some((a) => 'handOff' in a)).toBe(false)
   })
 
+  it('the init server publishes its CA hash for its cluster once it has one', () => {
+    const local: LocalFacts = { ...EMPTY_FACTS, cluster: { clusterId: C1, init: 'me', record: { ...RECORD, init: 'me' } }, role: { role: 'init', clusterId: C1, init: 'me' } }
+    const puts = (d: ReturnType<typeof decide>): string[] => d.actions.flatMap((a) => ('put' in a ? [a.put] : []))
+    expect(puts(decide(snapshot({ local, members })))).not.toContain('roles/ca')
+    const d = decide(snapshot({ local, members, caHash: 'c'.repeat(64) }))
+    const ca = d.actions.find((a) => 'put' in a && a.put === 'roles/ca')
+    expect(ca !== undefined && 'put' in ca ? ca.value : undefined).toEqual({ clusterId: C1, caHash: 'c'.repeat(64) })
+  })
+
   it('a joiner pins the CA hash the init server of its record published, and no one else\'s', () => {
     const hash = 'c'.repeat(64)
     const entries = [
