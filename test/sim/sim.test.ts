@@ -37,7 +37,7 @@ describe('site simulation', () => {
     expect(new Set(results.map((r) => r.hostile.length))).toEqual(new Set([1, 2, 3]))
   }, 1_200_000)
 
-  it('documented limit: a lying member outvotes nothing only while quorums share enough voters; minimum_nodes identities certify a cluster of their own', () => {
+  it('documented limit: one hostile member is outvoted at minimum_nodes 7 of 10, while minimum_nodes identities certify a cluster of their own', () => {
     // 10 honest nodes, minimum_nodes 7: quorums share 3 of 11, which tolerates the member alone.
     const tolerated = Array.from({ length: 20 }, (_, i) => runSimulation({ seed: i + 1, nodes: 10, minimumNodes: 7, timing: PRESETS.lab, faults: 'full', adversary: true, sybils: 0 }))
     expect(failures(tolerated)).toBe('')
