@@ -49,9 +49,11 @@ const sybils = int('sybils', values.sybils)
 const started = performance.now()
 let failed = 0
 let decisions = 0
+let hostileElected = 0
 for (const seed of seeds) {
   const r = runSimulation({ seed, timing: preset, faults, adversary: values.adversary, ...(sybils === undefined ? {} : { sybils }), ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
   decisions += r.decisions
+  if (r.hostileElected) hostileElected++
   if (values.verbose || seeds.length === 1) {
     process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} attacks=${r.attacks} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions}\n`)
   }
@@ -61,5 +63,5 @@ for (const seed of seeds) {
   }
 }
 const secs = (performance.now() - started) / 1000
-process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${secs.toFixed(1)} s\n`)
+process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${secs.toFixed(1)} s${values.adversary ? `, hostile member elected by a real vote in ${hostileElected}` : ''}\n`)
 process.exitCode = failed === 0 ? 0 : 1

@@ -31,7 +31,9 @@ describe('site simulation', () => {
     for (let seed = 1; seed <= CI_SEEDS; seed++) results.push(runSimulation({ seed, timing: PRESETS.lab, faults: 'full', adversary: true }))
     const failed = failures(results)
     expect(failed, failed).toBe('')
-    expect(results.every((r) => r.inits.length === 1 && r.inits.every((id) => !r.hostile.includes(id)))).toBe(true)
+    expect(results.every((r) => (r.hostileElected || r.inits.length === 1) && r.inits.every((id) => !r.hostile.includes(id)))).toBe(true)
+    // The documented limit (the hostile member preferred because every honest eligible node ahead of it was down) stays rare.
+    expect(results.filter((r) => r.hostileElected).length).toBeLessThan(CI_SEEDS / 100)
     // The adversary really attacked, with and without minted identities.
     expect(results.every((r) => r.attacks > 0)).toBe(true)
     expect(new Set(results.map((r) => r.hostile.length))).toEqual(new Set([1, 2, 3]))
