@@ -181,7 +181,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       rejections: p.rejections,
       admissionFailures: p.admissionFailures,
       // Every open connection: two to one peer when both dialled at once.
-      mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs },
+      mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
       overlay: vpn?.status(),
       term: r.term,
       site: siteView(node, p.peers.map((x) => x.id)),

@@ -38,6 +38,8 @@ export function renderMetrics (s: AgentStatus): string {
     metric('kairos_p2p_stalls_total', 'Times the liveness loop woke up a heartbeat interval late (a starved box).', 'counter', [[{}, s.mesh.stalls.count]])
     metric('kairos_p2p_stall_seconds_total', 'Time lost to those stalls.', 'counter', [[{}, s.mesh.stalls.ms / 1000]])
     metric('kairos_p2p_refutations_total', 'Suspicions of this node that reached it and were refuted.', 'counter', [[{}, s.mesh.refutations]])
+    metric('kairos_p2p_candidates_dropped_total', 'Discovered peers not kept because the candidate list was full.', 'counter', [[{}, s.mesh.dials.candidatesDropped ?? 0]])
+    metric('kairos_p2p_loop_errors_total', 'Rounds of a p2p loop that threw and were skipped (the loop carries on).', 'counter', [[{}, s.mesh.loopErrors ?? 0]])
     if (s.mesh.heartbeatMs !== undefined) metric('kairos_p2p_heartbeat_interval_seconds', 'Heartbeat interval in use (longer once the site is quiet).', 'gauge', [[{}, s.mesh.heartbeatMs / 1000]])
   }
   metric('kairos_p2p_phase', 'Formation phase (1 for the current one).', 'gauge', PHASES.map((p) => [{ phase: p }, s.phase === p ? 1 : 0]))

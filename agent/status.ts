@@ -61,7 +61,7 @@ export interface AgentStatus {
    * refutations (suspicions of this node that reached it), and the heartbeat interval
    * in use (longer on a quiet site). Absent from older agents; `heartbeatMs` too.
    */
-  mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number }, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined } | undefined
+  mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number, candidatesDropped?: number }, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined, loopErrors?: number } | undefined
   overlay?: { address?: string | undefined, interface?: string | undefined, publicKey?: string | undefined, peers: OverlayPeerStatus[] } | undefined
   /** Highest election term (ballot round) this node promised. */
   term?: number | undefined

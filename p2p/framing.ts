@@ -24,7 +24,8 @@ export function encodeVarint (n: number): Uint8Array {
 
 /**
  * Decodes a varint at `offset`. Returns undefined when the bytes end before the
- * varint does; throws `MalformedFrameError` on a varint longer than 8 bytes.
+ * varint does; throws `MalformedFrameError` on a varint longer than 8 bytes or a value
+ * above 2^53 − 1 (it would not be an exact number here).
  */
 export function decodeVarint (buf: Uint8Array, offset = 0): { value: number, bytes: number } | undefined {
   let value = 0
@@ -33,7 +34,10 @@ export function decodeVarint (buf: Uint8Array, offset = 0): { value: number, byt
     const b = buf[offset + i]
     if (b === undefined) return undefined
     value += (b & 0x7f) * scale
-    if ((b & 0x80) === 0) return { value, bytes: i + 1 }
+    if ((b & 0x80) === 0) {
+      if (value > Number.MAX_SAFE_INTEGER) throw new MalformedFrameError(`varint ${value} is above 2^53 - 1`)
+      return { value, bytes: i + 1 }
+    }
     scale *= 0x80
   }
   throw new MalformedFrameError('varint longer than 8 bytes')

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { MalformedFrameError } from './errors.ts'
 import { concatBytes, decodeVarint, encodeVarint } from './framing.ts'
+import { MAX_INCARNATION } from './membership.ts'
 
 /**
  * The heartbeat a node sends its ring successors once per
@@ -64,7 +65,7 @@ export function decodeHeartbeat (body: Uint8Array): Heartbeat {
   if (flags === undefined) throw new MalformedFrameError('heartbeat: truncated flags')
   const inc = decodeVarint(body, 2)
   if (inc === undefined) throw new MalformedFrameError('heartbeat: truncated incarnation')
-  if (!Number.isSafeInteger(inc.value)) throw new MalformedFrameError(`heartbeat: incarnation ${inc.value} is not below 2^53`)
+  if (inc.value > MAX_INCARNATION) throw new MalformedFrameError(`heartbeat: incarnation ${inc.value}, expected at most ${MAX_INCARNATION}`)
   const at = 2 + inc.bytes
   if (body.length !== at + 4) throw new MalformedFrameError(`heartbeat: ${body.length} bytes, expected ${at + 4}`)
   return { flags, incarnation: inc.value, digestHash: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at) }

@@ -1,3 +1,4 @@
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Timing } from '../config/types.ts'
 import type { Liveness, Member } from './types.ts'
 
@@ -21,6 +22,34 @@ import type { Liveness, Member } from './types.ts'
  * its start time, so a restarted node (same peer id) outranks the rumour that
  * declared it dead and joins again under the same identity.
  */
+
+/**
+ * The largest incarnation a node accepts (2^48 ms is the year 10889). Incarnations start
+ * at a node's start time in ms and grow by one per refutation, so an honest node never
+ * comes near it; a number above it from the wire is refused as malformed. A rumour that
+ * a member is suspect or dead must leave room for its refutation (at most
+ * `MAX_INCARNATION − 1`), and a refutation saturates at `MAX_INCARNATION`: whatever a peer
+ * sends, our own incarnation stays an integer every encoder takes.
+ */
+export const MAX_INCARNATION = 2 ** 48
+
+/** Most rows a table keeps for members it has only heard of second-hand (rumours, peer exchange). @default 4096 */
+export const DEFAULT_MAX_MEMBERS = 4096
+
+/** Whether `n` is an incarnation a rumour in state `state` may carry (see `MAX_INCARNATION`). */
+export function validIncarnation (n: unknown, state: Liveness = 'alive'): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= (state === 'alive' ? MAX_INCARNATION : MAX_INCARNATION - 1)
+}
+
+/** Whether `id` parses as a libp2p peer id. */
+export function isPeerId (id: string): boolean {
+  try {
+    peerIdFromString(id)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** What a rumour says about a member. */
 export interface Rumour {
@@ -70,6 +99,8 @@ export interface MembershipInit {
    * dropped to dead locally (a rumour we never got). @default 10 × deadAfterMs
    */
   staleAfterMs?: number
+  /** Rows kept at most; beyond it, news of unknown members that did not come first-hand is ignored. @default DEFAULT_MAX_MEMBERS */
+  maxMembers?: number
 }
 
 /** Result of a tick: state changes here, and rumours to spread. */
@@ -120,6 +151,8 @@ export interface Membership {
   nextDeadline(now: number): number | undefined
   /** Every known member (all liveness states), sorted by peer id. */
   list(): Member[]
+  /** Whether we ever had first-hand evidence of `peer` (admission, its heartbeat, a message from it). */
+  firstHand(peerId: string): boolean
   get(peerId: string): Member | undefined
   /** The incarnation we hold for `peer`. */
   incarnationOf(peerId: string): number | undefined
@@ -176,8 +209,9 @@ const RANK: Record<Liveness, number> = { alive: 0, suspect: 1, dead: 2 }
 export function createMembership (init: MembershipInit): Membership {
   const { timing, self } = init
   const staleAfterMs = init.staleAfterMs ?? 10 * timing.deadAfterMs
+  const maxMembers = init.maxMembers ?? DEFAULT_MAX_MEMBERS
   const suspicionMs = Math.max(0, timing.deadAfterMs - timing.suspectAfterMs)
-  let own = init.incarnation
+  let own = Math.min(init.incarnation, MAX_INCARNATION)
   const rows = new Map<string, Row>()
 
   const snapshot = (row: Row): Member => ({ ...row.member, addresses: [...row.member.addresses] })
@@ -216,6 +250,7 @@ export function createMembership (init: MembershipInit): Membership {
 
   const heard = (peer: string, now: number, incarnation?: number, sighting: Sighting = {}): MembershipTransition[] => {
     if (peer === self) return []
+    if (incarnation !== undefined && !validIncarnation(incarnation)) incarnation = undefined
     const { row, isNew } = ensure(peer, now, sighting, 'alive')
     if (incarnation !== undefined && incarnation > row.incarnation) {
       row.incarnation = incarnation
@@ -279,23 +314,26 @@ export function createMembership (init: MembershipInit): Membership {
     },
 
     learn (peer, now, sighting = {}) {
-      if (peer === self) return []
+      if (peer === self || (!rows.has(peer) && rows.size >= maxMembers)) return []
       const { row, isNew } = ensure(peer, now, sighting, 'alive')
       return isNew ? move(row, 'alive', now, true) : []
     },
 
     rumour (r, now, options = {}) {
+      // Checked on the wire already (see decodeRumour); a table that never holds a bad number cannot send one.
+      if (!validIncarnation(r.incarnation, r.state)) return { transitions: [] }
       if (r.peer === self) {
         // Refute every suspicion, even one about an older incarnation: its sender may have
         // raised it to the incarnation it knows (below), and only a newer one settles it.
         // Our incarnation moves only past the suspected one: an older suspicion is already
         // beaten by the one we hold.
         if (r.state === 'alive') return { transitions: [] }
-        if (r.incarnation >= own) own = r.incarnation + 1
+        if (r.incarnation >= own) own = Math.min(r.incarnation + 1, MAX_INCARNATION)
         return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
       const existing = rows.get(r.peer)
       if (existing === undefined) {
+        if (rows.size >= maxMembers) return { transitions: [] }
         const { row } = ensure(r.peer, now, { discoveredBy: 'peer-exchange' }, r.state)
         row.incarnation = r.incarnation
         if (r.state === 'suspect') row.suspectSince = now
@@ -388,6 +426,8 @@ export function createMembership (init: MembershipInit): Membership {
       return row === undefined ? undefined : snapshot(row)
     },
 
+    firstHand: (peerId) => (rows.get(peerId)?.heardAt ?? -Infinity) > -Infinity,
+
     incarnationOf: (peerId) => rows.get(peerId)?.incarnation,
 
     disputed: (peerId) => rows.get(peerId)?.disputed
@@ -404,16 +444,16 @@ export function encodeRumour (r: Rumour, by = '', at = 0): Uint8Array {
   return new TextEncoder().encode(JSON.stringify([r.peer, r.state, r.incarnation, by, at]))
 }
 
-/** Decodes a rumour; undefined when it is not one. */
+/** Decodes a rumour; undefined when it is not one (its peer is not a peer id, or its incarnation is out of range). */
 export function decodeRumour (data: Uint8Array): Rumour | undefined {
   try {
     if (data.length > 512) return undefined
     const v: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data))
     if (!Array.isArray(v) || v.length < 3 || v.length > 5) return undefined
     const [peer, state, incarnation] = v as [unknown, unknown, unknown]
-    if (typeof peer !== 'string' || peer.length === 0 || peer.length > 128) return undefined
+    if (typeof peer !== 'string' || peer.length === 0 || peer.length > 128 || !isPeerId(peer)) return undefined
     if (state !== 'alive' && state !== 'suspect' && state !== 'dead') return undefined
-    if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) return undefined
+    if (!validIncarnation(incarnation, state)) return undefined
     return { peer, state, incarnation }
   } catch {
     return undefined

@@ -4,6 +4,7 @@ import type { Liveness } from './types.ts'
 import { MalformedFrameError } from './errors.ts'
 import { FrameReader, concatBytes, decodeList, encodeList, fromUtf8, utf8 } from './framing.ts'
 import { sendFrames } from './stream-io.ts'
+import { MAX_INCARNATION, validIncarnation } from './membership.ts'
 
 /**
  * Anti-entropy and peer exchange over `${syncProtocol}/sync/1.0.0`. One
@@ -116,10 +117,12 @@ export function decodePeers (body: Uint8Array): PeerAdvert[] {
     if (!Array.isArray(addresses) || addresses.length > MAX_ADDRS || !addresses.every((a) => typeof a === 'string' && a.length <= MAX_ADDR_LENGTH)) {
       throw new MalformedFrameError(`peers[${i}]: addresses must be at most ${MAX_ADDRS} multiaddr strings`)
     }
-    if (typeof ageMs !== 'number' || !Number.isFinite(ageMs) || ageMs < 0) throw new MalformedFrameError(`peers[${i}]: ageMs must be a non-negative number`)
+    if (typeof ageMs !== 'number' || !Number.isSafeInteger(ageMs) || ageMs < 0) throw new MalformedFrameError(`peers[${i}]: ageMs must be a non-negative integer, got ${String(ageMs)}`)
     if (item.length === 3) return { id, addresses: addresses as string[], ageMs }
-    if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 0) throw new MalformedFrameError(`peers[${i}]: incarnation must be a non-negative integer`)
     if (liveness !== 'alive' && liveness !== 'suspect' && liveness !== 'dead') throw new MalformedFrameError(`peers[${i}]: liveness must be alive, suspect or dead`)
+    if (!validIncarnation(incarnation, liveness)) {
+      throw new MalformedFrameError(`peers[${i}]: incarnation ${String(incarnation)} out of range (an integer from 0 to ${MAX_INCARNATION} alive, ${MAX_INCARNATION - 1} suspect or dead)`)
+    }
     return { id, addresses: addresses as string[], ageMs, incarnation, liveness }
   })
 }

@@ -85,6 +85,8 @@ describe('metrics over HTTP (p2p.metrics.listen)', () => {
     expect(sample('kairos_p2p_node_info', { peer_id: agent.peerId })).toBe(1)
     expect(sample('kairos_p2p_installer_failures_total')).toBe(0)
     expect(sample('kairos_p2p_start_time_seconds')).toBeGreaterThan(1.7e9)
+    expect(sample('kairos_p2p_loop_errors_total')).toBe(0)
+    expect(sample('kairos_p2p_candidates_dropped_total')).toBe(0)
 
     // Prometheus conventions: counters end in _total, every family has help, units in the name.
     for (const f of families) {

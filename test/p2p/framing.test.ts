@@ -26,6 +26,13 @@ describe('framing', () => {
     expect(() => decodeVarint(new Uint8Array(9).fill(0x80))).toThrow(MalformedFrameError)
   })
 
+  it('a varint above 2^53 - 1 (it would not be exact) is a MalformedFrameError', () => {
+    // Eight bytes of 0xff then 0x7f: 2^56 - 1.
+    const big = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)
+    expect(() => decodeVarint(big)).toThrow(MalformedFrameError)
+    expect(decodeVarint(encodeVarint(Number.MAX_SAFE_INTEGER))?.value).toBe(Number.MAX_SAFE_INTEGER)
+  })
+
   it('reassembles frames split across and merged within chunks', async () => {
     const a = encodeFrame(Uint8Array.of(1, 2, 3))
     const b = encodeFrame(new Uint8Array(300).fill(7))

@@ -52,15 +52,6 @@ export class Cluster {
   }
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes; the error names `what`. */
-export async function waitFor (what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
-
 /** Peers of `node` that it has admitted and sees alive. */
 export function alivePeers (node: P2PNode): string[] {
   return node.state.members().filter((m) => m.liveness === 'alive').map((m) => m.peerId).sort()

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { PRESETS } from '../../config/presets.ts'
 import { QUIET_HEARTBEAT_FACTOR, nextBeatInterval } from '../../p2p/heartbeat.ts'
-import { createMembership, decodeRumour, encodeRumour } from '../../p2p/membership.ts'
+import { createMembership, decodeRumour, encodeRumour, MAX_INCARNATION } from '../../p2p/membership.ts'
+import { decodeHeartbeat, encodeHeartbeat } from '../../p2p/heartbeat.ts'
+import { MalformedFrameError } from '../../p2p/errors.ts'
+import { decodePeers, encodePeers } from '../../p2p/sync.ts'
+
+/** A real peer id (rumours must name one). */
+const PEER = '12D3KooWGzh5ctwBj6XcFfuEPYPrt9VhyEuWsxjDYuyGNGMUFa1J'
 
 const timing = PRESETS.lan
 const S = timing.suspectAfterMs
@@ -111,9 +117,10 @@ describe('membership table', () => {
   })
 
   it('rumours round-trip through their encoding; junk decodes to undefined', () => {
-    const r = { peer: '12D3KooWx', state: 'dead' as const, incarnation: 1_795_780_851_872 }
+    const r = { peer: PEER, state: 'dead' as const, incarnation: 1_795_780_851_872 }
     expect(decodeRumour(encodeRumour(r))).toEqual(r)
-    for (const junk of ['', '[', '{}', '["p","zombie",1]', '["p","alive",-1]', '["","alive",1]', '["p","alive",1.5]']) {
+    const p = PEER
+    for (const junk of ['', '[', '{}', `["${p}","zombie",1]`, `["${p}","alive",-1]`, '["","alive",1]', `["${p}","alive",1.5]`, '["not-a-peer-id","alive",1]']) {
       expect(decodeRumour(new TextEncoder().encode(junk))).toBeUndefined()
     }
   })
@@ -279,5 +286,48 @@ describe('expected heartbeats', () => {
     expect(m.disputed('p')).toBeUndefined()
     m.heard('q', 100)
     expect(m.disputed('q')).toBeUndefined()
+  })
+})
+
+describe('numbers from the wire', () => {
+  const me = PEER
+  it('a dead rumour at the top of the safe integers is refused on the wire, and by the table', () => {
+    for (const incarnation of [Number.MAX_SAFE_INTEGER, MAX_INCARNATION, MAX_INCARNATION + 1]) {
+      expect(decodeRumour(encodeRumour({ peer: me, state: 'dead', incarnation }))).toBeUndefined()
+    }
+    // An alive rumour may carry the bound itself: a refutation of a dead rumour just below it.
+    expect(decodeRumour(encodeRumour({ peer: me, state: 'alive', incarnation: MAX_INCARNATION }))?.incarnation).toBe(MAX_INCARNATION)
+    const m = createMembership({ timing, self: me, incarnation: 1_000 })
+    expect(m.rumour({ peer: me, state: 'dead', incarnation: Number.MAX_SAFE_INTEGER }, 0)).toEqual({ transitions: [] })
+    expect(m.incarnation()).toBe(1_000)
+  })
+
+  it('a refutation saturates at the bound, and the heartbeat that carries it still encodes', () => {
+    const m = createMembership({ timing, self: me, incarnation: 1_000 })
+    const { refute } = m.rumour({ peer: me, state: 'dead', incarnation: MAX_INCARNATION - 1 }, 0)
+    expect(refute).toEqual({ peer: me, state: 'alive', incarnation: MAX_INCARNATION })
+    expect(m.rumour({ peer: me, state: 'suspect', incarnation: MAX_INCARNATION - 1 }, 0).refute?.incarnation).toBe(MAX_INCARNATION)
+    const hb = decodeHeartbeat(encodeHeartbeat({ flags: 0, incarnation: m.incarnation(), digestHash: 7 }))
+    expect(hb.incarnation).toBe(MAX_INCARNATION)
+  })
+
+  it('a heartbeat or a peer-exchange row with an incarnation out of range is a MalformedFrameError naming the bound', () => {
+    const over = encodeHeartbeat({ flags: 0, incarnation: MAX_INCARNATION + 1, digestHash: 7 })
+    expect(() => decodeHeartbeat(over)).toThrow(MalformedFrameError)
+    expect(() => decodeHeartbeat(over)).toThrow(/at most/)
+    const row = encodePeers([{ id: me, addresses: [], ageMs: 0, liveness: 'dead', incarnation: Number.MAX_SAFE_INTEGER }]).subarray(1)
+    expect(() => decodePeers(row)).toThrow(MalformedFrameError)
+    expect(() => decodePeers(row)).toThrow(/out of range/)
+  })
+
+  it('rows about unknown members from second-hand news stop at the bound; first-hand evidence still counts', () => {
+    const m = createMembership({ timing, self: 'me', incarnation: 1, maxMembers: 3 })
+    for (let i = 0; i < 10; i++) m.rumour({ peer: `x${i}`, state: 'dead', incarnation: 5 }, 0)
+    m.learn('y', 0)
+    expect(m.list().length).toBe(3)
+    m.heard('z', 0)
+    expect(m.get('z')?.liveness).toBe('alive')
+    expect(m.firstHand('z')).toBe(true)
+    expect(m.firstHand('x0')).toBe(false)
   })
 })

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Member, P2PNode } from '../../p2p/index.ts'
-import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken, waitFor } from './harness.ts'
+import { Cluster, alivePeers, fullyAdmitted, labConfig, newToken } from './harness.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { QUIET_HEARTBEAT_FACTOR } from '../../p2p/heartbeat.ts'
 import { MUTUAL_DIAL_YIELD_MS, QUIET_AFTER_DEAD_PERIODS } from '../../p2p/node.ts'
 
@@ -23,7 +24,7 @@ async function trioWithHangingC (cluster: Cluster): Promise<{ a: P2PNode, b: P2P
   const b = await cluster.node(token, { bootstrapPeers: boot })
   const c = await cluster.node(token, { bootstrapPeers: boot }, { hooks: { freeze: () => frozen } })
   const all = [a, b, c]
-  await waitFor('all alive and admitted pairwise', () => all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all))
+  await waitFor('all alive and admitted pairwise', () => (all.every((n) => alivePeers(n).length === 2) && fullyAdmitted(all)) || undefined)
   return { a, b, c, freeze: (on) => { frozen = on } }
 }
 
@@ -39,8 +40,8 @@ describe('p2p node', () => {
     const others = await Promise.all([1, 2, 3, 4].map(async () => await cluster.node(token, { bootstrapPeers: boot })))
     const all = [seed, ...others]
     for (const n of all) await n.state.put(`hello/${n.peerId.slice(-4)}`, { from: n.peerId })
-    await waitFor('every node sees the 4 others alive', () => all.every((n) => alivePeers(n).length === 4), 20_000)
-    await waitFor('every node holds all 5 entries', () => all.every((n) => n.state.list('hello/').length === 5), 20_000)
+    await waitFor('every node sees the 4 others alive', () => (all.every((n) => alivePeers(n).length === 4)) || undefined, 20_000)
+    await waitFor('every node holds all 5 entries', () => (all.every((n) => n.state.list('hello/').length === 5)) || undefined, 20_000)
     for (const n of all) {
       expect(alivePeers(n)).toEqual(all.filter((o) => o !== n).map((o) => o.peerId).sort())
       // Token holders never fail the proof (a timeout under heavy machine load is retried by the redial path).
@@ -59,16 +60,16 @@ describe('p2p node', () => {
     const b = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, {
       hooks: { dropGossip: (e) => { if (e.direction === 'in') { dropped++; return true } return false } }
     })
-    await waitFor('mutual membership', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    await waitFor('mutual membership', () => (alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId)) || undefined)
     // Let the gossip mesh form, so the delta really goes out and is really dropped.
     await a.state.put('probe', 0)
-    await waitFor('b repaired the probe', () => b.state.get(a.peerId, 'probe') !== undefined)
+    await waitFor('b repaired the probe', () => (b.state.get(a.peerId, 'probe') !== undefined) || undefined)
     const syncsBefore = b.status().syncs.ok + a.status().syncs.ok
     const puts: Array<Promise<unknown>> = []
-    await waitFor('a gossip delta reached b and was dropped', () => { puts.push(a.state.put('probe', dropped)); return dropped > 0 }, 10_000)
+    await waitFor('a gossip delta reached b and was dropped', () => { puts.push(a.state.put('probe', dropped)); return (dropped > 0) || undefined }, 10_000)
     await Promise.all(puts)
     await a.state.put('value', { v: 42 })
-    await waitFor('b has the value through anti-entropy', () => b.state.get(a.peerId, 'value') !== undefined)
+    await waitFor('b has the value through anti-entropy', () => (b.state.get(a.peerId, 'value') !== undefined) || undefined)
     expect(b.state.get(a.peerId, 'value')?.value).toEqual({ v: 42 })
     expect(b.status().syncs.ok + a.status().syncs.ok).toBeGreaterThan(syncsBefore)
   })
@@ -83,13 +84,13 @@ describe('p2p node', () => {
       hooks: { dropGossip: (e) => { if (e.direction === 'out') { withheld++; return true } return false } }
     })
     const b = await cluster.node(token, { ...slowAntiEntropy, bootstrapPeers: [a.addresses()[0] as string] })
-    await waitFor('mutual membership', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    await waitFor('mutual membership', () => (alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId)) || undefined)
     // The exchange on admission is over: what a holds now, b holds.
-    await waitFor('the admission sync', () => a.status().syncs.ok > 0 && b.status().syncs.ok > 0)
+    await waitFor('the admission sync', () => (a.status().syncs.ok > 0 && b.status().syncs.ok > 0) || undefined)
     const syncsBefore = a.status().syncs.ok
     await a.state.put('credential/for-b', { sealed: 'x' })
     await a.state.put('roles/status', { phase: 'installing' })
-    await waitFor('b holds both entries', () => b.state.get(a.peerId, 'credential/for-b') !== undefined && b.state.get(a.peerId, 'roles/status') !== undefined, 5_000)
+    await waitFor('b holds both entries', () => (b.state.get(a.peerId, 'credential/for-b') !== undefined && b.state.get(a.peerId, 'roles/status') !== undefined) || undefined, 5_000)
     expect(withheld).toBeGreaterThanOrEqual(2)
     expect(a.status().syncs.ok).toBeGreaterThan(syncsBefore)
   })
@@ -106,7 +107,7 @@ describe('p2p node', () => {
     await b.state.put('roles/node', { from: 'b' })
     // Each admits the other first as the answering side of the other's connection.
     await Promise.all([a.dial(b.addresses()[0] as string), b.dial(a.addresses()[0] as string)])
-    await waitFor('both hold both entries', () => a.state.get(b.peerId, 'roles/node') !== undefined && b.state.get(a.peerId, 'roles/node') !== undefined, 5_000)
+    await waitFor('both hold both entries', () => (a.state.get(b.peerId, 'roles/node') !== undefined && b.state.get(a.peerId, 'roles/node') !== undefined) || undefined, 5_000)
     expect(a.status().peers.find((p) => p.id === b.peerId)?.admitted).toBe(true)
   })
 
@@ -117,15 +118,15 @@ describe('p2p node', () => {
     const dirB = await cluster.dir()
     const b1 = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, { stateDir: dirB })
     await b1.state.put('mine', 'kept')
-    await waitFor('a has b entry', () => a.state.get(b1.peerId, 'mine') !== undefined)
+    await waitFor('a has b entry', () => (a.state.get(b1.peerId, 'mine') !== undefined) || undefined)
     const id = b1.peerId
     await b1.stop()
-    await waitFor('a sees b dead', () => a.state.members().find((m) => m.peerId === id)?.liveness === 'dead')
+    await waitFor('a sees b dead', () => (a.state.members().find((m) => m.peerId === id)?.liveness === 'dead') || undefined)
 
     const b2 = await cluster.node(token, { bootstrapPeers: [] }, { stateDir: dirB })
     expect(b2.peerId).toBe(id)
     expect(b2.state.get(id, 'mine')?.value).toBe('kept')
-    await waitFor('b re-dialled a from its known peers', () => alivePeers(b2).includes(a.peerId) && alivePeers(a).includes(id))
+    await waitFor('b re-dialled a from its known peers', () => (alivePeers(b2).includes(a.peerId) && alivePeers(a).includes(id)) || undefined)
     expect(b2.status().peers.find((p) => p.id === a.peerId)?.connected).toBe(true)
   })
 
@@ -141,18 +142,40 @@ describe('p2p node', () => {
     const leaves: Member[] = []
     b.state.addEventListener('member:join', (e) => { joins.push(e.detail) })
     b.state.addEventListener('member:leave', (e) => { leaves.push(e.detail) })
-    await waitFor('b sees c alive and is connected to it', () => alivePeers(b).includes(id) && b.status().peers.some((p) => p.id === id && p.admitted))
+    await waitFor('b sees c alive and is connected to it', () => (alivePeers(b).includes(id) && b.status().peers.some((p) => p.id === id && p.admitted)) || undefined)
 
     await c1.stop()
-    await waitFor('b declares c dead', () => leaves.some((m) => m.peerId === id), 5_000)
+    await waitFor('b declares c dead', () => (leaves.some((m) => m.peerId === id)) || undefined, 5_000)
     expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('dead')
     expect(alivePeers(b)).toContain(a.peerId)
 
     const joinsBefore = joins.filter((m) => m.peerId === id).length
     const c2 = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] }, { stateDir: dirC })
     expect(c2.peerId).toBe(id)
-    await waitFor('b sees c join again', () => joins.filter((m) => m.peerId === id).length > joinsBefore)
+    await waitFor('b sees c join again', () => (joins.filter((m) => m.peerId === id).length > joinsBefore) || undefined)
     expect(b.state.members().find((m) => m.peerId === id)?.liveness).toBe('alive')
+  })
+
+  it('a member gone longer than forget_after has its entries collected everywhere, and they come back with it', async () => {
+    cluster = new Cluster()
+    const token = newToken()
+    const forget = { forgetAfterMs: 1_500 }
+    const gc = { collectIntervalMs: 250 }
+    const a = await cluster.node(token, forget, gc)
+    const dirC = await cluster.dir()
+    const b = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, gc)
+    const c1 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
+    const id = c1.peerId
+    await c1.state.put('advert', 'c')
+    await waitFor('a and b hold c\'s entry', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined)
+
+    await c1.stop()
+    await waitFor('a and b forget c\'s entries', () => (a.state.get(id, 'advert') === undefined && b.state.get(id, 'advert') === undefined) || undefined, 15_000)
+    expect(a.state.get(b.peerId, 'p2p/member')).toBeDefined()
+
+    const c2 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
+    expect(c2.peerId).toBe(id)
+    await waitFor('c\'s entry is back on a and b once c is', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined, 15_000)
   })
 
   it('a hung node (connections up, silent) is declared dead by its watchers and alive again when it resumes', async () => {
@@ -162,12 +185,12 @@ describe('p2p node', () => {
     a.state.addEventListener('member:leave', (e) => { left.push(e.detail.peerId) })
     const t0 = Date.now()
     freeze(true)
-    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), PATIENT_MS)
+    await waitFor('a and b declare c dead', () => ([a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead')) || undefined, PATIENT_MS)
     expect(left).toContain(c.peerId)
     // Detection follows the preset: dead after deadAfterMs of silence (plus scheduling slack, not a timing bound).
     expect(Date.now() - t0).toBeGreaterThanOrEqual(labConfig().timing.suspectAfterMs)
     freeze(false)
-    await waitFor('c refuted and is alive everywhere again', () => [a, b].every((n) => alivePeers(n).includes(c.peerId)))
+    await waitFor('c refuted and is alive everywhere again', () => ([a, b].every((n) => alivePeers(n).includes(c.peerId))) || undefined)
   })
 
   it('a quiet site heartbeats more slowly with no false suspicion, and a change brings the pace back', async () => {
@@ -177,7 +200,7 @@ describe('p2p node', () => {
     const all = [a, b, c]
     expect(all.map((n) => n.status().heartbeatMs)).toEqual([timing.heartbeatIntervalMs, timing.heartbeatIntervalMs, timing.heartbeatIntervalMs])
     const quietMs = QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
-    await waitFor('every node at the quiet pace', () => all.every((n) => n.status().heartbeatMs === QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs), quietMs + 15_000)
+    await waitFor('every node at the quiet pace', () => (all.every((n) => n.status().heartbeatMs === QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs)) || undefined, quietMs + 15_000)
     const refutations = all.map((n) => n.status().refutations)
     await new Promise((resolve) => setTimeout(resolve, 10 * QUIET_HEARTBEAT_FACTOR * timing.heartbeatIntervalMs))
     expect(all.every((n) => alivePeers(n).length === 2)).toBe(true)
@@ -185,8 +208,8 @@ describe('p2p node', () => {
 
     // c hangs: found dead on the quiet site too, and the news makes a and b heartbeat at the configured pace again.
     freeze(true)
-    await waitFor('a and b declare c dead', () => [a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead'), PATIENT_MS)
-    await waitFor('a and b back at the configured pace', () => [a, b].every((n) => n.status().heartbeatMs === timing.heartbeatIntervalMs), 5_000)
+    await waitFor('a and b declare c dead', () => ([a, b].every((n) => n.state.members().find((m) => m.peerId === c.peerId)?.liveness === 'dead')) || undefined, PATIENT_MS)
+    await waitFor('a and b back at the configured pace', () => ([a, b].every((n) => n.status().heartbeatMs === timing.heartbeatIntervalMs)) || undefined, 5_000)
   })
 
   it('between equal replicas, anti-entropy safety rounds run at most once a minute, however short the interval', async () => {
@@ -196,7 +219,7 @@ describe('p2p node', () => {
     const timing = { ...labConfig().timing, antiEntropyIntervalMs: 100 }
     const a = await cluster.node(token, { timing })
     const b = await cluster.node(token, { timing, bootstrapPeers: [a.addresses()[0] as string] })
-    await waitFor('admitted both ways, replicas equal', () => fullyAdmitted([a, b]) && a.status().state.entries === b.status().state.entries)
+    await waitFor('admitted both ways, replicas equal', () => (fullyAdmitted([a, b]) && a.status().state.entries === b.status().state.entries) || undefined)
     await new Promise((resolve) => setTimeout(resolve, 500))
     const before = [a, b].map((n) => n.status().syncs.ok + n.status().syncs.failed)
     await new Promise((resolve) => setTimeout(resolve, 3_000))
@@ -210,11 +233,11 @@ describe('p2p node', () => {
     const before = handles()
     const a = await cluster.node(token)
     const b = await cluster.node(token, { bootstrapPeers: [a.addresses()[0] as string] })
-    await waitFor('connected', () => alivePeers(b).includes(a.peerId))
+    await waitFor('connected', () => (alivePeers(b).includes(a.peerId)) || undefined)
     expect(handles()).toBeGreaterThan(before)
     await Promise.all([a.stop(), a.stop(), b.stop()])
     await b.stop()
-    await waitFor('sockets closed', () => handles() <= before, 5_000)
+    await waitFor('sockets closed', () => (handles() <= before) || undefined, 5_000)
     expect(a.addresses()).toEqual([])
   })
 })
@@ -228,7 +251,7 @@ describe('mDNS', () => {
     const token = newToken()
     const a = await cluster.node(token, { mdns: true, disableDht: true })
     const b = await cluster.node(token, { mdns: true, disableDht: true })
-    await waitFor('mDNS discovery and admission', () => alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId))
+    await waitFor('mDNS discovery and admission', () => (alivePeers(a).includes(b.peerId) && alivePeers(b).includes(a.peerId)) || undefined)
     expect(a.status().peers.find((p) => p.id === b.peerId)?.discoveredBy).toBe('mdns')
   })
 
@@ -237,7 +260,7 @@ describe('mDNS', () => {
     const token = newToken()
     const [a, b] = await Promise.all([cluster.node(token, { mdns: true, disableDht: true }), cluster.node(token, { mdns: true, disableDht: true })])
     if (a === undefined || b === undefined) throw new Error('two nodes expected')
-    await waitFor('mDNS discovery and admission', () => fullyAdmitted([a, b]))
+    await waitFor('mDNS discovery and admission', () => (fullyAdmitted([a, b])) || undefined)
     // Long enough for a yielded dial to have gone out after all.
     await new Promise((resolve) => setTimeout(resolve, 2 * MUTUAL_DIAL_YIELD_MS))
     expect(a.status().peers.find((p) => p.id === b.peerId)?.connections).toBe(1)
@@ -255,14 +278,14 @@ describe('DHT rendezvous', () => {
     const seed = await cluster.node(token, {}, { peerExchange: false })
     const boot = [seed.addresses()[0] as string]
     const others = await Promise.all([1, 2, 3].map(async () => await cluster.node(token, { bootstrapPeers: boot }, { peerExchange: false })))
-    await waitFor('every node is connected to every other', () => others.every((n) => alivePeers(n).length === 3) && fullyAdmitted(others), 20_000)
+    await waitFor('every node is connected to every other', () => (others.every((n) => alivePeers(n).length === 3) && fullyAdmitted(others)) || undefined, 20_000)
     const via = others.flatMap((n) => n.status().peers.filter((p) => p.id !== seed.peerId).map((p) => p.discoveredBy))
     expect(via.length).toBeGreaterThan(0)
     // Found by the DHT; a peer first named in a membership rumour is labelled peer-exchange.
     expect(via).toContain('dht')
     expect(via.every((v) => v === 'dht' || v === 'peer-exchange')).toBe(true)
     // The epoch rendezvous record is found too (it is what reaches peers beyond the routing table).
-    await waitFor('a rendezvous provider record was found', () => others.some((n) => n.status().rendezvous.providersFound > 0), 10_000)
+    await waitFor('a rendezvous provider record was found', () => (others.some((n) => n.status().rendezvous.providersFound > 0)) || undefined, 10_000)
   })
 
   it('only nodes with bootstrap peers run rendezvous rounds: on one LAN, mDNS and peer exchange find everyone', async () => {
@@ -272,8 +295,8 @@ describe('DHT rendezvous', () => {
     const a = await cluster.node(token, quickRounds)
     const b = await cluster.node(token, quickRounds)
     const c = await cluster.node(token, { ...quickRounds, mdns: false, bootstrapPeers: [a.addresses()[0] as string] })
-    await waitFor('every node is connected to every other', () => fullyAdmitted([a, b, c]), 20_000)
-    await waitFor('the node with a bootstrap peer ran rounds', () => c.status().rendezvous.rounds > 1, 10_000)
+    await waitFor('every node is connected to every other', () => (fullyAdmitted([a, b, c])) || undefined, 20_000)
+    await waitFor('the node with a bootstrap peer ran rounds', () => (c.status().rendezvous.rounds > 1) || undefined, 10_000)
     expect(a.status().rendezvous.rounds).toBe(0)
     expect(b.status().rendezvous.rounds).toBe(0)
   })
@@ -294,7 +317,7 @@ describe('watcher failures', () => {
       const idx = i
       nodes.push(await cluster.node(token, { bootstrapPeers: [seed.addresses()[0] as string] }, { heartbeatFanout: 1, hooks: { freeze: () => frozen.has(idx) } }))
     }
-    await waitFor('all alive and admitted pairwise', () => nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes))
+    await waitFor('all alive and admitted pairwise', () => (nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes)) || undefined)
     // Pick a node and its only watcher (its ring successor) and hang both.
     const { ringSuccessors } = await import('../../p2p/heartbeat.ts')
     const ids = nodes.map((n) => n.peerId)
@@ -303,7 +326,7 @@ describe('watcher failures', () => {
     frozen.add(x).add(w)
     const others = nodes.filter((_, i) => i !== x && i !== w)
     const state = (n: P2PNode, i: number): string | undefined => n.state.members().find((m) => m.peerId === ids[i])?.liveness
-    await waitFor('both hung nodes dead everywhere else', () => others.every((n) => state(n, x) === 'dead' && state(n, w) === 'dead'), 20_000)
+    await waitFor('both hung nodes dead everywhere else', () => (others.every((n) => state(n, x) === 'dead' && state(n, w) === 'dead')) || undefined, 20_000)
       .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map((n) => [state(n, x), state(n, w)]))}`) })
   }, 60_000)
 
@@ -321,15 +344,15 @@ describe('watcher failures', () => {
     xId = x.peerId
     nodes.push(x)
     for (let i = 2; i < 5; i++) nodes.push(await cluster.node(token, { bootstrapPeers: boot }, { heartbeatFanout: 1 }))
-    await waitFor('all alive and admitted pairwise', () => nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes))
+    await waitFor('all alive and admitted pairwise', () => (nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes)) || undefined)
     const others = nodes.filter((n) => n !== x)
     const liveness = (n: P2PNode): string | undefined => n.state.members().find((m) => m.peerId === xId)?.liveness
     frozen = true
-    await waitFor('x dead everywhere else', () => others.every((n) => liveness(n) === 'dead'), PATIENT_MS)
+    await waitFor('x dead everywhere else', () => (others.every((n) => liveness(n) === 'dead')) || undefined, PATIENT_MS)
     expect(x.status().refutations).toBe(0)
     // Only x's watcher (heartbeat fanout 1) hears from x again; the other three hold the rumour it never saw.
     frozen = false
-    await waitFor('x alive everywhere again', () => others.every((n) => liveness(n) === 'alive'), 20_000)
+    await waitFor('x alive everywhere again', () => (others.every((n) => liveness(n) === 'alive')) || undefined, 20_000)
       .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(others.map(liveness))}`) })
     expect(x.status().refutations).toBeGreaterThan(0)
   }, 60_000)

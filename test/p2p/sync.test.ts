@@ -15,7 +15,8 @@ import { digestHash } from '../../p2p/heartbeat.ts'
 import { streamPair } from '@libp2p/utils'
 import { store } from './state/fixtures.ts'
 import type { P2PNode } from '../../p2p/index.ts'
-import { Cluster, alivePeers, newToken, waitFor } from './harness.ts'
+import { Cluster, alivePeers, newToken } from './harness.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 describe('sync frames', () => {
   it('splits entries into frames that each fit the bound and skips entries that never can', () => {
@@ -58,10 +59,10 @@ describe('bad entries from an admitted peer', () => {
         dropGossip: (e) => { if (e.direction === 'out' && capture) { captured = e.data; capture = false; return true } return false }
       }
     })
-    await waitFor('admitted', () => alivePeers(b).includes(m.peerId))
+    await waitFor('admitted', () => (alivePeers(b).includes(m.peerId)) || undefined)
     let n = 0
     const warm: Array<Promise<unknown>> = []
-    await waitFor('gossip flows from m to b', () => { warm.push(m.state.put('warm', n++)); return gossipIn > 0 })
+    await waitFor('gossip flows from m to b', () => { warm.push(m.state.put('warm', n++)); return (gossipIn > 0) || undefined })
     await Promise.all(warm)
 
     // Capture version 1 of an entry, then move it to version 2 everywhere: version 1 is now a replay.
@@ -69,13 +70,13 @@ describe('bad entries from an admitted peer', () => {
     await m.state.put('replay', 'old')
     const oldWire = captured as Uint8Array
     await m.state.put('replay', 'new')
-    await waitFor('b holds version 2', () => b.state.get(m.peerId, 'replay')?.version === 2)
+    await waitFor('b holds version 2', () => (b.state.get(m.peerId, 'replay')?.version === 2) || undefined)
     const rejected = (reason: string): number => b.status().rejections[reason] ?? 0
     const expectRefused = async (reason: string, make: (w: Uint8Array) => Uint8Array, value: unknown = 'v'): Promise<void> => {
       const before = rejected(reason)
       tamper = make
       await m.state.put(`case/${reason}`, value as never)
-      await waitFor(`b counted ${reason}`, () => rejected(reason) > before)
+      await waitFor(`b counted ${reason}`, () => (rejected(reason) > before) || undefined)
     }
     const flip = (w: Uint8Array, at: number): Uint8Array => { const c = w.slice(); const i = at < 0 ? c.length + at : at; c[i] = (c[i] ?? 0) ^ 1; return c }
 
@@ -89,7 +90,7 @@ describe('bad entries from an admitted peer', () => {
     // None of it changed b's view of m's namespace beyond genuine entries, and b is still healthy.
     tamper = (w) => w
     await m.state.put('after', 'ok')
-    await waitFor('genuine entries still flow', () => b.state.get(m.peerId, 'after')?.value === 'ok')
+    await waitFor('genuine entries still flow', () => (b.state.get(m.peerId, 'after')?.value === 'ok') || undefined)
     expect(b.state.get(m.peerId, 'case/oversized')).toBeUndefined()
   })
 })
@@ -121,21 +122,21 @@ describe('malformed frames from an admitted peer', () => {
     const admit = await conn.newStream(`${keys.syncProtocol}/admit/1.0.0`)
     await admitAsInitiator(admit, { key: keys.admissionKey, self: raw.peerId.toString(), remote: node.peerId, random: cryptoRandom, signal: new AbortController().signal })
     await admit.close()
-    await waitFor('admitted', () => node.status().peers.some((p) => p.id === raw?.peerId.toString() && p.admitted))
+    await waitFor('admitted', () => (node.status().peers.some((p) => p.id === raw?.peerId.toString() && p.admitted)) || undefined)
 
     // Sync: a frame whose announced length is far beyond the bound.
     const sync = await conn.newStream(`${keys.syncProtocol}/sync/1.0.0`)
     sync.send(encodeVarint(1 << 30))
-    await waitFor('oversized sync frame counted', () => node.status().rejections['malformed-frame'] === 1)
+    await waitFor('oversized sync frame counted', () => (node.status().rejections['malformed-frame'] === 1) || undefined)
     // Sync: a well-framed body of an unknown kind.
     const sync2 = await conn.newStream(`${keys.syncProtocol}/sync/1.0.0`)
     sync2.send(encodeFrame(Uint8Array.of(99, 1, 2, 3)))
-    await waitFor('unknown sync frame counted', () => node.status().rejections['malformed-frame'] === 2)
+    await waitFor('unknown sync frame counted', () => (node.status().rejections['malformed-frame'] === 2) || undefined)
     // Heartbeat: wrong version.
     const hb = await conn.newStream(`${keys.syncProtocol}/heartbeat/2.0.0`)
     hb.send(encodeFrame(Uint8Array.of(7, 7, 7)))
-    await waitFor('bad heartbeat counted', () => node.status().rejections['malformed-frame'] === 3)
-    await waitFor('the bad streams were reset', () => [sync, sync2, hb].every((s) => s.status !== 'open'))
+    await waitFor('bad heartbeat counted', () => (node.status().rejections['malformed-frame'] === 3) || undefined)
+    await waitFor('the bad streams were reset', () => ([sync, sync2, hb].every((s) => s.status !== 'open')) || undefined)
 
     // Still healthy: a put works and the node still answers on the connection.
     await node.state.put('still', 'here')

@@ -1,0 +1,290 @@
+import type { Stream } from '@libp2p/interface'
+import type { Timing } from '../config/types.ts'
+import type { Clock } from '../util/clock.ts'
+import { errorMessage } from '../util/errors.ts'
+import type { Logger } from '../util/log.ts'
+import type { RandomSource } from '../util/random.ts'
+import { digestHash } from './heartbeat.ts'
+import type { Loops } from './loops.ts'
+import { isPeerId, type Membership, type Rumour, type Sighting } from './membership.ts'
+import { alarmingRejections, type ApplyResult, type StateStore } from './state/index.ts'
+import { deadline, withStream } from './stream-io.ts'
+import { syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
+
+/** Bound on one anti-entropy exchange, ms. @default 10000 */
+export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
+/**
+ * Without a differing digest, anti-entropy runs with a random peer every this many
+ * intervals, and at most once per `AE_SAFETY_MIN_MS`. Heartbeats carry each node's digest
+ * hash to its ring successor, so a difference anywhere on a settled ring shows up on
+ * some watcher; the safety round only covers what that misses, and once a minute does.
+ */
+const AE_SAFETY_ROUNDS = 12
+const AE_SAFETY_MIN_MS = 60_000
+/** How long a catch-up sync waits for more puts whose gossip reached nobody, ms. */
+const CATCH_UP_DELAY_MS = 20
+
+/** What anti-entropy is given. */
+export interface AntiEntropyComponents {
+  self: string
+  clock: Clock
+  random: RandomSource
+  log: Logger
+  timing: Pick<Timing, 'antiEntropyIntervalMs' | 'deadAfterMs'>
+  store: StateStore
+  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed'>
+  /** Peers admitted on a connection that is still open. */
+  admitted: ReadonlySet<string>
+  /** See the admission gate. */
+  admittedOrSoon: (peer: string, signal: AbortSignal) => Promise<boolean>
+  /** A new sync stream to `peer` on an open connection, or undefined when there is none. */
+  openStream: (peer: string, signal: AbortSignal) => Promise<Stream | undefined>
+  /** Addresses we know for a peer. */
+  addressesOf: (peer: string) => string[]
+  /** How we learned of a peer, for a row we add (see the dialler). */
+  via: (peer: string, fallback: string) => string
+  /** A peer a remote vouched for, with addresses: remembered and maybe dialled. */
+  learnPeer: (peer: string, addresses: string[], label: string) => void
+  /** Membership: a member vouched for by a peer, and a rumour (a row of the remote's table). */
+  learnMember: (peer: string, sighting: Sighting) => void
+  applyRumour: (r: Rumour, relayRaised: boolean) => void
+  /** Exchange admitted-peer lists (off only to test DHT discovery alone). */
+  peerExchange: boolean
+  maxFrameBytes: number
+  timeoutMs: number
+  /** A frame of the protocol was malformed. */
+  onMalformed: () => void
+  /** Test hook: rewrites the rows we send `to`. */
+  tamperAdverts?: (to: string, adverts: PeerAdvert[]) => PeerAdvert[]
+}
+
+/** Anti-entropy counters for status. */
+export interface SyncStats { ok: number, failed: number }
+
+/**
+ * Anti-entropy and peer exchange: state exchanges (sync.ts) with a peer whose heartbeat
+ * showed a replica that differs, a slow safety round with any peer, an exchange with each
+ * newly admitted peer, and a catch-up exchange for puts whose gossip reached nobody. Each
+ * exchange also carries our membership table, so members and rumours spread to nodes
+ * with no connection to them.
+ */
+export interface AntiEntropy {
+  start: (signal: AbortSignal, loops: Loops) => void
+  /** One exchange with `peer` (opening its stream with `open` when given); failures are counted, never thrown. */
+  run: (peer: string, options?: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> }) => Promise<void>
+  /** The sync protocol's handler (answering side; waits while our own proof to the peer is in flight). */
+  handle: (stream: Stream, peer: string) => Promise<void>
+  /** One round of the ticker (see `round`'s comment). */
+  round: () => Promise<void>
+  /** A watched peer's heartbeat carried `theirs`, the hash of its digest. */
+  heartbeatDigest: (peer: string, theirs: number) => void
+  /** The hash of our digest (cached until the store changes). */
+  digestHash: () => number
+  /** The store changed: the cached digest hash is stale. */
+  changed: () => void
+  /** Gossip of a local entry reached only `reached`: the other admitted peers get it by an exchange. */
+  catchUp: (reached: ReadonlySet<string>) => void
+  /** The last connection to `peer` closed. */
+  disconnected: (peer: string) => void
+  stats: () => SyncStats
+}
+
+/** Creates the anti-entropy service for one run. */
+export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
+  const { self, clock, random, log, timing, store, membership, admitted } = c
+  const now = (): number => clock.now()
+  let signal: AbortSignal | undefined
+  const live = (): boolean => signal !== undefined && !signal.aborted
+  const stats: SyncStats = { ok: 0, failed: 0 }
+  /**
+   * Peers whose replica differs from ours while neither changed over a heartbeat: a
+   * real gap for anti-entropy to close. A difference that keeps moving is gossip in
+   * flight; syncing it cost two full digests per exchange while a site formed, and
+   * found nothing gossip would not deliver.
+   */
+  const differs = new Set<string>()
+  /** The digest hashes (theirs, ours) at each watched peer's last heartbeat. */
+  const lastHashes = new Map<string, { theirs: number, ours: number }>()
+  /** Hash of the peer list last sent to each peer: an unchanged list is not sent again. */
+  const sentPeers = new Map<string, string>()
+  let ownDigestHash: number | undefined
+  /** When a safety round last ran (see AE_SAFETY_ROUNDS); set at start. */
+  let lastSafetyAt = 0
+  const catchUpPeers = new Set<string>()
+  let catchUpPending = false
+
+  const currentDigestHash = (): number => {
+    ownDigestHash ??= digestHash(store.digest())
+    return ownDigestHash
+  }
+
+  /** Our membership table for a peer exchange with `to`, liveness and incarnations included (empty when `to` already has this list). */
+  const adverts = (to: string): PeerAdvert[] => {
+    if (!c.peerExchange) return []
+    const t = now()
+    const list: PeerAdvert[] = membership.list().filter((m) => m.peerId !== to).map((m) => ({
+      id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0
+    }))
+    // Its own row when we hold it down or in dispute: a rumour about itself it missed, to refute.
+    const held = membership.get(to)
+    const disputed = membership.disputed(to)
+    if (held !== undefined && (held.liveness !== 'alive' || disputed !== undefined)) {
+      list.push({ id: to, addresses: [], ageMs: 0, liveness: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? membership.incarnationOf(to) ?? 0 })
+    }
+    const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
+    const fresh = sentPeers.get(to) === fingerprint ? [] : list
+    sentPeers.set(to, fingerprint)
+    return c.tamperAdverts === undefined ? fresh : c.tamperAdverts(to, fresh)
+  }
+
+  const onPeers = (list: PeerAdvert[]): void => {
+    if (!c.peerExchange) return
+    for (const p of list) {
+      if (p.liveness === undefined || p.incarnation === undefined) {
+        // An advert without liveness: a peer the sender heard from `ageMs` ago.
+        if (p.id === self || !isPeerId(p.id)) continue
+        c.learnPeer(p.id, p.addresses, 'peer-exchange')
+        if (p.ageMs < timing.deadAfterMs) c.learnMember(p.id, { addresses: p.addresses, discoveredBy: c.via(p.id, 'peer-exchange') })
+        continue
+      }
+      // The sender's table row, merged like a rumour (a suspicion of us is refuted).
+      if (p.id !== self) {
+        if (!isPeerId(p.id)) continue
+        if (p.liveness !== 'dead') c.learnPeer(p.id, p.addresses, 'peer-exchange')
+        if (p.liveness === 'alive') c.learnMember(p.id, { addresses: p.addresses, discoveredBy: c.via(p.id, 'peer-exchange') })
+      }
+      c.applyRumour({ peer: p.id, state: p.liveness, incarnation: p.incarnation }, false)
+    }
+  }
+
+  const side = (peer: string, s: AbortSignal): SyncSide => ({
+    store,
+    remote: peer,
+    peers: () => adverts(peer),
+    onPeers,
+    onApplied: (r: ApplyResult) => { noteApplied(log, peer, r) },
+    maxFrameBytes: c.maxFrameBytes,
+    signal: s
+  })
+
+  const failed = (peer: string, err: unknown, answering: boolean): void => {
+    stats.failed++
+    if (isMalformed(err)) {
+      // A frame that broke the protocol's rules (a bad shape, a number out of range): refused whole, counted, logged.
+      c.onMalformed()
+      log.warn('malformed sync frame, exchange refused', { peer, error: errorMessage(err) })
+      return
+    }
+    log.debug(answering ? 'anti-entropy exchange cut short' : 'anti-entropy exchange failed', { peer, error: errorMessage(err) })
+  }
+
+  const run = async (peer: string, options: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> } = {}): Promise<void> => {
+    if (signal === undefined || !live()) return
+    const s = signal
+    const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
+    try {
+      const stream = await (options.open ?? (async (x: AbortSignal) => await c.openStream(peer, x)))(d.signal)
+      if (stream === undefined) return
+      const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, side(peer, d.signal), options.hashFirst === true ? { digestHash: currentDigestHash() } : {}))
+      stats.ok++
+      if (r.sent + r.received > 0) log.debug('anti-entropy exchange', { peer, ...r })
+    } catch (err) {
+      if (s.aborted) return
+      failed(peer, err, false)
+    } finally {
+      d.cancel()
+    }
+  }
+
+  /**
+   * Anti-entropy round: with a peer whose heartbeat showed a different digest if there is
+   * one; otherwise, once a safety period has passed (see AE_SAFETY_ROUNDS), with any
+   * admitted peer (a safety net for replicas that only differ outside our watchers' view).
+   */
+  const round = async (): Promise<void> => {
+    const differing = [...differs].filter((p) => admitted.has(p))
+    let peers = differing
+    if (differing.length === 0) {
+      const t = now()
+      if (admitted.size === 0 || t - lastSafetyAt < Math.max(AE_SAFETY_ROUNDS * timing.antiEntropyIntervalMs, AE_SAFETY_MIN_MS)) return
+      lastSafetyAt = t
+      peers = [...admitted]
+    }
+    const peer = peers[random.int(peers.length)]
+    if (peer === undefined) return
+    differs.delete(peer)
+    // A safety round most likely finds equal replicas: start with the digest's hash alone.
+    await run(peer, { hashFirst: differing.length === 0 })
+  }
+
+  return {
+    start (s, loops) {
+      signal = s
+      lastSafetyAt = now()
+      loops.spawn('anti-entropy', { everyMs: timing.antiEntropyIntervalMs, firstDelayMs: timing.antiEntropyIntervalMs }, round)
+    },
+    run,
+    round,
+    async handle (stream, peer) {
+      if (signal === undefined || !live()) { stream.abort(new Error('stopping')); return }
+      const s = signal
+      const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
+      if (!(await c.admittedOrSoon(peer, d.signal))) { d.cancel(); stream.abort(new Error('not admitted')); return }
+      try {
+        await withStream(stream, d.signal, async () => await syncAsResponder(stream, side(peer, d.signal), currentDigestHash))
+        stats.ok++
+      } catch (err) {
+        if (s.aborted) return
+        failed(peer, err, true)
+      } finally {
+        d.cancel()
+      }
+    },
+    heartbeatDigest (peer, theirs) {
+      const ours = currentDigestHash()
+      const last = lastHashes.get(peer)
+      if (theirs === ours) differs.delete(peer)
+      else if (last?.theirs === theirs && last.ours === ours) differs.add(peer)
+      lastHashes.set(peer, { theirs, ours })
+    },
+    digestHash: currentDigestHash,
+    changed () { ownDigestHash = undefined },
+    /**
+     * Admitted peers a local entry's gossip did not reach get it by an exchange at once.
+     * That happens right after connections open, before gossipsub has learned who
+     * subscribes: a small site elects within a second of its last boot, and its
+     * credentials then waited for anti-entropy to notice differing digests. Once gossipsub
+     * knows a peer's subscription, a publish goes to every such peer (flood publish), so
+     * this stays a boot-time cost. One round per peer serves a burst of puts.
+     */
+    catchUp (reached) {
+      if (signal === undefined || !live()) return
+      for (const peer of admitted) if (!reached.has(peer)) catchUpPeers.add(peer)
+      if (catchUpPending || catchUpPeers.size === 0) return
+      catchUpPending = true
+      clock.sleep(CATCH_UP_DELAY_MS, signal).then(() => {
+        catchUpPending = false
+        const peers = [...catchUpPeers].filter((p) => admitted.has(p))
+        catchUpPeers.clear()
+        for (const peer of peers) void run(peer)
+      }, () => { catchUpPending = false })
+    },
+    disconnected (peer) {
+      differs.delete(peer)
+      lastHashes.delete(peer)
+      sentPeers.delete(peer)
+    },
+    stats: () => ({ ...stats })
+  }
+}
+
+/** Logs the refusals in an applied batch that point at a fault (not the everyday stale or duplicate entry). */
+export function noteApplied (log: Logger, peer: string, r: ApplyResult): void {
+  const rejected = alarmingRejections(r.rejected)
+  if (rejected !== undefined) log.warn('refused state entries', { peer, rejected })
+}
+
+/** Whether `err` is a frame that broke our protocols' rules. */
+export function isMalformed (err: unknown): boolean {
+  return err instanceof Error && (err.name === 'MalformedFrameError' || err.name === 'FrameTooLargeError')
+}

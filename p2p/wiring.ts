@@ -1,0 +1,181 @@
+import type { Libp2p } from 'libp2p'
+import type { Timing } from '../config/types.ts'
+import type { DerivedKeys } from '../token/index.ts'
+import type { Clock } from '../util/clock.ts'
+import type { Logger } from '../util/log.ts'
+import type { RandomSource } from '../util/random.ts'
+import { createAdmissionGate, type AdmissionGate } from './admission-gate.ts'
+import { createAntiEntropy, type AntiEntropy } from './anti-entropy.ts'
+import { createDialler, type BootstrapPeer, type Dialler } from './dialler.ts'
+import { createGossip, type Gossip } from './gossip.ts'
+import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht, openStream } from './libp2p-ports.ts'
+import { createLiveness, type Liveness } from './liveness.ts'
+import type { Loops } from './loops.ts'
+import type { Membership, MembershipTransition } from './membership.ts'
+import type { P2PNodeHooks } from './node-api.ts'
+import type { PeerBook } from './peer-book.ts'
+import { createRendezvous, type Rendezvous } from './rendezvous.ts'
+import type { StackServices } from './stack.ts'
+import type { StateStore } from './state/index.ts'
+
+/**
+ * How the node's services are wired to libp2p (through libp2p-ports.ts) and to each
+ * other: which service's output feeds which one's input. node.ts builds the context
+ * once and calls `wireServices` at every start.
+ */
+
+/** Protocol errors `status().rejections` counts besides the store's reasons. */
+export interface ProtocolErrors { 'malformed-frame': number, 'gossip-not-admitted': number }
+
+/** What the wiring needs from the node, fixed at `createP2PNode`. */
+export interface WiringContext {
+  clock: Clock
+  random: RandomSource
+  log: Logger
+  timing: Timing
+  keys: DerivedKeys
+  protocols: { admit: string, sync: string, heartbeat: string }
+  topics: { state: string, members: string }
+  bootstrap: BootstrapPeer[]
+  linkCount: number
+  admissionTimeoutMs: number
+  dialTimeoutMs: number
+  syncTimeoutMs: number
+  maxFrameBytes: number
+  heartbeatFanout: number
+  peerExchange: boolean
+  hooks?: P2PNodeHooks
+  /** The run's membership table. */
+  membership: Membership
+  /** Where `member:join` and `member:leave` are dispatched. */
+  events: EventTarget
+  protocolErrors: ProtocolErrors
+  /** Labels discovery modules gave peers before the dialler existed (taken and cleared). */
+  earlyLabels: Map<string, string>
+}
+
+/** The services of the current (or last) run. */
+export interface Services {
+  gate: AdmissionGate
+  dialler: Dialler
+  liveness: Liveness
+  antiEntropy: AntiEntropy
+  gossip: Gossip
+  rendezvous: Rendezvous
+  loops: Loops
+}
+
+/** Builds the services of one run around a started store and a created libp2p node, and wires them to each other. */
+export function wireServices (ctx: WiringContext, me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services {
+  const { clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, membership, events, protocolErrors, earlyLabels } = ctx
+  const now = (): number => clock.now()
+  let liveness: Liveness | undefined
+  let antiEntropy: AntiEntropy | undefined
+  let dialler: Dialler | undefined
+  const gate = createAdmissionGate({
+    self: me,
+    clock,
+    random,
+    log,
+    key: keys.admissionKey,
+    protocol: protocols.admit,
+    timeoutMs: ctx.admissionTimeoutMs,
+    onAdmitted: (peer, conn, initiator, first) => {
+      const d = dialler as Dialler
+      d.admitted(peer)
+      const known = book.get(peer)
+      const addrs = conn.direction === 'outbound' ? [conn.remoteAddr.toString()] : (known?.addresses ?? [])
+      book.upsert(peer, { addresses: addrs, discoveredBy: d.discoveredBy(peer) ?? known?.discoveredBy ?? 'inbound', admittedAt: now() })
+      d.found(peer, book.get(peer)?.discoveredBy ?? 'inbound')
+      liveness?.admitted(peer, first, { ...(addrs.length > 0 ? { addresses: addrs } : {}), discoveredBy: d.via(peer, 'inbound') })
+      if (!first) return
+      log.debug('peer admitted', { peer, initiator })
+      // One exchange per new peer, opened by the lower id whichever side dialled: when both
+      // dialled at once, each admits the other first as the answering side of the other's
+      // connection, and a rule by direction left the pair with no exchange at all.
+      if (me < peer) void antiEntropy?.run(peer, { open: async (signal) => await conn.newStream(protocols.sync, { signal }) })
+    },
+    onFailed: (peer, reason) => { dialler?.failed(peer, reason) }
+  })
+  // The gate's set: every service reads who is admitted from it.
+  const admitted = gate.admitted
+  dialler = createDialler({
+    self: me, clock, log, timing, network: libp2pDialNetwork(node), book, membership, admitted, bootstrap, linkCount, dialTimeoutMs: ctx.dialTimeoutMs
+  })
+  for (const [id, label] of earlyLabels) dialler.found(id, label)
+  earlyLabels.clear()
+  const gossip = createGossip({
+    self: me,
+    clock,
+    log,
+    network: libp2pGossip(node),
+    topics,
+    store,
+    admitted,
+    heard: (peer) => { liveness?.heard(peer) },
+    applyRumour: (r, relay) => { liveness?.applyRumour(r, relay) },
+    reached: (peers) => { antiEntropy?.catchUp(peers) },
+    onProtocolError: (kind) => { protocolErrors[kind]++ },
+    ...(ctx.hooks === undefined ? {} : { hooks: ctx.hooks })
+  })
+  const d = dialler
+  antiEntropy = createAntiEntropy({
+    self: me,
+    clock,
+    random,
+    log,
+    timing,
+    store,
+    membership,
+    admitted,
+    admittedOrSoon: gate.admittedOrSoon,
+    openStream: async (peer, signal) => await openStream(node, peer, protocols.sync, signal),
+    addressesOf: (peer) => book.get(peer)?.addresses ?? [],
+    via: d.via,
+    learnPeer: d.learn,
+    learnMember: (peer, sighting) => { liveness?.learn(peer, sighting) },
+    applyRumour: (r, relay) => { liveness?.applyRumour(r, relay) },
+    peerExchange: ctx.peerExchange,
+    maxFrameBytes: ctx.maxFrameBytes,
+    timeoutMs: ctx.syncTimeoutMs,
+    onMalformed: () => { protocolErrors['malformed-frame']++ },
+    ...(ctx.hooks?.tamperAdverts === undefined ? {} : { tamperAdverts: ctx.hooks.tamperAdverts })
+  })
+  const ae = antiEntropy
+  liveness = createLiveness({
+    self: me,
+    clock,
+    log,
+    timing,
+    membership,
+    admitted,
+    transport: libp2pHeartbeats(node, protocols.heartbeat),
+    streamTimeoutMs: ctx.dialTimeoutMs,
+    fanout: ctx.heartbeatFanout,
+    spread: async (r) => await gossip.spread(r),
+    exchange: async (peer) => { await ae.run(peer) },
+    digestHash: ae.digestHash,
+    onDigest: ae.heartbeatDigest,
+    onTransition: (t: MembershipTransition) => {
+      if (t.type === 'join' || t.type === 'leave') d.schedule()
+      if (t.type === 'join') events.dispatchEvent(new CustomEvent('member:join', { detail: t.member }))
+      else if (t.type === 'leave') events.dispatchEvent(new CustomEvent('member:leave', { detail: t.member }))
+    },
+    ...(ctx.hooks?.freeze === undefined ? {} : { frozen: ctx.hooks.freeze })
+  })
+  const lv = liveness
+  const rendezvous = createRendezvous({
+    self: me,
+    clock,
+    log,
+    timing,
+    dht: libp2pRendezvousDht(node),
+    rendezvousKey: keys.rendezvousKey,
+    connectionCount: () => node.getConnections().length,
+    admitted,
+    knows: (peer) => book.get(peer) !== undefined || admitted.has(peer),
+    learnPeer: d.learn,
+    lastJoinAt: lv.lastJoinAt
+  })
+  return { gate, dialler: d, liveness: lv, antiEntropy: ae, gossip, rendezvous, loops }
+}

@@ -1,0 +1,116 @@
+import { streamPair } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ManualClock } from '../../util/clock.ts'
+import { silentLogger } from '../../util/log.ts'
+import { createAntiEntropy, type AntiEntropy } from '../../p2p/anti-entropy.ts'
+import { createLoops } from '../../p2p/loops.ts'
+import { createMembership, type Membership, type Rumour } from '../../p2p/membership.ts'
+import { seededRandom } from '../../util/random.ts'
+import { store } from './state/fixtures.ts'
+import { LAB } from './fake-net.ts'
+
+type Store = Awaited<ReturnType<typeof store>>
+
+interface Side {
+  ae: AntiEntropy
+  st: Store
+  membership: Membership
+  rumours: Rumour[]
+  malformed: number
+  admitted: Set<string>
+  /** Exchanges this side answered. */
+  answered: Array<Promise<void>>
+}
+
+/** Two anti-entropy services joined by in-memory stream pairs, each admitting the other. */
+async function pair (): Promise<{ a: Side, b: Side, controller: AbortController }> {
+  const controller = new AbortController()
+  const clock = new ManualClock(1_000_000)
+  const sides: Side[] = []
+  const make = async (seed: number): Promise<Side> => {
+    const st = await store(seed)
+    const membership = createMembership({ timing: LAB, self: st.self, incarnation: clock.now(), staleAfterMs: Infinity })
+    const side: Side = { st, membership, rumours: [], malformed: 0, admitted: new Set(), answered: [], ae: undefined as unknown as AntiEntropy }
+    side.ae = createAntiEntropy({
+      self: st.self,
+      clock,
+      random: seededRandom(seed),
+      log: silentLogger,
+      timing: LAB,
+      store: st,
+      membership,
+      admitted: side.admitted,
+      admittedOrSoon: async () => true,
+      openStream: async (peer) => {
+        const other = sides.find((s) => s.st.self === peer)
+        if (other === undefined) return undefined
+        const [outbound, inbound] = await streamPair()
+        other.answered.push(other.ae.handle(inbound as Stream, st.self))
+        return outbound as Stream
+      },
+      addressesOf: () => [],
+      via: (_p, fallback) => fallback,
+      learnPeer: () => {},
+      learnMember: () => {},
+      applyRumour: (r) => { side.rumours.push(r) },
+      peerExchange: true,
+      maxFrameBytes: 1 << 20,
+      timeoutMs: 5_000,
+      onMalformed: () => { side.malformed++ }
+    })
+    side.ae.start(controller.signal, createLoops(clock, controller.signal, silentLogger))
+    sides.push(side)
+    return side
+  }
+  const a = await make(1)
+  const b = await make(2)
+  a.admitted.add(b.st.self)
+  b.admitted.add(a.st.self)
+  return { a, b, controller }
+}
+
+describe('anti-entropy over stream pairs', () => {
+  let controller: AbortController | undefined
+  afterEach(() => { controller?.abort() })
+
+  it('one exchange repairs both replicas', async () => {
+    const p = await pair()
+    controller = p.controller
+    await p.a.st.put('only-a', 1)
+    await p.b.st.put('only-b', 2)
+    await p.a.ae.run(p.b.st.self)
+    await Promise.all(p.b.answered)
+    expect(p.a.st.get(p.b.st.self, 'only-b')?.value).toBe(2)
+    expect(p.b.st.get(p.a.st.self, 'only-a')?.value).toBe(1)
+    expect(p.a.ae.stats().ok).toBe(1)
+  })
+
+  it('an exchange hands a member we hold dead its own row, so it can refute', async () => {
+    const p = await pair()
+    controller = p.controller
+    const b = p.b.st.self
+    p.a.membership.heard(b, 0, 42)
+    p.a.membership.rumour({ peer: b, state: 'dead', incarnation: 42 }, 0)
+    await p.a.ae.run(b)
+    expect(p.b.rumours).toContainEqual({ peer: b, state: 'dead', incarnation: 42 })
+  })
+
+  it('a peer whose heartbeats show the same differing digest twice is a real gap; one that keeps moving is gossip in flight', async () => {
+    const p = await pair()
+    controller = p.controller
+    const b = p.b.st.self
+    const ours = p.a.ae.digestHash()
+    p.a.ae.heartbeatDigest(b, ours + 1)
+    p.a.ae.heartbeatDigest(b, ours + 2)
+    // Moving: no exchange (and no safety round is due within a minute of the start).
+    await p.a.ae.round()
+    expect(p.a.ae.stats().ok).toBe(0)
+    p.a.ae.heartbeatDigest(b, ours + 2)
+    await p.a.ae.round()
+    expect(p.a.ae.stats().ok).toBe(1)
+    // Exchanged: no longer a gap until heartbeats show one again.
+    await p.a.ae.round()
+    expect(p.a.ae.stats().ok).toBe(1)
+  })
+})
