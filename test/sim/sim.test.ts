@@ -37,7 +37,7 @@ describe('site simulation', () => {
     // The adversary really attacked, with and without minted identities.
     expect(results.every((r) => r.attacks > 0)).toBe(true)
     expect(new Set(results.map((r) => r.hostile.length))).toEqual(new Set([1, 2, 3]))
-  }, 1_200_000)
+  }, 1_800_000)
 
   it('documented limit: one hostile member is outvoted at minimum_nodes 7 of 10, while minimum_nodes identities certify a cluster of their own', () => {
     // 10 honest nodes, minimum_nodes 7: quorums share 3 of 11, which tolerates the member alone.
