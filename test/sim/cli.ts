@@ -59,7 +59,7 @@ for (const seed of seeds) {
   }
   if (r.violations.length > 0) {
     failed++
-    process.stdout.write(`FAIL seed ${seed}: ${r.violations.slice(0, process.env.SIMDBG ? 99 : 3).join(' | ')}\n  ${r.description}\n  replay: ${replayCommand(r)}\n`)
+    process.stdout.write(`FAIL seed ${seed}: ${r.violations.slice(0, 3).join(' | ')}\n  ${r.description}\n  replay: ${replayCommand(r)}\n`)
   }
 }
 const secs = (performance.now() - started) / 1000

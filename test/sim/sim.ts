@@ -525,7 +525,7 @@ export function runSimulation (opts: SimOptions): SimResult {
           // real vote. Counted, not a violation.
           hostileElected.add(accepted.init)
         } else if (accepted !== null && (isHostile(accepted.init) || (accepted.init !== node.id && !inits.has(accepted.init) && !nodes.some((x) => x.id === accepted.init && x.facts.role?.role === 'init')))) {
-          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms` + (process.env.SIMDBG ? JSON.stringify([...node.replica.values()].filter((e) => e.key === ROLE_KEYS.cluster || e.key === ROLE_KEYS.vote)) : ''))
+          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms`)
         }
         const before = node.facts.role
         const after = a.persist.role
@@ -697,9 +697,9 @@ export function runSimulation (opts: SimOptions): SimResult {
     for (const x of honest) {
       if (!x.up) continue
       const role = x.facts.role
-      if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline` + (process.env.SIMDBG ? JSON.stringify({ phase: x.lastPhase, facts: x.facts, up: x.up }) : '')); continue }
+      if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
       if (role.role === 'none') continue
-      if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off` + (process.env.SIMDBG ? JSON.stringify({ phase: x.lastPhase, held: x.held, facts: x.facts, creds: [...x.credsForSelf.values()].map((e) => e.owner) }) : ''))
+      if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
       if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
       if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
       if (role.role === 'agent' && x.held !== undefined && x.held.token.startsWith('server-')) violations.push(`${x.id} is an agent holding the server token`)
