@@ -15,8 +15,11 @@ describe('site simulation with a hostile member', () => {
     expect(results.every((r) => (r.hostileElected || r.inits.length === 1) && r.inits.every((id) => !r.hostile.includes(id)))).toBe(true)
     // The documented limit (the hostile member preferred because every honest eligible node ahead of it was down) stays rare.
     expect(results.filter((r) => r.hostileElected).length).toBeLessThan(ADVERSARY_SEEDS / 100)
-    // The adversary really attacked, with and without minted identities.
-    expect(results.every((r) => r.attacks > 0)).toBe(true)
+    // The adversary really attacked, with and without minted identities: in every run but
+    // one whose site formed within a roles tick of the last boot (the hostile member's,
+    // before its first step), which ends there.
+    expect(results.filter((r) => r.attacks === 0 && !(r.formationMs !== undefined && r.formationMs < PRESETS.lab.rolesTickMs)).map((r) => r.seed)).toEqual([])
+    expect(results.filter((r) => r.attacks > 0).length).toBeGreaterThan(ADVERSARY_SEEDS * 0.9)
     expect(new Set(results.map((r) => r.hostile.length))).toEqual(new Set([1, 2, 3]))
   }, 3_600_000)
 
