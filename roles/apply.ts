@@ -1,8 +1,8 @@
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { errorMessage } from '../util/errors.ts'
 import type { ClusterSecrets, JoinCredential, SealedCredential } from './credentials.ts'
-import { credentialEntry, parseCredential } from './plan.ts'
-import { CRED_PREFIX, type CredentialKind, type CredentialValue, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
+import { credentialDigest, credentialEntry, parseCredential } from './plan.ts'
+import { CRED_PREFIX, type CredentialKind, type CredentialValue, type HandOffInput, type LocalFacts, type RolesDecision, type RolesSnapshot } from './types.ts'
 
 /**
  * Carrying out a roles decision: the one place that turns the actions of the pure
@@ -135,7 +135,11 @@ export interface CredentialForInput {
   sealKey: string
   /** State entries; those under `cred/<self>` are read. */
   entries: readonly StateEntry[]
-  /** The init server this node follows (`facts.role.init`); undefined while it has no role. */
+  /**
+   * The init server of the cluster record this node accepted (`facts.cluster.init`,
+   * else `facts.role.init`): the only sealer whose credential is opened. Undefined
+   * while it has accepted none, and then nothing is opened.
+   */
   init: string | undefined
   /** The credential held before: kept as long as its entry is unchanged, so each entry is opened once. */
   held: HeldCredential | undefined
@@ -147,15 +151,17 @@ export interface CredentialForInput {
 
 /**
  * The join credential this node may use: its `cred/<self>` entry from the init
- * server it follows (from any sealer while it follows none yet), sealed to its own
- * key and opened with `open`; undefined when there is none it can open. This is what
- * `hasCredential` of the decision means, everywhere.
+ * server of the cluster record it accepted (never from another owner, and from no
+ * one while it accepted none), sealed to its own key and opened with `open`;
+ * undefined when there is none it can open. This, through `credentialOf`, is what
+ * the decision's `credential` input means, everywhere.
  */
 export function credentialFor (input: CredentialForInput): HeldCredential | undefined {
   const { held, init } = input
+  if (init === undefined) return undefined
   const key = `${CRED_PREFIX}${input.self}`
   for (const e of input.entries) {
-    if (e.key !== key || (init !== undefined && e.owner !== init)) continue
+    if (e.key !== key || e.owner !== init) continue
     if (held !== undefined && held.owner === e.owner && held.version === e.version) return held
     const cred: CredentialValue | undefined = parseCredential(e.value)
     if (cred === undefined || cred.to !== input.sealKey) continue
@@ -168,4 +174,17 @@ export function credentialFor (input: CredentialForInput): HeldCredential | unde
     }
   }
   return undefined
+}
+
+/** The init server whose credential this node may open (see `credentialFor`), or undefined. */
+export function sealerOf (facts: Pick<LocalFacts, 'cluster' | 'role'> | undefined): string | undefined {
+  return facts?.cluster?.init ?? facts?.role?.init
+}
+
+/**
+ * The decision's `credential` input for a held credential: its sealer and digest, so
+ * that a different credential means a different hand-off.
+ */
+export function credentialOf (held: HeldCredential | undefined): RolesSnapshot['credential'] {
+  return held === undefined ? undefined : { owner: held.owner, digest: credentialDigest({ kind: held.role, token: held.token, agentToken: held.agentToken }) }
 }

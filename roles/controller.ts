@@ -11,7 +11,7 @@ import { KairosError, errorMessage } from '../util/errors.ts'
 import type { ClusterSecrets, CredentialRole, JoinCredential, SealKeys, SealedCredential } from './credentials.ts'
 import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
 import { trackView } from './election.ts'
-import { applyDecision, credentialFor, type ApplyPorts, type HeldCredential } from './apply.ts'
+import { applyDecision, credentialFor, credentialOf, sealerOf, type ApplyPorts, type HeldCredential } from './apply.ts'
 import { configWarnings, decide, rolesConfigOf } from './plan.ts'
 import { loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
 import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
@@ -176,10 +176,11 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     }
     if (opened === undefined || h.serverAddress === undefined) return 'waiting for the credential'
     const serverUrl = serverUrlFor(h.serverAddress)
+    const pin = h.caHash === undefined ? {} : { caHash: h.caHash }
     if (h.role === 'server') {
-      return { role: 'server', serverUrl, token: opened.token, ...(opened.agentToken === undefined ? {} : { agentToken: opened.agentToken }), ...overlay, ...sections }
+      return { role: 'server', serverUrl, token: opened.token, ...(opened.agentToken === undefined ? {} : { agentToken: opened.agentToken }), ...pin, ...overlay, ...sections }
     }
-    return { role: 'agent', serverUrl, token: opened.token, ...overlay, ...sections }
+    return { role: 'agent', serverUrl, token: opened.token, ...pin, ...overlay, ...sections }
   }
 
   const startHandOff = (h: HandOffInput, planKey: string, signal: AbortSignal): void => {
@@ -225,6 +226,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     persist: async (next) => {
       await saveFacts(stateDir, next)
       logElection(facts, next)
+      // A newly accepted record names the sealer whose credential may now be opened.
+      if (facts?.cluster == null && next.cluster !== null) dirty = true
       facts = next
     },
     secrets: () => secrets,
@@ -271,7 +274,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       self: state.self,
       sealKey: keys.publicKey,
       entries,
-      init: facts?.role?.init,
+      init: sealerOf(facts),
       held: opened,
       open: (box) => init.credentials.openCredential(keys, box),
       onError: (owner, error) => {
@@ -296,7 +299,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       viewSince: tracker.since,
       sealKey: keys.publicKey,
       hasSecrets: secrets !== undefined,
-      hasCredential: opened !== undefined,
+      credential: credentialOf(opened),
       address: ownAddress()
     })
     if (decision.clusterId !== undefined) mark('elected')

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
 import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createFileDurableSync } from '../util/atomic-file.ts'
@@ -103,6 +103,15 @@ export function generateClusterSecrets (random: RandomSource): ClusterSecrets {
   // Equal tokens would let an agent join as a server; only a broken source gets here.
   while (agentToken === serverToken) agentToken = hex(random.bytes(CLUSTER_SECRET_BYTES))
   return { serverToken, agentToken }
+}
+
+/**
+ * The hash k3s pins a self-signed cluster CA by in its secure join token: sha256 of
+ * the PEM certificate bundle exactly as stored on disk
+ * (`/var/lib/rancher/k3s/server/tls/server-ca.crt`), lowercase hex.
+ */
+export function caHashOf (pem: string | Uint8Array): string {
+  return createHash('sha256').update(pem).digest('hex')
 }
 
 /**

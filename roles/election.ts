@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import type { StateEntry } from '../p2p/types.ts'
 import type { StaticRole } from '../config/types.ts'
 import {
-  ROLE_KEYS, type Accepted, type Ballot, type ClusterRecord, type LocalFacts, type MemberView,
-  type NodeValue, type ProposalValue, type RolesConfig, type VoteValue
+  ROLE_KEYS, type Accepted, type Ballot, type CaValue, type ClusterRecord, type LocalFacts, type MemberView,
+  type NodeValue, type PromiseRef, type ProposalValue, type QuorumCertificate, type RolesConfig, type VoteRef, type VoteValue
 } from './types.ts'
 
 /*
@@ -28,10 +28,19 @@ import {
  * With `minimum_nodes` at most half, a clean split can give each side a quorum of
  * its own: that is the documented limit, and `configWarnings` says so.
  *
+ * Against a member running modified code, nothing is taken on its word. Every vote
+ * is an entry signed by its voter; "chosen" means a quorum of the vote entries held
+ * accepted one candidate in one ballot, never that a proposal says so; the record
+ * carries those votes as a certificate that every node checks before acting on it;
+ * and a voter accepts a proposal only when the promises it cites check out and
+ * justify its candidate. A member can still lie about its own vote: the promise rule
+ * outvotes as many liars as two quorums' shared voters allow (`justifiedCandidate`).
+ *
  * Liveness: only the preferred node (lowest hash of peer id and network id among
  * alive, eligible nodes) stands, after its view has held still for the settle
  * period, and nobody stands while a ballot it promised is younger than the term
- * timeout. A ballot that stalls is superseded after the timeout.
+ * timeout. A ballot that stalls is superseded after the timeout. Voters promise
+ * only the preferred node's ballots, so no other member can keep superseding them.
  */
 
 /** Orders ballots: by round, then by proposer id. */
@@ -87,13 +96,53 @@ export function takesK3sRole (role: StaticRole, autoEnable: boolean): boolean {
 
 // ---- parsing of entries written by other nodes (never trusted to be well formed) ----
 
+/** Highest ballot round taken from the wire; a larger one makes the entry malformed. @default 1000000 */
+export const MAX_BALLOT_ROUND = 1_000_000
+/** Most a proposer's new round exceeds its own highest one. @default 1000 */
+export const MAX_ROUND_STEP = 1000
+/** Longest peer id taken in a ballot, a vote reference or a record, characters. @default 128 */
+export const MAX_PEER_ID_CHARS = 128
+/** Most vote references one certificate or proposal may carry. @default 1024 */
+export const MAX_CERTIFICATE_VOTES = 1024
+/** Largest number of known nodes a certificate or proposal may claim. @default 100000 */
+export const MAX_KNOWN_NODES = 100_000
+
 type Obj = Record<string, unknown>
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0
+const isId = (v: unknown): v is string => isStr(v) && v.length <= MAX_PEER_ID_CHARS
+const isCount = (v: unknown, max: number): v is number => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= max
+
+/** JSON with object keys sorted, to compare and hash values independent of key order. */
+export function canonicalJson (value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}
+
+const hashCache = new WeakMap<object, string>()
+
+/**
+ * The content hash a vote reference names: sha256 of the vote value's canonical JSON,
+ * the first 32 hex digits. With the owner and the version it names one signed vote.
+ */
+export function voteHash (value: unknown): string {
+  const cacheable = typeof value === 'object' && value !== null
+  if (cacheable) {
+    const hit = hashCache.get(value)
+    if (hit !== undefined) return hit
+  }
+  const h = createHash('sha256').update(`kairos-p2p/vote\u0000${canonicalJson(value)}`).digest('hex').slice(0, 32)
+  if (cacheable) hashCache.set(value, h)
+  return h
+}
 
 /** A ballot from untrusted JSON, or undefined. */
 export function parseBallot (v: unknown): Ballot | undefined {
-  if (!isObj(v) || !Number.isSafeInteger(v.n) || (v.n as number) < 0 || !isStr(v.by)) return undefined
+  if (!isObj(v) || !Number.isSafeInteger(v.n) || (v.n as number) < 0 || (v.n as number) > MAX_BALLOT_ROUND || !isId(v.by)) return undefined
   return { n: v.n as number, by: v.by }
 }
 
@@ -101,8 +150,40 @@ function parseAccepted (v: unknown): Accepted | null | undefined {
   if (v === null) return null
   if (!isObj(v)) return undefined
   const ballot = parseBallot(v.ballot)
-  if (ballot === undefined || !isStr(v.candidate)) return undefined
+  if (ballot === undefined || !isId(v.candidate)) return undefined
   return { ballot, candidate: v.candidate }
+}
+
+/** A vote reference from untrusted JSON, or undefined. */
+export function parseVoteRef (v: unknown): VoteRef | undefined {
+  if (!isObj(v) || !isId(v.voter) || !isCount(v.version, Number.MAX_SAFE_INTEGER) || typeof v.hash !== 'string' || !/^[0-9a-f]{32}$/.test(v.hash)) return undefined
+  return { voter: v.voter, version: v.version, hash: v.hash }
+}
+
+function parseList<T> (v: unknown, item: (x: unknown) => T | undefined): T[] | undefined {
+  if (!Array.isArray(v) || v.length > MAX_CERTIFICATE_VOTES) return undefined
+  const out: T[] = []
+  for (const x of v) {
+    const p = item(x)
+    if (p === undefined) return undefined
+    out.push(p)
+  }
+  return out
+}
+
+function parsePromiseRef (v: unknown): PromiseRef | undefined {
+  const ref = parseVoteRef(v)
+  const accepted = isObj(v) ? parseAccepted(v.accepted) : undefined
+  return ref === undefined || accepted === undefined ? undefined : { ...ref, accepted }
+}
+
+/** A quorum certificate from untrusted JSON, or undefined. */
+export function parseCertificate (v: unknown): QuorumCertificate | undefined {
+  if (!isObj(v) || !isId(v.candidate) || !isCount(v.known, MAX_KNOWN_NODES)) return undefined
+  const ballot = parseBallot(v.ballot)
+  const votes = parseList(v.votes, parseVoteRef)
+  if (ballot === undefined || votes === undefined) return undefined
+  return { ballot, candidate: v.candidate, known: v.known, votes }
 }
 
 /** A `roles/vote` value, or undefined when malformed. */
@@ -111,6 +192,9 @@ export function parseVote (v: unknown): VoteValue | undefined {
   const promised = v.promised === null ? null : parseBallot(v.promised)
   const accepted = parseAccepted(v.accepted)
   if (promised === undefined || accepted === undefined) return undefined
+  // Nobody accepts above what it promised: such a vote is malformed.
+  if (promised !== null && accepted !== null && compareBallots(accepted.ballot, promised) > 0) return undefined
+  if (promised === null && accepted !== null) return undefined
   return { promised, accepted }
 }
 
@@ -119,17 +203,34 @@ export function parseProposal (v: unknown): ProposalValue | undefined {
   if (!isObj(v)) return undefined
   const ballot = parseBallot(v.ballot)
   if (ballot === undefined) return undefined
-  const candidate = v.candidate === null || v.candidate === undefined ? null : isStr(v.candidate) ? v.candidate : undefined
+  const candidate = v.candidate === null || v.candidate === undefined ? null : isId(v.candidate) ? v.candidate : undefined
   if (candidate === undefined) return undefined
-  return { ballot, candidate, committed: v.committed === true && candidate !== null }
+  const out: ProposalValue = { ballot, candidate, committed: v.committed === true && candidate !== null }
+  if (v.known !== undefined) {
+    if (!isCount(v.known, MAX_KNOWN_NODES)) return undefined
+    out.known = v.known
+  }
+  if (v.promises !== undefined) {
+    const promises = parseList(v.promises, parsePromiseRef)
+    if (promises === undefined) return undefined
+    out.promises = promises
+  }
+  return out
 }
 
-/** A `roles/cluster` value, or undefined when malformed. */
+/** A `roles/cluster` value, or undefined when malformed. A record without a certificate is malformed. */
 export function parseRecord (v: unknown): ClusterRecord | undefined {
-  if (!isObj(v) || !isStr(v.clusterId) || !isStr(v.init) || typeof v.networkId !== 'string') return undefined
+  if (!isObj(v) || !isStr(v.clusterId) || !isId(v.init) || typeof v.networkId !== 'string') return undefined
   const ballot = parseBallot(v.ballot)
-  if (ballot === undefined) return undefined
-  return { clusterId: v.clusterId, init: v.init, networkId: v.networkId, ballot }
+  const certificate = parseCertificate(v.certificate)
+  if (ballot === undefined || certificate === undefined) return undefined
+  return { clusterId: v.clusterId, init: v.init, networkId: v.networkId, ballot, certificate }
+}
+
+/** A `roles/ca` value, or undefined when malformed. */
+export function parseCa (v: unknown): CaValue | undefined {
+  if (!isObj(v) || !isStr(v.clusterId) || typeof v.caHash !== 'string' || !/^[0-9a-f]{64}$/.test(v.caHash)) return undefined
+  return { clusterId: v.clusterId, caHash: v.caHash }
 }
 
 /** A `roles/node` value, or undefined when malformed. */
@@ -144,10 +245,17 @@ export function parseNode (v: unknown): NodeValue | undefined {
 export interface RolesView {
   nodes: Map<string, NodeValue>
   votes: Map<string, VoteValue>
+  /** The `roles/vote` entries behind `votes`, by owner: what vote references are checked against. */
+  voteEntries: Map<string, StateEntry>
   /** Proposals whose ballot names their owner as proposer. */
   proposals: ProposalValue[]
-  /** Cluster records owned by their init server. */
+  /**
+   * Well-formed cluster records owned by their init server, by ballot. Not yet
+   * checked: `checkRecord` says which one may be acted on.
+   */
   records: ClusterRecord[]
+  /** `roles/ca` values by owner. */
+  cas: Map<string, CaValue>
   /** Own-namespace entries by key (owner = self), including the credentials self sealed. */
   own: Map<string, StateEntry>
   /** `roles/status` entries by owner. */
@@ -156,7 +264,7 @@ export interface RolesView {
   credsForSelf: Map<string, StateEntry>
 }
 
-type Parsed = NodeValue | VoteValue | ProposalValue | ClusterRecord | undefined
+type Parsed = NodeValue | VoteValue | ProposalValue | ClusterRecord | CaValue | undefined
 /** Parsed values by entry object: entries are immutable, so parsing once is enough. */
 const parsedCache = new WeakMap<StateEntry, Parsed>()
 
@@ -169,7 +277,7 @@ function parsed<T extends Parsed> (e: StateEntry, parse: (v: unknown) => T): T {
 
 /** Parses and indexes the `roles/` and `cred/` entries. */
 export function indexEntries (self: string, networkId: string, entries: readonly StateEntry[]): RolesView {
-  const view: RolesView = { nodes: new Map(), votes: new Map(), proposals: [], records: [], own: new Map(), statuses: new Map(), credsForSelf: new Map() }
+  const view: RolesView = { nodes: new Map(), votes: new Map(), voteEntries: new Map(), proposals: [], records: [], cas: new Map(), own: new Map(), statuses: new Map(), credsForSelf: new Map() }
   const selfCred = `cred/${self}`
   for (const e of entries) {
     if (e.owner === self) view.own.set(e.key, e)
@@ -182,7 +290,7 @@ export function indexEntries (self: string, networkId: string, entries: readonly
       }
       case ROLE_KEYS.vote: {
         const v = parsed(e, parseVote)
-        if (v !== undefined) view.votes.set(e.owner, v)
+        if (v !== undefined) { view.votes.set(e.owner, v); view.voteEntries.set(e.owner, e) }
         break
       }
       case ROLE_KEYS.proposal: {
@@ -195,6 +303,11 @@ export function indexEntries (self: string, networkId: string, entries: readonly
         if (r !== undefined && r.init === e.owner && r.networkId === networkId) view.records.push(r)
         break
       }
+      case ROLE_KEYS.ca: {
+        const c = parsed(e, parseCa)
+        if (c !== undefined) view.cas.set(e.owner, c)
+        break
+      }
       case ROLE_KEYS.status:
         view.statuses.set(e.owner, e)
         break
@@ -203,9 +316,182 @@ export function indexEntries (self: string, networkId: string, entries: readonly
         break
     }
   }
-  // Deterministic choice if ever more than one record exists (only past the documented limit).
   view.records.sort((a, b) => compareBallots(a.ballot, b.ballot) || (a.init < b.init ? -1 : 1))
   return view
+}
+
+// ---- quorum certificates ----
+
+/**
+ * What checking a reference against the entries held gives: `ok`, `pending` (the
+ * voter's entry has not arrived in that version yet: check again later) or `refuted`.
+ */
+export type RefCheck = 'ok' | 'pending' | 'refuted'
+
+/** Whether two accepted values are the same. */
+function sameAccepted (a: Accepted | null, b: Accepted | null): boolean {
+  if (a === null || b === null) return a === b
+  return a.candidate === b.candidate && sameBallot(a.ballot, b.ballot)
+}
+
+/**
+ * Checks one vote of a certificate: the voter accepted `candidate` in `ballot`.
+ * In the version named, the entry must hash as named and say so; a later version
+ * must still accept `candidate`, in that ballot or a later one (a voter moves on to
+ * a later ballot, but once a candidate is chosen every later ballot proposes it).
+ */
+export function checkAcceptRef (ref: VoteRef, view: RolesView, ballot: Ballot, candidate: string): RefCheck {
+  const e = view.voteEntries.get(ref.voter)
+  const v = view.votes.get(ref.voter)
+  if (e === undefined || v === undefined || e.version < ref.version) return 'pending'
+  if (e.version === ref.version) {
+    return voteHash(e.value) === ref.hash && v.accepted !== null && v.accepted.candidate === candidate && sameBallot(v.accepted.ballot, ballot) ? 'ok' : 'refuted'
+  }
+  return v.accepted !== null && v.accepted.candidate === candidate && compareBallots(v.accepted.ballot, ballot) >= 0 ? 'ok' : 'refuted'
+}
+
+/**
+ * Checks one promise a proposal counts on: the voter promised `ballot` and had then
+ * accepted what the reference reports. A later version must have promised at least
+ * `ballot` and accepted either the same or in `ballot` or later (the only moves a
+ * voter can make after that promise).
+ */
+export function checkPromiseRef (ref: PromiseRef, view: RolesView, ballot: Ballot): RefCheck {
+  if (ref.accepted !== null && compareBallots(ref.accepted.ballot, ballot) >= 0) return 'refuted'
+  const e = view.voteEntries.get(ref.voter)
+  const v = view.votes.get(ref.voter)
+  if (e === undefined || v === undefined || e.version < ref.version) return 'pending'
+  if (e.version === ref.version) {
+    return voteHash(e.value) === ref.hash && sameBallot(v.promised, ballot) && sameAccepted(v.accepted, ref.accepted) ? 'ok' : 'refuted'
+  }
+  if (v.promised === null || compareBallots(v.promised, ballot) < 0) return 'refuted'
+  return sameAccepted(v.accepted, ref.accepted) || (v.accepted !== null && compareBallots(v.accepted.ballot, ballot) >= 0) ? 'ok' : 'refuted'
+}
+
+/** The result of checking a certificate or a proposal's promises. */
+export type CertificateCheck = 'valid' | 'pending' | 'invalid'
+
+/**
+ * Checks a quorum certificate against the votes held: `valid` when at least
+ * `quorumSize(minimumNodes, known)` distinct voters check out, `pending` when that
+ * many could once the missing votes arrive, `invalid` otherwise.
+ */
+export function checkCertificate (cert: QuorumCertificate, view: RolesView, minimumNodes: number): CertificateCheck {
+  const quorum = quorumSize(minimumNodes, cert.known)
+  if (cert.votes.length < quorum) return 'invalid'
+  const seen = new Set<string>()
+  let ok = 0
+  let pending = 0
+  for (const ref of cert.votes) {
+    if (seen.has(ref.voter)) continue
+    seen.add(ref.voter)
+    const r = checkAcceptRef(ref, view, cert.ballot, cert.candidate)
+    if (r === 'ok') ok++
+    else if (r === 'pending') pending++
+  }
+  return ok >= quorum ? 'valid' : ok + pending >= quorum ? 'pending' : 'invalid'
+}
+
+/**
+ * Checks a cluster record: it names its owner as init server, its cluster id is the
+ * one derived from the init server and ballot, and its certificate is for that init
+ * server in that ballot and checks out.
+ */
+export function checkRecord (record: ClusterRecord, view: RolesView, networkId: string, minimumNodes: number): CertificateCheck {
+  const c = record.certificate
+  if (record.networkId !== networkId || c.candidate !== record.init || !sameBallot(c.ballot, record.ballot)) return 'invalid'
+  if (record.clusterId !== clusterIdFor(networkId, record.init, record.ballot)) return 'invalid'
+  return checkCertificate(c, view, minimumNodes)
+}
+
+/**
+ * How many lying voters the promise rule tolerates at this quorum size: any two
+ * quorums share `2·quorum − known` voters, and with `t` liars among them at least
+ * `t + 1` must be honest, so `t = ⌊(2·quorum − known − 1) / 2⌋`. Zero is plain Paxos.
+ */
+export function liarsTolerated (minimumNodes: number, known: number): number {
+  return Math.max(0, Math.floor((2 * quorumSize(minimumNodes, known) - known - 1) / 2))
+}
+
+/**
+ * The candidate a set of promises justifies (Paxos phase 1).
+ *
+ * Plain Paxos takes the candidate accepted in the highest ballot reported. One voter
+ * that lies about what it accepted (a made-up high ballot) would then steer every
+ * later ballot to a candidate of its choice. With `liars` = t > 0, a candidate counts
+ * at the (t+1)-th highest ballot its reporters give: a chosen candidate is reported by
+ * at least t + 1 honest voters of every quorum, at its ballot or later, while any
+ * other candidate's (t+1)-th report comes from an honest voter, who accepted it
+ * earlier. So the chosen candidate always wins, and t liars reporting alike cannot
+ * outrank it. When no candidate has t + 1 reports nothing can have been chosen, and
+ * the proposer stands for itself. With t = 0 this is the plain rule.
+ */
+export function justifiedCandidate (reports: ReadonlyArray<Accepted | null>, proposer: string, liars: number): string {
+  const byCandidate = new Map<string, Ballot[]>()
+  for (const r of reports) {
+    if (r === null) continue
+    const list = byCandidate.get(r.candidate) ?? []
+    list.push(r.ballot)
+    byCandidate.set(r.candidate, list)
+  }
+  let best: { candidate: string, ballot: Ballot } | undefined
+  for (const [candidate, ballots] of byCandidate) {
+    if (ballots.length <= liars) continue
+    ballots.sort((x, y) => compareBallots(y, x))
+    const counted = ballots[liars] as Ballot
+    if (best === undefined || compareBallots(counted, best.ballot) > 0) best = { candidate, ballot: counted }
+  }
+  return best?.candidate ?? proposer
+}
+
+/**
+ * Whether a proposal's candidate is justified (Paxos phase 1): promises of its
+ * ballot from a quorum of distinct voters, each checking out, and the candidate is
+ * the one accepted in the highest ballot among them, or the proposer when none
+ * accepted anything. A voter accepts only a justified proposal, so a proposal forged
+ * with any candidate gathers no vote.
+ */
+export function checkPromises (p: ProposalValue, view: RolesView, minimumNodes: number, ownKnown: number): CertificateCheck {
+  if (p.candidate === null || p.promises === undefined || p.known === undefined) return 'invalid'
+  const quorum = quorumSize(minimumNodes, p.known)
+  const voters = new Set(p.promises.map((r) => r.voter))
+  if (voters.size !== p.promises.length || voters.size < quorum) return 'invalid'
+  let pending = false
+  for (const ref of p.promises) {
+    const r = checkPromiseRef(ref, view, p.ballot)
+    if (r === 'refuted') return 'invalid'
+    if (r === 'pending') pending = true
+  }
+  // The rule follows the checker's own count of nodes, never the proposal's claim.
+  if (justifiedCandidate(p.promises.map((r) => r.accepted), p.ballot.by, liarsTolerated(minimumNodes, ownKnown)) !== p.candidate) return 'invalid'
+  return pending ? 'pending' : 'valid'
+}
+
+/** A reference to the vote entry `e` as held now. */
+export function refOf (e: StateEntry): VoteRef {
+  return { voter: e.owner, version: e.version, hash: voteHash(e.value) }
+}
+
+/**
+ * Candidates a quorum of the votes held accepted in one ballot, each with the
+ * certificate that proves it, lowest ballot first.
+ */
+export function certifiedChoices (view: RolesView, minimumNodes: number, known: number): QuorumCertificate[] {
+  const quorum = quorumSize(minimumNodes, known)
+  const groups = new Map<string, QuorumCertificate>()
+  for (const [voter, v] of view.votes) {
+    if (v.accepted === null) continue
+    const k = `${v.accepted.ballot.n}\u0000${v.accepted.ballot.by}\u0000${v.accepted.candidate}`
+    let g = groups.get(k)
+    if (g === undefined) {
+      g = { ballot: v.accepted.ballot, candidate: v.accepted.candidate, known, votes: [] }
+      groups.set(k, g)
+    }
+    g.votes.push(refOf(view.voteEntries.get(voter) as StateEntry))
+  }
+  const out = [...groups.values()].filter((g) => g.votes.length >= quorum)
+  for (const g of out) g.votes.sort((a, b) => (a.voter < b.voter ? -1 : 1))
+  return out.sort((a, b) => compareBallots(a.ballot, b.ballot))
 }
 
 /**
@@ -227,8 +513,8 @@ export function trackView (prev: { key: string, since: number } | undefined, mem
 /** What the election step decided, besides the updated facts. */
 export interface ElectionOutcome {
   local: LocalFacts
-  /** The chosen candidate, when a commit was seen. */
-  chosen?: { candidate: string, ballot: Ballot }
+  /** The chosen candidate, once a quorum of the votes held accepted it in one ballot, with the proof. */
+  chosen?: { candidate: string, ballot: Ballot, certificate: QuorumCertificate }
   /** A candidate currently being voted on (for status). */
   candidate?: string
   /** Nodes known (self included) and the quorum this node would need. */
@@ -240,25 +526,39 @@ export interface ElectionOutcome {
   recheckAt?: number
 }
 
-function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number): LocalFacts {
+/**
+ * The voter's part: promise the highest ballot seen, and accept in the ballot
+ * promised only a proposal whose candidate its promises justify (`checkPromises`;
+ * the node's own proposal is its own count) and, once a candidate is certified as
+ * chosen, only that candidate.
+ */
+function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayStand: (proposer: string) => boolean): LocalFacts {
   let next = local
   let top: ProposalValue | undefined
-  for (const p of proposals) if (top === undefined || compareBallots(p.ballot, top.ballot) > 0) top = p
+  // Promise only ballots of a proposer that may stand in this voter's view (itself or
+  // the preferred node): another member cannot keep superseding the election.
+  for (const p of proposals) if (mayStand(p.ballot.by) && (top === undefined || compareBallots(p.ballot, top.ballot) > 0)) top = p
   if (top !== undefined && (next.promised === null || compareBallots(top.ballot, next.promised) > 0)) {
     next = { ...next, promised: top.ballot, promisedAt: now }
   }
   const promised = next.promised
   if (promised !== null && !sameBallot(next.accepted?.ballot, promised)) {
     const p = proposals.find((q) => sameBallot(q.ballot, promised) && q.candidate !== null)
-    if (p?.candidate != null) next = { ...next, accepted: { ballot: p.ballot, candidate: p.candidate }, promisedAt: now }
+    const justified = p !== undefined && (p.ballot.by === self || (checkPromises(p, view, minimumNodes, known) === 'valid' &&
+      (p.candidate !== p.ballot.by || mayStand(p.ballot.by))))
+    if (justified && p?.candidate != null && (locked === undefined || locked === p.candidate)) {
+      next = { ...next, accepted: { ballot: p.ballot, candidate: p.candidate }, promisedAt: now }
+    }
   }
   return next
 }
 
 /**
- * One election step of node `self` while no cluster record exists: the voter
+ * One election step of node `self` while no cluster record is accepted: the voter
  * promises and accepts, the proposer advances its ballot, the preferred node stands.
- * Returns the next local facts (persist before publishing) and a commit if seen.
+ * Returns the next local facts (persist before publishing) and the chosen candidate
+ * with its certificate once the votes held prove it. Nothing a proposal says about
+ * being decided is believed: only a quorum of votes is.
  */
 export function electionStep (input: {
   self: string
@@ -277,79 +577,94 @@ export function electionStep (input: {
   const quorum = quorumSize(config.minimumNodes, known.size)
   const aliveIds = [self, ...input.members.filter(countsAsUp).map((m) => m.peerId)]
   const alive = aliveIds.length
+  // Who may be preferred: a member this node heard from within the grace period is
+  // not taken as dead on someone's word, so a rumour cannot hand the preference on.
+  const grace = config.rumourGraceMs ?? 0
+  const preferable = [self, ...input.members.filter((m) => countsAsUp(m) || now - m.lastSeen < grace).map((m) => m.peerId)]
+
+  const choices = certifiedChoices(view, config.minimumNodes, known.size)
+  const locked = choices[0]?.candidate
 
   const proposalsWith = (l: LocalFacts): ProposalValue[] => {
     const list = view.proposals.filter((p) => p.ballot.by !== self)
-    if (l.proposal !== null) list.push({ ballot: l.proposal.ballot, candidate: l.proposal.candidate, committed: l.proposal.committed })
+    if (l.proposal !== null) {
+      const { startedAt: _, ...own } = l.proposal
+      list.push(own)
+    }
     return list
   }
-  const votesWith = (l: LocalFacts): Array<[string, VoteValue]> => {
-    const list: Array<[string, VoteValue]> = [...view.votes].filter(([id]) => id !== self)
-    list.push([self, { promised: l.promised, accepted: l.accepted }])
-    return list
-  }
+  // A proposer that puts itself forward is accepted only when no alive eligible node
+  // this voter sees is preferred to it: a token holder cannot make itself init server
+  // by standing early, only by being the node everyone would have preferred.
+  const selfEligible = isEligible(config.staticRole, config.autoEnable)
+  const preferred = preferredCandidate(preferable, self, view, networkId, selfEligible)
+  const mayStandFor = (proposer: string): boolean => proposer === self || preferred === proposer
+  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayStandFor)
 
-  let local = voterStep(input.local, proposalsWith(input.local), now)
+  let local = step(input.local)
 
-  // Proposer: advance own ballot.
+  // Proposer: advance own ballot, counting the vote entries held (its own included,
+  // once published), so every reference it hands out can be checked by others.
   const own = local.proposal
   if (own !== null && !own.committed && (local.promised === null || compareBallots(local.promised, own.ballot) <= 0)) {
-    const votes = votesWith(local)
     if (own.candidate === null) {
-      const promisers = votes.filter(([, v]) => sameBallot(v.promised, own.ballot))
-      if (promisers.length >= quorum) {
-        let best: Accepted | null = null
-        for (const [, v] of promisers) {
-          if (v.accepted !== null && (best === null || compareBallots(v.accepted.ballot, best.ballot) > 0)) best = v.accepted
-        }
-        local = { ...local, proposal: { ...own, candidate: best?.candidate ?? self } }
+      const promises: PromiseRef[] = []
+      for (const [voter, v] of view.votes) {
+        if (sameBallot(v.promised, own.ballot)) promises.push({ ...refOf(view.voteEntries.get(voter) as StateEntry), accepted: v.accepted })
       }
-    } else {
-      const acceptors = votes.filter(([, v]) => sameBallot(v.accepted?.ballot, own.ballot))
-      if (acceptors.length >= quorum) local = { ...local, proposal: { ...own, committed: true } }
+      if (promises.length >= quorum) {
+        const candidate = justifiedCandidate(promises.map((r) => r.accepted), self, liarsTolerated(config.minimumNodes, known.size))
+        promises.sort((a, b) => (a.voter < b.voter ? -1 : 1))
+        local = { ...local, proposal: { ...own, candidate, known: known.size, promises } }
+      }
+    } else if (choices.some((c) => c.candidate === own.candidate && sameBallot(c.ballot, own.ballot))) {
+      local = { ...local, proposal: { ...own, committed: true } }
     }
-    local = voterStep(local, proposalsWith(local), now)
+    local = step(local)
   }
 
-  // A commit, by any proposer; or a quorum of accepts for self seen directly.
-  let chosen: ElectionOutcome['chosen']
-  for (const p of proposalsWith(local)) {
-    if (p.committed && p.candidate !== null) { chosen = { candidate: p.candidate, ballot: p.ballot }; break }
+  // Chosen: a quorum of the votes held accepted one candidate in one ballot.
+  const mine = choices.find((c) => c.candidate === self)
+  const cert = mine ?? choices[0]
+  if (cert !== undefined) {
+    return { local, chosen: { candidate: cert.candidate, ballot: cert.ballot, certificate: cert }, candidate: cert.candidate, known: known.size, quorum, alive }
   }
-  if (chosen === undefined) {
-    const tally = new Map<string, { ballot: Ballot, candidate: string, count: number }>()
-    for (const [, v] of votesWith(local)) {
-      if (v.accepted === null || v.accepted.candidate !== self) continue
-      const k = `${v.accepted.ballot.n}\u0000${v.accepted.ballot.by}`
-      const t = tally.get(k) ?? { ballot: v.accepted.ballot, candidate: self, count: 0 }
-      t.count++
-      tally.set(k, t)
-      if (t.count >= quorum) chosen = { candidate: self, ballot: t.ballot }
-    }
-  }
-  if (chosen !== undefined) return { local, chosen, candidate: chosen.candidate, known: known.size, quorum, alive }
 
   // Stand for election? A node's own ballot stays in flight until it is committed or
   // superseded: restarting it on a timer would only race its own slow voters. A
   // ballot of another node is waited for until the term timeout after the last
   // promise or accept, then the preferred node may supersede it.
+  // It is also given up once this node knows more nodes than when it chose its
+  // candidate: voters judge the promises by their own count (`liarsTolerated`), so a
+  // proposal counted on a smaller view may never be accepted.
+  // And once so many voters promised a later ballot that the rest cannot make a
+  // quorum: this node may not have promised that ballot itself (its proposer was not
+  // preferred in its view), yet its own ballot can no longer win.
+  const ownBallot = local.proposal?.ballot
+  let ahead = 0
+  if (ownBallot !== undefined) for (const v of view.votes.values()) if (v.promised !== null && compareBallots(v.promised, ownBallot) > 0) ahead++
   const ownLive = local.proposal !== null && !local.proposal.committed &&
-    (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0)
+    (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0) &&
+    (local.proposal.known === undefined || local.proposal.known >= known.size) &&
+    ahead <= known.size - quorum
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + config.termTimeoutMs : 0
   const inFlight = ownLive || now < othersUntil
-  const selfEligible = isEligible(config.staticRole, config.autoEnable)
   const stable = now - input.viewSince >= config.settleMs
-  const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum &&
-    preferredCandidate(aliveIds, self, view, networkId, selfEligible) === self
+  const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
   if (mayStand && !inFlight && stable) {
-    let n = Math.max(local.promised?.n ?? 0, local.proposal?.ballot.n ?? 0)
-    for (const p of view.proposals) n = Math.max(n, p.ballot.n)
-    for (const v of view.votes.values()) n = Math.max(n, v.promised?.n ?? 0)
-    const ballot: Ballot = { n: n + 1, by: self }
-    local = { ...local, proposal: { ballot, candidate: null, committed: false, startedAt: now } }
-    local = voterStep(local, proposalsWith(local), now)
+    // Above the rounds promised around, but by at most MAX_ROUND_STEP over its own:
+    // a vote claiming a huge round cannot push the election to its bound.
+    const base = Math.max(local.promised?.n ?? 0, local.proposal?.ballot.n ?? 0)
+    let n = base
+    for (const v of view.votes.values()) if ((v.promised?.n ?? 0) <= base + MAX_ROUND_STEP) n = Math.max(n, v.promised?.n ?? 0)
+    // Past the bound nobody can stand any more: the election waits (see MAX_BALLOT_ROUND).
+    if (n < MAX_BALLOT_ROUND) {
+      const ballot: Ballot = { n: n + 1, by: self }
+      local = { ...local, proposal: { ballot, candidate: null, committed: false, startedAt: now } }
+      local = step(local)
+    }
   }
   const current = local.accepted?.candidate ?? undefined
   return { local, candidate: current, known: known.size, quorum, alive, ...(recheckAt === undefined ? {} : { recheckAt }) }

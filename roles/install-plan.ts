@@ -91,6 +91,12 @@ export interface InstallPlanInput {
   token: string
   /** The agent token: required for `init`, recommended for `server` (k3s wants it equal on all servers), refused for `agent`. */
   agentToken?: string
+  /**
+   * sha256 (hex) of the cluster CA the init server published; joiners only. With it the
+   * join token is written in k3s's secure format (`secureJoinToken`), so k3s checks the
+   * server's CA against it before it sends the credential.
+   */
+  caHash?: string
   /** Overlay address given to k3s as node-ip (and advertise-address, tls-san on servers); absent without an overlay. */
   nodeIp?: string
   /** Overlay interface given to k3s as flannel-iface; absent without an overlay. */
@@ -149,6 +155,10 @@ export function buildInstallPlan (input: InstallPlanInput): InstallPlan {
   } else if (role === 'init') {
     throw new InstallPlanError('install plan: the init server needs agentToken, so agents never hold the server token')
   }
+  if (input.caHash !== undefined) {
+    if (role === 'init') throw new InstallPlanError('install plan: the init server creates the cluster CA and pins none, got a caHash')
+    if (!/^[0-9a-f]{64}$/.test(input.caHash)) throw new InstallPlanError(`install plan: caHash must be the sha256 of the cluster CA as 64 lowercase hex digits, got ${JSON.stringify(input.caHash)}`)
+  }
   if (role === 'init' && input.serverUrl !== undefined) throw new InstallPlanError(`install plan: the init server starts the cluster and takes no serverUrl, got ${JSON.stringify(input.serverUrl)}`)
   if (role !== 'init') checkServerUrl(input.serverUrl, role)
   if (input.nodeIp !== undefined && isIP(input.nodeIp) === 0) throw new InstallPlanError(`install plan: nodeIp must be an IPv4 or IPv6 address, got ${JSON.stringify(input.nodeIp)}`)
@@ -169,7 +179,8 @@ export function buildInstallPlan (input: InstallPlanInput): InstallPlan {
   const config: Record<string, unknown> = {}
   if (role === 'init') config['cluster-init'] = true
   else config.server = input.serverUrl
-  config.token = input.token
+  const token = input.caHash === undefined ? input.token : secureJoinToken(input.caHash, role === 'agent' ? 'agent' : 'server', input.token)
+  config.token = token
   if (input.agentToken !== undefined) config['agent-token'] = input.agentToken
   if (input.nodeIp !== undefined) {
     config['node-ip'] = input.nodeIp
@@ -187,7 +198,7 @@ export function buildInstallPlan (input: InstallPlanInput): InstallPlan {
   const configYaml = CONFIG_HEADER + dump(config, { lineWidth: -1, noRefs: true })
   const execEnv: Record<string, string> = { ...env, KAIROS_ROLE: role, KAIROS_SERVICE: service }
   if (input.serverUrl !== undefined) execEnv.KAIROS_SERVER_URL = input.serverUrl
-  execEnv.KAIROS_TOKEN = input.token
+  execEnv.KAIROS_TOKEN = token
   if (input.agentToken !== undefined) execEnv.KAIROS_AGENT_TOKEN = input.agentToken
   if (input.nodeIp !== undefined) execEnv.KAIROS_NODE_IP = input.nodeIp
   if (input.flannelIface !== undefined) execEnv.KAIROS_IFACE = input.flannelIface
@@ -240,9 +251,28 @@ export function translateK3sArgs (args: readonly string[], path: string): Record
   return out
 }
 
+/**
+ * k3s's secure join token: `K10<sha256 of the cluster CA>::<user>:<secret>`, user
+ * `server` for the server token and `node` for the agent token, as k3s writes them
+ * to its own token files. A joiner holding it fetches the server's `/cacerts`, checks
+ * its hash and only then sends the secret (the short form trusts the first server it
+ * reaches).
+ */
+export function secureJoinToken (caHash: string, kind: 'server' | 'agent', secret: string): string {
+  return `K10${caHash}::${kind === 'server' ? 'server' : 'node'}:${secret}`
+}
+
+/** The secret inside a secure join token, or the token itself when short. */
+function joinSecret (token: string): string {
+  const m = /^K10[0-9a-f]{64}::[^:]+:(.+)$/.exec(token)
+  return m?.[1] ?? token
+}
+
 /** A copy of the plan safe to print or log: every occurrence of a token replaced by `<redacted sha256:…>`. */
 export function redactPlan (plan: InstallPlan): { role: InstallRole, service: K3sService, digest: string, config: Record<string, unknown>, env: Record<string, string>, execEnv: Record<string, string> } {
-  const secrets = [plan.config.token, plan.config['agent-token']].filter((s): s is string => typeof s === 'string' && s !== '')
+  const tokens = [plan.config.token, plan.config['agent-token']].filter((s): s is string => typeof s === 'string' && s !== '')
+  // The whole token first, then the secret inside a secure one, wherever else it shows.
+  const secrets = [...tokens, ...tokens.map(joinSecret).filter((s) => !tokens.includes(s))]
   const scrub = (value: unknown): unknown => {
     if (typeof value === 'string') return secrets.reduce((text, secret) => text.split(secret).join(redacted(secret)), value)
     if (Array.isArray(value)) return value.map(scrub)

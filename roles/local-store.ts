@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import { compareBallots, parseBallot } from './election.ts'
+import { compareBallots, parseBallot, parseProposal, parseRecord } from './election.ts'
 import { EMPTY_FACTS, type Accepted, type LocalFacts, type RoleName } from './types.ts'
 
 /** Exit code for a local file whose content is damaged: bad input the operator must fix. */
@@ -79,14 +79,9 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
   let proposal: LocalFacts['proposal'] = null
   if (typeof o.proposal === 'object' && o.proposal !== null) {
     const p = o.proposal as Record<string, unknown>
-    const ballot = parseBallot(p.ballot)
-    if (ballot === undefined) throw new RolesStoreError(`${file}: proposal.ballot must be a ballot {n, by}`, { exitCode: DAMAGED })
-    proposal = {
-      ballot,
-      candidate: typeof p.candidate === 'string' ? p.candidate : null,
-      committed: p.committed === true && typeof p.candidate === 'string',
-      startedAt: typeof p.startedAt === 'number' ? p.startedAt : 0
-    }
+    const parsed = parseProposal(p)
+    if (parsed === undefined) throw new RolesStoreError(`${file}: proposal must be {ballot: {n, by}, candidate, committed, known?, promises?}`, { exitCode: DAMAGED })
+    proposal = { ...parsed, startedAt: typeof p.startedAt === 'number' ? p.startedAt : 0 }
   }
   let role: LocalFacts['role'] = null
   if (typeof o.role === 'object' && o.role !== null) {
@@ -96,6 +91,16 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
     }
     role = { role: r.role as RoleName, clusterId: r.clusterId, init: r.init }
   }
+  let cluster: LocalFacts['cluster'] = null
+  if (typeof o.cluster === 'object' && o.cluster !== null) {
+    const c = o.cluster as Record<string, unknown>
+    if (typeof c.clusterId !== 'string' || typeof c.init !== 'string') {
+      throw new RolesStoreError(`${file}: cluster must be {clusterId, init, record?}, got ${JSON.stringify(o.cluster)}`, { exitCode: DAMAGED })
+    }
+    const record = c.record === undefined ? undefined : parseRecord(c.record)
+    if (c.record !== undefined && record === undefined) throw new RolesStoreError(`${file}: cluster.record is not a cluster record with its certificate`, { exitCode: DAMAGED })
+    cluster = { clusterId: c.clusterId, init: c.init, ...(record === undefined ? {} : { record }) }
+  }
   let joined: LocalFacts['joined'] = null
   if (typeof o.joined === 'object' && o.joined !== null) {
     const j = o.joined as Record<string, unknown>
@@ -104,7 +109,7 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
   if (promised !== null && accepted !== null && compareBallots(accepted.ballot, promised) > 0) {
     throw new RolesStoreError(`${file}: accepted ballot is above the promised one; the file is inconsistent`, { exitCode: DAMAGED })
   }
-  return { promised, promisedAt: typeof o.promisedAt === 'number' ? o.promisedAt : 0, accepted, proposal, role, joined }
+  return { promised, promisedAt: typeof o.promisedAt === 'number' ? o.promisedAt : 0, accepted, proposal, cluster, role, joined }
 }
 
 /** Loads the persisted facts of `stateDir`, or the empty facts of a fresh node. */

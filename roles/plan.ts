@@ -22,7 +22,12 @@ import {
   type LocalFacts, type MemberView, type NodeValue, type RolesAction, type RolesConfig, type RolesDecision,
   type RolesSnapshot, type StatusValue
 } from './types.ts'
-import { clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey, takesK3sRole, type RolesView } from './election.ts'
+import {
+  canonicalJson, checkRecord, clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey, quorumSize,
+  takesK3sRole, type RolesView
+} from './election.ts'
+
+export { canonicalJson }
 
 /** The `RolesConfig` of a validated `Config`. */
 export function rolesConfigOf (config: Config): RolesConfig {
@@ -34,18 +39,9 @@ export function rolesConfigOf (config: Config): RolesConfig {
     haEnable: p.haEnable,
     haMasterNodes: p.haMasterNodes,
     settleMs: p.timing.electionSettleMs,
-    termTimeoutMs: p.timing.electionTermTimeoutMs
+    termTimeoutMs: p.timing.electionTermTimeoutMs,
+    rumourGraceMs: p.timing.deadAfterMs
   }
-}
-
-/** JSON with object keys sorted, to compare values independent of key order. */
-export function canonicalJson (value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const o = value as Record<string, unknown>
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
 }
 
 /** Deep equality of two JSON values (object key order ignored; undefined members ignored). */
@@ -75,6 +71,14 @@ export function planKeyOf (input: HandOffInput): string {
   return createHash('sha256').update(canonicalJson(input)).digest('hex').slice(0, 16)
 }
 
+/**
+ * What a hand-off key holds of an opened credential: a hash of what it carries, never
+ * the secret, so a different token is a different hand-off.
+ */
+export function credentialDigest (c: { kind: string, token: string, agentToken?: string | undefined }): string {
+  return createHash('sha256').update(`kairos-p2p/credential\u0000${c.kind}\u0000${c.token}\u0000${c.agentToken ?? ''}`).digest('hex').slice(0, 32)
+}
+
 /** The state entry carrying a sealed credential for `recipient`. */
 export function credentialEntry (recipient: string, value: CredentialValue): { key: string, value: JsonValue } {
   return { key: `${CRED_PREFIX}${recipient}`, value: { kind: value.kind, to: value.to, clusterId: value.clusterId, box: value.box } }
@@ -96,6 +100,9 @@ function parseStatus (v: unknown): StatusValue | undefined {
   return { role: o.role, phase: o.phase, clusterId: o.clusterId, ...(typeof o.address === 'string' ? { address: o.address } : {}) }
 }
 
+/** How long an admitted HA server may take to report joined before the next is admitted, ms. @default 600000 */
+export const SERVER_JOIN_TIMEOUT_MS = 600_000
+
 /** One credential the init server (re)seals. */
 export interface CredentialGrant {
   recipient: string
@@ -107,18 +114,24 @@ export interface CredentialGrant {
  * The credential plan of the init server: who gets which credential now.
  *
  * A credential is a role: its kind never changes once issued (re-sealed to the same
- * kind only when the recipient's seal key changed). Static masters are always
- * servers; automatic HA servers fill `master_nodes` minus the static masters, taken
- * in preference order; each server credential is issued only after the init server
- * and every earlier server reported `joined`, so servers join one at a time. Nodes
- * reserved for a server slot get nothing else meanwhile; every other live node that
- * takes a k3s role gets the agent credential at once.
+ * kind only when the recipient's seal key changed). The server token goes only to
+ * the servers this plan makes: `auto.ha.master_nodes` of them besides the init
+ * server when the init server's `auto.ha.enable` is on, none otherwise. Static
+ * masters have the first claim on those slots, in preference order, then eligible
+ * automatic nodes; a node declaring `role: master` beyond them joins as an agent, so
+ * declaring it gains no token holder the server token. Each server credential is
+ * issued only after the init server and every earlier server reported `joined` (or
+ * the join timeout passed since its credential), so servers join one at a time. Nodes reserved for a server slot get nothing else
+ * meanwhile; every other live node that takes a k3s role gets the agent credential
+ * at once.
  */
 export function planCredentials (input: {
   self: string
   networkId: string
-  record: ClusterRecord
-  config: Pick<RolesConfig, 'haEnable' | 'haMasterNodes'>
+  record: Pick<ClusterRecord, 'clusterId'>
+  config: Pick<RolesConfig, 'haEnable' | 'haMasterNodes' | 'serverJoinTimeoutMs'>
+  /** The init server's clock; absent, an admitted server waits for ever. */
+  now?: number
   nodes: ReadonlyMap<string, NodeValue>
   members: readonly MemberView[]
   /** Entries under `cred/` owned by self, and `roles/status` of everyone. */
@@ -127,11 +140,15 @@ export function planCredentials (input: {
 }): CredentialGrant[] {
   const { self, record, nodes } = input
   const issued = new Map<string, CredentialValue>()
+  const issuedAt = new Map<string, number>()
   const joined = new Set<string>()
   for (const e of input.entries) {
     if (e.owner === self && e.key.startsWith(CRED_PREFIX)) {
       const c = parseCredential(e.value)
-      if (c !== undefined && c.clusterId === record.clusterId) issued.set(e.key.slice(CRED_PREFIX.length), c)
+      if (c !== undefined && c.clusterId === record.clusterId) {
+        issued.set(e.key.slice(CRED_PREFIX.length), c)
+        issuedAt.set(e.key.slice(CRED_PREFIX.length), e.writtenAt)
+      }
     } else if (e.key === ROLE_KEYS.status) {
       const s = parseStatus(e.value)
       if (s?.phase === 'joined' && s.clusterId === record.clusterId) joined.add(e.owner)
@@ -142,34 +159,36 @@ export function planCredentials (input: {
   const byPreference = (a: string, b: string): number => preferenceKey(a, input.networkId) < preferenceKey(b, input.networkId) ? -1 : 1
 
   let pendingServer = !input.selfJoined
-  let autoServers = 0
-  let staticMasters = 0
+  let servers = 0
   for (const [id, c] of issued) {
     const node = nodes.get(id)
     if (c.kind === 'server') {
-      if (!joined.has(id)) pendingServer = true
-      if (node?.role !== 'master') autoServers++
+      servers++
+      // A server that never reports joined (gone, or a member that took the token and
+      // sits on it) holds the next one back only until the join timeout.
+      const waited = input.now === undefined ? 0 : input.now - (issuedAt.get(id) ?? input.now)
+      if (!joined.has(id) && waited < (input.config.serverJoinTimeoutMs ?? SERVER_JOIN_TIMEOUT_MS)) pendingServer = true
     }
     if (node !== undefined && node.sealKey !== c.to) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
   }
   const unissued: string[] = []
   for (const [id, node] of nodes) {
     if (id === self || !node.k3s) continue
-    if (node.role === 'master') staticMasters++
     if (!issued.has(id) && live.has(id)) unissued.push(id)
   }
   unissued.sort(byPreference)
   const target = input.config.haEnable ? input.config.haMasterNodes : 0
-  const slots = Math.max(0, target - staticMasters - autoServers)
+  const slots = Math.max(0, target - servers)
   const masters = unissued.filter((id) => nodes.get(id)?.role === 'master')
-  const autoReserved = unissued.filter((id) => nodes.get(id)?.role === 'auto' && nodes.get(id)?.eligible === true).slice(0, slots)
-  const reserved = new Set([...masters, ...autoReserved])
-  const next = [...masters, ...autoReserved][0]
+  const autos = unissued.filter((id) => nodes.get(id)?.role === 'auto' && nodes.get(id)?.eligible === true)
+  const reserved = [...masters, ...autos].slice(0, slots)
+  const next = reserved[0]
   if (!pendingServer && next !== undefined) {
     grants.push({ recipient: next, kind: 'server', publicKey: (nodes.get(next) as NodeValue).sealKey })
   }
+  const held = new Set(reserved)
   for (const id of unissued) {
-    if (!reserved.has(id)) grants.push({ recipient: id, kind: 'agent', publicKey: (nodes.get(id) as NodeValue).sealKey })
+    if (!held.has(id)) grants.push({ recipient: id, kind: 'agent', publicKey: (nodes.get(id) as NodeValue).sealKey })
   }
   return grants
 }
@@ -203,8 +222,8 @@ export function decide (s: RolesSnapshot): RolesDecision {
     if (local !== s.local && !jsonEqual(local, s.local)) actions.push({ persist: local })
     ensure(ROLE_KEYS.vote, { promised: local.promised, accepted: local.accepted } as unknown as JsonValue)
     if (local.proposal !== null) {
-      const { ballot, candidate, committed } = local.proposal
-      ensure(ROLE_KEYS.proposal, { ballot, candidate, committed } as unknown as JsonValue)
+      const { startedAt: _, ...proposal } = local.proposal
+      ensure(ROLE_KEYS.proposal, proposal as unknown as JsonValue)
     }
     const generate = tail.filter((a) => 'generateSecrets' in a)
     const rest = tail.filter((a) => !('generateSecrets' in a))
@@ -212,17 +231,32 @@ export function decide (s: RolesSnapshot): RolesDecision {
     return { ...d, term: local.promised?.n ?? 0, actions }
   }
 
-  let record: ClusterRecord | undefined = view.records[0]
-  if (local.role !== null) record = view.records.find((r) => r.clusterId === local.role?.clusterId) ?? record
+  // The cluster this node belongs to: the one it accepted before (persisted, never
+  // switched), else the lowest-ballot record whose certificate checks out.
+  let cluster = local.cluster ?? (local.role === null ? null : { clusterId: local.role.clusterId, init: local.role.init })
+  let ownRecord: ClusterRecord | undefined
+  let unverified = false
+  if (cluster === null) {
+    for (const r of view.records) {
+      const check = checkRecord(r, view, s.networkId, cfg.minimumNodes)
+      if (check === 'valid' || endorsed(r, view, s, cfg.minimumNodes)) { cluster = { clusterId: r.clusterId, init: r.init }; break }
+      if (check === 'pending') unverified = true
+    }
+    if (cluster !== null) local = { ...local, cluster }
+  } else if (local.cluster === null) {
+    local = { ...local, cluster }
+  }
 
-  // No role yet and no record: vote, and maybe stand.
-  if (local.role === null && record === undefined) {
+  // No accepted record: vote, and maybe stand.
+  if (cluster === null) {
     const out = electionStep({ self: s.self, now: s.now, networkId: s.networkId, config: cfg, members: s.members, view, local, viewSince: s.viewSince })
     local = out.local
     if (out.chosen?.candidate === s.self) {
-      const clusterId = clusterIdFor(s.networkId, s.self, out.chosen.ballot)
-      record = { clusterId, init: s.self, networkId: s.networkId, ballot: out.chosen.ballot }
-      local = { ...local, role: { role: 'init', clusterId, init: s.self } }
+      const { ballot, certificate } = out.chosen
+      const clusterId = clusterIdFor(s.networkId, s.self, ballot)
+      ownRecord = { clusterId, init: s.self, networkId: s.networkId, ballot, certificate }
+      cluster = { clusterId, init: s.self, record: ownRecord }
+      local = { ...local, cluster, role: { role: 'init', clusterId, init: s.self } }
     } else {
       if (out.alive < cfg.minimumNodes) {
         return finish({
@@ -235,24 +269,27 @@ export function decide (s: RolesSnapshot): RolesDecision {
         phase: 'electing',
         ...(out.candidate === undefined ? {} : { leader: out.candidate }),
         ...(out.recheckAt === undefined ? {} : { recheckAt: out.recheckAt }),
-        reason: out.chosen === undefined ? `quorum ${out.quorum} of ${out.known} known nodes` : 'chosen; waiting for its cluster record'
+        reason: out.chosen !== undefined
+          ? 'chosen; waiting for its cluster record'
+          : unverified ? 'a cluster record is waiting for the votes that certify it' : `quorum ${out.quorum} of ${out.known} known nodes`
       })
     }
   }
 
-  // A record exists (or this node was just chosen).
-  const rec = record as ClusterRecord
+  // A record is accepted (or this node was just chosen).
+  const acc = cluster
   if (local.role === null) {
-    if (rec.init === s.self) {
-      local = { ...local, role: { role: 'init', clusterId: rec.clusterId, init: s.self } }
+    if (acc.init === s.self) {
+      local = { ...local, role: { role: 'init', clusterId: acc.clusterId, init: s.self } }
     } else if (!nodeValue.k3s) {
-      local = { ...local, role: { role: 'none', clusterId: rec.clusterId, init: rec.init } }
+      local = { ...local, role: { role: 'none', clusterId: acc.clusterId, init: acc.init } }
     } else {
-      const cred = parseCredential(view.credsForSelf.get(rec.init)?.value)
-      if (cred !== undefined && cred.clusterId === rec.clusterId && cred.to === s.sealKey) {
-        local = { ...local, role: { role: cred.kind, clusterId: rec.clusterId, init: rec.init } }
+      // Only the init server the accepted record names hands out credentials.
+      const cred = parseCredential(view.credsForSelf.get(acc.init)?.value)
+      if (cred !== undefined && cred.clusterId === acc.clusterId && cred.to === s.sealKey) {
+        local = { ...local, role: { role: cred.kind, clusterId: acc.clusterId, init: acc.init } }
       } else {
-        return finish({ phase: 'waiting', leader: rec.init, clusterId: rec.clusterId, reason: 'waiting for a credential from the init server' })
+        return finish({ phase: 'waiting', leader: acc.init, clusterId: acc.clusterId, reason: 'waiting for a credential from the init server' })
       }
     }
   }
@@ -268,15 +305,17 @@ export function decide (s: RolesSnapshot): RolesDecision {
   let handOff: HandOffInput | undefined
   let waitReason: string | undefined
   if (role.role === 'init') {
-    const own = record?.init === s.self ? record : view.records.find((r) => r.init === s.self)
-    const ownRecord: ClusterRecord = own ?? { clusterId: role.clusterId, init: s.self, networkId: s.networkId, ballot: local.accepted?.ballot ?? { n: 0, by: s.self } }
-    ensure(ROLE_KEYS.cluster, { ...ownRecord, ballot: { ...ownRecord.ballot } } as unknown as JsonValue)
+    // The record as persisted when chosen, so a crash before it was published loses nothing.
+    ownRecord ??= local.cluster?.record ?? view.records.find((r) => r.init === s.self && r.clusterId === role.clusterId)
+    if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(ownRecord) as unknown as JsonValue)
+    if (s.caHash !== undefined) ensure(ROLE_KEYS.ca, { clusterId: role.clusterId, caHash: s.caHash })
     if (!s.hasSecrets) tail.push({ generateSecrets: true })
     const grants = planCredentials({
       self: s.self,
       networkId: s.networkId,
-      record: ownRecord,
+      record: { clusterId: role.clusterId },
       config: cfg,
+      now: s.now,
       nodes: view.nodes,
       members: s.members,
       entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (e.owner === s.self && e.key.startsWith(CRED_PREFIX))),
@@ -287,9 +326,22 @@ export function decide (s: RolesSnapshot): RolesDecision {
   } else {
     const initStatus = parseStatus(view.statuses.get(role.init)?.value)
     const address = initStatus?.clusterId === role.clusterId ? initStatus.address : undefined
-    if (!s.hasCredential) waitReason = 'waiting for a credential sealed to this node'
+    const ca = view.cas.get(role.init)
+    const caHash = ca?.clusterId === role.clusterId ? ca.caHash : undefined
+    const credential = s.credential?.owner === role.init ? s.credential.digest : undefined
+    if (credential === undefined) waitReason = 'waiting for a credential sealed to this node by the init server'
     else if (address === undefined) waitReason = 'waiting for the init server address'
-    else handOff = { role: role.role === 'server' ? 'server' : 'agent', clusterInit: false, clusterId: role.clusterId, initServer: role.init, serverAddress: address }
+    else {
+      handOff = {
+        role: role.role === 'server' ? 'server' : 'agent',
+        clusterInit: false,
+        clusterId: role.clusterId,
+        initServer: role.init,
+        serverAddress: address,
+        credential,
+        ...(caHash === undefined ? {} : { caHash })
+      }
+    }
   }
 
   const planKey = handOff === undefined ? undefined : planKeyOf(handOff)
@@ -307,6 +359,24 @@ export function decide (s: RolesSnapshot): RolesDecision {
     phase: joined ? 'joined' : 'installing',
     ...(waitReason === undefined ? {} : { reason: waitReason })
   }, tail)
+}
+
+/**
+ * Whether a quorum of the nodes this one knows report, in their own signed
+ * `roles/status`, that they belong to `record`'s cluster. The votes that chose the
+ * init server are collected with their voters once those have been gone for
+ * `p2p.forget_after`; a node that joins a site older than that checks its record this
+ * way. It asks as many distinct members as the certificate would, so it is as hard
+ * to forge: a quorum of identities.
+ */
+function endorsed (record: ClusterRecord, view: RolesView, s: RolesSnapshot, minimumNodes: number): boolean {
+  if (record.clusterId !== clusterIdFor(s.networkId, record.init, record.ballot)) return false
+  const known = new Set<string>([s.self, ...s.members.map((m) => m.peerId), ...view.nodes.keys()]).size
+  let members = 0
+  for (const [owner, e] of view.statuses) {
+    if (owner !== s.self && parseStatus(e.value)?.clusterId === record.clusterId) members++
+  }
+  return members >= quorumSize(minimumNodes, known)
 }
 
 /**

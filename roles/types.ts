@@ -11,6 +11,8 @@ export const ROLE_KEYS = Object.freeze({
   proposal: 'roles/proposal',
   /** The init server only: the cluster record (`ClusterRecord`). */
   cluster: 'roles/cluster',
+  /** The init server only: the hash of its k3s CA (`CaValue`). */
+  ca: 'roles/ca',
   /** Every node with a role: `{ role, phase, clusterId, address? }` (`StatusValue`). */
   status: 'roles/status'
 } as const)
@@ -39,7 +41,38 @@ export type RoleName = 'init' | 'server' | 'agent' | 'none'
 /** Which join credential a node holds: servers the server token, agents the agent token. */
 export type CredentialKind = 'server' | 'agent'
 
-/** The record that exists exactly once per token and network id; written by the init server. */
+/**
+ * A reference to one vote as its certifier held it: the voter's `roles/vote` entry
+ * (owner-signed in the state), by version and content hash (`voteHash`).
+ */
+export interface VoteRef {
+  voter: string
+  version: number
+  hash: string
+}
+
+/** A promise a proposal counts on: the vote reference and the value it last accepted, as reported. */
+export interface PromiseRef extends VoteRef {
+  accepted: Accepted | null
+}
+
+/**
+ * A quorum certificate: votes of distinct members that accepted `candidate` in
+ * `ballot`, at least `quorumSize(minimum_nodes, known)` of them. Every node checks it
+ * against the vote entries it holds before acting on it (roles/election.ts).
+ */
+export interface QuorumCertificate {
+  ballot: Ballot
+  candidate: string
+  /** Nodes the certifier knew (self included) when it counted. */
+  known: number
+  votes: VoteRef[]
+}
+
+/**
+ * The record that exists exactly once per token and network id; written by the init
+ * server and acted on only with a valid certificate.
+ */
 export interface ClusterRecord {
   clusterId: string
   /** Peer id of the init server (also the owner of the entry). */
@@ -47,6 +80,15 @@ export interface ClusterRecord {
   networkId: string
   /** The ballot in which the init server was chosen. */
   ballot: Ballot
+  /** The votes that chose it. */
+  certificate: QuorumCertificate
+}
+
+/** `roles/ca`, owned by the init server: the hash of its k3s cluster CA, for joiners to pin. */
+export interface CaValue {
+  clusterId: string
+  /** sha256 of the k3s server CA certificate bundle, lowercase hex. */
+  caHash: string
 }
 
 /** `roles/vote`. */
@@ -59,7 +101,12 @@ export interface VoteValue {
 export interface ProposalValue {
   ballot: Ballot
   candidate: string | null
+  /** The proposer saw a quorum accept: informational only, never taken as the decision. */
   committed: boolean
+  /** Nodes the proposer knew when it chose its candidate (sets the quorum the promises must reach). */
+  known?: number
+  /** The promises that justify `candidate` (Paxos phase 1), checked by every voter before it accepts. */
+  promises?: PromiseRef[]
 }
 
 /** `roles/node`. */
@@ -106,6 +153,11 @@ export interface LocalFacts {
   accepted: Accepted | null
   /** This node's own proposal, when it stood for election. */
   proposal: (ProposalValue & { startedAt: number }) | null
+  /**
+   * The cluster record this node accepted (its certificate checked): once set, never
+   * changes. The init server keeps its whole record, certificate included.
+   */
+  cluster: { clusterId: string, init: string, record?: ClusterRecord } | null
   /** The node's role: once set, never changes. */
   role: { role: RoleName, clusterId: string, init: string } | null
   /** The hand-off that completed, keyed by its input, so a restart does not redo it. */
@@ -114,7 +166,7 @@ export interface LocalFacts {
 
 /** Facts of a node that never took part in anything. */
 export const EMPTY_FACTS: LocalFacts = Object.freeze({
-  promised: null, promisedAt: 0, accepted: null, proposal: null, role: null, joined: null
+  promised: null, promisedAt: 0, accepted: null, proposal: null, cluster: null, role: null, joined: null
 })
 
 /** The configuration bits the pure decision reads. */
@@ -133,6 +185,16 @@ export interface RolesConfig {
   settleMs: number
   /** `timing.electionTermTimeoutMs`. */
   termTimeoutMs: number
+  /**
+   * How long an HA server that got the server token may take to report `joined`
+   * before the next one is admitted without it, ms. @default SERVER_JOIN_TIMEOUT_MS
+   */
+  serverJoinTimeoutMs?: number
+  /**
+   * A member heard from this recently still counts for the election's preference
+   * when a rumour says it is dead (`timing.deadAfterMs`), ms. @default 0
+   */
+  rumourGraceMs?: number
 }
 
 /** A member as the decision sees it. */
@@ -159,10 +221,15 @@ export interface RolesSnapshot {
   sealKey: string
   /** Whether this node holds cluster secrets in its state dir (init server only). */
   hasSecrets: boolean
-  /** Whether this node could open its own credential (`cred/<self>`). */
-  hasCredential: boolean
+  /**
+   * The credential this node opened from `cred/<self>`: who sealed it and a hash of
+   * what it carries (never the secret). Absent when none could be opened.
+   */
+  credential?: { owner: string, digest: string } | undefined
   /** This node's k3s address (overlay address), published by the init server for joiners. */
   address?: string | undefined
+  /** Init server only: sha256 of its k3s CA as k3s stored it, once k3s created it; published as `roles/ca`. */
+  caHash?: string | undefined
 }
 
 /** What a node hands to the installer. */
@@ -175,6 +242,10 @@ export interface HandOffInput {
   initServer: string
   /** The init server's address (joiners only). */
   serverAddress?: string
+  /** Hash of the credential the joiner holds (joiners only), so a new credential means a new hand-off. */
+  credential?: string
+  /** sha256 of the cluster CA the init server published (joiners only): the join token pins it. */
+  caHash?: string
 }
 
 /** One step the shell carries out, in order. */

@@ -1,11 +1,11 @@
-// `npm run sim -- --seeds 10000 [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]`
+// `npm run sim -- --seeds 10000 [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--adversary [--sybils N]] [--verbose]`
 // Runs seeded simulations of the roles layer and prints one line per failing seed
 // with the command that replays it; exits 1 if any seed violated an invariant.
 import { parseArgs } from 'node:util'
 import { PRESETS } from '../config/presets.ts'
 import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
 
-const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--verbose]\n'
+const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--adversary [--sybils N]] [--verbose]\n'
 const parsed = (() => {
   try {
     return parseArgs({
@@ -17,6 +17,8 @@ const parsed = (() => {
         'minimum-nodes': { type: 'string' },
         faults: { type: 'string', default: 'full' },
         preset: { type: 'string', default: 'lab' },
+        adversary: { type: 'boolean', default: false },
+        sybils: { type: 'string' },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false }
       }
@@ -42,19 +44,22 @@ const one = int('seed', values.seed)
 const seeds = one === undefined ? Array.from({ length: int('seeds', values.seeds) ?? 1000 }, (_, i) => (int('start', values.start) ?? 1) + i) : [one]
 const nodes = int('nodes', values.nodes)
 const minimumNodes = int('minimum-nodes', values['minimum-nodes'])
+const sybils = int('sybils', values.sybils)
 
 const started = performance.now()
 let failed = 0
 let decisions = 0
 let ties = 0
 let deaths = 0
+let hostileElected = 0
 for (const seed of seeds) {
-  const r = runSimulation({ seed, timing: preset, faults, ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
+  const r = runSimulation({ seed, timing: preset, faults, adversary: values.adversary, ...(sybils === undefined ? {} : { sybils }), ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
   decisions += r.decisions
   ties += r.ties
   deaths += r.deaths
+  if (r.hostileElected) hostileElected++
   if (values.verbose || seeds.length === 1) {
-    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions} ties=${r.ties} deaths=${r.deaths}\n`)
+    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length}${r.hostile.length > 0 ? ` attacks=${r.attacks}` : ''} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions} ties=${r.ties} deaths=${r.deaths}\n`)
   }
   if (r.violations.length > 0) {
     failed++
@@ -62,5 +67,5 @@ for (const seed of seeds) {
   }
 }
 const secs = (performance.now() - started) / 1000
-process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${ties} merge ties, ${deaths} members declared dead, ${secs.toFixed(1)} s (${(seeds.length / secs).toFixed(1)} seeds/s)\n`)
+process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${ties} merge ties, ${deaths} members declared dead, ${secs.toFixed(1)} s (${(seeds.length / secs).toFixed(1)} seeds/s)${values.adversary ? `, hostile member elected by a real vote in ${hostileElected}` : ''}\n`)
 process.exitCode = failed === 0 ? 0 : 1

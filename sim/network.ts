@@ -108,8 +108,10 @@ export interface SimNetworkInit<N extends NetNode> {
 /** The running network. */
 export interface SimNetwork<N extends NetNode> {
   reachable: (a: N, b: N) => boolean
-  /** Writes `node`'s own entry and gossips it. */
-  put: (node: N, key: string, value: JsonValue) => void
+  /** Writes `node`'s own entry (or one of an identity it minted, `owner`) and gossips it. */
+  put: (node: N, key: string, value: JsonValue, owner?: string) => void
+  /** Gossips an entry `node` held before, as it was then: a replay. */
+  replay: (node: N, h: HeldEntry) => void
   /** The members as the roles layer reads them, and a key that changes exactly when an id or a liveness does. */
   members: (node: N) => { members: MemberView[], key: string }
   /** A node starts: a new membership table (its incarnation the start time), loops, and discovery. */
@@ -156,8 +158,8 @@ export function createSimNetwork<N extends NetNode> (init: SimNetworkInit<N>): S
       queue.push(clock.now() + 1 + rng.int(maxDelay), { type: 'deliver', to: i, from: from.index, entry: h })
     }
   }
-  const put = (node: N, key: string, value: JsonValue): void => {
-    const h = node.replica.put(key, value, clock.now(), crypto)
+  const put = (node: N, key: string, value: JsonValue, owner?: string): void => {
+    const h = node.replica.put(key, value, clock.now(), crypto, owner)
     changed(node)
     gossip(node, h)
   }
@@ -374,6 +376,7 @@ export function createSimNetwork<N extends NetNode> (init: SimNetworkInit<N>): S
   return {
     reachable,
     put,
+    replay: gossip,
     members: (node) => view(node),
     start: (node) => {
       const t = clock.now()

@@ -63,13 +63,16 @@ export class SimReplica {
     return [...this.creds.values()]
   }
 
-  /** Writes this node's own entry at the next version; returns it as sent to peers. */
-  put (key: string, value: JsonValue, now: number, random: RandomSource): HeldEntry {
-    const slot = slotOf(this.self, key)
+  /**
+   * Writes an entry at the next version; returns it as sent to peers. `owner` is this
+   * node, or an identity a hostile member minted (it holds that identity's key).
+   */
+  put (key: string, value: JsonValue, now: number, random: RandomSource, owner = this.self): HeldEntry {
+    const slot = slotOf(owner, key)
     const version = (this.slots.get(slot)?.meta.version ?? 0) + 1
     const h: HeldEntry = {
-      entry: { owner: this.self, key, version, writtenAt: now, value },
-      meta: { owner: this.self, key, version, hash: random.bytes(HASH_BYTES) },
+      entry: { owner, key, version, writtenAt: now, value },
+      meta: { owner, key, version, hash: random.bytes(HASH_BYTES) },
       slot
     }
     this.set(slot, h)

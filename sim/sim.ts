@@ -4,25 +4,35 @@
  * mix. The same seed always gives the same run, so a failing seed is replayed exactly.
  *
  * Production code in every node: the decision (roles/plan.ts → roles/election.ts →
- * credential plan), the applier and `hasCredential` (roles/apply.ts), sealing
+ * credential plan), the applier and `credentialFor` (roles/apply.ts), sealing
  * (roles/credentials.ts), the state merge (p2p/state/merge.ts, in sim/replica.ts) and
  * the SWIM membership table with its heartbeat ring (p2p/membership.ts,
  * p2p/heartbeat.ts, in sim/network.ts). The invariants are checked by watching the
  * applier's ports. A crash keeps the persisted facts and secrets and the state file
  * (the replica as of its last flush); the membership table and connections are lost.
+ *
+ * With `adversary`, one more member runs modified code (`hostileStep`): it forges
+ * proposals and records, claims master, lies in its votes, replays old ones, lies
+ * about others' liveness and mints identities. It is a member of the production
+ * membership like any node; only its roles layer is replaced.
  */
 import type { StaticRole, Timing } from '../config/types.ts'
-import type { JsonValue } from '../p2p/types.ts'
+import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
-import { applyDecisionNow, credentialFor, type HeldCredential } from '../roles/apply.ts'
+import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../roles/apply.ts'
 import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
-import { trackView } from '../roles/election.ts'
+import { clusterIdFor, compareBallots, indexEntries, justifiedCandidate, preferenceKey, quorumSize, refOf, sameBallot, trackView, voteHash } from '../roles/election.ts'
 import { decide, parseCredential } from '../roles/plan.ts'
-import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type RoleName, type RolesConfig, type RolesDecision } from '../roles/types.ts'
+import {
+  CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type PromiseRef, type ProposalValue, type RoleName, type RolesConfig, type RolesDecision
+} from '../roles/types.ts'
 import { createSimNetwork, netNode, type NetEvent, type NetNode } from './network.ts'
 import { EventQueue } from './queue.ts'
-import { SimReplica } from './replica.ts'
+import { SimReplica, type HeldEntry } from './replica.ts'
+
+/** The join timeout of an HA server in the simulation, ms (shorter than a run's settle deadline). */
+const SERVER_JOIN_TIMEOUT_SIM_MS = 60_000
 
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
@@ -41,6 +51,14 @@ export interface SimOptions {
   settleDeadlineMs?: number
   /** Spread of boot times, ms. @default drawn from the seed, up to 3 minutes */
   bootSpreadMs?: number
+  /**
+   * Adds a hostile member (see `hostileStep`) with 0–2 minted identities. Unless
+   * `minimumNodes` is given, minimum_nodes is drawn so that the promise rule
+   * tolerates every hostile identity (`liarsTolerated`). @default false
+   */
+  adversary?: boolean
+  /** Identities the hostile member mints, overriding the drawn 0–2 (to measure past the tolerated count). */
+  sybils?: number
 }
 
 export interface SimResult {
@@ -51,6 +69,12 @@ export interface SimResult {
   violations: string[]
   /** Distinct nodes that ran cluster-init. */
   inits: string[]
+  /** Hostile identities (the member and the ones it minted); empty without an adversary. */
+  hostile: string[]
+  /** Entries the hostile member wrote or replayed. */
+  attacks: number
+  /** The hostile member won a real vote (it was the preferred eligible node in the voters' view): the documented limit. */
+  hostileElected: boolean
   /** Simulated ms from the last boot to every live node joined (undefined if never). */
   formationMs?: number
   /** Simulated ms from the first boot to the first cluster record. */
@@ -68,6 +92,8 @@ export interface SimResult {
 
 /** A node: the network's part (sim/network.ts) and the roles layer's. */
 interface SimNode extends NetNode {
+  /** The hostile member: runs `hostileStep`, not the decision. */
+  hostile?: boolean
   staticRole: StaticRole
   /** Its sealing keys: credentials are sealed and opened with the production sealing. */
   keys: SealKeys
@@ -99,8 +125,8 @@ type SimEvent =
   | { type: 'installed', node: number, epoch: number, clusterId: string, planKey: string }
 
 /** The command that replays one seed. */
-export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults'>): string {
-  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}`
+export function replayCommand (r: Pick<SimResult, 'seed' | 'nodes' | 'minimumNodes' | 'faults' | 'hostile'>): string {
+  return `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --minimum-nodes ${r.minimumNodes} --faults ${r.faults}${r.hostile.length > 0 ? ` --adversary --sybils ${r.hostile.length - 1}` : ''}`
 }
 
 /** Runs one seeded simulation and returns its invariant violations and figures. */
@@ -114,7 +140,13 @@ export function runSimulation (opts: SimOptions): SimResult {
   const drawnNodes = 5 + Math.floor(56 * rng.float() ** 3)
   const n = opts.nodes ?? drawnNodes
   const extra = rng.int(Math.max(1, Math.floor(n / 4)))
-  const minimumNodes = opts.minimumNodes ?? Math.min(n, Math.floor(n / 2) + 1 + extra)
+  // With an adversary: s minted identities (the member is one more), and a quorum
+  // large enough that any two share 2·(s+1)+1 voters, so the promise rule tolerates them.
+  const drawnSybils = opts.adversary === true ? Math.min(rng.int(3), Math.max(0, Math.floor((n - 4) / 3))) : 0
+  const sybilCount = opts.adversary === true ? (opts.sybils ?? drawnSybils) : 0
+  const hostileCount = opts.adversary === true ? 1 + sybilCount : 0
+  const tolerant = Math.ceil((n + hostileCount + 2 * hostileCount + 1) / 2) + (opts.adversary === true ? rng.int(2) : 0)
+  const minimumNodes = opts.minimumNodes ?? (opts.adversary === true ? Math.min(n, tolerant) : Math.min(n, Math.floor(n / 2) + 1 + extra))
   const clock = new ManualClock(1_000_000)
   // Key material, tokens, sealing and entry hashes draw from their own stream, so the
   // fleet and fault plan drawn from `rng` do not depend on what the cryptography takes.
@@ -140,7 +172,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
   const config: RolesConfig = {
     staticRole: 'auto', autoEnable, minimumNodes, haEnable, haMasterNodes,
-    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs
+    settleMs: timing.electionSettleMs, termTimeoutMs: timing.electionTermTimeoutMs, serverJoinTimeoutMs: SERVER_JOIN_TIMEOUT_SIM_MS, rumourGraceMs: timing.deadAfterMs
   }
   const nodes: SimNode[] = []
   for (let i = 0; i < n; i++) {
@@ -154,6 +186,48 @@ export function runSimulation (opts: SimOptions): SimResult {
   // At least one eligible node, or nothing can form (a configuration error, not a fault).
   if (!nodes.some((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable))) (nodes[0] as SimNode).staticRole = 'master'
   desc.push(`nodes=${n} minimum=${minimumNodes} auto=${autoEnable} ha=${haEnable ? haMasterNodes : 'off'} roles=${summarizeRoles(nodes)}`)
+
+  // ---- the hostile member and the identities it minted ----
+  // Their ids come after every honest eligible node in the preference order: a member
+  // that grinds its id ahead of them is elected by a real vote whenever they are down
+  // (the documented Sybil limit), which is not what this run measures.
+  const lastHonest = nodes.filter((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable)).map((x) => preferenceKey(x.id, 'sim')).sort().at(-1) ?? ''
+  const mintId = (tag: string): string => {
+    for (let k = 0; ; k++) {
+      const id = `12D3Koo${opts.seed.toString(36)}${tag}${k.toString(36)}`
+      if (preferenceKey(id, 'sim') > lastHonest) return id
+    }
+  }
+  const honest = [...nodes]
+  const hostileIds: string[] = []
+  /** The seal key of each hostile identity: real keys, so an honest init server can seal to them. */
+  const hostileKeys = new Map<string, string>()
+  let mallory: SimNode | undefined
+  if (opts.adversary === true) {
+    const id = mintId('mal')
+    mallory = {
+      ...netNode(id, n, new SimReplica(id)),
+      hostile: true, staticRole: 'master', keys: memorySealKeys(crypto), address: '10.88.255.254',
+      booted: false, facts: { ...EMPTY_FACTS }, lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
+    }
+    nodes.push(mallory)
+    hostileIds.push(id)
+    for (let k = 0; k < sybilCount; k++) hostileIds.push(mintId(`syb${k}x`))
+    for (const h of hostileIds) hostileKeys.set(h, h === id ? mallory.keys.publicKey : memorySealKeys(crypto).publicKey)
+    desc.push(`adversary with ${sybilCount} minted identities`)
+  }
+  const isHostile = (id: string): boolean => hostileIds.includes(id)
+  const hostileElected = new Set<string>()
+  /** Whether honest voters' accepts for `candidate`, with every hostile identity's, make a quorum. */
+  const electedByHonestVotes = (node: SimNode, candidate: string): boolean => {
+    let honestVotes = 0
+    for (const x of honest) {
+      const v = node.replica.get(x.id, ROLE_KEYS.vote)?.value as { accepted?: { candidate?: string } | null } | null | undefined
+      if (v?.accepted?.candidate === candidate) honestVotes++
+    }
+    return honestVotes + hostileIds.length >= quorumSize(minimumNodes, nodes.length + hostileIds.length - 1)
+  }
+  let attacks = 0
 
   // ---- fault plan ----
   const loss = faults === 'full' ? rng.float() * 0.3 : 0
@@ -222,20 +296,113 @@ export function runSimulation (opts: SimOptions): SimResult {
     node.wakePending = true
     queue.push(clock.now() + Math.min(100, timing.rolesTickMs / 2), { type: 'wake', node: node.index, epoch: node.epoch })
   }
-  const put = (node: SimNode, key: string, value: JsonValue): void => {
-    if (key === ROLE_KEYS.cluster && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+  /** Writes an entry of `owner` (the node itself, or an identity the hostile member minted) and gossips it. */
+  const put = (node: SimNode, key: string, value: JsonValue, owner = node.id): void => {
+    if (node.hostile !== true && key === ROLE_KEYS.cluster && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const cid = String((value as Record<string, unknown>).clusterId)
       clusterIds.add(cid)
       firstRecordAt ??= clock.now()
       if (clusterIds.size > 1) violations.push(`two cluster records at +${clock.now() - t0}ms: ${[...clusterIds].join(', ')}`)
     }
-    net.put(node, key, value)
+    net.put(node, key, value, owner)
+  }
+
+  /**
+   * The members as `node`'s roles layer reads them. The hostile member lies about
+   * liveness to whoever hears it: its minted identities are alive, and one honest
+   * node, a new one every 10 s, is dead for the 2 s its refutation takes to spread.
+   */
+  const memberView = (node: SimNode): ReturnType<typeof net.members> => {
+    const view = net.members(node)
+    if (mallory === undefined || node === mallory || !net.reachable(node, mallory)) return view
+    const now = clock.now()
+    const members = [...view.members]
+    let key = view.key
+    for (const id of hostileIds.slice(1)) { members.push({ peerId: id, liveness: 'alive', lastSeen: now }); key += `${id}a` }
+    const window = Math.floor((now - t0) / 10_000)
+    const accused = honest[(window * 7 + opts.seed) % honest.length] as SimNode
+    if (accused !== node && (now - t0) % 10_000 < 2_000) {
+      const i = members.findIndex((x) => x.peerId === accused.id)
+      const m = members[i]
+      if (m !== undefined && m.liveness !== 'dead') { members[i] = { ...m, liveness: 'dead' }; key += 'D' }
+    }
+    return { members, key }
+  }
+
+  // ---- the hostile member's step ----
+  // Every step it picks attacks at random: it claims master for every identity it
+  // holds, votes with lies (promising everything, reporting made-up accepts or none),
+  // forges proposals (marked committed, with invented or hidden promises, steering
+  // to a candidate of its choice by the plain rule, nominating itself), forges
+  // cluster records (ballot 0, certificates citing votes that do not say so, or its
+  // own identities' votes, its identities' statuses for it), and replays old votes
+  // of honest nodes.
+  const history: HeldEntry[] = []
+  const hostileStep = (m: SimNode): void => {
+    for (const h of m.replica.held()) if (h.entry.key === ROLE_KEYS.vote && !isHostile(h.entry.owner) && history.length < 2_000 && !history.includes(h)) history.push(h)
+    const entries = m.replica.entries()
+    const view = indexEntries(m.id, 'sim', entries)
+    let top = 0
+    for (const p of view.proposals) top = Math.max(top, p.ballot.n)
+    for (const v of view.votes.values()) top = Math.max(top, v.promised?.n ?? 0)
+    const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)] as T
+    const honestIds = honest.map((x) => x.id)
+    const favourite = pick([...hostileIds, ...honestIds])
+    const hostilePut = (owner: string, key: string, value: unknown): void => { attacks++; put(m, key, value as JsonValue, owner) }
+    for (const id of hostileIds) {
+      if (m.replica.get(id, ROLE_KEYS.node) === undefined) hostilePut(id, ROLE_KEYS.node, { sealKey: hostileKeys.get(id) as string, role: 'master', eligible: true, k3s: true })
+    }
+    const highest = view.proposals.reduce<ProposalValue | undefined>((a, p) => (a === undefined || compareBallots(p.ballot, a.ballot) > 0 ? p : a), undefined)
+    const attack = rng.int(7)
+    if (attack === 0 || attack === 1) {
+      // Lying votes: promise the highest ballot seen; report a made-up accept, or none.
+      for (const id of hostileIds) {
+        const promised = highest?.ballot ?? { n: top, by: m.id }
+        const accepted = rng.float() < 0.3 || promised.n === 0 ? null : { ballot: { n: promised.n - 1, by: pick(honestIds) }, candidate: favourite }
+        hostilePut(id, ROLE_KEYS.vote, { promised, accepted })
+      }
+    } else if (attack === 2) {
+      // A proposal marked committed, naming a victim, with no or invented promises.
+      const invented = rng.float() < 0.5 ? {} : { known: 1, promises: honestIds.slice(0, minimumNodes).map((voter) => ({ voter, version: 1 + rng.int(5), hash: '0'.repeat(32), accepted: null })) }
+      hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: pick(honestIds), committed: true, ...invented })
+    } else if (attack === 3) {
+      // Steering: real promises of its own ballot, its lying report on top, the candidate by the plain rule.
+      const own = view.proposals.find((p) => p.ballot.by === m.id)
+      if (own === undefined || own.ballot.n < top) {
+        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: null, committed: false })
+      } else {
+        const promises: PromiseRef[] = []
+        for (const [voter, v] of view.votes) if (sameBallot(v.promised, own.ballot)) promises.push({ ...refOf(view.voteEntries.get(voter) as StateEntry), accepted: v.accepted })
+        const candidate = rng.float() < 0.5 ? m.id : justifiedCandidate(promises.map((r) => r.accepted), m.id, 0)
+        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: own.ballot, candidate, committed: false, known: 1, promises })
+      }
+    } else if (attack === 4) {
+      // A forged record of ballot 0: its identities' votes for it, and real votes cited for it.
+      const owner = pick(hostileIds)
+      const ballot = { n: 0, by: owner }
+      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.vote, { promised: ballot, accepted: { ballot, candidate: owner } })
+      const votes = [...view.voteEntries.values()].map(refOf)
+      for (const id of hostileIds) votes.push({ voter: id, version: (m.replica.get(id, ROLE_KEYS.vote)?.version ?? 1), hash: voteHash({ promised: ballot, accepted: { ballot, candidate: owner } }) })
+      const record = { clusterId: clusterIdFor('sim', owner, ballot), init: owner, networkId: 'sim', ballot, certificate: { ballot, candidate: owner, known: 1, votes } }
+      hostilePut(owner, ROLE_KEYS.cluster, record)
+      // And every identity it holds says it joined that cluster.
+      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.status, { role: 'agent', phase: 'joined', clusterId: record.clusterId })
+    } else if (attack === 5) {
+      // A record copied from an honest init server, under its own name.
+      const real = view.records.find((r) => !isHostile(r.init))
+      if (real !== undefined) hostilePut(m.id, ROLE_KEYS.cluster, { ...real, init: m.id, clusterId: clusterIdFor('sim', m.id, real.ballot) })
+    } else if (history.length > 0) {
+      // Replays an old vote of an honest node to everyone it reaches.
+      attacks++
+      net.replay(m, pick(history))
+    }
   }
 
   // ---- roles ----
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
-    const { members, key: signature } = net.members(node)
+    if (node.hostile === true) { if (fromTick) hostileStep(node); return }
+    const { members, key: signature } = memberView(node)
     const timeSensitive = node.lastPhase === '' || (node.recheckAt !== undefined && clock.now() >= node.recheckAt)
     // Skipping is exact: with no new entry and no liveness change, a decision changes
     // only at its `recheckAt`.
@@ -247,7 +414,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       self: node.id,
       sealKey: node.keys.publicKey,
       entries: node.replica.credentials(),
-      init: node.facts.role?.init,
+      init: sealerOf(node.facts),
       held: node.held,
       open: (box) => openCredential(node.keys, box),
       onError: (owner, error) => { violations.push(`${node.id} cannot open the credential sealed by ${owner}: ${error}`) }
@@ -264,7 +431,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       viewSince: node.tracker.since,
       sealKey: node.keys.publicKey,
       hasSecrets: node.secrets !== undefined,
-      hasCredential: node.held !== undefined,
+      credential: credentialOf(node.held),
       address: node.address
     })
     node.lastPhase = d.phase
@@ -276,6 +443,15 @@ export function runSimulation (opts: SimOptions): SimResult {
     // The production applier; the invariants are checked by watching its ports.
     applyDecisionNow(limit < d.actions.length ? { ...d, actions: d.actions.slice(0, limit) } : d, {
       persist: (facts) => {
+        const accepted = facts.cluster
+        if (accepted !== null && node.facts.cluster === null && isHostile(accepted.init) && electedByHonestVotes(node, accepted.init)) {
+          // The documented limit: the hostile member was the preferred eligible node in
+          // the voters' view (every honest eligible node ahead of it was down) and won a
+          // real vote. Counted, not a violation.
+          hostileElected.add(accepted.init)
+        } else if (accepted !== null && (isHostile(accepted.init) || (accepted.init !== node.id && !inits.has(accepted.init) && !honest.some((x) => x.id === accepted.init && x.facts.role?.role === 'init')))) {
+          violations.push(`${node.id} accepted a foreign cluster record of ${accepted.init} at +${clock.now() - t0}ms`)
+        }
         const before = node.facts.role
         const after = facts.role
         if (after !== null) {
@@ -288,12 +464,22 @@ export function runSimulation (opts: SimOptions): SimResult {
         } else if (before !== null) {
           violations.push(`${node.id} forgot its role ${before.role}`)
         }
+        // A newly accepted record names the sealer whose credential may now be opened.
+        if (node.facts.cluster === null && facts.cluster !== null) wakeSoon(node)
         node.facts = facts
       },
       secrets: () => node.secrets,
       generateSecrets: () => { node.secrets = generateClusterSecrets(crypto) },
       put: (key, value) => {
-        if (key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server' && node.replica.get(node.id, key) === undefined) {
+        const sealedServer = key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server'
+        if (sealedServer) {
+          // The server token goes only where the plan puts it: master_nodes servers with HA on, none without.
+          const servers = new Set([key.slice(CRED_PREFIX.length), ...node.replica.entries()
+            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .map((e) => e.key.slice(CRED_PREFIX.length))])
+          if (!haEnable || servers.size > haMasterNodes) violations.push(`server token sealed to ${key.slice(CRED_PREFIX.length)} outside the plan (ha=${haEnable ? haMasterNodes : 'off'}, servers ${servers.size})`)
+        }
+        if (sealedServer && node.replica.get(node.id, key) === undefined) {
           // HA servers are admitted one at a time: the init server and every server
           // admitted before must have reported joined.
           const joined = (peer: string): boolean => {
@@ -302,6 +488,7 @@ export function runSimulation (opts: SimOptions): SimResult {
           }
           const pending = [node.id, ...node.replica.entries()
             .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => clock.now() - e.writtenAt < SERVER_JOIN_TIMEOUT_SIM_MS)
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
           if (pending.length > 0) violations.push(`server ${key.slice(CRED_PREFIX.length)} admitted while ${pending.join(', ')} had not joined`)
         }
@@ -353,7 +540,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   // ---- main loop ----
   let formationAt: number | undefined
   const lastBoot = (): number => lastFault
-  const allJoined = (): boolean => nodes.every((x) => !x.up ? false : x.facts.role !== null && (x.facts.role.role === 'none' || x.facts.joined !== null))
+  const allJoined = (): boolean => honest.every((x) => !x.up ? false : x.facts.role !== null && (x.facts.role.role === 'none' || x.facts.joined !== null))
   for (;;) {
     const q = queue.pop()
     if (q === undefined || q.at > deadline) break
@@ -401,13 +588,14 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
 
   // ---- liveness: every live node has a role and the credential for it ----
-  if (violations.length === 0) {
+  // (not when the hostile member won a real vote: the site then waits on it, the documented limit)
+  if (violations.length === 0 && hostileElected.size === 0) {
     const cred = (x: SimNode): string | undefined => {
       const init = x.facts.role?.init
       const e = init === undefined ? undefined : x.replica.get(init, `${CRED_PREFIX}${x.id}`)
       return parseCredential(e?.value)?.kind
     }
-    for (const x of nodes) {
+    for (const x of honest) {
       if (!x.up) continue
       const role = x.facts.role
       if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
@@ -418,9 +606,9 @@ export function runSimulation (opts: SimOptions): SimResult {
       const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
       if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }
-    const servers = nodes.filter((x) => x.facts.role?.role === 'server')
-    const masters = nodes.filter((x) => x.staticRole === 'master').length
-    if (servers.length > Math.max(haMasterNodes, 0) + masters) violations.push(`${servers.length} extra servers, expected at most ${haMasterNodes + masters}`)
+    const servers = honest.filter((x) => x.facts.role?.role === 'server')
+    const planned = haEnable ? haMasterNodes : 0
+    if (servers.length > planned) violations.push(`${servers.length} extra servers, expected at most ${planned}`)
   }
 
   const firstBoot = t0
@@ -431,6 +619,9 @@ export function runSimulation (opts: SimOptions): SimResult {
     faults,
     violations,
     inits: [...inits],
+    hostile: hostileIds,
+    attacks,
+    hostileElected: hostileElected.size > 0,
     ...(formationAt === undefined ? {} : { formationMs: formationAt - lastBoot() }),
     ...(firstRecordAt === undefined ? {} : { electionMs: firstRecordAt - firstBoot }),
     endedAt: clock.now() - t0,

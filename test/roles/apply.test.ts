@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { applyDecision, applyDecisionNow, credentialFor, type ApplyPorts } from '../../roles/apply.ts'
+import { applyDecision, applyDecisionNow, credentialFor, credentialOf, sealerOf, type ApplyPorts } from '../../roles/apply.ts'
 import { memorySealKeys, openCredential, sealCredential, type ClusterSecrets } from '../../roles/credentials.ts'
 import { EMPTY_FACTS, type LocalFacts, type RolesAction } from '../../roles/types.ts'
 import { seededRandom } from '../../util/random.ts'
@@ -99,11 +99,12 @@ describe('credentialFor', () => {
   const sealed = (kind: 'server' | 'agent', to = keys.publicKey): JsonValue => sealCredential(kind, SECRETS, to, random) as unknown as JsonValue
   const open = (box: JsonValue): ReturnType<typeof openCredential> => openCredential(keys, box)
 
-  it('opens the credential of the init server it follows, and any sealer\'s before it follows one', () => {
+  it('opens only the credential of the accepted init server, and none before it accepted a record', () => {
     const entries = [entry('mallory', 1, 'agent', sealed('agent')), entry('init', 2, 'server', sealed('server'))]
     expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: 'init', held: undefined, open })).toMatchObject({ role: 'server', token: 'server-token', agentToken: 'agent-token', owner: 'init', version: 2 })
     expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: entries.slice(0, 1), init: 'init', held: undefined, open })).toBeUndefined()
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: entries.slice(0, 1), init: undefined, held: undefined, open })?.owner).toBe('mallory')
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: undefined, held: undefined, open })).toBeUndefined()
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: 'mallory', held: undefined, open })?.owner).toBe('mallory')
   })
 
   it('opens an entry once, reopens a new version, and reports what does not open', () => {
@@ -123,5 +124,19 @@ describe('credentialFor', () => {
     // Addressed to another key in the clear: not ours, not even tried.
     expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 4, 'agent', sealed('agent'), other.publicKey)], init: 'init', held, open: counting, onError })).toBeUndefined()
     expect(errors).toHaveLength(2)
+  })
+
+  it('the sealer is the accepted record\'s init server, and a different credential gives a different digest', () => {
+    expect(sealerOf(undefined)).toBeUndefined()
+    expect(sealerOf(EMPTY_FACTS)).toBeUndefined()
+    expect(sealerOf({ cluster: { clusterId: 'c1', init: 'init' }, role: null })).toBe('init')
+    expect(sealerOf({ cluster: null, role: { role: 'agent', clusterId: 'c1', init: 'old' } })).toBe('old')
+    expect(credentialOf(undefined)).toBeUndefined()
+    const a = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 1, 'agent', sealed('agent'))], init: 'init', held: undefined, open })
+    const b = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 2, 'server', sealed('server'))], init: 'init', held: undefined, open })
+    expect(credentialOf(a)?.owner).toBe('init')
+    expect(credentialOf(a)?.digest).toMatch(/^[0-9a-f]{32}$/)
+    expect(credentialOf(a)?.digest).not.toBe(credentialOf(b)?.digest)
+    expect(JSON.stringify(credentialOf(b))).not.toContain('server-token')
   })
 })

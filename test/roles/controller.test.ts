@@ -240,4 +240,29 @@ describe('roles controller', () => {
     for (const n of nodes) n.state.refusePut = () => false
     await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
   })
+
+  it('a credential sealed to a node by another token holder is never opened: every joiner hands off with the init server\'s token', async () => {
+    const net = createFakeSite()
+    const mallory = net.node('12D3KooWmallory')
+    const evil = 'e'.repeat(64)
+    const sealed = new Set<string>()
+    // Mallory seals a credential of its own to every node as soon as its seal key shows.
+    mallory.addEventListener('change', (evt) => {
+      const { entry } = evt.detail
+      if (entry.key !== 'roles/node' || entry.owner === mallory.self || sealed.has(entry.owner)) return
+      sealed.add(entry.owner)
+      const to = (entry.value as { sealKey: string }).sealKey
+      const box = credentials.sealCredential('server', { serverToken: evil, agentToken: 'f'.repeat(64) }, to)
+      void mallory.put(`cred/${entry.owner}`, { kind: 'server', to, clusterId: 'any', box: box as unknown as Record<string, string> })
+    })
+    const nodes = [await startNode(net, 0), await startNode(net, 1), await startNode(net, 2)]
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    expect(sealed.size).toBe(3)
+    const init = nodes.find((n) => n.controller.status().role === 'init') as Node
+    for (const n of nodes.filter((x) => x !== init)) {
+      expect(n.controller.status().role).toBe('agent')
+      expect(n.plans.map((p) => p.config.token)).toEqual([init.plans[0]?.config['agent-token']])
+    }
+    expect(JSON.stringify(nodes.map((n) => n.plans))).not.toContain(evil)
+  })
 })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { StateEntry } from '../../p2p/types.ts'
 import {
-  compareBallots, electionStep, indexEntries, parseProposal, parseVote, preferenceKey, quorumSize, trackView
+  MAX_BALLOT_ROUND, checkCertificate, compareBallots, electionStep, indexEntries, justifiedCandidate, liarsTolerated, parseProposal, parseVote, preferenceKey, quorumSize, refOf, trackView, voteHash
 } from '../../roles/election.ts'
 import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
 import { BASE_CONFIG, Site } from './site.ts'
@@ -89,6 +89,7 @@ describe('Paxos adoption: one-vote-per-term is not enough', () => {
     node('a'), node('b'), node('c'), node('d'),
     vote('c', { promised: b(2, 'e'), accepted: { ballot: b(1, 'a'), candidate: 'a' } }),
     vote('d', { promised: b(2, 'e'), accepted: null }),
+    vote('e', { promised: b(2, 'e'), accepted: null }),
     entry('e', 'roles/proposal', { ballot: b(2, 'e'), candidate: null, committed: false })
   ]
   const local: LocalFacts = { ...EMPTY_FACTS, promised: b(2, 'e'), promisedAt: 10, proposal: { ballot: b(2, 'e'), candidate: null, committed: false, startedAt: 10 } }
@@ -113,10 +114,22 @@ describe('Paxos adoption: one-vote-per-term is not enough', () => {
     expect(out.local.promised).toEqual(b(3, 'x'))
   })
 
-  it('the chosen candidate runs cluster-init on seeing the commit, even if another node proposed it', () => {
-    const view = indexEntries('a', 'site', [...entries, entry('e', 'roles/proposal', { ballot: b(2, 'e'), candidate: 'a', committed: true }, 2)])
-    const out = electionStep({ self: 'a', now: 20, networkId: 'site', config: BASE_CONFIG, members: alive('b', 'c', 'd', 'e'), view, local: EMPTY_FACTS, viewSince: 0 })
-    expect(out.chosen).toEqual({ candidate: 'a', ballot: b(2, 'e') })
+  it('the candidate is chosen by a quorum of accepts it holds, and a voter checks the promises before it accepts', () => {
+    const out = electionStep({ self: 'e', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('e', 'site', entries), local, viewSince: 0 })
+    const proposal = out.local.proposal
+    const { startedAt: _, ...published } = proposal as NonNullable<typeof proposal>
+    expect(published.promises?.map((p) => p.voter)).toEqual(['c', 'd', 'e'])
+    // D checks E's proposal against the votes it holds, and accepts it.
+    const atD = indexEntries('d', 'site', [...entries, entry('e', 'roles/proposal', published, 2)])
+    const dLocal: LocalFacts = { ...EMPTY_FACTS, promised: b(2, 'e'), promisedAt: 10 }
+    const d = electionStep({ self: 'd', now: 30, networkId: 'site', config: { ...BASE_CONFIG, staticRole: 'worker' }, members: alive('a', 'b', 'c', 'e'), view: atD, local: dLocal, viewSince: 0 })
+    expect(d.local.accepted).toEqual({ ballot: b(2, 'e'), candidate: 'a' })
+    // A sees a quorum accept it in ballot 2: chosen, with the certificate.
+    const accepts = ['c', 'd', 'e'].map((v) => vote(v, { promised: b(2, 'e'), accepted: { ballot: b(2, 'e'), candidate: 'a' } }))
+    const atA = indexEntries('a', 'site', [node('a'), node('b'), node('c'), node('d'), ...accepts])
+    const chosen = electionStep({ self: 'a', now: 40, networkId: 'site', config: BASE_CONFIG, members: alive('b', 'c', 'd', 'e'), view: atA, local: EMPTY_FACTS, viewSince: 0 })
+    expect(chosen.chosen?.candidate).toBe('a')
+    expect(chosen.chosen?.certificate.votes.map((r) => r.voter)).toEqual(['c', 'd', 'e'])
   })
 })
 
@@ -210,5 +223,138 @@ describe('election on a site (named after the Kairos failure each case prevents)
     site.run(20)
     expect(site.nodes.map((n) => n.facts.role?.role)).toEqual(before)
     expect(site.inits()).toEqual([init])
+  })
+})
+
+describe('a hostile token holder cannot decide the election', () => {
+  const members = alive('a', 'c', 'd', 'mallory')
+  const base = [node('a'), node('c'), node('d'), node('mallory')]
+
+  it('a proposal forged with a candidate and no promises gets no vote', () => {
+    const forged = entry('mallory', 'roles/proposal', { ballot: b(5, 'mallory'), candidate: 'mallory', committed: true })
+    const out = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('c', 'site', [...base, forged]), local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.local.accepted).toBeNull()
+    // Even a voter that promised its ballot does not accept it.
+    const promised = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries('c', 'site', [...base, forged]), local: { ...EMPTY_FACTS, promised: b(5, 'mallory'), promisedAt: 10 }, viewSince: 0 })
+    expect(promised.local.accepted).toBeNull()
+  })
+
+  it('a proposal citing promises the voters never made, or hiding what they accepted, gets no vote', () => {
+    const held = [
+      ...base,
+      vote('a', { promised: b(5, 'mallory'), accepted: { ballot: b(1, 'a'), candidate: 'a' } }),
+      vote('d', { promised: b(5, 'mallory'), accepted: null }),
+      vote('mallory', { promised: b(5, 'mallory'), accepted: null })
+    ]
+    const view0 = indexEntries('c', 'site', held)
+    const ref = (id: string): { voter: string, version: number, hash: string } => refOf(view0.voteEntries.get(id) as StateEntry)
+    // A reports nothing accepted, though its vote says it accepted A in ballot 1.
+    const hiding = entry('mallory', 'roles/proposal', {
+      ballot: b(5, 'mallory'), candidate: 'mallory', committed: false, known: 4,
+      promises: [{ ...ref('a'), accepted: null }, { ...ref('d'), accepted: null }, { ...ref('mallory'), accepted: null }]
+    })
+    // C "promised", with a made-up version and hash.
+    const inventing = entry('mallory', 'roles/proposal', {
+      ballot: b(5, 'mallory'), candidate: 'mallory', committed: false, known: 4,
+      promises: [{ voter: 'c', version: 1, hash: '0'.repeat(32), accepted: null }, { ...ref('d'), accepted: null }, { ...ref('mallory'), accepted: null }]
+    })
+    for (const forged of [hiding, inventing]) {
+      const view = indexEntries('c', 'site', [...held, vote('c', { promised: b(5, 'mallory'), accepted: null }), forged])
+      const c = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view, local: { ...EMPTY_FACTS, promised: b(5, 'mallory'), promisedAt: 10 }, viewSince: 0 })
+      expect(c.local.accepted).toBeNull()
+    }
+    // The honest version of the same ballot (candidate A, as A's vote requires) is accepted.
+    const honest = entry('mallory', 'roles/proposal', {
+      ballot: b(5, 'mallory'), candidate: 'a', committed: false, known: 4,
+      promises: [{ ...ref('a'), accepted: { ballot: b(1, 'a'), candidate: 'a' } }, { ...ref('d'), accepted: null }, { ...ref('mallory'), accepted: null }]
+    })
+    const view = indexEntries('c', 'site', [...held, honest])
+    const c = electionStep({ self: 'c', now: 20, networkId: 'site', config: BASE_CONFIG, members, view, local: { ...EMPTY_FACTS, promised: b(5, 'mallory'), promisedAt: 10 }, viewSince: 0 })
+    expect(c.local.accepted).toEqual({ ballot: b(5, 'mallory'), candidate: 'a' })
+  })
+
+  it('a certificate counts each voter once, and a replayed old vote does not count once the voter moved on', () => {
+    const held = [
+      ...base,
+      vote('a', { promised: b(1, 'a'), accepted: { ballot: b(1, 'a'), candidate: 'a' } }),
+      entry('c', 'roles/vote', { promised: b(2, 'x'), accepted: { ballot: b(2, 'x'), candidate: 'x' } }, 2),
+      vote('mallory', { promised: b(1, 'a'), accepted: { ballot: b(1, 'a'), candidate: 'a' } })
+    ]
+    const view = indexEntries('d', 'site', held)
+    const old = voteHash({ promised: b(1, 'a'), accepted: { ballot: b(1, 'a'), candidate: 'a' } })
+    const cert = (votes: Array<{ voter: string, version: number, hash: string }>): Parameters<typeof checkCertificate>[0] => ({ ballot: b(1, 'a'), candidate: 'a', known: 4, votes })
+    const a = refOf(view.voteEntries.get('a') as StateEntry)
+    const m = refOf(view.voteEntries.get('mallory') as StateEntry)
+    expect(checkCertificate(cert([a, a, m]), view, 3)).toBe('invalid')
+    expect(checkCertificate(cert([a, m, { voter: 'c', version: 1, hash: old }]), view, 3)).toBe('invalid')
+    // Votes not arrived yet: pending, never valid.
+    expect(checkCertificate(cert([a, m, { voter: 'd', version: 1, hash: old }]), view, 3)).toBe('pending')
+    const withD = indexEntries('x', 'site', [...held, vote('d', { promised: b(1, 'a'), accepted: { ballot: b(1, 'a'), candidate: 'a' } })])
+    expect(checkCertificate(cert([a, m, { voter: 'd', version: 1, hash: old }]), withD, 3)).toBe('valid')
+  })
+
+  it('ballot rounds beyond the bound are malformed, so no one can push the term to the end of the integers', () => {
+    expect(parseProposal({ ballot: { n: Number.MAX_SAFE_INTEGER, by: 'm' }, candidate: null, committed: false })).toBeUndefined()
+    expect(parseVote({ promised: { n: MAX_BALLOT_ROUND + 1, by: 'm' }, accepted: null })).toBeUndefined()
+    expect(parseVote({ promised: b(1, 'm'), accepted: { ballot: b(2, 'm'), candidate: 'm' } })).toBeUndefined()
+  })
+})
+
+describe('lying voters and standing early', () => {
+  const acc = (n: number, by: string, candidate: string): { ballot: Ballot, candidate: string } => ({ ballot: b(n, by), candidate })
+
+  it.each([
+    { name: 'plain Paxos without tolerance: the highest report wins, even a lone one', liars: 0, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(7, 'm', 'x')], want: 'x' },
+    { name: 'one liar tolerated: a lone made-up high ballot is outranked by a candidate two voters back', liars: 1, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(7, 'm', 'x')], want: 'a' },
+    { name: 'one liar tolerated: a candidate two voters back at a later ballot still wins', liars: 1, reports: [acc(1, 'a', 'a'), acc(1, 'a', 'a'), acc(3, 'b', 'b'), acc(4, 'c', 'b')], want: 'b' },
+    { name: 'nothing reported twice: the proposer stands for itself', liars: 1, reports: [acc(1, 'a', 'a'), acc(7, 'm', 'x'), null], want: 'p' },
+    { name: 'no reports at all', liars: 0, reports: [null, null], want: 'p' }
+  ])('$name', ({ liars, reports, want }) => {
+    expect(justifiedCandidate(reports, 'p', liars)).toBe(want)
+  })
+
+  it.each([
+    // minimum_nodes, known, liars tolerated
+    [3, 5, 0], [4, 6, 0], [5, 6, 1], [6, 8, 1], [7, 10, 1], [7, 9, 2], [3, 3, 1]
+  ])('minimum %i with %i known tolerates %i liar(s)', (m, known, t) => {
+    expect(liarsTolerated(m, known)).toBe(t)
+  })
+
+  it('a proposer standing for itself gets no vote unless it is the preferred node, and a dead rumour about the preferred node hands nothing on', () => {
+    const order = byPreference(['a', 'b', 'c', 'd'])
+    const [first, second, third, fourth] = order as [string, string, string, string]
+    const voterEntries = [node(first), node(second), node(third), node(fourth)]
+    const promises = [third, fourth, second].map((id) => vote(id, { promised: b(3, second), accepted: null }))
+    const view0 = indexEntries(fourth, 'site', [...voterEntries, ...promises])
+    const proposal = entry(second, 'roles/proposal', {
+      ballot: b(3, second), candidate: second, committed: false, known: 4,
+      promises: [second, third, fourth].sort().map((id) => ({ ...refOf(view0.voteEntries.get(id) as StateEntry), accepted: null }))
+    })
+    const view = indexEntries(fourth, 'site', [...voterEntries, ...promises, proposal])
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(3, second), promisedAt: 10 }
+    const cfg = { ...BASE_CONFIG, staticRole: 'worker' as const, rumourGraceMs: 600 }
+    const step = (members: Array<{ peerId: string, liveness: 'alive' | 'dead', lastSeen: number }>): LocalFacts =>
+      electionStep({ self: fourth, now: 1_000, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
+    // The preferred node is up: the second may not stand for itself.
+    expect(step([{ peerId: first, liveness: 'alive', lastSeen: 1_000 }, ...alive(second, third)]).accepted).toBeNull()
+    // A rumour says it is dead, but this voter heard it 100 ms ago: still no vote.
+    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 900 }, ...alive(second, third)]).accepted).toBeNull()
+    // Silent for longer than the grace period and dead: the second is preferred now.
+    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 100 }, ...alive(second, third)]).accepted).toEqual({ ballot: b(3, second), candidate: second })
+  })
+})
+
+describe('a member cannot keep the election from ending', () => {
+  it('voters promise only ballots of the preferred node, and a claimed huge round does not push the next ballot to the bound', () => {
+    const order = byPreference(['a', 'b', 'c', 'mallory'].filter((id) => id !== 'mallory'))
+    const [first, second, third] = order as [string, string, string]
+    const entries = [node(first), node(second), node(third), node('mallory'),
+      entry('mallory', 'roles/proposal', { ballot: b(9, 'mallory'), candidate: null, committed: false }),
+      vote('mallory', { promised: b(MAX_BALLOT_ROUND, 'mallory'), accepted: null })]
+    const members = alive(first, third, 'mallory')
+    const voter = electionStep({ self: second, now: 10_000, networkId: 'site', config: BASE_CONFIG, members, view: indexEntries(second, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
+    expect(voter.local.promised).toBeNull()
+    const proposer = electionStep({ self: first, now: 10_000, networkId: 'site', config: BASE_CONFIG, members: alive(second, third, 'mallory'), view: indexEntries(first, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
+    expect(proposer.local.proposal?.ballot).toEqual(b(1, first))
   })
 })

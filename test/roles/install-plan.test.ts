@@ -3,9 +3,11 @@ import { load } from 'js-yaml'
 import { describe, expect, it } from 'vitest'
 import type { K3sSection } from '../../config/types.ts'
 import {
-  CONFIG_HEADER, K3S_COMMA_FLAGS, K3S_LIST_FLAGS, buildInstallPlan, redactPlan, serverUrlFor, translateK3sArgs,
+  CONFIG_HEADER, K3S_COMMA_FLAGS, K3S_LIST_FLAGS, buildInstallPlan, redactPlan, secureJoinToken, serverUrlFor, translateK3sArgs,
   type InstallPlan, type InstallPlanInput
 } from '../../roles/install-plan.ts'
+import { caHashOf } from '../../roles/credentials.ts'
+import { createHash } from 'node:crypto'
 
 interface FlagFixture { k3sVersion: string, server: Record<string, string>, agent: Record<string, string>, serverAliases: Record<string, string>, agentAliases: Record<string, string> }
 const flags = JSON.parse(readFileSync(new URL('../fixtures/k3s-flags.json', import.meta.url), 'utf8')) as FlagFixture
@@ -283,5 +285,31 @@ describe('serverUrlFor', () => {
     expect(serverUrlFor('fd00::1')).toBe('https://[fd00::1]:6443')
     expect(serverUrlFor('init.local')).toBe('https://init.local:6443')
     expect(buildInstallPlan({ ...base, role: 'agent', serverUrl: serverUrlFor('fd00::1'), token: AGENT_TOKEN }).config.server).toBe('https://[fd00::1]:6443')
+  })
+})
+
+describe('joiners pin the cluster CA', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n'
+  const caHash = caHashOf(pem)
+
+  it('a joiner with the CA hash the init server published uses k3s\'s secure token format', () => {
+    const agent = buildInstallPlan({ role: 'agent', serverUrl: SERVER_URL, token: AGENT_TOKEN, caHash, ...base })
+    expect(agent.config.token).toBe(`K10${caHash}::node:${AGENT_TOKEN}`)
+    expect(agent.execEnv.KAIROS_TOKEN).toBe(agent.config.token)
+    const server = buildInstallPlan({ role: 'server', serverUrl: SERVER_URL, token: SERVER_TOKEN, agentToken: AGENT_TOKEN, caHash, ...base })
+    expect(server.config.token).toBe(secureJoinToken(caHash, 'server', SERVER_TOKEN))
+    expect(server.config.token).toMatch(/^K10[0-9a-f]{64}::server:a{64}$/)
+    expect(server.config['agent-token']).toBe(AGENT_TOKEN)
+    expect(caHash).toBe(createHash('sha256').update(pem).digest('hex'))
+  })
+
+  it('the init server pins nothing, and a malformed hash is refused', () => {
+    expect(() => buildInstallPlan({ role: 'init', token: SERVER_TOKEN, agentToken: AGENT_TOKEN, caHash, ...base })).toThrow(/pins none/)
+    expect(() => buildInstallPlan({ role: 'agent', serverUrl: SERVER_URL, token: AGENT_TOKEN, caHash: 'abc', ...base })).toThrow(/64 lowercase hex/)
+  })
+
+  it('redaction hides the secret inside a secure token too', () => {
+    const view = redactPlan(buildInstallPlan({ role: 'agent', serverUrl: SERVER_URL, token: AGENT_TOKEN, caHash, ...base }))
+    expect(JSON.stringify(view)).not.toContain(AGENT_TOKEN)
   })
 })

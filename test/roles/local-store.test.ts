@@ -14,6 +14,7 @@ const FACTS: LocalFacts = {
   promisedAt: 17,
   accepted: { ballot: { n: 4, by: 'b' }, candidate: 'a' },
   proposal: null,
+  cluster: { clusterId: 'c1', init: 'a' },
   role: { role: 'agent', clusterId: 'c1', init: 'a' },
   joined: { clusterId: 'c1', planKey: 'p' }
 }

@@ -3,11 +3,13 @@ import type { StateEntry } from '../../p2p/types.ts'
 import { preferenceKey } from '../../roles/election.ts'
 import { canonicalJson, configWarnings, decide, jsonEqual, planCredentials } from '../../roles/plan.ts'
 import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type NodeValue, type RolesSnapshot } from '../../roles/types.ts'
-import { BASE_CONFIG, Site } from './site.ts'
+import { BASE_CONFIG, Site, certifiedRecord } from './site.ts'
 
 const entry = (owner: string, key: string, value: unknown, version = 1): StateEntry =>
   ({ owner, key, version, writtenAt: 0, value: value as StateEntry['value'] })
-const RECORD: ClusterRecord = { clusterId: 'c1', init: 'init', networkId: 'site', ballot: { n: 1, by: 'init' } }
+const CERTIFIED = certifiedRecord('init', ['init', 'a', 'b'])
+const RECORD: ClusterRecord = CERTIFIED.record
+const C1 = RECORD.clusterId
 const nodeValue = (role: NodeValue['role'] = 'auto', sealKey = 'k'): NodeValue =>
   ({ sealKey, role, eligible: role === 'auto' || role === 'master', k3s: role !== 'none' })
 const alive = (...ids: string[]): Array<{ peerId: string, liveness: 'alive', lastSeen: number }> => ids.map((peerId) => ({ peerId, liveness: 'alive', lastSeen: 0 }))
@@ -16,7 +18,7 @@ const byPref = (ids: string[]): string[] => [...ids].sort((x, y) => (preferenceK
 function snapshot (over: Partial<RolesSnapshot>): RolesSnapshot {
   return {
     self: 'me', now: 10_000, networkId: 'site', config: BASE_CONFIG, members: [], entries: [], local: EMPTY_FACTS,
-    viewSince: 0, sealKey: 'seal-me', hasSecrets: false, hasCredential: false, address: '10.0.0.9', ...over
+    viewSince: 0, sealKey: 'seal-me', hasSecrets: false, address: '10.0.0.9', ...over
   }
 }
 
@@ -37,14 +39,14 @@ describe('credential plan', () => {
       name: 'a lost gossip message strands workers — provider-kairos#909: a node whose credential was never issued gets it on the next recompute',
       nodes: { a: nodeValue(), b: nodeValue() },
       members: alive('a', 'b'),
-      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: 'c1', box: {} })],
+      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: C1, box: {} })],
       want: [['b', 'agent']]
     },
     {
       name: 'a node with a new seal key gets its credential re-sealed, same kind',
       nodes: { a: nodeValue('auto', 'new-key') },
       members: alive('a'),
-      entries: [entry('init', 'cred/a', { kind: 'server', to: 'old-key', clusterId: 'c1', box: {} }), entry('a', 'roles/status', { role: 'server', phase: 'joined', clusterId: 'c1' })],
+      entries: [entry('init', 'cred/a', { kind: 'server', to: 'old-key', clusterId: C1, box: {} }), entry('a', 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })],
       want: [['a', 'server']]
     },
     {
@@ -77,18 +79,160 @@ describe('credential plan', () => {
     grants = planCredentials({ ...ha, entries: [], selfJoined: true })
     expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([ids[0]])
     // First server admitted but not joined: nobody else yet.
-    const issued = [entry('init', `cred/${ids[0] as string}`, { kind: 'server', to: 'k', clusterId: 'c1', box: {} })]
+    const issued = [entry('init', `cred/${ids[0] as string}`, { kind: 'server', to: 'k', clusterId: C1, box: {} })]
     grants = planCredentials({ ...ha, entries: issued, selfJoined: true })
     expect(grants.filter((g) => g.kind === 'server')).toEqual([])
     // It reports joined: the next one.
-    grants = planCredentials({ ...ha, entries: [...issued, entry(ids[0] as string, 'roles/status', { role: 'server', phase: 'joined', clusterId: 'c1' })], selfJoined: true })
+    grants = planCredentials({ ...ha, entries: [...issued, entry(ids[0] as string, 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })], selfJoined: true })
     expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([ids[1]])
   })
 
-  it('static masters are servers even without HA; auto nodes are not', () => {
+  it('declaring role: master gains no server token: with HA off a static master joins as an agent', () => {
     const nodes = new Map([['m', nodeValue('master')], ['a', nodeValue()]])
     const grants = planCredentials({ ...base, nodes, members: alive('m', 'a'), entries: [] })
-    expect(grants.map((g) => [g.recipient, g.kind]).sort()).toEqual([['a', 'agent'], ['m', 'server']])
+    expect(grants.map((g) => [g.recipient, g.kind]).sort()).toEqual([['a', 'agent'], ['m', 'agent']])
+  })
+
+  it('static masters have the first claim on the HA slots, and no more servers than master_nodes', () => {
+    const ids = byPref(['m1', 'm2', 'a1'])
+    const nodes = new Map<string, NodeValue>([['m1', nodeValue('master')], ['m2', nodeValue('master')], ['a1', nodeValue()]])
+    const ha = { ...base, config: { haEnable: true, haMasterNodes: 1 }, nodes, members: alive(...ids) }
+    const grants = planCredentials({ ...ha, entries: [] })
+    const firstMaster = byPref(['m1', 'm2'])[0] as string
+    expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([firstMaster])
+    const issued = [entry('init', `cred/${firstMaster}`, { kind: 'server', to: 'k', clusterId: C1, box: {} }), entry(firstMaster, 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })]
+    const after = planCredentials({ ...ha, entries: issued })
+    expect(after.filter((g) => g.kind === 'server')).toEqual([])
+    expect(after.map((g) => g.recipient).sort()).toEqual(['a1', firstMaster === 'm1' ? 'm2' : 'm1'].sort())
+  })
+})
+
+describe('an HA server that sits on the server token', () => {
+  it('holds the next server back only until the join timeout', () => {
+    const ids = byPref(['m', 'a1', 'a2'])
+    const nodes = new Map<string, NodeValue>([['m', nodeValue('master')], ['a1', nodeValue()], ['a2', nodeValue()]])
+    const issued = [{ ...entry('init', 'cred/m', { kind: 'server', to: 'k', clusterId: C1, box: {} }), writtenAt: 1_000 }]
+    const input = { self: 'init', networkId: 'site', record: RECORD, config: { haEnable: true, haMasterNodes: 2, serverJoinTimeoutMs: 60_000 }, nodes, members: alive(...ids), entries: issued, selfJoined: true }
+    expect(planCredentials({ ...input, now: 30_000 }).filter((g) => g.kind === 'server')).toEqual([])
+    const after = planCredentials({ ...input, now: 61_000 }).filter((g) => g.kind === 'server').map((g) => g.recipient)
+    expect(after).toEqual([byPref(['a1', 'a2'])[0]])
+  })
+})
+
+describe('a hostile token holder cannot hijack the cluster', () => {
+  const members = alive('init', 'a', 'b', 'mallory')
+  const nodes = ['init', 'a', 'b', 'mallory', 'me'].map((id) => entry(id, 'roles/node', { sealKey: `seal-${id}`, role: 'auto', eligible: true, k3s: true }))
+  const initRole = (d: ReturnType<typeof decide>): boolean => d.actions.some((a) => 'persist' in a && a.persist.role?.role === 'init')
+
+  it('a proposal marked committed is not the decision: the named node does not run cluster-init with zero votes', () => {
+    const forged = entry('mallory', 'roles/proposal', { ballot: { n: 7, by: 'mallory' }, candidate: 'me', committed: true })
+    const d = decide(snapshot({ members, entries: [...nodes, forged] }))
+    expect(initRole(d)).toBe(false)
+    expect(d.role).toBeUndefined()
+    // Two forged identities naming two victims: neither inits.
+    const forged2 = entry('mallory2', 'roles/proposal', { ballot: { n: 8, by: 'mallory2' }, candidate: 'a', committed: true })
+    const d2 = decide(snapshot({ self: 'a', members: alive('init', 'me', 'b', 'mallory'), entries: [...nodes, forged, forged2] }))
+    expect(initRole(d2)).toBe(false)
+  })
+
+  it('a record without a certificate, even with ballot 0, is not acted on; the certified one is', () => {
+    const fake = entry('mallory', 'roles/cluster', { clusterId: 'evil', init: 'mallory', networkId: 'site', ballot: { n: 0, by: 'mallory' } })
+    const alone = decide(snapshot({ members, entries: [...nodes, fake] }))
+    expect(alone.clusterId).toBeUndefined()
+    expect(alone.phase).toBe('electing')
+    const both = decide(snapshot({ members, entries: [...nodes, fake, ...CERTIFIED.entries] }))
+    expect(both.leader).toBe('init')
+    expect(both.clusterId).toBe(C1)
+  })
+
+  it('a record whose certificate names votes that do not say so is not acted on', () => {
+    const forged = certifiedRecord('mallory', ['mallory', 'a', 'b'], 'site', { n: 0, by: 'mallory' })
+    // Only mallory's own vote is real; A's and B's say they accepted the init server.
+    const held = [...nodes, ...forged.entries.filter((e) => e.key === 'roles/cluster' || e.owner === 'mallory'), ...CERTIFIED.entries]
+    const d = decide(snapshot({ members, entries: held }))
+    expect(d.leader).toBe('init')
+    expect(d.clusterId).toBe(C1)
+    // Minted voters with no entries make the certificate pending, never valid.
+    const minted = certifiedRecord('mallory', ['mallory', 'sybil1', 'sybil2'], 'site', { n: 0, by: 'mallory' })
+    const onlyMinted = decide(snapshot({ members, entries: [...nodes, ...minted.entries.filter((e) => e.key === 'roles/cluster' || e.owner === 'mallory')] }))
+    expect(onlyMinted.clusterId).toBeUndefined()
+  })
+
+  it('a node that accepted a record never switches to another, whatever its ballot', () => {
+    const first = decide(snapshot({ members, entries: [...nodes, ...CERTIFIED.entries] }))
+    const persisted = first.actions.find((a) => 'persist' in a)
+    const facts = persisted !== undefined && 'persist' in persisted ? persisted.persist : EMPTY_FACTS
+    expect(facts.cluster).toEqual({ clusterId: C1, init: 'init' })
+    const other = certifiedRecord('x', ['x', 'y', 'z'], 'site', { n: 0, by: 'x' })
+    const later = decide(snapshot({ members, local: facts, entries: [...nodes, ...other.entries, ...CERTIFIED.entries] }))
+    expect(later.clusterId).toBe(C1)
+    expect(later.leader).toBe('init')
+    const onlyOther = decide(snapshot({ members, local: facts, entries: [...nodes, ...other.entries] }))
+    expect(onlyOther.clusterId).toBe(C1)
+  })
+
+  it('a late node accepts a record whose votes were collected when a quorum of members report its cluster, and a fake one when none do', () => {
+    const recordOnly = CERTIFIED.entries.filter((e) => e.key === 'roles/cluster')
+    const statuses = ['init', 'a', 'b'].map((id) => entry(id, 'roles/status', { role: id === 'init' ? 'init' : 'agent', phase: 'joined', clusterId: C1 }))
+    expect(decide(snapshot({ members, entries: [...nodes, ...recordOnly] })).clusterId).toBeUndefined()
+    expect(decide(snapshot({ members, entries: [...nodes, ...recordOnly, ...statuses] })).clusterId).toBe(C1)
+    // Mallory's record with its own status and one more: two of the three needed.
+    const fake = certifiedRecord('mallory', ['mallory', 'sybil1', 'sybil2'], 'site', { n: 0, by: 'mallory' })
+    const fakeStatus = ['mallory', 'sybil1'].map((id) => entry(id, 'roles/status', { role: 'agent', phase: 'joined', clusterId: fake.record.clusterId }))
+    expect(decide(snapshot({ members, entries: [...nodes, ...fake.entries.filter((e) => e.key === 'roles/cluster'), ...fakeStatus] })).clusterId).toBeUndefined()
+  })
+
+  it('a credential sealed to this node by anyone but the init server is not taken', () => {
+    const entries = [...nodes, ...CERTIFIED.entries, entry('mallory', 'cred/me', { kind: 'server', to: 'seal-me', clusterId: C1, box: {} })]
+    const d = decide(snapshot({ members, entries, credential: { owner: 'mallory', digest: 'evil' } }))
+    expect(d.role).toBeUndefined()
+    expect(d.actions.some((a) => 'handOff' in a)).toBe(false)
+  })
+
+  it('the init server publishes its CA hash for its cluster once it has one', () => {
+    const local: LocalFacts = { ...EMPTY_FACTS, cluster: { clusterId: C1, init: 'me', record: { ...RECORD, init: 'me' } }, role: { role: 'init', clusterId: C1, init: 'me' } }
+    const puts = (d: ReturnType<typeof decide>): string[] => d.actions.flatMap((a) => ('put' in a ? [a.put] : []))
+    expect(puts(decide(snapshot({ local, members })))).not.toContain('roles/ca')
+    const d = decide(snapshot({ local, members, caHash: 'c'.repeat(64) }))
+    const ca = d.actions.find((a) => 'put' in a && a.put === 'roles/ca')
+    expect(ca !== undefined && 'put' in ca ? ca.value : undefined).toEqual({ clusterId: C1, caHash: 'c'.repeat(64) })
+  })
+
+  it('a joiner pins the CA hash the init server of its record published, and no one else\'s', () => {
+    const hash = 'c'.repeat(64)
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const handOff = (extra: StateEntry[]): unknown => {
+      const h = decide(snapshot({ members, entries: [...entries, ...extra], credential: { owner: 'init', digest: 'd1' } })).actions.find((a) => 'handOff' in a)
+      return h !== undefined && 'handOff' in h ? h.handOff : undefined
+    }
+    expect(handOff([entry('init', 'roles/ca', { clusterId: C1, caHash: hash })])).toMatchObject({ caHash: hash })
+    expect(handOff([entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'd'.repeat(64) })])).not.toHaveProperty('caHash')
+  })
+
+  it('the hand-off key holds what the credential carries: a new credential is handed off again', () => {
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const keyOf = (d: ReturnType<typeof decide>): string | undefined => {
+      const h = d.actions.find((a) => 'handOff' in a)
+      return h !== undefined && 'handOff' in h ? h.planKey : undefined
+    }
+    const first = decide(snapshot({ members, entries, credential: { owner: 'init', digest: 'd1' } }))
+    const persisted = first.actions.find((a) => 'persist' in a)
+    const facts = persisted !== undefined && 'persist' in persisted ? persisted.persist : EMPTY_FACTS
+    const k1 = keyOf(first) as string
+    expect(k1).toBeDefined()
+    const joined: LocalFacts = { ...facts, joined: { clusterId: C1, planKey: k1 } }
+    expect(keyOf(decide(snapshot({ members, entries, local: joined, credential: { owner: 'init', digest: 'd1' } })))).toBeUndefined()
+    const k2 = keyOf(decide(snapshot({ members, entries, local: joined, credential: { owner: 'init', digest: 'd2' } })))
+    expect(k2).toBeDefined()
+    expect(k2).not.toBe(k1)
   })
 })
 
@@ -114,9 +258,11 @@ describe('decide', () => {
   })
 
   it('persists before it publishes: the first action of a new promise is persist', () => {
+    // The proposer is the preferred node; this node is a worker and never preferred.
     const d = decide(snapshot({
-      members: alive('a', 'b'),
-      entries: [entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
+      config: { ...BASE_CONFIG, staticRole: 'worker' },
+      members: alive('a'),
+      entries: [entry('a', 'roles/node', { sealKey: 'seal-a', role: 'auto', eligible: true, k3s: true }), entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
     }))
     const first = d.actions.findIndex((a) => 'persist' in a)
     const vote = d.actions.findIndex((a) => 'put' in a && a.put === 'roles/vote')
@@ -131,14 +277,14 @@ describe('decide', () => {
   ])('$name', ({ role, autoEnable, want }) => {
     const d = decide(snapshot({
       config: { ...BASE_CONFIG, staticRole: role, autoEnable },
-      entries: [entry('init', 'roles/cluster', RECORD)]
+      entries: [...CERTIFIED.entries]
     }))
     expect(d.role).toBe(want)
     expect(d.phase).toBe('joined')
   })
 
   it('with a record, a node without a credential waits for it and never stands', () => {
-    const d = decide(snapshot({ members: alive('init', 'a', 'b'), entries: [entry('init', 'roles/cluster', RECORD)] }))
+    const d = decide(snapshot({ members: alive('init', 'a', 'b'), entries: [...CERTIFIED.entries] }))
     expect(d.phase).toBe('waiting')
     expect(d.leader).toBe('init')
     expect(d.actions.some((a) => 'put' in a && a.put === 'roles/proposal')).toBe(false)
@@ -146,35 +292,35 @@ describe('decide', () => {
 
   it('a credential sealed to an old key is not taken as a role', () => {
     const d = decide(snapshot({
-      entries: [entry('init', 'roles/cluster', RECORD), entry('init', 'cred/me', { kind: 'agent', to: 'old', clusterId: 'c1', box: {} })]
+      entries: [...CERTIFIED.entries, entry('init', 'cred/me', { kind: 'agent', to: 'old', clusterId: C1, box: {} })]
     }))
     expect(d.role).toBeUndefined()
   })
 
   it('an agent hands off once credential and server address are known, and not again after joining', () => {
     const entries = [
-      entry('init', 'roles/cluster', RECORD),
-      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: 'c1', box: {} }),
-      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: 'c1', address: '10.0.0.1' })
+      ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
     ]
-    const d = decide(snapshot({ entries, hasCredential: true }))
+    const d = decide(snapshot({ entries, credential: { owner: 'init', digest: 'd1' } }))
     const hand = d.actions.find((a) => 'handOff' in a)
-    expect(hand !== undefined && 'handOff' in hand ? hand.handOff : undefined).toEqual({ role: 'agent', clusterInit: false, clusterId: 'c1', initServer: 'init', serverAddress: '10.0.0.1' })
+    expect(hand !== undefined && 'handOff' in hand ? hand.handOff : undefined).toEqual({ role: 'agent', clusterInit: false, clusterId: C1, initServer: 'init', serverAddress: '10.0.0.1', credential: 'd1' })
     const persisted = d.actions.find((a) => 'persist' in a)
     const facts = (persisted !== undefined && 'persist' in persisted ? persisted.persist : EMPTY_FACTS)
     const planKey = hand !== undefined && 'handOff' in hand ? hand.planKey : ''
-    const after: LocalFacts = { ...facts, joined: { clusterId: 'c1', planKey } }
-    const d2 = decide(snapshot({ entries, hasCredential: true, local: after }))
+    const after: LocalFacts = { ...facts, joined: { clusterId: C1, planKey } }
+    const d2 = decide(snapshot({ entries, credential: { owner: 'init', digest: 'd1' }, local: after }))
     expect(d2.phase).toBe('joined')
     expect(d2.actions.some((a) => 'handOff' in a)).toBe(false)
   })
 
   it('a persisted role survives an empty view and a different record', () => {
-    const local: LocalFacts = { ...EMPTY_FACTS, role: { role: 'agent', clusterId: 'c1', init: 'init' } }
+    const local: LocalFacts = { ...EMPTY_FACTS, role: { role: 'agent', clusterId: C1, init: 'init' } }
     const other = { ...RECORD, clusterId: 'c2', init: 'x', ballot: { n: 0, by: 'x' } }
-    const d = decide(snapshot({ local, entries: [entry('x', 'roles/cluster', other), entry('init', 'roles/cluster', RECORD)] }))
+    const d = decide(snapshot({ local, entries: [entry('x', 'roles/cluster', other), ...CERTIFIED.entries] }))
     expect(d.role).toBe('agent')
-    expect(d.clusterId).toBe('c1')
+    expect(d.clusterId).toBe(C1)
   })
 })
 

@@ -6,11 +6,11 @@
  */
 import type { StaticRole } from '../../config/types.ts'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { applyDecisionNow, credentialFor, type HeldCredential } from '../../roles/apply.ts'
+import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../../roles/apply.ts'
 import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../../roles/credentials.ts'
-import { trackView } from '../../roles/election.ts'
+import { clusterIdFor, refOf, trackView } from '../../roles/election.ts'
 import { decide } from '../../roles/plan.ts'
-import { EMPTY_FACTS, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
+import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type RolesConfig, type RolesDecision } from '../../roles/types.ts'
 import { seededRandom } from '../../util/random.ts'
 
 export const BASE_CONFIG: RolesConfig = {
@@ -78,7 +78,7 @@ export class Site {
     const members = this.nodes.filter((o) => o !== node && this.reach(node, o)).map((o) => ({ peerId: o.id, liveness: 'alive' as const, lastSeen: this.now }))
     node.tracker = trackView(node.tracker, members, this.now)
     const entries = [...node.replica.values()]
-    node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, init: node.facts.role?.init, held: node.held, open: (box) => openCredential(node.keys, box) })
+    node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, init: sealerOf(node.facts), held: node.held, open: (box) => openCredential(node.keys, box) })
     const d = decide({
       self: node.id,
       now: this.now,
@@ -90,7 +90,7 @@ export class Site {
       viewSince: node.tracker.since,
       sealKey: node.keys.publicKey,
       hasSecrets: node.secrets !== undefined,
-      hasCredential: node.held !== undefined,
+      credential: credentialOf(node.held),
       address: `10.0.0.${this.nodes.indexOf(node) + 1}`
     })
     applyDecisionNow(d, {
@@ -120,4 +120,21 @@ export class Site {
   inits (): string[] {
     return this.nodes.filter((n) => n.inits > 0).map((n) => n.id)
   }
+}
+
+/** A vote entry of `voter` that accepted `candidate` in `ballot`. */
+export function acceptVote (voter: string, ballot: { n: number, by: string }, candidate: string, version = 1): StateEntry {
+  return { owner: voter, key: 'roles/vote', version, writtenAt: 0, value: { promised: { ...ballot }, accepted: { ballot: { ...ballot }, candidate } } }
+}
+
+/**
+ * The entries of a cluster record backed by a quorum: the votes of `voters` for
+ * `init` in `ballot`, and the record with its certificate, owned by `init`.
+ */
+export function certifiedRecord (init: string, voters: string[], networkId = 'site', ballot = { n: 1, by: init }, known = voters.length): { record: ClusterRecord, entries: StateEntry[] } {
+  const votes = voters.map((v) => acceptVote(v, ballot, init))
+  const certificate = { ballot: { ...ballot }, candidate: init, known, votes: votes.map(refOf) }
+  const record: ClusterRecord = { clusterId: clusterIdFor(networkId, init, ballot), init, networkId, ballot: { ...ballot }, certificate }
+  const entry: StateEntry = { owner: init, key: 'roles/cluster', version: 1, writtenAt: 0, value: structuredClone(record) as unknown as JsonValue }
+  return { record, entries: [...votes, entry] }
 }
