@@ -170,13 +170,14 @@ describe('p2p node', () => {
     await waitFor('a and b hold c\'s entry', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined)
 
     await c1.stop()
-    await waitFor('a and b forget c\'s entries', () => (a.state.get(id, 'advert') === undefined && b.state.get(id, 'advert') === undefined) || undefined, 15_000)
+    await waitFor('a and b forget c\'s entries', () => (a.state.get(id, 'advert') === undefined && b.state.get(id, 'advert') === undefined) || undefined, 45_000)
+      .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify([a, b].map((n) => ({ held: n.state.get(id, 'advert') !== undefined, member: n.state.members().find((m) => m.peerId === id)?.liveness, peer: n.status().peers.find((p) => p.id === id) })))}`) })
     expect(a.state.get(b.peerId, 'p2p/member')).toBeDefined()
 
     const c2 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
     expect(c2.peerId).toBe(id)
-    await waitFor('c\'s entry is back on a and b once c is', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined, 15_000)
-  })
+    await waitFor('c\'s entry is back on a and b once c is', () => (a.state.get(id, 'advert') !== undefined && b.state.get(id, 'advert') !== undefined) || undefined, 30_000)
+  }, 120_000)
 
   it('a hung node (connections up, silent) is declared dead by its watchers and alive again when it resumes', async () => {
     cluster = new Cluster()
