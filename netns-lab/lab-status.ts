@@ -103,7 +103,8 @@ export function isFormed (status: LabStatus, nodes: readonly string[] = status.n
 /** One line per node, for error messages and logs. */
 export function summarizeStatus (s: LabStatus): string {
   const nodes = s.nodes.map((n) => `${n.name}:${n.running ? (n.phase ?? 'no-status') : (n.powered ? 'stopped' : 'off')}/${n.role ?? '-'}${n.joined ? '/joined' : ''}`)
-  return `${nodes.join(' ')}; clusters: ${s.clusters.length === 0 ? 'none' : s.clusters.map((c) => `${c.server}[${c.nodes.map((n) => n.name).join(',')}]`).join(' ')}`
+  const reasons = s.nodes.filter((n) => n.running && n.reason !== undefined).map((n) => `${n.name}: ${n.reason ?? ''}`)
+  return `${nodes.join(' ')}; clusters: ${s.clusters.length === 0 ? 'none' : s.clusters.map((c) => `${c.server}[${c.nodes.map((n) => n.name).join(',')}]`).join(' ')}${reasons.length === 0 ? '' : `; reasons: ${reasons.join(' | ')}`}`
 }
 
 /** Reads a running agent's status: GET /status on `<state_dir>/agent.sock`. */

@@ -104,6 +104,21 @@ export function ringSuccessors (self: string, peers: string[], k: number): strin
   return out
 }
 
+/**
+ * The ring predecessors of `self` among `peers`: the `k` before it in short-id order
+ * (wrapping), the nodes whose successors include `self`, so whose heartbeats are due to it.
+ */
+export function ringPredecessors (self: string, peers: string[], k: number): string[] {
+  const ring = ringOrder([self, ...peers])
+  const at = ring.indexOf(self)
+  const out: string[] = []
+  for (let i = 1; i < ring.length && out.length < k; i++) {
+    const prev = ring[(at - i + ring.length) % ring.length]
+    if (prev !== undefined) out.push(prev)
+  }
+  return out
+}
+
 /** `ids` in ring order (short id, then peer id), without duplicates. */
 export function ringOrder (ids: Iterable<string>): string[] {
   return [...new Set(ids)].map((id) => ({ id, s: shortId(id) })).sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((x) => x.id)

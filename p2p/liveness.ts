@@ -4,7 +4,7 @@ import type { Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import type { Logger } from '../util/log.ts'
 import { FrameReader } from './framing.ts'
-import { HEARTBEAT_LAST, decodeHeartbeat, encodeHeartbeat, nextBeatInterval, ringSuccessors } from './heartbeat.ts'
+import { HEARTBEAT_LAST, decodeHeartbeat, encodeHeartbeat, nextBeatInterval, ringPredecessors, ringSuccessors } from './heartbeat.ts'
 import type { Loops } from './loops.ts'
 import type { Membership, MembershipTransition, Rumour, Sighting } from './membership.ts'
 import { deadline } from './stream-io.ts'
@@ -147,7 +147,7 @@ export function createLiveness (c: LivenessComponents): Liveness {
         c.onTransition(t)
         // The ring closed over the dead member: whoever it watched may now be ours to watch
         // (connected to us or not yet: a live one dials its new successor, a dead one is caught).
-        for (const m of membership.list()) if (m.peerId !== t.member.peerId) expectFrom(m.peerId)
+        expectPredecessors(now())
       } else {
         log.debug(`member ${t.type}`, { peer: t.member.peerId })
         c.onTransition(t)
@@ -184,6 +184,18 @@ export function createLiveness (c: LivenessComponents): Liveness {
     if (membership.get(peer)?.liveness !== 'alive') return
     const view = membership.list().filter((m) => m.peerId !== peer && m.liveness !== 'dead').map((m) => m.peerId)
     if (ringSuccessors(peer, [self, ...view], c.fanout).includes(self)) membership.expect(peer, now())
+  }
+
+  /**
+   * Watches every alive member whose heartbeats are due to us in our view of the ring.
+   * Run at each death and at every beat: an expectation can lapse without a death (a
+   * stale `alive` row disowned it, the member was suspect when the ring changed), and a
+   * member nobody on our side watches is never found dead, so a minority cut off from the
+   * rest would hold it alive for good and never see that it lost the quorum.
+   */
+  const expectPredecessors = (t: number): void => {
+    const view = membership.list().filter((m) => m.liveness !== 'dead').map((m) => m.peerId)
+    for (const p of ringPredecessors(self, view, c.fanout)) if (membership.get(p)?.liveness === 'alive') membership.expect(p, t)
   }
 
   const spread = async (r: Rumour): Promise<boolean> => {
@@ -286,6 +298,7 @@ export function createLiveness (c: LivenessComponents): Liveness {
     wakeAt = t + timing.heartbeatIntervalMs
     if (t >= nextBeat) {
       sendHeartbeats()
+      expectPredecessors(t)
       for (const p of admitted) membership.touch(p, t)
       const quiet = t - lastChangeAt >= QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
       beatMs = nextBeatInterval(beatMs, timing.heartbeatIntervalMs, quiet)

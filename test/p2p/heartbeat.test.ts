@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { MalformedFrameError } from '../../p2p/errors.ts'
-import { HEARTBEAT_LAST, QUIET_HEARTBEAT_FACTOR, decodeHeartbeat, digestHash, encodeHeartbeat, nextBeatInterval, ringSuccessors, shortId } from '../../p2p/heartbeat.ts'
+import { HEARTBEAT_LAST, QUIET_HEARTBEAT_FACTOR, decodeHeartbeat, digestHash, encodeHeartbeat, nextBeatInterval, ringPredecessors, ringSuccessors, shortId } from '../../p2p/heartbeat.ts'
 
 describe('heartbeat frames', () => {
   it('round-trip and stay around ten bytes', () => {
@@ -37,6 +37,18 @@ describe('heartbeat ring', () => {
     }
     expect([...watchers.values()].every((n) => n === 2)).toBe(true)
     expect(watchers.size).toBe(ids.length)
+  })
+
+  it('the predecessors of a node are exactly the nodes that count it among their successors', () => {
+    for (const k of [1, 2, 3]) {
+      for (const self of ids) {
+        const others = ids.filter((x) => x !== self)
+        const due = others.filter((p) => ringSuccessors(p, ids.filter((x) => x !== p), k).includes(self))
+        expect(new Set(ringPredecessors(self, others, k))).toEqual(new Set(due))
+      }
+    }
+    expect(ringPredecessors('a', [], 1)).toEqual([])
+    expect(ringPredecessors('a', ['b'], 3)).toEqual(['b'])
   })
 
   it('small rings: fewer peers than k, or none', () => {

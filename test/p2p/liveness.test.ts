@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { ringOrder } from '../../p2p/heartbeat.ts'
 import { FakeNet, LAB, peerIds } from './fake-net.ts'
 
 /** Long enough for any death, even with the detector's patience stretched to its bound (10×). */
@@ -54,6 +55,37 @@ describe('liveness on a fake network', () => {
     // a heard it again first-hand (its heartbeats), held the dispute, and asked for an exchange with it.
     expect(net.members.get(a)?.exchanges).toContain(watched)
     for (const x of ids) for (const y of ids) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
+  })
+
+  it('a minority cut off from the rest finds every member of the other side dead, also one whose expectation a stale alive row withdrew', async () => {
+    net = new FakeNet()
+    const ids = ringOrder(await peerIds(5))
+    await net.start(ids)
+    await net.run(1_000)
+    // Two ring neighbours on one side: the second watches the first, so the first alone
+    // watches across the cut, one member after another as the ring closes over the dead.
+    const minority = ids.slice(0, 2)
+    const majority = ids.slice(2)
+    for (const x of minority) for (const y of majority) net.cut(x, y)
+    // Whenever a minority member starts to watch one of the other side, a peer's exchange
+    // hands it an `alive` row for that member at a newer incarnation (news from before the
+    // cut): an expectation not yet confirmed by a heartbeat is withdrawn by it.
+    const told = new Set<string>()
+    for (let t = 0; t < 6 * PATIENT_MS; t += 100) {
+      for (const x of minority) {
+        const m = net.members.get(x)
+        for (const y of m?.membership.watching() ?? []) {
+          if (!majority.includes(y) || told.has(`${x}>${y}`) || m === undefined) continue
+          told.add(`${x}>${y}`)
+          m.liveness.applyRumour({ peer: y, state: 'alive', incarnation: (m.membership.incarnationOf(y) ?? 0) + 1 }, false)
+        }
+      }
+      await net.run(100)
+    }
+    expect(told.size, net.describe()).toBeGreaterThan(0)
+    for (const x of minority) for (const y of majority) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}: ${net.describe()}`).toBe('dead')
+    for (const x of majority) for (const y of minority) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}: ${net.describe()}`).toBe('dead')
+    for (const x of minority) for (const y of minority) if (x !== y) expect(net.liveness(x, y)).toBe('alive')
   })
 
   it('a round that throws is counted and the loop carries on: the member keeps heartbeating and stays alive', async () => {
