@@ -122,14 +122,15 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   const adverts = (to: string): PeerAdvert[] => {
     if (!c.peerExchange) return []
     const t = now()
-    const list: PeerAdvert[] = membership.list().filter((m) => m.peerId !== to).map((m) => ({
-      id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0
-    }))
-    // Its own row when we hold it down or in dispute: a rumour about itself it missed, to refute.
+    const list: PeerAdvert[] = []
+    // Its own row first when we hold it down or in dispute (a rumour about itself it missed, to refute): the list may be cut at the exchange's bound.
     const held = membership.get(to)
     const disputed = membership.disputed(to)
     if (held !== undefined && (held.liveness !== 'alive' || disputed !== undefined)) {
       list.push({ id: to, addresses: [], ageMs: 0, liveness: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? membership.incarnationOf(to) ?? 0 })
+    }
+    for (const m of membership.list()) {
+      if (m.peerId !== to) list.push({ id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0 })
     }
     const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
     const fresh = sentPeers.get(to) === fingerprint ? [] : list

@@ -4,7 +4,7 @@ import type { Liveness } from './types.ts'
 import { MalformedFrameError } from './errors.ts'
 import { FrameReader, concatBytes, decodeList, encodeList, fromUtf8, utf8 } from './framing.ts'
 import { sendFrames } from './stream-io.ts'
-import { MAX_INCARNATION, validIncarnation } from './membership.ts'
+import { DEFAULT_MAX_MEMBERS, MAX_INCARNATION, validIncarnation } from './membership.ts'
 
 /**
  * Anti-entropy and peer exchange over `${syncProtocol}/sync/1.0.0`. One
@@ -26,8 +26,10 @@ export const SYNC_PROTOCOL_SUFFIX = '/sync/1.0.0'
 const KIND = { digest: 1, entries: 2, peers: 3, end: 4, hash: 5 } as const
 /** Most entries in one ENTRIES frame. */
 const MAX_ENTRIES_PER_FRAME = 4096
-/** Most peers in one PEERS frame. */
-export const MAX_PEERS_PER_EXCHANGE = 256
+/** Most peers in one PEERS frame; a longer list goes in several (see `peerFrames`). */
+export const MAX_PEERS_PER_FRAME = 256
+/** Most peers one side sends in one exchange: a full membership table and the receiver's own row. */
+export const MAX_PEERS_PER_EXCHANGE = DEFAULT_MAX_MEMBERS + 1
 const MAX_ADDRS = 8
 const MAX_ADDR_LENGTH = 256
 
@@ -92,9 +94,20 @@ export function entryFrames (entries: Uint8Array[], maxFrameBytes: number): Uint
   return frames
 }
 
-/** Encodes a PEERS frame body. */
+/**
+ * A peer list as PEERS frames of at most `MAX_PEERS_PER_FRAME` each, in order, at most
+ * `MAX_PEERS_PER_EXCHANGE` in all; always one frame, empty when the list is.
+ */
+export function peerFrames (peers: PeerAdvert[]): Uint8Array[] {
+  const list = peers.slice(0, MAX_PEERS_PER_EXCHANGE)
+  const frames: Uint8Array[] = []
+  for (let i = 0; i === 0 || i < list.length; i += MAX_PEERS_PER_FRAME) frames.push(encodePeers(list.slice(i, i + MAX_PEERS_PER_FRAME)))
+  return frames
+}
+
+/** Encodes one PEERS frame (kind byte and body) of at most `MAX_PEERS_PER_FRAME` peers. */
 export function encodePeers (peers: PeerAdvert[]): Uint8Array {
-  const list = peers.slice(0, MAX_PEERS_PER_EXCHANGE).map((p) => {
+  const list = peers.slice(0, MAX_PEERS_PER_FRAME).map((p) => {
     const base = [p.id, p.addresses.slice(0, MAX_ADDRS), Math.max(0, Math.round(p.ageMs))]
     return p.liveness === undefined || p.incarnation === undefined ? base : [...base, p.incarnation, p.liveness]
   })
@@ -109,7 +122,7 @@ export function decodePeers (body: Uint8Array): PeerAdvert[] {
   } catch (err) {
     throw new MalformedFrameError('peers: not JSON', { cause: err })
   }
-  if (!Array.isArray(raw) || raw.length > MAX_PEERS_PER_EXCHANGE) throw new MalformedFrameError(`peers: expected an array of at most ${MAX_PEERS_PER_EXCHANGE} items`)
+  if (!Array.isArray(raw) || raw.length > MAX_PEERS_PER_FRAME) throw new MalformedFrameError(`peers: expected an array of at most ${MAX_PEERS_PER_FRAME} items`)
   return raw.map((item: unknown, i) => {
     if (!Array.isArray(item) || (item.length !== 3 && item.length !== 5)) throw new MalformedFrameError(`peers[${i}]: expected [id, addresses, ageMs] or [id, addresses, ageMs, incarnation, liveness]`)
     const [id, addresses, ageMs, incarnation, liveness] = item as [unknown, unknown, unknown, unknown, unknown]
@@ -135,12 +148,16 @@ type Awaited = 'digest' | 'end' | 'hash'
  */
 async function readUntil (reader: FrameReader, side: SyncSide, want: readonly Awaited[]): Promise<{ got: Awaited, digest?: Uint8Array, hash?: number, received: number }> {
   let received = 0
+  let peers = 0
   for (;;) {
     const f = await reader.expect(want.map((w) => w === 'end' ? 'the end of the exchange' : `the ${w}`).join(' or '))
     const kind = f[0]
     const body = f.subarray(1)
     if (kind === KIND.peers) {
-      side.onPeers(decodePeers(body))
+      const page = decodePeers(body)
+      peers += page.length
+      if (peers > MAX_PEERS_PER_EXCHANGE) throw new MalformedFrameError(`sync: more than ${MAX_PEERS_PER_EXCHANGE} peers in one exchange, expected at most a membership table and one row`)
+      side.onPeers(page)
     } else if (kind === KIND.entries) {
       const entries = decodeList(body, MAX_ENTRIES_PER_FRAME)
       received += entries.length
@@ -175,7 +192,7 @@ function hashFrame (hash: number): Uint8Array {
 export async function syncAsInitiator (stream: Stream, side: SyncSide, options: { digestHash?: number } = {}): Promise<SyncResult> {
   const reader = new FrameReader(stream, side.maxFrameBytes)
   if (options.digestHash !== undefined) {
-    await sendFrames(stream, [encodePeers(side.peers()), hashFrame(options.digestHash)], side.signal)
+    await sendFrames(stream, [...peerFrames(side.peers()), hashFrame(options.digestHash)], side.signal)
     const answer = await readUntil(reader, side, ['digest', 'end'])
     if (answer.got === 'end') return { sent: 0, received: answer.received }
     const missing = side.store.missingFor(answer.digest ?? new Uint8Array(0))
@@ -183,7 +200,7 @@ export async function syncAsInitiator (stream: Stream, side: SyncSide, options: 
     const last = await readUntil(reader, side, ['end'])
     return { sent: missing.length, received: answer.received + last.received }
   }
-  await sendFrames(stream, [encodePeers(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
+  await sendFrames(stream, [...peerFrames(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
   const { digest, received } = await readUntil(reader, side, ['digest'])
   const missing = side.store.missingFor(digest ?? new Uint8Array(0))
   await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
@@ -196,17 +213,17 @@ export async function syncAsResponder (stream: Stream, side: SyncSide, digestHas
   const first = await readUntil(reader, side, ['digest', 'hash'])
   if (first.got === 'hash') {
     if (digestHash !== undefined && first.hash === digestHash()) {
-      await sendFrames(stream, [encodePeers(side.peers()), Uint8Array.of(KIND.end)], side.signal)
+      await sendFrames(stream, [...peerFrames(side.peers()), Uint8Array.of(KIND.end)], side.signal)
       return { sent: 0, received: first.received }
     }
-    await sendFrames(stream, [encodePeers(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
+    await sendFrames(stream, [...peerFrames(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
     const theirs = await readUntil(reader, side, ['digest'])
     const missing = side.store.missingFor(theirs.digest ?? new Uint8Array(0))
     await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
     return { sent: missing.length, received: first.received + theirs.received }
   }
   const missing = side.store.missingFor(first.digest ?? new Uint8Array(0))
-  await sendFrames(stream, [encodePeers(side.peers()), ...entryFrames(missing, side.maxFrameBytes), frame(KIND.digest, side.store.digest())], side.signal)
+  await sendFrames(stream, [...peerFrames(side.peers()), ...entryFrames(missing, side.maxFrameBytes), frame(KIND.digest, side.store.digest())], side.signal)
   const last = await readUntil(reader, side, ['end'])
   return { sent: missing.length, received: first.received + last.received }
 }

@@ -10,7 +10,7 @@ import { deriveKeys } from '../../token/index.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import { MalformedFrameError } from '../../p2p/errors.ts'
 import { decodeList, encodeFrame, encodeVarint } from '../../p2p/framing.ts'
-import { decodePeers, encodePeers, entryFrames, syncAsInitiator, syncAsResponder } from '../../p2p/sync.ts'
+import { MAX_PEERS_PER_EXCHANGE, MAX_PEERS_PER_FRAME, decodePeers, encodePeers, entryFrames, peerFrames, syncAsInitiator, syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
 import { digestHash } from '../../p2p/heartbeat.ts'
 import { streamPair } from '@libp2p/utils'
 import { store } from './state/fixtures.ts'
@@ -147,7 +147,7 @@ describe('malformed frames from an admitted peer', () => {
 
 describe('exchange over a stream pair', () => {
   // Two replicas, one exchange each way of the protocol, counting the bytes each side sends.
-  async function exchange (x: Awaited<ReturnType<typeof store>>, y: Awaited<ReturnType<typeof store>>, hashFirst: boolean): Promise<{ bytes: number, sent: number, received: number }> {
+  async function exchange (x: Awaited<ReturnType<typeof store>>, y: Awaited<ReturnType<typeof store>>, hashFirst: boolean, adverts: { x?: PeerAdvert[], heard?: PeerAdvert[] } = {}): Promise<{ bytes: number, sent: number, received: number }> {
     const [outbound, inbound] = await streamPair()
     let bytes = 0
     const count = (s: typeof outbound): void => {
@@ -156,14 +156,44 @@ describe('exchange over a stream pair', () => {
     }
     count(outbound)
     count(inbound)
-    const side = (st: typeof x, remote: string) => ({ store: st, remote, peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) })
+    const side = (st: typeof x, remote: string, peers: PeerAdvert[] = [], onPeers = (_: PeerAdvert[]): void => {}) =>
+      ({ store: st, remote, peers: () => peers, onPeers, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) })
     const hash = (st: typeof x): number => digestHash(st.digest())
     const [r] = await Promise.all([
-      syncAsInitiator(outbound, side(x, y.self), hashFirst ? { digestHash: hash(x) } : {}),
-      syncAsResponder(inbound, side(y, x.self), () => hash(y))
+      syncAsInitiator(outbound, side(x, y.self, adverts.x), hashFirst ? { digestHash: hash(x) } : {}),
+      syncAsResponder(inbound, side(y, x.self, [], (p) => { adverts.heard?.push(...p) }), () => hash(y))
     ])
     return { bytes, ...r }
   }
+
+  it('a peer list longer than one frame goes in pages, and a site of 1 000 members is told whole', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    const members: PeerAdvert[] = Array.from({ length: 1_000 }, (_, i) => ({ id: `12D3KooW${i.toString().padStart(6, '0')}`, addresses: [`/ip4/10.0.${i >> 8}.${i & 255}/tcp/4001`], ageMs: i, incarnation: i, liveness: 'alive' }))
+    const pages = peerFrames(members)
+    expect(pages).toHaveLength(Math.ceil(1_000 / MAX_PEERS_PER_FRAME))
+    expect(pages.flatMap((f) => decodePeers(f.subarray(1)))).toEqual(members)
+    expect(peerFrames([])).toHaveLength(1)
+    for (const hashFirst of [false, true]) {
+      const heard: PeerAdvert[] = []
+      await exchange(a, b, hashFirst, { x: members, heard })
+      expect(heard).toEqual(members)
+    }
+    // A sender past the bound is cut there: the receiver never gets more than a table and its own row.
+    expect(peerFrames([...members, ...members, ...members, ...members, ...members]).flatMap((f) => decodePeers(f.subarray(1)))).toHaveLength(MAX_PEERS_PER_EXCHANGE)
+  })
+
+  it('a peer that sends more peers in one exchange than a membership table holds is refused with a MalformedFrameError', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    const [outbound, inbound] = await streamPair()
+    const many = Array.from({ length: MAX_PEERS_PER_FRAME }, (_, i) => ({ id: `12D3KooW${i}`, addresses: [], ageMs: 0 }))
+    const flood = Array.from({ length: Math.ceil(MAX_PEERS_PER_EXCHANGE / MAX_PEERS_PER_FRAME) + 1 }, () => encodePeers(many))
+    for (const f of flood) outbound.send(encodeFrame(f))
+    const side = { store: b, remote: a.self, peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) }
+    await expect(syncAsResponder(inbound, side)).rejects.toThrow(MalformedFrameError)
+    outbound.abort(new Error('done'))
+  })
 
   it('a safety round between equal replicas sends the digest hash, not two digests; unequal ones still converge', async () => {
     const a = await store(1)
