@@ -312,11 +312,13 @@ describe('watcher failures', () => {
     const token = newToken()
     const frozen = new Set<number>()
     const nodes: P2PNode[] = []
-    const seed = await cluster.node(token, {}, { heartbeatFanout: 1, hooks: { freeze: () => frozen.has(0) } })
+    // A hung node sends nothing: no heartbeat, rumour or state gossip (which would count as first-hand news of it).
+    const hang = (idx: number): NonNullable<Parameters<Cluster['node']>[2]>['hooks'] =>
+      ({ freeze: () => frozen.has(idx), dropGossip: (e) => e.direction === 'out' && frozen.has(idx) })
+    const seed = await cluster.node(token, {}, { heartbeatFanout: 1, hooks: hang(0) })
     nodes.push(seed)
     for (let i = 1; i < 5; i++) {
-      const idx = i
-      nodes.push(await cluster.node(token, { bootstrapPeers: [seed.addresses()[0] as string] }, { heartbeatFanout: 1, hooks: { freeze: () => frozen.has(idx) } }))
+      nodes.push(await cluster.node(token, { bootstrapPeers: [seed.addresses()[0] as string] }, { heartbeatFanout: 1, hooks: hang(i) }))
     }
     await waitFor('all alive and admitted pairwise', () => (nodes.every((n) => alivePeers(n).length === 4) && fullyAdmitted(nodes)) || undefined)
     // Pick a node and its only watcher (its ring successor) and hang both.
