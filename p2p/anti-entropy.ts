@@ -2,6 +2,7 @@ import type { Stream } from '@libp2p/interface'
 import type { Timing } from '../config/types.ts'
 import type { Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
+import { fingerprintRows } from '../util/fingerprint.ts'
 import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { digestHash } from './heartbeat.ts'
@@ -132,7 +133,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     for (const m of membership.list()) {
       if (m.peerId !== to) list.push({ id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0 })
     }
-    const fingerprint = list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`).join(' ')
+    const fingerprint = fingerprintRows(list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`))
     const fresh = sentPeers.get(to) === fingerprint ? [] : list
     sentPeers.set(to, fingerprint)
     return c.tamperAdverts === undefined ? fresh : c.tamperAdverts(to, fresh)

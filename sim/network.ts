@@ -7,6 +7,7 @@ import type { JsonValue, Liveness } from '../p2p/types.ts'
 import type { MemberView } from '../roles/types.ts'
 import type { Clock } from '../util/clock.ts'
 import type { RandomSource } from '../util/random.ts'
+import { fingerprintRows } from '../util/fingerprint.ts'
 import type { HeldEntry, SimReplica } from './replica.ts'
 
 /**
@@ -311,8 +312,7 @@ export function createSimNetwork<N extends NetNode> (init: SimNetworkInit<N>): S
     if (held !== undefined && (held.liveness !== 'alive' || disputed !== undefined)) {
       list.push({ peer: to.id, state: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? m.incarnationOf(to.id) ?? 0 })
     }
-    let fingerprint = ''
-    for (const r of list) fingerprint += `${r.peer}/${r.state}@${r.incarnation} `
+    const fingerprint = fingerprintRows(list.map((r) => `${r.peer}/${r.state}@${r.incarnation}`))
     if (from.sentPeers.get(to.index) === fingerprint) return []
     from.sentPeers.set(to.index, fingerprint)
     return list
