@@ -14,7 +14,7 @@
  * owner is present again, so anti-entropy from a peer that has not forgotten it yet
  * cannot bring them back. Peers apply the same rule to the same converging member view,
  * so they forget it too within about the same time and stop offering it. Tombstones
- * are bounded in number and expire after `forgetAfterMs`; an owner that comes back
+ * are bounded in number and expire after `forgetAfterMs` (at least `admitGraceMs`); an owner that comes back
  * after that is judged again from the start (never present: dropped after the grace).
  *
  * Times are the local clock's. After a restart every owner gets at least
@@ -86,7 +86,12 @@ export function restoredNote (presentAt: number | undefined, now: number, policy
   return { firstSeenAt: now, presentAt: Math.max(presentAt, now - policy.forgetAfterMs + policy.admitGraceMs) }
 }
 
-/** True when a tombstone written at `forgottenAt` still holds at `now`. */
+/**
+ * True when a tombstone written at `forgottenAt` still holds at `now`: for
+ * `forgetAfterMs`, and never less than `admitGraceMs`. A peer that has not forgotten the
+ * owner yet offers its entries back until it does; taken back after the tombstone, they
+ * would count as a newcomer's and be kept for the whole grace.
+ */
 export function tombstoneHolds (forgottenAt: number, now: number, policy: CollectPolicy): boolean {
-  return now - forgottenAt < policy.forgetAfterMs
+  return now - forgottenAt < Math.max(policy.forgetAfterMs, policy.admitGraceMs)
 }

@@ -5,7 +5,7 @@ import { DEFAULT_MAX_ENTRY_BYTES } from '../../../p2p/state/store.ts'
 import { decodeSnapshot, STATE_FILE } from '../../../p2p/state/persist.ts'
 import { decodeWire, encodeBody, encodeHeader, encodeWire, sealValue, signedBytes, writeEntry } from '../../../p2p/state/wire.ts'
 import { planEviction, type OwnerUsage } from '../../../p2p/state/quota.ts'
-import { judgeOwner, restoredNote } from '../../../p2p/state/gc.ts'
+import { judgeOwner, restoredNote, tombstoneHolds } from '../../../p2p/state/gc.ts'
 import type { OwnerPresence } from '../../../p2p/state/gc.ts'
 import { ManualClock } from '../../../util/clock.ts'
 import type { JsonValue } from '../../../p2p/types.ts'
@@ -259,6 +259,14 @@ describe('quota and collection policies (pure)', () => {
     expect(judgeOwner({ firstSeenAt: 0, presentAt: 50 }, 'gone', 149, policy).kind).toBe('keep')
     expect(judgeOwner({ firstSeenAt: 0, presentAt: 50 }, 'gone', 150, policy)).toEqual({ kind: 'forget', reason: 'gone' })
     expect(restoredNote(0, 1_000, policy)).toEqual({ firstSeenAt: 1_000, presentAt: 910 })
+  })
+
+  it('a tombstone holds for forget_after, and at least for the grace when forget_after is shorter', () => {
+    expect(tombstoneHolds(0, 99, { admitGraceMs: 10, forgetAfterMs: 100 })).toBe(true)
+    expect(tombstoneHolds(0, 100, { admitGraceMs: 10, forgetAfterMs: 100 })).toBe(false)
+    // A peer still offering the entries after a short forget_after would otherwise have them kept for the grace.
+    expect(tombstoneHolds(0, 999, { admitGraceMs: 1_000, forgetAfterMs: 100 })).toBe(true)
+    expect(tombstoneHolds(0, 1_000, { admitGraceMs: 1_000, forgetAfterMs: 100 })).toBe(false)
   })
 })
 
