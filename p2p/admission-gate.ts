@@ -25,6 +25,8 @@ export interface AdmissionGateComponents {
   onAdmitted: (peer: string, conn: Connection, initiator: boolean, first: boolean) => void
   /** A peer failed the proof; its connection is being closed. */
   onFailed: (peer: string, reason: AdmissionFailure) => void
+  /** Test hook: while it returns true no proof is run or answered, like a hung process. */
+  frozen?: () => boolean
 }
 
 /**
@@ -66,7 +68,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   /** Callbacks waiting for an admission in flight to end. */
   const waiters = new Map<string, Array<() => void>>()
   const failures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
-  const live = (): boolean => signal !== undefined && !signal.aborted
+  const live = (): boolean => signal !== undefined && !signal.aborted && c.frozen?.() !== true
 
   const settle = (peer: string): void => {
     const waiting = waiters.get(peer)

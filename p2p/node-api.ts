@@ -16,7 +16,7 @@ import type { PeerAdvert } from './sync.ts'
 
 /** Test hooks. Never set in production. */
 export interface P2PNodeHooks extends GossipHooks {
-  /** While it returns true the node sends no heartbeats and no rumours, like a hung process whose connections stay up. */
+  /** While it returns true the node sends no heartbeats and no rumours, dials no one and runs no admission, like a hung process whose connections stay up. */
   freeze?: () => boolean
   /** Rewrites the membership rows we send `to` in a peer exchange (tests: a member that lies about others, or sends bad numbers). */
   tamperAdverts?: (to: string, adverts: PeerAdvert[]) => PeerAdvert[]

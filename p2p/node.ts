@@ -81,6 +81,8 @@ export const DEFAULT_HEARTBEAT_FANOUT = 1
 /** Everything one run of the node holds, from `start()` to `stop()`. */
 interface Running {
   controller: AbortController
+  /** Aborted before the leave notice goes out: no new connection is dialled or admitted after it. */
+  leaving: AbortController
   node: Libp2p<StackServices>
   store: StateStore
   book: PeerBook
@@ -253,11 +255,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       logger: log
     })
     const pokeCollector = (): void => { collector.poke() }
-    const run: Running = { controller, node, store, book, loops, collector, pokeCollector, onGossip }
+    const leaving = new AbortController()
+    /** Admission and dialling stop at the leave notice: a connection made after it would be heard as the node back from the dead. */
+    const admitting = AbortSignal.any([controller.signal, leaving.signal])
+    const run: Running = { controller, leaving, node, store, book, loops, collector, pokeCollector, onGossip }
     running = run
     services = svc
     owners = undefined
-    svc.gate.start(controller.signal)
+    svc.gate.start(admitting)
 
     node.addEventListener('connection:open', (evt) => {
       const conn = evt.detail
@@ -331,9 +336,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     // a bootstrap peer. Without one, the routing table holds LAN peers that mDNS and peer
     // exchange already give us, and each round dialled about 20 of them, which slowed the
     // formation of a large site.
-    if (!p2p.disableDht && bootstrap.length > 0) svc.rendezvous.start(controller.signal, loops)
+    if (!p2p.disableDht && bootstrap.length > 0) svc.rendezvous.start(admitting, loops)
     else if (!p2p.disableDht) log.debug('no DHT rendezvous rounds: no bootstrap peer, so mDNS and peer exchange find every peer the DHT could')
-    svc.dialler.start(controller.signal, loops)
+    svc.dialler.start(admitting, loops)
     events.addEventListener('member:join', pokeCollector)
     events.addEventListener('member:leave', pokeCollector)
     collector.start()
@@ -349,6 +354,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const svc = services
     if (run === undefined || svc === undefined) return
     // Say goodbye: peers mark us dead at once instead of after a silent interval.
+    run.leaving.abort()
     await svc.liveness.leave()
     run.controller.abort()
     running = undefined

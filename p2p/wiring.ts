@@ -6,7 +6,7 @@ import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { createAdmissionGate, type AdmissionGate } from './admission-gate.ts'
 import { createAntiEntropy, type AntiEntropy } from './anti-entropy.ts'
-import { createDialler, type BootstrapPeer, type Dialler } from './dialler.ts'
+import { createDialler, type BootstrapPeer, type DialNetwork, type Dialler } from './dialler.ts'
 import { createGossip, type Gossip } from './gossip.ts'
 import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht, openStream } from './libp2p-ports.ts'
 import { createLiveness, type Liveness } from './liveness.ts'
@@ -95,12 +95,13 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
       // connection, and a rule by direction left the pair with no exchange at all.
       if (me < peer) void antiEntropy?.run(peer, { open: async (signal) => await conn.newStream(protocols.sync, { signal }) })
     },
-    onFailed: (peer, reason) => { dialler?.failed(peer, reason) }
+    onFailed: (peer, reason) => { dialler?.failed(peer, reason) },
+    ...(ctx.hooks?.freeze === undefined ? {} : { frozen: ctx.hooks.freeze })
   })
   // The gate's set: every service reads who is admitted from it.
   const admitted = gate.admitted
   dialler = createDialler({
-    self: me, clock, log, timing, network: libp2pDialNetwork(node), book, membership, admitted, bootstrap, linkCount, dialTimeoutMs: ctx.dialTimeoutMs
+    self: me, clock, log, timing, network: frozenDials(libp2pDialNetwork(node), ctx.hooks?.freeze), book, membership, admitted, bootstrap, linkCount, dialTimeoutMs: ctx.dialTimeoutMs
   })
   for (const [id, label] of earlyLabels) dialler.found(id, label)
   earlyLabels.clear()
@@ -178,4 +179,15 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     lastJoinAt: lv.lastJoinAt
   })
   return { gate, dialler: d, liveness: lv, antiEntropy: ae, gossip, rendezvous, loops }
+}
+
+/** The dialler's network, dialling nobody while the test hook `freeze` holds (a hung process dials no one). */
+function frozenDials (network: DialNetwork, frozen: (() => boolean) | undefined): DialNetwork {
+  if (frozen === undefined) return network
+  const refuse = (): never => { throw new Error('frozen') }
+  return {
+    ...network,
+    dial: async (peer, addresses, signal) => frozen() ? refuse() : await network.dial(peer, addresses, signal),
+    dialAddress: async (addr, signal) => { if (frozen()) refuse(); await network.dialAddress(addr, signal) }
+  }
 }
