@@ -22,7 +22,10 @@ import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
 import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../roles/apply.ts'
 import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
-import { clusterIdFor, compareBallots, indexEntries, justifiedCandidate, preferenceKey, quorumSize, refOf, sameBallot, trackView, voteHash } from '../roles/election.ts'
+import { clusterIdFor, compareBallots, quorumSize, sameBallot } from '../roles/ballot.ts'
+import { justifiedCandidate, refOf } from '../roles/certificates.ts'
+import { preferenceKey, trackView } from '../roles/election.ts'
+import { indexEntries, voteHash } from '../roles/entries.ts'
 import { decide, parseCredential } from '../roles/plan.ts'
 import {
   CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type PromiseRef, type ProposalValue, type RoleName, type RolesConfig, type RolesDecision
