@@ -5,7 +5,7 @@ import { KairosError, errorMessage } from '../util/errors.ts'
 
 // Through `process.getBuiltinModule`, not an import: importing node:http as a module builds
 // its namespace, which reads every export and so loads undici (Node's fetch) behind the lazy
-// ones. That cost every agent 13 MB and 40 ms of CPU at start for a unix-socket status API.
+// ones, in every agent, for a unix-socket status API (docs/decisions.md, AGENT-7).
 const { createServer, request } = process.getBuiltinModule('node:http')
 
 /** File name of the agent's local API socket inside the state dir. */

@@ -1,8 +1,9 @@
 // `npm run bench`: runs every benchmark script in this folder (or those named on
 // the command line), each in its own Node 24 process so one cannot skew another,
 // collects the JSON each prints on its last stdout line, and writes
-// bench/results.json and bench/RESULTS.md. Naming benchmarks reruns only those and
-// keeps the other entries of an earlier results.json.
+// bench/results.json and bench/RESULTS.md, keeping RESULTS.md's section of figures
+// measured by hand. Naming benchmarks reruns only those and keeps the other entries
+// of an earlier results.json.
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -33,6 +34,9 @@ for (const file of scripts) {
   process.stderr.write(`bench ${name}: ${results.at(-1)?.ok === true ? 'ok' : 'FAILED'} (${wallMs} ms)\n`)
 }
 
+/** The heading of bench/RESULTS.md's hand-kept section, which a run keeps. */
+const BY_HAND_HEADING = '## Figures measured by hand'
+
 interface StoredResult extends BenchResult { when: string }
 const when = new Date().toISOString()
 let earlier: StoredResult[] = []
@@ -60,6 +64,12 @@ for (const r of merged) {
   if (!r.ok) { md.push(`Failed: ${r.error ?? ''}`, ''); continue }
   md.push('| metric | value |', '| --- | --- |', ...rows(r.result).map(([k, v]) => `| ${k} | ${v} |`), '')
 }
+// The figures measured by hand (cited by docs/decisions.md) are not rerun here: kept as they are.
+const byHand = await readFile(join(here, 'RESULTS.md'), 'utf8').then((text) => {
+  const at = text.indexOf(`\n${BY_HAND_HEADING}\n`)
+  return at < 0 ? '' : text.slice(at + 1).trimEnd()
+}, () => '')
+if (byHand !== '') md.push(byHand, '')
 await writeFile(join(here, 'RESULTS.md'), md.join('\n'))
 process.stdout.write(md.join('\n') + '\n')
 process.exitCode = results.every((r) => r.ok) ? 0 : 1

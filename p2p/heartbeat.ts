@@ -71,7 +71,7 @@ export function decodeHeartbeat (body: Uint8Array): Heartbeat {
   return { flags, incarnation: inc.value, digestHash: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at) }
 }
 
-/** On a quiet site the heartbeat interval grows to this multiple of the configured one (2 s on `lan` timing). */
+/** On a quiet site the heartbeat interval grows to this multiple of the configured one. */
 export const QUIET_HEARTBEAT_FACTOR = 4
 /** Each beat on a quiet site comes at most this much later than the one before. */
 export const QUIET_HEARTBEAT_STEP = 1.5

@@ -28,13 +28,13 @@ export {
  *  - steady: unsolicited announcements (a response packet with our records).
  *    They are not queries, so nobody answers. The first follows the last query
  *    by `intervalMs`; while nothing changes the gap doubles after each one, up
- *    to `MDNS_STEADY_MAX_INTERVALS` intervals (a minute at the 5 s default, half
- *    the records' TTL). A peer we had not heard, a peer's new addresses or our
+ *    to `MDNS_STEADY_MAX_INTERVALS` intervals (half the records' TTL at the
+ *    default interval). A peer we had not heard, a peer's new addresses or our
  *    own new addresses bring the next announcement within an interval again.
  * A quiet site of N nodes therefore costs each node about N−1 packets per
- * minute instead of per interval (at 30 nodes, mDNS was over a third of an
- * idle node's traffic), and a box that joins is still announced to within an
- * interval by everyone, even if it missed their unicast answers.
+ * minute instead of per interval (docs/decisions.md, P2P-15), and a box that
+ * joins is still announced to within an interval by everyone, even if it missed
+ * their unicast answers.
  *
  * Unicast answers go to the querier's source address and port. The querier
  * sends from the shared mDNS port, so if another process on its host (an

@@ -192,7 +192,7 @@ interface Row {
  * How long, in suspicion periods, a peer that refuted our unconfirmed expectation is
  * not expected again. Expectations are renewed on every membership change, and with
  * views that disagree about the ring each renewal led to one more suspicion and
- * refutation: bursts of several per second about one node while a 30-node site formed.
+ * refutation, in bursts about one node while a site formed.
  */
 const DISOWN_PERIODS = 10
 

@@ -8,7 +8,7 @@ export { ringOrder }
  * A site does not need a connection between every pair of nodes, and on small CPUs it
  * cannot afford one: each connection costs a pnet + Noise handshake, identify, the token
  * proof, gossipsub and DHT streams and a state exchange, so an all-pairs mesh grows as N²
- * (435 connections at N = 30, which kept two cores busy for minutes). State converges by
+ * (docs/decisions.md, P2P-1). State converges by
  * gossip over any connected graph, so each node dials only a few *links* on the ring of
  * the peers it knows (short-id order, the same ring the heartbeats use):
  *

@@ -58,7 +58,7 @@ export { DialError, parseAddress, type P2PNode, type P2PNodeHooks, type P2PNodeI
 /**
  * The entry every node writes under its own id when it starts: its signed presence.
  * A member counts (in `state.members()`) once we have heard it first-hand or it has
- * signed state, such as this entry (see docs/decisions.md, "Who counts as a member").
+ * signed state, such as this entry (see docs/decisions.md, P2P-24).
  */
 export const MEMBER_KEY = 'p2p/member'
 

@@ -7,9 +7,9 @@
 // grows the shared memory by the whole gap again. pnet creates two ciphers per
 // connection and never releases them, so an agent with many connections, or one
 // that reconnects for days, grows the memory until `WebAssembly.Memory.grow()`
-// throws inside a socket handler and the process dies (seen in the lab at N=30).
-// The JavaScript implementation computes the same key stream with no shared state;
-// its speed (tens of MB/s) is far above what the agent's traffic needs.
+// throws inside a socket handler and the process dies (docs/decisions.md, P2P-26).
+// The JavaScript implementation computes the same key stream with no shared state,
+// far faster than the agent's traffic needs.
 //
 // The package picks its implementation once, when it is first loaded, by testing
 // `typeof WebAssembly`; we load it first, synchronously, with that global hidden.

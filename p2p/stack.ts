@@ -27,9 +27,9 @@ export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
  * which are made for an open network where a mesh peer may be hostile or gone. Here
  * every peer passed admission and a node has about eight connections (the bounded
  * mesh), so with the defaults most of them were mesh peers and each message arrived
- * five or six times: at N=30 a node took in about 2,500 copies a minute for 500
- * messages. Four mesh peers still leave several paths to every node; gossip
- * (IHAVE/IWANT) and anti-entropy repair what a lost copy misses.
+ * five or six times (docs/decisions.md, P2P-19). Four mesh peers still leave several
+ * paths to every node; gossip (IHAVE/IWANT) and anti-entropy repair what a lost copy
+ * misses.
  */
 export const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
 

@@ -186,8 +186,7 @@ function hashFrame (hash: number): Uint8Array {
  * Runs the initiating side of one exchange. With `digestHash` (the 32-bit hash of our
  * digest, as heartbeats carry it) the exchange starts with the hash alone: a replica
  * that matches answers with its peer list and ends, so a safety round between equal
- * replicas costs a few hundred bytes instead of two digests (about 50 KB each at 30
- * nodes). A replica that differs answers with its digest and the exchange goes on.
+ * replicas costs a few hundred bytes instead of two full digests. A replica that differs answers with its digest and the exchange goes on.
  */
 export async function syncAsInitiator (stream: Stream, side: SyncSide, options: { digestHash?: number } = {}): Promise<SyncResult> {
   const reader = new FrameReader(stream, side.maxFrameBytes)

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomicSync } from '../util/atomic-file.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import { compareBallots, parseBallot, parseProposal, parseRecord } from './election.ts'
+import { compareBallots } from './ballot.ts'
+import { parseBallot, parseProposal, parseRecord } from './entries.ts'
 import { EMPTY_FACTS, type Accepted, type LocalFacts, type RoleName } from './types.ts'
 
 /** Exit code for a local file whose content is damaged: bad input the operator must fix. */

@@ -22,10 +22,10 @@ import {
   type LocalFacts, type MemberView, type NodeValue, type RolesAction, type RolesConfig, type RolesDecision,
   type RolesSnapshot, type StatusValue
 } from './types.ts'
-import {
-  canonicalJson, checkRecord, clusterIdFor, countsAsUp, electionStep, indexEntries, isEligible, preferenceKey, quorumSize,
-  takesK3sRole, type RolesView
-} from './election.ts'
+import { clusterIdFor, quorumSize } from './ballot.ts'
+import { checkRecord } from './certificates.ts'
+import { countsAsUp, electionStep, isEligible, preferenceKey, takesK3sRole } from './election.ts'
+import { canonicalJson, indexEntries, type RolesView } from './entries.ts'
 
 export { canonicalJson }
 

@@ -59,7 +59,7 @@ export interface PromiseRef extends VoteRef {
 /**
  * A quorum certificate: votes of distinct members that accepted `candidate` in
  * `ballot`, at least `quorumSize(minimum_nodes, known)` of them. Every node checks it
- * against the vote entries it holds before acting on it (roles/election.ts).
+ * against the vote entries it holds before acting on it (roles/certificates.ts).
  */
 export interface QuorumCertificate {
   ballot: Ballot

@@ -3,7 +3,8 @@
 // with the command that replays it; exits 1 if any seed violated an invariant.
 import { parseArgs } from 'node:util'
 import { PRESETS } from '../config/presets.ts'
-import { replayCommand, runSimulation, type FaultMix } from './sim.ts'
+import type { FaultMix } from './faults.ts'
+import { replayCommand, runSimulation } from './sim.ts'
 
 const usage = 'usage: npm run sim -- [--seeds N] [--start N] [--seed N] [--nodes N] [--minimum-nodes N] [--faults full|none|clean-split] [--preset lab|lan] [--adversary [--sybils N]] [--verbose]\n'
 const parsed = (() => {

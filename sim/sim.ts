@@ -11,31 +11,28 @@
  * applier's ports. A crash keeps the persisted facts and secrets and the state file
  * (the replica as of its last flush); the membership table and connections are lost.
  *
- * With `adversary`, one more member runs modified code (`hostileStep`): it forges
+ * With `adversary`, one more member runs modified code (sim/adversary.ts): it forges
  * proposals and records, claims master, lies in its votes, replays old ones, lies
  * about others' liveness and mints identities. It is a member of the production
  * membership like any node; only its roles layer is replaced.
  */
 import type { StaticRole, Timing } from '../config/types.ts'
-import type { JsonValue, StateEntry } from '../p2p/types.ts'
+import type { JsonValue } from '../p2p/types.ts'
 import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
-import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../roles/apply.ts'
-import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
-import { clusterIdFor, compareBallots, indexEntries, justifiedCandidate, preferenceKey, quorumSize, refOf, sameBallot, trackView, voteHash } from '../roles/election.ts'
+import { applyDecisionNow, credentialFor, credentialOf, sealerOf } from '../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential } from '../roles/credentials.ts'
+import { trackView } from '../roles/election.ts'
 import { decide, parseCredential } from '../roles/plan.ts'
-import {
-  CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts, type PromiseRef, type ProposalValue, type RoleName, type RolesConfig, type RolesDecision
-} from '../roles/types.ts'
-import { createSimNetwork, netNode, type NetEvent, type NetNode } from './network.ts'
+import { CRED_PREFIX, ROLE_KEYS, type RolesConfig } from '../roles/types.ts'
+import { createAdversary } from './adversary.ts'
+import { planFaults, type FaultEvent, type FaultMix } from './faults.ts'
+import { createSimNetwork, type NetEvent } from './network.ts'
+import { simNode, type SimNode } from './node.ts'
 import { EventQueue } from './queue.ts'
-import { SimReplica, type HeldEntry } from './replica.ts'
 
 /** The join timeout of an HA server in the simulation, ms (shorter than a run's settle deadline). */
 const SERVER_JOIN_TIMEOUT_SIM_MS = 60_000
-
-/** Which faults a run draws from its seed. */
-export type FaultMix = 'none' | 'full' | 'clean-split'
 
 export interface SimOptions {
   seed: number
@@ -52,7 +49,7 @@ export interface SimOptions {
   /** Spread of boot times, ms. @default drawn from the seed, up to 3 minutes */
   bootSpreadMs?: number
   /**
-   * Adds a hostile member (see `hostileStep`) with 0–2 minted identities. Unless
+   * Adds a hostile member (sim/adversary.ts) with 0–2 minted identities. Unless
    * `minimumNodes` is given, minimum_nodes is drawn so that the promise rule
    * tolerates every hostile identity (`liarsTolerated`). @default false
    */
@@ -90,36 +87,9 @@ export interface SimResult {
   description: string
 }
 
-/** A node: the network's part (sim/network.ts) and the roles layer's. */
-interface SimNode extends NetNode {
-  /** The hostile member: runs `hostileStep`, not the decision. */
-  hostile?: boolean
-  staticRole: StaticRole
-  /** Its sealing keys: credentials are sealed and opened with the production sealing. */
-  keys: SealKeys
-  address: string
-  booted: boolean
-  facts: LocalFacts
-  secrets?: ClusterSecrets
-  tracker?: { key: string, since: number }
-  /** The member view's key at the last decision. */
-  lastSignature: string
-  lastPhase: RolesDecision['phase'] | ''
-  recheckAt?: number
-  wakePending: boolean
-  dirty: boolean
-  installing: boolean
-  firstRole?: RoleName
-  held?: HeldCredential
-}
-
 type SimEvent =
   | NetEvent
-  | { type: 'boot', node: number }
-  | { type: 'crash', node: number }
-  | { type: 'restart', node: number }
-  | { type: 'partition', groups: number[] }
-  | { type: 'heal' }
+  | FaultEvent
   | { type: 'tick', node: number, epoch: number, once?: boolean }
   | { type: 'wake', node: number, epoch: number }
   | { type: 'installed', node: number, epoch: number, clusterId: string, planKey: string }
@@ -177,114 +147,30 @@ export function runSimulation (opts: SimOptions): SimResult {
   const nodes: SimNode[] = []
   for (let i = 0; i < n; i++) {
     const id = `12D3Koo${opts.seed.toString(36)}x${i.toString(36).padStart(2, '0')}`
-    nodes.push({
-      ...netNode(id, i, new SimReplica(id)),
-      staticRole: roleOf(i), keys: memorySealKeys(crypto), address: `10.88.${i >> 8}.${(i & 255) + 1}`,
-      booted: false, facts: { ...EMPTY_FACTS }, lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
-    })
+    nodes.push(simNode({ id, index: i, staticRole: roleOf(i), keys: memorySealKeys(crypto), address: `10.88.${i >> 8}.${(i & 255) + 1}` }))
   }
   // At least one eligible node, or nothing can form (a configuration error, not a fault).
   if (!nodes.some((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable))) (nodes[0] as SimNode).staticRole = 'master'
   desc.push(`nodes=${n} minimum=${minimumNodes} auto=${autoEnable} ha=${haEnable ? haMasterNodes : 'off'} roles=${summarizeRoles(nodes)}`)
 
-  // ---- the hostile member and the identities it minted ----
-  // Their ids come after every honest eligible node in the preference order: a member
-  // that grinds its id ahead of them is elected by a real vote whenever they are down
-  // (the documented Sybil limit), which is not what this run measures.
-  const lastHonest = nodes.filter((x) => x.staticRole === 'master' || (x.staticRole === 'auto' && autoEnable)).map((x) => preferenceKey(x.id, 'sim')).sort().at(-1) ?? ''
-  const mintId = (tag: string): string => {
-    for (let k = 0; ; k++) {
-      const id = `12D3Koo${opts.seed.toString(36)}${tag}${k.toString(36)}`
-      if (preferenceKey(id, 'sim') > lastHonest) return id
-    }
-  }
+  // ---- the hostile member and the identities it minted (sim/adversary.ts) ----
   const honest = [...nodes]
-  const hostileIds: string[] = []
-  /** The seal key of each hostile identity: real keys, so an honest init server can seal to them. */
-  const hostileKeys = new Map<string, string>()
-  let mallory: SimNode | undefined
-  if (opts.adversary === true) {
-    const id = mintId('mal')
-    mallory = {
-      ...netNode(id, n, new SimReplica(id)),
-      hostile: true, staticRole: 'master', keys: memorySealKeys(crypto), address: '10.88.255.254',
-      booted: false, facts: { ...EMPTY_FACTS }, lastSignature: '', lastPhase: '', wakePending: false, dirty: true, installing: false
-    }
-    nodes.push(mallory)
-    hostileIds.push(id)
-    for (let k = 0; k < sybilCount; k++) hostileIds.push(mintId(`syb${k}x`))
-    for (const h of hostileIds) hostileKeys.set(h, h === id ? mallory.keys.publicKey : memorySealKeys(crypto).publicKey)
+  const adversary = opts.adversary === true
+    ? createAdversary({ seed: opts.seed, honest, autoEnable, sybils: sybilCount, minimumNodes, rng, crypto, clock, t0 })
+    : undefined
+  if (adversary !== undefined) {
+    nodes.push(adversary.member)
     desc.push(`adversary with ${sybilCount} minted identities`)
   }
-  const isHostile = (id: string): boolean => hostileIds.includes(id)
+  const isHostile = (id: string): boolean => adversary?.isHostile(id) === true
   const hostileElected = new Set<string>()
-  /** Whether honest voters' accepts for `candidate`, with every hostile identity's, make a quorum. */
-  const electedByHonestVotes = (node: SimNode, candidate: string): boolean => {
-    let honestVotes = 0
-    for (const x of honest) {
-      const v = node.replica.get(x.id, ROLE_KEYS.vote)?.value as { accepted?: { candidate?: string } | null } | null | undefined
-      if (v?.accepted?.candidate === candidate) honestVotes++
-    }
-    return honestVotes + hostileIds.length >= quorumSize(minimumNodes, nodes.length + hostileIds.length - 1)
-  }
-  let attacks = 0
 
-  // ---- fault plan ----
-  const loss = faults === 'full' ? rng.float() * 0.3 : 0
-  const maxDelay = faults === 'full' ? 2 + rng.int(800) : 5
-  const shortBoot = rng.float() < 0.5
-  const drawnSpread = rng.int(shortBoot ? 10_000 : 180_000)
-  const bootSpread = opts.bootSpreadMs ?? (faults === 'full' ? drawnSpread : 0)
-  let lastFault = t0
-  for (const node of nodes) {
-    const at = t0 + rng.int(bootSpread + 1)
-    queue.push(at, { type: 'boot', node: node.index })
-    lastFault = Math.max(lastFault, at)
-  }
-  desc.push(`loss=${loss.toFixed(2)} delay<=${maxDelay}ms boots over ${bootSpread}ms`)
+  // ---- fault plan (sim/faults.ts) ----
+  const plan = planFaults({ faults, nodes: nodes.length, honest: n, bootSpreadMs: opts.bootSpreadMs, rng, t0, push: (at, ev) => { queue.push(at, ev) } })
+  const { loss, maxDelay } = plan
+  let lastFault = plan.lastFault
+  desc.push(...plan.description)
   let group: number[] = nodes.map(() => 0)
-  if (faults === 'clean-split') {
-    const groups = nodes.map((_, i) => (i < Math.ceil(n / 2) ? 0 : 1))
-    queue.push(t0, { type: 'partition', groups })
-    queue.push(t0 + 60_000, { type: 'heal' })
-    lastFault = Math.max(lastFault, t0 + 60_000)
-    desc.push('clean split in halves for 60s from the start')
-  } else if (faults === 'full') {
-    const horizon = bootSpread + 20_000
-    const partitions = rng.int(4)
-    for (let p = 0; p < partitions; p++) {
-      const at = t0 + rng.int(horizon)
-      const k = 2 + rng.int(2)
-      const groups = nodes.map(() => rng.int(k))
-      const dur = 500 + rng.int(40_000)
-      queue.push(at, { type: 'partition', groups })
-      queue.push(at + dur, { type: 'heal' })
-      lastFault = Math.max(lastFault, at + dur)
-      desc.push(`partition into ${k} at +${at - t0}ms for ${dur}ms`)
-    }
-    const crashes = rng.int(Math.max(1, Math.floor(n / 3)))
-    for (let c = 0; c < crashes; c++) {
-      const node = rng.int(n)
-      const at = t0 + rng.int(horizon)
-      const down = 200 + rng.int(30_000)
-      queue.push(at, { type: 'crash', node })
-      queue.push(at + down, { type: 'restart', node })
-      lastFault = Math.max(lastFault, at + down)
-    }
-    if (crashes > 0) desc.push(`${crashes} crash/restart`)
-    if (rng.float() < 0.3) {
-      const at = t0 + rng.int(horizon + 20_000)
-      let maxBack = at
-      for (const node of nodes) {
-        queue.push(at, { type: 'crash', node: node.index })
-        const back = at + 1_000 + rng.int(20_000)
-        queue.push(back, { type: 'restart', node: node.index })
-        maxBack = Math.max(maxBack, back)
-      }
-      lastFault = Math.max(lastFault, maxBack)
-      desc.push(`site power cycle at +${at - t0}ms`)
-    }
-  }
   const midStepCrash = faults === 'full' ? 0.002 : 0
   const settleDeadline = opts.settleDeadlineMs ?? 180_000
   let deadline = lastFault + settleDeadline
@@ -307,101 +193,16 @@ export function runSimulation (opts: SimOptions): SimResult {
     net.put(node, key, value, owner)
   }
 
-  /**
-   * The members as `node`'s roles layer reads them. The hostile member lies about
-   * liveness to whoever hears it: its minted identities are alive, and one honest
-   * node, a new one every 10 s, is dead for the 2 s its refutation takes to spread.
-   */
+  /** The members as `node`'s roles layer reads them: the membership's, or the hostile member's lies. */
   const memberView = (node: SimNode): ReturnType<typeof net.members> => {
     const view = net.members(node)
-    if (mallory === undefined || node === mallory || !net.reachable(node, mallory)) return view
-    const now = clock.now()
-    const members = [...view.members]
-    let key = view.key
-    for (const id of hostileIds.slice(1)) { members.push({ peerId: id, liveness: 'alive', lastSeen: now }); key += `${id}a` }
-    const window = Math.floor((now - t0) / 10_000)
-    const accused = honest[(window * 7 + opts.seed) % honest.length] as SimNode
-    if (accused !== node && (now - t0) % 10_000 < 2_000) {
-      const i = members.findIndex((x) => x.peerId === accused.id)
-      const m = members[i]
-      if (m !== undefined && m.liveness !== 'dead') { members[i] = { ...m, liveness: 'dead' }; key += 'D' }
-    }
-    return { members, key }
-  }
-
-  // ---- the hostile member's step ----
-  // Every step it picks attacks at random: it claims master for every identity it
-  // holds, votes with lies (promising everything, reporting made-up accepts or none),
-  // forges proposals (marked committed, with invented or hidden promises, steering
-  // to a candidate of its choice by the plain rule, nominating itself), forges
-  // cluster records (ballot 0, certificates citing votes that do not say so, or its
-  // own identities' votes, its identities' statuses for it), and replays old votes
-  // of honest nodes.
-  const history: HeldEntry[] = []
-  const hostileStep = (m: SimNode): void => {
-    for (const h of m.replica.held()) if (h.entry.key === ROLE_KEYS.vote && !isHostile(h.entry.owner) && history.length < 2_000 && !history.includes(h)) history.push(h)
-    const entries = m.replica.entries()
-    const view = indexEntries(m.id, 'sim', entries)
-    let top = 0
-    for (const p of view.proposals) top = Math.max(top, p.ballot.n)
-    for (const v of view.votes.values()) top = Math.max(top, v.promised?.n ?? 0)
-    const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)] as T
-    const honestIds = honest.map((x) => x.id)
-    const favourite = pick([...hostileIds, ...honestIds])
-    const hostilePut = (owner: string, key: string, value: unknown): void => { attacks++; put(m, key, value as JsonValue, owner) }
-    for (const id of hostileIds) {
-      if (m.replica.get(id, ROLE_KEYS.node) === undefined) hostilePut(id, ROLE_KEYS.node, { sealKey: hostileKeys.get(id) as string, role: 'master', eligible: true, k3s: true })
-    }
-    const highest = view.proposals.reduce<ProposalValue | undefined>((a, p) => (a === undefined || compareBallots(p.ballot, a.ballot) > 0 ? p : a), undefined)
-    const attack = rng.int(7)
-    if (attack === 0 || attack === 1) {
-      // Lying votes: promise the highest ballot seen; report a made-up accept, or none.
-      for (const id of hostileIds) {
-        const promised = highest?.ballot ?? { n: top, by: m.id }
-        const accepted = rng.float() < 0.3 || promised.n === 0 ? null : { ballot: { n: promised.n - 1, by: pick(honestIds) }, candidate: favourite }
-        hostilePut(id, ROLE_KEYS.vote, { promised, accepted })
-      }
-    } else if (attack === 2) {
-      // A proposal marked committed, naming a victim, with no or invented promises.
-      const invented = rng.float() < 0.5 ? {} : { known: 1, promises: honestIds.slice(0, minimumNodes).map((voter) => ({ voter, version: 1 + rng.int(5), hash: '0'.repeat(32), accepted: null })) }
-      hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: pick(honestIds), committed: true, ...invented })
-    } else if (attack === 3) {
-      // Steering: real promises of its own ballot, its lying report on top, the candidate by the plain rule.
-      const own = view.proposals.find((p) => p.ballot.by === m.id)
-      if (own === undefined || own.ballot.n < top) {
-        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: { n: top + 1, by: m.id }, candidate: null, committed: false })
-      } else {
-        const promises: PromiseRef[] = []
-        for (const [voter, v] of view.votes) if (sameBallot(v.promised, own.ballot)) promises.push({ ...refOf(view.voteEntries.get(voter) as StateEntry), accepted: v.accepted })
-        const candidate = rng.float() < 0.5 ? m.id : justifiedCandidate(promises.map((r) => r.accepted), m.id, 0)
-        hostilePut(m.id, ROLE_KEYS.proposal, { ballot: own.ballot, candidate, committed: false, known: 1, promises })
-      }
-    } else if (attack === 4) {
-      // A forged record of ballot 0: its identities' votes for it, and real votes cited for it.
-      const owner = pick(hostileIds)
-      const ballot = { n: 0, by: owner }
-      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.vote, { promised: ballot, accepted: { ballot, candidate: owner } })
-      const votes = [...view.voteEntries.values()].map(refOf)
-      for (const id of hostileIds) votes.push({ voter: id, version: (m.replica.get(id, ROLE_KEYS.vote)?.version ?? 1), hash: voteHash({ promised: ballot, accepted: { ballot, candidate: owner } }) })
-      const record = { clusterId: clusterIdFor('sim', owner, ballot), init: owner, networkId: 'sim', ballot, certificate: { ballot, candidate: owner, known: 1, votes } }
-      hostilePut(owner, ROLE_KEYS.cluster, record)
-      // And every identity it holds says it joined that cluster.
-      for (const id of hostileIds) hostilePut(id, ROLE_KEYS.status, { role: 'agent', phase: 'joined', clusterId: record.clusterId })
-    } else if (attack === 5) {
-      // A record copied from an honest init server, under its own name.
-      const real = view.records.find((r) => !isHostile(r.init))
-      if (real !== undefined) hostilePut(m.id, ROLE_KEYS.cluster, { ...real, init: m.id, clusterId: clusterIdFor('sim', m.id, real.ballot) })
-    } else if (history.length > 0) {
-      // Replays an old vote of an honest node to everyone it reaches.
-      attacks++
-      net.replay(m, pick(history))
-    }
+    return adversary === undefined ? view : adversary.memberView(node, view, net)
   }
 
   // ---- roles ----
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
-    if (node.hostile === true) { if (fromTick) hostileStep(node); return }
+    if (node.hostile === true) { if (fromTick) adversary?.step(net); return }
     const { members, key: signature } = memberView(node)
     const timeSensitive = node.lastPhase === '' || (node.recheckAt !== undefined && clock.now() >= node.recheckAt)
     // Skipping is exact: with no new entry and no liveness change, a decision changes
@@ -444,7 +245,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     applyDecisionNow(limit < d.actions.length ? { ...d, actions: d.actions.slice(0, limit) } : d, {
       persist: (facts) => {
         const accepted = facts.cluster
-        if (accepted !== null && node.facts.cluster === null && isHostile(accepted.init) && electedByHonestVotes(node, accepted.init)) {
+        if (accepted !== null && node.facts.cluster === null && isHostile(accepted.init) && adversary?.electedByHonestVotes(node, accepted.init) === true) {
           // The documented limit: the hostile member was the preferred eligible node in
           // the voters' view (every honest eligible node ahead of it was down) and won a
           // real vote. Counted, not a violation.
@@ -619,8 +420,8 @@ export function runSimulation (opts: SimOptions): SimResult {
     faults,
     violations,
     inits: [...inits],
-    hostile: hostileIds,
-    attacks,
+    hostile: adversary?.ids ?? [],
+    attacks: adversary?.attacks() ?? 0,
     hostileElected: hostileElected.size > 0,
     ...(formationAt === undefined ? {} : { formationMs: formationAt - lastBoot() }),
     ...(firstRecordAt === undefined ? {} : { electionMs: firstRecordAt - firstBoot }),

@@ -4,10 +4,10 @@
  * speaks to it (https://www.wireguard.com/xplatform/).
  *
  * Why we speak it ourselves: every `wg show` or `wg set` is a process spawned from
- * the agent (about 10 ms of CPU in the agent for execa alone, plus the child), and an
- * agent asks for one on every reconcile pass and every status read. On a box that
- * boots a whole site, those spawns queued behind each other and the overlay came up
- * tens of seconds late. One request on the socket costs a fraction of a millisecond.
+ * the agent, and an agent asks for one on every reconcile pass and every status
+ * read. On a box that boots a whole site, those spawns queued behind each other and
+ * the overlay came up late (docs/decisions.md, VPN-4). A request on the socket costs
+ * no process at all.
  *
  * Keys travel as hex on this protocol and as base64 everywhere else in this project.
  */

@@ -16,7 +16,7 @@ export const ENV_FILE_HEADER = '# Written by kairos-p2p from k3s.env / k3s-agent
 /**
  * provider-kairos's name of each role in the stages it runs around its hand-off
  * (`provider-kairos.bootstrap.before.<name>` / `.after.<name>`), which users hook into
- * with Kairos `stages:`. docs/decisions.md says why the init server runs `master`'s.
+ * with Kairos `stages:`. docs/decisions.md (CRED-8) says why the init server runs `master`'s.
  */
 export const KAIROS_STAGE_ROLE = { init: 'master', server: 'master/ha', agent: 'worker' } as const satisfies Record<InstallPlan['role'], string>
 

@@ -1,25 +1,16 @@
 // The Prometheus endpoint of `p2p.metrics.listen`, scraped over HTTP on loopback and read
 // with a Prometheus text-format parser, as a Prometheus server would read it.
 import { afterAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
-import { parseConfig } from '../../config/index.ts'
-import { encodeToken } from '../../token/index.ts'
-import { createAgent, type Agent } from '../../agent/agent.ts'
 import { queryAgent } from '../../agent/api.ts'
 import { startMetricsServer } from '../../agent/metrics-server.ts'
 import type { AgentStatus } from '../../agent/status.ts'
+import { startLoneAgent, type LoneAgent } from '../helpers/lone-agent.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const agents: Agent[] = []
-const dirs: string[] = []
-afterAll(async () => {
-  await Promise.allSettled(agents.map(async (a) => { await a.stop() }))
-  await Promise.allSettled(dirs.map(async (d) => { await rm(d, { recursive: true, force: true }) }))
-})
+let lone: LoneAgent | undefined
+afterAll(async () => { await lone?.stop() })
 
 /** A port free on loopback right now. */
 async function freePort (): Promise<number> {
@@ -38,31 +29,13 @@ async function scrape (url: string): Promise<{ status: number, type: string, tex
 
 describe('metrics over HTTP (p2p.metrics.listen)', () => {
   it('a waiting node serves the socket\'s families on GET /metrics, with the reason it waits', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'kp2p-metrics-'))
-    dirs.push(root)
     const port = await freePort()
-    const config = parseConfig([{
-      name: 'metrics.yaml',
-      text: [
-        'p2p:',
-        `  network_token: ${encodeToken(new Uint8Array(32).fill(21))}`,
-        '  preset: lab',
-        '  minimum_nodes: 2',
-        '  mdns: false',
-        '  listen: [/ip4/127.0.0.1/tcp/0]',
-        `  state_dir: ${join(root, 'state')}`,
-        '  vpn: {create: false}',
-        '  installer: {kind: dry-run}',
-        `  metrics: {listen: '127.0.0.1:${port}'}`
-      ].join('\n')
-    }]).config
-    const agent = await createAgent({ config })
-    agents.push(agent)
-    await agent.start()
+    lone = await startLoneAgent({ name: 'metrics', tokenByte: 21, p2p: [`  metrics: {listen: '127.0.0.1:${port}'}`] })
+    const { agent, stateDir } = lone
     const url = `http://127.0.0.1:${port}/metrics`
 
     const status = await waitFor('the node alone, discovering', async () => {
-      const s = JSON.parse(await queryAgent(join(root, 'state'), '/status')) as AgentStatus
+      const s = JSON.parse(await queryAgent(stateDir, '/status')) as AgentStatus
       return s.reason?.code === 'discovering' ? s : undefined
     })
     expect(status.reason?.text).toContain('looking for other nodes')
@@ -96,7 +69,7 @@ describe('metrics over HTTP (p2p.metrics.listen)', () => {
       expect(f.name).not.toMatch(/_(ms|milliseconds|kb|mb)(_|$)/)
     }
     // The same families as the agent socket's /metrics.
-    const socketFamilies = parsePrometheusTextFormat(await queryAgent(join(root, 'state'), '/metrics')).map((f) => f.name).sort()
+    const socketFamilies = parsePrometheusTextFormat(await queryAgent(stateDir, '/metrics')).map((f) => f.name).sort()
     expect(families.map((f) => f.name).sort()).toEqual(socketFamilies)
 
     // Only /metrics is served here; the status stays on the socket.

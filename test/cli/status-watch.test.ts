@@ -6,42 +6,24 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { parseConfig } from '../../config/index.ts'
-import { encodeToken } from '../../token/index.ts'
-import { createAgent, type Agent } from '../../agent/agent.ts'
 import { formatSite, statusChanges } from '../../cli/status.ts'
 import type { AgentStatus } from '../../agent/status.ts'
+import { startLoneAgent, type LoneAgent } from '../helpers/lone-agent.ts'
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'kairos-p2p.js')
 const node = process.execPath
 const hasScript = (await execa('script', ['--version'], { reject: false })).exitCode === 0
+let lone: LoneAgent | undefined
 let root = ''
-let agent: Agent | undefined
+let agent: LoneAgent['agent'] | undefined
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'kp2p-watch-'))
-  const config = parseConfig([{
-    name: 'watch.yaml',
-    text: [
-      'p2p:',
-      `  network_token: ${encodeToken(new Uint8Array(32).fill(31))}`,
-      '  preset: lab',
-      '  minimum_nodes: 2',
-      '  mdns: false',
-      '  listen: [/ip4/127.0.0.1/tcp/0]',
-      `  state_dir: ${join(root, 'state')}`,
-      '  vpn: {create: false}',
-      '  installer: {kind: dry-run}'
-    ].join('\n')
-  }]).config
-  agent = await createAgent({ config })
-  await agent.start()
+  lone = await startLoneAgent({ name: 'watch', tokenByte: 31 })
+  root = lone.root
+  agent = lone.agent
 }, 30_000)
 
-afterAll(async () => {
-  await agent?.stop()
-  if (root !== '') await rm(root, { recursive: true, force: true })
-})
+afterAll(async () => { await lone?.stop() })
 
 const CLEAR = '\x1b[H\x1b[2J'
 

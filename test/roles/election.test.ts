@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import type { StateEntry } from '../../p2p/types.ts'
-import {
-  MAX_BALLOT_ROUND, checkCertificate, compareBallots, electionStep, indexEntries, justifiedCandidate, liarsTolerated, parseProposal, parseVote, preferenceKey, quorumSize, refOf, trackView, voteHash
-} from '../../roles/election.ts'
+import { compareBallots, quorumSize } from '../../roles/ballot.ts'
+import { checkCertificate, justifiedCandidate, liarsTolerated, refOf } from '../../roles/certificates.ts'
+import { electionStep, preferenceKey, trackView } from '../../roles/election.ts'
+import { MAX_BALLOT_ROUND, indexEntries, parseProposal, parseVote, voteHash } from '../../roles/entries.ts'
 import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
 import { BASE_CONFIG, Site } from './site.ts'
 

@@ -2,70 +2,22 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { VpnConfig } from '../../config/types.ts'
-import { ManualClock } from '../../util/clock.ts'
 import { seededRandom } from '../../util/random.ts'
 import { compareClaims, overlayCandidate, parseOverlayCidr } from '../../vpn/address.ts'
 import { saveClaim } from '../../vpn/claim-file.ts'
 import { createVpnController, type ReconcileResult, type VpnController, type VpnControllerInit } from '../../vpn/controller.ts'
-import { createFakeWireGuardDriver, type FakeWireGuardDriver } from '../../vpn/fake-driver.ts'
+import { createFakeWireGuardDriver } from '../../vpn/fake-driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { createFakeSite, type FakeSite } from '../../sim/cluster-state.ts'
 import { createFakeTools, type FakeTools } from './fake-tools.ts'
+import { collidingPeerIds, peersOf, TIMING, VPN, vpnFixture, type VpnTestNode } from './fixture.ts'
 import { randomPeerId } from '../../sim/random-ids.ts'
 
-const vpn: VpnConfig = { create: true, use: true, cidr: '10.88.7.0/24', interface: 'kairos0', port: 51820, mtu: 1420 }
-const timing = { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 10_000 }
-
-interface Node {
-  id: string
-  dir: string
-  driver: FakeWireGuardDriver
-  controller: VpnController
-}
-
-let site: FakeSite
-let clock: ManualClock
-let dirs: string[]
-let controllers: VpnController[]
-
-beforeEach(() => {
-  site = createFakeSite()
-  clock = new ManualClock(1_700_000_000_000)
-  dirs = []
-  controllers = []
-})
-afterEach(async () => {
-  for (const c of controllers) await c.stop()
-  for (const d of dirs) await rm(d, { recursive: true, force: true })
-})
-
-async function node (id: string, opts: { dir?: string, driver?: FakeWireGuardDriver, host?: number, extra?: Partial<VpnControllerInit> } = {}): Promise<Node> {
-  const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'kairos-vpn-ctl-'))
-  if (opts.dir === undefined) dirs.push(dir)
-  const driver = opts.driver ?? createFakeWireGuardDriver()
-  const host = opts.host ?? (dirs.length + 10)
-  const controller = createVpnController({
-    vpn, timing, state: site.node(id), driver, stateDir: dir, clock,
-    // The manual clock stands still: a woken pass runs at once.
-    coalesceMs: 0,
-    hostAddresses: () => [
-      { interface: 'lo', address: '127.0.0.1', family: 'IPv4', prefixLength: 8, internal: true },
-      { interface: 'eth0', address: `192.168.1.${host}`, family: 'IPv4', prefixLength: 24, internal: false }
-    ],
-    ...opts.extra
-  })
-  controllers.push(controller)
-  return { id, dir, driver, controller }
-}
-
-function peersOf (n: Node): Map<string, string[]> {
-  const iface = n.driver.interfaces.get('kairos0')
-  return new Map([...(iface?.peers.values() ?? [])].map((p) => [p.publicKey, p.allowedIps]))
-}
+const fx = vpnFixture()
+const node = fx.node
+type Node = VpnTestNode
 
 async function publicKeyOf (n: Node): Promise<string> {
   return (await n.controller.refresh()).publicKey ?? ''
@@ -93,7 +45,7 @@ describe('createVpnController', () => {
       expect(s?.peers.map((p) => p.peerId)).toEqual(nodes.filter((o) => o !== n).map((o) => o.id).sort())
       expect(s?.peers.every((p) => !p.up && p.endpoint?.startsWith('192.168.1.') === true && p.liveness === 'alive')).toBe(true)
       // The advert names the host endpoints, not loopback.
-      const advert = parseAdvert(site.node(n.id).get(n.id, VPN_ADVERT_KEY)?.value ?? null)
+      const advert = parseAdvert(fx.site.node(n.id).get(n.id, VPN_ADVERT_KEY)?.value ?? null)
       expect(advert?.endpoints).toEqual([`192.168.1.${11 + i}:51820`])
     }
     expect(await nodes[0]?.controller.whenUp()).toMatchObject({ interface: 'kairos0', address: addresses[0], kind: 'wireguard-go' })
@@ -106,26 +58,26 @@ describe('createVpnController', () => {
     const keyB = await publicKeyOf(b)
     const keyC = await publicKeyOf(c)
 
-    site.setLiveness(b.id, 'dead')
+    fx.site.setLiveness(b.id, 'dead')
     await a.controller.reconcile()
     let status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === b.id)).toMatchObject({ liveness: 'dead', up: false })
     expect(peersOf(a).has(keyB)).toBe(true)
 
     // A handshake within the stale window makes a peer up.
-    a.driver.handshake('kairos0', keyC, Math.floor(clock.now() / 1000) - 2, { rx: 100, tx: 200 })
+    a.driver.handshake('kairos0', keyC, Math.floor(fx.clock.now() / 1000) - 2, { rx: 100, tx: 200 })
     status = await a.controller.refresh()
-    expect(status.peers.find((p) => p.peerId === c.id)).toMatchObject({ up: true, rxBytes: 100, txBytes: 200, latestHandshake: (Math.floor(clock.now() / 1000) - 2) * 1000 })
-    clock.advance(timing.vpnHandshakeStaleMs + 3_000)
+    expect(status.peers.find((p) => p.peerId === c.id)).toMatchObject({ up: true, rxBytes: 100, txBytes: 200, latestHandshake: (Math.floor(fx.clock.now() / 1000) - 2) * 1000 })
+    fx.clock.advance(TIMING.vpnHandshakeStaleMs + 3_000)
     status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(false)
 
     // A dead owner is down even right after a handshake.
-    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     expect((await a.controller.refresh()).peers.find((p) => p.peerId === b.id)?.up).toBe(false)
 
     await c.controller.stop()
-    await site.node(c.id).put(VPN_ADVERT_KEY, null)
+    await fx.site.node(c.id).put(VPN_ADVERT_KEY, null)
     await waitFor('prune', () => (!peersOf(a).has(keyC) && !peersOf(b).has(keyC)) || undefined, 5_000, 5)
     expect(peersOf(a).has(keyB)).toBe(true)
     expect((await a.controller.refresh()).peers.map((p) => p.peerId)).toEqual([b.id])
@@ -138,7 +90,7 @@ describe('createVpnController', () => {
     await b.controller.start()
     await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     const before = await a.controller.refresh()
-    const puts = site.node('node-a').puts
+    const puts = fx.site.node('node-a').puts
     await a.controller.stop()
     await a.controller.stop() // idempotent
 
@@ -148,7 +100,7 @@ describe('createVpnController', () => {
     const after = await again.controller.refresh()
     expect(after.address).toBe(before.address)
     expect(after.publicKey).toBe(before.publicKey)
-    expect(site.node('node-a').puts).toBe(puts)
+    expect(fx.site.node('node-a').puts).toBe(puts)
     // Same interface, same peers: ensure is a no-op and no peer is touched.
     const newCalls = a.driver.calls.slice(calls)
     expect(newCalls.filter((c) => c.op === 'setPeers' && (c.peers.length > 0 || c.remove.length > 0))).toEqual([])
@@ -161,7 +113,7 @@ describe('createVpnController', () => {
   })
 
   it('takes its claim back from its advert in the state when the claim file is gone', async () => {
-    const net = parseOverlayCidr(vpn.cidr)
+    const net = parseOverlayCidr(VPN.cidr)
     const a = await node('node-a')
     const held = { address: overlayCandidate(net, 'node-a', 2), attempt: 2 }
     await saveClaim(a.dir, { cidr: net.cidr, ...held })
@@ -175,17 +127,8 @@ describe('createVpnController', () => {
   })
 
   it('settles a claim conflict: the lower-ranked claim moves, the other stays', async () => {
-    const net = parseOverlayCidr(vpn.cidr)
-    const rng = seededRandom(77)
-    const seen = new Map<string, string>()
-    let pair: [string, string] | undefined
-    while (pair === undefined) {
-      const id = randomPeerId(rng)
-      const a = overlayCandidate(net, id, 0)
-      const prior = seen.get(a)
-      if (prior !== undefined) pair = [prior, id]
-      seen.set(a, id)
-    }
+    const net = parseOverlayCidr(VPN.cidr)
+    const pair = collidingPeerIds(net, seededRandom(77))
     const address = overlayCandidate(net, pair[0], 0)
     const [winner, loser] = compareClaims({ peerId: pair[0], address, attempt: 0 }, { peerId: pair[1], address, attempt: 0 }) < 0 ? pair : [pair[1], pair[0]]
     const w = await node(winner)
@@ -222,18 +165,18 @@ describe('createVpnController', () => {
     await b.controller.start()
     await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
     const keyB = await publicKeyOf(b)
-    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     await a.controller.refresh()
-    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000), { rx: 7, tx: 9 })
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000), { rx: 7, tx: 9 })
     expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // the reading is fresh enough: no new wg call
-    clock.advance(1_500)
+    fx.clock.advance(1_500)
     expect(a.controller.status().peers[0]?.rxBytes).toBe(0) // stale: returns at once, refreshes behind
     await waitFor('background refresh', () => (a.controller.status().peers[0]?.rxBytes === 7) || undefined, 5_000, 5)
     expect(a.controller.status().peers[0]).toMatchObject({ peerId: 'node-b', up: true, txBytes: 9 })
   })
 
   it('20 nodes booting at once in a /24 end with unique addresses and a full mesh', async () => {
-    const net = parseOverlayCidr(vpn.cidr)
+    const net = parseOverlayCidr(VPN.cidr)
     const rng = seededRandom(2024)
     let ids: string[] = []
     // Pick identities whose first choices collide, so the race has to be settled.
@@ -243,7 +186,7 @@ describe('createVpnController', () => {
     let moves = 0
     for (const n of nodes) n.controller.addEventListener('address:moved', () => { moves++ })
     // Every node claims its address before any advert is visible, as on a real boot.
-    const held = site.hold()
+    const held = fx.site.hold()
     const started = Promise.all(nodes.map(async (n) => { await n.controller.start() }))
     await waitFor('every node publishing its first advert', () => (held.waiting() === nodes.length) || undefined, 10_000, 5)
     held.release()
@@ -285,12 +228,12 @@ describe('createVpnController', () => {
     expect(endpoint()).toBe('192.168.1.20:51820') // same subnet first
     await a.controller.reconcile()
     expect(endpoint()).toBe('192.168.1.20:51820')
-    clock.advance(timing.vpnHandshakeStaleMs)
+    fx.clock.advance(TIMING.vpnHandshakeStaleMs)
     await a.controller.reconcile()
     expect(endpoint()).toBe('172.16.0.20:51820')
     // Once a handshake happened the endpoint WireGuard uses is left alone.
-    a.driver.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
-    clock.advance(timing.vpnHandshakeStaleMs)
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    fx.clock.advance(TIMING.vpnHandshakeStaleMs)
     await a.controller.reconcile()
     expect(endpoint()).toBe('172.16.0.20:51820')
   })
@@ -302,22 +245,22 @@ describe('createVpnController', () => {
     await a.controller.start()
     expect((await a.controller.refresh()).lastError).toContain('not found')
     const up = a.controller.whenUp()
-    await clock.advanceAsync(100)
+    await fx.clock.advanceAsync(100)
     expect((await up).interface).toBe('kairos0')
     await waitFor('recovery', async () => ((await a.controller.refresh()).lastError === undefined) || undefined, 5_000, 5)
   })
 
   it('with vpn.create false it configures and publishes nothing', async () => {
-    const a = await node('node-a', { extra: { vpn: { ...vpn, create: false } } })
+    const a = await node('node-a', { extra: { vpn: { ...VPN, create: false } } })
     await a.controller.start()
     expect(a.driver.calls).toEqual([])
-    expect(site.node('node-a').puts).toBe(0)
+    expect(fx.site.node('node-a').puts).toBe(0)
   })
 
   it('rejects a bad config at start with the key path', async () => {
-    const a = await node('node-a', { extra: { vpn: { ...vpn, cidr: '10.88.7.1/24' } } })
+    const a = await node('node-a', { extra: { vpn: { ...VPN, cidr: '10.88.7.1/24' } } })
     await expect(a.controller.start()).rejects.toMatchObject({ name: 'OverlayCidrError' })
-    const b = await node('node-b', { extra: { vpn: { ...vpn, interface: 'an-interface-name-too-long' } } })
+    const b = await node('node-b', { extra: { vpn: { ...VPN, interface: 'an-interface-name-too-long' } } })
     await expect(b.controller.start()).rejects.toMatchObject({ name: 'InterfaceNameError', message: expect.stringContaining('vpn.interface') })
   })
 
@@ -347,7 +290,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     orphans = []
   })
   afterEach(async () => {
-    for (const c of controllers) await c.stop()
+    for (const c of fx.controllers) await c.stop()
     for (const pid of [...driver.processes().map((p) => p.pid), ...orphans]) { try { process.kill(pid, 'SIGTERM') } catch {} }
     await driver.close()
     await tools.cleanup()
@@ -355,17 +298,17 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
 
   /** Node a with one peer (node-b) in the state; every pass's result is recorded. */
   async function withPeer (extra: Partial<VpnControllerInit> = {}): Promise<{ controller: VpnController, results: ReconcileResult[], keyB: string }> {
-    const net = parseOverlayCidr(vpn.cidr)
+    const net = parseOverlayCidr(VPN.cidr)
     const keyB = generateKeyPair().publicKey
-    site.inject('node-b', VPN_ADVERT_KEY, advertValue({ publicKey: keyB, port: 51820, endpoints: ['192.168.1.20:51820'], address: overlayCandidate(net, 'node-b', 0), attempt: 0 }))
+    fx.site.inject('node-b', VPN_ADVERT_KEY, advertValue({ publicKey: keyB, port: 51820, endpoints: ['192.168.1.20:51820'], address: overlayCandidate(net, 'node-b', 0), attempt: 0 }))
     const dir = await mkdtemp(join(tmpdir(), 'kairos-vpn-ctl-'))
-    dirs.push(dir)
+    fx.dirs.push(dir)
     const controller = createVpnController({
-      vpn, timing: { ...timing, vpnReconcileMs: tick }, state: site.node('node-a'), driver, stateDir: dir, clock, coalesceMs: 0,
+      vpn: VPN, timing: { ...TIMING, vpnReconcileMs: tick }, state: fx.site.node('node-a'), driver, stateDir: dir, clock: fx.clock, coalesceMs: 0,
       hostAddresses: () => [{ interface: 'eth0', address: '192.168.1.10', family: 'IPv4', prefixLength: 24, internal: false }],
       ...extra
     })
-    controllers.push(controller)
+    fx.controllers.push(controller)
     const results: ReconcileResult[] = []
     controller.addEventListener('reconcile', (e) => { results.push(e.detail) })
     await controller.start()
@@ -377,7 +320,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
   async function pass (results: ReconcileResult[], ms: number): Promise<{ result: ReconcileResult | undefined, commands: string[] }> {
     const before = (await tools.commands()).length
     const count = results.length
-    await clock.advanceAsync(ms)
+    await fx.clock.advanceAsync(ms)
     await waitFor('a reconcile pass', () => (results.length > count) || undefined, 5_000, 5)
     return { result: results.at(-1), commands: (await tools.commands()).slice(before).map((c) => c.join(' ')) }
   }
@@ -386,7 +329,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
 
   it('an idle tick runs one wg show; a change, drift or the periodic check runs the full path', async () => {
     const { results, keyB } = await withPeer({ interfaceCheckMs: 5 * tick })
-    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const show = 'wg show kairos0 dump'
     // Before, every tick ran `ip link show`, `wg show`, `ip address show` and `wg show` again.
     // The full check asks `ip` once, for the link and its addresses together.
@@ -410,7 +353,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     expect(rebuilt.commands[0]).toBe(show)
     expect(rebuilt.commands).toContain('wireguard-go kairos0')
     expect(rebuilt.commands.filter((c) => c.startsWith(`wg set kairos0 peer ${keyB} endpoint 192.168.1.20:51820`))).toHaveLength(1)
-    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     expect((await pass(results, tick)).commands).toEqual([show])
 
     // A new peer in the state: one wg show and one wg set, no interface check.
@@ -418,7 +361,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     // Counted before the advert lands: it wakes the loop at once, which may run its wg show before we look.
     const count = results.length
     const before = (await tools.commands()).length
-    site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(vpn.cidr), 'node-c', 0), attempt: 0 }))
+    fx.site.inject('node-c', VPN_ADVERT_KEY, advertValue({ publicKey: keyC, port: 51820, endpoints: ['192.168.1.30:51820'], address: overlayCandidate(parseOverlayCidr(VPN.cidr), 'node-c', 0), attempt: 0 }))
     await waitFor('the pass woken by the new advert', () => (results.length > count) || undefined, 5_000, 5)
     expect(results.at(-1)).toMatchObject({ peers: 2, added: 1, ensured: false })
     expect((await tools.commands()).slice(before).map((c) => c.slice(0, 5).join(' '))).toEqual([show, `wg set kairos0 peer ${keyC}`])
@@ -426,17 +369,17 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
 
   it('a burst of new adverts is applied by one pass after the coalescing delay', async () => {
     const { results, keyB } = await withPeer({ coalesceMs: 250, timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeAttempts: 0 })
-    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
-    const net = parseOverlayCidr(vpn.cidr)
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    const net = parseOverlayCidr(VPN.cidr)
     const before = (await tools.commands()).length
     const keys = ['node-c', 'node-d', 'node-e'].map((id, i) => {
       const key = generateKeyPair().publicKey
-      site.inject(id, VPN_ADVERT_KEY, advertValue({ publicKey: key, port: 51820, endpoints: [`192.168.1.${30 + i}:51820`], address: overlayCandidate(net, id, 0), attempt: 0 }))
+      fx.site.inject(id, VPN_ADVERT_KEY, advertValue({ publicKey: key, port: 51820, endpoints: [`192.168.1.${30 + i}:51820`], address: overlayCandidate(net, id, 0), attempt: 0 }))
       return key
     })
     const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 50)) }
     await settle() // the woken loop starts its coalescing wait
-    await clock.advanceAsync(249)
+    await fx.clock.advanceAsync(249)
     await settle()
     expect(results).toHaveLength(1)
     const { result, commands } = await pass(results, 1)
@@ -465,7 +408,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
   it('stops nudging once the peer has a handshake', async () => {
     const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
     expect((await pass(results, 1_000)).commands).toContain(nudgeOf(keyB))
-    await tools.handshake('kairos0', keyB, Math.floor(clock.now() / 1000))
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const { result, commands } = await pass(results, 2_000)
     expect(result?.nudged).toBe(0)
     expect(commands).toEqual(['wg show kairos0 dump'])
