@@ -17,7 +17,7 @@
  * membership like any node; only its roles layer is replaced.
  */
 import type { StaticRole, Timing } from '../config/types.ts'
-import type { JsonValue } from '../p2p/types.ts'
+import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
 import { applyDecisionNow, credentialFor, credentialOf, sealerOf } from '../roles/apply.ts'
@@ -56,6 +56,8 @@ export interface SimOptions {
   adversary?: boolean
   /** Identities the hostile member mints, overriding the drawn 0–2 (to measure past the tolerated count). */
   sybils?: number
+  /** Return the entries of the largest replica at the end (`SimResult.state`), for size figures. @default false */
+  keepState?: boolean
 }
 
 export interface SimResult {
@@ -85,6 +87,8 @@ export interface SimResult {
   /** Times a node's membership table declared a member dead. */
   deaths: number
   description: string
+  /** With `keepState`: every entry the largest replica holds at the end. */
+  state?: StateEntry[]
 }
 
 type SimEvent =
@@ -429,7 +433,8 @@ export function runSimulation (opts: SimOptions): SimResult {
     decisions,
     ties: nodes.reduce((sum, x) => sum + x.replica.ties, 0),
     deaths: net.deaths(),
-    description: desc.join('; ')
+    description: desc.join('; '),
+    ...(opts.keepState === true ? { state: [...nodes.reduce((a, b) => (b.replica.size > a.replica.size ? b : a)).replica.entries()] } : {})
   }
 }
 
