@@ -93,6 +93,8 @@ export interface RolesController {
   stop: () => Promise<void>
   /** The phase, role and timeline for `kairos-p2p status`. */
   status: () => RolesStatus
+  /** The init server of the cluster record this node accepted (its certificate checked); undefined before. */
+  acceptedInit: () => string | undefined
 }
 
 /** A hand-off that failed; retried when its plan changes or after the retry delay. */
@@ -367,6 +369,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       controller = undefined
       loop = undefined
     },
+    acceptedInit: () => facts?.cluster?.init,
     status: () => {
       const d = last
       return {
