@@ -187,6 +187,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       state: p.state,
       rejections: p.rejections,
       admissionFailures: p.admissionFailures,
+      admissionFailuresByReason: p.admissionFailuresByReason,
       // Every open connection: two to one peer when both dialled at once.
       mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
       overlay: vpn?.status(),

@@ -55,6 +55,8 @@ export interface AgentStatus {
   state: { entries: number, bytes: number }
   rejections: Record<string, number>
   admissionFailures: number
+  /** Admission failures by reason (`revoked`: a removed node tried to connect). Absent from older agents. */
+  admissionFailuresByReason?: Record<string, number> | undefined
   /**
    * How the node's share of the mesh is doing: open connections, dials (and connections
    * closed as outside its links), liveness-loop stalls (the box is starved) and
