@@ -2,7 +2,7 @@
 // `kairos-p2p node remove` of its old identity on the init server makes every node drop
 // the old WireGuard peer, and the old identity, brought back from a copy of its disk,
 // is refused. Runs as root (CI does); skipped without root or with KAIROS_LAB_E2E=0.
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { cp, lstat, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -63,7 +63,8 @@ describe.skipIf(!enabled)('lab: remove a replaced box (root)', () => {
     // The disk dies: the box comes back with an empty state dir, so a new identity.
     await l.kill(victim)
     const oldDisk = join(root, 'old-disk')
-    await cp(host(victim).stateDir, oldDisk, { recursive: true })
+    // The agent's socket is left behind: the copy is of what a disk holds.
+    await cp(host(victim).stateDir, oldDisk, { recursive: true, filter: async (f) => !(await lstat(f)).isSocket() })
     await rm(host(victim).stateDir, { recursive: true, force: true })
     await mkdir(host(victim).stateDir, { recursive: true, mode: 0o700 })
     await l.restart(victim)
