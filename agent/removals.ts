@@ -11,7 +11,7 @@ import type { P2PNode } from '../p2p/index.ts'
 import type { StateChange } from '../p2p/types.ts'
 import { CRED_PREFIX } from '../roles/types.ts'
 import {
-  judgeRemovals, majorityOf, mayRemove, removalAuthority, removalEntry, REMOVAL_PREFIX,
+  judgeRemovals, majorityOf, mayRemove, parseRemovals, removalAuthority, REMOVALS_KEY, withRemoval,
   type AppliedRemoval, type PendingRemoval, type RemovalAuthority
 } from '../roles/removal.ts'
 import { VPN_ADVERT_KEY, parseAdvert } from '../vpn/peers.ts'
@@ -60,7 +60,7 @@ export interface Removals {
 const relevant = (c: StateChange): boolean => {
   const k = c.entry.key
   // roles/: the accepted record (and with it the authority) comes with the roles entries.
-  return k.startsWith(REMOVAL_PREFIX) || k.startsWith(CRED_PREFIX) || k.startsWith('roles/') || k === MEMBER_KEY
+  return k === REMOVALS_KEY || k.startsWith(CRED_PREFIX) || k.startsWith('roles/') || k === MEMBER_KEY
 }
 
 /** Creates the judge; it acts from `start()`. */
@@ -71,13 +71,26 @@ export function createRemovals (init: RemovalsInit): Removals {
   let pending: PendingRemoval[] = []
   let authority: RemovalAuthority = { init: undefined, servers: new Set() }
   let started = false
+  /** Own removals are written one at a time, each over the last. */
+  let writing: Promise<unknown> = Promise.resolve()
+  const addRemoval = async (peer: string, at: number): Promise<void> => {
+    const run = writing.then(async () => {
+      const own = state.get(state.self, REMOVALS_KEY)
+      const current = own === undefined ? [] : parseRemovals(own)
+      if (current.some((r) => r.peer === peer)) return
+      const { key, value } = withRemoval(current, peer, at)
+      await state.put(key, value)
+    })
+    writing = run.catch(() => {})
+    await run
+  }
   const echoing = new Set<string>()
 
   const counted = (): Set<string> => new Set([state.self, ...state.members().map((m) => m.peerId)])
 
   const refresh = (): void => {
     if (!started) return
-    const entries = [...state.list(REMOVAL_PREFIX), ...state.list(CRED_PREFIX)]
+    const entries = [...state.list(REMOVALS_KEY).filter((e) => e.key === REMOVALS_KEY), ...state.list(CRED_PREFIX)]
     authority = removalAuthority(init.acceptedInit(), entries)
     const judged = judgeRemovals(entries, authority, counted())
     applied = judged.applied
@@ -93,9 +106,8 @@ export function createRemovals (init: RemovalsInit): Removals {
     // then outlives the node that published it first.
     for (const a of applied) {
       if (a.by.includes(state.self) || echoing.has(a.peer) || mayRemove(authority, state.self, a.peer) === undefined) continue
-      const { key, value } = removalEntry(a.peer, a.at)
       echoing.add(a.peer)
-      state.put(key, value).catch((err: unknown) => { logger.warn('cannot publish a copy of a node removal', { peer: a.peer, error: errorMessage(err) }) })
+      addRemoval(a.peer, a.at).catch((err: unknown) => { logger.warn('cannot publish a copy of a node removal', { peer: a.peer, error: errorMessage(err) }) })
         .finally(() => { echoing.delete(a.peer) })
     }
   }
@@ -170,8 +182,7 @@ export function createRemovals (init: RemovalsInit): Removals {
       }
       warning = `${why}: this node's removal is a vote; it takes effect once ${need} of the ${voters.size} counted nodes (the target left out) have published it${authority.init === undefined ? '' : `, or once the init server ${shortPeer(authority.init)} does`}`
     }
-    const { key, value } = removalEntry(target.peerId, clock.now())
-    await state.put(key, value)
+    await addRemoval(target.peerId, clock.now())
     refresh()
     const now = applied.find((a) => a.peer === target.peerId)
     const wait = pending.find((q) => q.peer === target.peerId)

@@ -2,8 +2,10 @@
  * Removal of a node from the site (pure): who may remove whom, and which removals a
  * node applies.
  *
- * A removal is a state entry `node/removed/<peer id>` (`RemovalValue`) signed by the
- * node that published it. Any token holder can publish one, so a node applies it only
+ * Each node that removes others publishes one state entry, `node/removed`, listing
+ * every node it removed (`RemovalValue`s), signed by its key: one entry whatever the
+ * number of removals over the site's life, so removals never take from the per-owner
+ * entry count. Any token holder can publish one, so a node applies a removal only
  * when it is backed by one of:
  *
  * - the init server named in the cluster record this node accepted (backed by a
@@ -26,12 +28,15 @@
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { CRED_PREFIX } from './types.ts'
 
-/** State key prefix of removals: `node/removed/<peer id>`, owned by whoever removes. */
-export const REMOVAL_PREFIX = 'node/removed/'
+/** State key of a node's removals, `{"removed": [RemovalValue…]}`. */
+export const REMOVALS_KEY = 'node/removed'
 
-/** What a removal entry carries. */
+/** Most removals one node's entry lists (about 80 bytes each, within an entry's bound); the oldest go first. */
+export const MAX_REMOVALS_PER_NODE = 600
+
+/** One removal in a `node/removed` entry. */
 export interface RemovalValue {
-  /** Peer id of the removed node (also the key's suffix). */
+  /** Peer id of the removed node. */
   peer: string
   /** Wall-clock ms when the remover published it (informational). */
   at: number
@@ -66,19 +71,33 @@ export interface PendingRemoval {
   needed: number
 }
 
-/** The state entry of a removal of `peer`. */
-export function removalEntry (peer: string, at: number): { key: string, value: JsonValue } {
-  return { key: `${REMOVAL_PREFIX}${peer}`, value: { peer, at } }
+/**
+ * The removals a `node/removed` value lists; malformed items are skipped (an entry
+ * that is not a list yields none).
+ */
+export function parseRemovals (e: Pick<StateEntry, 'key' | 'value'>): RemovalValue[] {
+  if (e.key !== REMOVALS_KEY) return []
+  const v = e.value
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || !Array.isArray(v.removed)) return []
+  const out: RemovalValue[] = []
+  for (const item of v.removed) {
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) continue
+    const { peer, at } = item
+    if (typeof peer !== 'string' || peer === '' || peer.length > 128 || typeof at !== 'number' || !Number.isFinite(at) || at < 0) continue
+    out.push({ peer, at })
+  }
+  return out
 }
 
-/** A removal value, or undefined when malformed or not matching its key. */
-export function parseRemoval (e: Pick<StateEntry, 'key' | 'value'>): RemovalValue | undefined {
-  if (!e.key.startsWith(REMOVAL_PREFIX)) return undefined
-  const v = e.value
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined
-  if (typeof v.peer !== 'string' || v.peer !== e.key.slice(REMOVAL_PREFIX.length) || v.peer === '') return undefined
-  if (typeof v.at !== 'number' || !Number.isFinite(v.at) || v.at < 0) return undefined
-  return { peer: v.peer, at: v.at }
+/**
+ * The `node/removed` value of a node that held `current` and now also removes `peer`
+ * at `at` (unchanged when it already lists it). Keeps the newest
+ * `MAX_REMOVALS_PER_NODE`. Pure.
+ */
+export function withRemoval (current: readonly RemovalValue[], peer: string, at: number): { key: string, value: JsonValue } {
+  const list = current.some((r) => r.peer === peer) ? [...current] : [...current, { peer, at }]
+  const kept = list.sort((a, b) => a.at - b.at || (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)).slice(-MAX_REMOVALS_PER_NODE)
+  return { key: REMOVALS_KEY, value: { removed: kept.map((r) => ({ peer: r.peer, at: r.at })) } }
 }
 
 /** The authority from the accepted init server and its `cred/` entries. Pure. */
@@ -110,7 +129,7 @@ export function majorityOf (counted: number): number {
 }
 
 /**
- * The removals to apply and those still pending, from every `node/removed/` entry.
+ * The removals to apply and those still pending, from every `node/removed` entry.
  * `counted` is the site's counted identities (this node, its members and the
  * publishers' own ids as they count); a majority is taken over them without the
  * target, and only counted publishers vote. Pure.
@@ -118,11 +137,12 @@ export function majorityOf (counted: number): number {
 export function judgeRemovals (entries: readonly StateEntry[], authority: RemovalAuthority, counted: ReadonlySet<string>): { applied: AppliedRemoval[], pending: PendingRemoval[] } {
   const byPeer = new Map<string, Map<string, number>>()
   for (const e of entries) {
-    const r = parseRemoval(e)
-    if (r === undefined || e.owner === r.peer) continue
-    const m = byPeer.get(r.peer) ?? new Map<string, number>()
-    m.set(e.owner, r.at)
-    byPeer.set(r.peer, m)
+    for (const r of parseRemovals(e)) {
+      if (e.owner === r.peer) continue
+      const m = byPeer.get(r.peer) ?? new Map<string, number>()
+      m.set(e.owner, r.at)
+      byPeer.set(r.peer, m)
+    }
   }
   const applied: AppliedRemoval[] = []
   const pending: PendingRemoval[] = []

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { judgeRemovals, majorityOf, mayRemove, parseRemoval, removalAuthority, removalEntry } from '../../roles/removal.ts'
+import { judgeRemovals, majorityOf, MAX_REMOVALS_PER_NODE, mayRemove, parseRemovals, removalAuthority, REMOVALS_KEY, withRemoval } from '../../roles/removal.ts'
 
 function e (owner: string, key: string, value: JsonValue): StateEntry {
   return { owner, key, version: 1, writtenAt: 0, value }
 }
 const removal = (owner: string, peer: string, at = 10): StateEntry => {
-  const r = removalEntry(peer, at)
+  const r = withRemoval([], peer, at)
   return e(owner, r.key, r.value)
 }
 const cred = (init: string, to: string, kind: 'server' | 'agent'): StateEntry => e(init, `cred/${to}`, { kind, to: 'seal-key', clusterId: 'c', box: 'sealed' })
@@ -60,9 +60,25 @@ describe('judgeRemovals', () => {
   })
 
   it('ignores a node removing itself and malformed removals', () => {
-    const bad = [removal('I', 'I'), e('I', 'node/removed/A', { peer: 'B', at: 1 }), e('I', 'node/removed/C', 'x'), e('I', 'node/removed/D', { peer: 'D', at: -1 })]
+    const bad = [removal('I', 'I'), e('I', 'node/removed/A', { removed: [{ peer: 'A', at: 1 }] }), e('S', REMOVALS_KEY, 'x'), e('A', REMOVALS_KEY, { removed: [{ peer: 'D', at: -1 }, { peer: 7, at: 1 }, null, 'B'] })]
     expect(judgeRemovals(bad, authority, counted)).toEqual({ applied: [], pending: [] })
-    expect(parseRemoval(removalEntry('Q', 3) as StateEntry)).toEqual({ peer: 'Q', at: 3 })
+  })
+
+  it('one entry per remover lists all its removals, newest kept within the bound', () => {
+    let list = parseRemovals(e('I', ...Object.values(withRemoval([], 'A', 1)) as [string, JsonValue]))
+    const next = withRemoval(list, 'B', 2)
+    list = parseRemovals(e('I', next.key, next.value))
+    expect(list).toEqual([{ peer: 'A', at: 1 }, { peer: 'B', at: 2 }])
+    expect(withRemoval(list, 'A', 9).value).toEqual(next.value)
+    const r = judgeRemovals([e('I', next.key, next.value)], authority, counted)
+    expect(r.applied.map((a) => a.peer)).toEqual(['A', 'B'])
+    let many = list
+    for (let i = 0; i < MAX_REMOVALS_PER_NODE + 5; i++) many = parseRemovals(e('I', REMOVALS_KEY, withRemoval(many, `P${i}`, 10 + i).value))
+    expect(many).toHaveLength(MAX_REMOVALS_PER_NODE)
+    expect(many[0]?.peer).toBe('P5')
+    // A full list of real peer ids and times fits in one entry (64 KiB) with room for the envelope.
+    const full = withRemoval(many.map((x, i) => ({ peer: `12D3KooW${String(i).padStart(44, 'x')}`, at: 1_800_000_000_000 + i })), 'Q', 0).value
+    expect(Buffer.byteLength(JSON.stringify(full))).toBeLessThan(60 * 1024)
   })
 
   it('a strict majority', () => {
