@@ -288,7 +288,9 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     })
     if (opened !== undefined && opened !== before) mark('credential')
     const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
-    for (const e of entries) if (e.key === ROLE_KEYS.node) ids.add(e.owner)
+    // Removed and long-dead identities are not nodes of the site for the size warning.
+    const departed = state.departed?.()
+    for (const e of entries) if (e.key === ROLE_KEYS.node && departed?.has(e.owner) !== true) ids.add(e.owner)
     known = ids.size
     const decision = decide({
       self: state.self,
