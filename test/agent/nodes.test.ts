@@ -48,3 +48,18 @@ describe('formatNodes', () => {
     expect(lines[5]).toMatch(/forgotten/)
   })
 })
+
+describe('status lists removed and forgotten nodes', () => {
+  it('formatStatus shows them after the peers', async () => {
+    const { formatStatus } = await import('../../agent/status.ts')
+    const now = 10 * 86_400_000
+    const text = formatStatus({
+      peerId: ID_NEW, fingerprint: 'fp', networkId: '', startedAt: 0, now, phase: 'joined', warnings: [], addresses: [], peers: [],
+      state: { entries: 0, bytes: 0 }, rejections: {}, admissionFailures: 0, timeline: [],
+      removed: [{ peerId: ID_OLD, basis: 'init-server', by: [ID_B], at: now - 60_000 }],
+      forgotten: [{ peerId: ID_B, lastSeen: now - 8 * 86_400_000 }]
+    })
+    expect(text).toMatch(/\nremoved \(1\)\n {2}12D3KooW…ldAAAA\s+init-server\s+60s ago\s+by 12D3KooW…eeCCCC\n/)
+    expect(text).toMatch(/\nforgotten \(1\): dead longer than p2p.forget_after\n {2}12D3KooW…eeCCCC\s+last seen/)
+  })
+})

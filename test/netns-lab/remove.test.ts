@@ -75,6 +75,7 @@ describe.skipIf(!enabled)('lab: remove a replaced box (root)', () => {
     for (const n of others) expect(await wgPeers(n)).toHaveLength(3)
 
     // Remove the old identity on the init server.
+    const removeAt = Date.now()
     const removed = await cli(init, ['node', 'remove', oldId])
     expect(removed.exitCode, removed.stderr).toBe(0)
     expect(removed.stdout).toContain(`removed ${oldId}`)
@@ -93,6 +94,8 @@ describe.skipIf(!enabled)('lab: remove a replaced box (root)', () => {
       expect(st.removed?.map((r) => r.peerId), `${n}: removed`).toContain(oldId)
       expect(st.peers.map((p) => p.id), `${n}: peers`).not.toContain(oldId)
     }
+    // A figure, not a bound: from the command to the last node at N−1 peers (including the polling).
+    console.log(`node remove → every node at ${others.length} WireGuard peers: ${Date.now() - removeAt} ms`)
     const list = await cli(others[0] as string, ['node', 'list', '--json'])
     expect(list.exitCode, list.stderr).toBe(0)
     const nodes = (JSON.parse(list.stdout) as { nodes: KnownNode[] }).nodes
