@@ -503,7 +503,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       const was = svc.gate.revoke(next)
       run.store.revoke(next)
       for (const peer of new Set([...was, ...added])) {
-        let id
+        let id: PeerId
         try { id = peerIdFromString(peer) } catch { continue }
         run.node.hangUp(id).catch((err: unknown) => { log.debug('closing connections of a removed node failed', { peer, error: errorMessage(err) }) })
       }
