@@ -23,6 +23,8 @@ import { InputError, errorMessage } from '../util/errors.ts'
 import { duration, explain, type InstallerFailure } from './reason.ts'
 import { startMetricsServer, type MetricsServer } from './metrics-server.ts'
 import { HANDOFF_RETRY_MS, type Installer } from '../roles/controller.ts'
+import { createRemovals } from './removals.ts'
+import { shortPeer } from './reason.ts'
 
 export interface AgentInit {
   config: Config
@@ -135,6 +137,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     }
   })
 
+  const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal') })
+
   const status = (): AgentStatus => {
     const p = node.status()
     const r = roles.status()
@@ -160,6 +164,9 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       discovery: { mdns: p2pConfig.mdns, dht: !p2pConfig.disableDht, bootstrapPeers: p2pConfig.bootstrapPeers.length }
     })
     const warnings = [...r.warnings]
+    const removed = removals.applied()
+    const selfRemoval = removed.find((a) => a.peer === node.peerId)
+    if (selfRemoval !== undefined) warnings.push(`this node was removed from the site by ${selfRemoval.by.map(shortPeer).join(', ')}: its peers refuse it; wipe its state dir to join again as a new node`)
     if (failure !== undefined) warnings.push(`installer failed ${failure.count === 1 ? 'once' : `${failure.count} times`}, last ${duration(now - failure.at)} ago: ${failure.message}; next try ${failure.retryAt > now ? `in ${duration(failure.retryAt - now)}` : 'at the next step'}`)
     return {
       peerId: node.peerId,
@@ -180,11 +187,14 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       state: p.state,
       rejections: p.rejections,
       admissionFailures: p.admissionFailures,
+      admissionFailuresByReason: p.admissionFailuresByReason,
       // Every open connection: two to one peer when both dialled at once.
       mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
       overlay: vpn?.status(),
       term: r.term,
-      site: siteView(node, p.peers.map((x) => x.id)),
+      site: siteView(node, p.peers.map((x) => x.id), new Set(p.departed.map((d) => d.id))),
+      removed: removed.map((a) => ({ peerId: a.peer, basis: a.basis, by: a.by, at: a.at })),
+      forgotten: p.departed.filter((d) => d.reason === 'forgotten').map((d) => ({ peerId: d.id, lastSeen: d.lastSeen })),
       timeline: timeline.list()
     }
   }
@@ -197,12 +207,19 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   const components: NamedComponent[] = [
     { name: 'p2p', start: async () => { timeline.record('started'); await node.start() }, stop: async () => { await node.stop() } },
     concurrently('roles, api, vpn', [
-      { name: 'roles', start: async () => { await roles.start() }, stop: async () => { await roles.stop() } },
+      { name: 'roles', start: async () => { await roles.start(); removals.start() }, stop: async () => { removals.stop(); await roles.stop() } },
       ...(init.api === false
         ? []
         : [{
             name: 'api',
-            start: async () => { api = await startApiServer(p2pConfig.stateDir, { status, metrics: () => renderMetrics(status()) }) },
+            start: async () => {
+              api = await startApiServer(p2pConfig.stateDir, {
+                status,
+                metrics: () => renderMetrics(status()),
+                nodes: () => ({ now: clock.now(), nodes: removals.nodes() }),
+                remove: async (query, force) => await removals.remove(query, force)
+              })
+            },
             stop: async () => { await api?.close() }
           }]),
       ...(vpn === undefined ? [] : [{ name: 'vpn', start: async () => { await vpn.start() }, stop: async () => { await vpn.stop() } }]),
@@ -229,7 +246,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
 }
 
 /** Every node's role, phase and k3s address as it published them (`roles/status`), self first. */
-function siteView (node: P2PNode, peers: readonly string[]): SiteMember[] {
+function siteView (node: P2PNode, peers: readonly string[], departed: ReadonlySet<string>): SiteMember[] {
   const published = new Map<string, { role?: string, phase?: string, address?: string }>()
   for (const e of node.state.list('roles/status')) {
     const v = e.value
@@ -241,7 +258,7 @@ function siteView (node: P2PNode, peers: readonly string[]): SiteMember[] {
     published.set(e.owner, { ...(role === undefined ? {} : { role }), ...(phase === undefined ? {} : { phase }), ...(address === undefined ? {} : { address }) })
   }
   const ids = [node.peerId, ...peers.filter((p) => p !== node.peerId)]
-  for (const owner of published.keys()) if (!ids.includes(owner)) ids.push(owner)
+  for (const owner of published.keys()) if (!ids.includes(owner) && !departed.has(owner)) ids.push(owner)
   return ids.map((peerId) => ({ peerId, ...published.get(peerId) }))
 }
 

@@ -55,6 +55,8 @@ export interface AgentStatus {
   state: { entries: number, bytes: number }
   rejections: Record<string, number>
   admissionFailures: number
+  /** Admission failures by reason (`revoked`: a removed node tried to connect). Absent from older agents. */
+  admissionFailuresByReason?: Record<string, number> | undefined
   /**
    * How the node's share of the mesh is doing: open connections, dials (and connections
    * closed as outside its links), liveness-loop stalls (the box is starved) and
@@ -67,6 +69,10 @@ export interface AgentStatus {
   term?: number | undefined
   /** Every node this one knows, self first, with the role and phase it published. */
   site?: SiteMember[] | undefined
+  /** Nodes removed from the site (`kairos-p2p node remove`) whose removal this node applied. Absent from older agents. */
+  removed?: Array<{ peerId: string, basis: string, by: string[], at: number }> | undefined
+  /** Nodes dead longer than `p2p.forget_after`: out of WireGuard and the counts, not revoked. */
+  forgotten?: Array<{ peerId: string, lastSeen: number }> | undefined
   timeline: TimelineEvent[]
 }
 
@@ -97,6 +103,14 @@ export function formatStatus (s: AgentStatus): string {
   lines.push(`  ${'peer'.padEnd(16)} ${'liveness'.padEnd(8)} ${'last seen'.padEnd(10)} ${'via'.padEnd(9)} address`)
   for (const p of s.peers) {
     lines.push(`  ${short(p.id).padEnd(16)} ${p.liveness.padEnd(8)} ${ago(s.now, p.lastSeen).padEnd(10)} ${p.discoveredBy.padEnd(9)} ${p.addresses[0] ?? '-'}`)
+  }
+  if (s.removed !== undefined && s.removed.length > 0) {
+    lines.push('', `removed (${s.removed.length})`)
+    for (const r of s.removed) lines.push(`  ${short(r.peerId).padEnd(16)} ${r.basis.padEnd(11)} ${ago(s.now, r.at).padEnd(10)} by ${r.by.map(short).join(', ')}`)
+  }
+  if (s.forgotten !== undefined && s.forgotten.length > 0) {
+    lines.push('', `forgotten (${s.forgotten.length}): dead longer than p2p.forget_after`)
+    for (const f of s.forgotten) lines.push(`  ${short(f.peerId).padEnd(16)} last seen ${ago(s.now, f.lastSeen)}`)
   }
   if (s.overlay !== undefined) {
     lines.push('', `overlay peers (${s.overlay.peers.length})`)

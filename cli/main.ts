@@ -30,6 +30,7 @@ const commands: Record<string, () => Promise<Command>> = {
   config: async () => (await import('./config.ts')).command,
   agent: async () => (await import('./agent.ts')).command,
   status: async () => (await import('./status.ts')).command,
+  node: async () => (await import('./node.ts')).command,
   vpn: async () => (await import('./vpn.ts')).command,
   lab: SELF_CONTAINED ? labNotIncluded : async () => (await import('./lab.ts')).command
 }
@@ -48,6 +49,7 @@ const summaries: Record<string, string> = {
   config: 'validate Kairos cloud-configs',
   agent: 'run the node agent',
   status: 'show the running agent\'s view of the site',
+  node: 'list the site\'s nodes, remove and revoke a node',
   vpn: 'manage the WireGuard overlay interface',
   lab: 'build and drive a whole edge site in network namespaces'
 }

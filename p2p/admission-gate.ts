@@ -55,6 +55,13 @@ export interface AdmissionGate {
   disconnected: (peer: string) => void
   /** Forgets every admission (the node stopped). */
   clear: () => void
+  /**
+   * Sets the peers removed from the site: each is refused admission from now on
+   * (`revoked`), whatever proof it gives, and is no longer admitted. Replaces the
+   * previous set. Returns the peers that were admitted until now (their connections
+   * are for the caller to close).
+   */
+  revoke: (peers: ReadonlySet<string>) => string[]
   failures: () => Record<AdmissionFailure, number>
 }
 
@@ -67,7 +74,11 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   const admitting = new Set<string>()
   /** Callbacks waiting for an admission in flight to end. */
   const waiters = new Map<string, Array<() => void>>()
-  const failures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0 }
+  const failures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0, revoked: 0 }
+  let revoked: ReadonlySet<string> = new Set()
+  const refuse = (conn: Connection, peer: string): void => {
+    fail(conn, 'revoked', new AdmissionError('revoked', `admission: peer ${peer} was removed from the site`))
+  }
   const live = (): boolean => signal !== undefined && !signal.aborted && c.frozen?.() !== true
 
   const settle = (peer: string): void => {
@@ -87,6 +98,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
 
   const accept = (peer: string, conn: Connection, initiator: boolean): void => {
     if (!live()) return
+    if (revoked.has(peer)) { refuse(conn, peer); return }
     const first = !admitted.has(peer)
     admitted.add(peer)
     c.onAdmitted(peer, conn, initiator, first)
@@ -103,6 +115,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
     async outbound (conn) {
       const peer = conn.remotePeer.toString()
       if (signal === undefined || !live() || admitted.has(peer) || admitting.has(peer)) return
+      if (revoked.has(peer)) { refuse(conn, peer); return }
       const s = signal
       admitting.add(peer)
       const d = deadline(clock, timeoutMs, `admission of ${peer}`, s)
@@ -123,6 +136,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
     inbound (conn) {
       if (signal === undefined || !live()) return
       const peer = conn.remotePeer.toString()
+      if (revoked.has(peer)) { refuse(conn, peer); return }
       // The dialling side runs the proof; if it has not succeeded in time, the connection goes.
       clock.sleep(timeoutMs, signal).then(() => {
         if (!admitted.has(peer) && conn.status === 'open') fail(conn, 'timeout', new AdmissionError('timeout', `admission: peer ${peer} gave no token proof within ${timeoutMs} ms`))
@@ -133,6 +147,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
       if (signal === undefined || !live()) { stream.abort(new Error('stopping')); return }
       const s = signal
       const peer = conn.remotePeer.toString()
+      if (revoked.has(peer)) { stream.abort(new Error('revoked')); refuse(conn, peer); return }
       const d = deadline(clock, timeoutMs, `admission of ${peer}`, s)
       try {
         await withStream(stream, d.signal, async () => {
@@ -160,6 +175,12 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
 
     disconnected (peer) { admitted.delete(peer) },
     clear () { admitted.clear() },
+    revoke (peers) {
+      revoked = new Set([...peers].filter((p) => p !== self))
+      const was = [...admitted].filter((p) => revoked.has(p))
+      for (const p of was) admitted.delete(p)
+      return was
+    },
     failures: () => ({ ...failures })
   }
 }

@@ -326,11 +326,11 @@ export function createDialler (c: DiallerComponents): Dialler {
       yielded.delete(peer)
     },
     failed (peer, reason) {
-      if (reason !== 'bad-proof') {
+      if (reason !== 'bad-proof' && reason !== 'revoked') {
         // Slow or cut off, not refused (a starved box at boot, the other side gave up first): try again soon.
         unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
       } else {
-        // Not a token holder: forget it and leave it alone for a while.
+        // Not a token holder, or removed from the site: forget it and leave it alone for a while.
         blockedUntil.set(peer, now() + ADMISSION_BACKOFF_INTERVALS * timing.redialIntervalMs)
         book.remove(peer)
       }

@@ -47,8 +47,8 @@ export class AdmissionError extends KairosError {
   }
 }
 
-/** Reasons an admission fails. */
-export type AdmissionFailure = 'bad-proof' | 'timeout' | 'protocol'
+/** Reasons an admission fails; `revoked`: the peer was removed from the site. */
+export type AdmissionFailure = 'bad-proof' | 'timeout' | 'protocol' | 'revoked'
 
 /**
  * The identity file in the state dir exists but cannot be read as a libp2p private key.

@@ -108,6 +108,8 @@ export interface P2PStatus {
   refutations: number
   /** Rounds of the node's long-running loops that threw and were carried on from (each is logged). */
   loopErrors: number
+  /** Identities that no longer count (not in `peers`): removed from the site, or dead longer than `p2p.forget_after`. */
+  departed: Array<{ id: string, reason: 'removed' | 'forgotten', liveness: Member['liveness'] | 'unknown', lastSeen: number }>
 }
 
 /** A running (or startable) p2p node: discovery, admission, replicated state, membership. */
@@ -125,6 +127,15 @@ export interface P2PNode {
   status(): P2PStatus
   /** Dials a multiaddr (with or without `/p2p/<id>`); resolves once connected. */
   dial(addr: string, options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Sets the identities removed from the site (the removals this node applied):
+   * each is refused admission, disconnected, left out of `state.members()`, and its
+   * state entries are dropped and refused. Replaces the previous set; kept across
+   * `stop()`/`start()`. Our own id is ignored.
+   */
+  revoke(peers: ReadonlySet<string>): void
+  /** The identities revoked now (see `revoke`). */
+  revoked(): ReadonlySet<string>
 }
 
 /** A dial that failed. */

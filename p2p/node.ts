@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p } from 'libp2p'
 import { TopicValidatorResult, type GossipsubMessage } from '@libp2p/gossipsub'
@@ -10,7 +11,7 @@ import { systemClock } from '../util/clock.ts'
 import { cryptoRandom } from '../util/random.ts'
 import { silentLogger } from '../util/log.ts'
 import { errorMessage, InputError } from '../util/errors.ts'
-import { createStateCollector, createStateStore, ownerPresence, REJECT_REASONS, type RejectReason, type StateCollector, type StateStore } from './state/index.ts'
+import { createStateCollector, createStateStore, ownerPresence, REJECT_REASONS, type RejectReason, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
 import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
@@ -29,6 +30,8 @@ import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
 import { DEFAULT_SYNC_TIMEOUT_MS } from './anti-entropy.ts'
 import { DialError, parseAddress, peerIdOf, type P2PNode, type P2PNodeInit, type P2PStatus, type PeerStatus } from './node-api.ts'
 import { wireServices, type Services } from './wiring.ts'
+import { departureOf, type Departure } from './departures.ts'
+import { DEFAULT_FORGET_AFTER_MS } from '../config/defaults.ts'
 
 /**
  * The p2p node: one libp2p stack and six services, each in its own module with its own
@@ -84,7 +87,7 @@ interface Running {
   /** Aborted before the leave notice goes out: no new connection is dialled or admitted after it. */
   leaving: AbortController
   node: Libp2p<StackServices>
-  store: StateStore
+  store: LocalStateStore
   book: PeerBook
   loops: Loops
   mdns?: MdnsDiscovery
@@ -151,6 +154,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   }
 
   const now = (): number => clock.now()
+  const forgetAfterMs = p2p.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS
+  /** Identities removed from the site (`revoke`). */
+  let revokedIds: ReadonlySet<string> = new Set()
+  /** Counted rows that have not departed (see departures.ts). */
+  const current = (): Member[] => {
+    const t = now()
+    return membership.list().filter((m) => counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined)
+  }
   const need = (op: string): { run: Running, svc: Services } => {
     if (running === undefined || services === undefined) throw new NodeNotStartedError(op)
     return { run: running, svc: services }
@@ -181,7 +192,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     while (!signal.aborted && tries < PRESENCE_TRIES) {
       if (tries === 0 || svc.gate.admitted.size > 0) {
         tries++
-        const { wire } = await store.put(MEMBER_KEY, { since })
+        const { wire } = await store.put(MEMBER_KEY, { since, host: hostname() })
         const reached = await new Promise<number>((resolve) => { svc.gossip.publish(wire, (peers) => { resolve(peers.size) }) })
         if (reached > 0) return
       }
@@ -263,6 +274,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     services = svc
     owners = undefined
     svc.gate.start(admitting)
+    if (revokedIds.size > 0) { svc.gate.revoke(revokedIds); store.revoke(revokedIds) }
 
     node.addEventListener('connection:open', (evt) => {
       const conn = evt.detail
@@ -382,13 +394,37 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       svc.gossip.publish(wire)
       return entry
     },
-    members: (): Member[] => membership.list().filter(counts),
+    members: current,
+    departed: (): ReadonlyMap<string, Departure> => {
+      const out = new Map<string, Departure>()
+      for (const id of revokedIds) out.set(id, 'removed')
+      const t = now()
+      for (const m of membership.list()) {
+        const d = departureOf(m.peerId, m, revokedIds, t, forgetAfterMs)
+        if (d !== undefined) out.set(m.peerId, d)
+      }
+      return out
+    },
     addEventListener: <K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void => {
       events.addEventListener(type, listener as EventListener)
     },
     removeEventListener: <K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void => {
       events.removeEventListener(type, listener as EventListener)
     }
+  }
+
+  const departedRows = (): P2PStatus['departed'] => {
+    const t = now()
+    const out: P2PStatus['departed'] = []
+    const seen = new Set<string>()
+    for (const m of membership.list()) {
+      const reason = departureOf(m.peerId, m, revokedIds, t, forgetAfterMs)
+      if (reason === undefined) continue
+      seen.add(m.peerId)
+      out.push({ id: m.peerId, reason, liveness: m.liveness, lastSeen: m.lastSeen })
+    }
+    for (const id of revokedIds) if (!seen.has(id)) out.push({ id, reason: 'removed', liveness: 'unknown', lastSeen: 0 })
+    return out.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   }
 
   const connectionsTo = (id: string): number => {
@@ -405,9 +441,9 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     const storeRejections = running?.store.rejections()
     for (const r of REJECT_REASONS) rejections[r] = storeRejections?.[r as RejectReason] ?? 0
     Object.assign(rejections, protocolErrors)
-    const members = new Map(membership.list().filter(counts).map((m) => [m.peerId, m]))
+    const members = new Map(current().map((m) => [m.peerId, m]))
     const admitted = services?.gate.admitted ?? new Set<string>()
-    const ids = new Set<string>([...members.keys(), ...admitted])
+    const ids = new Set<string>([...members.keys(), ...admitted].filter((id) => !revokedIds.has(id)))
     const peers: PeerStatus[] = [...ids].sort().map((id) => {
       const m = members.get(id)
       const open = connectionsTo(id)
@@ -422,7 +458,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         admitted: admitted.has(id)
       }
     })
-    const failures = services?.gate.failures() ?? { 'bad-proof': 0, timeout: 0, protocol: 0 }
+    const failures = services?.gate.failures() ?? { 'bad-proof': 0, timeout: 0, protocol: 0, revoked: 0 }
     const lv = services?.liveness.stats()
     return {
       peerId: self,
@@ -440,7 +476,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       stalls: lv?.stalls ?? { count: 0, ms: 0 },
       heartbeatMs: lv?.heartbeatMs ?? timing.heartbeatIntervalMs,
       refutations: lv?.refutations ?? 0,
-      loopErrors: services?.loops.errors() ?? 0
+      loopErrors: services?.loops.errors() ?? 0,
+      departed: departedRows()
     }
   }
 
@@ -459,6 +496,30 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     },
     addresses: () => running?.node.getMultiaddrs().map((m) => m.toString()) ?? [],
     status,
+    revoked: () => revokedIds,
+    revoke: (peers: ReadonlySet<string>) => {
+      const next = new Set([...peers].filter((p) => p !== self && p !== ''))
+      const added = [...next].filter((p) => !revokedIds.has(p))
+      if (added.length === 0 && next.size === revokedIds.size) return
+      revokedIds = next
+      if (added.length > 0) log.info('nodes removed from the site: refused admission, entries dropped', { peers: added })
+      const run = running
+      const svc = services
+      if (run === undefined || svc === undefined) return
+      const was = svc.gate.revoke(next)
+      run.store.revoke(next)
+      for (const peer of new Set([...was, ...added])) {
+        let id: PeerId
+        try { id = peerIdFromString(peer) } catch { continue }
+        run.node.hangUp(id).catch((err: unknown) => { log.debug('closing connections of a removed node failed', { peer, error: errorMessage(err) }) })
+      }
+      run.pokeCollector()
+      // Readers (roles, vpn) recount members on a membership event.
+      for (const peer of added) {
+        const row = membership.get(peer)
+        if (row !== undefined) events.dispatchEvent(new CustomEvent('member:leave', { detail: row }))
+      }
+    },
     dial: async (addr: string, options: { signal?: AbortSignal } = {}) => {
       const { run, svc } = need('dial')
       const ma = parseAddress(addr, 'dial', false)

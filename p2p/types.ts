@@ -30,11 +30,11 @@ export interface StateChange {
   /** `local` for own puts, `remote` for merged entries. */
   origin: 'local' | 'remote'
   /**
-   * Set when the entry left the replica instead: evicted from a full replica, or its
-   * owner forgotten by garbage collection. `entry` is the entry that went; `get` no
+   * Set when the entry left the replica instead: evicted from a full replica, its
+   * owner forgotten by garbage collection, or removed from the site. `entry` is the entry that went; `get` no
    * longer returns it.
    */
-  dropped?: 'evicted' | 'never-admitted' | 'gone'
+  dropped?: 'evicted' | 'never-admitted' | 'gone' | 'revoked'
 }
 
 export type Liveness = 'alive' | 'suspect' | 'dead'
@@ -66,8 +66,17 @@ export interface ClusterState {
   list(prefix?: string): StateEntry[]
   /** Writes (or replaces) this node's own entry; resolves once it is in the local replica and handed to gossip. */
   put(key: string, value: JsonValue): Promise<StateEntry>
-  /** Current members other than self. */
+  /**
+   * Current members other than self: neither removed from the site nor dead longer than
+   * `p2p.forget_after` (see `departed`).
+   */
   members(): Member[]
+  /**
+   * Identities that no longer count (p2p/departures.ts): `removed` (revoked) or
+   * `forgotten` (dead longer than `p2p.forget_after`). Readers leave them out of
+   * WireGuard peers and counts. Absent on a view that tracks no departures.
+   */
+  departed?(): ReadonlyMap<string, 'removed' | 'forgotten'>
   addEventListener<K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void
   removeEventListener<K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void
 }

@@ -93,6 +93,8 @@ export interface RolesController {
   stop: () => Promise<void>
   /** The phase, role and timeline for `kairos-p2p status`. */
   status: () => RolesStatus
+  /** The init server of the cluster record this node accepted (its certificate checked); undefined before. */
+  acceptedInit: () => string | undefined
 }
 
 /** A hand-off that failed; retried when its plan changes or after the retry delay. */
@@ -286,7 +288,9 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     })
     if (opened !== undefined && opened !== before) mark('credential')
     const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
-    for (const e of entries) if (e.key === ROLE_KEYS.node) ids.add(e.owner)
+    // Removed and long-dead identities are not nodes of the site for the size warning.
+    const departed = state.departed?.()
+    for (const e of entries) if (e.key === ROLE_KEYS.node && departed?.has(e.owner) !== true) ids.add(e.owner)
     known = ids.size
     const decision = decide({
       self: state.self,
@@ -367,6 +371,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       controller = undefined
       loop = undefined
     },
+    acceptedInit: () => facts?.cluster?.init,
     status: () => {
       const d = last
       return {

@@ -116,7 +116,9 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const started = clock.now()
     const net = network
     const entries = state.list(VPN_ADVERT_KEY).filter((e) => e.key === VPN_ADVERT_KEY)
-    const others = entries.filter((e) => e.owner !== state.self)
+    // Removed and long-dead identities: no peer, no claim (see desiredPeers).
+    const departed = new Set(state.departed?.().keys() ?? [])
+    const others = entries.filter((e) => e.owner !== state.self && !departed.has(e.owner))
     const adverts = new Map<string, VpnAdvert>()
     for (const e of others) {
       const a = e.value === null ? undefined : parseAdvert(e.value)
@@ -159,7 +161,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       ...(vouching.length === 0 ? {} : { vouch: vouching })
     }
     const selfEntry: StateEntry = { owner: state.self, key: VPN_ADVERT_KEY, version: 0, writtenAt: 0, value: advertValue(advert) }
-    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive, established: tracked.established })
+    const set = desiredPeers([...others, selfEntry], { self: state.self, network: net, keepalive, established: tracked.established, departed })
     // Vouch for the contested adverts we knew first; the advert carries them while the contest lasts.
     const passAt = clock.now()
     for (const p of set.vouchFor) vouchUntil.set(p, passAt + VOUCH_LINGER_MS)

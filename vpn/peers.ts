@@ -63,7 +63,7 @@ export interface DesiredPeer {
 }
 
 /** Why an advert was left out of the peer set. */
-export type IgnoredReason = 'malformed' | 'invalid-claim' | 'lost-claim' | 'duplicate-key'
+export type IgnoredReason = 'malformed' | 'invalid-claim' | 'lost-claim' | 'duplicate-key' | 'departed'
 
 /** A WireGuard public key advertised by more than one peer id. */
 export interface DuplicateKey {
@@ -204,15 +204,22 @@ export function standings (adverts: ReadonlyMap<string, VpnAdvert>, established:
  * several peer ids is kept by the one with the best standing (vouches, established,
  * then rank) and refused for the others; an advert carrying this node's own key is
  * never a peer here, whatever its standing.
+ *
+ * An advert is no licence on its own: the adverts of `departed` owners (removed from
+ * the site, or dead longer than `p2p.forget_after`; `state.departed()`) are left out
+ * before anything else, so their key gets no peer and their address no claim, however
+ * long their entry lingers in a replica.
  */
-export function desiredPeers (entries: StateEntry[], init: { self: string, network: OverlayNetwork, keepalive?: number, established?: ReadonlySet<string> }): PeerSet {
+export function desiredPeers (entries: StateEntry[], init: { self: string, network: OverlayNetwork, keepalive?: number, established?: ReadonlySet<string>, departed?: ReadonlySet<string> }): PeerSet {
   const keepalive = init.keepalive ?? DEFAULT_KEEPALIVE_SECONDS
   const established = init.established ?? new Set<string>()
   const adverts = new Map<string, VpnAdvert>()
   const ignored: PeerSet['ignored'] = []
   const sorted = entries.filter((e) => e.key === VPN_ADVERT_KEY && e.value !== null)
     .sort((a, b) => a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0)
+  const departed = init.departed ?? new Set<string>()
   for (const e of sorted) {
+    if (e.owner !== init.self && departed.has(e.owner)) { ignored.push({ peerId: e.owner, reason: 'departed' }); continue }
     const advert = parseAdvert(e.value)
     if (advert === undefined) ignored.push({ peerId: e.owner, reason: 'malformed' })
     else adverts.set(e.owner, advert)

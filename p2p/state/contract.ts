@@ -15,20 +15,21 @@ export type RejectReason =
   | 'not-admitted' // owner is not an admitted peer
   | 'store-full'  // accepting it would exceed the replica's total byte bound, and its owner would be among the largest
   | 'forgotten'   // its owner was forgotten by garbage collection and has not been present since
+  | 'revoked'     // its owner was removed from the site (`LocalStateStore.revoke`)
 
 /** Every reject reason, in a stable order (for counters and status output). */
 export const REJECT_REASONS: readonly RejectReason[] = [
-  'malformed', 'oversized', 'unsigned', 'forged', 'undecryptable', 'stale', 'owner-quota', 'not-admitted', 'store-full', 'forgotten'
+  'malformed', 'oversized', 'unsigned', 'forged', 'undecryptable', 'stale', 'owner-quota', 'not-admitted', 'store-full', 'forgotten', 'revoked'
 ]
 
 /**
  * The refusals that say something is wrong with the sender or this replica. A stale
  * entry says nothing of the kind: a newer version of it reached us by gossip while an
- * anti-entropy exchange was under way. Nor does a forgotten one: the sender has not
- * forgotten its owner yet (it will by the same rule). Undefined when there is none.
+ * anti-entropy exchange was under way. Nor does a forgotten or revoked one: the sender
+ * has not applied the same collection or removal yet (it will). Undefined when there is none.
  */
 export function alarmingRejections (rejected: ApplyResult['rejected']): Partial<Record<RejectReason, number>> | undefined {
-  const out = Object.entries(rejected).filter(([reason, n]) => reason !== 'stale' && reason !== 'forgotten' && (n ?? 0) > 0)
+  const out = Object.entries(rejected).filter(([reason, n]) => reason !== 'stale' && reason !== 'forgotten' && reason !== 'revoked' && (n ?? 0) > 0)
   return out.length === 0 ? undefined : Object.fromEntries(out)
 }
 

@@ -143,6 +143,14 @@ export interface LocalStateStore extends StateStore {
   collect(presence: OwnerPresenceView, now?: number): CollectResult
   /** True while `owner` is forgotten (its entries are refused as `forgotten`). */
   isForgotten(owner: string): boolean
+  /**
+   * Sets the owners removed from the site: their entries are dropped now (each change
+   * emitted with `dropped: 'revoked'`) and refused as `revoked` from then on, from peers
+   * and from the state file alike. Replaces the previous set; an owner left out is
+   * judged by the collection again. This node's own id is ignored. Returns the owners
+   * whose entries were dropped.
+   */
+  revoke(owners: ReadonlySet<string>): string[]
   /** Collection and quota figures. */
   gcStats(): StateGcStats
 }

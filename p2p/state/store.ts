@@ -87,6 +87,8 @@ class LocalStore implements LocalStateStore {
   private readonly notes = new Map<string, OwnerNote>()
   /** Forgotten owner → when, oldest first. */
   private readonly tombstones = new Map<string, number>()
+  /** Owners removed from the site (`revoke`). */
+  private revoked: ReadonlySet<string> = new Set()
   private readonly forgottenCount: Record<ForgetReason, number> = { 'never-admitted': 0, gone: 0 }
   private evictedCount = 0
   private readonly ownFloor = new Map<string, number>()
@@ -250,6 +252,7 @@ class LocalStore implements LocalStateStore {
     const d = decodeWire(wire)
     if (d === undefined) return { kind: 'rejected', reason: 'malformed' }
     const who = { owner: d.owner, key: d.key, version: d.version }
+    if (d.owner !== this.self && this.revoked.has(d.owner)) return { kind: 'rejected', reason: 'revoked', ...who }
     if (d.owner !== this.self && this.tombstones.has(d.owner)) return { kind: 'rejected', reason: 'forgotten', ...who }
     const publicKey = this.publicKeyOf(d.owner)
     if (publicKey === undefined) return { kind: 'rejected', reason: 'malformed', ...who }
@@ -352,6 +355,25 @@ class LocalStore implements LocalStateStore {
       this.scheduleFlush()
     }
     return result
+  }
+
+  revoke (owners: ReadonlySet<string>): string[] {
+    this.revoked = new Set([...owners].filter((o) => o !== this.self))
+    const dropped: string[] = []
+    for (const owner of this.revoked) {
+      const usage = this.usage.get(owner)
+      if (usage === undefined) continue
+      for (const key of [...usage.keys.keys()]) {
+        const held = this.drop(owner, key)
+        if (held !== undefined) this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: 'revoked' })
+      }
+      dropped.push(owner)
+    }
+    if (dropped.length > 0) {
+      this.log.info('state entries of removed nodes dropped', { owners: dropped })
+      this.scheduleFlush()
+    }
+    return dropped
   }
 
   isForgotten (owner: string): boolean {

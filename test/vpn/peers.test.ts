@@ -167,3 +167,32 @@ describe('chooseEndpoint', () => {
     expect(chooseEndpoint([], locals, 0)).toBeUndefined()
   })
 })
+
+describe('desiredPeers: departed owners', () => {
+  /** Valid claims for `ids`, each derived from its id as the allocator would. */
+  function adverts (ids: string[]): StateEntry[] {
+    const claims: Array<{ peerId: string } & AddressClaim> = []
+    for (const id of ids) claims.push({ peerId: id, ...overlayAddress(net, id, undefined, claims) })
+    return claims.map((c) => entry(c.peerId, advertValue(advert({ address: c.address, attempt: c.attempt }))))
+  }
+
+  it('an advert of a removed or long-dead owner makes no peer and holds no address claim', () => {
+    const rng = seededRandom(7)
+    const [self, live, ghost] = [randomPeerId(rng), randomPeerId(rng), randomPeerId(rng)] as [string, string, string]
+    const entries = adverts([self, live, ghost])
+    const all = desiredPeers(entries, { self, network: net })
+    expect(all.peers.map((p) => p.peerId).sort()).toEqual([live, ghost].sort())
+    const set = desiredPeers(entries, { self, network: net, departed: new Set([ghost]) })
+    expect(set.peers.map((p) => p.peerId)).toEqual([live])
+    expect(set.ignored).toEqual([{ peerId: ghost, reason: 'departed' }])
+    expect(set.claims.map((c) => c.peerId)).not.toContain(ghost)
+  })
+
+  it('this node is never left out as departed of its own view', () => {
+    const rng = seededRandom(8)
+    const [self, other] = [randomPeerId(rng), randomPeerId(rng)] as [string, string]
+    const set = desiredPeers(adverts([self, other]), { self, network: net, departed: new Set([self]) })
+    expect(set.claims.map((c) => c.peerId)).toContain(self)
+    expect(set.peers.map((p) => p.peerId)).toEqual([other])
+  })
+})
