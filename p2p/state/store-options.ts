@@ -19,12 +19,17 @@ import { STATE_KEY_BYTES } from './wire.ts'
 
 /** Largest wire entry accepted or written, in bytes. @default 65536 */
 export const DEFAULT_MAX_ENTRY_BYTES = 64 * 1024
-/** Most entries one owner may hold. @default 256 */
-export const DEFAULT_MAX_ENTRIES_PER_OWNER = 256
+/**
+ * Most entries one owner may hold. The byte quota is what bounds an owner; the count
+ * bounds the bookkeeping per entry, and leaves room for the issuer of credentials to
+ * hold one per member of the largest membership table (`DEFAULT_MAX_MEMBERS`).
+ * @default 4096
+ */
+export const DEFAULT_MAX_ENTRIES_PER_OWNER = 4096
 /**
  * Most wire bytes one owner may hold. Honest owners hold a few KiB (an advert, votes,
- * a role); the init server also one sealed credential per node, about 100 KiB at 250
- * nodes. 64 such quotas fill the replica, so five identities cannot.
+ * a role); the issuer of credentials also one sealed credential per node (see
+ * bench/scale.ts). 64 such quotas fill the replica, so a few identities cannot.
  * @default 1048576 (1 MiB)
  */
 export const DEFAULT_MAX_OWNER_BYTES = 1024 * 1024
@@ -37,7 +42,7 @@ export const DEFAULT_FLUSH_DELAY_MS = 200
 export interface StateLimits {
   /** Largest wire entry, bytes. @default DEFAULT_MAX_ENTRY_BYTES (64 KiB) */
   maxEntryBytes?: number
-  /** Most entries per owner. @default DEFAULT_MAX_ENTRIES_PER_OWNER (256) */
+  /** Most entries per owner. @default DEFAULT_MAX_ENTRIES_PER_OWNER (4096) */
   maxEntriesPerOwner?: number
   /** Most wire bytes per owner. @default DEFAULT_MAX_OWNER_BYTES (1 MiB) */
   maxOwnerBytes?: number

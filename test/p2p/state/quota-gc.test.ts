@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_MAX_ENTRY_BYTES } from '../../../p2p/state/store.ts'
+import { DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_OWNER_BYTES } from '../../../p2p/state/store.ts'
 import { decodeSnapshot, STATE_FILE } from '../../../p2p/state/persist.ts'
 import { decodeWire, encodeBody, encodeHeader, encodeWire, sealValue, signedBytes, writeEntry } from '../../../p2p/state/wire.ts'
 import { planEviction, type OwnerUsage } from '../../../p2p/state/quota.ts'
@@ -53,6 +53,23 @@ describe('state store: per-owner byte quota and a full replica', () => {
     expect(res.rejected).toEqual({})
     expect(b.get(honest.self, 'vpn/advert')?.value).toEqual(advert)
   }, 60_000)
+
+  it('an issuer holds one credential per member of a 1 000-member site; its bytes, not a count of 256, bound it', async () => {
+    const b = await store(1)
+    const issuer = await id(4)
+    const credential = { v: 1, role: 'agent', box: 'b'.repeat(180) }
+    const wires: Uint8Array[] = []
+    for (let k = 0; k < 1_000; k++) wires.push(await entry(issuer, `cred/member-${k}`, 1, credential))
+    const res = await b.apply(wires, issuer.self)
+    expect(res.rejected).toEqual({})
+    expect(res.accepted).toHaveLength(1_000)
+    // Past the byte quota the owner is refused, however small its entries.
+    const more: Uint8Array[] = []
+    for (let k = 1_000; k < 4_000; k++) more.push(await entry(issuer, `cred/member-${k}`, 1, credential))
+    const past = await b.apply(more, issuer.self)
+    expect(past.rejected['owner-quota']).toBeGreaterThan(0)
+    expect(b.size().bytes).toBeLessThanOrEqual(DEFAULT_MAX_OWNER_BYTES + 1_000)
+  }, 120_000)
 
   it('a full replica makes room for a newcomer by trimming the largest owners, and refuses their entries back', async () => {
     const b = await store(1, { limits: { maxTotalBytes: 20_000, maxOwnerBytes: 6_000 } })
