@@ -11,7 +11,7 @@ import { systemClock } from '../util/clock.ts'
 import { cryptoRandom } from '../util/random.ts'
 import { silentLogger } from '../util/log.ts'
 import { errorMessage, InputError } from '../util/errors.ts'
-import { createStateCollector, createStateStore, ownerPresence, REJECT_REASONS, type RejectReason, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
+import { createStateCollector, createStateStore, ownerPresence, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
 import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
@@ -28,8 +28,9 @@ import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
 import { createLoops, type Loops } from './loops.ts'
 import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
 import { DEFAULT_SYNC_TIMEOUT_MS } from './anti-entropy.ts'
-import { DialError, parseAddress, peerIdOf, type P2PNode, type P2PNodeInit, type P2PStatus, type PeerStatus } from './node-api.ts'
+import { DialError, parseAddress, peerIdOf, type P2PNode, type P2PNodeInit, type P2PStatus } from './node-api.ts'
 import { wireServices, type Services } from './wiring.ts'
+import { nodeStatus } from './node-status.ts'
 import { departureOf, type Departure } from './departures.ts'
 import { DEFAULT_FORGET_AFTER_MS } from '../config/defaults.ts'
 
@@ -413,73 +414,11 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
   }
 
-  const departedRows = (): P2PStatus['departed'] => {
-    const t = now()
-    const out: P2PStatus['departed'] = []
-    const seen = new Set<string>()
-    for (const m of membership.list()) {
-      const reason = departureOf(m.peerId, m, revokedIds, t, forgetAfterMs)
-      if (reason === undefined) continue
-      seen.add(m.peerId)
-      out.push({ id: m.peerId, reason, liveness: m.liveness, lastSeen: m.lastSeen })
-    }
-    for (const id of revokedIds) if (!seen.has(id)) out.push({ id, reason: 'removed', liveness: 'unknown', lastSeen: 0 })
-    return out.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  }
-
-  const connectionsTo = (id: string): number => {
-    if (running === undefined) return 0
-    try {
-      return running.node.getConnections(peerIdFromString(id)).filter((c) => c.status === 'open').length
-    } catch {
-      return 0
-    }
-  }
-
-  const status = (): P2PStatus => {
-    const rejections: Record<string, number> = {}
-    const storeRejections = running?.store.rejections()
-    for (const r of REJECT_REASONS) rejections[r] = storeRejections?.[r as RejectReason] ?? 0
-    Object.assign(rejections, protocolErrors)
-    const members = new Map(current().map((m) => [m.peerId, m]))
-    const admitted = services?.gate.admitted ?? new Set<string>()
-    const ids = new Set<string>([...members.keys(), ...admitted].filter((id) => !revokedIds.has(id)))
-    const peers: PeerStatus[] = [...ids].sort().map((id) => {
-      const m = members.get(id)
-      const open = connectionsTo(id)
-      return {
-        id,
-        addresses: m?.addresses.length === 0 || m === undefined ? (running?.book.get(id)?.addresses ?? []) : m.addresses,
-        liveness: m?.liveness ?? 'unknown',
-        lastSeen: m?.lastSeen ?? 0,
-        discoveredBy: services?.dialler.discoveredBy(id) ?? m?.discoveredBy ?? 'inbound',
-        connected: running !== undefined && libp2pConnected(running.node, id),
-        connections: open,
-        admitted: admitted.has(id)
-      }
-    })
-    const failures = services?.gate.failures() ?? { 'bad-proof': 0, timeout: 0, protocol: 0, revoked: 0 }
-    const lv = services?.liveness.stats()
-    return {
-      peerId: self,
-      fingerprint: keys.fingerprint,
-      networkId: keys.networkId,
-      addresses: running?.node.getMultiaddrs().map((m) => m.toString()) ?? [],
-      peers,
-      state: running?.store.size() ?? { entries: 0, bytes: 0 },
-      rejections,
-      admissionFailures: Object.values(failures).reduce((a, b) => a + b, 0),
-      admissionFailuresByReason: failures,
-      syncs: services?.antiEntropy.stats() ?? { ok: 0, failed: 0 },
-      dials: services?.dialler.stats() ?? { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 },
-      rendezvous: services?.rendezvous.stats() ?? { rounds: 0, providersFound: 0 },
-      stalls: lv?.stalls ?? { count: 0, ms: 0 },
-      heartbeatMs: lv?.heartbeatMs ?? timing.heartbeatIntervalMs,
-      refutations: lv?.refutations ?? 0,
-      loopErrors: services?.loops.errors() ?? 0,
-      departed: departedRows()
-    }
-  }
+  const status = (): P2PStatus => nodeStatus({
+    self, keys, timing, members: current(), membership: membership.list(), revoked: revokedIds, protocolErrors, now: now(), forgetAfterMs,
+    ...(running === undefined ? {} : { run: running }),
+    ...(services === undefined ? {} : { svc: services })
+  })
 
   return {
     get peerId () { return self },
@@ -535,14 +474,5 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         d.cancel()
       }
     }
-  }
-}
-
-/** Whether any connection (in any state) to `id` exists. */
-function libp2pConnected (node: Libp2p<StackServices>, id: string): boolean {
-  try {
-    return node.getConnections(peerIdFromString(id)).length > 0
-  } catch {
-    return false
   }
 }
