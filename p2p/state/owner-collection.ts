@@ -88,3 +88,18 @@ export function collectOwners (s: CollectionTables, presence: OwnerPresenceView,
   }
   return { result, dirty }
 }
+
+/** Drops every entry of `owners` (their change marked `dropped` with `reason`); returns the owners that held any. */
+export function dropOwners (s: CollectionTables, owners: Iterable<string>, reason: NonNullable<StateChange['dropped']>): string[] {
+  const dropped: string[] = []
+  for (const owner of owners) {
+    const usage = s.usage.get(owner)
+    if (usage === undefined) continue
+    for (const key of [...usage.keys.keys()]) {
+      const held = s.drop(owner, key)
+      if (held !== undefined) s.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: reason })
+    }
+    dropped.push(owner)
+  }
+  return dropped
+}

@@ -34,7 +34,7 @@ import { mergeEntry, slotOf, type WireEntryMeta } from './merge.ts'
 import { encodeSnapshot, loadSnapshot } from './persist.ts'
 import { planEviction, type Eviction, type OwnerUsage } from './quota.ts'
 import { freezeEntry } from './frozen-entry.ts'
-import { collectOwners } from './owner-collection.ts'
+import { collectOwners, dropOwners, type CollectionTables } from './owner-collection.ts'
 import {
   resolveStoreSettings,
   type CollectResult, type LocalStateStore, type StateGcStats, type StateLoadReport, type StateStoreInit
@@ -156,9 +156,7 @@ class LocalStore implements LocalStateStore {
     this.log.debug('state loaded', { file: this.file, entries: this.report.loaded })
   }
 
-  loadReport (): StateLoadReport {
-    return { ...this.report, skipped: { ...this.report.skipped } }
-  }
+  loadReport (): StateLoadReport { return { ...this.report, skipped: { ...this.report.skipped } } }
 
   async put (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     if (this.closing !== undefined) throw new StateClosedError(`cannot put state key "${key}": the state store is closed`)
@@ -338,18 +336,7 @@ class LocalStore implements LocalStateStore {
 
   collect (presence: OwnerPresenceView, now = this.clock.now()): CollectResult {
     if (this.closing !== undefined) return { forgotten: [], revived: [] }
-    const { result, dirty } = collectOwners({
-      self: this.self,
-      policy: this.policy,
-      maxTombstones: this.maxTombstones,
-      log: this.log,
-      usage: this.usage,
-      notes: this.notes,
-      tombstones: this.tombstones,
-      forgottenCount: this.forgottenCount,
-      drop: (owner, key) => this.drop(owner, key),
-      emit: change => { this.emit(change) }
-    }, presence, now)
+    const { result, dirty } = collectOwners(this.tables(), presence, now)
     if (dirty) {
       this.generation++
       this.scheduleFlush()
@@ -357,18 +344,15 @@ class LocalStore implements LocalStateStore {
     return result
   }
 
+  /** The tables and hooks a collection or revocation works on (owner-collection.ts). */
+  private tables (): CollectionTables {
+    const { self, policy, maxTombstones, log, usage, notes, tombstones, forgottenCount } = this
+    return { self, policy, maxTombstones, log, usage, notes, tombstones, forgottenCount, drop: (owner, key) => this.drop(owner, key), emit: change => { this.emit(change) } }
+  }
+
   revoke (owners: ReadonlySet<string>): string[] {
     this.revoked = new Set([...owners].filter((o) => o !== this.self))
-    const dropped: string[] = []
-    for (const owner of this.revoked) {
-      const usage = this.usage.get(owner)
-      if (usage === undefined) continue
-      for (const key of [...usage.keys.keys()]) {
-        const held = this.drop(owner, key)
-        if (held !== undefined) this.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: 'revoked' })
-      }
-      dropped.push(owner)
-    }
+    const dropped = dropOwners(this.tables(), this.revoked, 'revoked')
     if (dropped.length > 0) {
       this.log.info('state entries of removed nodes dropped', { owners: dropped })
       this.scheduleFlush()
@@ -380,9 +364,7 @@ class LocalStore implements LocalStateStore {
     return this.tombstones.has(owner)
   }
 
-  gcStats (): StateGcStats {
-    return { forgotten: { ...this.forgottenCount }, evicted: this.evictedCount, tombstones: this.tombstones.size, owners: this.usage.size }
-  }
+  gcStats (): StateGcStats { return { forgotten: { ...this.forgottenCount }, evicted: this.evictedCount, tombstones: this.tombstones.size, owners: this.usage.size } }
 
   private emit (change: StateChange): void {
     this.events.dispatchEvent(new CustomEvent('change', { detail: change }))
@@ -433,13 +415,9 @@ class LocalStore implements LocalStateStore {
     return out.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0)
   }
 
-  rejections (): Record<RejectReason, number> {
-    return { ...this.rejected }
-  }
+  rejections (): Record<RejectReason, number> { return { ...this.rejected } }
 
-  duplicates (): number {
-    return this.duplicateCount
-  }
+  duplicates (): number { return this.duplicateCount }
 
   size (): { entries: number, bytes: number } {
     return { entries: this.slots.size, bytes: this.totalBytes }
