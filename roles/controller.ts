@@ -8,7 +8,7 @@ import { cryptoRandom } from '../util/random.ts'
 import type { Logger } from '../util/log.ts'
 import { silentLogger } from '../util/log.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import type { ClusterSecrets, CredentialRole, JoinCredential, SealKeys, SealedCredential } from './credentials.ts'
+import { sealKeyProblem, type ClusterSecrets, type CredentialRole, type JoinCredential, type SealKeys, type SealedCredential } from './credentials.ts'
 import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
 import { trackView } from './election.ts'
 import { applyDecision, credentialFor, credentialOf, sealerOf, type ApplyPorts, type HeldCredential } from './apply.ts'
@@ -257,6 +257,21 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (Object.keys(changes).length > 0) logger.debug('election', { ...changes, members: state.members().length })
   }
 
+  /** `roles/node` entries already reported for an unusable seal key, by owner and version. */
+  const unusable = new Set<string>()
+  /** Says once per entry why a node's `roles/node` is ignored (the election and the credential plan skip it). */
+  const logUnusableSealKeys = (entries: readonly StateEntry[]): void => {
+    for (const e of entries) {
+      if (e.key !== ROLE_KEYS.node || e.owner === state.self) continue
+      const key = (e.value as { sealKey?: unknown } | null)?.sealKey
+      const problem = typeof key === 'string' ? sealKeyProblem(key) : undefined
+      const id = `${e.owner}\u0000${e.version}`
+      if (problem === undefined || unusable.has(id)) continue
+      unusable.add(id)
+      logger.warn('ignoring a node whose seal key is unusable: it takes no part in the election and gets no credential', { owner: e.owner, problem })
+    }
+  }
+
   const step = async (signal: AbortSignal): Promise<void> => {
     if (completed !== undefined && facts?.joined?.planKey !== completed.planKey) {
       const next: LocalFacts = { ...(facts as LocalFacts), joined: completed }
@@ -285,6 +300,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       }
     })
     if (opened !== undefined && opened !== before) mark('credential')
+    logUnusableSealKeys(entries)
     const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
     for (const e of entries) if (e.key === ROLE_KEYS.node) ids.add(e.owner)
     known = ids.size

@@ -115,6 +115,56 @@ export function caHashOf (pem: string | Uint8Array): string {
 }
 
 /**
+ * Why `publicKey` cannot be sealed to, or undefined when it can: it must be canonical
+ * base64 of 32 raw bytes and not a low-order point. A key of the small subgroup makes
+ * every Diffie-Hellman with it all zeros (tested with one fixed clamped scalar: any
+ * scalar gives zeros on such a point), so no box can ever be sealed to it; a node that
+ * advertises one is treated as having no `roles/node` entry at all.
+ */
+export function sealKeyProblem (publicKey: string): string | undefined {
+  if (publicKey.length !== KEY_BASE64_CHARS) return `it is ${publicKey.length} characters; base64 of a ${KEY_BYTES}-byte X25519 key is ${KEY_BASE64_CHARS}`
+  const cached = keyProblems.get(publicKey)
+  if (cached !== undefined) return cached === '' ? undefined : cached
+  const problem = checkSealKey(publicKey)
+  if (keyProblems.size >= KEY_PROBLEM_CACHE) keyProblems.clear()
+  keyProblems.set(publicKey, problem ?? '')
+  return problem
+}
+
+/** Verdicts of `sealKeyProblem` by key ('' = usable): each node's key is checked once, not on every decision. */
+const keyProblems = new Map<string, string>()
+const KEY_PROBLEM_CACHE = 4096
+const KEY_BASE64_CHARS = 44
+/** A fixed clamped X25519 scalar (RFC 7748): what the low-order test multiplies by. */
+const PROBE_SCALAR = (() => {
+  const raw = Buffer.alloc(KEY_BYTES, 0x5a)
+  raw[0] = (raw[0] as number) & 248
+  raw[31] = ((raw[31] as number) & 127) | 64
+  return raw
+})()
+let probeKey: KeyObject | undefined
+
+function checkSealKey (publicKey: string): string | undefined {
+  const raw = strictBase64(publicKey)
+  if (raw === undefined) return 'it is not canonical base64'
+  if (raw.length !== KEY_BYTES) return `it is ${raw.length} bytes; an X25519 public key is ${KEY_BYTES}`
+  let key: KeyObject
+  try {
+    key = publicKeyFromRaw(raw)
+  } catch (err) {
+    return `it is not an X25519 public key (${errorMessage(err)})`
+  }
+  const lowOrder = 'it is a low-order point: every key agreement with it gives all zeros'
+  probeKey ??= privateKeyFromRaw(PROBE_SCALAR)
+  try {
+    // OpenSSL refuses an all-zero result itself; the check below covers a library that does not.
+    return isAllZero(diffieHellman({ privateKey: probeKey, publicKey: key })) ? lowOrder : undefined
+  } catch {
+    return lowOrder
+  }
+}
+
+/**
  * Seals `plaintext` to the holder of `recipientPublicKey` (base64 raw X25519).
  * The ephemeral key and nonce come from `random`, so a seeded source gives the
  * same box every time (simulation); production uses the default.
