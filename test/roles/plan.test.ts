@@ -217,6 +217,47 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     expect(handOff([entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'd'.repeat(64) })])).not.toHaveProperty('caHash')
   })
 
+  it('a joiner persists the first CA hash of its init server and never switches to another', () => {
+    const [h1, h2] = ['c'.repeat(64), 'd'.repeat(64)]
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const run = (local: LocalFacts, ca: StateEntry[]): { d: ReturnType<typeof decide>, facts: LocalFacts, pin: unknown } => {
+      const d = decide(snapshot({ members, local, entries: [...entries, ...ca], credential: { owner: 'init', digest: 'd1' } }))
+      const p = d.actions.find((a) => 'persist' in a)
+      const h = d.actions.find((a) => 'handOff' in a)
+      return { d, facts: p !== undefined && 'persist' in p ? p.persist : local, pin: h !== undefined && 'handOff' in h ? h.handOff.caHash : undefined }
+    }
+    const first = run(EMPTY_FACTS, [entry('init', 'roles/ca', { clusterId: C1, caHash: h1 })])
+    expect(first.pin).toBe(h1)
+    expect(first.facts.role).toEqual({ role: 'agent', clusterId: C1, init: 'init', caHash: h1 })
+    // The persist comes before the hand-off that uses the pin.
+    expect(first.d.actions.findIndex((a) => 'persist' in a)).toBeLessThan(first.d.actions.findIndex((a) => 'handOff' in a))
+    const later = run(first.facts, [entry('init', 'roles/ca', { clusterId: C1, caHash: h2 }, 2)])
+    expect(later.pin).toBe(h1)
+    expect(later.facts.role?.caHash).toBe(h1)
+    // The pin stays when the entry is gone too.
+    expect(run(first.facts, []).pin).toBe(h1)
+  })
+
+  it('with pinCa a joiner waits for the CA hash before its first hand-off, and a hash for another cluster does not count', () => {
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const config = { ...BASE_CONFIG, pinCa: true }
+    const d = (extra: StateEntry[]): ReturnType<typeof decide> => decide(snapshot({ config, members, entries: [...entries, ...extra], credential: { owner: 'init', digest: 'd1' } }))
+    const waiting = d([entry('init', 'roles/ca', { clusterId: 'another', caHash: 'c'.repeat(64) }), entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'e'.repeat(64) })])
+    expect(waiting.actions.some((a) => 'handOff' in a)).toBe(false)
+    expect(waiting.phase).toBe('installing')
+    expect(waiting.reason).toMatch(/hash of its k3s CA/)
+    const pinned = d([entry('init', 'roles/ca', { clusterId: C1, caHash: 'c'.repeat(64) })]).actions.find((a) => 'handOff' in a)
+    expect(pinned !== undefined && 'handOff' in pinned ? pinned.handOff.caHash : undefined).toBe('c'.repeat(64))
+  })
+
   it('the hand-off key holds what the credential carries: a new credential is handed off again', () => {
     const entries = [
       ...nodes, ...CERTIFIED.entries,
