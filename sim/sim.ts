@@ -33,6 +33,8 @@ import { SimReplica, type HeldEntry } from './replica.ts'
 
 /** The join timeout of an HA server in the simulation, ms (shorter than a run's settle deadline). */
 const SERVER_JOIN_TIMEOUT_SIM_MS = 60_000
+/** An X25519 public key of the small subgroup (u = 0): every key agreement with it gives all zeros. */
+const LOW_ORDER_SEAL_KEY = Buffer.alloc(32).toString('base64')
 
 /** Which faults a run draws from its seed. */
 export type FaultMix = 'none' | 'full' | 'clean-split'
@@ -213,7 +215,13 @@ export function runSimulation (opts: SimOptions): SimResult {
     nodes.push(mallory)
     hostileIds.push(id)
     for (let k = 0; k < sybilCount; k++) hostileIds.push(mintId(`syb${k}x`))
-    for (const h of hostileIds) hostileKeys.set(h, h === id ? mallory.keys.publicKey : memorySealKeys(crypto).publicKey)
+    // The last minted identity advertises a low-order seal key, to which no box can be
+    // sealed: taken for a node, it would hold an HA server slot for ever.
+    const lowOrder = sybilCount > 0 ? hostileIds[hostileIds.length - 1] : undefined
+    for (const h of hostileIds) {
+      const key = h === id ? mallory.keys.publicKey : memorySealKeys(crypto).publicKey
+      hostileKeys.set(h, h === lowOrder ? LOW_ORDER_SEAL_KEY : key)
+    }
     desc.push(`adversary with ${sybilCount} minted identities`)
   }
   const isHostile = (id: string): boolean => hostileIds.includes(id)
@@ -331,7 +339,7 @@ export function runSimulation (opts: SimOptions): SimResult {
 
   // ---- the hostile member's step ----
   // Every step it picks attacks at random: it claims master for every identity it
-  // holds, votes with lies (promising everything, reporting made-up accepts or none),
+  // holds (one of them with a low-order seal key), votes with lies (promising everything, reporting made-up accepts or none),
   // forges proposals (marked committed, with invented or hidden promises, steering
   // to a candidate of its choice by the plain rule, nominating itself), forges
   // cluster records (ballot 0, certificates citing votes that do not say so, or its
