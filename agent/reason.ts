@@ -8,7 +8,7 @@
 /** Stable codes of `StatusReason.code`, one per kind of wait; metrics label them. */
 export const REASON_CODES = [
   'discovering', 'more-nodes', 'partitioned', 'electing', 'credential', 'init-server-down',
-  'init-address', 'overlay', 'secrets', 'installer-failed', 'installing'
+  'init-address', 'init-ca', 'overlay', 'secrets', 'installer-failed', 'installing'
 ] as const
 export type ReasonCode = typeof REASON_CODES[number]
 
@@ -178,6 +178,10 @@ export function explain (s: ReasonInput): StatusReason | undefined {
   if (/address/.test(text) && /init/.test(text)) {
     return initDown() ?? reason('init-address', `waiting for the address of ${init === undefined ? 'the init server' : shortPeer(init)} (init server), which it publishes once its overlay is up`,
       milestone('credential') ?? installingSince, 'check the init server\'s overlay (kairos-p2p status there shows its overlay address)', init)
+  }
+  if (/k3s CA/.test(text)) {
+    return initDown() ?? reason('init-ca', `waiting for ${init === undefined ? 'the init server' : shortPeer(init)} (init server) to publish the hash of its k3s CA, which the join token pins`,
+      milestone('credential') ?? installingSince, 'the init server reads <data-dir>/server/tls/server-ca.crt once its k3s created it; check k3s runs there with the configured data dir (its status and log say what it waits for)', init)
   }
   if (/overlay/.test(text)) {
     return reason('overlay', 'waiting for this node\'s overlay address before the hand-off', milestone('credential') ?? installingSince,

@@ -38,6 +38,11 @@ export interface HostConfigInit {
   bootstrapPeers: readonly string[]
   /** argv of the exec installer (the k3s stand-in). */
   installerCommand: readonly string[]
+  /**
+   * The host's k3s data dir (`--data-dir` appended to `k3s.args`): where its stand-in
+   * keeps the cluster CA and the agent reads it. @default none
+   */
+  k3sDataDir?: string
   /** The user's `--config` document, merged underneath the lab's keys. */
   base?: YamlMap
   /**
@@ -55,7 +60,8 @@ export function listenAddr (address: string): string {
 /**
  * The cloud-config document of one lab host: LAB_SITE_TIMING, then the user's
  * `--config` (its `p2p.timing` wins), then the lab's own keys (token, listen address,
- * state dir, installer, preset `lab`, minimum nodes, bootstrap peers), which win.
+ * state dir, installer, preset `lab`, minimum nodes, bootstrap peers, and the k3s
+ * data dir after the user's `k3s.args`), which win.
  */
 export function hostCloudConfig (init: HostConfigInit): YamlMap {
   const own = listenAddr(init.host.address)
@@ -72,6 +78,13 @@ export function hostCloudConfig (init: HostConfigInit): YamlMap {
     }
   }
   const base = deepMerge({ p2p: { timing: { ...LAB_SITE_TIMING } } }, isMap(init.base) ? init.base : {})
+  if (init.k3sDataDir !== undefined) {
+    const k3s = isMap(base.k3s) ? base.k3s : {}
+    const args: unknown[] = Array.isArray(k3s.args) ? k3s.args : []
+    // The user's own data dir wins (each host then shares it: their choice).
+    const own = args.some((a) => typeof a === 'string' && /^(--data-dir|-d)(=|\s|$)/.test(a.trim()))
+    if (!own) lab.k3s = { args: [...args, '--data-dir', init.k3sDataDir] }
+  }
   return deepMerge(base, lab)
 }
 

@@ -256,7 +256,8 @@ export function createHostProcesses (init: HostProcessesInit, run: Runner, clock
     const tokens = await readJson<StandinTokens>(join(k3sDir, TOKENS_FILE))
     if (server === undefined || tokens === undefined || h.holderPid === undefined) return
     const argv = hostArgv(h.ns, h.holderPid, [r.nodePath, await standinScript(r), 'serve',
-      '--dir', k3sDir, '--name', server.name, '--address', server.address, '--port', String(server.port)])
+      '--dir', k3sDir, '--name', server.name, '--address', server.address, '--port', String(server.port),
+      ...(server.dataDir === undefined ? [] : ['--data-dir', server.dataDir])])
     // The server rewrites server.json with its own PID once it listens (after the agent brings the overlay address up).
     await spawnDetached(argv, join(k3sDir, 'server.log'), { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' })
   }

@@ -1,30 +1,37 @@
 import { spawn } from 'node:child_process'
-import { mkdir, open } from 'node:fs/promises'
+import { mkdir, open, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { load } from 'js-yaml'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
 import { registerNode, standinUrl, waitForStandin } from './standin-client.ts'
 import {
-  readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, StandinInputError, TOKENS_FILE, writeJsonAtomic,
+  CONFIG_FILE, readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, StandinInputError, TOKENS_FILE, writeJsonAtomic,
   type RegisteredNode, type StandinTokens
 } from './standin-protocol.ts'
+import { ensureClusterCa } from './standin-ca.ts'
 import { startStandinServer } from './standin-server.ts'
 
 /**
  * The lab's k3s stand-in: what the exec installer runs instead of k3s.
  *
  * `install` (the installer entry, plan in the environment as the agent's exec
- * installer passes it): for KAIROS_ROLE=init it starts a detached `serve` process on
- * KAIROS_NODE_IP:6443 (the overlay address), registers the init node itself and
- * exits 0 once registered; for `server`/`agent` it registers at KAIROS_SERVER_URL with
- * KAIROS_TOKEN, retrying with backoff, and exits 0 once registered.
+ * installer passes it) writes the k3s configuration it was given (KAIROS_K3S_CONFIG)
+ * to `config.yaml` in its dir, as k3s reads /etc/rancher/k3s/config.yaml. For
+ * KAIROS_ROLE=init it starts a detached `serve` process on KAIROS_NODE_IP:6443 (the
+ * overlay address), registers the init node itself and exits 0 once registered; for
+ * `server`/`agent` it registers at KAIROS_SERVER_URL with KAIROS_TOKEN, retrying with
+ * backoff, and exits 0 once registered.
  *
- * The server checks exactly what real k3s checks: servers must present the server
- * token; agents the agent token or the server token. It keeps the registry (the lab's
- * `kubectl get nodes`) in a JSON file. It speaks plain HTTP: the URL's host and port
- * are what is contacted, and only that address.
+ * As k3s: the server creates its cluster CA under the config's `data-dir` at first
+ * start (`server/tls/server-ca.crt`) and serves it at `/cacerts`; a joiner given a
+ * secure token (`K10<hash>::…`) checks that CA's hash before it sends the secret, and
+ * refuses a mismatch in k3s's words. The server checks exactly what real k3s checks:
+ * servers must present the server token; agents the agent token or the server token.
+ * It keeps the registry (the lab's `kubectl get nodes`) in a JSON file. It speaks
+ * plain HTTP: the URL's host and port are what is contacted, and only that address.
  *
  * Run as `node netns-lab/k3s-standin.ts install|serve|nodes [options]`.
  *
@@ -34,11 +41,12 @@ import { startStandinServer } from './standin-server.ts'
  */
 
 export {
-  backoffDelay, decideRegistration, MAX_BODY_BYTES, parseRegistration, readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT,
-  StandinInputError, StandinRefusedError, StandinTimeoutError, TOKENS_FILE,
-  type NodeRole, type RegisteredNode, type RegistrationDecision, type RegistrationRequest, type ServerRecord, type StandinRegistry, type StandinTokens
+  backoffDelay, CACERTS_PATH, CONFIG_FILE, decideRegistration, MAX_BODY_BYTES, parseJoinToken, parseRegistration, readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT,
+  StandinCaError, StandinCaMismatchError, StandinInputError, StandinRefusedError, StandinTimeoutError, TOKENS_FILE,
+  type JoinToken, type NodeRole, type RegisteredNode, type RegistrationDecision, type RegistrationRequest, type ServerRecord, type StandinRegistry, type StandinTokens
 } from './standin-protocol.ts'
 export { startStandinServer, type StandinServer, type StandinServerInit } from './standin-server.ts'
+export { CA_VALIDITY_DAYS, clusterCaPath, ensureClusterCa } from './standin-ca.ts'
 export { DEFAULT_REGISTER_RETRY_MAX_MS, registerNode, standinUrl, waitForStandin, type RegisterInit } from './standin-client.ts'
 
 /** The installer's plan, read from the exec installer's environment. */
@@ -49,6 +57,10 @@ export interface InstallPlan {
   agentToken: string
   nodeIp: string
   iface: string
+  /** config.yaml as the plan wrote it (KAIROS_K3S_CONFIG); empty when not given. */
+  k3sConfig: string
+  /** The config's `data-dir`: where the server keeps its CA. Absent when the config sets none. */
+  dataDir?: string
 }
 
 /** Reads and checks the exec installer's environment; StandinInputError names the variable. */
@@ -65,7 +77,26 @@ export function parseInstallEnv (env: NodeJS.ProcessEnv): InstallPlan {
   if (role !== 'init') standinUrl(serverUrl)
   const agentToken = env.KAIROS_AGENT_TOKEN ?? ''
   if (role === 'init' && agentToken === '') throw new StandinInputError('KAIROS_AGENT_TOKEN is empty; the init server needs the agent token')
-  return { role, serverUrl, token, agentToken, nodeIp, iface: env.KAIROS_IFACE ?? '' }
+  const k3sConfig = env.KAIROS_K3S_CONFIG ?? ''
+  const dataDir = dataDirOf(k3sConfig)
+  // k3s would fall back to /var/lib/rancher/k3s; the lab never writes there.
+  if (role === 'init' && dataDir === undefined) throw new StandinInputError('KAIROS_K3S_CONFIG sets no data-dir; the stand-in keeps its cluster CA only under a data dir given in k3s.args (--data-dir), never in /var/lib/rancher/k3s')
+  return { role, serverUrl, token, agentToken, nodeIp, iface: env.KAIROS_IFACE ?? '', k3sConfig, ...(dataDir === undefined ? {} : { dataDir }) }
+}
+
+/** The absolute `data-dir` of a k3s config.yaml, or undefined; StandinInputError when it does not parse or the dir is relative. */
+function dataDirOf (configYaml: string): string | undefined {
+  if (configYaml === '') return undefined
+  let doc: unknown
+  try {
+    doc = load(configYaml)
+  } catch (err) {
+    throw new StandinInputError(`KAIROS_K3S_CONFIG is not YAML: ${errorMessage(err)}`)
+  }
+  const dir = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)['data-dir'] : undefined
+  if (dir === undefined) return undefined
+  if (typeof dir !== 'string' || !isAbsolute(dir)) throw new StandinInputError(`KAIROS_K3S_CONFIG data-dir ${JSON.stringify(dir)} is invalid; expected an absolute path`)
+  return dir
 }
 
 /** Options of `install`. */
@@ -85,13 +116,13 @@ export interface InstallInit {
   signal?: AbortSignal
 }
 
-/** Starts the detached `serve` process for this host's stand-in dir; returns its PID. */
-export async function spawnStandinServer (dir: string, name: string, address: string, port: number, tokens: StandinTokens, nodePath: string = process.execPath): Promise<number> {
+/** Starts the detached `serve` process for this host's stand-in dir, its CA under `dataDir`; returns its PID. */
+export async function spawnStandinServer (dir: string, name: string, address: string, port: number, tokens: StandinTokens, dataDir: string, nodePath: string = process.execPath): Promise<number> {
   const self = fileURLToPath(import.meta.url)
   const log = await open(join(dir, 'server.log'), 'a')
   try {
     // Long-lived and detached: spawned directly with an argument array; tokens go in the environment, never argv.
-    const child = spawn(nodePath, [self, 'serve', '--dir', dir, '--name', name, '--address', address, '--port', String(port)], {
+    const child = spawn(nodePath, [self, 'serve', '--dir', dir, '--name', name, '--address', address, '--port', String(port), '--data-dir', dataDir], {
       detached: true,
       stdio: ['ignore', log.fd, log.fd],
       env: { ...process.env, KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent ?? '' }
@@ -112,6 +143,7 @@ export async function install (init: InstallInit): Promise<RegisteredNode> {
   const timeoutMs = init.timeoutMs ?? 120_000
   const { plan } = init
   await mkdir(init.dir, { recursive: true })
+  if (plan.k3sConfig !== '') await writeFile(join(init.dir, CONFIG_FILE), plan.k3sConfig, { mode: 0o600 })
   if (plan.role !== 'init') {
     return await registerNode({
       serverUrl: plan.serverUrl, token: plan.token, node: { name: init.name, role: plan.role, nodeIp: plan.nodeIp },
@@ -128,7 +160,7 @@ export async function install (init: InstallInit): Promise<RegisteredNode> {
     running = true
   } catch { /* not running yet */ }
   if (!running) {
-    await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, init.nodePath)
+    await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, plan.dataDir as string, init.nodePath)
     await waitForStandin(base, timeoutMs, clock, init.signal)
   }
   return await registerNode({
@@ -161,8 +193,9 @@ const USAGE = `Usage: k3s-standin.ts <mode> [options]
 Modes:
   install --name NODE --dir DIR [--port 6443] [--timeout-ms 120000]
                                     exec installer entry (plan from KAIROS_* environment)
-  serve --name NODE --dir DIR --address IP [--port 6443]
-                                    run the server in the foreground (KAIROS_TOKEN, KAIROS_AGENT_TOKEN)
+  serve --name NODE --dir DIR --address IP --data-dir DIR [--port 6443]
+                                    run the server in the foreground (KAIROS_TOKEN, KAIROS_AGENT_TOKEN),
+                                    its cluster CA under the data dir (created at first start)
   nodes --dir DIR                   print the registry
 `
 
@@ -183,10 +216,14 @@ export async function main (argv: string[], signal: AbortSignal): Promise<number
       const port = intFlag(rest, 'port', STANDIN_PORT, 0, 65535)
       const token = process.env.KAIROS_TOKEN ?? ''
       if (token === '') throw new StandinInputError('KAIROS_TOKEN is empty; the server needs the server token')
+      const dataDir = required(rest, 'data-dir')
+      if (!isAbsolute(dataDir)) throw new StandinInputError(`--data-dir '${dataDir}' is invalid; expected an absolute path`)
       await mkdir(dir, { recursive: true })
+      const cacerts = await ensureClusterCa(dataDir, Date.now(), signal)
       const server = await startStandinServer({
         address: required(rest, 'address'), port, name: required(rest, 'name'), registryPath: join(dir, REGISTRY_FILE),
-        recordPath: join(dir, SERVER_FILE), tokens: { server: token, agent: process.env.KAIROS_AGENT_TOKEN ?? '' }, waitForAddress: true, signal
+        recordPath: join(dir, SERVER_FILE), tokens: { server: token, agent: process.env.KAIROS_AGENT_TOKEN ?? '' }, waitForAddress: true, signal,
+        cacerts, dataDir
       })
       process.stdout.write(`k3s stand-in listening on ${server.url}\n`)
       await new Promise<void>((resolve) => {

@@ -332,7 +332,7 @@ export function createLab (init: LabInit = {}): Lab {
           '--port', String(STANDIN_PORT), '--timeout-ms', String(init.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS)]
         const over = init.hostOverrides?.(h)
         const base = over?.config === undefined ? init.baseConfig : deepMerge(init.baseConfig ?? {}, over.config)
-        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes: over?.minimumNodes ?? minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
+        const doc = hostCloudConfig({ host: h, token: over?.token ?? token, minimumNodes: over?.minimumNodes ?? minimumNodes, bootstrapPeers: r.bootstrapPeers, installerCommand: installer, k3sDataDir: join(h.dir, 'k3s', 'data'), defaultStateDir: r.artefact !== undefined, ...(base === undefined ? {} : { base }) })
         await writeFile(h.configPath, renderCloudConfig(doc, h.configPath), { mode: 0o600 })
       }
       await mapLimit(r.hosts, 4, async (h) => { h.holderPid = await startHostHolder(r, h, signal) })

@@ -2,10 +2,11 @@
  * The k3s stand-in's client side: the URL contacted for a k3s server URL, registration
  * with retries, and waiting for a server to answer.
  */
+import { caHashOf } from '../roles/credentials.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import {
-  backoffDelay, StandinInputError, StandinRefusedError, StandinTimeoutError,
+  backoffDelay, CACERTS_PATH, parseJoinToken, StandinCaMismatchError, StandinInputError, StandinRefusedError, StandinTimeoutError,
   type RegisteredNode, type RegistrationRequest
 } from './standin-protocol.ts'
 
@@ -14,23 +15,24 @@ import {
 const { request } = process.getBuiltinModule('node:http')
 
 /** One HTTP exchange with the stand-in. */
-async function httpJson (url: string, method: 'GET' | 'POST', token: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number, body: unknown }> {
+async function httpJson (url: string, method: 'GET' | 'POST', token: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number, body: unknown, raw: Buffer }> {
   return await new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const req = request(url, {
       method,
       timeout: timeoutMs,
-      headers: { authorization: `Bearer ${token}`, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
+      headers: { ...(token === '' ? {} : { authorization: `Bearer ${token}` }), ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
       ...(signal === undefined ? {} : { signal })
     }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
       res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
+        const raw = Buffer.concat(chunks)
+        const text = raw.toString('utf8')
         let parsed: unknown = text
         try { parsed = JSON.parse(text) } catch { /* keep the text */ }
-        resolve({ status: res.statusCode ?? 0, body: parsed })
+        resolve({ status: res.statusCode ?? 0, body: parsed, raw })
       })
     })
     req.on('timeout', () => { req.destroy(new Error(`no answer within ${timeoutMs} ms`)) })
@@ -81,23 +83,38 @@ export const DEFAULT_REGISTER_RETRY_MAX_MS = 250
 /**
  * Registers at the stand-in, retrying with backoff while it cannot be reached or
  * answers 5xx; StandinRefusedError at once on 4xx (a wrong token stays wrong).
+ *
+ * With a secure token (`K10<ca hash>::<user>:<secret>`) it first fetches `/cacerts`
+ * and hashes it as k3s does: a server whose CA does not match gets nothing, and the
+ * call fails at once with StandinCaMismatchError; only then is the secret sent. A
+ * short token is sent to whatever answers at the URL.
  */
 export async function registerNode (init: RegisterInit): Promise<RegisteredNode> {
   const clock = init.clock ?? systemClock
   const timeoutMs = init.timeoutMs ?? 120_000
   const base = standinUrl(init.serverUrl)
+  const token = parseJoinToken(init.token)
   const deadline = clock.now() + timeoutMs
+  let verified = token.caHash === undefined
   let last = 'none'
   for (let attempt = 0; ; attempt++) {
     init.signal?.throwIfAborted()
     try {
-      const r = await httpJson(`${base}/register`, 'POST', init.token, init.node, Math.min(5000, timeoutMs), init.signal)
+      if (!verified) {
+        const ca = await httpJson(`${base}${CACERTS_PATH}`, 'GET', '', undefined, Math.min(5000, timeoutMs), init.signal)
+        if (ca.status !== 200) throw new Error(`${CACERTS_PATH}: HTTP ${ca.status}`)
+        let served: string
+        try { served = caHashOf(ca.raw) } catch { served = '' }
+        if (served !== token.caHash) throw new StandinCaMismatchError(base, token.caHash as string, served)
+        verified = true
+      }
+      const r = await httpJson(`${base}/register`, 'POST', token.secret, init.node, Math.min(5000, timeoutMs), init.signal)
       if (r.status === 200 || r.status === 201) return r.body as RegisteredNode
       const reason = typeof r.body === 'object' && r.body !== null ? String((r.body as { error?: unknown }).error ?? '') : String(r.body)
       if (r.status >= 400 && r.status < 500) throw new StandinRefusedError(base, r.status, reason)
       last = `HTTP ${r.status} ${reason}`
     } catch (err) {
-      if (err instanceof StandinRefusedError) throw err
+      if (err instanceof StandinRefusedError || err instanceof StandinCaMismatchError) throw err
       if (init.signal?.aborted === true) throw err
       last = errorMessage(err)
     }

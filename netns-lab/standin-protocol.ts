@@ -19,6 +19,10 @@ export const SERVER_FILE = 'server.json'
 export const TOKENS_FILE = 'tokens.json'
 /** Largest registration body accepted, bytes. */
 export const MAX_BODY_BYTES = 16 * 1024
+/** Where a k3s server serves its cluster CA bundle, unauthenticated, for joiners to check against their token. */
+export const CACERTS_PATH = '/cacerts'
+/** What install writes the k3s configuration it was given to, in the stand-in dir (as k3s reads /etc/rancher/k3s/config.yaml). */
+export const CONFIG_FILE = 'config.yaml'
 
 /** How a node registers: a k3s server or a k3s agent. */
 export type NodeRole = 'server' | 'agent'
@@ -81,6 +85,54 @@ export class StandinRefusedError extends KairosError {
     this.name = 'StandinRefusedError'
     this.status = status
   }
+}
+
+/**
+ * The server's CA does not hash to the one the secure token pins: the joiner refuses
+ * to send its token, as k3s does, in k3s's words.
+ */
+export class StandinCaMismatchError extends KairosError {
+  constructor (url: string, pinned: string, served: string) {
+    super(`k3s stand-in at ${url}: failed to validate token: token CA hash does not match the Cluster CA certificate hash: ${pinned} != ${served}`)
+    this.name = 'StandinCaMismatchError'
+  }
+}
+
+/** The stand-in could not create or read its cluster CA. */
+export class StandinCaError extends KairosError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.name = 'StandinCaError'
+  }
+}
+
+/** A k3s join token taken apart: the CA hash it pins (secure format only) and the secret sent to the server. */
+export interface JoinToken {
+  /** sha256 of the cluster CA, lowercase hex; absent for a short token. */
+  caHash?: string
+  /** `server` or `node` in a secure token; absent for a short one. */
+  user?: string
+  /** What the server checks: the password part of a secure token, or the short token itself. */
+  secret: string
+}
+
+/**
+ * Parses a join token as k3s does: `K10<ca hash>::<user>:<secret>` (secure, the hash
+ * 64 characters or empty), or any other string as a short token. Throws
+ * StandinInputError with k3s's words for a malformed secure token.
+ */
+export function parseJoinToken (token: string): JoinToken {
+  if (token === '') throw new StandinInputError('token must not be empty')
+  if (!token.startsWith('K10')) return { secret: token }
+  const rest = token.slice(3)
+  const sep = rest.indexOf('::')
+  const hash = sep < 0 ? '' : rest.slice(0, sep)
+  const creds = sep < 0 ? rest : rest.slice(sep + 2)
+  // As k3s: only the length is checked here; the hash is compared as written.
+  if (hash !== '' && hash.length !== 64) throw new StandinInputError('invalid token CA hash length')
+  const colon = creds.indexOf(':')
+  if (colon < 0 || colon === creds.length - 1) throw new StandinInputError('invalid token format')
+  return { ...(hash === '' ? {} : { caHash: hash }), user: creds.slice(0, colon), secret: creds.slice(colon + 1) }
 }
 
 /** Registration did not succeed before the deadline. */
@@ -170,5 +222,7 @@ export interface ServerRecord {
   address: string
   port: number
   startedAt: number
+  /** The k3s data dir holding its cluster CA, so a restart serves the same one. */
+  dataDir?: string
 }
 

@@ -1,12 +1,12 @@
 /**
- * The k3s stand-in's HTTP server: `GET /ping`, `GET /nodes`, `POST /register`, the
- * registry kept in its file, and the server record written once it listens.
+ * The k3s stand-in's HTTP server: `GET /ping`, `GET /cacerts`, `GET /nodes`, `POST
+ * /register`, the registry kept in its file, and the server record written once it listens.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import {
-  backoffDelay, decideRegistration, MAX_BODY_BYTES, readRegistry, STANDIN_PORT, StandinInputError, tokenEquals, writeJsonAtomic,
+  backoffDelay, CACERTS_PATH, decideRegistration, MAX_BODY_BYTES, readRegistry, STANDIN_PORT, StandinInputError, tokenEquals, writeJsonAtomic,
   type ServerRecord, type StandinRegistry, type StandinTokens
 } from './standin-protocol.ts'
 
@@ -25,6 +25,10 @@ export interface StandinServerInit {
   registryPath: string
   /** Name of the init node. */
   name: string
+  /** The cluster CA bundle served at `/cacerts`, byte for byte (see standin-ca.ts). @default none: 404 */
+  cacerts?: Buffer
+  /** The k3s data dir it came from, kept in the server record. */
+  dataDir?: string
   /** Where to write this server's ServerRecord once it listens (before /ping answers). @default none */
   recordPath?: string
   /** Keep retrying while the address is not yet configured (EADDRNOTAVAIL), until the signal aborts. @default false */
@@ -63,7 +67,7 @@ function reply (res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The stand-in server: `GET /ping` (no auth; 503 until the server record is written), `GET /nodes` (server token),
+ * The stand-in server: `GET /ping` (no auth; 503 until the server record is written), `GET /cacerts` (no auth), `GET /nodes` (server token),
  * `POST /register` (bearer token, JSON body `{ name, role, nodeIp }`).
  */
 export async function startStandinServer (init: StandinServerInit): Promise<StandinServer> {
@@ -79,6 +83,10 @@ export async function startStandinServer (init: StandinServerInit): Promise<Stan
     void (async () => {
       try {
         if (req.method === 'GET' && req.url === '/ping') { reply(res, ready ? 200 : 503, { ok: ready }); return }
+        if (req.method === 'GET' && req.url === CACERTS_PATH && init.cacerts !== undefined) {
+          // Unauthenticated, as k3s serves it: joiners hash it before they send a token.
+          res.writeHead(200, { 'content-type': 'text/plain' }).end(init.cacerts); return
+        }
         if (req.method === 'GET' && req.url === '/nodes') {
           const t = bearer(req)
           if (t === undefined || !tokenEquals(t, init.tokens.server)) { reply(res, 401, { error: 'the server token is required' }); return }
@@ -119,7 +127,7 @@ export async function startStandinServer (init: StandinServerInit): Promise<Stan
   const host = init.address.includes(':') ? `[${init.address}]` : init.address
   if (init.recordPath !== undefined) {
     // Written by the process that actually listens, so the record never names the loser of a start race.
-    const rec: ServerRecord = { pid: process.pid, name: init.name, address: init.address, port: boundPort, startedAt: clock.now() }
+    const rec: ServerRecord = { pid: process.pid, name: init.name, address: init.address, port: boundPort, startedAt: clock.now(), ...(init.dataDir === undefined ? {} : { dataDir: init.dataDir }) }
     await writeJsonAtomic(init.recordPath, rec)
   }
   ready = true

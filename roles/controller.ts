@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
 import type { Config } from '../config/types.ts'
 import type { ClusterState, StateEntry } from '../p2p/types.ts'
@@ -8,8 +9,8 @@ import { cryptoRandom } from '../util/random.ts'
 import type { Logger } from '../util/log.ts'
 import { silentLogger } from '../util/log.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import type { ClusterSecrets, CredentialRole, JoinCredential, SealKeys, SealedCredential } from './credentials.ts'
-import { buildInstallPlan, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
+import { sealKeyProblem, type ClusterSecrets, type CredentialRole, type JoinCredential, type SealKeys, type SealedCredential } from './credentials.ts'
+import { buildInstallPlan, clusterCaFile, serverUrlFor, type InstallPlan, type InstallPlanInput } from './install-plan.ts'
 import { trackView } from './election.ts'
 import { applyDecision, credentialFor, credentialOf, sealerOf, type ApplyPorts, type HeldCredential } from './apply.ts'
 import { configWarnings, decide, rolesConfigOf } from './plan.ts'
@@ -26,6 +27,8 @@ export interface CredentialsApi {
   sealCredential: (role: CredentialRole, secrets: ClusterSecrets, recipientPublicKey: string, random?: RandomSource) => SealedCredential
   /** Opens a credential sealed to this node's keys; throws `SealError` when it cannot. */
   openCredential: (keys: SealKeys, value: unknown) => JoinCredential
+  /** The hash k3s pins a CA bundle by; throws when the bundle holds no certificate. */
+  caHashOf: (pem: Uint8Array) => string
 }
 
 /** The hand-off backend (roles/installer/): idempotent, keeps its own record in the state dir. */
@@ -85,6 +88,15 @@ export type RolesStatus = Pick<RolesDecision, 'phase' | 'awaiting' | 'role' | 't
  */
 export const JOINED_TICK_MS = 5_000
 
+/** `clusterCaFile` of the config; undefined on bad `k3s.args`, which the hand-off refuses and logs itself. */
+function caFileOf (config: Config): string | undefined {
+  try {
+    return clusterCaFile(config.p2p.installer, config.k3s)
+  } catch {
+    return undefined
+  }
+}
+
 /** The running roles layer of one node. */
 export interface RolesController {
   /** Loads the persisted facts and keys, then runs until `stop()`; a second call does nothing. */
@@ -140,6 +152,10 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   let handOffWait: string | undefined
   let known = 1
   let steps = 0
+  /** The init server's k3s CA file (undefined for dry-run), and its hash once read. */
+  const caFile = caFileOf(config)
+  let caHash: string | undefined
+  let caWait: string | undefined
   const timeline = new Map<string, number>()
 
   const mark = (event: string): void => {
@@ -259,6 +275,47 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     if (Object.keys(changes).length > 0) logger.debug('election', { ...changes, members: state.members().length })
   }
 
+  /** `roles/node` entries already reported for an unusable seal key, by owner and version. */
+  const unusable = new Set<string>()
+  /** Says once per entry why a node's `roles/node` is ignored (the election and the credential plan skip it). */
+  const logUnusableSealKeys = (entries: readonly StateEntry[]): void => {
+    for (const e of entries) {
+      if (e.key !== ROLE_KEYS.node || e.owner === state.self) continue
+      const key = (e.value as { sealKey?: unknown } | null)?.sealKey
+      const problem = typeof key === 'string' ? sealKeyProblem(key) : undefined
+      const id = `${e.owner}\u0000${e.version}`
+      if (problem === undefined || unusable.has(id)) continue
+      unusable.add(id)
+      logger.warn('ignoring a node whose seal key is unusable: it takes no part in the election and gets no credential', { owner: e.owner, problem })
+    }
+  }
+
+  /** Whether this node is the init server whose k3s was handed off and whose CA hash is not read yet. */
+  const awaitingCa = (): boolean => caFile !== undefined && caHash === undefined &&
+    facts?.role?.role === 'init' && facts.joined?.clusterId === facts.role.clusterId
+
+  /**
+   * On the init server, once its hand-off completed: reads the CA k3s created and
+   * serves at /cacerts, and keeps its hash for `roles/ca`. Read until it is there
+   * (k3s creates it at its first start, which may follow the hand-off); once read it
+   * is never read again while the agent runs.
+   */
+  const readClusterCa = async (): Promise<void> => {
+    if (!awaitingCa()) return
+    const file = caFile as string
+    let why: string
+    try {
+      caHash = init.credentials.caHashOf(await readFile(file))
+      logger.info('k3s cluster CA read; joiners pin its hash', { file, caHash })
+      caWait = undefined
+      return
+    } catch (err) {
+      why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not created yet' : errorMessage(err)
+    }
+    if (caWait !== why) logger.info('waiting for the k3s cluster CA; joiners wait for its hash', { file, why })
+    caWait = why
+  }
+
   const step = async (signal: AbortSignal): Promise<void> => {
     if (completed !== undefined && facts?.joined?.planKey !== completed.planKey) {
       const next: LocalFacts = { ...(facts as LocalFacts), joined: completed }
@@ -287,6 +344,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       }
     })
     if (opened !== undefined && opened !== before) mark('credential')
+    logUnusableSealKeys(entries)
+    await readClusterCa()
     const ids = new Set<string>([state.self, ...members.map((m) => m.peerId)])
     // Removed and long-dead identities are not nodes of the site for the size warning.
     const departed = state.departed?.()
@@ -304,7 +363,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       sealKey: keys.publicKey,
       hasSecrets: secrets !== undefined,
       credential: credentialOf(opened),
-      address: ownAddress()
+      address: ownAddress(),
+      caHash
     })
     if (decision.clusterId !== undefined) mark('elected')
     if (last?.phase !== decision.phase || last.role !== decision.role) {
@@ -337,7 +397,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       await new Promise<void>((resolve) => {
         wake = () => { tick.abort() }
         // The ticker, or earlier when the last decision changes with time alone.
-        const every = last?.phase === 'joined' && publishErrors.size === 0 ? Math.max(tickMs, JOINED_TICK_MS) : tickMs
+        const every = last?.phase === 'joined' && publishErrors.size === 0 && !awaitingCa() ? Math.max(tickMs, JOINED_TICK_MS) : tickMs
         const recheck = last?.recheckAt === undefined ? every : Math.max(1, last.recheckAt - clock.now())
         clock.sleep(Math.min(every, recheck), tick.signal).then(() => { dirty = true }, () => {}).finally(resolve)
         if (dirty) tick.abort()

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
+import { X509Certificate, createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
 import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createFileDurableSync } from '../util/atomic-file.ts'
@@ -106,12 +106,107 @@ export function generateClusterSecrets (random: RandomSource): ClusterSecrets {
 }
 
 /**
- * The hash k3s pins a self-signed cluster CA by in its secure join token: sha256 of
- * the PEM certificate bundle exactly as stored on disk
- * (`/var/lib/rancher/k3s/server/tls/server-ca.crt`), lowercase hex.
+ * The hash k3s pins its cluster CA by in its secure join token (`K10<hash>::…`), as
+ * k3s computes it over the bundle it serves at `/cacerts` (the content of
+ * `<data-dir>/server/tls/server-ca.crt`), lowercase hex: sha256 of the file's bytes
+ * when it holds one certificate (k3s's own self-signed CA); for a bundle of several
+ * (a custom CA with intermediates), sha256 of the DER of the root that the first
+ * certificate chains to through the others, so a renewed intermediate keeps the pin.
+ * Unlike k3s, the chain is checked by signatures alone, not validity dates.
+ * Throws `CaBundleError` when `pem` holds no certificate.
  */
 export function caHashOf (pem: string | Uint8Array): string {
-  return createHash('sha256').update(pem).digest('hex')
+  const bytes = Buffer.from(pem)
+  const certs = pemCertificates(bytes)
+  const root = certs.length > 1 ? chainRoot(certs) : undefined
+  return createHash('sha256').update(root?.raw ?? bytes).digest('hex')
+}
+
+/** A CA bundle with no certificate in it, or one that does not parse. */
+export class CaBundleError extends KairosError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.name = 'CaBundleError'
+  }
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
+
+/** The certificates of a PEM bundle, in order; `CaBundleError` when there is none or one does not parse. */
+export function pemCertificates (pem: string | Uint8Array): X509Certificate[] {
+  const blocks = Buffer.from(pem).toString('latin1').match(PEM_CERTIFICATE) ?? []
+  if (blocks.length === 0) throw new CaBundleError('CA bundle: expected PEM certificates (-----BEGIN CERTIFICATE-----), found none')
+  return blocks.map((block, i) => {
+    try {
+      return new X509Certificate(block)
+    } catch (err) {
+      throw new CaBundleError(`CA bundle: certificate ${i + 1} of ${blocks.length} does not parse: ${errorMessage(err)}`, { cause: err })
+    }
+  })
+}
+
+/** The self-signed root the first certificate chains to through the others, or undefined. */
+function chainRoot (certs: X509Certificate[]): X509Certificate | undefined {
+  const [leaf, ...rest] = certs as [X509Certificate, ...X509Certificate[]]
+  const selfSigned = (c: X509Certificate): boolean => c.checkIssued(c) && c.verify(c.publicKey)
+  let cur = leaf
+  for (let hops = 0; hops < rest.length; hops++) {
+    const issuer = rest.find((c) => c !== cur && cur.checkIssued(c) && cur.verify(c.publicKey))
+    if (issuer === undefined) return undefined
+    if (selfSigned(issuer)) return issuer
+    cur = issuer
+  }
+  return undefined
+}
+
+/**
+ * Why `publicKey` cannot be sealed to, or undefined when it can: it must be canonical
+ * base64 of 32 raw bytes and not a low-order point. A key of the small subgroup makes
+ * every Diffie-Hellman with it all zeros (tested with one fixed clamped scalar: any
+ * scalar gives zeros on such a point), so no box can ever be sealed to it; a node that
+ * advertises one is treated as having no `roles/node` entry at all.
+ */
+export function sealKeyProblem (publicKey: string): string | undefined {
+  if (publicKey.length !== KEY_BASE64_CHARS) return `it is ${publicKey.length} characters; base64 of a ${KEY_BYTES}-byte X25519 key is ${KEY_BASE64_CHARS}`
+  const cached = keyProblems.get(publicKey)
+  if (cached !== undefined) return cached === '' ? undefined : cached
+  const problem = checkSealKey(publicKey)
+  if (keyProblems.size >= KEY_PROBLEM_CACHE) keyProblems.clear()
+  keyProblems.set(publicKey, problem ?? '')
+  return problem
+}
+
+/** Verdicts of `sealKeyProblem` by key ('' = usable): each node's key is checked once, not on every decision. */
+const keyProblems = new Map<string, string>()
+const KEY_PROBLEM_CACHE = 4096
+const KEY_BASE64_CHARS = 44
+/** A fixed clamped X25519 scalar (RFC 7748): what the low-order test multiplies by. */
+const PROBE_SCALAR = (() => {
+  const raw = Buffer.alloc(KEY_BYTES, 0x5a)
+  raw[0] = (raw[0] as number) & 248
+  raw[31] = ((raw[31] as number) & 127) | 64
+  return raw
+})()
+let probeKey: KeyObject | undefined
+
+function checkSealKey (publicKey: string): string | undefined {
+  const raw = strictBase64(publicKey)
+  if (raw === undefined) return 'it is not canonical base64'
+  if (raw.length !== KEY_BYTES) return `it is ${raw.length} bytes; an X25519 public key is ${KEY_BYTES}`
+  let key: KeyObject
+  try {
+    key = publicKeyFromRaw(raw)
+  } catch (err) {
+    return `it is not an X25519 public key (${errorMessage(err)})`
+  }
+  const lowOrder = 'it is a low-order point: every key agreement with it gives all zeros'
+  probeKey ??= privateKeyFromRaw(PROBE_SCALAR)
+  try {
+    // OpenSSL refuses an all-zero result itself; the check below covers a library that does not.
+    return isAllZero(diffieHellman({ privateKey: probeKey, publicKey: key })) ? lowOrder : undefined
+  } catch {
+    return lowOrder
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { StateEntry } from '../p2p/types.ts'
+import { sealKeyProblem } from './credentials.ts'
 import { compareBallots } from './ballot.ts'
 import {
   ROLE_KEYS, type Accepted, type Ballot, type CaValue, type ClusterRecord, type NodeValue, type PromiseRef, type ProposalValue,
@@ -148,7 +149,8 @@ export function parseCa (v: unknown): CaValue | undefined {
 
 /** A `roles/node` value, or undefined when malformed. */
 export function parseNode (v: unknown): NodeValue | undefined {
-  if (!isObj(v) || !isStr(v.sealKey)) return undefined
+  // A seal key no box can be sealed to would hold an HA server slot for ever (roles/plan.ts).
+  if (!isObj(v) || !isStr(v.sealKey) || sealKeyProblem(v.sealKey) !== undefined) return undefined
   const role = v.role
   if (role !== 'auto' && role !== 'master' && role !== 'worker' && role !== 'none') return undefined
   return { sealKey: v.sealKey, role, eligible: v.eligible === true, k3s: v.k3s === true }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
+import { isAbsolute, join, resolve } from 'node:path'
 import { dump } from 'js-yaml'
-import type { K3sSection } from '../config/types.ts'
+import type { InstallerConfig, K3sSection } from '../config/types.ts'
 import { InputError } from '../util/errors.ts'
 
 /**
@@ -131,6 +132,26 @@ export class InstallPlanError extends InputError {
     super(message)
     this.name = 'InstallPlanError'
   }
+}
+
+/** Where k3s keeps its state when run as root and no `--data-dir` is given. */
+export const K3S_DEFAULT_DATA_DIR = '/var/lib/rancher/k3s'
+
+/** The cluster CA k3s creates on a server's first start and serves at `/cacerts`, under its data dir. */
+export const K3S_SERVER_CA_FILE = 'server/tls/server-ca.crt'
+
+/**
+ * The file holding the cluster CA of this node's k3s server, as the init server reads
+ * it to publish its hash: `<data-dir>/server/tls/server-ca.crt`, with the data dir from
+ * `k3s.args` (`--data-dir`/`-d`) or k3s's default, under the `k3s` installer's root.
+ * Undefined for `dry-run`, which starts no k3s. Throws `InstallPlanError` on bad args.
+ */
+export function clusterCaFile (installer: InstallerConfig, k3s: Pick<K3sSection, 'args'>): string | undefined {
+  if (installer.kind === 'dry-run') return undefined
+  const given = translateK3sArgs(k3s.args, 'k3s.args')['data-dir']
+  const dataDir = typeof given === 'string' && given !== '' ? given : K3S_DEFAULT_DATA_DIR
+  const absolute = isAbsolute(dataDir) ? dataDir : resolve('/', dataDir)
+  return join(installer.kind === 'k3s' ? installer.root : '/', absolute, K3S_SERVER_CA_FILE)
 }
 
 /** The server URL for a server address: `https://<address>:6443` (IPv6 in brackets). */

@@ -90,7 +90,10 @@ export function parseFacts (value: unknown, file = FACTS_FILE): LocalFacts {
     if (!ROLE_NAMES.includes(r.role as RoleName) || typeof r.clusterId !== 'string' || typeof r.init !== 'string') {
       throw new RolesStoreError(`${file}: role must be {role: init|server|agent|none, clusterId, init}, got ${JSON.stringify(o.role)}`, { exitCode: DAMAGED })
     }
-    role = { role: r.role as RoleName, clusterId: r.clusterId, init: r.init }
+    if (r.caHash !== undefined && (typeof r.caHash !== 'string' || !/^[0-9a-f]{64}$/.test(r.caHash))) {
+      throw new RolesStoreError(`${file}: role.caHash must be a sha256 in lowercase hex, got ${JSON.stringify(r.caHash)}`, { exitCode: DAMAGED })
+    }
+    role = { role: r.role as RoleName, clusterId: r.clusterId, init: r.init, ...(r.caHash === undefined ? {} : { caHash: r.caHash }) }
   }
   let cluster: LocalFacts['cluster'] = null
   if (typeof o.cluster === 'object' && o.cluster !== null) {

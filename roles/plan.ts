@@ -40,7 +40,8 @@ export function rolesConfigOf (config: Config): RolesConfig {
     haMasterNodes: p.haMasterNodes,
     settleMs: p.timing.electionSettleMs,
     termTimeoutMs: p.timing.electionTermTimeoutMs,
-    rumourGraceMs: p.timing.deadAfterMs
+    rumourGraceMs: p.timing.deadAfterMs,
+    pinCa: p.installer.kind !== 'dry-run'
   }
 }
 
@@ -326,11 +327,17 @@ export function decide (s: RolesSnapshot): RolesDecision {
   } else {
     const initStatus = parseStatus(view.statuses.get(role.init)?.value)
     const address = initStatus?.clusterId === role.clusterId ? initStatus.address : undefined
+    // The CA is pinned from the init server the accepted record names, and only the
+    // first hash it published: a later one (a rotated CA, or an init server turned
+    // hostile) never moves a joiner that already trusts one.
     const ca = view.cas.get(role.init)
-    const caHash = ca?.clusterId === role.clusterId ? ca.caHash : undefined
+    const offered = ca?.clusterId === role.clusterId ? ca.caHash : undefined
+    const caHash = role.caHash ?? offered
+    if (role.caHash === undefined && offered !== undefined) local = { ...local, role: { ...role, caHash: offered } }
     const credential = s.credential?.owner === role.init ? s.credential.digest : undefined
     if (credential === undefined) waitReason = 'waiting for a credential sealed to this node by the init server'
     else if (address === undefined) waitReason = 'waiting for the init server address'
+    else if (caHash === undefined && cfg.pinCa === true) waitReason = 'waiting for the init server to publish the hash of its k3s CA (roles/ca), which the join token pins'
     else {
       handOff = {
         role: role.role === 'server' ? 'server' : 'agent',

@@ -158,8 +158,11 @@ export interface LocalFacts {
    * changes. The init server keeps its whole record, certificate included.
    */
   cluster: { clusterId: string, init: string, record?: ClusterRecord } | null
-  /** The node's role: once set, never changes. */
-  role: { role: RoleName, clusterId: string, init: string } | null
+  /**
+   * The node's role: once set, never changes. A joiner adds the CA hash it pins (the
+   * init server's `roles/ca`) the first time it sees one, and never another after.
+   */
+  role: { role: RoleName, clusterId: string, init: string, caHash?: string } | null
   /** The hand-off that completed, keyed by its input, so a restart does not redo it. */
   joined: { clusterId: string, planKey: string } | null
 }
@@ -190,6 +193,13 @@ export interface RolesConfig {
    * before the next one is admitted without it, ms. @default SERVER_JOIN_TIMEOUT_MS
    */
   serverJoinTimeoutMs?: number
+  /**
+   * Joiners hand off only once the init server published its CA hash, so k3s checks
+   * the server it reaches before it sends the token (k3s's secure token). Off only
+   * where no k3s runs (the `dry-run` installer): there the init server has no CA to
+   * publish. @default false
+   */
+  pinCa?: boolean
   /**
    * A member heard from this recently still counts for the election's preference
    * when a rumour says it is dead (`timing.deadAfterMs`), ms. @default 0

@@ -11,6 +11,9 @@ import type { SimNetwork } from './network.ts'
 import { simNode, type SimNode } from './node.ts'
 import type { HeldEntry } from './replica.ts'
 
+/** An X25519 public key of the small subgroup (u = 0): every key agreement with it gives all zeros. */
+const LOW_ORDER_SEAL_KEY = Buffer.alloc(32).toString('base64')
+
 /*
  * The hostile member of an adversarial run: one more member that runs modified code.
  * It forges proposals and records, claims master, lies in its votes, replays old
@@ -77,7 +80,13 @@ export function createAdversary (init: AdversaryInit): Adversary {
   for (let k = 0; k < init.sybils; k++) hostileIds.push(mintId(`syb${k}x`))
   /** The seal key of each hostile identity: real keys, so an honest init server can seal to them. */
   const hostileKeys = new Map<string, string>()
-  for (const h of hostileIds) hostileKeys.set(h, h === memberId ? m.keys.publicKey : memorySealKeys(crypto).publicKey)
+  // The last minted identity advertises a low-order seal key, to which no box can be
+  // sealed: taken for a node, it would hold an HA server slot for ever.
+  const lowOrder = init.sybils > 0 ? hostileIds[hostileIds.length - 1] : undefined
+  for (const h of hostileIds) {
+    const key = h === memberId ? m.keys.publicKey : memorySealKeys(crypto).publicKey
+    hostileKeys.set(h, h === lowOrder ? LOW_ORDER_SEAL_KEY : key)
+  }
   const isHostile = (x: string): boolean => hostileIds.includes(x)
   let attacks = 0
 
@@ -108,7 +117,7 @@ export function createAdversary (init: AdversaryInit): Adversary {
   }
 
   // Every step it picks attacks at random: it claims master for every identity it
-  // holds, votes with lies (promising everything, reporting made-up accepts or none),
+  // holds (one of them with a low-order seal key), votes with lies (promising everything, reporting made-up accepts or none),
   // forges proposals (marked committed, with invented or hidden promises, steering
   // to a candidate of its choice by the plain rule, nominating itself), forges
   // cluster records (ballot 0, certificates citing votes that do not say so, or its

@@ -1,5 +1,6 @@
 // Whole agents (p2p + roles + hand-off, overlay off) in one process on loopback:
 // the in-process counterpart of the netns lab's formation test.
+import { createHash } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,6 +22,9 @@ afterAll(async () => {
 })
 
 
+/** The CA the init server's k3s "creates": a real self-signed certificate. */
+const CA_FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'ca', 'server-ca.crt')
+
 function configFor (stateDir: string, token: string, bootstrap: string[], out: string, opts: { minimumNodes?: number, vpn?: string } = {}): ReturnType<typeof parseConfig>['config'] {
   const yaml = [
     'p2p:',
@@ -34,8 +38,11 @@ function configFor (stateDir: string, token: string, bootstrap: string[], out: s
     `  vpn: ${opts.vpn ?? '{create: false}'}`,
     '  installer:',
     '    kind: exec',
+    // The init server's "k3s" creates its CA in its data dir, as k3s does at first start.
     // Written aside and renamed: a poll must never read the file the shell has only just created.
-    `    command: [/bin/sh, -c, 'env | grep ^KAIROS_ | sort > "$0.tmp" && mv "$0.tmp" "$0"', ${out}]`
+    `    command: [/bin/sh, -c, 'if [ "$KAIROS_ROLE" = init ]; then mkdir -p "$1/server/tls" && cp "$2" "$1/server/tls/server-ca.crt"; fi; env | grep ^KAIROS_ | sort > "$0.tmp" && mv "$0.tmp" "$0"', ${out}, ${stateDir}-k3s, ${CA_FIXTURE}]`,
+    'k3s:',
+    `  args: [--data-dir, ${stateDir}-k3s]`
   ].join('\n')
   return parseConfig([{ name: 'test.yaml', text: yaml }]).config
 }
@@ -69,14 +76,16 @@ describe('agent', () => {
       const all = await Promise.all(outs.map(envOf))
       return all.every((e) => e !== undefined) ? all as Array<Record<string, string>> : undefined
     })
+    const caHash = createHash('sha256').update(await readFile(CA_FIXTURE)).digest('hex')
     const inits = envs.filter((e) => e.KAIROS_ROLE === 'init')
     expect(inits).toHaveLength(1)
     const init = inits[0] as Record<string, string>
     const others = envs.filter((e) => e !== init)
     for (const e of others) {
       expect(e.KAIROS_ROLE).toBe('agent')
-      expect(e.KAIROS_TOKEN).toBe(init.KAIROS_AGENT_TOKEN)
-      expect(e.KAIROS_TOKEN).not.toBe(init.KAIROS_TOKEN)
+      // The agent token, pinning the CA the init server's k3s created.
+      expect(e.KAIROS_TOKEN).toBe(`K10${caHash}::node:${init.KAIROS_AGENT_TOKEN ?? ''}`)
+      expect(e.KAIROS_TOKEN).not.toContain(init.KAIROS_TOKEN)
       expect(e.KAIROS_AGENT_TOKEN ?? '').toBe('')
       expect(e.KAIROS_SERVER_URL).toMatch(/^https:\/\/[0-9.]+:6443$/)
     }

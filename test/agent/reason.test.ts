@@ -96,6 +96,7 @@ describe('explain', () => {
   it('installing: waits named after the roles controller, with the init server\'s liveness', () => {
     expect(explain(input({ phase: 'installing', role: 'agent', rolesReason: 'waiting for the overlay address' }))?.code).toBe('overlay')
     expect(explain(input({ phase: 'installing', role: 'agent', leader: INIT, peers: [alive(INIT)], rolesReason: 'waiting for the init server address' }))?.code).toBe('init-address')
+    expect(explain(input({ phase: 'installing', role: 'agent', leader: INIT, peers: [alive(INIT)], rolesReason: 'waiting for the init server to publish the hash of its k3s CA (roles/ca), which the join token pins' }))?.code).toBe('init-ca')
     expect(explain(input({ phase: 'installing', role: 'agent', leader: INIT, peers: [dead(INIT, NOW - 5000)], rolesReason: 'waiting for a credential sealed to this node' }))?.code).toBe('init-server-down')
     expect(explain(input({ phase: 'installing', role: 'init', leader: INIT }))?.code).toBe('installing')
   })

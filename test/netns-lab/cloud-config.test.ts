@@ -28,4 +28,12 @@ describe('hostCloudConfig', () => {
     expect(timing.suspectAfterMs).toBe(2000)
     expect(timing.heartbeatIntervalMs).toBe(LAB_SITE_TIMING.heartbeat_interval_ms)
   })
+
+  it('gives each host its own k3s data dir after the user\'s k3s.args, unless the user set one', () => {
+    const k3sOf = (doc: Parameters<typeof renderCloudConfig>[0]): unknown => parseConfig([{ name: 'n1.yaml', text: renderCloudConfig(doc, 'n1.yaml') }]).config.k3s.args
+    const init = { host, token, minimumNodes: 2, bootstrapPeers: [], installerCommand: ['/bin/true'], k3sDataDir: '/tmp/lab/n1/k3s/data' }
+    expect(k3sOf(hostCloudConfig(init))).toEqual(['--data-dir', '/tmp/lab/n1/k3s/data'])
+    expect(k3sOf(hostCloudConfig({ ...init, base: { k3s: { args: ['--disable=traefik'] } } }))).toEqual(['--disable=traefik', '--data-dir', '/tmp/lab/n1/k3s/data'])
+    expect(k3sOf(hostCloudConfig({ ...init, base: { k3s: { args: ['--data-dir=/srv/k3s'] } } }))).toEqual(['--data-dir=/srv/k3s'])
+  })
 })

@@ -1,9 +1,11 @@
 // End-to-end formation in the lab with the real agent. Runs as root (CI does); skipped
 // without root or with KAIROS_LAB_E2E=0. Each scenario boots real agents with libp2p
 // and wireguard-go and takes seconds to a minute.
-import { mkdtemp, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { load } from 'js-yaml'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { generateToken } from '../../token/index.ts'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../../netns-lab/lab.ts'
@@ -35,14 +37,25 @@ describe.skipIf(!enabled)('lab end to end with the real agent (root)', () => {
   }
   const roles = (s: LabStatus): Record<string, string> => Object.fromEntries(s.nodes.map((x) => [x.name, `${x.role ?? '-'} ${x.overlayAddress ?? '-'} ${x.peerId ?? '-'}`]))
 
-  it('3 nodes form exactly one init server and two agents, all registered through the overlay', async () => {
-    const s = await formed(await start({ nodes: 3 }))
+  it('3 nodes form exactly one init server and two agents, all registered through the overlay, the agents pinning the init server\'s CA', async () => {
+    const l = await start({ nodes: 3 })
+    const s = await formed(l)
     const c = s.clusters[0]
     expect(c?.nodes.filter((x) => x.init)).toHaveLength(1)
     expect(c?.nodes.filter((x) => x.role === 'agent')).toHaveLength(2)
     for (const x of c?.nodes ?? []) {
       expect(x.remoteAddress).toBe(x.nodeIp)
       expect(x.nodeIp.startsWith('10.88.')).toBe(true)
+    }
+    // The init server's stand-in made its CA where k3s keeps it; each agent's k3s
+    // configuration carries the secure token pinning exactly that file's hash.
+    const hosts = (await l.record()).hosts
+    const dirOf = (name: string): string => join(hosts.find((h) => h.name === name)?.dir ?? '', 'k3s')
+    const init = c?.nodes.find((x) => x.init)?.name as string
+    const caHash = createHash('sha256').update(await readFile(join(dirOf(init), 'data', 'server', 'tls', 'server-ca.crt'))).digest('hex')
+    for (const x of c?.nodes.filter((n) => !n.init) ?? []) {
+      const config = load(await readFile(join(dirOf(x.name), 'config.yaml'), 'utf8')) as { token: string }
+      expect(config.token).toMatch(new RegExp(`^K10${caHash}::node:[0-9a-f]{64}$`))
     }
   }, SCENARIO_MS)
 

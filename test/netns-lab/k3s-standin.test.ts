@@ -1,17 +1,20 @@
 import { execa } from 'execa'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createServer } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { caHashOf, pemCertificates } from '../../roles/credentials.ts'
+import { secureJoinToken } from '../../roles/install-plan.ts'
 import type { Clock } from '../../util/clock.ts'
 import {
-  backoffDelay, decideRegistration, DEFAULT_REGISTER_RETRY_MAX_MS, parseInstallEnv, registerNode, startStandinServer, standinUrl,
-  REGISTRY_FILE, type StandinRegistry, type StandinServer
+  backoffDelay, clusterCaPath, CONFIG_FILE, decideRegistration, DEFAULT_REGISTER_RETRY_MAX_MS, ensureClusterCa, parseInstallEnv, parseJoinToken,
+  registerNode, startStandinServer, standinUrl, REGISTRY_FILE, type StandinRegistry, type StandinServer
 } from '../../netns-lab/k3s-standin.ts'
 
-const tokens = { server: 'K10server-secret', agent: 'K10agent-secret' }
+const tokens = { server: 'server-secret', agent: 'agent-secret' }
 const empty: StandinRegistry = { version: 1, server: { name: 'n1', address: '10.88.0.1', port: 6443, startedAt: 0 }, nodes: [] }
 const body = (role: string, name = 'n2'): unknown => ({ name, role, nodeIp: '10.88.0.2' })
 
@@ -60,6 +63,91 @@ describe('helpers', () => {
     expect(() => parseInstallEnv({ ...env, KAIROS_ROLE: 'init' })).toThrowError(/KAIROS_AGENT_TOKEN/)
     expect(() => parseInstallEnv({ ...env, KAIROS_NODE_IP: 'nope' })).toThrowError(/KAIROS_NODE_IP/)
   })
+  it('takes the data dir from the k3s config, and an init server needs one (never /var/lib/rancher/k3s)', () => {
+    const env = { KAIROS_ROLE: 'init', KAIROS_TOKEN: 't', KAIROS_AGENT_TOKEN: 'a', KAIROS_NODE_IP: '10.88.0.3' }
+    expect(parseInstallEnv({ ...env, KAIROS_K3S_CONFIG: 'cluster-init: true\ndata-dir: /tmp/x/k3s\n' })).toMatchObject({ dataDir: '/tmp/x/k3s' })
+    expect(() => parseInstallEnv(env)).toThrowError(/sets no data-dir/)
+    expect(() => parseInstallEnv({ ...env, KAIROS_K3S_CONFIG: 'data-dir: relative\n' })).toThrowError(/absolute path/)
+    expect(() => parseInstallEnv({ ...env, KAIROS_K3S_CONFIG: 'data-dir: [\n' })).toThrowError(/not YAML/)
+  })
+})
+
+describe('parseJoinToken, as k3s parses a token', () => {
+  const hash = 'a'.repeat(64)
+  it.each([
+    ['a short token is sent as is', 'secret', { secret: 'secret' }],
+    ['a secure server token', `K10${hash}::server:s3cret`, { caHash: hash, user: 'server', secret: 's3cret' }],
+    ['a secure agent token', `K10${hash}::node:s3cret`, { caHash: hash, user: 'node', secret: 's3cret' }],
+    ['K10 with no hash pins nothing', 'K10::node:s3cret', { user: 'node', secret: 's3cret' }],
+    ['a secret with colons keeps them', `K10${hash}::node:a:b`, { caHash: hash, user: 'node', secret: 'a:b' }]
+  ])('%s', (_, token, want) => {
+    expect(parseJoinToken(token)).toEqual(want)
+  })
+  it.each([
+    ['', 'token must not be empty'],
+    ['K10abc::node:s', 'invalid token CA hash length'],
+    ['K10wrong', 'invalid token format'],
+    [`K10${hash}::node:`, 'invalid token format']
+  ])('refuses %j: %s', (token, words) => {
+    expect(() => parseJoinToken(token)).toThrowError(expect.objectContaining({ name: 'StandinInputError', message: words }))
+  })
+})
+
+describe('the stand-in\'s cluster CA', () => {
+  let dir = ''
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'standin-ca-')) })
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('is created once where k3s keeps it, a self-signed CA with its key private, and reused after', async () => {
+    const first = await ensureClusterCa(dir, 1_700_000_000_000)
+    expect(clusterCaPath(dir)).toBe(join(dir, 'server', 'tls', 'server-ca.crt'))
+    expect(await readFile(clusterCaPath(dir))).toEqual(first)
+    const [cert] = pemCertificates(first)
+    expect(cert?.subject).toBe('CN=k3s-server-ca@1700000000')
+    expect(cert?.ca).toBe(true)
+    expect(cert?.checkIssued(cert)).toBe(true)
+    expect((await stat(join(dir, 'server', 'tls', 'server-ca.key'))).mode & 0o777).toBe(0o600)
+    expect(await ensureClusterCa(dir, 1_800_000_000_000)).toEqual(first)
+  })
+
+  it('refuses a damaged CA file instead of replacing it', async () => {
+    await ensureClusterCa(dir, 0)
+    await (await import('node:fs/promises')).writeFile(clusterCaPath(dir), 'garbage')
+    await expect(ensureClusterCa(dir, 0)).rejects.toMatchObject({ name: 'StandinCaError' })
+  })
+})
+
+describe('a joiner with a secure token, against a stand-in server on 127.0.0.1', () => {
+  let dir = ''
+  let server: StandinServer | undefined
+  let cacerts: Buffer = Buffer.alloc(0)
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'standin-pin-'))
+    cacerts = await ensureClusterCa(join(dir, 'data'), Date.now())
+    server = await startStandinServer({ address: '127.0.0.1', port: 0, tokens, registryPath: join(dir, REGISTRY_FILE), name: 'n1', cacerts })
+  })
+  afterEach(async () => {
+    await server?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const node = { name: 'n2', role: 'agent' as const, nodeIp: '127.0.0.1' }
+
+  it('serves the CA at /cacerts byte for byte, and registers a joiner whose token pins its hash', async () => {
+    const s = server as StandinServer
+    const served = Buffer.from(await (await fetch(`${s.url}/cacerts`)).arrayBuffer())
+    expect(served).toEqual(cacerts)
+    expect(caHashOf(served)).toBe(createHash('sha256').update(await readFile(clusterCaPath(join(dir, 'data')))).digest('hex'))
+    const joined = await registerNode({ serverUrl: s.url, token: secureJoinToken(caHashOf(cacerts), 'agent', tokens.agent), node, timeoutMs: 5000 })
+    expect(joined).toMatchObject({ name: 'n2', role: 'agent' })
+  })
+
+  it('refuses a server whose CA does not match the pin, in k3s\'s words, and never sends it the token', async () => {
+    const s = server as StandinServer
+    const wrong = 'b'.repeat(64)
+    await expect(registerNode({ serverUrl: s.url, token: secureJoinToken(wrong, 'agent', tokens.agent), node, timeoutMs: 5000 }))
+      .rejects.toMatchObject({ name: 'StandinCaMismatchError', message: expect.stringContaining(`failed to validate token: token CA hash does not match the Cluster CA certificate hash: ${wrong} != ${caHashOf(cacerts)}`) as unknown })
+    expect(s.registry().nodes).toEqual([])
+  })
 })
 
 describe('stand-in server on 127.0.0.1', () => {
@@ -84,7 +172,7 @@ describe('stand-in server on 127.0.0.1', () => {
 
   it('refuses a wrong token at once with StandinRefusedError (401)', async () => {
     const s = server as StandinServer
-    await expect(registerNode({ serverUrl: s.url, token: 'K10wrong', node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 5000 }))
+    await expect(registerNode({ serverUrl: s.url, token: 'wrong-token', node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 5000 }))
       .rejects.toMatchObject({ name: 'StandinRefusedError', status: 401 })
     expect(s.registry().nodes).toEqual([])
   })
@@ -129,15 +217,27 @@ describe('k3s-standin.ts install (process)', () => {
     const port = 20000 + (process.pid % 20000)
     let serverPid: number | undefined
     try {
-      const env = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '' }
+      const dataDir = join(dir, 'data')
+      const env = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '', KAIROS_K3S_CONFIG: `cluster-init: true\ndata-dir: ${dataDir}\n` }
       const r = await execa(process.execPath, [script, 'install', '--name', 'n1', '--dir', dir, '--port', String(port)], { reject: false, env })
       expect(r.stderr).toBe('')
       expect(r.exitCode).toBe(0)
       serverPid = (JSON.parse(await readFile(join(dir, 'server.json'), 'utf8')) as { pid: number }).pid
-      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: `https://127.0.0.1:${port}` }
+      // k3s's CA, where k3s keeps it; a joiner pinning its hash is let in.
+      const ca = await readFile(clusterCaPath(dataDir))
+      expect(pemCertificates(ca)[0]?.subject).toMatch(/CN=k3s-server-ca@\d+/)
+      const secure = secureJoinToken(caHashOf(ca), 'agent', tokens.agent)
+      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: secure, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: `https://127.0.0.1:${port}`, KAIROS_K3S_CONFIG: `token: ${secure}\n` }
       const a = await execa(process.execPath, [script, 'install', '--name', 'n2', '--dir', join(dir, 'n2')], { reject: false, env: agentEnv })
+      expect(a.stderr).toBe('')
       expect(a.exitCode).toBe(0)
-      const bad = await execa(process.execPath, [script, 'install', '--name', 'n3', '--dir', join(dir, 'n3')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: 'K10wrong' } })
+      expect(await readFile(join(dir, 'n2', CONFIG_FILE), 'utf8')).toBe(`token: ${secure}\n`)
+      // A token pinning another CA: refused in k3s's words, before the secret is sent.
+      const other = secureJoinToken('d'.repeat(64), 'agent', tokens.agent)
+      const pinned = await execa(process.execPath, [script, 'install', '--name', 'n4', '--dir', join(dir, 'n4')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: other } })
+      expect(pinned.exitCode).toBe(1)
+      expect(pinned.stderr).toContain(`failed to validate token: token CA hash does not match the Cluster CA certificate hash: ${'d'.repeat(64)} != ${caHashOf(ca)}`)
+      const bad = await execa(process.execPath, [script, 'install', '--name', 'n3', '--dir', join(dir, 'n3')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: 'wrong-token' } })
       expect(bad.exitCode).toBe(1)
       expect(bad.stderr).toMatch(/401/)
       const reg = JSON.parse(await readFile(join(dir, REGISTRY_FILE), 'utf8')) as StandinRegistry

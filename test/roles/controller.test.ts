@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Config, StaticRole } from '../../config/types.ts'
+import type { Config, InstallerConfig, StaticRole } from '../../config/types.ts'
 import { PRESETS } from '../../config/presets.ts'
 import * as credentials from '../../roles/credentials.ts'
 import type { InstallPlan } from '../../roles/install-plan.ts'
@@ -11,19 +12,23 @@ import { FACTS_FILE, SECRETS_FILE } from '../../roles/local-store.ts'
 import { preferenceKey } from '../../roles/election.ts'
 import type { StateEntry } from '../../p2p/types.ts'
 import { ManualClock, type Clock } from '../../util/clock.ts'
+import { silentLogger, type Logger } from '../../util/log.ts'
+import { LOW_ORDER_KEYS } from '../helpers/seal-keys.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { createFakeSite, type FakeClusterState, type FakeSite } from '../../sim/cluster-state.ts'
 
-function testConfig (stateDir: string, over: { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number } = {}): Config {
+interface ConfigOver { role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, installer?: InstallerConfig, k3sArgs?: string[] }
+
+function testConfig (stateDir: string, over: ConfigOver = {}): Config {
   const section = { enabled: true, args: [], env: {} }
   return {
     p2p: {
       networkToken: 'x', networkId: 'test', role: over.role ?? 'auto', minimumNodes: over.minimumNodes ?? 3, disableDht: true,
       autoEnable: true, haEnable: over.haEnable ?? false, haMasterNodes: over.haMasterNodes ?? 0,
       vpn: { create: true, use: true, cidr: '10.88.0.0/16', interface: 'kairos0', port: 51820, mtu: 1420 },
-      bootstrapPeers: [], listen: [], mdns: false, stateDir, installer: { kind: 'dry-run' }, preset: 'lab', timing: PRESETS.lab
+      bootstrapPeers: [], listen: [], mdns: false, stateDir, installer: over.installer ?? { kind: 'dry-run' }, preset: 'lab', timing: PRESETS.lab
     },
-    k3s: section,
+    k3s: { ...section, args: over.k3sArgs ?? [] },
     k3sAgent: section
   }
 }
@@ -46,7 +51,7 @@ async function until (what: string, check: () => boolean, timeoutMs = 10_000): P
   await waitFor(what, () => check() || undefined, timeoutMs, 20)
 }
 
-async function startNode (net: FakeSite, index: number, opts: { dir?: string, role?: StaticRole, minimumNodes?: number, haEnable?: boolean, haMasterNodes?: number, entries?: StateEntry[], overlay?: () => { address?: string, interface?: string }, clock?: Clock } = {}): Promise<Node> {
+async function startNode (net: FakeSite, index: number, opts: ConfigOver & { dir?: string, entries?: StateEntry[], overlay?: () => { address?: string, interface?: string }, clock?: Clock, logger?: Logger } = {}): Promise<Node> {
   const id = `12D3KooWnode${index}`
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'roles-ctl-'))
   if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -64,6 +69,7 @@ async function startNode (net: FakeSite, index: number, opts: { dir?: string, ro
     installer,
     overlay: opts.overlay ?? (() => ({ address: `10.88.0.${index + 1}`, interface: 'kairos0' })),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+    ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     onMilestone: (event) => { milestones.push(event) }
   })
   await controller.start()
@@ -265,4 +271,57 @@ describe('roles controller', () => {
     }
     expect(JSON.stringify(nodes.map((n) => n.plans))).not.toContain(evil)
   })
+
+  it('the init server publishes the hash of the CA its k3s created; joiners wait for it, then hand off with a K10 token pinning it', async () => {
+    const net = createFakeSite()
+    const dataDir = await mkdtemp(join(tmpdir(), 'roles-k3s-'))
+    cleanups.push(async () => { await rm(dataDir, { recursive: true, force: true }) })
+    // An exec installer runs k3s with this data dir; the fake installer stands for k3s,
+    // which creates its CA only when the test says so.
+    const exec = { installer: { kind: 'exec' as const, command: ['/bin/true'] }, k3sArgs: ['--data-dir', dataDir] }
+    const nodes = [await startNode(net, 0, exec), await startNode(net, 1, exec), await startNode(net, 2, exec)]
+    await until('the init server handed off', () => nodes.some((n) => n.controller.status().role === 'init' && n.plans.length === 1))
+    const init = nodes.find((n) => n.controller.status().role === 'init') as Node
+    const joiners = nodes.filter((n) => n !== init)
+    await until('joiners wait for the CA hash', () => joiners.every((n) => n.controller.status().reason?.includes('k3s CA') === true))
+    expect(joiners.map((n) => n.plans.length)).toEqual([0, 0])
+    expect(init.state.get(init.id, 'roles/ca')).toBeUndefined()
+
+    const pem = join(import.meta.dirname, '..', 'fixtures', 'ca', 'server-ca.crt')
+    await mkdir(join(dataDir, 'server', 'tls'), { recursive: true })
+    await copyFile(pem, join(dataDir, 'server', 'tls', 'server-ca.crt'))
+    const hash = createHash('sha256').update(await readFile(pem)).digest('hex')
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    expect(init.state.get(init.id, 'roles/ca')?.value).toEqual({ clusterId: init.controller.status().clusterId, caHash: hash })
+    const agentToken = init.plans[0]?.config['agent-token'] as string
+    for (const n of joiners) {
+      expect(n.plans.map((p) => p.config.token)).toEqual([`K10${hash}::node:${agentToken}`])
+      const facts = JSON.parse(await readFile(join(n.dir, FACTS_FILE), 'utf8')) as { role: { caHash?: string } }
+      expect(facts.role.caHash).toBe(hash)
+    }
+  })
+
+  it('a roles/ca entry from any node but the init server of the record is never pinned', async () => {
+    const net = createFakeSite()
+    const mallory = net.node('12D3KooWmallory')
+    const exec = { installer: { kind: 'exec' as const, command: ['/bin/true'] }, k3sArgs: ['--data-dir', '/nonexistent-kairos-test'] }
+    const nodes = [await startNode(net, 0, exec), await startNode(net, 1, exec), await startNode(net, 2, exec)]
+    await until('a cluster id', () => nodes.some((n) => n.controller.status().clusterId !== undefined))
+    const clusterId = nodes.find((n) => n.controller.status().clusterId !== undefined)?.controller.status().clusterId as string
+    await mallory.put('roles/ca', { clusterId, caHash: 'e'.repeat(64) })
+    await until('joiners wait for the init server\'s CA', () => nodes.filter((n) => n.controller.status().role !== 'init').every((n) => n.controller.status().reason?.includes('k3s CA') === true))
+    expect(nodes.flatMap((n) => n.plans).filter((p) => p.role === 'agent')).toEqual([])
+  })
+
+  it('says once why it ignores a node whose seal key is a low-order point', async () => {
+    const net = createFakeSite()
+    const warnings: Array<Record<string, unknown> | undefined> = []
+    const logger: Logger = { ...silentLogger, warn: (msg, fields) => { if (msg.includes('seal key')) warnings.push(fields) } }
+    const mallory = net.node('12D3KooWmallory')
+    await mallory.put('roles/node', { sealKey: LOW_ORDER_KEYS[0] as string, role: 'master', eligible: true, k3s: true })
+    const nodes = [await startNode(net, 0, { logger }), await startNode(net, 1), await startNode(net, 2)]
+    await until('all joined', () => nodes.every((n) => n.controller.status().phase === 'joined'))
+    expect(warnings).toEqual([{ owner: '12D3KooWmallory', problem: expect.stringMatching(/low-order point/) as unknown }])
+  })
 })
+

@@ -2,11 +2,13 @@ import { mkdtemp, readFile, rm, stat, chmod, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { X509Certificate, createHash } from 'node:crypto'
 import {
-  CLUSTER_SECRET_BYTES, SEAL_KEY_FILE, createSealKeys, generateClusterSecrets, openCredential, parseSealedBox, sealCredential, sealTo,
+  CLUSTER_SECRET_BYTES, SEAL_KEY_FILE, caHashOf, createSealKeys, pemCertificates, sealKeyProblem, generateClusterSecrets, openCredential, parseSealedBox, sealCredential, sealTo,
   type SealedBox
 } from '../../roles/credentials.ts'
 import { cryptoRandom, seededRandom } from '../../util/random.ts'
+import { LOW_ORDER_KEYS, sealKeyOf } from '../helpers/seal-keys.ts'
 
 function expectSealError (fn: () => unknown, reason?: string): void {
   let caught: unknown
@@ -188,5 +190,52 @@ describe('sealCredential / openCredential', () => {
     expect(() => openCredential(agent, { v: 1, role: 'agent', box: sealTo(agent.publicKey, 'not json') })).toThrow(expect.objectContaining({ reason: 'malformed' }))
     const overScoped = { v: 1, role: 'agent', box: sealTo(agent.publicKey, JSON.stringify({ role: 'agent', token: 'x', agentToken: 'y' })) }
     expect(() => openCredential(agent, overScoped)).toThrow(expect.objectContaining({ reason: 'malformed' }))
+  })
+})
+
+describe('sealKeyProblem', () => {
+  it('accepts a generated key and says why it refuses a short, non-base64 or low-order one', () => {
+    expect(sealKeyProblem(sealKeyOf('a'))).toBeUndefined()
+    expect(sealKeyProblem('seal-a')).toMatch(/6 characters; base64 of a 32-byte X25519 key is 44/)
+    expect(sealKeyProblem('!'.repeat(44))).toMatch(/not canonical base64/)
+    expect(sealKeyProblem(Buffer.alloc(33, 1).toString('base64').slice(0, 44))).toMatch(/not canonical base64|33 bytes/)
+    for (const key of LOW_ORDER_KEYS) expect(sealKeyProblem(key)).toMatch(/low-order point/)
+  })
+
+  it('refuses exactly the keys no box can be sealed to', () => {
+    for (const key of LOW_ORDER_KEYS) expect(() => sealTo(key, 'x')).toThrow(/low-order|cannot seal/)
+    expect(() => sealTo(sealKeyOf('a'), 'x')).not.toThrow()
+  })
+})
+
+describe('caHashOf: the hash k3s pins its cluster CA by', () => {
+  const fixture = async (name: string): Promise<Buffer> => await readFile(join(import.meta.dirname, '..', 'fixtures', 'ca', name))
+
+  it('is sha256 of the file for k3s\'s single self-signed CA, as `K10<hash>` tokens carry it', async () => {
+    const pem = await fixture('server-ca.crt')
+    expect(caHashOf(pem)).toBe(createHash('sha256').update(pem).digest('hex'))
+    expect(caHashOf(pem.toString('utf8'))).toBe(caHashOf(pem))
+  })
+
+  it('is sha256 of the root\'s DER for a bundle, so a renewed intermediate keeps the pin', async () => {
+    const [one, two] = [await fixture('bundle-1.crt'), await fixture('bundle-2.crt')]
+    const root = pemCertificates(one)[1] as X509Certificate
+    expect(caHashOf(one)).toBe(createHash('sha256').update(root.raw).digest('hex'))
+    expect(caHashOf(two)).toBe(caHashOf(one))
+    expect(caHashOf(one)).not.toBe(createHash('sha256').update(one).digest('hex'))
+  })
+
+  it('hashes the bytes when the first certificate does not chain to the others, as k3s does', async () => {
+    const single = await fixture('server-ca.crt')
+    const unrelated = Buffer.concat([single, (await fixture('bundle-1.crt'))])
+    expect(caHashOf(unrelated)).toBe(createHash('sha256').update(unrelated).digest('hex'))
+  })
+
+  it('refuses a file with no certificate, or a damaged one, with CaBundleError', () => {
+    for (const bad of ['', 'not a certificate', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n']) {
+      let caught: unknown
+      try { caHashOf(bad) } catch (err) { caught = err }
+      expect((caught as Error).name).toBe('CaBundleError')
+    }
   })
 })

@@ -6,11 +6,12 @@ import { electionStep, preferenceKey, trackView } from '../../roles/election.ts'
 import { MAX_BALLOT_ROUND, indexEntries, parseProposal, parseVote, voteHash } from '../../roles/entries.ts'
 import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
 import { BASE_CONFIG, Site } from './site.ts'
+import { sealKeyOf } from '../helpers/seal-keys.ts'
 
 const entry = (owner: string, key: string, value: unknown, version = 1): StateEntry =>
   ({ owner, key, version, writtenAt: 0, value: value as StateEntry['value'] })
 const node = (owner: string, eligible = true): StateEntry =>
-  entry(owner, 'roles/node', { sealKey: `seal-${owner}`, role: eligible ? 'auto' : 'worker', eligible, k3s: true })
+  entry(owner, 'roles/node', { sealKey: sealKeyOf(owner), role: eligible ? 'auto' : 'worker', eligible, k3s: true })
 const vote = (owner: string, v: VoteValue): StateEntry => entry(owner, 'roles/vote', v)
 const b = (n: number, by: string): Ballot => ({ n, by })
 const alive = (...ids: string[]): Array<{ peerId: string, liveness: 'alive', lastSeen: number }> => ids.map((peerId) => ({ peerId, liveness: 'alive', lastSeen: 0 }))

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { load } from 'js-yaml'
 import { describe, expect, it } from 'vitest'
 import type { K3sSection } from '../../config/types.ts'
 import {
-  CONFIG_HEADER, K3S_COMMA_FLAGS, K3S_LIST_FLAGS, buildInstallPlan, redactPlan, secureJoinToken, serverUrlFor, translateK3sArgs,
+  CONFIG_HEADER, K3S_COMMA_FLAGS, clusterCaFile, K3S_LIST_FLAGS, buildInstallPlan, redactPlan, secureJoinToken, serverUrlFor, translateK3sArgs,
   type InstallPlan, type InstallPlanInput
 } from '../../roles/install-plan.ts'
 import { caHashOf } from '../../roles/credentials.ts'
@@ -289,7 +290,7 @@ describe('serverUrlFor', () => {
 })
 
 describe('joiners pin the cluster CA', () => {
-  const pem = '-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n'
+  const pem = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'ca', 'server-ca.crt'))
   const caHash = caHashOf(pem)
 
   it('a joiner with the CA hash the init server published uses k3s\'s secure token format', () => {
@@ -311,5 +312,21 @@ describe('joiners pin the cluster CA', () => {
   it('redaction hides the secret inside a secure token too', () => {
     const view = redactPlan(buildInstallPlan({ role: 'agent', serverUrl: SERVER_URL, token: AGENT_TOKEN, caHash, ...base }))
     expect(JSON.stringify(view)).not.toContain(AGENT_TOKEN)
+  })
+})
+
+describe('clusterCaFile: where the init server reads the CA k3s serves at /cacerts', () => {
+  it.each([
+    { name: 'k3s installer, default data dir', installer: { kind: 'k3s' as const, root: '/' }, args: [], want: '/var/lib/rancher/k3s/server/tls/server-ca.crt' },
+    { name: 'k3s installer under a root', installer: { kind: 'k3s' as const, root: '/sysroot' }, args: [], want: '/sysroot/var/lib/rancher/k3s/server/tls/server-ca.crt' },
+    { name: '--data-dir in k3s.args', installer: { kind: 'k3s' as const, root: '/' }, args: ['--data-dir', '/data/k3s'], want: '/data/k3s/server/tls/server-ca.crt' },
+    { name: '-d alias, exec installer', installer: { kind: 'exec' as const, command: ['x'] }, args: ['-d=/srv/k3s'], want: '/srv/k3s/server/tls/server-ca.crt' },
+    { name: 'dry-run starts no k3s', installer: { kind: 'dry-run' as const }, args: [], want: undefined }
+  ])('$name', ({ installer, args, want }) => {
+    expect(clusterCaFile(installer, { args })).toBe(want)
+  })
+
+  it('names a bad k3s arg', () => {
+    expect(() => clusterCaFile({ kind: 'k3s', root: '/' }, { args: ['data-dir'] })).toThrow(/k3s.args\[0\]/)
   })
 })

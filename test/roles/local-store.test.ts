@@ -39,10 +39,17 @@ describe('roles local store', () => {
     ['not JSON', '{'],
     ['a bad ballot', JSON.stringify({ promised: { n: 'x', by: 'a' } })],
     ['an unknown role', JSON.stringify({ promised: null, role: { role: 'boss', clusterId: 'c', init: 'a' } })],
+    ['a CA pin that is not a sha256', JSON.stringify({ promised: null, role: { role: 'agent', clusterId: 'c', init: 'a', caHash: 'zz' } })],
     ['accepted above promised', JSON.stringify({ promised: { n: 1, by: 'a' }, accepted: { ballot: { n: 2, by: 'a' }, candidate: 'a' } })]
   ])('a damaged facts file (%s) is an error, never forgotten promises', async (_name, text) => {
     await writeFile(join(dir, FACTS_FILE), text)
     await expect(loadFacts(dir)).rejects.toMatchObject({ name: 'RolesStoreError' })
+  })
+
+  it('keeps the CA a joiner pinned', async () => {
+    const role = { role: 'agent' as const, clusterId: 'c', init: 'a', caHash: 'c'.repeat(64) }
+    await saveFacts(dir, { ...(await loadFacts(dir)), role })
+    expect((await loadFacts(dir)).role).toEqual(role)
   })
 
   it('names the file in the error', () => {

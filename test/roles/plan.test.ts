@@ -1,16 +1,21 @@
 import { describe, expect, it } from 'vitest'
 import type { StateEntry } from '../../p2p/types.ts'
+import { applyDecisionNow } from '../../roles/apply.ts'
+import { generateClusterSecrets, sealCredential, type ClusterSecrets } from '../../roles/credentials.ts'
 import { preferenceKey } from '../../roles/election.ts'
+import { indexEntries } from '../../roles/entries.ts'
+import { seededRandom } from '../../util/random.ts'
 import { canonicalJson, configWarnings, decide, jsonEqual, planCredentials } from '../../roles/plan.ts'
 import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type NodeValue, type RolesSnapshot } from '../../roles/types.ts'
 import { BASE_CONFIG, Site, certifiedRecord } from './site.ts'
+import { LOW_ORDER_KEYS, sealKeyOf, sealKeysOf } from '../helpers/seal-keys.ts'
 
 const entry = (owner: string, key: string, value: unknown, version = 1): StateEntry =>
   ({ owner, key, version, writtenAt: 0, value: value as StateEntry['value'] })
 const CERTIFIED = certifiedRecord('init', ['init', 'a', 'b'])
 const RECORD: ClusterRecord = CERTIFIED.record
 const C1 = RECORD.clusterId
-const nodeValue = (role: NodeValue['role'] = 'auto', sealKey = 'k'): NodeValue =>
+const nodeValue = (role: NodeValue['role'] = 'auto', sealKey = sealKeyOf('k')): NodeValue =>
   ({ sealKey, role, eligible: role === 'auto' || role === 'master', k3s: role !== 'none' })
 const alive = (...ids: string[]): Array<{ peerId: string, liveness: 'alive', lastSeen: number }> => ids.map((peerId) => ({ peerId, liveness: 'alive', lastSeen: 0 }))
 const byPref = (ids: string[]): string[] => [...ids].sort((x, y) => (preferenceKey(x, 'site') < preferenceKey(y, 'site') ? -1 : 1))
@@ -18,7 +23,7 @@ const byPref = (ids: string[]): string[] => [...ids].sort((x, y) => (preferenceK
 function snapshot (over: Partial<RolesSnapshot>): RolesSnapshot {
   return {
     self: 'me', now: 10_000, networkId: 'site', config: BASE_CONFIG, members: [], entries: [], local: EMPTY_FACTS,
-    viewSince: 0, sealKey: 'seal-me', hasSecrets: false, address: '10.0.0.9', ...over
+    viewSince: 0, sealKey: sealKeyOf('me'), hasSecrets: false, address: '10.0.0.9', ...over
   }
 }
 
@@ -39,14 +44,14 @@ describe('credential plan', () => {
       name: 'a lost gossip message strands workers — provider-kairos#909: a node whose credential was never issued gets it on the next recompute',
       nodes: { a: nodeValue(), b: nodeValue() },
       members: alive('a', 'b'),
-      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: C1, box: {} })],
+      entries: [entry('init', 'cred/a', { kind: 'agent', to: sealKeyOf('k'), clusterId: C1, box: {} })],
       want: [['b', 'agent']]
     },
     {
       name: 'a node with a new seal key gets its credential re-sealed, same kind',
-      nodes: { a: nodeValue('auto', 'new-key') },
+      nodes: { a: nodeValue('auto', sealKeyOf('new-key')) },
       members: alive('a'),
-      entries: [entry('init', 'cred/a', { kind: 'server', to: 'old-key', clusterId: C1, box: {} }), entry('a', 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })],
+      entries: [entry('init', 'cred/a', { kind: 'server', to: sealKeyOf('old-key'), clusterId: C1, box: {} }), entry('a', 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })],
       want: [['a', 'server']]
     },
     {
@@ -60,7 +65,7 @@ describe('credential plan', () => {
       name: 'a credential of another cluster id is not counted as issued',
       nodes: { a: nodeValue() },
       members: alive('a'),
-      entries: [entry('init', 'cred/a', { kind: 'agent', to: 'k', clusterId: 'other', box: {} })],
+      entries: [entry('init', 'cred/a', { kind: 'agent', to: sealKeyOf('k'), clusterId: 'other', box: {} })],
       want: [['a', 'agent']]
     }
   ])('$name', ({ nodes, members, entries, want }) => {
@@ -79,7 +84,7 @@ describe('credential plan', () => {
     grants = planCredentials({ ...ha, entries: [], selfJoined: true })
     expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([ids[0]])
     // First server admitted but not joined: nobody else yet.
-    const issued = [entry('init', `cred/${ids[0] as string}`, { kind: 'server', to: 'k', clusterId: C1, box: {} })]
+    const issued = [entry('init', `cred/${ids[0] as string}`, { kind: 'server', to: sealKeyOf('k'), clusterId: C1, box: {} })]
     grants = planCredentials({ ...ha, entries: issued, selfJoined: true })
     expect(grants.filter((g) => g.kind === 'server')).toEqual([])
     // It reports joined: the next one.
@@ -100,7 +105,7 @@ describe('credential plan', () => {
     const grants = planCredentials({ ...ha, entries: [] })
     const firstMaster = byPref(['m1', 'm2'])[0] as string
     expect(grants.filter((g) => g.kind === 'server').map((g) => g.recipient)).toEqual([firstMaster])
-    const issued = [entry('init', `cred/${firstMaster}`, { kind: 'server', to: 'k', clusterId: C1, box: {} }), entry(firstMaster, 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })]
+    const issued = [entry('init', `cred/${firstMaster}`, { kind: 'server', to: sealKeyOf('k'), clusterId: C1, box: {} }), entry(firstMaster, 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })]
     const after = planCredentials({ ...ha, entries: issued })
     expect(after.filter((g) => g.kind === 'server')).toEqual([])
     expect(after.map((g) => g.recipient).sort()).toEqual(['a1', firstMaster === 'm1' ? 'm2' : 'm1'].sort())
@@ -111,7 +116,7 @@ describe('an HA server that sits on the server token', () => {
   it('holds the next server back only until the join timeout', () => {
     const ids = byPref(['m', 'a1', 'a2'])
     const nodes = new Map<string, NodeValue>([['m', nodeValue('master')], ['a1', nodeValue()], ['a2', nodeValue()]])
-    const issued = [{ ...entry('init', 'cred/m', { kind: 'server', to: 'k', clusterId: C1, box: {} }), writtenAt: 1_000 }]
+    const issued = [{ ...entry('init', 'cred/m', { kind: 'server', to: sealKeyOf('k'), clusterId: C1, box: {} }), writtenAt: 1_000 }]
     const input = { self: 'init', networkId: 'site', record: RECORD, config: { haEnable: true, haMasterNodes: 2, serverJoinTimeoutMs: 60_000 }, nodes, members: alive(...ids), entries: issued, selfJoined: true }
     expect(planCredentials({ ...input, now: 30_000 }).filter((g) => g.kind === 'server')).toEqual([])
     const after = planCredentials({ ...input, now: 61_000 }).filter((g) => g.kind === 'server').map((g) => g.recipient)
@@ -121,7 +126,7 @@ describe('an HA server that sits on the server token', () => {
 
 describe('a hostile token holder cannot hijack the cluster', () => {
   const members = alive('init', 'a', 'b', 'mallory')
-  const nodes = ['init', 'a', 'b', 'mallory', 'me'].map((id) => entry(id, 'roles/node', { sealKey: `seal-${id}`, role: 'auto', eligible: true, k3s: true }))
+  const nodes = ['init', 'a', 'b', 'mallory', 'me'].map((id) => entry(id, 'roles/node', { sealKey: sealKeyOf(id), role: 'auto', eligible: true, k3s: true }))
   const initRole = (d: ReturnType<typeof decide>): boolean => d.actions.some((a) => 'persist' in a && a.persist.role?.role === 'init')
 
   it('a proposal marked committed is not the decision: the named node does not run cluster-init with zero votes', () => {
@@ -183,7 +188,7 @@ describe('a hostile token holder cannot hijack the cluster', () => {
   })
 
   it('a credential sealed to this node by anyone but the init server is not taken', () => {
-    const entries = [...nodes, ...CERTIFIED.entries, entry('mallory', 'cred/me', { kind: 'server', to: 'seal-me', clusterId: C1, box: {} })]
+    const entries = [...nodes, ...CERTIFIED.entries, entry('mallory', 'cred/me', { kind: 'server', to: sealKeyOf('me'), clusterId: C1, box: {} })]
     const d = decide(snapshot({ members, entries, credential: { owner: 'mallory', digest: 'evil' } }))
     expect(d.role).toBeUndefined()
     expect(d.actions.some((a) => 'handOff' in a)).toBe(false)
@@ -202,7 +207,7 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     const hash = 'c'.repeat(64)
     const entries = [
       ...nodes, ...CERTIFIED.entries,
-      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
       entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
     ]
     const handOff = (extra: StateEntry[]): unknown => {
@@ -213,10 +218,51 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     expect(handOff([entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'd'.repeat(64) })])).not.toHaveProperty('caHash')
   })
 
+  it('a joiner persists the first CA hash of its init server and never switches to another', () => {
+    const [h1, h2] = ['c'.repeat(64), 'd'.repeat(64)]
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const run = (local: LocalFacts, ca: StateEntry[]): { d: ReturnType<typeof decide>, facts: LocalFacts, pin: unknown } => {
+      const d = decide(snapshot({ members, local, entries: [...entries, ...ca], credential: { owner: 'init', digest: 'd1' } }))
+      const p = d.actions.find((a) => 'persist' in a)
+      const h = d.actions.find((a) => 'handOff' in a)
+      return { d, facts: p !== undefined && 'persist' in p ? p.persist : local, pin: h !== undefined && 'handOff' in h ? h.handOff.caHash : undefined }
+    }
+    const first = run(EMPTY_FACTS, [entry('init', 'roles/ca', { clusterId: C1, caHash: h1 })])
+    expect(first.pin).toBe(h1)
+    expect(first.facts.role).toEqual({ role: 'agent', clusterId: C1, init: 'init', caHash: h1 })
+    // The persist comes before the hand-off that uses the pin.
+    expect(first.d.actions.findIndex((a) => 'persist' in a)).toBeLessThan(first.d.actions.findIndex((a) => 'handOff' in a))
+    const later = run(first.facts, [entry('init', 'roles/ca', { clusterId: C1, caHash: h2 }, 2)])
+    expect(later.pin).toBe(h1)
+    expect(later.facts.role?.caHash).toBe(h1)
+    // The pin stays when the entry is gone too.
+    expect(run(first.facts, []).pin).toBe(h1)
+  })
+
+  it('with pinCa a joiner waits for the CA hash before its first hand-off, and a hash for another cluster does not count', () => {
+    const entries = [
+      ...nodes, ...CERTIFIED.entries,
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
+      entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
+    ]
+    const config = { ...BASE_CONFIG, pinCa: true }
+    const d = (extra: StateEntry[]): ReturnType<typeof decide> => decide(snapshot({ config, members, entries: [...entries, ...extra], credential: { owner: 'init', digest: 'd1' } }))
+    const waiting = d([entry('init', 'roles/ca', { clusterId: 'another', caHash: 'c'.repeat(64) }), entry('mallory', 'roles/ca', { clusterId: C1, caHash: 'e'.repeat(64) })])
+    expect(waiting.actions.some((a) => 'handOff' in a)).toBe(false)
+    expect(waiting.phase).toBe('installing')
+    expect(waiting.reason).toMatch(/hash of its k3s CA/)
+    const pinned = d([entry('init', 'roles/ca', { clusterId: C1, caHash: 'c'.repeat(64) })]).actions.find((a) => 'handOff' in a)
+    expect(pinned !== undefined && 'handOff' in pinned ? pinned.handOff.caHash : undefined).toBe('c'.repeat(64))
+  })
+
   it('the hand-off key holds what the credential carries: a new credential is handed off again', () => {
     const entries = [
       ...nodes, ...CERTIFIED.entries,
-      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
       entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
     ]
     const keyOf = (d: ReturnType<typeof decide>): string | undefined => {
@@ -233,6 +279,56 @@ describe('a hostile token holder cannot hijack the cluster', () => {
     const k2 = keyOf(decide(snapshot({ members, entries, local: joined, credential: { owner: 'init', digest: 'd2' } })))
     expect(k2).toBeDefined()
     expect(k2).not.toBe(k1)
+  })
+})
+
+describe('a node advertising an unusable seal key', () => {
+  it.each(LOW_ORDER_KEYS.map((key) => ({ key })))('cannot wedge the admission of HA servers (low-order key $key)', ({ key }) => {
+    // Mallory declares role: master, so it has the first claim on the one HA slot left
+    // after a; no box can be sealed to its key, so were its entry taken the init server
+    // would retry mallory's credential for ever and never admit the honest server.
+    const config = { ...BASE_CONFIG, haEnable: true, haMasterNodes: 2 }
+    const me = sealKeysOf('me')
+    let local: LocalFacts = { ...EMPTY_FACTS, cluster: { clusterId: C1, init: 'me', record: { ...RECORD, init: 'me' } }, role: { role: 'init', clusterId: C1, init: 'me' }, joined: { clusterId: C1, planKey: 'k' } }
+    let secrets: ClusterSecrets | undefined
+    const replica = new Map<string, StateEntry>()
+    const put = (owner: string, key: string, value: unknown): void => {
+      const id = `${owner}\u0000${key}`
+      replica.set(id, { ...entry(owner, key, value, (replica.get(id)?.version ?? 0) + 1), writtenAt: 10_000 })
+    }
+    put('mallory', 'roles/node', { sealKey: key, role: 'master', eligible: true, k3s: true })
+    put('a', 'roles/node', { sealKey: sealKeyOf('a'), role: 'auto', eligible: true, k3s: true })
+    put('b', 'roles/node', { sealKey: sealKeyOf('b'), role: 'auto', eligible: true, k3s: true })
+    const random = seededRandom(7)
+    const refused: string[] = []
+    for (let round = 0; round < 6; round++) {
+      const d = decide(snapshot({ local, config, sealKey: me.publicKey, hasSecrets: secrets !== undefined, members: alive('mallory', 'a', 'b'), entries: [...replica.values()] }))
+      const r = applyDecisionNow(d, {
+        persist: (facts) => { local = facts },
+        secrets: () => secrets,
+        generateSecrets: () => { secrets = generateClusterSecrets(random) },
+        put: (k, v) => { put('me', k, v) },
+        seal: (kind, held, publicKey) => sealCredential(kind, held, publicKey, random),
+        handOff: () => {}
+      })
+      refused.push(...r.refused.map((x) => x.key))
+      // Servers join as soon as admitted, so only mallory could hold the next one back.
+      for (const e of replica.values()) {
+        if (e.owner === 'me' && e.key.startsWith('cred/') && (e.value as { kind: string }).kind === 'server') put(e.key.slice(5), 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })
+      }
+    }
+    const kinds = Object.fromEntries([...replica.values()].filter((e) => e.owner === 'me' && e.key.startsWith('cred/')).map((e) => [e.key.slice(5), (e.value as { kind: string }).kind]))
+    expect(kinds).toEqual({ a: 'server', b: 'server' })
+    expect(refused).toEqual([])
+  })
+
+  it.each([
+    ['not base64', 'seal-a'],
+    ['31 bytes', Buffer.alloc(31, 9).toString('base64')],
+    ['a low-order point', LOW_ORDER_KEYS[2] as string]
+  ])('is as if it had no roles/node entry: %s', (_, key) => {
+    const view = indexEntries('me', 'site', [entry('x', 'roles/node', { sealKey: key, role: 'master', eligible: true, k3s: true }), entry('y', 'roles/node', { sealKey: sealKeyOf('y'), role: 'auto', eligible: true, k3s: true })])
+    expect([...view.nodes.keys()]).toEqual(['y'])
   })
 })
 
@@ -262,7 +358,7 @@ describe('decide', () => {
     const d = decide(snapshot({
       config: { ...BASE_CONFIG, staticRole: 'worker' },
       members: alive('a'),
-      entries: [entry('a', 'roles/node', { sealKey: 'seal-a', role: 'auto', eligible: true, k3s: true }), entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
+      entries: [entry('a', 'roles/node', { sealKey: sealKeyOf('a'), role: 'auto', eligible: true, k3s: true }), entry('a', 'roles/proposal', { ballot: { n: 3, by: 'a' }, candidate: null, committed: false })]
     }))
     const first = d.actions.findIndex((a) => 'persist' in a)
     const vote = d.actions.findIndex((a) => 'put' in a && a.put === 'roles/vote')
@@ -292,7 +388,7 @@ describe('decide', () => {
 
   it('a credential sealed to an old key is not taken as a role', () => {
     const d = decide(snapshot({
-      entries: [...CERTIFIED.entries, entry('init', 'cred/me', { kind: 'agent', to: 'old', clusterId: C1, box: {} })]
+      entries: [...CERTIFIED.entries, entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('old'), clusterId: C1, box: {} })]
     }))
     expect(d.role).toBeUndefined()
   })
@@ -300,7 +396,7 @@ describe('decide', () => {
   it('an agent hands off once credential and server address are known, and not again after joining', () => {
     const entries = [
       ...CERTIFIED.entries,
-      entry('init', 'cred/me', { kind: 'agent', to: 'seal-me', clusterId: C1, box: {} }),
+      entry('init', 'cred/me', { kind: 'agent', to: sealKeyOf('me'), clusterId: C1, box: {} }),
       entry('init', 'roles/status', { role: 'init', phase: 'joined', clusterId: C1, address: '10.0.0.1' })
     ]
     const d = decide(snapshot({ entries, credential: { owner: 'init', digest: 'd1' } }))

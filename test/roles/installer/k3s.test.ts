@@ -41,6 +41,15 @@ describe('k3s installer', () => {
     expect(await readFile(envFilePath(s.root, 'k3s-agent'), 'utf8')).toBe(renderEnvFile({}))
   })
 
+  it('writes a joiner\'s secure token as given, so k3s checks the pinned CA before it sends the secret', async () => {
+    const caHash = 'c'.repeat(64)
+    await installer().install(plan('agent', { caHash }))
+    const config = await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')
+    expect(config).toContain(`token: K10${caHash}::node:${AGENT_TOKEN}\n`)
+    await installer().install(plan('server', { caHash }))
+    expect(await readFile(join(s.root, K3S_CONFIG_PATH), 'utf8')).toContain(`token: K10${caHash}::server:${SERVER_TOKEN}\n`)
+  })
+
   it('does nothing the second time, also after a restart', async () => {
     const p = plan('server')
     expect((await installer().install(p)).changed).toBe(true)
