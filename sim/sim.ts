@@ -20,7 +20,7 @@ import type { StaticRole, Timing } from '../config/types.ts'
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
-import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../roles/apply.ts'
+import { applyDecisionNow, credentialFor, credentialOf, issuersOf, type HeldCredential } from '../roles/apply.ts'
 import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../roles/credentials.ts'
 import { clusterIdFor, compareBallots, indexEntries, justifiedCandidate, preferenceKey, quorumSize, refOf, sameBallot, trackView, voteHash } from '../roles/election.ts'
 import { decide, parseCredential } from '../roles/plan.ts'
@@ -399,6 +399,15 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
 
   // ---- roles ----
+  // A server keeps the secrets its server credential carries (the controller writes
+  // them to cluster-secrets.json), so it can issue when the init server is down.
+  const secretsOf = (node: SimNode): ClusterSecrets | undefined => {
+    if (node.secrets !== undefined) return node.secrets
+    const h = node.held
+    return node.facts.role?.role === 'server' && h?.role === 'server' && h.agentToken !== undefined ? { serverToken: h.token, agentToken: h.agentToken } : undefined
+  }
+  // An honest server: the init server or an honest node that holds the server role.
+  const isServer = (id: string): boolean => inits.has(id) || honest.some((x) => x.id === id && x.facts.role?.role === 'server')
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
     if (node.hostile === true) { if (fromTick) hostileStep(node); return }
@@ -414,7 +423,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       self: node.id,
       sealKey: node.keys.publicKey,
       entries: node.replica.credentials(),
-      init: sealerOf(node.facts),
+      issuers: issuersOf(node.facts, node.replica.entries()),
       held: node.held,
       open: (box) => openCredential(node.keys, box),
       onError: (owner, error) => { violations.push(`${node.id} cannot open the credential sealed by ${owner}: ${error}`) }
@@ -430,7 +439,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       local: node.facts,
       viewSince: node.tracker.since,
       sealKey: node.keys.publicKey,
-      hasSecrets: node.secrets !== undefined,
+      hasSecrets: secretsOf(node) !== undefined,
       credential: credentialOf(node.held),
       address: node.address
     })
@@ -468,14 +477,14 @@ export function runSimulation (opts: SimOptions): SimResult {
         if (node.facts.cluster === null && facts.cluster !== null) wakeSoon(node)
         node.facts = facts
       },
-      secrets: () => node.secrets,
+      secrets: () => secretsOf(node),
       generateSecrets: () => { node.secrets = generateClusterSecrets(crypto) },
       put: (key, value) => {
         const sealedServer = key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server'
         if (sealedServer) {
           // The server token goes only where the plan puts it: master_nodes servers with HA on, none without.
           const servers = new Set([key.slice(CRED_PREFIX.length), ...node.replica.entries()
-            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => isServer(e.owner) && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .map((e) => e.key.slice(CRED_PREFIX.length))])
           if (!haEnable || servers.size > haMasterNodes) violations.push(`server token sealed to ${key.slice(CRED_PREFIX.length)} outside the plan (ha=${haEnable ? haMasterNodes : 'off'}, servers ${servers.size})`)
         }
@@ -487,7 +496,7 @@ export function runSimulation (opts: SimOptions): SimResult {
             return v?.phase === 'joined'
           }
           const pending = [node.id, ...node.replica.entries()
-            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => isServer(e.owner) && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .filter((e) => clock.now() - e.writtenAt < SERVER_JOIN_TIMEOUT_SIM_MS)
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
           if (pending.length > 0) violations.push(`server ${key.slice(CRED_PREFIX.length)} admitted while ${pending.join(', ')} had not joined`)
@@ -591,8 +600,8 @@ export function runSimulation (opts: SimOptions): SimResult {
   // (not when the hostile member won a real vote: the site then waits on it, the documented limit)
   if (violations.length === 0 && hostileElected.size === 0) {
     const cred = (x: SimNode): string | undefined => {
-      const init = x.facts.role?.init
-      const e = init === undefined ? undefined : x.replica.get(init, `${CRED_PREFIX}${x.id}`)
+      const sealer = x.held?.owner ?? x.facts.role?.init
+      const e = sealer === undefined ? undefined : x.replica.get(sealer, `${CRED_PREFIX}${x.id}`)
       return parseCredential(e?.value)?.kind
     }
     for (const x of honest) {
