@@ -213,6 +213,10 @@ export function explain (s: ReasonInput): StatusReason | undefined {
     return reason('overlay', 'waiting for this node\'s overlay address before the hand-off', milestone('credential') ?? installingSince,
       'check kairos-p2p vpn status and the agent log for WireGuard errors (kernel module or wireguard-go)')
   }
+  if (/secrets/.test(text) && /lost/.test(text)) {
+    return reason('secrets', 'waiting for the cluster secrets: cluster-secrets.json is lost and its sealed copy in the state does not open with this node\'s seal key; new secrets are never made, k3s runs with the old ones', installingSince,
+      'restore cluster-secrets.json from a backup of the state dir, or copy it from an HA server of this site (servers keep the same tokens), then restart the agent')
+  }
   if (/secrets/.test(text)) {
     return reason('secrets', 'waiting for the cluster secrets this init server generates', installingSince, 'check the state dir is writable')
   }

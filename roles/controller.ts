@@ -15,7 +15,7 @@ import { applyDecision, credentialFor, credentialOf, issuersOf, type ApplyPorts,
 import { configWarnings, decide, rolesConfigOf } from './plan.ts'
 import { FACTS_FILE, SECRETS_FILE, RolesStoreError, loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
 import { parseSecretsCopy } from './issuers.ts'
-import { parseRecord } from './election.ts'
+import { parseProposal, parseRecord, parseVote } from './election.ts'
 import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
 import { SEAL_KEY_FILE } from './credentials.ts'
 import { setAsideCorrupt } from '../util/set-aside.ts'
@@ -316,7 +316,12 @@ export function createRolesController (init: RolesControllerInit): RolesControll
         throw new RolesStoreError(`${errorMessage(err)}. No cluster record is in the state yet, so the votes it held cannot be rebuilt: restore ${join(stateDir, FACTS_FILE)} from a backup, or move it away only if this node never voted (forgetting a vote during an election can give two cluster-inits)`, { cause: err, exitCode: 2 })
       }
       const aside = setAsideCorrupt(join(stateDir, FACTS_FILE), now)
-      facts = { ...EMPTY_FACTS }
+      // The vote and proposal this node published stay what it promised: the cluster
+      // record's certificate refers to that vote, and forgetting it would refute it.
+      const own = (key: string): unknown => entries.find((e) => e.owner === state.self && e.key === key)?.value
+      const vote = parseVote(own(ROLE_KEYS.vote))
+      const proposal = parseProposal(own(ROLE_KEYS.proposal))
+      facts = { ...EMPTY_FACTS, promised: vote?.promised ?? null, accepted: vote?.accepted ?? null, promisedAt: now, proposal: proposal === undefined ? null : { ...proposal, startedAt: now } }
       logger.warn(`${FACTS_FILE} is damaged (${errorMessage(err)}): set aside as ${aside}; the role is rebuilt from the cluster record and credentials in the state`)
     }
     try {

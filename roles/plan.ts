@@ -378,7 +378,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
     if (!s.hasSecrets && !made) tail.push({ generateSecrets: true })
     if (lost) waitReason = SECRETS_LOST_REASON
     issue(lost)
-    handOff = { role: 'server', clusterInit: true, clusterId: role.clusterId, initServer: s.self }
+    if (!lost) handOff = { role: 'server', clusterInit: true, clusterId: role.clusterId, initServer: s.self }
   } else {
     // A server holding the secrets (from its server credential) issues when it is the chosen one.
     if (role.role === 'server' && s.hasSecrets) issue(false)
