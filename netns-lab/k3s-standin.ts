@@ -19,7 +19,8 @@ import { startStandinServer } from './standin-server.ts'
  * installer passes it): for KAIROS_ROLE=init it starts a detached `serve` process on
  * KAIROS_NODE_IP:6443 (the overlay address), registers the init node itself and
  * exits 0 once registered; for `server`/`agent` it registers at KAIROS_SERVER_URL with
- * KAIROS_TOKEN, retrying with backoff, and exits 0 once registered.
+ * KAIROS_TOKEN, retrying with backoff, and exits 0 once registered; a `server` then
+ * starts its own `serve` process too (in `<dir>/ha`), as every k3s server serves the API.
  *
  * The server checks exactly what real k3s checks: servers must present the server
  * token; agents the agent token or the server token. It keeps the registry (the lab's
@@ -113,28 +114,40 @@ export async function install (init: InstallInit): Promise<RegisteredNode> {
   const { plan } = init
   await mkdir(init.dir, { recursive: true })
   if (plan.role !== 'init') {
-    return await registerNode({
+    const node = await registerNode({
       serverUrl: plan.serverUrl, token: plan.token, node: { name: init.name, role: plan.role, nodeIp: plan.nodeIp },
       timeoutMs, clock, ...(init.signal === undefined ? {} : { signal: init.signal })
     })
+    // Like a k3s server, an HA server then serves the API itself: a joiner whose
+    // credential it sealed (the init server being down) registers here. Its registry
+    // sits in `HA_DIR`, apart from the cluster-init's, which the lab reads as the cluster.
+    if (plan.role === 'server' && plan.agentToken !== '') await serve(join(init.dir, HA_DIR), { server: plan.token, agent: plan.agentToken }, plan.nodeIp, port, init, clock, timeoutMs)
+    return node
   }
   const tokens: StandinTokens = { server: plan.token, agent: plan.agentToken }
-  await writeJsonAtomic(join(init.dir, TOKENS_FILE), tokens, 0o600)
   const host = plan.nodeIp.includes(':') ? `[${plan.nodeIp}]` : plan.nodeIp
-  const base = `http://${host}:${port}`
-  let running = false
-  try {
-    await waitForStandin(base, 200, clock, init.signal)
-    running = true
-  } catch { /* not running yet */ }
-  if (!running) {
-    await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, init.nodePath)
-    await waitForStandin(base, timeoutMs, clock, init.signal)
-  }
+  await serve(init.dir, tokens, plan.nodeIp, port, init, clock, timeoutMs)
   return await registerNode({
     serverUrl: `https://${host}:${port}`, token: plan.token, node: { name: init.name, role: 'server', nodeIp: plan.nodeIp, init: true },
     timeoutMs, clock, ...(init.signal === undefined ? {} : { signal: init.signal })
   })
+}
+
+/** Sub-directory of a host's stand-in dir where an HA server's own stand-in keeps its files. */
+export const HA_DIR = 'ha'
+
+/** Starts this host's stand-in server in `dir` unless one answers already; resolves once it answers. */
+async function serve (dir: string, tokens: StandinTokens, nodeIp: string, port: number, init: InstallInit, clock: Clock, timeoutMs: number): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  await writeJsonAtomic(join(dir, TOKENS_FILE), tokens, 0o600)
+  const host = nodeIp.includes(':') ? `[${nodeIp}]` : nodeIp
+  const base = `http://${host}:${port}`
+  try {
+    await waitForStandin(base, 200, clock, init.signal)
+    return
+  } catch { /* not running yet */ }
+  await spawnStandinServer(dir, init.name, nodeIp, port, tokens, init.nodePath)
+  await waitForStandin(base, timeoutMs, clock, init.signal)
 }
 
 function flag (argv: string[], name: string): string | undefined {
