@@ -166,21 +166,26 @@ export interface CredentialForInput {
 export interface Issuers {
   init: string
   servers: ReadonlySet<string>
+  /** The kind of credential this node's persisted role needs, once it has one: no other kind is opened. */
+  kind?: CredentialKind
 }
 
 /**
  * The join credential this node may use: its `cred/<self>` entry from a server of the
  * cluster record it accepted (never from another owner, and from no one while it
  * accepted none), sealed to its own key and opened with `open`; undefined when there
- * is none it can open. The one held stays while its entry is unchanged; else the
- * init server's comes first, then the others' by owner. This, through `credentialOf`,
+ * is none it can open, and of the kind its role needs once it has one (two servers
+ * on the two sides of a partition may seal it different kinds). The one held stays
+ * while its entry is unchanged; else the init server's comes first, then the others'
+ * by owner. This, through `credentialOf`,
  * is what the decision's `credential` input means, everywhere.
  */
 export function credentialFor (input: CredentialForInput): HeldCredential | undefined {
   const { held, issuers } = input
   if (issuers === undefined) return undefined
   const key = `${CRED_PREFIX}${input.self}`
-  const mine = input.entries.filter((e) => e.key === key && issuers.servers.has(e.owner))
+  const mine = input.entries.filter((e) => e.key === key && issuers.servers.has(e.owner) &&
+    (issuers.kind === undefined || parseCredential(e.value)?.kind === issuers.kind))
   if (held !== undefined && mine.some((e) => held.owner === e.owner && held.version === e.version)) return held
   mine.sort((a, b) => a.owner === issuers.init ? -1 : b.owner === issuers.init ? 1 : a.owner < b.owner ? -1 : 1)
   for (const e of mine) {
@@ -211,7 +216,8 @@ export function issuersOf (facts: Pick<LocalFacts, 'cluster' | 'role'> | undefin
   const init = sealerOf(facts)
   const clusterId = facts?.cluster?.clusterId ?? facts?.role?.clusterId
   if (init === undefined || clusterId === undefined) return undefined
-  return { init, servers: clusterServers(clusterId, init, entries) }
+  const role = facts?.role?.role
+  return { init, servers: clusterServers(clusterId, init, entries), ...(role === 'server' || role === 'agent' ? { kind: role } : {}) }
 }
 
 /**

@@ -12,8 +12,11 @@
  * One server issues at a time, chosen the same way by every node: the init server
  * while it is up, else the first in preference order of the live servers that
  * reported `joined` and published the sealed copy of their secrets (`roles/secrets`),
- * the sign that they hold them. Views may differ for a moment and two servers seal
- * the same credential; both boxes carry the same tokens, so the joiner takes either.
+ * the sign that they hold them. Views may differ for a moment, or a partition may
+ * cut the init server off, and two servers seal a credential for one joiner; both
+ * carry the same tokens. Only the init server admits HA servers (a server issuing in
+ * its place seals agent credentials only), so two sides of a partition never fill a
+ * server slot twice, and a joiner opens only the kind its persisted role needs.
  */
 import type { StateEntry } from '../p2p/types.ts'
 import { countsAsUp, preferenceKey } from './election.ts'

@@ -156,6 +156,12 @@ export function planCredentials (input: {
   selfJoined: boolean
   /** The servers of the cluster (roles/issuers.ts `clusterServers`): never recipients, their credentials count as issued. @default self only */
   servers?: ReadonlySet<string>
+  /**
+   * Whether this issuer admits HA servers: only the init server does. Another server
+   * issuing in its place seals agent credentials only, so two issuers on the two sides
+   * of a partition can never fill one server slot twice. @default true
+   */
+  grantServers?: boolean
 }): CredentialGrant[] {
   const { self, record, nodes } = input
   const servers = input.servers ?? new Set([self])
@@ -192,7 +198,7 @@ export function planCredentials (input: {
       const waited = input.now === undefined ? 0 : input.now - (issuedAt.get(id) ?? input.now)
       if (!joined.has(id) && waited < (input.config.serverJoinTimeoutMs ?? SERVER_JOIN_TIMEOUT_MS)) pendingServer = true
     }
-    if (node !== undefined && node.sealKey !== c.to && id !== self) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
+    if (node !== undefined && node.sealKey !== c.to && id !== self && (c.kind === 'agent' || input.grantServers !== false)) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
   }
   const unissued: string[] = []
   for (const [id, node] of nodes) {
@@ -200,7 +206,7 @@ export function planCredentials (input: {
     if (!issued.has(id) && live.has(id)) unissued.push(id)
   }
   unissued.sort(byPreference)
-  const target = input.config.haEnable ? input.config.haMasterNodes : 0
+  const target = input.config.haEnable && input.grantServers !== false ? input.config.haMasterNodes : 0
   const slots = Math.max(0, target - serverCount)
   const masters = unissued.filter((id) => nodes.get(id)?.role === 'master')
   const autos = unissued.filter((id) => nodes.get(id)?.role === 'auto' && nodes.get(id)?.eligible === true)
@@ -359,7 +365,8 @@ export function decide (s: RolesSnapshot): RolesDecision {
       members: s.members,
       entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (servers.has(e.owner) && e.key.startsWith(CRED_PREFIX))),
       selfJoined: local.joined?.clusterId === role.clusterId,
-      servers
+      servers,
+      grantServers: s.self === role.init
     })
     for (const g of grants) tail.push({ sealCredential: g.recipient, kind: g.kind, publicKey: g.publicKey, clusterId: role.clusterId })
   }

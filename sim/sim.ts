@@ -599,10 +599,10 @@ export function runSimulation (opts: SimOptions): SimResult {
   // ---- liveness: every live node has a role and the credential for it ----
   // (not when the hostile member won a real vote: the site then waits on it, the documented limit)
   if (violations.length === 0 && hostileElected.size === 0) {
-    const cred = (x: SimNode): string | undefined => {
-      const sealer = x.held?.owner ?? x.facts.role?.init
-      const e = sealer === undefined ? undefined : x.replica.get(sealer, `${CRED_PREFIX}${x.id}`)
-      return parseCredential(e?.value)?.kind
+    // The kinds of credential a node holds: the one it opened, else those servers sealed to it.
+    const creds = (x: SimNode): Set<string | undefined> => {
+      const sealers = x.held === undefined ? [...inits, ...honest.filter((y) => y.facts.role?.role === 'server').map((y) => y.id)] : [x.held.owner]
+      return new Set(sealers.map((sealer) => parseCredential(x.replica.get(sealer, `${CRED_PREFIX}${x.id}`)?.value)?.kind))
     }
     for (const x of honest) {
       if (!x.up) continue
@@ -610,8 +610,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
       if (role.role === 'none') continue
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
-      if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
-      if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
+      if (role.role === 'server' && !creds(x).has('server')) violations.push(`${x.id} is a server without the server credential`)
+      if (role.role === 'agent' && !creds(x).has('agent')) violations.push(`${x.id} is an agent without the agent credential`)
       const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
       if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }

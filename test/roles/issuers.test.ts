@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
 import { chooseIssuer, clusterServers, parseSecretsCopy } from '../../roles/issuers.ts'
 import { preferenceKey } from '../../roles/election.ts'
-import { SECRETS_LOST_REASON, decide } from '../../roles/plan.ts'
+import { SECRETS_LOST_REASON, decide, planCredentials } from '../../roles/plan.ts'
 import { credentialFor, issuersOf } from '../../roles/apply.ts'
 import { memorySealKeys, openCredential, sealCredential } from '../../roles/credentials.ts'
 import { EMPTY_FACTS, type MemberView } from '../../roles/types.ts'
@@ -143,6 +143,40 @@ describe('credential issuing by any server (Site)', () => {
     expect(d.phase).toBe('waiting')
     expect(d.role).toBeUndefined()
     expect(d.issuing).toEqual({ able: ['init'] })
+  })
+})
+
+describe('a server issuing in the init server\'s place', () => {
+  const nodes = new Map([
+    ['init', { sealKey: 'key-init', role: 'auto' as const, eligible: true, k3s: true }],
+    ['s1', { sealKey: 'key-s1', role: 'auto' as const, eligible: true, k3s: true }],
+    ['x', { sealKey: 'key-x', role: 'auto' as const, eligible: true, k3s: true }],
+    ['y', { sealKey: 'key-y-new', role: 'master' as const, eligible: true, k3s: true }]
+  ])
+  const plan = (grantServers: boolean): ReturnType<typeof planCredentials> => planCredentials({
+    self: 's1', networkId: 'net', record: { clusterId: 'c1' }, config: { haEnable: true, haMasterNodes: 3 }, now: 1, nodes,
+    members: alive('x', 'y'), entries: [cred('init', 's1', 'server'), cred('init', 'y', 'server'), status('s1', 'joined'), status('y', 'joined')],
+    selfJoined: true, servers: new Set(['init', 's1', 'y']), grantServers
+  })
+
+  it('seals agent credentials only, even with free server slots, and re-seals no server credential: two sides of a partition never fill a slot twice', () => {
+    expect(plan(false)).toEqual([{ recipient: 'x', kind: 'agent', publicKey: 'key-x' }])
+    // The init server, with the same view, admits x as the next server and re-seals y's.
+    expect(plan(true)).toEqual([{ recipient: 'y', kind: 'server', publicKey: 'key-y-new' }, { recipient: 'x', kind: 'server', publicKey: 'key-x' }])
+  })
+
+  it('a joiner with a role opens only the credential of its kind', () => {
+    const keys = memorySealKeys(seededRandom(11))
+    const random = seededRandom(12)
+    const secrets = { serverToken: 'a'.repeat(64), agentToken: 'b'.repeat(64) }
+    const entry = (owner: string, kind: 'server' | 'agent'): StateEntry =>
+      ({ owner, key: 'cred/me', version: 1, writtenAt: 0, value: { kind, to: keys.publicKey, clusterId: 'c1', box: sealCredential(kind, secrets, keys.publicKey, random) as unknown as JsonValue } })
+    const entries = [entry('init', 'server'), entry('s1', 'agent'), cred('init', 's1', 'server')]
+    const open = (b: JsonValue): ReturnType<typeof openCredential> => openCredential(keys, b)
+    const asAgent = issuersOf({ cluster: { clusterId: 'c1', init: 'init' }, role: { role: 'agent', clusterId: 'c1', init: 'init' } }, entries)
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, issuers: asAgent, held: undefined, open })).toMatchObject({ role: 'agent', owner: 's1' })
+    const fresh = issuersOf({ cluster: { clusterId: 'c1', init: 'init' }, role: null }, entries)
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, issuers: fresh, held: undefined, open })).toMatchObject({ role: 'server', owner: 'init' })
   })
 })
 
