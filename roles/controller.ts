@@ -346,10 +346,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       return
     }
     await recoverSecrets(entries)
-    if (secrets !== undefined || role.role !== 'init') {
-      if (secretsGone !== undefined && secrets === undefined) logger.warn(`${SECRETS_FILE} ${secretsGone}; rebuilt once this server's credential opens`)
-      return
-    }
+    // A server that has no copy yet takes them from its credential at the first step.
+    if (secrets !== undefined || role.role !== 'init') return
     const made = secretsGone !== 'is missing' || facts.joined?.clusterId === role.clusterId ||
       entries.some((e) => e.owner === state.self && (e.key === ROLE_KEYS.secrets || e.key.startsWith(CRED_PREFIX)))
     if (made) {

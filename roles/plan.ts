@@ -353,8 +353,8 @@ export function decide (s: RolesSnapshot): RolesDecision {
     const copy = parseSecretsCopy(view.own.get(ROLE_KEYS.secrets)?.value)
     if (!secretsLost && (copy?.to !== s.sealKey || copy.clusterId !== role.clusterId)) tail.push({ sealSecrets: role.clusterId, publicKey: s.sealKey })
     if (secretsLost) return
-    const issuing = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
-    if (issuing.issuer !== s.self) return
+    const choice = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
+    if (choice.issuer !== s.self) return
     const grants = planCredentials({
       self: s.self,
       networkId: s.networkId,
@@ -404,9 +404,9 @@ export function decide (s: RolesSnapshot): RolesDecision {
       waitReason = 'waiting for a credential sealed to this node by a server'
       const choice = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
       issuing = { ...(choice.issuer === undefined ? {} : { issuer: choice.issuer }), able: choice.able }
-    }
-    else if (address === undefined) waitReason = 'waiting for the server address'
-    else {
+    } else if (address === undefined) {
+      waitReason = sealer === role.init ? 'waiting for the init server address' : 'waiting for the address of the server that sealed the credential'
+    } else {
       handOff = {
         role: role.role === 'server' ? 'server' : 'agent',
         clusterInit: false,
