@@ -154,6 +154,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       leader: r.leader,
       clusterId: r.clusterId,
       rolesReason: r.reason,
+      issuing: r.issuing,
       minimumNodes: p2pConfig.minimumNodes,
       deadAfterMs: p2pConfig.timing.deadAfterMs,
       peers: p.peers,

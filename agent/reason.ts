@@ -57,6 +57,11 @@ export interface ReasonInput {
   clusterId?: string | undefined
   /** The roles controller's own reason text. */
   rolesReason?: string | undefined
+  /**
+   * A joiner waiting for its credential: the server that seals it now (absent when
+   * none is up) and every server that can (roles/issuers.ts).
+   */
+  issuing?: { issuer?: string | undefined, able: readonly string[] } | undefined
   minimumNodes: number
   peers: readonly ReasonPeer[]
   /** Wall-clock ms at which each member last changed liveness (join or leave), as this node saw it. */
@@ -71,6 +76,13 @@ export interface ReasonInput {
   /** How peers are found, for the discovering hint. */
   discovery: { mdns: boolean, dht: boolean, bootstrapPeers: number }
 }
+
+/**
+ * What the operator can do when no server that can issue credentials is up: bring one
+ * back, or start a new cluster on purpose. The README's Recovery section has the steps.
+ */
+export const ISSUER_GONE_HINT = 'boot the init server again, or put its state dir back on a new box (cluster-secrets.json, seal-key.json and the identity hold what it needs); ' +
+  'a cluster-init never runs twice, so no other node takes its place. To start a new cluster on purpose instead, give every box a new p2p.network_id and move roles.json out of each state dir (see \'Recovery\' in the README)'
 
 /** `12D3KooWAbcd…wxyz12`: enough of a peer id to find it in `status` and logs. */
 export function shortPeer (id: string): string {
@@ -144,6 +156,24 @@ export function explain (s: ReasonInput): StatusReason | undefined {
       "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; see 'Recovery' in the README", init, true)
   }
 
+  // Who can seal this node's credential, when the roles layer says (servers besides
+  // the init server hold the secrets too): the one that seals it now, or none up.
+  const issuerWait = (): StatusReason | undefined => {
+    if (s.issuing === undefined || init === undefined || s.role === 'init') return undefined
+    const { issuer, able } = s.issuing
+    if (issuer === undefined) {
+      const down = able.map((id) => s.peers.find((p) => p.id === id)).filter((p) => p !== undefined)
+      const since = down.length === 0 ? s.startedAt : Math.max(...down.map((p) => s.livenessSince.get(p.id) ?? p.lastSeen))
+      const who = able.length <= 1
+        ? `the only server that can issue credentials, ${shortPeer(init)} (init server), is gone (${initPeer?.liveness ?? 'not seen by this node'} for ${duration(s.now - since)})`
+        : `none of the ${able.length} servers that can issue credentials is up (${able.map(shortPeer).join(', ')}; the init server is ${shortPeer(init)})`
+      return reason('init-server-down', `waiting for a credential: ${who}`, since, ISSUER_GONE_HINT, init, true)
+    }
+    if (issuer === init) return undefined
+    return reason('credential', `waiting for a credential from ${shortPeer(issuer)} (a server; the init server ${shortPeer(init)} is down, so it issues in its place)`,
+      milestone('elected') ?? s.viewChangedAt, 'it seals one once it has this node\'s seal key; if this lasts, compare both nodes\' status and logs', issuer)
+  }
+
   // "alive" from the membership, with how old its last sign of life is when that is older
   // than the failure detector's own dead-after time (the news came second hand).
   const initAlive = (): string => {
@@ -155,7 +185,7 @@ export function explain (s: ReasonInput): StatusReason | undefined {
 
   if (s.phase === 'waiting') {
     // A cluster record exists; the credential sealed to this node has not come.
-    const down = initDown()
+    const down = issuerWait() ?? initDown()
     if (down !== undefined) return down
     const since = milestone('elected') ?? s.viewChangedAt
     return reason('credential', `waiting for a credential from ${init === undefined ? 'the init server' : shortPeer(init)} (init server, ${initAlive()})`, since,
@@ -172,7 +202,7 @@ export function explain (s: ReasonInput): StatusReason | undefined {
   const text = s.rolesReason ?? ''
   const installingSince = milestone('installing') ?? milestone('credential') ?? milestone('elected') ?? s.startedAt
   if (/credential/.test(text)) {
-    return initDown() ?? reason('credential', `waiting for a credential sealed to this node by ${init === undefined ? 'the init server' : shortPeer(init)} (init server, ${initAlive()})`,
+    return issuerWait() ?? initDown() ?? reason('credential', `waiting for a credential sealed to this node by ${init === undefined ? 'the init server' : shortPeer(init)} (init server, ${initAlive()})`,
       milestone('elected') ?? s.viewChangedAt, 'the init server seals one once it has this node\'s seal key; if this lasts, compare both nodes\' status and logs', init)
   }
   if (/address/.test(text) && /init/.test(text)) {
@@ -186,6 +216,10 @@ export function explain (s: ReasonInput): StatusReason | undefined {
   if (/overlay/.test(text)) {
     return reason('overlay', 'waiting for this node\'s overlay address before the hand-off', milestone('credential') ?? installingSince,
       'check kairos-p2p vpn status and the agent log for WireGuard errors (kernel module or wireguard-go)')
+  }
+  if (/secrets/.test(text) && /lost/.test(text)) {
+    return reason('secrets', 'waiting for the cluster secrets: cluster-secrets.json is lost and its sealed copy in the state does not open with this node\'s seal key; new secrets are never made, k3s runs with the old ones', installingSince,
+      'restore cluster-secrets.json from a backup of the state dir, or copy it from an HA server of this site (servers keep the same tokens), then restart the agent')
   }
   if (/secrets/.test(text)) {
     return reason('secrets', 'waiting for the cluster secrets this init server generates', installingSince, 'check the state dir is writable')

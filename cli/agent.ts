@@ -67,7 +67,7 @@ export const command: Command = {
       try {
         await agent.start()
       } catch (err) {
-        throw describeStartError(err)
+        throw await identityOfInitServer(describeStartError(err), loaded.config.p2p.stateDir)
       }
       logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
       await new Promise<void>((resolve) => {
@@ -101,6 +101,28 @@ async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promi
     if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
     promise.catch(() => {})
   }
+}
+
+/** A damaged peer identity of the init server: a new identity cannot take its place. Exit code 2. */
+export class InitIdentityError extends KairosError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, { ...options, exitCode: 2 })
+    this.name = 'InitIdentityError'
+  }
+}
+
+/**
+ * A damaged identity.key on the init server, said as such: elsewhere a new identity
+ * is a new node (the old one can be removed), but the cluster record names the init
+ * server's peer id, so only the old key will do. Anything else is returned as it is.
+ */
+export async function identityOfInitServer (err: unknown, stateDir: string): Promise<unknown> {
+  if (!(err instanceof KairosError) || err.name !== 'IdentityFileError' || err.exitCode !== 2) return err
+  const { loadFacts } = await import('../roles/local-store.ts')
+  const facts = await loadFacts(stateDir).catch(() => undefined)
+  if (facts?.role?.role !== 'init') return err
+  return new InitIdentityError(`${err.message}. This node is the init server of cluster ${facts.role.clusterId} (roles.json), and the cluster record names its peer id: ` +
+    'a new identity cannot take its place. Restore identity.key from a backup of the state dir; without one, see \'Recovery\' in the README (HA servers keep issuing credentials; a new cluster on purpose otherwise)', { cause: err })
 }
 
 /** A listen address libp2p could not bind, and why (`address already in use`). */

@@ -18,7 +18,7 @@ import { errorMessage } from '../util/errors.ts'
 import type { Logger } from '../util/log.ts'
 import { LabCommandError, LabInputError } from './errors.ts'
 import { readJson } from './json-file.ts'
-import { SERVER_FILE, TOKENS_FILE, type ServerRecord, type StandinTokens } from './k3s-standin.ts'
+import { HA_DIR, SERVER_FILE, TOKENS_FILE, type ServerRecord, type StandinTokens } from './k3s-standin.ts'
 import type { HostRecord, LabRecord } from './meta.ts'
 import { isRunning, namespaceInode, processComm, processesInNamespaces, processNetInode, terminate } from './processes.ts'
 import { hostArgv, type Runner } from './run.ts'
@@ -251,7 +251,9 @@ export function createHostProcesses (init: HostProcessesInit, run: Runner, clock
 
   /** Starts the k3s stand-in server again on a host that ran one (as the k3s service would at boot). */
   const startStandinAgain = async (r: LabRecord, h: HostRecord): Promise<void> => {
-    const k3sDir = join(h.dir, 'k3s')
+    for (const k3sDir of [join(h.dir, 'k3s'), join(h.dir, 'k3s', HA_DIR)]) await startStandinIn(r, h, k3sDir)
+  }
+  const startStandinIn = async (r: LabRecord, h: HostRecord, k3sDir: string): Promise<void> => {
     const server = await readJson<ServerRecord>(join(k3sDir, SERVER_FILE))
     const tokens = await readJson<StandinTokens>(join(k3sDir, TOKENS_FILE))
     if (server === undefined || tokens === undefined || h.holderPid === undefined) return

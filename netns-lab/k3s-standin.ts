@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url'
 import { load } from 'js-yaml'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { KairosError, errorMessage } from '../util/errors.ts'
-import { registerNode, standinUrl, waitForStandin } from './standin-client.ts'
+import { fetchClusterCa, registerNode, standinUrl, waitForStandin } from './standin-client.ts'
 import {
   CONFIG_FILE, readRegistry, REGISTRY_FILE, SERVER_FILE, STANDIN_PORT, StandinInputError, TOKENS_FILE, writeJsonAtomic,
   type RegisteredNode, type StandinTokens
 } from './standin-protocol.ts'
-import { ensureClusterCa } from './standin-ca.ts'
+import { adoptClusterCa, ensureClusterCa } from './standin-ca.ts'
 import { startStandinServer } from './standin-server.ts'
 
 /**
@@ -23,7 +23,9 @@ import { startStandinServer } from './standin-server.ts'
  * KAIROS_ROLE=init it starts a detached `serve` process on KAIROS_NODE_IP:6443 (the
  * overlay address), registers the init node itself and exits 0 once registered; for
  * `server`/`agent` it registers at KAIROS_SERVER_URL with KAIROS_TOKEN, retrying with
- * backoff, and exits 0 once registered.
+ * backoff, and exits 0 once registered; a `server` then starts its own `serve` process
+ * too (in `<dir>/ha`), with the cluster CA it took from the server it joined, as every
+ * k3s server serves the API.
  *
  * As k3s: the server creates its cluster CA under the config's `data-dir` at first
  * start (`server/tls/server-ca.crt`) and serves it at `/cacerts`; a joiner given a
@@ -145,28 +147,44 @@ export async function install (init: InstallInit): Promise<RegisteredNode> {
   await mkdir(init.dir, { recursive: true })
   if (plan.k3sConfig !== '') await writeFile(join(init.dir, CONFIG_FILE), plan.k3sConfig, { mode: 0o600 })
   if (plan.role !== 'init') {
-    return await registerNode({
+    const node = await registerNode({
       serverUrl: plan.serverUrl, token: plan.token, node: { name: init.name, role: plan.role, nodeIp: plan.nodeIp },
       timeoutMs, clock, ...(init.signal === undefined ? {} : { signal: init.signal })
     })
+    // Like a k3s server, an HA server then serves the API itself: a joiner whose
+    // credential it sealed (the init server being down) registers here. Its registry
+    // sits in `HA_DIR`, apart from the cluster-init's, which the lab reads as the cluster.
+    if (plan.role === 'server' && plan.agentToken !== '' && plan.dataDir !== undefined) {
+      // It serves the cluster's CA, not one of its own: joiners pin the init server's.
+      await adoptClusterCa(plan.dataDir, await fetchClusterCa(plan.serverUrl, Math.min(5000, timeoutMs), init.signal))
+      await serve(join(init.dir, HA_DIR), { server: plan.token, agent: plan.agentToken }, plan.nodeIp, port, plan.dataDir, init, clock, timeoutMs)
+    }
+    return node
   }
   const tokens: StandinTokens = { server: plan.token, agent: plan.agentToken }
-  await writeJsonAtomic(join(init.dir, TOKENS_FILE), tokens, 0o600)
   const host = plan.nodeIp.includes(':') ? `[${plan.nodeIp}]` : plan.nodeIp
-  const base = `http://${host}:${port}`
-  let running = false
-  try {
-    await waitForStandin(base, 200, clock, init.signal)
-    running = true
-  } catch { /* not running yet */ }
-  if (!running) {
-    await spawnStandinServer(init.dir, init.name, plan.nodeIp, port, tokens, plan.dataDir as string, init.nodePath)
-    await waitForStandin(base, timeoutMs, clock, init.signal)
-  }
+  await serve(init.dir, tokens, plan.nodeIp, port, plan.dataDir as string, init, clock, timeoutMs)
   return await registerNode({
     serverUrl: `https://${host}:${port}`, token: plan.token, node: { name: init.name, role: 'server', nodeIp: plan.nodeIp, init: true },
     timeoutMs, clock, ...(init.signal === undefined ? {} : { signal: init.signal })
   })
+}
+
+/** Sub-directory of a host's stand-in dir where an HA server's own stand-in keeps its files. */
+export const HA_DIR = 'ha'
+
+/** Starts this host's stand-in server in `dir` unless one answers already; resolves once it answers. */
+async function serve (dir: string, tokens: StandinTokens, nodeIp: string, port: number, dataDir: string, init: InstallInit, clock: Clock, timeoutMs: number): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  await writeJsonAtomic(join(dir, TOKENS_FILE), tokens, 0o600)
+  const host = nodeIp.includes(':') ? `[${nodeIp}]` : nodeIp
+  const base = `http://${host}:${port}`
+  try {
+    await waitForStandin(base, 200, clock, init.signal)
+    return
+  } catch { /* not running yet */ }
+  await spawnStandinServer(dir, init.name, nodeIp, port, tokens, dataDir, init.nodePath)
+  await waitForStandin(base, timeoutMs, clock, init.signal)
 }
 
 function flag (argv: string[], name: string): string | undefined {

@@ -5,7 +5,7 @@
  * joiners pin stays the same across restarts. Made by the `openssl` command line
  * (node:crypto cannot write a certificate); k3s names its CA `k3s-server-ca@<unix time>`.
  */
-import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { pemCertificates } from '../roles/credentials.ts'
@@ -55,6 +55,27 @@ export async function ensureClusterCa (dataDir: string, now: number, signal?: Ab
   const created = await readCa(file)
   if (created === undefined) throw new StandinCaError(`cluster CA ${file} vanished after it was created`)
   return created
+}
+
+/**
+ * A joining server's CA: the cluster's, taken from the server it joined (as a k3s
+ * server gets it with the cluster's bootstrap data), written under its own `dataDir`
+ * unless one is there already. Returns the bytes it serves at `/cacerts`.
+ */
+export async function adoptClusterCa (dataDir: string, pem: Buffer): Promise<Buffer> {
+  const file = clusterCaPath(dataDir)
+  const existing = await readCa(file)
+  if (existing !== undefined) return existing
+  try {
+    pemCertificates(pem)
+  } catch (err) {
+    throw new StandinCaError(`the cluster CA the server served is not a certificate bundle: ${errorMessage(err)}`, { cause: err })
+  }
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 })
+  const tmp = `${file}.${process.pid}.tmp`
+  await writeFile(tmp, pem, { mode: 0o644 })
+  await rename(tmp, file)
+  return pem
 }
 
 async function readCa (file: string): Promise<Buffer | undefined> {

@@ -6,7 +6,7 @@ import { caHashOf } from '../roles/credentials.ts'
 import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import {
-  backoffDelay, CACERTS_PATH, parseJoinToken, StandinCaMismatchError, StandinInputError, StandinRefusedError, StandinTimeoutError,
+  backoffDelay, CACERTS_PATH, parseJoinToken, StandinCaError, StandinCaMismatchError, StandinInputError, StandinRefusedError, StandinTimeoutError,
   type RegisteredNode, type RegistrationRequest
 } from './standin-protocol.ts'
 
@@ -122,6 +122,14 @@ export async function registerNode (init: RegisterInit): Promise<RegisteredNode>
     if (clock.now() + wait > deadline) throw new StandinTimeoutError(base, timeoutMs, last)
     await clock.sleep(wait, init.signal)
   }
+}
+
+/** The cluster CA bundle a stand-in serves at `/cacerts` (no auth), as a k3s server joining the cluster takes it. */
+export async function fetchClusterCa (serverUrl: string, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
+  const url = `${standinUrl(serverUrl)}${CACERTS_PATH}`
+  const r = await httpJson(url, 'GET', '', undefined, timeoutMs, signal)
+  if (r.status !== 200) throw new StandinCaError(`cannot take the cluster CA from ${url}: HTTP ${r.status}, expected 200 and a PEM bundle`)
+  return r.raw
 }
 
 /** Waits until `GET /ping` answers at `base` (http://host:port). */

@@ -2,7 +2,8 @@ import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { errorMessage } from '../util/errors.ts'
 import type { ClusterSecrets, JoinCredential, SealedCredential } from './credentials.ts'
 import { credentialDigest, credentialEntry, parseCredential } from './plan.ts'
-import { CRED_PREFIX, type CredentialKind, type CredentialValue, type HandOffInput, type LocalFacts, type RolesDecision, type RolesSnapshot } from './types.ts'
+import { clusterServers } from './issuers.ts'
+import { CRED_PREFIX, ROLE_KEYS, type CredentialKind, type CredentialValue, type HandOffInput, type LocalFacts, type RolesDecision, type RolesSnapshot } from './types.ts'
 
 /**
  * Carrying out a roles decision: the one place that turns the actions of the pure
@@ -26,7 +27,7 @@ export interface ApplyPorts {
    * completes, and a failure ends the decision: nothing unpersisted is ever published.
    */
   persist: (facts: LocalFacts) => MaybePromise<void>
-  /** The cluster secrets this node holds (only the init server has them), or undefined. */
+  /** The cluster secrets this node holds (servers only), or undefined. */
   secrets: () => ClusterSecrets | undefined
   /**
    * Creates the cluster secrets of `clusterId` and keeps them durably before it
@@ -35,7 +36,11 @@ export interface ApplyPorts {
   generateSecrets: (clusterId: string) => MaybePromise<void>
   /** Publishes an entry of this node. A failure skips that entry only (see `ApplyResult.refused`). */
   put: (key: string, value: JsonValue) => MaybePromise<void>
-  /** Seals the credential of `kind` to a recipient's public key (`sealCredential` of roles/credentials.ts). */
+  /**
+   * Seals the credential of `kind` to a recipient's public key (`sealCredential` of
+   * roles/credentials.ts); a server credential sealed to this node's own key is also
+   * the copy of its secrets kept in `roles/secrets`.
+   */
   seal: (kind: CredentialKind, secrets: ClusterSecrets, publicKey: string) => SealedCredential
   /** Starts the hand-off to the installer; does not wait for it to finish. */
   handOff: (input: HandOffInput, planKey: string) => void
@@ -60,8 +65,8 @@ export interface ApplyOptions {
 /**
  * Carries out `decision.actions` in order through `ports`: persists facts before
  * anything that depends on them, generates the cluster secrets once, publishes
- * entries, seals each credential granted (skipped while no secrets are held) and
- * starts the hand-off. A persist or secret generation that fails rejects (throws,
+ * entries, seals the copy of the secrets to this node's own key and each credential
+ * granted (both skipped while no secrets are held) and starts the hand-off. A persist or secret generation that fails rejects (throws,
  * with synchronous ports) and leaves the rest undone; a refused put skips that entry
  * only. Returns synchronously when every port did.
  */
@@ -85,6 +90,14 @@ export function applyDecision (decision: Pick<RolesDecision, 'actions' | 'cluste
     if ('persist' in action) return ports.persist(action.persist)
     if ('generateSecrets' in action) return ports.secrets() === undefined ? ports.generateSecrets(decision.clusterId ?? '') : undefined
     if ('put' in action) return publish(action.put, () => ports.put(action.put, action.value))
+    if ('sealSecrets' in action) {
+      const secrets = ports.secrets()
+      if (secrets === undefined) return
+      return publish(ROLE_KEYS.secrets, () => {
+        const box = ports.seal('server', secrets, action.publicKey)
+        return ports.put(ROLE_KEYS.secrets, { to: action.publicKey, clusterId: action.sealSecrets, box: box as unknown as JsonValue })
+      })
+    }
     if ('sealCredential' in action) {
       const secrets = ports.secrets()
       if (secrets === undefined) return
@@ -136,11 +149,11 @@ export interface CredentialForInput {
   /** State entries; those under `cred/<self>` are read. */
   entries: readonly StateEntry[]
   /**
-   * The init server of the cluster record this node accepted (`facts.cluster.init`,
-   * else `facts.role.init`): the only sealer whose credential is opened. Undefined
-   * while it has accepted none, and then nothing is opened.
+   * The servers of the cluster record this node accepted (`issuersOf`): the only
+   * sealers whose credential is opened, the init server first. Undefined while it has
+   * accepted none, and then nothing is opened.
    */
-  init: string | undefined
+  issuers: Issuers | undefined
   /** The credential held before: kept as long as its entry is unchanged, so each entry is opened once. */
   held: HeldCredential | undefined
   /** Opens a sealed credential (`openCredential` of roles/credentials.ts with this node's keys); throws when it cannot. */
@@ -149,20 +162,33 @@ export interface CredentialForInput {
   onError?: (owner: string, error: string) => void
 }
 
+/** The servers whose credentials a node opens: the accepted record's init server and the servers it made. */
+export interface Issuers {
+  init: string
+  servers: ReadonlySet<string>
+  /** The kind of credential this node's persisted role needs, once it has one: no other kind is opened. */
+  kind?: CredentialKind
+}
+
 /**
- * The join credential this node may use: its `cred/<self>` entry from the init
- * server of the cluster record it accepted (never from another owner, and from no
- * one while it accepted none), sealed to its own key and opened with `open`;
- * undefined when there is none it can open. This, through `credentialOf`, is what
- * the decision's `credential` input means, everywhere.
+ * The join credential this node may use: its `cred/<self>` entry from a server of the
+ * cluster record it accepted (never from another owner, and from no one while it
+ * accepted none), sealed to its own key and opened with `open`; undefined when there
+ * is none it can open, and of the kind its role needs once it has one (two servers
+ * on the two sides of a partition may seal it different kinds). The one held stays
+ * while its entry is unchanged; else the init server's comes first, then the others'
+ * by owner. This, through `credentialOf`,
+ * is what the decision's `credential` input means, everywhere.
  */
 export function credentialFor (input: CredentialForInput): HeldCredential | undefined {
-  const { held, init } = input
-  if (init === undefined) return undefined
+  const { held, issuers } = input
+  if (issuers === undefined) return undefined
   const key = `${CRED_PREFIX}${input.self}`
-  for (const e of input.entries) {
-    if (e.key !== key || e.owner !== init) continue
-    if (held !== undefined && held.owner === e.owner && held.version === e.version) return held
+  const mine = input.entries.filter((e) => e.key === key && issuers.servers.has(e.owner) &&
+    (issuers.kind === undefined || parseCredential(e.value)?.kind === issuers.kind))
+  if (held !== undefined && mine.some((e) => held.owner === e.owner && held.version === e.version)) return held
+  mine.sort((a, b) => a.owner === issuers.init ? -1 : b.owner === issuers.init ? 1 : a.owner < b.owner ? -1 : 1)
+  for (const e of mine) {
     const cred: CredentialValue | undefined = parseCredential(e.value)
     if (cred === undefined || cred.to !== input.sealKey) continue
     try {
@@ -176,9 +202,22 @@ export function credentialFor (input: CredentialForInput): HeldCredential | unde
   return undefined
 }
 
-/** The init server whose credential this node may open (see `credentialFor`), or undefined. */
+/** The init server of the cluster this node accepted, or undefined. */
 export function sealerOf (facts: Pick<LocalFacts, 'cluster' | 'role'> | undefined): string | undefined {
   return facts?.cluster?.init ?? facts?.role?.init
+}
+
+/**
+ * The servers whose credential this node may open (see `credentialFor`): those of the
+ * cluster it accepted, read from `entries` (roles/issuers.ts `clusterServers`);
+ * undefined while it accepted none.
+ */
+export function issuersOf (facts: Pick<LocalFacts, 'cluster' | 'role'> | undefined, entries: readonly StateEntry[]): Issuers | undefined {
+  const init = sealerOf(facts)
+  const clusterId = facts?.cluster?.clusterId ?? facts?.role?.clusterId
+  if (init === undefined || clusterId === undefined) return undefined
+  const role = facts?.role?.role
+  return { init, servers: clusterServers(clusterId, init, entries), ...(role === 'server' || role === 'agent' ? { kind: role } : {}) }
 }
 
 /**

@@ -26,6 +26,7 @@ import { clusterIdFor, quorumSize } from './ballot.ts'
 import { checkRecord } from './certificates.ts'
 import { countsAsUp, electionStep, isEligible, preferenceKey, takesK3sRole } from './election.ts'
 import { canonicalJson, indexEntries, type RolesView } from './entries.ts'
+import { chooseIssuer, clusterServers, parseSecretsCopy, type IssuerChoice } from './issuers.ts'
 
 export { canonicalJson }
 
@@ -101,10 +102,23 @@ function parseStatus (v: unknown): StatusValue | undefined {
   return { role: o.role, phase: o.phase, clusterId: o.clusterId, ...(typeof o.address === 'string' ? { address: o.address } : {}) }
 }
 
+/** The reason of an init server whose cluster secrets are lost and cannot be rebuilt yet. */
+export const SECRETS_LOST_REASON = 'waiting for the cluster secrets: cluster-secrets.json is lost and its sealed copy (roles/secrets) does not open; restore cluster-secrets.json from a backup of the state dir'
+
+/** Why a joiner waits for its credential, naming who can seal it. */
+function issuingReason (issuing: IssuerChoice, init: string): string {
+  if (issuing.issuer === undefined) {
+    return issuing.able.length === 1
+      ? 'waiting for a credential: the only server that can issue credentials, the init server, is down'
+      : `waiting for a credential: none of the ${issuing.able.length} servers that can issue credentials is up`
+  }
+  return issuing.issuer === init ? 'waiting for a credential from the init server' : 'waiting for a credential from a server (the init server is down)'
+}
+
 /** How long an admitted HA server may take to report joined before the next is admitted, ms. @default 600000 */
 export const SERVER_JOIN_TIMEOUT_MS = 600_000
 
-/** One credential the init server (re)seals. */
+/** One credential the issuing server (re)seals. */
 export interface CredentialGrant {
   recipient: string
   kind: CredentialKind
@@ -112,7 +126,10 @@ export interface CredentialGrant {
 }
 
 /**
- * The credential plan of the init server: who gets which credential now.
+ * The credential plan of the issuing server (roles/issuers.ts): who gets which
+ * credential now. Credentials sealed by any server of the cluster count as issued,
+ * so a server that takes over from a lost init server, or the init server coming
+ * back, never seals one twice.
  *
  * A credential is a role: its kind never changes once issued (re-sealed to the same
  * kind only when the recipient's seal key changed). The server token goes only to
@@ -135,20 +152,32 @@ export function planCredentials (input: {
   now?: number
   nodes: ReadonlyMap<string, NodeValue>
   members: readonly MemberView[]
-  /** Entries under `cred/` owned by self, and `roles/status` of everyone. */
+  /** Entries under `cred/` owned by the servers, and `roles/status` of everyone. */
   entries: readonly StateEntry[]
   selfJoined: boolean
+  /** The servers of the cluster (roles/issuers.ts `clusterServers`): never recipients, their credentials count as issued. @default self only */
+  servers?: ReadonlySet<string>
+  /**
+   * Whether this issuer admits HA servers: only the init server does. Another server
+   * issuing in its place seals agent credentials only, so two issuers on the two sides
+   * of a partition can never fill one server slot twice. @default true
+   */
+  grantServers?: boolean
 }): CredentialGrant[] {
   const { self, record, nodes } = input
+  const servers = input.servers ?? new Set([self])
   const issued = new Map<string, CredentialValue>()
   const issuedAt = new Map<string, number>()
   const joined = new Set<string>()
   for (const e of input.entries) {
-    if (e.owner === self && e.key.startsWith(CRED_PREFIX)) {
+    if (servers.has(e.owner) && e.key.startsWith(CRED_PREFIX)) {
       const c = parseCredential(e.value)
-      if (c !== undefined && c.clusterId === record.clusterId) {
-        issued.set(e.key.slice(CRED_PREFIX.length), c)
-        issuedAt.set(e.key.slice(CRED_PREFIX.length), e.writtenAt)
+      const id = e.key.slice(CRED_PREFIX.length)
+      const before = issued.get(id)
+      // One sealed to the recipient's current key wins over an outdated one.
+      if (c !== undefined && c.clusterId === record.clusterId && (before === undefined || before.to !== nodes.get(id)?.sealKey)) {
+        issued.set(id, c)
+        issuedAt.set(id, Math.min(e.writtenAt, issuedAt.get(id) ?? e.writtenAt))
       }
     } else if (e.key === ROLE_KEYS.status) {
       const s = parseStatus(e.value)
@@ -160,26 +189,26 @@ export function planCredentials (input: {
   const byPreference = (a: string, b: string): number => preferenceKey(a, input.networkId) < preferenceKey(b, input.networkId) ? -1 : 1
 
   let pendingServer = !input.selfJoined
-  let servers = 0
+  let serverCount = 0
   for (const [id, c] of issued) {
     const node = nodes.get(id)
     if (c.kind === 'server') {
-      servers++
+      serverCount++
       // A server that never reports joined (gone, or a member that took the token and
       // sits on it) holds the next one back only until the join timeout.
       const waited = input.now === undefined ? 0 : input.now - (issuedAt.get(id) ?? input.now)
       if (!joined.has(id) && waited < (input.config.serverJoinTimeoutMs ?? SERVER_JOIN_TIMEOUT_MS)) pendingServer = true
     }
-    if (node !== undefined && node.sealKey !== c.to) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
+    if (node !== undefined && node.sealKey !== c.to && id !== self && (c.kind === 'agent' || input.grantServers !== false)) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
   }
   const unissued: string[] = []
   for (const [id, node] of nodes) {
-    if (id === self || !node.k3s) continue
+    if (id === self || servers.has(id) || !node.k3s) continue
     if (!issued.has(id) && live.has(id)) unissued.push(id)
   }
   unissued.sort(byPreference)
-  const target = input.config.haEnable ? input.config.haMasterNodes : 0
-  const slots = Math.max(0, target - servers)
+  const target = input.config.haEnable && input.grantServers !== false ? input.config.haMasterNodes : 0
+  const slots = Math.max(0, target - serverCount)
   const masters = unissued.filter((id) => nodes.get(id)?.role === 'master')
   const autos = unissued.filter((id) => nodes.get(id)?.role === 'auto' && nodes.get(id)?.eligible === true)
   const reserved = [...masters, ...autos].slice(0, slots)
@@ -285,12 +314,24 @@ export function decide (s: RolesSnapshot): RolesDecision {
     } else if (!nodeValue.k3s) {
       local = { ...local, role: { role: 'none', clusterId: acc.clusterId, init: acc.init } }
     } else {
-      // Only the init server the accepted record names hands out credentials.
-      const cred = parseCredential(view.credsForSelf.get(acc.init)?.value)
-      if (cred !== undefined && cred.clusterId === acc.clusterId && cred.to === s.sealKey) {
+      // Only the servers of the accepted record hand out credentials (roles/issuers.ts).
+      const servers = clusterServers(acc.clusterId, acc.init, s.entries)
+      let cred: CredentialValue | undefined
+      for (const [owner, e] of view.credsForSelf) {
+        const c = parseCredential(e.value)
+        if (servers.has(owner) && c !== undefined && c.clusterId === acc.clusterId && c.to === s.sealKey && (cred === undefined || owner === acc.init)) cred = c
+      }
+      if (cred !== undefined) {
         local = { ...local, role: { role: cred.kind, clusterId: acc.clusterId, init: acc.init } }
       } else {
-        return finish({ phase: 'waiting', leader: acc.init, clusterId: acc.clusterId, reason: 'waiting for a credential from the init server' })
+        const issuing = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: acc.clusterId, init: acc.init, servers, members: s.members, entries: s.entries })
+        return finish({
+          phase: 'waiting',
+          leader: acc.init,
+          clusterId: acc.clusterId,
+          reason: issuingReason(issuing, acc.init),
+          issuing: { ...(issuing.issuer === undefined ? {} : { issuer: issuing.issuer }), able: issuing.able }
+        })
       }
     }
   }
@@ -305,12 +346,16 @@ export function decide (s: RolesSnapshot): RolesDecision {
   const tail: RolesAction[] = []
   let handOff: HandOffInput | undefined
   let waitReason: string | undefined
-  if (role.role === 'init') {
-    // The record as persisted when chosen, so a crash before it was published loses nothing.
-    ownRecord ??= local.cluster?.record ?? view.records.find((r) => r.init === s.self && r.clusterId === role.clusterId)
-    if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(ownRecord) as unknown as JsonValue)
-    if (s.caHash !== undefined) ensure(ROLE_KEYS.ca, { clusterId: role.clusterId, caHash: s.caHash })
-    if (!s.hasSecrets) tail.push({ generateSecrets: true })
+  let issuing: RolesDecision['issuing']
+  const servers = clusterServers(role.clusterId, role.init, s.entries)
+  const issue = (secretsLost: boolean): void => {
+    // The copy of the secrets sealed to this node's own key, from which a lost
+    // cluster-secrets.json is rebuilt; sealed again when the seal key changed.
+    const copy = parseSecretsCopy(view.own.get(ROLE_KEYS.secrets)?.value)
+    if (!secretsLost && (copy?.to !== s.sealKey || copy.clusterId !== role.clusterId)) tail.push({ sealSecrets: role.clusterId, publicKey: s.sealKey })
+    if (secretsLost) return
+    const choice = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
+    if (choice.issuer !== s.self) return
     const grants = planCredentials({
       self: s.self,
       networkId: s.networkId,
@@ -319,14 +364,40 @@ export function decide (s: RolesSnapshot): RolesDecision {
       now: s.now,
       nodes: view.nodes,
       members: s.members,
-      entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (e.owner === s.self && e.key.startsWith(CRED_PREFIX))),
-      selfJoined: local.joined?.clusterId === role.clusterId
+      entries: s.entries.filter((e) => e.key === ROLE_KEYS.status || (servers.has(e.owner) && e.key.startsWith(CRED_PREFIX))),
+      selfJoined: local.joined?.clusterId === role.clusterId,
+      servers,
+      grantServers: s.self === role.init
     })
     for (const g of grants) tail.push({ sealCredential: g.recipient, kind: g.kind, publicKey: g.publicKey, clusterId: role.clusterId })
-    handOff = { role: 'server', clusterInit: true, clusterId: role.clusterId, initServer: s.self }
+  }
+  if (role.role === 'init') {
+    // The record as persisted when chosen, so a crash before it was published loses nothing.
+    ownRecord ??= local.cluster?.record ?? view.records.find((r) => r.init === s.self && r.clusterId === role.clusterId)
+    if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(ownRecord) as unknown as JsonValue)
+    if (s.caHash !== undefined) ensure(ROLE_KEYS.ca, { clusterId: role.clusterId, caHash: s.caHash })
+    // The secrets are made once, by a fresh init server. Any sign that they were made
+    // before (its sealed copy, a credential it sealed, a completed hand-off) means
+    // k3s runs with them: new ones would lock every later joiner out. They are then
+    // rebuilt from the sealed copy, or the node waits for the operator.
+    const made = view.own.has(ROLE_KEYS.secrets) || local.joined?.clusterId === role.clusterId ||
+      s.entries.some((e) => e.owner === s.self && e.key.startsWith(CRED_PREFIX))
+    const lost = !s.hasSecrets && made
+    if (!s.hasSecrets && !made) tail.push({ generateSecrets: true })
+    if (lost) waitReason = SECRETS_LOST_REASON
+    issue(lost)
+    if (!lost) handOff = { role: 'server', clusterInit: true, clusterId: role.clusterId, initServer: s.self }
   } else {
+    // A server holding the secrets (from its server credential) issues when it is the chosen one.
+    if (role.role === 'server' && s.hasSecrets) issue(false)
+    const sealer = s.credential !== undefined && servers.has(s.credential.owner) ? s.credential.owner : undefined
+    // k3s is reached at the server that sealed the credential (the init server's
+    // address until the sealer has published one).
+    const sealerStatus = sealer === undefined ? undefined : parseStatus(view.statuses.get(sealer)?.value)
     const initStatus = parseStatus(view.statuses.get(role.init)?.value)
-    const address = initStatus?.clusterId === role.clusterId ? initStatus.address : undefined
+    const address = sealerStatus?.clusterId === role.clusterId && sealerStatus.address !== undefined
+      ? sealerStatus.address
+      : initStatus?.clusterId === role.clusterId ? initStatus.address : undefined
     // The CA is pinned from the init server the accepted record names, and only the
     // first hash it published: a later one (a rotated CA, or an init server turned
     // hostile) never moves a joiner that already trusts one.
@@ -334,11 +405,16 @@ export function decide (s: RolesSnapshot): RolesDecision {
     const offered = ca?.clusterId === role.clusterId ? ca.caHash : undefined
     const caHash = role.caHash ?? offered
     if (role.caHash === undefined && offered !== undefined) local = { ...local, role: { ...role, caHash: offered } }
-    const credential = s.credential?.owner === role.init ? s.credential.digest : undefined
-    if (credential === undefined) waitReason = 'waiting for a credential sealed to this node by the init server'
-    else if (address === undefined) waitReason = 'waiting for the init server address'
-    else if (caHash === undefined && cfg.pinCa === true) waitReason = 'waiting for the init server to publish the hash of its k3s CA (roles/ca), which the join token pins'
-    else {
+    const credential = sealer === undefined ? undefined : s.credential?.digest
+    if (credential === undefined) {
+      waitReason = 'waiting for a credential sealed to this node by a server'
+      const choice = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
+      issuing = { ...(choice.issuer === undefined ? {} : { issuer: choice.issuer }), able: choice.able }
+    } else if (address === undefined) {
+      waitReason = sealer === role.init ? 'waiting for the init server address' : 'waiting for the address of the server that sealed the credential'
+    } else if (caHash === undefined && cfg.pinCa === true) {
+      waitReason = 'waiting for the init server to publish the hash of its k3s CA (roles/ca), which the join token pins'
+    } else {
       handOff = {
         role: role.role === 'server' ? 'server' : 'agent',
         clusterInit: false,
@@ -358,13 +434,14 @@ export function decide (s: RolesSnapshot): RolesDecision {
     role: role.role,
     phase: everJoined ? 'joined' : 'installing',
     clusterId: role.clusterId,
-    ...(role.role === 'init' && s.address !== undefined ? { address: s.address } : {})
+    ...((role.role === 'init' || role.role === 'server') && s.address !== undefined ? { address: s.address } : {})
   })
   if (handOff !== undefined && planKey !== undefined && !joined) tail.push({ handOff, planKey })
   return finish({
     ...base,
     phase: joined ? 'joined' : 'installing',
-    ...(waitReason === undefined ? {} : { reason: waitReason })
+    ...(waitReason === undefined ? {} : { reason: waitReason }),
+    ...(issuing === undefined ? {} : { issuing })
   }, tail)
 }
 

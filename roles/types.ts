@@ -14,10 +14,16 @@ export const ROLE_KEYS = Object.freeze({
   /** The init server only: the hash of its k3s CA (`CaValue`). */
   ca: 'roles/ca',
   /** Every node with a role: `{ role, phase, clusterId, address? }` (`StatusValue`). */
-  status: 'roles/status'
+  status: 'roles/status',
+  /**
+   * Every server holding the cluster secrets: its copy of them sealed to its own seal
+   * key (`SecretsCopyValue` of roles/issuers.ts), from which a lost or damaged
+   * `cluster-secrets.json` is rebuilt.
+   */
+  secrets: 'roles/secrets'
 } as const)
 
-/** Prefix of sealed credentials: `cred/<recipientPeerId>`, owned by the init server. */
+/** Prefix of sealed credentials: `cred/<recipientPeerId>`, owned by the server that sealed it (roles/issuers.ts). */
 export const CRED_PREFIX = 'cred/'
 
 /**
@@ -126,11 +132,11 @@ export interface StatusValue {
   role: RoleName
   phase: 'installing' | 'joined'
   clusterId: string
-  /** Address k3s listens on (the overlay address when the VPN is used). */
+  /** Address k3s listens on (the overlay address when the VPN is used); published by servers. */
   address?: string
 }
 
-/** `cred/<recipient>`, owned by the init server. */
+/** `cred/<recipient>`, owned by the server that sealed it. */
 export interface CredentialValue {
   kind: CredentialKind
   /** The recipient seal key the box was sealed to (public). */
@@ -229,14 +235,14 @@ export interface RolesSnapshot {
   viewSince: number
   /** This node's seal public key. */
   sealKey: string
-  /** Whether this node holds cluster secrets in its state dir (init server only). */
+  /** Whether this node holds the cluster secrets in its state dir (servers only). */
   hasSecrets: boolean
   /**
    * The credential this node opened from `cred/<self>`: who sealed it and a hash of
    * what it carries (never the secret). Absent when none could be opened.
    */
   credential?: { owner: string, digest: string } | undefined
-  /** This node's k3s address (overlay address), published by the init server for joiners. */
+  /** This node's k3s address (overlay address), published by servers for joiners. */
   address?: string | undefined
   /** Init server only: sha256 of its k3s CA as k3s stored it, once k3s created it; published as `roles/ca`. */
   caHash?: string | undefined
@@ -250,7 +256,7 @@ export interface HandOffInput {
   clusterId: string
   /** Peer id of the init server. */
   initServer: string
-  /** The init server's address (joiners only). */
+  /** The address of the server that sealed the joiner's credential (joiners only). */
   serverAddress?: string
   /** Hash of the credential the joiner holds (joiners only), so a new credential means a new hand-off. */
   credential?: string
@@ -263,6 +269,7 @@ export type RolesAction =
   | { persist: LocalFacts }
   | { put: string, value: JsonValue }
   | { generateSecrets: true }
+  | { sealSecrets: string, publicKey: string }
   | { sealCredential: string, kind: CredentialKind, publicKey: string, clusterId: string }
   | { handOff: HandOffInput, planKey: string }
 
@@ -282,6 +289,11 @@ export interface RolesDecision {
   clusterId?: string
   /** Why the node waits, for logs and status. */
   reason?: string
+  /**
+   * A joiner waiting for its credential: the server that seals it now (undefined
+   * when none is up) and every server that can (roles/issuers.ts).
+   */
+  issuing?: { issuer?: string, able: string[] }
   /**
    * The time at which this decision may change with no new entry and no
    * membership change (a settle period or term timeout ending). Absent: only new

@@ -20,8 +20,8 @@ import type { StaticRole, Timing } from '../config/types.ts'
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { ManualClock } from '../util/clock.ts'
 import { seededRandom } from '../util/random.ts'
-import { applyDecisionNow, credentialFor, credentialOf, sealerOf } from '../roles/apply.ts'
-import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential } from '../roles/credentials.ts'
+import { applyDecisionNow, credentialFor, credentialOf, issuersOf } from '../roles/apply.ts'
+import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets } from '../roles/credentials.ts'
 import { trackView } from '../roles/election.ts'
 import { decide, parseCredential } from '../roles/plan.ts'
 import { CRED_PREFIX, ROLE_KEYS, type RolesConfig } from '../roles/types.ts'
@@ -204,6 +204,15 @@ export function runSimulation (opts: SimOptions): SimResult {
   }
 
   // ---- roles ----
+  // A server keeps the secrets its server credential carries (the controller writes
+  // them to cluster-secrets.json), so it can issue when the init server is down.
+  const secretsOf = (node: SimNode): ClusterSecrets | undefined => {
+    if (node.secrets !== undefined) return node.secrets
+    const h = node.held
+    return node.facts.role?.role === 'server' && h?.role === 'server' && h.agentToken !== undefined ? { serverToken: h.token, agentToken: h.agentToken } : undefined
+  }
+  // An honest server: the init server or an honest node that holds the server role.
+  const isServer = (id: string): boolean => inits.has(id) || honest.some((x) => x.id === id && x.facts.role?.role === 'server')
   const step = (node: SimNode, fromTick: boolean): void => {
     if (!node.up) return
     if (node.hostile === true) { if (fromTick) adversary?.step(net); return }
@@ -219,7 +228,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       self: node.id,
       sealKey: node.keys.publicKey,
       entries: node.replica.credentials(),
-      init: sealerOf(node.facts),
+      issuers: issuersOf(node.facts, node.replica.entries()),
       held: node.held,
       open: (box) => openCredential(node.keys, box),
       onError: (owner, error) => { violations.push(`${node.id} cannot open the credential sealed by ${owner}: ${error}`) }
@@ -235,7 +244,7 @@ export function runSimulation (opts: SimOptions): SimResult {
       local: node.facts,
       viewSince: node.tracker.since,
       sealKey: node.keys.publicKey,
-      hasSecrets: node.secrets !== undefined,
+      hasSecrets: secretsOf(node) !== undefined,
       credential: credentialOf(node.held),
       address: node.address
     })
@@ -273,14 +282,14 @@ export function runSimulation (opts: SimOptions): SimResult {
         if (node.facts.cluster === null && facts.cluster !== null) wakeSoon(node)
         node.facts = facts
       },
-      secrets: () => node.secrets,
+      secrets: () => secretsOf(node),
       generateSecrets: () => { node.secrets = generateClusterSecrets(crypto) },
       put: (key, value) => {
         const sealedServer = key.startsWith(CRED_PREFIX) && (value as { kind?: string } | null)?.kind === 'server'
         if (sealedServer) {
           // The server token goes only where the plan puts it: master_nodes servers with HA on, none without.
           const servers = new Set([key.slice(CRED_PREFIX.length), ...node.replica.entries()
-            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => isServer(e.owner) && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .map((e) => e.key.slice(CRED_PREFIX.length))])
           if (!haEnable || servers.size > haMasterNodes) violations.push(`server token sealed to ${key.slice(CRED_PREFIX.length)} outside the plan (ha=${haEnable ? haMasterNodes : 'off'}, servers ${servers.size})`)
         }
@@ -292,7 +301,7 @@ export function runSimulation (opts: SimOptions): SimResult {
             return v?.phase === 'joined'
           }
           const pending = [node.id, ...node.replica.entries()
-            .filter((e) => e.owner === node.id && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
+            .filter((e) => isServer(e.owner) && e.key.startsWith(CRED_PREFIX) && (e.value as { kind?: string } | null)?.kind === 'server')
             .filter((e) => clock.now() - e.writtenAt < SERVER_JOIN_TIMEOUT_SIM_MS)
             .map((e) => e.key.slice(CRED_PREFIX.length))].filter((peer) => !joined(peer))
           if (pending.length > 0) violations.push(`server ${key.slice(CRED_PREFIX.length)} admitted while ${pending.join(', ')} had not joined`)
@@ -395,10 +404,10 @@ export function runSimulation (opts: SimOptions): SimResult {
   // ---- liveness: every live node has a role and the credential for it ----
   // (not when the hostile member won a real vote: the site then waits on it, the documented limit)
   if (violations.length === 0 && hostileElected.size === 0) {
-    const cred = (x: SimNode): string | undefined => {
-      const init = x.facts.role?.init
-      const e = init === undefined ? undefined : x.replica.get(init, `${CRED_PREFIX}${x.id}`)
-      return parseCredential(e?.value)?.kind
+    // The kinds of credential a node holds: the one it opened, else those servers sealed to it.
+    const creds = (x: SimNode): Set<string | undefined> => {
+      const sealers = x.held === undefined ? [...inits, ...honest.filter((y) => y.facts.role?.role === 'server').map((y) => y.id)] : [x.held.owner]
+      return new Set(sealers.map((sealer) => parseCredential(x.replica.get(sealer, `${CRED_PREFIX}${x.id}`)?.value)?.kind))
     }
     for (const x of honest) {
       if (!x.up) continue
@@ -406,8 +415,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       if (role === null) { violations.push(`${x.id} (${x.staticRole}) has no role at the deadline`); continue }
       if (role.role === 'none') continue
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
-      if (role.role === 'server' && cred(x) !== 'server') violations.push(`${x.id} is a server without the server credential`)
-      if (role.role === 'agent' && cred(x) !== 'agent') violations.push(`${x.id} is an agent without the agent credential`)
+      if (role.role === 'server' && !creds(x).has('server')) violations.push(`${x.id} is a server without the server credential`)
+      if (role.role === 'agent' && !creds(x).has('agent')) violations.push(`${x.id} is an agent without the agent credential`)
       const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
       if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }

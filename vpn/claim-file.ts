@@ -20,7 +20,7 @@ export interface PersistedClaim extends AddressClaim {
 
 /**
  * The claim persisted in `<stateDir>/vpn/claim.json`, or undefined on first start.
- * @throws VpnStateFileError when the file exists but cannot be read or parsed.
+ * @throws VpnStateFileError when the file exists but cannot be read, or (exit code 2) is damaged.
  */
 export async function loadClaim (stateDir: string): Promise<PersistedClaim | undefined> {
   const file = join(stateDir, CLAIM_FILE)
@@ -35,13 +35,13 @@ export async function loadClaim (stateDir: string): Promise<PersistedClaim | und
   try {
     parsed = JSON.parse(text)
   } catch (err) {
-    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt }`, { cause: err })
+    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt }`, { cause: err, exitCode: 2 })
   }
   const p = parsed as Partial<PersistedClaim> | null
   if (p === null || typeof p !== 'object' || typeof p.cidr !== 'string' || typeof p.address !== 'string' ||
     typeof p.attempt !== 'number' || !Number.isInteger(p.attempt) || p.attempt < 0 ||
     (p.established !== undefined && typeof p.established !== 'boolean')) {
-    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt, established? }`)
+    throw new VpnStateFileError(`${file}: expected JSON { cidr, address, attempt, established? }`, { exitCode: 2 })
   }
   return { cidr: p.cidr, address: p.address, attempt: p.attempt, ...(p.established === true ? { established: true } : {}) }
 }

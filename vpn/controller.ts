@@ -8,13 +8,15 @@ import type { StateChange, StateEntry } from '../p2p/types.ts'
 import { systemClock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import { silentLogger } from '../util/log.ts'
+import { setAsideCorrupt } from '../util/set-aside.ts'
+import { join } from 'node:path'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
-import { loadClaim, saveClaim } from './claim-file.ts'
+import { CLAIM_FILE, loadClaim, saveClaim } from './claim-file.ts'
 import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
-import { InterfaceNameError } from './errors.ts'
+import { InterfaceNameError, VpnStateFileError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
-import { loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
+import { PRIVATE_KEY_FILE, loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
   advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
   type DesiredPeer, type DuplicateKey, type EstablishedTrack, type LocalAddress, type VpnAdvert
@@ -394,8 +396,21 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         throw new InterfaceNameError(`vpn.interface: got '${vpn.interface}', expected 1–15 characters of letters, digits, '_', '.', '-'`)
       }
       network = parseOverlayCidr(vpn.cidr)
-      keys = await loadOrCreateKeyPair(stateDir)
-      const persisted = await loadClaim(stateDir)
+      // A damaged key or claim is set aside (never deleted) and made again: peers learn
+      // the new public key from this node's advert, and the claim comes back from that
+      // advert in the state, else a new one is made.
+      const damaged = async <T>(file: string, load: () => Promise<T>, rebuilt: string): Promise<T> => {
+        try {
+          return await load()
+        } catch (err) {
+          if (!(err instanceof VpnStateFileError) || err.exitCode !== 2) throw err
+          const aside = setAsideCorrupt(join(stateDir, file), clock.now())
+          log.warn(`${file} is damaged (${errorMessage(err)}): set aside as ${aside}; ${rebuilt}`)
+          return await load()
+        }
+      }
+      keys = await damaged(PRIVATE_KEY_FILE, async () => await loadOrCreateKeyPair(stateDir), 'a new WireGuard key is made and published')
+      const persisted = await damaged(CLAIM_FILE, async () => await loadClaim(stateDir), 'the overlay address is claimed again, from this node\'s advert in the state when it has one')
       if (persisted !== undefined && persisted.cidr !== network.cidr) {
         log.warn('vpn.cidr changed; claiming a new overlay address', { was: persisted.cidr, now: network.cidr })
       }

@@ -26,7 +26,8 @@ export class AddressPoolExhaustedError extends KairosError {
 
 /** A persisted file of the VPN (key, claim) exists but cannot be used. */
 export class VpnStateFileError extends KairosError {
-  constructor (message: string, options: { cause?: unknown } = {}) {
+  /** Exit code 2 when the file's content is damaged (the controller sets it aside and rebuilds it), 1 for an I/O failure. */
+  constructor (message: string, options: { cause?: unknown, exitCode?: number } = {}) {
     super(message, options)
     this.name = 'VpnStateFileError'
   }

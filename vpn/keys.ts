@@ -53,7 +53,7 @@ export function publicKeyOf (privateKey: string): string {
 /**
  * Loads the node's key pair from `<stateDir>/vpn/wireguard.key`, creating it (0600,
  * written atomically) on first start. The key never changes afterwards.
- * @throws VpnStateFileError when the file exists but holds no valid key.
+ * @throws VpnStateFileError when the file cannot be read, or (exit code 2) holds no valid key.
  */
 export async function loadOrCreateKeyPair (stateDir: string): Promise<WireGuardKeyPair> {
   const file = join(stateDir, PRIVATE_KEY_FILE)
@@ -65,7 +65,7 @@ export async function loadOrCreateKeyPair (stateDir: string): Promise<WireGuardK
   }
   if (text !== undefined) {
     const privateKey = text.trim()
-    if (!isWireGuardKey(privateKey)) throw new VpnStateFileError(`${file}: expected a WireGuard private key (base64 of 32 bytes); refusing to replace it`)
+    if (!isWireGuardKey(privateKey)) throw new VpnStateFileError(`${file}: expected a WireGuard private key (base64 of 32 bytes); refusing to replace it`, { exitCode: 2 })
     chmodSync(file, 0o600)
     return { privateKey, publicKey: publicKeyOf(privateKey) }
   }

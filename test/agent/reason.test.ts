@@ -101,3 +101,32 @@ describe('explain', () => {
     expect(explain(input({ phase: 'installing', role: 'init', leader: INIT }))?.code).toBe('installing')
   })
 })
+
+describe('explain: who issues credentials', () => {
+  it('with no server that can issue up: names the only one, since it went, and both ways back', () => {
+    const r = explain(input({ phase: 'waiting', leader: INIT, peers: [dead(INIT, NOW - 90_000), alive(A)], livenessSince: new Map([[INIT, NOW - 80_000]]), issuing: { able: [INIT] } }))
+    expect(r?.code).toBe('init-server-down')
+    expect(r?.text).toContain('the only server that can issue credentials, 12D3KooW…ii9999 (init server), is gone (dead for 80 s)')
+    expect(r?.peer).toBe(INIT)
+    expect(r?.hint).toContain('boot the init server again')
+    expect(r?.hint).toContain('new p2p.network_id')
+    const all = explain(input({ phase: 'installing', role: 'agent', leader: INIT, rolesReason: 'waiting for a credential sealed to this node by a server', peers: [dead(INIT, NOW - 9000), dead(B, NOW - 5000)], issuing: { able: [INIT, B] } }))
+    expect(all?.code).toBe('init-server-down')
+    expect(all?.text).toContain('none of the 2 servers that can issue credentials is up')
+  })
+
+  it('with another server issuing in the init server\'s place: waits on that server, not on the dead init server', () => {
+    const r = explain(input({ phase: 'waiting', leader: INIT, peers: [dead(INIT, NOW - 90_000), alive(B)], issuing: { issuer: B, able: [INIT, B] } }))
+    expect(r?.code).toBe('credential')
+    expect(r?.peer).toBe(B)
+    expect(r?.text).toContain('from 12D3KooW…bb2222 (a server; the init server 12D3KooW…ii9999 is down')
+    // The init server up: the usual wait on it.
+    expect(explain(input({ phase: 'waiting', leader: INIT, peers: [alive(INIT)], issuing: { issuer: INIT, able: [INIT] } }))?.peer).toBe(INIT)
+  })
+
+  it('an init server whose secrets are lost says so and how to restore them', () => {
+    const r = explain(input({ phase: 'installing', role: 'init', rolesReason: 'waiting for the cluster secrets: cluster-secrets.json is lost and its sealed copy (roles/secrets) does not open' }))
+    expect(r?.code).toBe('secrets')
+    expect(r?.hint).toContain('restore cluster-secrets.json')
+  })
+})

@@ -3,7 +3,7 @@
 // files, a fatal error after start. Each runs under a generous child-process timeout,
 // so a regression fails instead of hanging the suite.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { open, mkdtemp, rm, writeFile, mkdir, stat } from 'node:fs/promises'
+import { open, mkdtemp, readFile, rm, writeFile, mkdir, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -116,20 +116,44 @@ describe('hostile and broken local input', { timeout: 60_000 }, () => {
     })
   })
 
+  // The facts of an init server that handed off: k3s runs with its tokens.
+  const initFacts = JSON.stringify({ promised: null, promisedAt: 0, accepted: null, proposal: null, cluster: { clusterId: 'c1', init: 'p' }, role: { role: 'init', clusterId: 'c1', init: 'p' }, joined: { clusterId: 'c1', planKey: 'k' } })
+
   it.each([
-    ['identity.key', 'not a key'],
-    ['roles.json', '{"promised": 7'],
-    ['seal-key.json', '{"v":1,"x25519":"short"}']
-  ])('a damaged %s stops the agent with exit 2 and a message naming the file', async (name, content) => {
-    const dir = join(root, `damaged-${name}`)
+    ['identity.key', 'not a key', [], /identity\.key is not an Ed25519/],
+    ['roles.json', '{"promised": 7', [], /No cluster record is in the state yet.*restore .*roles\.json from a backup/],
+    ['identity.key', 'not a key', [['roles.json', initFacts]], /This node is the init server of cluster c1 .*a new identity cannot take its place\. Restore identity\.key from a backup/],
+    ['cluster-secrets.json', '{"serverToken"', [['roles.json', initFacts]], /cluster-secrets\.json is damaged .*set aside as cluster-secrets\.json\.corrupt-.*no sealed copy in the state opens.*Restore cluster-secrets\.json/]
+  ])('a damaged %s that nothing can rebuild stops the agent with exit 2 and a message naming the file and the way back (%#)', async (name, content, others, message) => {
+    const dir = join(root, `damaged-${name}-${others.length}`)
     await mkdir(dir, { recursive: true, mode: 0o700 })
     await writeFile(join(dir, name), content, { mode: 0o600 })
-    const file = join(root, `damaged-${name}.yaml`)
-    await writeFile(file, agentConfig(`damaged-${name}`, ['  listen: [/ip4/127.0.0.1/tcp/0]']))
+    for (const [other, text] of others) await writeFile(join(dir, other as string), text as string, { mode: 0o600 })
+    const file = join(root, `damaged-${name}-${others.length}.yaml`)
+    await writeFile(file, agentConfig(`damaged-${name}-${others.length}`, ['  listen: [/ip4/127.0.0.1/tcp/0]']))
     const r = await spawnAgent(file)
     expect(r.timedOut).toBe(false)
     expect(r.stderr).toContain(join(dir, name))
+    expect(r.stderr).toMatch(message)
     expect(r.exitCode).toBe(2)
+  })
+
+  it('a damaged seal-key.json is set aside and replaced: the agent runs, and says so in one line', async () => {
+    const name = 'damaged-seal-key'
+    const dir = join(root, name)
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    await writeFile(join(dir, 'seal-key.json'), '{"v":1,"x25519":"short"}', { mode: 0o600 })
+    const file = join(root, `${name}.yaml`)
+    await writeFile(file, agentConfig(name, ['  listen: [/ip4/127.0.0.1/tcp/0]']))
+    const proc = spawnAgent(file)
+    await waitFor('the agent to serve its socket', async () => await stat(join(dir, 'agent.sock')).then(() => true, () => undefined), 30_000, 100)
+    proc.kill('SIGTERM')
+    const r = await proc
+    expect(r.exitCode).toBe(0)
+    const lines = String(r.stderr).split('\n').filter((l) => l.includes('seal-key.json'))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/seal-key\.json is damaged: set aside as seal-key\.json\.corrupt-\d{8}T\d{6}Z; a new seal key is published/)
+    expect(JSON.parse(await readFile(join(dir, 'seal-key.json'), 'utf8'))).toMatchObject({ v: 1 })
   })
 
   it('an unhandled rejection after start is logged, the agent stops, and the process exits 1', async () => {

@@ -11,7 +11,7 @@ import { secureJoinToken } from '../../roles/install-plan.ts'
 import type { Clock } from '../../util/clock.ts'
 import {
   backoffDelay, clusterCaPath, CONFIG_FILE, decideRegistration, DEFAULT_REGISTER_RETRY_MAX_MS, ensureClusterCa, parseInstallEnv, parseJoinToken,
-  registerNode, startStandinServer, standinUrl, REGISTRY_FILE, type StandinRegistry, type StandinServer
+  registerNode, startStandinServer, standinUrl, HA_DIR, REGISTRY_FILE, type StandinRegistry, type StandinServer
 } from '../../netns-lab/k3s-standin.ts'
 
 const tokens = { server: 'server-secret', agent: 'agent-secret' }
@@ -244,6 +244,35 @@ describe('k3s-standin.ts install (process)', () => {
       expect(reg.nodes.map((n) => [n.name, n.role, n.init])).toEqual([['n1', 'server', true], ['n2', 'agent', false]])
     } finally {
       if (serverPid !== undefined) process.kill(serverPid, 'SIGTERM')
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('an HA server registers at the init server, then serves the API itself: an agent joins through it with the agent token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'standin-ha-'))
+    const port = 20000 + ((process.pid + 7) % 20000)
+    const pids: number[] = []
+    try {
+      const initEnv = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '' }
+      expect((await execa(process.execPath, [script, 'install', '--name', 'n1', '--dir', dir, '--port', String(port)], { reject: false, env: initEnv })).exitCode).toBe(0)
+      pids.push((JSON.parse(await readFile(join(dir, 'server.json'), 'utf8')) as { pid: number }).pid)
+      const serverDir = join(dir, 'n2')
+      const serverEnv = { KAIROS_ROLE: 'server', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.2', KAIROS_SERVER_URL: `https://127.0.0.1:${port}` }
+      const srv = await execa(process.execPath, [script, 'install', '--name', 'n2', '--dir', serverDir, '--port', String(port)], { reject: false, env: serverEnv })
+      expect(srv.stderr).toBe('')
+      expect(srv.exitCode).toBe(0)
+      pids.push((JSON.parse(await readFile(join(serverDir, HA_DIR, 'server.json'), 'utf8')) as { pid: number }).pid)
+      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.3', KAIROS_SERVER_URL: `https://127.0.0.2:${port}` }
+      expect((await execa(process.execPath, [script, 'install', '--name', 'n3', '--dir', join(dir, 'n3')], { reject: false, env: agentEnv })).exitCode).toBe(0)
+      const bad = await execa(process.execPath, [script, 'install', '--name', 'n4', '--dir', join(dir, 'n4')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: 'K10wrong' } })
+      expect(bad.stderr).toMatch(/401/)
+      const init = JSON.parse(await readFile(join(dir, REGISTRY_FILE), 'utf8')) as StandinRegistry
+      expect(init.nodes.map((n) => [n.name, n.role])).toEqual([['n1', 'server'], ['n2', 'server']])
+      const ha = JSON.parse(await readFile(join(serverDir, HA_DIR, REGISTRY_FILE), 'utf8')) as StandinRegistry
+      expect(ha.server.address).toBe('127.0.0.2')
+      expect(ha.nodes.map((n) => [n.name, n.role])).toEqual([['n3', 'agent']])
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGTERM')
       await rm(dir, { recursive: true, force: true })
     }
   })

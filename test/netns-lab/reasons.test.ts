@@ -72,7 +72,7 @@ describe.skipIf(!enabled)('why a node waits, in the lab (root)', () => {
     // The init server dies hard; a node booted now waits for a credential only it can seal.
     await l.kill(init)
     await l.restart('n5')
-    const orphan = await reasons(l, ['n5'], /^waiting for a credential from \S+ \(init server\), (dead|suspect) for \d+ s: restart the init server/, 'n5 waiting on the dead init server')
+    const orphan = await reasons(l, ['n5'], /^waiting for a credential(: the only server that can issue credentials, \S+ \(init server\), is gone \(dead for \d+ s\): boot the init server again| from \S+ \(init server\), suspect for \d+ s: restart the init server)/, 'n5 waiting on the dead init server')
     expect(node(orphan, 'n5').phase).toBe('waiting')
   }, SCENARIO_MS)
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { applyDecision, applyDecisionNow, credentialFor, credentialOf, sealerOf, type ApplyPorts } from '../../roles/apply.ts'
+import { applyDecision, applyDecisionNow, credentialFor, credentialOf, issuersOf, sealerOf, type ApplyPorts, type Issuers } from '../../roles/apply.ts'
 import { memorySealKeys, openCredential, sealCredential, type ClusterSecrets } from '../../roles/credentials.ts'
 import { EMPTY_FACTS, type LocalFacts, type RolesAction } from '../../roles/types.ts'
 import { seededRandom } from '../../util/random.ts'
@@ -98,31 +98,32 @@ describe('credentialFor', () => {
     ({ owner, key: 'cred/me', version, writtenAt: 0, value: { kind, to, clusterId: 'c1', box } })
   const sealed = (kind: 'server' | 'agent', to = keys.publicKey): JsonValue => sealCredential(kind, SECRETS, to, random) as unknown as JsonValue
   const open = (box: JsonValue): ReturnType<typeof openCredential> => openCredential(keys, box)
+  const only = (init: string, ...servers: string[]): Issuers => ({ init, servers: new Set([init, ...servers]) })
 
   it('opens only the credential of the accepted init server, and none before it accepted a record', () => {
     const entries = [entry('mallory', 1, 'agent', sealed('agent')), entry('init', 2, 'server', sealed('server'))]
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: 'init', held: undefined, open })).toMatchObject({ role: 'server', token: 'server-token', agentToken: 'agent-token', owner: 'init', version: 2 })
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: entries.slice(0, 1), init: 'init', held: undefined, open })).toBeUndefined()
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: undefined, held: undefined, open })).toBeUndefined()
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, init: 'mallory', held: undefined, open })?.owner).toBe('mallory')
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, issuers: only('init'), held: undefined, open })).toMatchObject({ role: 'server', token: 'server-token', agentToken: 'agent-token', owner: 'init', version: 2 })
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: entries.slice(0, 1), issuers: only('init'), held: undefined, open })).toBeUndefined()
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, issuers: undefined, held: undefined, open })).toBeUndefined()
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries, issuers: only('mallory'), held: undefined, open })?.owner).toBe('mallory')
   })
 
   it('opens an entry once, reopens a new version, and reports what does not open', () => {
     let opens = 0
     const counting = (box: JsonValue): ReturnType<typeof openCredential> => { opens++; return open(box) }
     const first = [entry('init', 1, 'agent', sealed('agent'))]
-    const held = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: first, init: 'init', held: undefined, open: counting })
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: first, init: 'init', held, open: counting })).toBe(held)
+    const held = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: first, issuers: only('init'), held: undefined, open: counting })
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: first, issuers: only('init'), held, open: counting })).toBe(held)
     expect(opens).toBe(1)
     const errors: string[] = []
     const onError = (owner: string, error: string): void => { errors.push(`${owner}: ${error}`) }
     // Sealed to another key but published as ours; relabelled from agent to server.
     const bad = [entry('init', 2, 'agent', sealed('agent', other.publicKey)), entry('init', 3, 'server', sealed('agent'))]
-    for (const e of bad) expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [e], init: 'init', held, open: counting, onError })).toBeUndefined()
+    for (const e of bad) expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [e], issuers: only('init'), held, open: counting, onError })).toBeUndefined()
     expect(errors).toHaveLength(2)
     expect(errors[1]).toContain('published as server')
     // Addressed to another key in the clear: not ours, not even tried.
-    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 4, 'agent', sealed('agent'), other.publicKey)], init: 'init', held, open: counting, onError })).toBeUndefined()
+    expect(credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 4, 'agent', sealed('agent'), other.publicKey)], issuers: only('init'), held, open: counting, onError })).toBeUndefined()
     expect(errors).toHaveLength(2)
   })
 
@@ -132,8 +133,8 @@ describe('credentialFor', () => {
     expect(sealerOf({ cluster: { clusterId: 'c1', init: 'init' }, role: null })).toBe('init')
     expect(sealerOf({ cluster: null, role: { role: 'agent', clusterId: 'c1', init: 'old' } })).toBe('old')
     expect(credentialOf(undefined)).toBeUndefined()
-    const a = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 1, 'agent', sealed('agent'))], init: 'init', held: undefined, open })
-    const b = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 2, 'server', sealed('server'))], init: 'init', held: undefined, open })
+    const a = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 1, 'agent', sealed('agent'))], issuers: only('init'), held: undefined, open })
+    const b = credentialFor({ self: 'me', sealKey: keys.publicKey, entries: [entry('init', 2, 'server', sealed('server'))], issuers: only('init'), held: undefined, open })
     expect(credentialOf(a)?.owner).toBe('init')
     expect(credentialOf(a)?.digest).toMatch(/^[0-9a-f]{32}$/)
     expect(credentialOf(a)?.digest).not.toBe(credentialOf(b)?.digest)

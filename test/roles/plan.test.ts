@@ -338,7 +338,7 @@ describe('decide', () => {
     site.run(60)
     const keys = new Set<string>()
     for (const n of site.nodes) for (const e of n.replica.values()) keys.add(e.key.replace(/^cred\/.*/, 'cred/<peer>'))
-    expect([...keys].sort()).toEqual(['cred/<peer>', 'roles/cluster', 'roles/node', 'roles/proposal', 'roles/status', 'roles/vote'])
+    expect([...keys].sort()).toEqual(['cred/<peer>', 'roles/cluster', 'roles/node', 'roles/proposal', 'roles/secrets', 'roles/status', 'roles/vote'])
     const text = JSON.stringify(site.nodes.map((n) => [...n.replica.values()]))
     expect(text.toLowerCase()).not.toMatch(/kubeconfig|client-key|token/)
     const creds = site.nodes[0]?.replica ?? new Map<string, StateEntry>()

@@ -6,7 +6,7 @@
  */
 import type { StaticRole } from '../../config/types.ts'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { applyDecisionNow, credentialFor, credentialOf, sealerOf, type HeldCredential } from '../../roles/apply.ts'
+import { applyDecisionNow, credentialFor, credentialOf, issuersOf, type HeldCredential } from '../../roles/apply.ts'
 import { generateClusterSecrets, memorySealKeys, openCredential, sealCredential, type ClusterSecrets, type SealKeys } from '../../roles/credentials.ts'
 import { clusterIdFor } from '../../roles/ballot.ts'
 import { refOf } from '../../roles/certificates.ts'
@@ -76,11 +76,17 @@ export class Site {
     for (const a of this.nodes) for (const b of this.nodes) if (a !== b && this.reach(a, b)) for (const e of a.replica.values()) this.merge(b, e)
   }
 
+  /** A node's secrets: the init server's own, or those a server's credential carries (as the controller keeps them). */
+  secretsOf (node: SiteNode): ClusterSecrets | undefined {
+    const h = node.held
+    return node.secrets ?? (node.facts.role?.role === 'server' && h?.role === 'server' && h.agentToken !== undefined ? { serverToken: h.token, agentToken: h.agentToken } : undefined)
+  }
+
   step (node: SiteNode): RolesDecision {
     const members = this.nodes.filter((o) => o !== node && this.reach(node, o)).map((o) => ({ peerId: o.id, liveness: 'alive' as const, lastSeen: this.now }))
     node.tracker = trackView(node.tracker, members, this.now)
     const entries = [...node.replica.values()]
-    node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, init: sealerOf(node.facts), held: node.held, open: (box) => openCredential(node.keys, box) })
+    node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, issuers: issuersOf(node.facts, entries), held: node.held, open: (box) => openCredential(node.keys, box) })
     const d = decide({
       self: node.id,
       now: this.now,
@@ -91,7 +97,7 @@ export class Site {
       local: node.facts,
       viewSince: node.tracker.since,
       sealKey: node.keys.publicKey,
-      hasSecrets: node.secrets !== undefined,
+      hasSecrets: this.secretsOf(node) !== undefined,
       credential: credentialOf(node.held),
       address: `10.0.0.${this.nodes.indexOf(node) + 1}`
     })
@@ -100,7 +106,7 @@ export class Site {
         if (node.facts.role === null && facts.role?.role === 'init') node.inits++
         node.facts = facts
       },
-      secrets: () => node.secrets,
+      secrets: () => this.secretsOf(node),
       generateSecrets: () => { node.secrets = generateClusterSecrets(this.random) },
       put: (key, value) => { this.put(node, key, value) },
       seal: (kind, secrets, publicKey) => sealCredential(kind, secrets, publicKey, this.random),
