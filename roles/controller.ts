@@ -14,13 +14,9 @@ import { buildInstallPlan, clusterCaFile, serverUrlFor, type InstallPlan, type I
 import { trackView } from './election.ts'
 import { applyDecision, credentialFor, credentialOf, issuersOf, type ApplyPorts, type HeldCredential } from './apply.ts'
 import { configWarnings, decide, rolesConfigOf } from './plan.ts'
-import { FACTS_FILE, SECRETS_FILE, RolesStoreError, loadFacts, loadSecrets, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
-import { parseSecretsCopy } from './issuers.ts'
-import { parseProposal, parseRecord, parseVote } from './entries.ts'
-import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
-import { SEAL_KEY_FILE } from './credentials.ts'
-import { setAsideCorrupt } from '../util/set-aside.ts'
-import { join } from 'node:path'
+import { SECRETS_FILE, saveFacts, saveSecrets, type StoredSecrets } from './local-store.ts'
+import { checkInitSecrets, loadLocalFiles, secretsFromState } from './local-recovery.ts'
+import { CRED_PREFIX, ROLE_KEYS, type HandOffInput, type LocalFacts, type RolesDecision } from './types.ts'
 
 /** The credential functions the controller uses (roles/credentials.ts). */
 export interface CredentialsApi {
@@ -324,29 +320,13 @@ export function createRolesController (init: RolesControllerInit): RolesControll
   /** Why cluster-secrets.json is not held: set for the one log line of its rebuild. */
   let secretsGone: string | undefined
 
-  /**
-   * Takes the cluster secrets back when cluster-secrets.json is lost or was damaged:
-   * from this node's sealed copy (`roles/secrets`), else, on a server, from its server
-   * credential, which carries both tokens. Never makes new ones (see decide).
-   */
+  /** Takes the cluster secrets back when cluster-secrets.json is lost or was damaged (local-recovery.ts); never makes new ones. */
   const recoverSecrets = async (entries: readonly StateEntry[]): Promise<void> => {
     if (secrets !== undefined) return
-    const keys = sealKeys as SealKeys
-    let found: { next: StoredSecrets, from: string } | undefined
-    const copy = parseSecretsCopy(entries.find((e) => e.owner === state.self && e.key === ROLE_KEYS.secrets)?.value)
-    if (copy !== undefined && copy.to === keys.publicKey) {
-      try {
-        const c = init.credentials.openCredential(keys, copy.box)
-        if (c.role === 'server' && c.agentToken !== undefined) found = { next: { serverToken: c.token, agentToken: c.agentToken, clusterId: copy.clusterId }, from: 'its sealed copy in the state (roles/secrets)' }
-      } catch (err) {
-        const id = `copy\u0000${copy.box === undefined ? '' : JSON.stringify(copy.box).slice(0, 64)}`
-        if (!unopened.has(id)) logger.warn('cannot open the sealed copy of the cluster secrets', { error: errorMessage(err) })
-        unopened.add(id)
-      }
-    }
-    if (found === undefined && opened?.role === 'server' && opened.agentToken !== undefined && facts?.role?.role !== 'init') {
-      found = { next: { serverToken: opened.token, agentToken: opened.agentToken, clusterId: opened.clusterId }, from: 'this server\'s credential' }
-    }
+    const found = secretsFromState(state.self, sealKeys as SealKeys, entries, opened, facts?.role?.role === 'init', init.credentials.openCredential, (id, err) => {
+      if (!unopened.has(id)) logger.warn('cannot open the sealed copy of the cluster secrets', { error: errorMessage(err) })
+      unopened.add(id)
+    })
     if (found === undefined) return
     await saveSecrets(stateDir, found.next)
     secrets = found.next
@@ -355,65 +335,18 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     secretsGone = undefined
   }
 
-  /**
-   * Loads roles.json, cluster-secrets.json and seal-key.json, setting aside
-   * (`<file>.corrupt-<timestamp>`, never deleted) a damaged one that the state can
-   * rebuild: the role from the cluster record and credentials, the secrets from their
-   * sealed copy, the seal key by making a new one (republished; servers seal to it
-   * again). What cannot be rebuilt stops the start with a `RolesStoreError` (exit 2)
-   * naming the file and the way back.
-   */
+  /** Loads the local files, rebuilding the damaged ones the state can (local-recovery.ts). */
   const loadLocal = async (): Promise<void> => {
     const entries = [...state.list('roles/'), ...state.list(CRED_PREFIX)]
-    const now = clock.now()
-    try {
-      facts = await loadFacts(stateDir)
-    } catch (err) {
-      if (!(err instanceof RolesStoreError) || err.exitCode !== 2) throw err
-      const record = entries.some((e) => e.key === ROLE_KEYS.cluster && parseRecord(e.value)?.networkId === config.p2p.networkId)
-      if (!record) {
-        throw new RolesStoreError(`${errorMessage(err)}. No cluster record is in the state yet, so the votes it held cannot be rebuilt: restore ${join(stateDir, FACTS_FILE)} from a backup, or move it away only if this node never voted (forgetting a vote during an election can give two cluster-inits)`, { cause: err, exitCode: 2 })
-      }
-      const aside = setAsideCorrupt(join(stateDir, FACTS_FILE), now)
-      // The vote and proposal this node published stay what it promised: the cluster
-      // record's certificate refers to that vote, and forgetting it would refute it.
-      const own = (key: string): unknown => entries.find((e) => e.owner === state.self && e.key === key)?.value
-      const vote = parseVote(own(ROLE_KEYS.vote))
-      const proposal = parseProposal(own(ROLE_KEYS.proposal))
-      facts = { ...EMPTY_FACTS, promised: vote?.promised ?? null, accepted: vote?.accepted ?? null, promisedAt: now, proposal: proposal === undefined ? null : { ...proposal, startedAt: now } }
-      logger.warn(`${FACTS_FILE} is damaged (${errorMessage(err)}): set aside as ${aside}; the role is rebuilt from the cluster record and credentials in the state`)
-    }
-    try {
-      sealKeys = await init.credentials.createSealKeys(stateDir)
-    } catch (err) {
-      if (!(err instanceof KairosError) || err.exitCode !== 2) throw err
-      const aside = setAsideCorrupt(join(stateDir, SEAL_KEY_FILE), now)
-      sealKeys = await init.credentials.createSealKeys(stateDir)
-      logger.warn(`${SEAL_KEY_FILE} is damaged: set aside as ${aside}; a new seal key is published and servers seal credentials to it again`)
-    }
-    try {
-      secrets = await loadSecrets(stateDir)
-      if (secrets === undefined) secretsGone = 'is missing'
-    } catch (err) {
-      if (!(err instanceof RolesStoreError) || err.exitCode !== 2) throw err
-      secretsGone = `is damaged (${errorMessage(err)}): set aside as ${setAsideCorrupt(join(stateDir, SECRETS_FILE), now)}`
-    }
-    const role = facts.role
-    if (role?.role !== 'init' && role?.role !== 'server') {
-      // Nothing to rebuild on a node that holds no secrets; a joiner that becomes a server writes them.
-      if (secretsGone?.startsWith('is missing') === true) secretsGone = undefined
-      return
-    }
+    const files = await loadLocalFiles({ stateDir, self: state.self, networkId: config.p2p.networkId, createSealKeys: init.credentials.createSealKeys, logger, now: clock.now() }, entries)
+    facts = files.facts
+    sealKeys = files.sealKeys
+    secrets = files.secrets
+    secretsGone = files.secretsGone
+    const role = files.facts.role?.role
+    if (role !== 'init' && role !== 'server') return
     await recoverSecrets(entries)
-    // A server that has no copy yet takes them from its credential at the first step.
-    if (secrets !== undefined || role.role !== 'init') return
-    const made = secretsGone !== 'is missing' || facts.joined?.clusterId === role.clusterId ||
-      entries.some((e) => e.owner === state.self && (e.key === ROLE_KEYS.secrets || e.key.startsWith(CRED_PREFIX)))
-    if (made) {
-      throw new RolesStoreError(`${join(stateDir, SECRETS_FILE)} ${secretsGone ?? 'is missing'}, and no sealed copy in the state opens with this node's seal key. ` +
-        'This node is the init server, and k3s runs with the tokens that file held; new ones would lock every later joiner out. ' +
-        `Restore ${SECRETS_FILE} ({"serverToken","agentToken","clusterId"}, mode 0600) from a backup of the state dir, or copy it from an HA server of this site (servers keep the same tokens), then start again`, { exitCode: 2 })
-    }
+    checkInitSecrets({ ...files, secrets, secretsGone }, state.self, stateDir, entries)
   }
 
   const step = async (signal: AbortSignal): Promise<void> => {

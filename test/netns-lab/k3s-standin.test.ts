@@ -248,23 +248,28 @@ describe('k3s-standin.ts install (process)', () => {
     }
   })
 
-  it('an HA server registers at the init server, then serves the API itself: an agent joins through it with the agent token', async () => {
+  it('an HA server registers at the init server, then serves the API itself with the cluster CA: an agent pinned to it joins through it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'standin-ha-'))
     const port = 20000 + ((process.pid + 7) % 20000)
     const pids: number[] = []
     try {
-      const initEnv = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '' }
+      const initEnv = { KAIROS_ROLE: 'init', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.1', KAIROS_SERVER_URL: '', KAIROS_K3S_CONFIG: `cluster-init: true\ndata-dir: ${join(dir, 'n1-data')}\n` }
       expect((await execa(process.execPath, [script, 'install', '--name', 'n1', '--dir', dir, '--port', String(port)], { reject: false, env: initEnv })).exitCode).toBe(0)
       pids.push((JSON.parse(await readFile(join(dir, 'server.json'), 'utf8')) as { pid: number }).pid)
+      const ca = await readFile(clusterCaPath(join(dir, 'n1-data')))
       const serverDir = join(dir, 'n2')
-      const serverEnv = { KAIROS_ROLE: 'server', KAIROS_TOKEN: tokens.server, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.2', KAIROS_SERVER_URL: `https://127.0.0.1:${port}` }
+      const serverToken = secureJoinToken(caHashOf(ca), 'server', tokens.server)
+      const serverEnv = { KAIROS_ROLE: 'server', KAIROS_TOKEN: serverToken, KAIROS_AGENT_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.2', KAIROS_SERVER_URL: `https://127.0.0.1:${port}`, KAIROS_K3S_CONFIG: `token: ${serverToken}\ndata-dir: ${join(dir, 'n2-data')}\n` }
       const srv = await execa(process.execPath, [script, 'install', '--name', 'n2', '--dir', serverDir, '--port', String(port)], { reject: false, env: serverEnv })
       expect(srv.stderr).toBe('')
       expect(srv.exitCode).toBe(0)
       pids.push((JSON.parse(await readFile(join(serverDir, HA_DIR, 'server.json'), 'utf8')) as { pid: number }).pid)
-      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: tokens.agent, KAIROS_NODE_IP: '127.0.0.3', KAIROS_SERVER_URL: `https://127.0.0.2:${port}` }
+      // It took the cluster's CA, as a k3s server does: the same bytes, the same pin.
+      expect(await readFile(clusterCaPath(join(dir, 'n2-data')))).toEqual(ca)
+      const pinned = secureJoinToken(caHashOf(ca), 'agent', tokens.agent)
+      const agentEnv = { KAIROS_ROLE: 'agent', KAIROS_TOKEN: pinned, KAIROS_NODE_IP: '127.0.0.3', KAIROS_SERVER_URL: `https://127.0.0.2:${port}` }
       expect((await execa(process.execPath, [script, 'install', '--name', 'n3', '--dir', join(dir, 'n3')], { reject: false, env: agentEnv })).exitCode).toBe(0)
-      const bad = await execa(process.execPath, [script, 'install', '--name', 'n4', '--dir', join(dir, 'n4')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: 'K10wrong' } })
+      const bad = await execa(process.execPath, [script, 'install', '--name', 'n4', '--dir', join(dir, 'n4')], { reject: false, env: { ...agentEnv, KAIROS_TOKEN: secureJoinToken(caHashOf(ca), 'agent', 'f'.repeat(64)) } })
       expect(bad.stderr).toMatch(/401/)
       const init = JSON.parse(await readFile(join(dir, REGISTRY_FILE), 'utf8')) as StandinRegistry
       expect(init.nodes.map((n) => [n.name, n.role])).toEqual([['n1', 'server'], ['n2', 'server']])

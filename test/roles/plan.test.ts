@@ -290,7 +290,9 @@ describe('a node advertising an unusable seal key', () => {
     const config = { ...BASE_CONFIG, haEnable: true, haMasterNodes: 2 }
     const me = sealKeysOf('me')
     let local: LocalFacts = { ...EMPTY_FACTS, cluster: { clusterId: C1, init: 'me', record: { ...RECORD, init: 'me' } }, role: { role: 'init', clusterId: C1, init: 'me' }, joined: { clusterId: C1, planKey: 'k' } }
-    let secrets: ClusterSecrets | undefined
+    const random = seededRandom(7)
+    // The init server has run cluster-init: it holds the secrets k3s runs with.
+    let secrets: ClusterSecrets | undefined = generateClusterSecrets(random)
     const replica = new Map<string, StateEntry>()
     const put = (owner: string, key: string, value: unknown): void => {
       const id = `${owner}\u0000${key}`
@@ -299,7 +301,6 @@ describe('a node advertising an unusable seal key', () => {
     put('mallory', 'roles/node', { sealKey: key, role: 'master', eligible: true, k3s: true })
     put('a', 'roles/node', { sealKey: sealKeyOf('a'), role: 'auto', eligible: true, k3s: true })
     put('b', 'roles/node', { sealKey: sealKeyOf('b'), role: 'auto', eligible: true, k3s: true })
-    const random = seededRandom(7)
     const refused: string[] = []
     for (let round = 0; round < 6; round++) {
       const d = decide(snapshot({ local, config, sealKey: me.publicKey, hasSecrets: secrets !== undefined, members: alive('mallory', 'a', 'b'), entries: [...replica.values()] }))
