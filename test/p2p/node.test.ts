@@ -171,7 +171,7 @@ describe('p2p node', () => {
 
     await c1.stop()
     await waitFor('a and b forget c\'s entries', () => (a.state.get(id, 'advert') === undefined && b.state.get(id, 'advert') === undefined) || undefined, 45_000)
-      .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify([a, b].map((n) => ({ held: n.state.get(id, 'advert') !== undefined, member: n.state.members().find((m) => m.peerId === id)?.liveness, peer: n.status().peers.find((p) => p.id === id) })))}`) })
+      .catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify([a, b].map((n) => ({ held: n.state.get(id, 'advert') !== undefined, member: n.state.members().find((m) => m.peerId === id)?.liveness, peer: n.status().peers.find((p) => p.id === id), departed: n.status().departed.find((d) => d.id === id), loopErrors: n.status().loopErrors })))}`) })
     expect(a.state.get(b.peerId, 'p2p/member')).toBeDefined()
 
     const c2 = await cluster.node(token, { ...forget, bootstrapPeers: [a.addresses()[0] as string] }, { ...gc, stateDir: dirC })
