@@ -2,38 +2,20 @@
 // agents in namespaces (root); skipped without root or with KAIROS_LAB_E2E=0, like
 // e2e.test.ts. Hosts are booted one by one with `restart` (a host of a lab built
 // without agents boots on its first restart).
-import { readFile, readdir, rm, mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../../netns-lab/lab.ts'
+import { describe, expect, it } from 'vitest'
+import { isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+import { labEnabled, labNode, labScenarios } from './scenario.ts'
 import { HA_DIR, REGISTRY_FILE, type StandinRegistry } from '../../netns-lab/k3s-standin.ts'
 import type { HostRecord } from '../../netns-lab/meta.ts'
 
-const isRoot = process.getuid?.() === 0
-const enabled = isRoot && process.env.KAIROS_LAB_E2E !== '0'
 const WAIT_MS = 150_000
 const SCENARIO_MS = 900_000
 
-describe.skipIf(!enabled)('credential issuing and damaged files, in the lab (root)', () => {
-  let root = ''
-  let lab: Lab | undefined
-  let n = 0
-
-  beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'kairos-lab-issue-')) })
-  afterEach(async () => { await lab?.down({ keepReports: false }); lab = undefined })
-  afterAll(async () => { await rm(root, { recursive: true, force: true }) })
-
-  const start = async (init: LabInit): Promise<Lab> => {
-    lab = createLab({ id: `i${(process.pid % 100).toString(36)}${n++}`, root, ...init })
-    await lab.up()
-    return lab
-  }
-  const node = (s: LabStatus, name: string): LabStatus['nodes'][number] => {
-    const x = s.nodes.find((y) => y.name === name)
-    if (x === undefined) throw new Error(`no node ${name}`)
-    return x
-  }
+describe.skipIf(!labEnabled)('credential issuing and damaged files, in the lab (root)', () => {
+  const { start } = labScenarios('i')
+  const node = labNode
   const host = async (l: Lab, name: string): Promise<HostRecord> => {
     const h = (await l.record()).hosts.find((x) => x.name === name)
     if (h === undefined) throw new Error(`no host ${name}`)

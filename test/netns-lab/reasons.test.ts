@@ -4,37 +4,19 @@
 // without root or with KAIROS_LAB_E2E=0, like e2e.test.ts. Hosts are booted one by one
 // with `restart` (a host of a lab built without agents boots on its first restart).
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createLab, isFormed, type Lab, type LabInit, type LabStatus } from '../../netns-lab/lab.ts'
+import { describe, expect, it } from 'vitest'
+import { isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+import { labEnabled, labNode, labScenarios } from './scenario.ts'
 import { TOKENS_FILE } from '../../netns-lab/k3s-standin.ts'
 
-const isRoot = process.getuid?.() === 0
-const enabled = isRoot && process.env.KAIROS_LAB_E2E !== '0'
 const WAIT_MS = 120_000
 const SCENARIO_MS = 400_000
 
-describe.skipIf(!enabled)('why a node waits, in the lab (root)', () => {
-  let root = ''
-  let lab: Lab | undefined
-  let n = 0
-
-  beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'kairos-lab-why-')) })
-  afterEach(async () => { await lab?.down({ keepReports: false }); lab = undefined })
-  afterAll(async () => { await rm(root, { recursive: true, force: true }) })
-
-  const start = async (init: LabInit): Promise<Lab> => {
-    lab = createLab({ id: `w${(process.pid % 100).toString(36)}${n++}`, root, ...init })
-    await lab.up()
-    return lab
-  }
-  const node = (s: LabStatus, name: string): LabStatus['nodes'][number] => {
-    const x = s.nodes.find((y) => y.name === name)
-    if (x === undefined) throw new Error(`no node ${name}`)
-    return x
-  }
+describe.skipIf(!labEnabled)('why a node waits, in the lab (root)', () => {
+  const { start } = labScenarios('w')
+  const node = labNode
   /** Waits until each named node's reason matches; returns the last status. */
   const reasons = async (l: Lab, names: string[], re: RegExp, what: string): Promise<LabStatus> =>
     await l.waitFor((s) => names.every((x) => re.test(node(s, x).reason ?? '')), { timeoutMs: WAIT_MS, what })
