@@ -174,8 +174,12 @@ export function planCredentials (input: {
       const c = parseCredential(e.value)
       const id = e.key.slice(CRED_PREFIX.length)
       const before = issued.get(id)
-      // One sealed to the recipient's current key wins over an outdated one.
-      if (c !== undefined && c.clusterId === record.clusterId && (before === undefined || before.to !== nodes.get(id)?.sealKey)) {
+      // A server credential wins over an agent one (its server token is out: it holds a
+      // server slot, whatever another issuer sealed later); of one kind, the one sealed
+      // to the recipient's current key wins over an outdated one.
+      const wins = before === undefined || (c?.kind === 'server' && before.kind !== 'server') ||
+        (c?.kind === before.kind && before.to !== nodes.get(id)?.sealKey)
+      if (c !== undefined && c.clusterId === record.clusterId && wins) {
         issued.set(id, c)
         issuedAt.set(id, Math.min(e.writtenAt, issuedAt.get(id) ?? e.writtenAt))
       }

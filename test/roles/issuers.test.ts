@@ -165,6 +165,22 @@ describe('a server issuing in the init server\'s place', () => {
     expect(plan(true)).toEqual([{ recipient: 'y', kind: 'server', publicKey: 'key-y-new' }, { recipient: 'x', kind: 'server', publicKey: 'key-x' }])
   })
 
+  it('a server credential holds its slot although another server later sealed the same node an agent credential to a new key', () => {
+    // y got the server token from the init server, then re-keyed; s1, issuing while it
+    // held the init server down, sealed y an agent credential to the new key. The init
+    // server still counts y as a server: no third server with two slots, and y's server
+    // credential is sealed again to its new key.
+    const entries = [
+      cred('init', 's1', 'server'), cred('init', 'y', 'server'), status('s1', 'joined'), status('y', 'joined'),
+      { owner: 's1', key: 'cred/y', version: 1, writtenAt: 0, value: { kind: 'agent', to: 'key-y-new', clusterId: 'c1', box: {} } }
+    ]
+    const grants = planCredentials({
+      self: 'init', networkId: 'net', record: { clusterId: 'c1' }, config: { haEnable: true, haMasterNodes: 2 }, now: 1, nodes,
+      members: alive('s1', 'x', 'y'), entries, selfJoined: true, servers: new Set(['init', 's1', 'y'])
+    })
+    expect(grants).toEqual([{ recipient: 'y', kind: 'server', publicKey: 'key-y-new' }, { recipient: 'x', kind: 'agent', publicKey: 'key-x' }])
+  })
+
   it('a joiner with a role opens only the credential of its kind', () => {
     const keys = memorySealKeys(seededRandom(11))
     const random = seededRandom(12)
