@@ -1,28 +1,47 @@
 // `npm run bench`: runs every benchmark script in this folder (or those named on
 // the command line), each in its own Node 24 process so one cannot skew another,
 // collects the JSON each prints on its last stdout line, and writes
-// bench/results.json and bench/RESULTS.md, keeping RESULTS.md's section of figures
-// measured by hand. Naming benchmarks reruns only those and keeps the other entries
-// of an earlier results.json.
+// bench/results.json and bench/RESULTS.md (bench/_results-md.ts), keeping RESULTS.md's
+// section of figures measured by hand. A benchmark not run this time (not named, or the
+// soak left out) keeps its entry of the earlier results.json, with the time it was
+// measured. The soak (soak.ts, an hour by default) runs only when named or with
+// KAIROS_BENCH_SOAK=1. `npm run bench -- --md` only writes RESULTS.md again from
+// results.json.
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa } from 'execa'
+import { byHandSection, renderResults, type ResultsFile, type StoredResult } from './_results-md.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const wanted = process.argv.slice(2)
-const scripts = (await readdir(here))
-  .filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !f.startsWith('_'))
-  .filter((f) => wanted.length === 0 || wanted.includes(f.replace(/\.ts$/, '')))
-  .sort()
+const args = process.argv.slice(2)
+const mdOnly = args.includes('--md')
+const wanted = args.filter((a) => a !== '--md')
+const all = (await readdir(here)).filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !f.startsWith('_')).map((f) => f.replace(/\.ts$/, ''))
+const unknown = wanted.filter((w) => !all.includes(w))
+if (unknown.length > 0) {
+  process.stderr.write(`no benchmark ${unknown.map((u) => `'${u}'`).join(', ')}; expected some of: ${all.join(', ')}\n`)
+  process.exit(2)
+}
+/** Benchmarks a full run leaves out unless enabled: name → the env variable that enables it. */
+const OPT_IN: Record<string, string> = { soak: 'KAIROS_BENCH_SOAK' }
+const names = mdOnly
+  ? []
+  : all.filter((name) => wanted.length > 0 ? wanted.includes(name) : OPT_IN[name] === undefined || process.env[OPT_IN[name]] === '1').sort()
+
+/** The longest one benchmark may run: 20 min, the soak its own length and 20 min more. */
+function timeoutMs (name: string): number {
+  if (name !== 'soak') return 20 * 60_000
+  const minutes = Number(process.env.KAIROS_BENCH_SOAK_MINUTES ?? 60)
+  return ((Number.isFinite(minutes) && minutes > 0 ? minutes : 60) + 20) * 60_000
+}
 
 interface BenchResult { name: string, ok: boolean, result?: unknown, error?: string, wallMs: number }
 const results: BenchResult[] = []
-for (const file of scripts) {
-  const name = file.replace(/\.ts$/, '')
+for (const name of names) {
   const started = performance.now()
   process.stderr.write(`bench ${name} …\n`)
-  const run = await execa(process.execPath, [join(here, file)], { reject: false, all: false, timeout: 20 * 60_000 })
+  const run = await execa(process.execPath, [join(here, `${name}.ts`)], { reject: false, all: false, timeout: timeoutMs(name) })
   const wallMs = Math.round(performance.now() - started)
   const last = run.stdout.trim().split('\n').at(-1) ?? ''
   try {
@@ -34,42 +53,24 @@ for (const file of scripts) {
   process.stderr.write(`bench ${name}: ${results.at(-1)?.ok === true ? 'ok' : 'FAILED'} (${wallMs} ms)\n`)
 }
 
-/** The heading of bench/RESULTS.md's hand-kept section, which a run keeps. */
-const BY_HAND_HEADING = '## Figures measured by hand'
+const resultsPath = join(here, 'results.json')
+const earlierFile = await readFile(resultsPath, 'utf8').then((t) => JSON.parse(t) as ResultsFile, () => undefined)
+let out: ResultsFile
+if (mdOnly) {
+  if (earlierFile === undefined) throw new Error(`${resultsPath}: missing or not JSON; expected the results of an earlier \`npm run bench\``)
+  out = earlierFile
+} else {
+  const when = new Date().toISOString()
+  // Entries of benchmarks that still exist and were not run this time stay as measured.
+  const earlier = (earlierFile?.results ?? []).filter((e) => all.includes(e.name) && !results.some((r) => r.name === e.name))
+  const merged: StoredResult[] = [...earlier, ...results.map((r) => ({ ...r, when }))].sort((a, b) => a.name.localeCompare(b.name))
+  out = { when, node: process.version, cpus: (await import('node:os')).cpus().length, results: merged }
+  await writeFile(resultsPath, JSON.stringify(out, null, 2) + '\n')
+}
 
-interface StoredResult extends BenchResult { when: string }
-const when = new Date().toISOString()
-let earlier: StoredResult[] = []
-if (wanted.length > 0) {
-  try {
-    earlier = (JSON.parse(await readFile(join(here, 'results.json'), 'utf8')) as { results: StoredResult[] }).results
-  } catch { earlier = [] }
-}
-const merged: StoredResult[] = [
-  ...earlier.filter((e) => !results.some((r) => r.name === e.name)),
-  ...results.map((r) => ({ ...r, when }))
-].sort((a, b) => a.name.localeCompare(b.name))
-const out = { when, node: process.version, cpus: (await import('node:os')).cpus().length, results: merged }
-await writeFile(join(here, 'results.json'), JSON.stringify(out, null, 2) + '\n')
-
-function rows (value: unknown, prefix = ''): Array<[string, string]> {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    return Object.entries(value).flatMap(([k, v]) => rows(v, prefix === '' ? k : `${prefix}.${k}`))
-  }
-  return [[prefix, Array.isArray(value) ? JSON.stringify(value) : String(value)]]
-}
-const md = [`# Benchmarks`, '', `Measured ${out.when} on ${out.cpus} cores, Node ${out.node}, by \`npm run bench\`.`, '']
-for (const r of merged) {
-  md.push(`## ${r.name}`, '', `Measured ${r.when}.`, '')
-  if (!r.ok) { md.push(`Failed: ${r.error ?? ''}`, ''); continue }
-  md.push('| metric | value |', '| --- | --- |', ...rows(r.result).map(([k, v]) => `| ${k} | ${v} |`), '')
-}
 // The figures measured by hand (cited by docs/decisions.md) are not rerun here: kept as they are.
-const byHand = await readFile(join(here, 'RESULTS.md'), 'utf8').then((text) => {
-  const at = text.indexOf(`\n${BY_HAND_HEADING}\n`)
-  return at < 0 ? '' : text.slice(at + 1).trimEnd()
-}, () => '')
-if (byHand !== '') md.push(byHand, '')
-await writeFile(join(here, 'RESULTS.md'), md.join('\n'))
-process.stdout.write(md.join('\n') + '\n')
+const byHand = await readFile(join(here, 'RESULTS.md'), 'utf8').then(byHandSection, () => '')
+const md = renderResults(out, byHand)
+await writeFile(join(here, 'RESULTS.md'), md)
+process.stdout.write(md)
 process.exitCode = results.every((r) => r.ok) ? 0 : 1
