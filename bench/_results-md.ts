@@ -116,7 +116,8 @@ export function renderBenchmark (r: StoredResult, floor?: StoredResult): string[
   const entries = Object.entries(result)
   if (entries.length === 1 && entries[0]?.[0] === 'skipped') return [...out, `Skipped: ${cell(entries[0][1])}.`, '']
   const sizes = entries.flatMap(([k]) => { const m = SIZE.exec(k); return m === null ? [] : [Number(m[1])] }).sort((a, b) => a - b)
-  const head = entries.filter(([k]) => !SIZE.test(k))
+  // A benchmark's own `targets` (in its head) are older than TARGETS here and are not repeated.
+  const head = entries.filter(([k]) => !SIZE.test(k) && k !== 'targets')
   const targets = TARGETS[r.name] ?? {}
   const rows: Row[] = []
   const rowOf = (path: string): Row => {

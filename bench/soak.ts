@@ -19,7 +19,7 @@
 // last stdout line is the JSON result. The lab comes down at the end, on failure and on
 // SIGINT / SIGTERM.
 //
-//   sudo npx node bench/soak.ts [--nodes 10] [--minutes 60] [--warmup-minutes 5] [--sample-seconds 60] [--timeout-seconds 240] [--node-args "..."] [--heap-snapshots]
+//   sudo npx node bench/soak.ts [--nodes 10] [--minutes 60] [--warmup-minutes 5] [--sample-seconds 60] [--timeout-seconds 240] [--node-args="--max-semi-space-size=1 …"] [--heap-snapshots]
 // `npm run bench` skips it unless KAIROS_BENCH_SOAK=1 (or `npm run bench -- soak`);
 // there KAIROS_BENCH_SOAK_MINUTES / KAIROS_BENCH_SOAK_NODES set its length and size.
 import { mkdtemp, readdir, stat } from 'node:fs/promises'

@@ -18,6 +18,7 @@ const lab: StoredResult = {
   name: 'lab', ok: true, wallMs: 200_000, when,
   result: {
     preset: 'lab',
+    targets: { rssMb: 60 },
     n10: { nodes: 10, fromLastStartS: { allJoined: 4, electionDone: 3 }, agentCpuSecondsAtFormation: { median: 1.2, max: 1.4 }, memoryMbAfterIdle: { rss: { median: 101, max: 104 } }, idleTrafficBytesPerS: { median: 1100, max: 1300 } },
     n3: { nodes: 3, fromLastStartS: { allJoined: 0.8, electionDone: 0.7 }, agentCpuSecondsAtFormation: { median: 0.6, max: 0.7 }, memoryMbAfterIdle: { rss: { median: 90, max: 91 } }, idleTrafficBytesPerS: { median: 400, max: 500 } }
   }
@@ -37,6 +38,9 @@ describe('RESULTS.md layout', () => {
     expect(rows.get('figure')).toEqual(['N=3', 'N=10', 'target'])
     expect(rows.get('agentCpuSecondsAtFormation (median / max)')).toEqual(['0.6 / 0.7', '1.2 / 1.4', ''])
     expect(rows.has('nodes')).toBe(false)
+    const text = renderBenchmark(lab, floor).join('\n')
+    expect(text).toContain('- preset: lab')
+    expect(text).not.toContain('rssMb')
   })
 
   it('marks each size against its target, and only the sizes the target names', () => {
