@@ -28,6 +28,12 @@ export interface P2PNodeInit {
   p2p: P2PConfig
   /** The parsed network token; every key and protocol id is derived from it with `p2p.networkId`. */
   token: NetworkToken
+  /**
+   * A token rotation's previous generation: its token, honoured until `until` (ms since
+   * the Unix epoch) on connections (pnet), admission, state and mDNS, beside `token`
+   * (docs/decisions.md, LIFE-5). @default none
+   */
+  previousToken?: { token: NetworkToken, until: number }
   /** Where the identity, known peers and the state file live. @default p2p.stateDir */
   stateDir?: string
   /** @default systemClock */
