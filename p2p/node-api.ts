@@ -142,6 +142,11 @@ export interface P2PNode {
   revoke(peers: ReadonlySet<string>): void
   /** The identities revoked now (see `revoke`). */
   revoked(): ReadonlySet<string>
+  /**
+   * Writes again, under the current token's state key, every own entry sealed under an
+   * older one, except keys `skip` keeps (after a token rotation). Resolves to how many.
+   */
+  reseal(skip?: (key: string) => boolean): Promise<number>
 }
 
 /** A dial that failed. */

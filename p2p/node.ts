@@ -11,7 +11,7 @@ import { systemClock } from '../util/clock.ts'
 import { cryptoRandom } from '../util/random.ts'
 import { silentLogger } from '../util/log.ts'
 import { errorMessage, InputError } from '../util/errors.ts'
-import { createStateCollector, createStateStore, ownerPresence, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
+import { createStateCollector, createStateStore, ownerPresence, resealOwnEntries, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
 import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
@@ -458,6 +458,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     addresses: () => running?.node.getMultiaddrs().map((m) => m.toString()) ?? [],
     status,
     revoked: () => revokedIds,
+    reseal: async (skip) => await resealOwnEntries(need('reseal').run.store, keys.stateKey, skip, state.put),
     revoke: (peers: ReadonlySet<string>) => {
       const next = new Set([...peers].filter((p) => p !== self && p !== ''))
       const added = [...next].filter((p) => !revokedIds.has(p))
