@@ -14,16 +14,13 @@ import { errorMessage, InputError } from '../util/errors.ts'
 import { createStateCollector, createStateStore, ownerPresence, resealOwnEntries, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
-import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
 import { NodeNotStartedError } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.ts'
-import { HEARTBEAT_PROTOCOL_SUFFIX } from './heartbeat.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { createMembership, type Membership } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline } from './stream-io.ts'
 import { DEFAULT_MESH_LINKS } from './mesh.ts'
-import { SYNC_PROTOCOL_SUFFIX } from './sync.ts'
 import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
 import { createLoops, type Loops } from './loops.ts'
 import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
@@ -33,7 +30,7 @@ import { wireServices, type Services } from './wiring.ts'
 import { nodeStatus } from './node-status.ts'
 import { departureOf, type Departure } from './departures.ts'
 import { DEFAULT_FORGET_AFTER_MS } from '../config/defaults.ts'
-import { previousGeneration } from './generations.ts'
+import { generationProtocols, previousGeneration } from './generations.ts'
 
 /**
  * The p2p node: one libp2p stack and six services, each in its own module with its own
@@ -120,11 +117,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   if (!Number.isInteger(heartbeatFanout) || heartbeatFanout < 1) throw new InputError(`createP2PNode: heartbeatFanout must be a positive integer, got ${heartbeatFanout}`)
   const linkCount = init.meshLinks ?? DEFAULT_MESH_LINKS
   if (linkCount !== Infinity && (!Number.isInteger(linkCount) || linkCount < 1)) throw new InputError(`createP2PNode: meshLinks must be a positive integer or Infinity, got ${linkCount}`)
-  const protocols = {
-    admit: keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX,
-    sync: keys.syncProtocol + SYNC_PROTOCOL_SUFFIX,
-    heartbeat: keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
-  }
+  const protocols = generationProtocols(keys)
   const topics = { state: keys.gossipTopic, members: `${keys.syncProtocol}/members/1.0.0` }
 
   // Validate addresses up front: a typo in the config is an input error, not a silent no-op.
