@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { chooseToken, fingerprintOf, loadTokenState, saveTokenState, TOKEN_FILE } from '../../agent/token-state.ts'
 import { generateToken, parseToken } from '../../token/index.ts'
-import { parseGrace } from '../../cli/token.ts'
+import { command as tokenCommand, parseGrace } from '../../cli/token.ts'
+import type { CliIO } from '../../cli/io.ts'
 
 const [t0, t1, t2] = [generateToken(), generateToken(), generateToken()]
 const now = 1_000_000
@@ -51,5 +52,23 @@ describe('the token a node runs with', () => {
     expect(parseGrace('7d')).toBe(7 * 86_400_000)
     for (const bad of ['5s', '7', '1w', '-1d', '366d', '']) expect(() => parseGrace(bad)).toThrow(/--grace got '.*', expected a duration from 10s to 365d/)
     try { parseGrace('7') } catch (err) { expect((err as Error).name).toBe('UsageError') }
+  })
+
+  it('token inspect --state-dir shows the generation and the grace of the token the node holds, and no secret', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kp2p-token-'))
+    dirs.push(dir)
+    saveTokenState(dir, { generation: 3, token: t1, previous: { token: t0, until: Date.now() + 3_600_000 }, history: [] })
+    const out: string[] = []
+    const io: CliIO = { stdout: (t) => { out.push(t) }, stderr: () => {}, readStdin: async () => '', env: {}, signal: new AbortController().signal }
+    expect(await tokenCommand.run(['inspect', '--state-dir', dir, '--json'], io)).toBe(0)
+    const report = JSON.parse(out.join('')) as Record<string, unknown>
+    expect(report).toMatchObject({ generation: 3, source: 'state', fingerprint: fingerprintOf(parseToken(t1)), previous: { fingerprint: fingerprintOf(parseToken(t0)) } })
+    expect(out.join('')).not.toContain(t1)
+    out.length = 0
+    expect(await tokenCommand.run(['inspect', '--state-dir', dir], io)).toBe(0)
+    expect(out.join('')).toMatch(/generation: +3 \(from .*token\.json, given by a rotation\)\ngrace: .* is honoured until/)
+    const empty = await mkdtemp(join(tmpdir(), 'kp2p-token-'))
+    dirs.push(empty)
+    await expect(tokenCommand.run(['inspect', '--state-dir', empty], io)).rejects.toMatchObject({ name: 'UsageError', message: expect.stringMatching(/no token: .*token\.json does not exist/) })
   })
 })
