@@ -8,7 +8,9 @@ const HELP = `Usage: kairos-p2p agent --config FILE… [options]
 
 Runs the node: discovery and admission, replicated cluster state, election,
 credentials, WireGuard overlay and the hand-off to the installer. Stops cleanly
-on SIGTERM or SIGINT (the overlay interface stays up; k3s depends on it).
+on SIGTERM or SIGINT (the overlay interface stays up; k3s depends on it). When it
+follows a token rotation, and when the rotation's grace ends, the agent restarts
+itself in this process with the token kept in its state dir (token.json).
 
 Options:
   --config FILE        Kairos cloud-config (repeatable; later files win)

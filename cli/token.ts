@@ -57,7 +57,7 @@ Options:
 
 /** The `token` command: `generate` and `inspect`. */
 export const command: Command = {
-  summary: 'generate and inspect network tokens',
+  summary: 'generate, inspect and rotate network tokens',
   run: async (argv, io) => {
     const [sub, ...rest] = argv
     if (sub === '--help' || sub === '-h' || sub === 'help') { io.stdout(USAGE); return 0 }
