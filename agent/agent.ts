@@ -24,6 +24,8 @@ import { duration, explain, type InstallerFailure } from './reason.ts'
 import { startMetricsServer, type MetricsServer } from './metrics-server.ts'
 import { HANDOFF_RETRY_MS, type Installer } from '../roles/controller.ts'
 import { createRemovals } from './removals.ts'
+import { createRotation } from './rotation.ts'
+import { chooseToken, loadTokenState, saveTokenState, TOKEN_FILE } from './token-state.ts'
 import { shortPeer } from './reason.ts'
 
 export interface AgentInit {
@@ -35,6 +37,11 @@ export interface AgentInit {
   vpnDriver?: WireGuardDriver
   /** Serve the local API socket in the state dir. @default true */
   api?: boolean
+  /**
+   * The agent asks to be stopped and created again (it followed a token rotation, or a
+   * rotation's grace ended): the runner (cli/agent.ts) does so. @default logs a warning
+   */
+  onRestart?: (reason: string) => void
 }
 
 export interface Agent {
@@ -64,13 +71,23 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   if (p2pConfig.networkToken === '') {
     throw new InputError('p2p.network_token: missing; expected the network token every box of the site shares (kairos-p2p token generate)')
   }
-  const token = parseConfiguredToken(p2pConfig.networkToken)
-  const keys = deriveKeys(token, p2pConfig.networkId)
+  const configured = parseConfiguredToken(p2pConfig.networkToken)
   await mkdir(p2pConfig.stateDir, { recursive: true, mode: 0o700 })
+  // The token a rotation gave this node, when the cloud-config carries an older one (agent/token-state.ts).
+  const persisted = loadTokenState(p2pConfig.stateDir, clock.now(), (aside, problem) => {
+    logger.warn(`${TOKEN_FILE} is damaged (${problem}): set aside as ${aside}; running with the cloud-config's token, which rejoins the site if it is current or within a rotation's grace`)
+  })
+  const chosen = chooseToken(configured, persisted, clock.now())
+  const token = chosen.token
+  if (chosen.source === 'state' && persisted !== undefined && persisted.previous !== undefined && chosen.previous === undefined) {
+    const { previous: _, ...rest } = persisted
+    saveTokenState(p2pConfig.stateDir, rest)
+  }
+  const keys = deriveKeys(token, p2pConfig.networkId)
   const timeline = new Timeline(clock)
   const startedAt = clock.now()
 
-  const node: P2PNode = await createP2PNode({ p2p: p2pConfig, token, stateDir: p2pConfig.stateDir, clock, logger: logger.child('p2p') })
+  const node: P2PNode = await createP2PNode({ p2p: p2pConfig, token, ...(chosen.previous === undefined ? {} : { previousToken: chosen.previous }), stateDir: p2pConfig.stateDir, clock, logger: logger.child('p2p') })
   // When each member last came or went, as this node saw it: the "since when" of a reason.
   const livenessSince = new Map<string, number>()
   let viewChangedAt = startedAt
@@ -138,6 +155,17 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   })
 
   const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal') })
+  const rotation = createRotation({
+    node,
+    current: chosen,
+    acceptedInit: () => roles.acceptedInit(),
+    sealKeys: async () => await credentials.createSealKeys(p2pConfig.stateDir),
+    save: (s) => { saveTokenState(p2pConfig.stateDir, s) },
+    restart: init.onRestart ?? ((reason) => { logger.warn('the agent should restart to take up its new token; restart it', { reason }) }),
+    clock,
+    random,
+    logger: logger.child('token')
+  })
 
   const status = (): AgentStatus => {
     const p = node.status()
@@ -167,11 +195,14 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     const warnings = [...r.warnings]
     const removed = removals.applied()
     const selfRemoval = removed.find((a) => a.peer === node.peerId)
+    const tokenProblem = rotation.status().problem
+    if (tokenProblem !== undefined) warnings.push(tokenProblem)
     if (selfRemoval !== undefined) warnings.push(`this node was removed from the site by ${selfRemoval.by.map(shortPeer).join(', ')}: its peers refuse it; wipe its state dir to join again as a new node`)
     if (failure !== undefined) warnings.push(`installer failed ${failure.count === 1 ? 'once' : `${failure.count} times`}, last ${duration(now - failure.at)} ago: ${failure.message}; next try ${failure.retryAt > now ? `in ${duration(failure.retryAt - now)}` : 'at the next step'}`)
     return {
       peerId: node.peerId,
       fingerprint: keys.fingerprint,
+      token: rotation.status(),
       networkId: p2pConfig.networkId,
       startedAt,
       now,
@@ -208,7 +239,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
   const components: NamedComponent[] = [
     { name: 'p2p', start: async () => { timeline.record('started'); await node.start() }, stop: async () => { await node.stop() } },
     concurrently('roles, api, vpn', [
-      { name: 'roles', start: async () => { await roles.start(); removals.start() }, stop: async () => { removals.stop(); await roles.stop() } },
+      { name: 'roles', start: async () => { await roles.start(); removals.start(); rotation.start() }, stop: async () => { rotation.stop(); removals.stop(); await roles.stop() } },
       ...(init.api === false
         ? []
         : [{
@@ -218,7 +249,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
                 status,
                 metrics: () => renderMetrics(status()),
                 nodes: () => ({ now: clock.now(), nodes: removals.nodes() }),
-                remove: async (query, force) => await removals.remove(query, force)
+                remove: async (query, force) => await removals.remove(query, force),
+                rotate: { run: async (graceMs) => await rotation.rotate(graceMs), after: rotation.release }
               })
             },
             stop: async () => { await api?.close() }

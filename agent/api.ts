@@ -31,6 +31,11 @@ export interface ApiRoutes {
   nodes?: () => unknown
   /** `POST /nodes/remove` with `{"node": "<peer id | host | overlay address>", "force": bool}` (`kairos-p2p node remove`). */
   remove?: (node: string, force: boolean) => Promise<unknown>
+  /**
+   * `POST /token/rotate` with `{"graceMs": n}` (`kairos-p2p token rotate`). `after` runs
+   * once the answer is sent: the node then follows its own rotation, which restarts it.
+   */
+  rotate?: { run: (graceMs: number) => Promise<unknown>, after: () => void }
 }
 
 /** The agent refused a request (`POST`): carries the error's name and exit code. */
@@ -59,13 +64,31 @@ async function readBody (req: import('node:http').IncomingMessage): Promise<stri
 }
 
 async function serveRemove (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, remove: NonNullable<ApiRoutes['remove']>): Promise<void> {
-  try {
-    const body = JSON.parse(await readBody(req)) as unknown
-    const o = body !== null && typeof body === 'object' && !Array.isArray(body) ? body as Record<string, unknown> : {}
+  await servePost(req, res, async (o) => {
     if (typeof o.node !== 'string' || (o.force !== undefined && typeof o.force !== 'boolean')) {
       throw new KairosError('expected a JSON body {"node": "<peer id | host name | overlay address>", "force": true|false}', { exitCode: 2 })
     }
-    const result = await remove(o.node, o.force === true)
+    return await remove(o.node, o.force === true)
+  })
+}
+
+async function serveRotate (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, rotate: NonNullable<ApiRoutes['rotate']>): Promise<void> {
+  try {
+    await servePost(req, res, async (o) => {
+      if (typeof o.graceMs !== 'number') throw new KairosError('expected a JSON body {"graceMs": <milliseconds>}', { exitCode: 2 })
+      return await rotate.run(o.graceMs)
+    })
+    if (!res.writableFinished) await new Promise<void>((resolve) => { res.once('close', () => { resolve() }) })
+  } finally {
+    rotate.after()
+  }
+}
+
+async function servePost (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, handle: (body: Record<string, unknown>) => Promise<unknown>): Promise<void> {
+  try {
+    const body = JSON.parse(await readBody(req)) as unknown
+    const o = body !== null && typeof body === 'object' && !Array.isArray(body) ? body as Record<string, unknown> : {}
+    const result = await handle(o)
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result))
   } catch (err) {
     const e = err as { name?: unknown, exitCode?: unknown }
@@ -98,8 +121,10 @@ export async function startApiServer (stateDir: string, routes: ApiRoutes): Prom
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(routes.nodes()))
       } else if (req.method === 'POST' && req.url === '/nodes/remove' && routes.remove !== undefined) {
         void serveRemove(req, res, routes.remove)
+      } else if (req.method === 'POST' && req.url === '/token/rotate' && routes.rotate !== undefined) {
+        void serveRotate(req, res, routes.rotate)
       } else {
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${req.method ?? ''} ${req.url ?? ''}; expected GET /status, GET /metrics, GET /nodes or POST /nodes/remove` }))
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${req.method ?? ''} ${req.url ?? ''}; expected GET /status, GET /metrics, GET /nodes, POST /nodes/remove or POST /token/rotate` }))
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: errorMessage(err) }))
@@ -148,7 +173,7 @@ export async function queryAgent (stateDir: string, route: '/status' | '/metrics
  * `POST route` with a JSON body on the agent socket of `stateDir`. Rejects with
  * AgentUnreachableError when nothing answers, AgentRequestError when the agent refused.
  */
-export async function postAgent (stateDir: string, route: '/nodes/remove', body: unknown, timeoutMs = 10_000): Promise<string> {
+export async function postAgent (stateDir: string, route: '/nodes/remove' | '/token/rotate', body: unknown, timeoutMs = 10_000): Promise<string> {
   const socketPath = join(stateDir, API_SOCKET_NAME)
   let answer: { status: number, text: string }
   try {

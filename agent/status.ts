@@ -1,3 +1,4 @@
+import type { TokenStatus } from './rotation.ts'
 import type { TimelineEvent } from './timeline.ts'
 import { shortPeer, type InstallerFailure, type StatusReason } from './reason.ts'
 
@@ -36,6 +37,8 @@ export interface SiteMember {
 export interface AgentStatus {
   peerId: string
   fingerprint: string
+  /** The network token's generation, and the replaced token while a rotation's grace runs. */
+  token?: TokenStatus
   networkId: string
   startedAt: number
   now: number
@@ -91,6 +94,7 @@ export function formatStatus (s: AgentStatus): string {
   const phase = s.reason === undefined && s.awaiting !== undefined && s.awaiting > 0 ? `${s.phase} (waiting for ${s.awaiting} more node${s.awaiting === 1 ? '' : 's'})` : s.phase
   lines.push(`node        ${s.peerId}`)
   lines.push(`network     fingerprint ${s.fingerprint}${s.networkId === '' ? '' : `, network id ${s.networkId}`}`)
+  if (s.token !== undefined) lines.push(`token       generation ${s.token.generation}${s.token.source === 'state' ? ' (switched by a rotation)' : ''}${s.token.previous === undefined ? '' : `; grace for ${s.token.previous.fingerprint} until ${new Date(s.token.previous.until).toISOString()}`}`)
   lines.push(`phase       ${phase}`)
   if (s.reason !== undefined) lines.push(`why         ${s.reason.text}`)
   lines.push(`role        ${s.role ?? '-'}${s.leader === undefined ? '' : `   init server ${short(s.leader)}`}`)

@@ -8,7 +8,9 @@ const HELP = `Usage: kairos-p2p agent --config FILE… [options]
 
 Runs the node: discovery and admission, replicated cluster state, election,
 credentials, WireGuard overlay and the hand-off to the installer. Stops cleanly
-on SIGTERM or SIGINT (the overlay interface stays up; k3s depends on it).
+on SIGTERM or SIGINT (the overlay interface stays up; k3s depends on it). When it
+follows a token rotation, and when the rotation's grace ends, the agent restarts
+itself in this process with the token kept in its state dir (token.json).
 
 Options:
   --config FILE        Kairos cloud-config (repeatable; later files win)
@@ -61,21 +63,34 @@ export const command: Command = {
       if (io.signal.aborted) return 0
 
       const { createAgent } = await import('../agent/agent.ts')
-      const agent = await untilAborted(createAgent({ config: loaded.config, logger }), io.signal)
-      if (agent === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }
-      fatal?.setStop(agent.stop)
-      try {
-        await agent.start()
-      } catch (err) {
-        throw await identityOfInitServer(describeStartError(err), loaded.config.p2p.stateDir)
+      // The agent runs until a signal; it is stopped and created again when it asks to
+      // (it followed a token rotation: every key changes), with the same config.
+      for (;;) {
+        let restart: ((reason: string) => void) | undefined
+        const restartAsked = new Promise<string>((resolve) => { restart = resolve })
+        const agent = await untilAborted(createAgent({ config: loaded.config, logger, onRestart: (reason) => { restart?.(reason) } }), io.signal)
+        if (agent === undefined) { logger.info('stopped before the agent started', { reason: String(io.signal.reason) }); return 0 }
+        fatal?.setStop(agent.stop)
+        try {
+          await agent.start()
+        } catch (err) {
+          throw await identityOfInitServer(describeStartError(err), loaded.config.p2p.stateDir)
+        }
+        logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
+        const stopped = new Promise<undefined>((resolve) => {
+          if (io.signal.aborted) { resolve(undefined); return }
+          io.signal.addEventListener('abort', () => { resolve(undefined) }, { once: true })
+        })
+        const reason = await Promise.race([stopped, restartAsked])
+        if (reason === undefined) {
+          logger.info('stopping', { reason: String(io.signal.reason) })
+          await agent.stop()
+          break
+        }
+        logger.info('restarting the agent', { reason })
+        await agent.stop()
+        if (io.signal.aborted) break
       }
-      logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
-      await new Promise<void>((resolve) => {
-        if (io.signal.aborted) { resolve(); return }
-        io.signal.addEventListener('abort', () => { resolve() }, { once: true })
-      })
-      logger.info('stopping', { reason: String(io.signal.reason) })
-      await agent.stop()
       logger.info('stopped')
       return 0
     } finally {

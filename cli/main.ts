@@ -45,7 +45,7 @@ async function labNotIncluded (): Promise<Command> {
 }
 
 const summaries: Record<string, string> = {
-  token: 'generate and inspect network tokens',
+  token: 'generate, inspect and rotate network tokens',
   config: 'validate Kairos cloud-configs',
   agent: 'run the node agent',
   status: 'show the running agent\'s view of the site',

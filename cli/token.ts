@@ -1,4 +1,4 @@
-// `kairos-p2p token generate | inspect`. Loads only token/ (no libp2p), so it
+// `kairos-p2p token generate | inspect | rotate`. Loads only token/ (no libp2p), so it
 // starts as fast as Node does.
 import { systemClock } from '../util/clock.ts'
 import { UsageError } from '../util/errors.ts'
@@ -9,11 +9,14 @@ import {
 } from '../token/index.ts'
 import { parseCommandArgs, type CliIO, type Command } from './io.ts'
 
-const USAGE = `Usage: kairos-p2p token <generate | inspect> [options]
+const USAGE = `Usage: kairos-p2p token <generate | inspect | rotate> [options]
 
 Commands:
   generate   print a new network token (256 random bits, versioned, with a checksum)
-  inspect    check a token and print its public derived values
+  inspect    check a token and print its public derived values, or show the
+             token this node holds and its generation
+  rotate     replace the site's token, on a server, with a grace for members
+             that are down
 
 Run 'kairos-p2p token <command> --help' for the command's options.
 Exit codes: 0 ok, 2 bad token or usage.
@@ -31,12 +34,19 @@ Options:
 `
 
 const INSPECT_USAGE = `Usage: kairos-p2p token inspect <token | -> [options]
+       kairos-p2p token inspect --state-dir DIR | --config FILE…
 
 Checks a network token (ours or a Kairos/edgevpn token) and prints its version,
 kind, public fingerprint and the public values derived from it. '-' reads the
 token from stdin, which keeps it out of the process list and shell history.
 
+Without a token, with --state-dir or --config: shows the token the node holds
+(the cloud-config's, or the newer one a rotation gave it), its generation, and
+the replaced token while a rotation's grace runs. No secret is printed.
+
 Options:
+  --state-dir DIR    the agent's state directory (default: from --config)
+  --config FILE      Kairos cloud-config (repeatable)
   --network-id ID    p2p.network_id the per-network values are scoped to (default: empty)
   --preset NAME      timing preset whose rendezvous epoch to use: ${PRESET_NAMES.join(', ')} (default: ${DEFAULT_PRESET})
   --epoch-ms N       DHT rendezvous epoch length in ms (default: the preset's, ${PRESETS[DEFAULT_PRESET].rendezvousEpochMs})
@@ -47,14 +57,15 @@ Options:
 
 /** The `token` command: `generate` and `inspect`. */
 export const command: Command = {
-  summary: 'generate and inspect network tokens',
+  summary: 'generate, inspect and rotate network tokens',
   run: async (argv, io) => {
     const [sub, ...rest] = argv
     if (sub === '--help' || sub === '-h' || sub === 'help') { io.stdout(USAGE); return 0 }
     if (sub === 'generate') return generate(rest, io)
     if (sub === 'inspect') return await inspect(rest, io)
-    if (sub === undefined) throw new UsageError('missing command; expected generate or inspect (see \'kairos-p2p token --help\')')
-    throw new UsageError(`unknown command '${sub}'; expected generate or inspect (see 'kairos-p2p token --help')`)
+    if (sub === 'rotate') return await rotate(rest, io)
+    if (sub === undefined) throw new UsageError('missing command; expected generate, inspect or rotate (see \'kairos-p2p token --help\')')
+    throw new UsageError(`unknown command '${sub}'; expected generate, inspect or rotate (see 'kairos-p2p token --help')`)
   }
 }
 
@@ -81,10 +92,13 @@ async function inspect (argv: string[], io: CliIO): Promise<number> {
     preset: { type: 'string' },
     'epoch-ms': { type: 'string' },
     'show-secrets': { type: 'boolean' },
+    'state-dir': { type: 'string' },
+    config: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' }
   })
   if (values.help === true) { io.stdout(INSPECT_USAGE); return 0 }
+  if (positionals.length === 0 && (values['state-dir'] !== undefined || values.config !== undefined)) return await inspectHeld(values, io)
   if (positionals.length === 0) throw new UsageError('inspect: missing token; pass it as an argument or \'-\' to read stdin (see \'kairos-p2p token inspect --help\')')
   if (positionals.length > 1) throw new UsageError(`inspect: expected one token, got ${positionals.length} arguments (see 'kairos-p2p token inspect --help')`)
   const preset = values.preset ?? DEFAULT_PRESET
@@ -195,4 +209,95 @@ function formatReport (r: InspectReport): string {
   }
   const width = Math.max(...rows.map(([k]) => k.length)) + 2
   return rows.map(([k, v]) => `${(k + ':').padEnd(width)}${v}\n`).join('')
+}
+
+/** `token inspect --state-dir | --config`: the token the node holds, its generation and grace. */
+async function inspectHeld (values: { 'state-dir'?: string | undefined, config?: string[] | undefined, json?: boolean | undefined }, io: CliIO): Promise<number> {
+  const { readTokenState, chooseToken } = await import('../agent/token-state.ts')
+  let stateDir = values['state-dir']
+  let configured: NetworkToken | undefined
+  if (values.config !== undefined) {
+    const { loadConfig } = await import('../config/index.ts')
+    const p2p = (await loadConfig(values.config)).config.p2p
+    stateDir ??= p2p.stateDir
+    if (p2p.networkToken !== '') configured = parseToken(p2p.networkToken)
+  }
+  if (stateDir === undefined || stateDir === '') throw new UsageError('inspect: --state-dir got an empty value; expected the agent\'s state directory')
+  const read = readTokenState(stateDir)
+  if (read.problem !== undefined) io.stderr(`warning: ${read.file} is damaged (${read.problem}); the agent sets it aside at its next start and runs with the cloud-config's token\n`)
+  const persisted = read.state
+  if (configured === undefined && persisted === undefined) throw new UsageError(`inspect: no token: ${read.file} does not exist and no --config with p2p.network_token was given`)
+  const now = systemClock.now()
+  const chosen = chooseToken(configured ?? parseToken(persisted?.token ?? ''), persisted, now)
+  const report = {
+    fingerprint: deriveKeys(chosen.token).fingerprint,
+    generation: chosen.generation,
+    source: chosen.source,
+    ...(chosen.previous === undefined ? {} : { previous: { fingerprint: deriveKeys(chosen.previous.token).fingerprint, until: new Date(chosen.previous.until).toISOString() } })
+  }
+  if (values.json === true) { io.stdout(JSON.stringify(report, null, 2) + '\n'); return 0 }
+  io.stdout(`fingerprint:  ${report.fingerprint}\ngeneration:   ${report.generation}${report.source === 'state' ? ` (from ${read.file}, given by a rotation)` : ' (the cloud-config\'s token)'}\n` +
+    (report.previous === undefined ? '' : `grace:        ${report.previous.fingerprint} (the replaced token) is honoured until ${report.previous.until}\n`))
+  return 0
+}
+
+const ROTATE_USAGE = `Usage: kairos-p2p token rotate [--grace DURATION] [--json] [--state-dir DIR | --config FILE…]
+
+Replaces the site's network token, run on a server (the init server or an HA
+server) while its agent runs. A new token is sealed to every known member; each
+member switches to it as the record reaches it, and honours the old token until
+the grace ends, so a member that is down now catches up when it comes back within
+the grace. After the grace the old token admits nothing: a box still holding only
+it needs the new token in its cloud-config ('kairos-p2p token inspect --state-dir'
+on a member shows the fingerprint). Boxes set up later take the new token.
+
+Options:
+  --grace DURATION  how long the old token stays honoured: a number and a unit,
+                    s, m, h or d (e.g. 30s, 10m, 36h, 7d); from 10s to 365d
+                    (default: 7d)
+  --json            print the agent's answer as JSON
+  --state-dir DIR   the agent's state directory (default: from --config)
+  --config FILE     Kairos cloud-config (repeatable)
+  --help            show this help
+
+Exit codes: 0 published, 1 agent failure, 2 bad usage or this node may not rotate.
+`
+
+/** Default grace of `token rotate`. @default 7 days */
+export const DEFAULT_ROTATE_GRACE = '7d'
+
+const GRACE_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** Milliseconds of a `--grace` value (`30s`, `10m`, `36h`, `7d`); throws `UsageError` naming the value and the form expected. */
+export function parseGrace (text: string): number {
+  const m = /^([0-9]{1,6})(s|m|h|d)$/.exec(text.trim())
+  const ms = m === null ? NaN : Number(m[1]) * (GRACE_UNITS[m[2] as string] as number)
+  if (!(ms >= 10_000 && ms <= 365 * 86_400_000)) {
+    throw new UsageError(`rotate: --grace got '${text}', expected a duration from 10s to 365d: a number and a unit s, m, h or d, such as 30s, 10m, 36h or 7d`)
+  }
+  return ms
+}
+
+async function rotate (argv: string[], io: CliIO): Promise<number> {
+  const { values } = parseCommandArgs('token rotate', argv, {
+    grace: { type: 'string' },
+    json: { type: 'boolean' },
+    'state-dir': { type: 'string' },
+    config: { type: 'string', multiple: true },
+    help: { type: 'boolean', short: 'h' }
+  }, false)
+  if (values.help === true) { io.stdout(ROTATE_USAGE); return 0 }
+  const graceMs = parseGrace(values.grace ?? DEFAULT_ROTATE_GRACE)
+  let stateDir = values['state-dir']
+  if (stateDir === undefined) {
+    const { loadConfig } = await import('../config/index.ts')
+    stateDir = (await loadConfig(values.config ?? [])).config.p2p.stateDir
+  }
+  if (stateDir === '') throw new UsageError('rotate: empty --state-dir; expected the agent\'s state directory')
+  const { postAgent } = await import('../agent/api.ts')
+  const text = await postAgent(stateDir, '/token/rotate', { graceMs })
+  if (values.json === true) { io.stdout(text.endsWith('\n') ? text : text + '\n'); return 0 }
+  const r = JSON.parse(text) as { generation: number, fingerprint: string, until: number, sealedTo: number }
+  io.stdout(`rotated to generation ${r.generation} (fingerprint ${r.fingerprint}), sealed to ${r.sealedTo} members; the old token is honoured until ${new Date(r.until).toISOString()}\n`)
+  return 0
 }

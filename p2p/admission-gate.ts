@@ -20,6 +20,12 @@ export interface AdmissionGateComponents {
   key: Uint8Array
   /** The admission protocol id. */
   protocol: string
+  /**
+   * A token rotation's previous generation: its admission protocol id and key, honoured
+   * while `honoured()` (the grace). A peer proves either generation, on that generation's
+   * protocol; the dialling side offers the current protocol first. @default none
+   */
+  previous?: { protocol: string, key: Uint8Array, honoured: () => boolean }
   timeoutMs: number
   /** A peer passed the proof on `conn` (`first`: it was not admitted on another connection). */
   onAdmitted: (peer: string, conn: Connection, initiator: boolean, first: boolean) => void
@@ -67,7 +73,12 @@ export interface AdmissionGate {
 
 /** Creates the gate; it admits nobody before `start`. */
 export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate {
-  const { self, clock, random, log, key, protocol, timeoutMs } = c
+  const { self, clock, random, log, key, protocol, timeoutMs, previous } = c
+  /** The key of the generation whose protocol a stream negotiated, or undefined when that generation is not honoured. */
+  const keyOf = (negotiated: string): Uint8Array | undefined => {
+    if (previous !== undefined && negotiated === previous.protocol) return previous.honoured() ? previous.key : undefined
+    return key
+  }
   let signal: AbortSignal | undefined
   const admitted = new Set<string>()
   /** Peers with an admission exchange in flight. */
@@ -120,8 +131,10 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
       admitting.add(peer)
       const d = deadline(clock, timeoutMs, `admission of ${peer}`, s)
       try {
-        const stream = await conn.newStream(protocol, { signal: d.signal })
-        await withStream(stream, d.signal, async () => { await admitAsInitiator(stream, { key, self, remote: peer, random, signal: d.signal }) })
+        const offered = previous?.honoured() === true ? [protocol, previous.protocol] : protocol
+        const stream = await conn.newStream(offered, { signal: d.signal })
+        const k = keyOf(stream.protocol ?? protocol) ?? key
+        await withStream(stream, d.signal, async () => { await admitAsInitiator(stream, { key: k, self, remote: peer, random, signal: d.signal }) })
         accept(peer, conn, true)
       } catch (err) {
         if (s.aborted) return
@@ -148,10 +161,16 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
       const s = signal
       const peer = conn.remotePeer.toString()
       if (revoked.has(peer)) { stream.abort(new Error('revoked')); refuse(conn, peer); return }
+      const k = keyOf(stream.protocol ?? protocol)
+      if (k === undefined) {
+        stream.abort(new Error('grace ended'))
+        fail(conn, 'bad-proof', new AdmissionError('bad-proof', `admission: peer ${peer} proves the previous network token, whose grace has ended`))
+        return
+      }
       const d = deadline(clock, timeoutMs, `admission of ${peer}`, s)
       try {
         await withStream(stream, d.signal, async () => {
-          await admitAsResponder(stream, { key, self, remote: peer, random, signal: d.signal, onAccepted: () => { accept(peer, conn, false) } })
+          await admitAsResponder(stream, { key: k, self, remote: peer, random, signal: d.signal, onAccepted: () => { accept(peer, conn, false) } })
         })
       } catch (err) {
         if (s.aborted || admitted.has(peer)) return

@@ -42,18 +42,18 @@ export function libp2pDialNetwork (node: Libp2p<StackServices>): DialNetwork {
   }
 }
 
-/** A new stream of `protocol` to `peer` on an open connection, or undefined when there is none. */
-export async function openStream (node: Libp2p<StackServices>, peer: string, protocol: string, signal: AbortSignal): Promise<Stream | undefined> {
+/** A new stream of `protocol` (the first of them the peer speaks) to `peer` on an open connection, or undefined when there is none. */
+export async function openStream (node: Libp2p<StackServices>, peer: string, protocol: string | string[], signal: AbortSignal): Promise<Stream | undefined> {
   const conn = connectionsTo(node, peer).find((c) => c.status === 'open')
   if (conn === undefined) return undefined
   return await conn.newStream(protocol, { signal })
 }
 
 /** Heartbeat streams over libp2p streams. */
-export function libp2pHeartbeats (node: Libp2p<StackServices>, protocol: string): HeartbeatTransport {
+export function libp2pHeartbeats (node: Libp2p<StackServices>, protocol: () => string | string[]): HeartbeatTransport {
   return {
     open: async (peer, signal) => {
-      const stream = await openStream(node, peer, protocol, signal)
+      const stream = await openStream(node, peer, protocol(), signal)
       return stream === undefined ? undefined : beatStream(stream)
     }
   }

@@ -28,6 +28,12 @@ export interface P2PNodeInit {
   p2p: P2PConfig
   /** The parsed network token; every key and protocol id is derived from it with `p2p.networkId`. */
   token: NetworkToken
+  /**
+   * A token rotation's previous generation: its token, honoured until `until` (ms since
+   * the Unix epoch) on connections (pnet), admission, state and mDNS, beside `token`
+   * (docs/decisions.md, LIFE-5). @default none
+   */
+  previousToken?: { token: NetworkToken, until: number }
   /** Where the identity, known peers and the state file live. @default p2p.stateDir */
   stateDir?: string
   /** @default systemClock */
@@ -136,6 +142,11 @@ export interface P2PNode {
   revoke(peers: ReadonlySet<string>): void
   /** The identities revoked now (see `revoke`). */
   revoked(): ReadonlySet<string>
+  /**
+   * Writes again, under the current token's state key, every own entry sealed under an
+   * older one, except keys `skip` keeps (after a token rotation). Resolves to how many.
+   */
+  reseal(skip?: (key: string) => boolean): Promise<number>
 }
 
 /** A dial that failed. */

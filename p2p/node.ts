@@ -4,26 +4,23 @@ import { join } from 'node:path'
 import type { Libp2p } from 'libp2p'
 import { TopicValidatorResult, type GossipsubMessage } from '@libp2p/gossipsub'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import type { PeerDiscovery, PeerId, PeerInfo } from '@libp2p/interface'
+import type { Connection, PeerDiscovery, PeerId, PeerInfo, Stream } from '@libp2p/interface'
 import { CODE_P2P, multiaddr } from '@multiformats/multiaddr'
 import { deriveKeys, type DerivedKeys } from '../token/index.ts'
 import { systemClock } from '../util/clock.ts'
 import { cryptoRandom } from '../util/random.ts'
 import { silentLogger } from '../util/log.ts'
 import { errorMessage, InputError } from '../util/errors.ts'
-import { createStateCollector, createStateStore, ownerPresence, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
+import { createStateCollector, createStateStore, ownerPresence, resealOwnEntries, type LocalStateStore, type StateCollector, type StateStore } from './state/index.ts'
 import type { ClusterState, ClusterStateEvents, JsonValue, Member, StateEntry } from './types.ts'
 import { createLibp2pStack, isLoopback, type StackServices } from './stack.ts'
-import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
 import { NodeNotStartedError } from './errors.ts'
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.ts'
-import { HEARTBEAT_PROTOCOL_SUFFIX } from './heartbeat.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { createMembership, type Membership } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline } from './stream-io.ts'
 import { DEFAULT_MESH_LINKS } from './mesh.ts'
-import { SYNC_PROTOCOL_SUFFIX } from './sync.ts'
 import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
 import { createLoops, type Loops } from './loops.ts'
 import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
@@ -33,6 +30,7 @@ import { wireServices, type Services } from './wiring.ts'
 import { nodeStatus } from './node-status.ts'
 import { departureOf, type Departure } from './departures.ts'
 import { DEFAULT_FORGET_AFTER_MS } from '../config/defaults.ts'
+import { generationProtocols, previousGeneration } from './generations.ts'
 
 /**
  * The p2p node: one libp2p stack and six services, each in its own module with its own
@@ -92,6 +90,8 @@ interface Running {
   book: PeerBook
   loops: Loops
   mdns?: MdnsDiscovery
+  /** mDNS under the previous generation's tag, during a rotation's grace. */
+  mdnsPrevious?: MdnsDiscovery
   collector: StateCollector
   /** Runs a collection soon; listens to member joins and leaves while the node runs. */
   pokeCollector: () => void
@@ -117,11 +117,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   if (!Number.isInteger(heartbeatFanout) || heartbeatFanout < 1) throw new InputError(`createP2PNode: heartbeatFanout must be a positive integer, got ${heartbeatFanout}`)
   const linkCount = init.meshLinks ?? DEFAULT_MESH_LINKS
   if (linkCount !== Infinity && (!Number.isInteger(linkCount) || linkCount < 1)) throw new InputError(`createP2PNode: meshLinks must be a positive integer or Infinity, got ${linkCount}`)
-  const protocols = {
-    admit: keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX,
-    sync: keys.syncProtocol + SYNC_PROTOCOL_SUFFIX,
-    heartbeat: keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX
-  }
+  const protocols = generationProtocols(keys)
   const topics = { state: keys.gossipTopic, members: `${keys.syncProtocol}/members/1.0.0` }
 
   // Validate addresses up front: a typo in the config is an input error, not a silent no-op.
@@ -155,6 +151,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
   }
 
   const now = (): number => clock.now()
+  const { keys: prevKeys, honoured, protocols: prevProtocols, topics: prevTopics } = previousGeneration(init.previousToken, p2p.networkId, topics, now)
   const forgetAfterMs = p2p.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS
   /** Identities removed from the site (`revoke`). */
   let revokedIds: ReadonlySet<string> = new Set()
@@ -213,6 +210,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       privateKey,
       self: me,
       stateKey: keys.stateKey,
+      ...(prevKeys === undefined ? {} : { openKeys: () => honoured() ? [prevKeys.stateKey] : [] }),
       dir: join(stateDir, 'state'),
       ...(init.stateLimits === undefined ? {} : { limits: init.stateLimits }),
       ...(p2p.forgetAfterMs === undefined ? {} : { forgetAfterMs: p2p.forgetAfterMs }),
@@ -232,6 +230,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         privateKey,
         listen,
         keys,
+        ...(prevKeys === undefined ? {} : { pnetKeys: () => honoured() ? [keys.pnetKey, prevKeys.pnetKey] : [keys.pnetKey] }),
         dht: !p2p.disableDht,
         maxFrameBytes,
         peerDiscovery: discovery.map((f, i) => labelled(init.libp2pOverrides?.peerDiscovery === undefined ? 'mdns' : `discovery-${i}`, f)),
@@ -248,14 +247,17 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     membership = createMembership({ timing, self: me, incarnation: now(), staleAfterMs: Infinity })
     const loops = createLoops(clock, controller.signal, log)
     const svc = wireServices({
-      clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, admissionTimeoutMs, dialTimeoutMs, syncTimeoutMs, maxFrameBytes, heartbeatFanout,
+      clock, random, log, timing, keys, protocols, topics, bootstrap,
+      ...(prevKeys === undefined || prevProtocols === undefined ? {} : { previous: { protocols: prevProtocols, admissionKey: prevKeys.admissionKey, honoured } }), linkCount, admissionTimeoutMs, dialTimeoutMs, syncTimeoutMs, maxFrameBytes, heartbeatFanout,
       peerExchange: init.peerExchange !== false,
       ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
       membership, events, protocolErrors, earlyLabels
     }, me, node, store, book, loops)
     const onGossip = (evt: CustomEvent<GossipsubMessage>): void => {
       const { msg, propagationSource } = evt.detail
-      svc.gossip.receive(msg.topic, msg.data, propagationSource.toString())
+      const topic = prevTopics.get(msg.topic)
+      if (topic !== undefined && !honoured()) return
+      svc.gossip.receive(topic ?? msg.topic, msg.data, propagationSource.toString())
     }
     // Garbage collection of owners nobody stands for: never admitted within the grace, or
     // gone longer than p2p.forget_after (see p2p/state/gc.ts). Membership changes run it soon.
@@ -307,19 +309,24 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
 
     const validator = (peer: PeerId): TopicValidatorResult => svc.gate.admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject
     try {
-      await node.handle(protocols.admit, svc.gate.handle, { maxInboundStreams: 4, maxOutboundStreams: 4 })
-      await node.handle(protocols.sync, async (stream, conn) => { await svc.antiEntropy.handle(stream, conn.remotePeer.toString()) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
-      await node.handle(protocols.heartbeat, async (stream, conn) => {
+      const heartbeat = async (stream: Stream, conn: Connection): Promise<void> => {
         const peer = conn.remotePeer.toString()
         if (controller.signal.aborted || !(await svc.gate.admittedOrSoon(peer, controller.signal))) { stream.abort(new Error('not admitted')); return }
         await svc.liveness.handle(stream, peer, () => { protocolErrors['malformed-frame']++ })
-      }, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+      }
+      // During a rotation's grace the previous generation's protocols are served too (the
+      // gate checks its proof with that generation's key, and refuses it once the grace ends).
+      for (const ids of honoured() && prevProtocols !== undefined ? [protocols, prevProtocols] : [protocols]) {
+        await node.handle(ids.admit, svc.gate.handle, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+        await node.handle(ids.sync, async (stream, conn) => { await svc.antiEntropy.handle(stream, conn.remotePeer.toString()) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+        await node.handle(ids.heartbeat, heartbeat, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+      }
       await node.start()
-      node.services.pubsub.topicValidators.set(topics.state, validator)
       node.services.pubsub.addEventListener('gossipsub:message', onGossip)
-      node.services.pubsub.topicValidators.set(topics.members, validator)
-      node.services.pubsub.subscribe(topics.state)
-      node.services.pubsub.subscribe(topics.members)
+      for (const topic of [topics.state, topics.members, ...(honoured() ? prevTopics.keys() : [])]) {
+        node.services.pubsub.topicValidators.set(topic, validator)
+        node.services.pubsub.subscribe(topic)
+      }
     } catch (err) {
       controller.abort()
       await Promise.resolve(node.stop()).catch(() => {})
@@ -329,8 +336,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
 
     if (p2p.mdns && init.libp2pOverrides?.peerDiscovery === undefined) {
-      const lan = createMdnsDiscovery({
-        serviceTag: keys.mdnsServiceName,
+      const lanOn = (serviceTag: string): MdnsDiscovery => createMdnsDiscovery({
+        serviceTag,
         peerId: me,
         // The announced addresses (loopback only when that is all there is, as in tests on one host).
         addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
@@ -340,8 +347,16 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         random,
         logger: log.child('mdns')
       })
+      const lan = lanOn(keys.mdnsServiceName)
       await lan.start()
       run.mdns = lan
+      // A member that comes back within a rotation's grace holding only the previous token
+      // looks for that generation's tag.
+      if (honoured() && prevKeys !== undefined) {
+        const previous = lanOn(prevKeys.mdnsServiceName)
+        await previous.start()
+        run.mdnsPrevious = previous
+      }
     }
     svc.liveness.start(controller.signal, loops)
     svc.antiEntropy.start(controller.signal, loops)
@@ -371,7 +386,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     await svc.liveness.leave()
     run.controller.abort()
     running = undefined
-    await run.mdns?.stop().catch((err: unknown) => { log.warn('stopping mDNS failed', { error: errorMessage(err) }) })
+    for (const lan of [run.mdns, run.mdnsPrevious]) await lan?.stop().catch((err: unknown) => { log.warn('stopping mDNS failed', { error: errorMessage(err) }) })
     svc.liveness.stop()
     events.removeEventListener('member:join', run.pokeCollector)
     events.removeEventListener('member:leave', run.pokeCollector)
@@ -436,6 +451,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     addresses: () => running?.node.getMultiaddrs().map((m) => m.toString()) ?? [],
     status,
     revoked: () => revokedIds,
+    reseal: async (skip) => await resealOwnEntries(need('reseal').run.store, keys.stateKey, skip, state.put),
     revoke: (peers: ReadonlySet<string>) => {
       const next = new Set([...peers].filter((p) => p !== self && p !== ''))
       const added = [...next].filter((p) => !revokedIds.has(p))

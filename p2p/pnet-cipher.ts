@@ -53,3 +53,13 @@ export const PNET_CIPHER_IMPLEMENTATION: PnetCipherImplementation = loadJsXsalsa
 export async function loadPreSharedKey (): Promise<typeof import('@libp2p/pnet').preSharedKey> {
   return (await import('@libp2p/pnet')).preSharedKey
 }
+
+/** An XSalsa20 key stream: `update` XORs the next bytes of the stream into a copy of its input. */
+export interface Xsalsa20Stream { update: (input: Uint8Array) => Uint8Array }
+
+/** The `xsalsa20` package pnet uses, on the implementation chosen above (`nonce` 24 bytes, `key` 32). */
+export async function loadXsalsa20 (): Promise<(nonce: Uint8Array, key: Uint8Array) => Xsalsa20Stream> {
+  // @ts-expect-error xsalsa20 ships no type declarations; the shape is declared by the return type.
+  const mod = await import('xsalsa20') as { default: (nonce: Uint8Array, key: Uint8Array) => Xsalsa20Stream }
+  return mod.default
+}

@@ -10,6 +10,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { DerivedKeys } from '../token/index.ts'
 import { loadPreSharedKey } from './pnet-cipher.ts'
+import { rotatingPreSharedKey } from './pnet-protector.ts'
 
 /**
  * The libp2p node every agent runs, in one place: the agent (`node.ts`) adds its own
@@ -43,6 +44,11 @@ export interface StackInit {
   /** Listen multiaddrs. */
   listen: string[]
   keys: Pick<DerivedKeys, 'pnetKey' | 'dhtProtocol'>
+  /**
+   * The pnet keys to accept, newest first, read at every connection (a token rotation's
+   * grace: see pnet-protector.ts). @default only `keys.pnetKey`, through @libp2p/pnet
+   */
+  pnetKeys?: () => readonly Uint8Array[]
   /** Run the private DHT (off with `p2p.disable_dht`). */
   dht: boolean
   /** Largest frame of our own protocols, bytes: a state delta rides in one gossip message. */
@@ -79,6 +85,7 @@ export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackS
     services.dht = kadDHT({ protocol: init.keys.dhtProtocol, clientMode: false, peerInfoMapper: passthroughMapper, logPrefix: 'kairos:dht' })
   }
   const preSharedKey = await loadPreSharedKey()
+  const pnetKeys = init.pnetKeys
   const overrides = init.overrides ?? {}
   return await createLibp2p({
     privateKey: init.privateKey,
@@ -91,7 +98,7 @@ export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackS
     transports: overrides.transports ?? [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionProtector: preSharedKey({ psk: init.keys.pnetKey }),
+    connectionProtector: pnetKeys === undefined ? preSharedKey({ psk: init.keys.pnetKey }) : rotatingPreSharedKey({ keys: pnetKeys }),
     // libp2p resets more than 5 inbound connections per second from one host: a site booting together (or
     // a gateway NATing a segment) is exactly that, so the bound is raised; pnet and admission still gate them.
     connectionManager: { maxIncomingPendingConnections: DEFAULT_MAX_PENDING_INBOUND, inboundConnectionThreshold: DEFAULT_INBOUND_PER_HOST_PER_SECOND, ...overrides.connectionManager },

@@ -35,6 +35,11 @@ export interface WiringContext {
   timing: Timing
   keys: DerivedKeys
   protocols: { admit: string, sync: string, heartbeat: string }
+  /**
+   * A token rotation's previous generation, honoured while `honoured()`: its protocol ids
+   * (offered after the current ones) and admission key. @default none
+   */
+  previous?: { protocols: { admit: string, sync: string, heartbeat: string }, admissionKey: Uint8Array, honoured: () => boolean }
   topics: { state: string, members: string }
   bootstrap: BootstrapPeer[]
   linkCount: number
@@ -68,6 +73,8 @@ export interface Services {
 /** Builds the services of one run around a started store and a created libp2p node, and wires them to each other. */
 export function wireServices (ctx: WiringContext, me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services {
   const { clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, membership, events, protocolErrors, earlyLabels } = ctx
+  /** Protocol `name` of the current generation, then of the previous one while it is honoured. */
+  const offer = (name: 'sync' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]] : protocols[name]
   const now = (): number => clock.now()
   let liveness: Liveness | undefined
   let antiEntropy: AntiEntropy | undefined
@@ -79,6 +86,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     log,
     key: keys.admissionKey,
     protocol: protocols.admit,
+    ...(ctx.previous === undefined ? {} : { previous: { protocol: ctx.previous.protocols.admit, key: ctx.previous.admissionKey, honoured: ctx.previous.honoured } }),
     timeoutMs: ctx.admissionTimeoutMs,
     onAdmitted: (peer, conn, initiator, first) => {
       const d = dialler as Dialler
@@ -130,7 +138,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     membership,
     admitted,
     admittedOrSoon: gate.admittedOrSoon,
-    openStream: async (peer, signal) => await openStream(node, peer, protocols.sync, signal),
+    openStream: async (peer, signal) => await openStream(node, peer, offer('sync'), signal),
     addressesOf: (peer) => book.get(peer)?.addresses ?? [],
     via: d.via,
     learnPeer: d.learn,
@@ -150,7 +158,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     timing,
     membership,
     admitted,
-    transport: libp2pHeartbeats(node, protocols.heartbeat),
+    transport: libp2pHeartbeats(node, () => offer('heartbeat')),
     streamTimeoutMs: ctx.dialTimeoutMs,
     fanout: ctx.heartbeatFanout,
     spread: async (r) => await gossip.spread(r),

@@ -56,8 +56,14 @@ export interface StateStoreInit {
   privateKey: PrivateKey
   /** This node's peer id (must match `privateKey`). */
   self: string
-  /** The 32-byte network state key derived from the token. */
+  /** The 32-byte network state key derived from the token: it seals this node's entries and opens others'. */
   stateKey: Uint8Array
+  /**
+   * More 32-byte keys that open entries (never seal them), read at every entry: during a
+   * token rotation's grace, the previous generation's state key (docs/decisions.md, LIFE-5).
+   * @default none
+   */
+  openKeys?: () => readonly Uint8Array[]
   /** Directory of the state file; omitted = memory only. @default undefined */
   dir?: string
   /** Size bounds. @default see StateLimits */
@@ -165,6 +171,7 @@ export interface StoreSettings {
   self: string
   privateKey: PrivateKey
   stateKey: Uint8Array
+  openKeys: () => readonly Uint8Array[]
   /** Path of the state file; undefined for a memory-only store. */
   file: string | undefined
   maxEntryBytes: number
@@ -215,6 +222,7 @@ export function resolveStoreSettings (init: StateStoreInit): StoreSettings {
     self: init.self,
     privateKey: init.privateKey,
     stateKey: Uint8Array.from(init.stateKey),
+    openKeys: init.openKeys ?? (() => []),
     file: init.dir === undefined ? undefined : join(init.dir, STATE_FILE),
     maxEntryBytes,
     maxEntriesPerOwner,

@@ -23,7 +23,7 @@ import { errorMessage } from '../../util/errors.ts'
 import type { Logger } from '../../util/log.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import type { JsonValue, StateChange, StateEntry } from '../types.ts'
-import { REJECT_REASONS, type ApplyResult, type RejectReason } from './contract.ts'
+import { REJECT_REASONS, type ApplyResult, type PutOptions, type RejectReason } from './contract.ts'
 import { buildDigest, parseDigest, selectMissing, type DigestItem } from './digest.ts'
 import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
@@ -40,7 +40,7 @@ import {
   type CollectResult, type LocalStateStore, type StateGcStats, type StateLoadReport, type StateStoreInit
 } from './store-options.ts'
 import {
-  decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValue, ownerPublicKey,
+  decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValue, openValueWith, ownerPublicKey,
   verifyWire, writeEntry
 } from './wire.ts'
 
@@ -67,6 +67,7 @@ class LocalStore implements LocalStateStore {
   readonly self: string
   private readonly privateKey: PrivateKey
   private readonly stateKey: Uint8Array
+  private readonly openKeys: () => readonly Uint8Array[]
   private readonly file: string | undefined
   private readonly maxEntryBytes: number
   private readonly maxEntriesPerOwner: number
@@ -111,6 +112,7 @@ class LocalStore implements LocalStateStore {
     this.self = s.self
     this.privateKey = s.privateKey
     this.stateKey = s.stateKey
+    this.openKeys = s.openKeys
     this.file = s.file
     this.maxEntryBytes = s.maxEntryBytes
     this.maxEntriesPerOwner = s.maxEntriesPerOwner
@@ -158,9 +160,9 @@ class LocalStore implements LocalStateStore {
 
   loadReport (): StateLoadReport { return { ...this.report, skipped: { ...this.report.skipped } } }
 
-  async put (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
+  async put (key: string, value: JsonValue, options: PutOptions = {}): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     if (this.closing !== undefined) throw new StateClosedError(`cannot put state key "${key}": the state store is closed`)
-    const run = this.putChain.then(async () => await this.writeOwn(key, value))
+    const run = this.putChain.then(async () => await this.writeOwn(key, value, options.sealWith ?? this.stateKey))
     this.putChain = run.catch(() => {})
     const result = await run
     this.scheduleFlush()
@@ -173,7 +175,7 @@ class LocalStore implements LocalStateStore {
     await this.flushNow()
   }
 
-  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
+  private async writeOwn (key: string, value: JsonValue, sealKey: Uint8Array): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     const kp = keyProblem(key)
     if (kp !== undefined) throw new StateKeyError(`state key ${JSON.stringify(key)}: ${kp}`)
     const vp = jsonValueProblem(value)
@@ -189,7 +191,7 @@ class LocalStore implements LocalStateStore {
       if (version > MAX_VERSION) throw new StateVersionError(`cannot put state key "${key}": version ${version} would pass the largest entry version ${MAX_VERSION}`)
       const writtenAt = Math.max(0, Math.floor(this.clock.now()))
       const wire = await writeEntry({
-        privateKey: this.privateKey, owner: this.self, key, version, writtenAt, value, stateKey: this.stateKey, nonce: cryptoRandom.bytes(NONCE_BYTES)
+        privateKey: this.privateKey, owner: this.self, key, version, writtenAt, value, stateKey: sealKey, nonce: cryptoRandom.bytes(NONCE_BYTES)
       })
       // An apply may have adopted a newer incarnation of this key while we signed.
       if (this.slots.get(slot) !== held) continue
@@ -269,7 +271,7 @@ class LocalStore implements LocalStateStore {
     if (d.signature.length === 0) return { kind: 'rejected', reason: 'unsigned', ...who }
     if (!verifyWire(d, publicKey)) return { kind: 'rejected', reason: 'forged', ...who }
     if (d.owner === this.self && d.version > (this.ownFloor.get(d.key) ?? 0)) this.ownFloor.set(d.key, d.version)
-    const opened = openValue(this.stateKey, d)
+    const opened = openValueWith([this.stateKey, ...this.openKeys()], d)
     if ('problem' in opened) return { kind: 'rejected', reason: opened.problem, ...who }
     const usage = this.usage.get(d.owner)
     if (held === undefined && (usage?.keys.size ?? 0) >= this.maxEntriesPerOwner) {

@@ -176,6 +176,16 @@ export function openValue (stateKey: Uint8Array, wire: DecodedWire): { value: Js
   }
 }
 
+/** `openValue` under each key in turn: the first that authenticates wins (a rotation's grace holds two). */
+export function openValueWith (keys: readonly Uint8Array[], wire: DecodedWire): { value: JsonValue } | { problem: 'undecryptable' | 'malformed' } {
+  let last: { value: JsonValue } | { problem: 'undecryptable' | 'malformed' } = { problem: 'undecryptable' }
+  for (const key of keys) {
+    last = openValue(key, wire)
+    if (!('problem' in last) || last.problem !== 'undecryptable') return last
+  }
+  return last
+}
+
 /** SHA-256 of the exact wire bytes: the entry's identity for duplicates, tie-break and digests. */
 export function hashWire (bytes: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(bytes).digest())

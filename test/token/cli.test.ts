@@ -157,8 +157,8 @@ describe('token inspect', () => {
       [['inspect', fixed, '--epoch-ms', 'soon'], /^inspect: --epoch-ms must be a positive integer of milliseconds, got 'soon'$/],
       [['inspect', fixed, '--epoch-ms', '0'], /got '0'/],
       [['inspect', fixed, '--preset', 'wan'], /^inspect: --preset must be one of lan, lab, got 'wan'$/],
-      [[], /^missing command; expected generate or inspect/],
-      [['rotate'], /^unknown command 'rotate'; expected generate or inspect/]
+      [[], /^missing command; expected generate, inspect or rotate/],
+      [['revoke'], /^unknown command 'revoke'; expected generate, inspect or rotate/]
     ]
     for (const [argv, message] of cases) {
       const err = await failure(argv)
