@@ -17,10 +17,19 @@ import type { StateChange } from '../p2p/types.ts'
 import type { SealKeys } from '../roles/credentials.ts'
 import { parseNode } from '../roles/entries.ts'
 import { removalAuthority } from '../roles/removal.ts'
-import { judgeRotations, mayRotate, MAX_GRACE_MS, MIN_GRACE_MS, ROTATION_PREFIX, rotationEntries, type IgnoredRotation } from '../roles/rotation.ts'
+import { judgeRotations, mayRotate, MAX_GENERATION, MAX_GRACE_MS, MIN_GRACE_MS, ROTATION_PREFIX, rotationEntries, type IgnoredRotation } from '../roles/rotation.ts'
 import { CRED_PREFIX, ROLE_KEYS } from '../roles/types.ts'
 import { fingerprintOf, MAX_TOKEN_HISTORY, type ChosenToken, type TokenState } from './token-state.ts'
 import { shortPeer } from './reason.ts'
+
+/** State key of a server's announcement of its token's generation, `{v, generation, fingerprint}`. */
+export const GENERATION_KEY = 'token/generation'
+
+function isGeneration (v: unknown): v is { generation: number, fingerprint: string } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  const o = v as Record<string, unknown>
+  return typeof o.generation === 'number' && Number.isSafeInteger(o.generation) && o.generation > 0 && o.generation <= MAX_GENERATION && typeof o.fingerprint === 'string'
+}
 
 /** `token rotate` refused: this node is not a server, a grace runs, or the grace is out of bounds. */
 export class TokenRotateRefusedError extends KairosError {
@@ -96,6 +105,32 @@ export function createRotation (init: RotationInit): Rotation {
   const reported = new Set<string>()
 
   const authority = (): ReturnType<typeof removalAuthority> => removalAuthority(init.acceptedInit(), state.list(CRED_PREFIX))
+  /** The generation a server announces for our token (a box set up with a rotated token learns its number from it). */
+  let announced = current.generation
+  let announcing = false
+
+  /**
+   * Servers announce the generation of the token they run with (`token/generation`,
+   * under its state key); a node set up with that token takes the number from a server.
+   */
+  const generationNews = async (): Promise<void> => {
+    const a = authority()
+    if (mayRotate(a, state.self) && current.generation > 0 && !announcing) {
+      const own = state.get(state.self, GENERATION_KEY)?.value
+      if (!isGeneration(own) || own.generation !== current.generation || own.fingerprint !== fingerprint) {
+        announcing = true
+        await state.put(GENERATION_KEY, { v: 1, generation: current.generation, fingerprint }).finally(() => { announcing = false })
+      }
+    }
+    if (current.source !== 'config' || announced > current.generation) return
+    for (const e of state.list(GENERATION_KEY)) {
+      const v = e.value
+      if (e.key !== GENERATION_KEY || !mayRotate(a, e.owner) || !isGeneration(v) || v.fingerprint !== fingerprint || v.generation <= announced) continue
+      announced = v.generation
+      init.save({ generation: announced, token: current.token.text, history: current.history })
+      logger.info('this token\'s generation, as a server announces it', { generation: announced, by: e.owner })
+    }
+  }
 
   const follow = async (): Promise<void> => {
     if (controller === undefined || switching || holding) return
@@ -139,8 +174,11 @@ export function createRotation (init: RotationInit): Rotation {
     logger.warn('token rotation record ignored', { by: i.by, key: i.key, reason: i.reason })
   }
 
-  const run = (): void => { follow().catch((err: unknown) => { logger.warn('following a token rotation failed', { error: errorMessage(err) }) }) }
-  const relevant = (c: StateChange): boolean => c.entry.key.startsWith(ROTATION_PREFIX) || c.entry.key.startsWith(CRED_PREFIX) || c.entry.key === ROLE_KEYS.cluster
+  const run = (): void => {
+    generationNews().catch((err: unknown) => { logger.warn('announcing the token generation failed', { error: errorMessage(err) }) })
+    follow().catch((err: unknown) => { logger.warn('following a token rotation failed', { error: errorMessage(err) }) })
+  }
+  const relevant = (c: StateChange): boolean => c.entry.key.startsWith(ROTATION_PREFIX) || c.entry.key === GENERATION_KEY || c.entry.key.startsWith(CRED_PREFIX) || c.entry.key === ROLE_KEYS.cluster
   const onChange = (evt: CustomEvent<StateChange>): void => { if (relevant(evt.detail)) run() }
 
   const afterSwitch = async (signal: AbortSignal): Promise<void> => {
@@ -172,7 +210,7 @@ export function createRotation (init: RotationInit): Rotation {
     // This node follows its own record as every member does.
     release: () => { if (holding) { holding = false; run() } },
     status: () => ({
-      generation: current.generation,
+      generation: announced,
       fingerprint,
       source: current.source,
       ...(current.previous === undefined || current.previous.until <= clock.now() ? {} : { previous: { fingerprint: fingerprintOf(current.previous.token), until: current.previous.until } }),
@@ -202,7 +240,7 @@ export function createRotation (init: RotationInit): Rotation {
       }
       const text = generateToken(init.random)
       const to = fingerprintOf(parseToken(text))
-      const header = { generation: current.generation + 1, from: fingerprint, to, at: now, until: now + graceMs }
+      const header = { generation: announced + 1, from: fingerprint, to, at: now, until: now + graceMs }
       holding = true
       try {
         for (const { key, value } of rotationEntries(header, text, recipients, init.random)) await state.put(key, value)

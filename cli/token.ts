@@ -42,7 +42,8 @@ token from stdin, which keeps it out of the process list and shell history.
 
 Without a token, with --state-dir or --config: shows the token the node holds
 (the cloud-config's, or the newer one a rotation gave it), its generation, and
-the replaced token while a rotation's grace runs. No secret is printed.
+the replaced token while a rotation's grace runs; with --show-secrets also the
+token itself, to put in the cloud-config of boxes set up from now on.
 
 Options:
   --state-dir DIR    the agent's state directory (default: from --config)
@@ -98,7 +99,7 @@ async function inspect (argv: string[], io: CliIO): Promise<number> {
     help: { type: 'boolean', short: 'h' }
   })
   if (values.help === true) { io.stdout(INSPECT_USAGE); return 0 }
-  if (positionals.length === 0 && (values['state-dir'] !== undefined || values.config !== undefined)) return await inspectHeld(values, io)
+  if (positionals.length === 0 && (values['state-dir'] !== undefined || values.config !== undefined)) return await inspectHeld({ ...values, showSecrets: values['show-secrets'] === true }, io)
   if (positionals.length === 0) throw new UsageError('inspect: missing token; pass it as an argument or \'-\' to read stdin (see \'kairos-p2p token inspect --help\')')
   if (positionals.length > 1) throw new UsageError(`inspect: expected one token, got ${positionals.length} arguments (see 'kairos-p2p token inspect --help')`)
   const preset = values.preset ?? DEFAULT_PRESET
@@ -212,7 +213,7 @@ function formatReport (r: InspectReport): string {
 }
 
 /** `token inspect --state-dir | --config`: the token the node holds, its generation and grace. */
-async function inspectHeld (values: { 'state-dir'?: string | undefined, config?: string[] | undefined, json?: boolean | undefined }, io: CliIO): Promise<number> {
+async function inspectHeld (values: { 'state-dir'?: string | undefined, config?: string[] | undefined, json?: boolean | undefined, showSecrets: boolean }, io: CliIO): Promise<number> {
   const { readTokenState, chooseToken } = await import('../agent/token-state.ts')
   let stateDir = values['state-dir']
   let configured: NetworkToken | undefined
@@ -233,10 +234,11 @@ async function inspectHeld (values: { 'state-dir'?: string | undefined, config?:
     fingerprint: deriveKeys(chosen.token).fingerprint,
     generation: chosen.generation,
     source: chosen.source,
+    ...(values.showSecrets ? { token: chosen.token.text } : {}),
     ...(chosen.previous === undefined ? {} : { previous: { fingerprint: deriveKeys(chosen.previous.token).fingerprint, until: new Date(chosen.previous.until).toISOString() } })
   }
   if (values.json === true) { io.stdout(JSON.stringify(report, null, 2) + '\n'); return 0 }
-  io.stdout(`fingerprint:  ${report.fingerprint}\ngeneration:   ${report.generation}${report.source === 'state' ? ` (from ${read.file}, given by a rotation)` : ' (the cloud-config\'s token)'}\n` +
+  io.stdout((report.token === undefined ? '' : `token:        ${report.token}\n`) + `fingerprint:  ${report.fingerprint}\ngeneration:   ${report.generation}${report.source === 'state' ? ` (from ${read.file}, given by a rotation)` : ' (the cloud-config\'s token)'}\n` +
     (report.previous === undefined ? '' : `grace:        ${report.previous.fingerprint} (the replaced token) is honoured until ${report.previous.until}\n`))
   return 0
 }
@@ -248,8 +250,8 @@ server) while its agent runs. A new token is sealed to every known member; each
 member switches to it as the record reaches it, and honours the old token until
 the grace ends, so a member that is down now catches up when it comes back within
 the grace. After the grace the old token admits nothing: a box still holding only
-it needs the new token in its cloud-config ('kairos-p2p token inspect --state-dir'
-on a member shows the fingerprint). Boxes set up later take the new token.
+it needs the new token in its cloud-config ('kairos-p2p token inspect --state-dir
+DIR --show-secrets' on a member prints it), as do boxes set up from now on.
 
 Options:
   --grace DURATION  how long the old token stays honoured: a number and a unit,

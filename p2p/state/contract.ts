@@ -47,12 +47,6 @@ export interface ApplyResult {
  * decrypts and merges remote ones, persists, and answers anti-entropy. No network
  * inside: the sync layer moves the opaque wire bytes.
  */
-/** Options of `StateStore.put`. */
-export interface PutOptions {
-  /** Seal under this 32-byte key instead of the state key (a rotation record, for members still on the previous generation). @default the state key */
-  sealWith?: Uint8Array
-}
-
 export interface StateStore {
   readonly self: string
   /**
@@ -61,7 +55,7 @@ export interface StateStore {
    * is a cache of what peers also hold, and what must survive a power cut on its own
    * (promises, role, secrets) lives in files of its own.
    */
-  put(key: string, value: JsonValue, options?: PutOptions): Promise<{ entry: StateEntry, wire: Uint8Array }>
+  put(key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }>
   /** Verifies and merges entries received from peer `from`. Never throws on bad input. */
   apply(wire: Uint8Array[], from: string): Promise<ApplyResult>
   /** A compact summary of what this replica holds (for anti-entropy). */

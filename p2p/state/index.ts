@@ -3,7 +3,7 @@
  * builds the local replica; the sync layer moves its wire bytes and digests.
  */
 export { resealOwnEntries } from './reseal.ts'
-export { REJECT_REASONS, alarmingRejections, type ApplyResult, type RejectReason, type StateStore, type PutOptions } from './contract.ts'
+export { REJECT_REASONS, alarmingRejections, type ApplyResult, type RejectReason, type StateStore } from './contract.ts'
 export {
   createStateStore, DEFAULT_FLUSH_DELAY_MS, DEFAULT_MAX_ENTRIES_PER_OWNER, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_OWNER_BYTES, DEFAULT_MAX_TOTAL_BYTES,
   type CollectResult, type ForgottenOwner, type LocalStateStore, type StateGcStats, type StateLimits, type StateLoadReport, type StateStoreInit

@@ -23,7 +23,7 @@ import { errorMessage } from '../../util/errors.ts'
 import type { Logger } from '../../util/log.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import type { JsonValue, StateChange, StateEntry } from '../types.ts'
-import { REJECT_REASONS, type ApplyResult, type PutOptions, type RejectReason } from './contract.ts'
+import { REJECT_REASONS, type ApplyResult, type RejectReason } from './contract.ts'
 import { buildDigest, parseDigest, selectMissing, type DigestItem } from './digest.ts'
 import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
@@ -40,7 +40,7 @@ import {
   type CollectResult, type LocalStateStore, type StateGcStats, type StateLoadReport, type StateStoreInit
 } from './store-options.ts'
 import {
-  decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValue, openValueWith, ownerPublicKey,
+  decodeWire, hashWire, jsonValueProblem, keyProblem, MAX_VERSION, NONCE_BYTES, openValueWith, ownerPublicKey,
   verifyWire, writeEntry
 } from './wire.ts'
 
@@ -160,9 +160,9 @@ class LocalStore implements LocalStateStore {
 
   loadReport (): StateLoadReport { return { ...this.report, skipped: { ...this.report.skipped } } }
 
-  async put (key: string, value: JsonValue, options: PutOptions = {}): Promise<{ entry: StateEntry, wire: Uint8Array }> {
+  async put (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     if (this.closing !== undefined) throw new StateClosedError(`cannot put state key "${key}": the state store is closed`)
-    const run = this.putChain.then(async () => await this.writeOwn(key, value, options.sealWith ?? this.stateKey))
+    const run = this.putChain.then(async () => await this.writeOwn(key, value))
     this.putChain = run.catch(() => {})
     const result = await run
     this.scheduleFlush()
@@ -175,7 +175,7 @@ class LocalStore implements LocalStateStore {
     await this.flushNow()
   }
 
-  private async writeOwn (key: string, value: JsonValue, sealKey: Uint8Array): Promise<{ entry: StateEntry, wire: Uint8Array }> {
+  private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
     const kp = keyProblem(key)
     if (kp !== undefined) throw new StateKeyError(`state key ${JSON.stringify(key)}: ${kp}`)
     const vp = jsonValueProblem(value)
@@ -191,7 +191,7 @@ class LocalStore implements LocalStateStore {
       if (version > MAX_VERSION) throw new StateVersionError(`cannot put state key "${key}": version ${version} would pass the largest entry version ${MAX_VERSION}`)
       const writtenAt = Math.max(0, Math.floor(this.clock.now()))
       const wire = await writeEntry({
-        privateKey: this.privateKey, owner: this.self, key, version, writtenAt, value, stateKey: sealKey, nonce: cryptoRandom.bytes(NONCE_BYTES)
+        privateKey: this.privateKey, owner: this.self, key, version, writtenAt, value, stateKey: this.stateKey, nonce: cryptoRandom.bytes(NONCE_BYTES)
       })
       // An apply may have adopted a newer incarnation of this key while we signed.
       if (this.slots.get(slot) !== held) continue

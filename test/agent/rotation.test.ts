@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { createRotation, type Rotation } from '../../agent/rotation.ts'
-import type { TokenState } from '../../agent/token-state.ts'
+import { createRotation, GENERATION_KEY, type Rotation } from '../../agent/rotation.ts'
+import type { ChosenToken, TokenState } from '../../agent/token-state.ts'
 import { memorySealKeys, type SealKeys } from '../../roles/credentials.ts'
 import { ROTATION_PREFIX, rotationEntries } from '../../roles/rotation.ts'
 import { generateToken, parseToken } from '../../token/index.ts'
@@ -24,12 +24,12 @@ function siteWithCluster (): FakeSite {
   return site
 }
 
-function memberOn (site: FakeSite, self: string, clock = new ManualClock(1_000_000)): Member {
+function memberOn (site: FakeSite, self: string, clock = new ManualClock(1_000_000), current: ChosenToken = { token: parseToken(oldText), generation: 0, source: 'config', history: [] }): Member {
   const saved: TokenState[] = []
   const restarts: string[] = []
   const rotation = createRotation({
     node: { peerId: self, state: site.node(self), reseal: async () => 0 },
-    current: { token: parseToken(oldText), generation: 0, source: 'config', history: [] },
+    current,
     acceptedInit: () => I,
     sealKeys: async () => keys.get(self) as SealKeys,
     save: (s) => { saved.push(s) },
@@ -91,5 +91,18 @@ describe('token rotation on an agent', () => {
     expect(outsider.restarts).toEqual([])
     expect(outsider.rotation.status().problem).toMatch(/without a copy for this node .* put the new token \(fingerprint .*\) in this box's cloud-config/)
     expect(site.node(X).list(ROTATION_PREFIX).length).toBeGreaterThan(0)
+  })
+
+  it('a box set up with a rotated token takes its generation from a server\'s announcement, not from anyone else\'s', async () => {
+    const site = siteWithCluster()
+    const newText = generateToken(random)
+    const fp = fingerprintOf(parseToken(newText))
+    site.inject(X, GENERATION_KEY, { v: 1, generation: 9, fingerprint: fp })
+    memberOn(site, S, new ManualClock(1_000_000), { token: parseToken(newText), generation: 2, source: 'state', history: [] })
+    const fresh = memberOn(site, A, new ManualClock(1_000_000), { token: parseToken(newText), generation: 0, source: 'config', history: [] })
+    await settle()
+    expect(site.node(A).get(S, GENERATION_KEY)?.value).toEqual({ v: 1, generation: 2, fingerprint: fp })
+    expect(fresh.rotation.status().generation).toBe(2)
+    expect(fresh.saved).toEqual([{ generation: 2, token: newText, history: [] }])
   })
 })

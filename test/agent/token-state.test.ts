@@ -65,6 +65,9 @@ describe('the token a node runs with', () => {
     expect(report).toMatchObject({ generation: 3, source: 'state', fingerprint: fingerprintOf(parseToken(t1)), previous: { fingerprint: fingerprintOf(parseToken(t0)) } })
     expect(out.join('')).not.toContain(t1)
     out.length = 0
+    expect(await tokenCommand.run(['inspect', '--state-dir', dir, '--show-secrets'], io)).toBe(0)
+    expect(out.join('')).toContain(`token:        ${t1}\n`)
+    out.length = 0
     expect(await tokenCommand.run(['inspect', '--state-dir', dir], io)).toBe(0)
     expect(out.join('')).toMatch(/generation: +3 \(from .*token\.json, given by a rotation\)\ngrace: .* is honoured until/)
     const empty = await mkdtemp(join(tmpdir(), 'kp2p-token-'))

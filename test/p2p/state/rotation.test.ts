@@ -31,14 +31,6 @@ describe('state across token generations', () => {
     expect((await old.apply([wire], switched.self)).rejected).toEqual({ undecryptable: 1 })
   })
 
-  it('seals one entry under a given key (a rotation record for members on the previous generation)', async () => {
-    const switched = await store(2, { stateKey: NEW, openKeys: () => [OLD] })
-    const old = await store(1, { stateKey: OLD })
-    const { wire } = await switched.put('token/rotation', { generation: 1 }, { sealWith: OLD })
-    expect(opens(OLD, wire)).toBe(true)
-    expect((await old.apply([wire], switched.self)).accepted).toHaveLength(1)
-  })
-
   it('reseal moves own entries from the previous key to the new one, keeping the skipped keys', async () => {
     const { dir, remove } = await tempDir()
     try {
