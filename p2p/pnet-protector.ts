@@ -36,12 +36,20 @@ export class PnetKeyMismatchError extends KairosError {
   }
 }
 
+/** A pnet key that is not @libp2p/pnet's v1 swarm.key text. */
+export class PnetKeyFormatError extends KairosError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'PnetKeyFormatError'
+  }
+}
+
 /** Decodes @libp2p/pnet's v1 swarm.key text (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex) into the 32-byte key. */
 export function decodeSwarmKey (text: Uint8Array): Uint8Array {
   const lines = Buffer.from(text).toString('utf8').split(/\r\n|\r|\n/)
   const hex = lines[2] ?? ''
   if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(hex)) {
-    throw new KairosError('pnet key: expected swarm.key text "/key/swarm/psk/1.0.0/\\n/base16/\\n" and 64 hex characters')
+    throw new PnetKeyFormatError('pnet key: expected swarm.key text "/key/swarm/psk/1.0.0/\\n/base16/\\n" and 64 hex characters')
   }
   return new Uint8Array(Buffer.from(hex, 'hex'))
 }
@@ -150,7 +158,7 @@ class PskStream extends AbstractMultiaddrConnection {
 
   constructor (init: PskStreamInit) {
     super({ log: init.maConn.log.newScope('pnet'), remoteAddr: init.maConn.remoteAddr, direction: init.maConn.direction })
-    if (init.psk.length !== PSK_BYTES) throw new KairosError(`pnet: key must be ${PSK_BYTES} bytes`)
+    if (init.psk.length !== PSK_BYTES) throw new PnetKeyFormatError(`pnet: key must be ${PSK_BYTES} bytes, got ${init.psk.length}`)
     this.inboundXor = init.xsalsa20(init.remoteNonce, init.psk)
     this.outboundXor = init.xsalsa20(init.localNonce, init.psk)
     this.maConn = init.maConn
