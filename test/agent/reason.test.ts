@@ -110,6 +110,7 @@ describe('explain: who issues credentials', () => {
     expect(r?.peer).toBe(INIT)
     expect(r?.hint).toContain('boot the init server again')
     expect(r?.hint).toContain('new p2p.network_id')
+    expect(r?.hint).toContain('kairos-p2p cluster reset')
     const all = explain(input({ phase: 'installing', role: 'agent', leader: INIT, rolesReason: 'waiting for a credential sealed to this node by a server', peers: [dead(INIT, NOW - 9000), dead(B, NOW - 5000)], issuing: { able: [INIT, B] } }))
     expect(all?.code).toBe('init-server-down')
     expect(all?.text).toContain('none of the 2 servers that can issue credentials is up')
