@@ -137,7 +137,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     }
   })
 
-  const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal') })
+  const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal'), ...(p2pConfig.forgetAfterMs === undefined ? {} : { forgetAfterMs: p2pConfig.forgetAfterMs }) })
 
   const status = (): AgentStatus => {
     const p = node.status()
