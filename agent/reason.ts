@@ -153,7 +153,7 @@ export function explain (s: ReasonInput): StatusReason | undefined {
     const since = initPeer === undefined ? s.startedAt : (s.livenessSince.get(init) ?? initPeer.lastSeen)
     const state = liveness === 'unknown' ? `not seen by this node in ${duration(s.now - since)}` : `${liveness} for ${duration(s.now - since)}`
     return reason('init-server-down', `waiting for a credential from ${shortPeer(init)} (init server), ${state}`, since,
-      "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; see 'Recovery' in the README", init, true)
+      "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; if it is gone for good, start a new cluster with 'kairos-p2p cluster reset' on every box (see 'Recovery' in the README)", init, true)
   }
 
   // Who can seal this node's credential, when the roles layer says (servers besides
