@@ -154,7 +154,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     }
   })
 
-  const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal') })
+  const removals = createRemovals({ node, acceptedInit: () => roles.acceptedInit(), clock, logger: logger.child('removal'), ...(p2pConfig.forgetAfterMs === undefined ? {} : { forgetAfterMs: p2pConfig.forgetAfterMs }) })
   const rotation = createRotation({
     node,
     current: chosen,

@@ -82,7 +82,7 @@ export interface ReasonInput {
  * back, or start a new cluster on purpose. The README's Recovery section has the steps.
  */
 export const ISSUER_GONE_HINT = 'boot the init server again, or put its state dir back on a new box (cluster-secrets.json, seal-key.json and the identity hold what it needs); ' +
-  'a cluster-init never runs twice, so no other node takes its place. To start a new cluster on purpose instead, give every box a new p2p.network_id and move roles.json out of each state dir (see \'Recovery\' in the README)'
+  'a cluster-init never runs twice, so no other node takes its place. To start a new cluster on purpose instead, give every box a new p2p.network_id and run \'kairos-p2p cluster reset\' on each, agent stopped (see \'Recovery\' in the README)'
 
 /** `12D3KooWAbcd…wxyz12`: enough of a peer id to find it in `status` and logs. */
 export function shortPeer (id: string): string {
@@ -153,7 +153,7 @@ export function explain (s: ReasonInput): StatusReason | undefined {
     const since = initPeer === undefined ? s.startedAt : (s.livenessSince.get(init) ?? initPeer.lastSeen)
     const state = liveness === 'unknown' ? `not seen by this node in ${duration(s.now - since)}` : `${liveness} for ${duration(s.now - since)}`
     return reason('init-server-down', `waiting for a credential from ${shortPeer(init)} (init server), ${state}`, since,
-      "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; see 'Recovery' in the README", init, true)
+      "restart the init server (its roles and keys survive a reboot); a cluster-init never runs twice, so no other node takes its place; if it is gone for good, start a new cluster with 'kairos-p2p cluster reset' on every box (see 'Recovery' in the README)", init, true)
   }
 
   // Who can seal this node's credential, when the roles layer says (servers besides

@@ -10,8 +10,9 @@ import type { Logger } from '../util/log.ts'
 import type { P2PNode } from '../p2p/index.ts'
 import type { StateChange } from '../p2p/types.ts'
 import { CRED_PREFIX } from '../roles/types.ts'
+import { DEFAULT_FORGET_AFTER_MS } from '../config/defaults.ts'
 import {
-  judgeRemovals, majorityOf, mayRemove, parseRemovals, removalAuthority, REMOVALS_KEY, withRemoval,
+  judgeRemovals, majorityOf, mayRemove, needsCompaction, parseRemovals, parseRevoked, removalAuthority, REMOVALS_KEY, withRemoval,
   type AppliedRemoval, type PendingRemoval, type RemovalAuthority
 } from '../roles/removal.ts'
 import { VPN_ADVERT_KEY, parseAdvert } from '../vpn/peers.ts'
@@ -41,6 +42,8 @@ export interface RemovalsInit {
   acceptedInit: () => string | undefined
   clock: Clock
   logger: Logger
+  /** `p2p.forget_after`: own removals older than this are kept as digests (roles/removal.ts). @default DEFAULT_FORGET_AFTER_MS */
+  forgetAfterMs?: number
 }
 
 /** The running removal judge of one agent. */
@@ -73,18 +76,22 @@ export function createRemovals (init: RemovalsInit): Removals {
   let started = false
   /** Own removals are written one at a time, each over the last. */
   let writing: Promise<unknown> = Promise.resolve()
-  const addRemoval = async (peer: string, at: number): Promise<void> => {
+  const compact = (): { now: number, afterMs: number } => ({ now: clock.now(), afterMs: init.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS })
+  /** Adds `peer` to this node's removals (undefined: only compacts the old ones). */
+  const addRemoval = async (peer: string | undefined, at: number): Promise<void> => {
     const run = writing.then(async () => {
       const own = state.get(state.self, REMOVALS_KEY)
       const current = own === undefined ? [] : parseRemovals(own)
-      if (current.some((r) => r.peer === peer)) return
-      const { key, value } = withRemoval(current, peer, at)
+      const revoked = own === undefined ? [] : parseRevoked(own)
+      const { key, value } = withRemoval(current, peer, at, revoked, compact())
+      if (own !== undefined && JSON.stringify(own.value) === JSON.stringify(value)) return
       await state.put(key, value)
     })
     writing = run.catch(() => {})
     await run
   }
   const echoing = new Set<string>()
+  let compacting = false
 
   const counted = (): Set<string> => new Set([state.self, ...state.members().map((m) => m.peerId)])
 
@@ -92,7 +99,10 @@ export function createRemovals (init: RemovalsInit): Removals {
     if (!started) return
     const entries = [...state.list(REMOVALS_KEY).filter((e) => e.key === REMOVALS_KEY), ...state.list(CRED_PREFIX)]
     authority = removalAuthority(init.acceptedInit(), entries)
-    const judged = judgeRemovals(entries, authority, counted())
+    // Removals kept as digests apply to the identities this node knows of.
+    const voters = counted()
+    const known = new Set<string>([...voters, ...state.list(MEMBER_KEY).map((e) => e.owner)])
+    const judged = judgeRemovals(entries, authority, voters, known)
     applied = judged.applied
     pending = judged.pending
     const revoke = new Set(applied.map((a) => a.peer).filter((p) => p !== state.self))
@@ -100,6 +110,12 @@ export function createRemovals (init: RemovalsInit): Removals {
     if (revoke.size !== before.size || [...revoke].some((p) => !before.has(p))) {
       for (const a of applied) if (!before.has(a.peer) && a.peer !== state.self) logger.info('applying node removal', { peer: a.peer, basis: a.basis, by: a.by })
       node.revoke(revoke)
+    }
+    const own = state.get(state.self, REMOVALS_KEY)
+    if (own !== undefined && !compacting && needsCompaction(parseRemovals(own), compact())) {
+      compacting = true
+      addRemoval(undefined, 0).catch((err: unknown) => { logger.warn('cannot compact this node\'s removals', { error: errorMessage(err) }) })
+        .finally(() => { compacting = false })
     }
     if (applied.some((a) => a.peer === state.self)) logger.warn('this node was removed from the site; peers refuse it. Wipe its state dir to rejoin as a new node')
     // A node with the authority for a removal publishes its own copy: the revocation

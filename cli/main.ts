@@ -31,6 +31,7 @@ const commands: Record<string, () => Promise<Command>> = {
   agent: async () => (await import('./agent.ts')).command,
   status: async () => (await import('./status.ts')).command,
   node: async () => (await import('./node.ts')).command,
+  cluster: async () => (await import('./cluster.ts')).command,
   vpn: async () => (await import('./vpn.ts')).command,
   lab: SELF_CONTAINED ? labNotIncluded : async () => (await import('./lab.ts')).command
 }
@@ -50,6 +51,7 @@ const summaries: Record<string, string> = {
   agent: 'run the node agent',
   status: 'show the running agent\'s view of the site',
   node: 'list the site\'s nodes, remove and revoke a node',
+  cluster: 'start a new cluster on purpose (cluster reset)',
   vpn: 'manage the WireGuard overlay interface',
   lab: 'build and drive a whole edge site in network namespaces'
 }

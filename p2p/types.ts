@@ -31,10 +31,11 @@ export interface StateChange {
   origin: 'local' | 'remote'
   /**
    * Set when the entry left the replica instead: evicted from a full replica, its
-   * owner forgotten by garbage collection, or removed from the site. `entry` is the entry that went; `get` no
-   * longer returns it.
+   * owner forgotten by garbage collection, removed from the site, or a deletion marker
+   * (value `null`) that expired (p2p/state/gc.ts `deletionExpired`). `entry` is the entry
+   * that went; `get` no longer returns it.
    */
-  dropped?: 'evicted' | 'never-admitted' | 'gone' | 'revoked'
+  dropped?: 'evicted' | 'never-admitted' | 'gone' | 'revoked' | 'deleted'
 }
 
 export type Liveness = 'alive' | 'suspect' | 'dead'

@@ -398,7 +398,8 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       hasSecrets: secrets !== undefined,
       credential: credentialOf(opened),
       address: ownAddress(),
-      caHash
+      caHash,
+      departed
     })
     if (decision.clusterId !== undefined) mark('elected')
     if (last?.phase !== decision.phase || last.role !== decision.role) {

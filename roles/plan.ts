@@ -115,6 +115,46 @@ function issuingReason (issuing: IssuerChoice, init: string): string {
   return issuing.issuer === init ? 'waiting for a credential from the init server' : 'waiting for a credential from a server (the init server is down)'
 }
 
+/**
+ * The agent credentials `self` sealed that can be collected: the recipient reports in
+ * its own `roles/status` that it joined the cluster (it holds the token in k3s's
+ * config and needs the credential no more), or it left the site (`departed`). A
+ * collected credential is written over with `null`, the state's deletion marker, which
+ * the store drops once it is older than `p2p.forget_after` (p2p/state/gc.ts); so the
+ * entries an issuer owns follow the nodes waiting for a credential, not every node the
+ * site ever had.
+ *
+ * Server credentials are kept: the set of servers and their slots are read from them
+ * (roles/issuers.ts `clusterServers`, and `planCredentials` counts them against
+ * `auto.ha.master_nodes`), and only the init server seals them, at most `master_nodes`
+ * per cluster, so they are bounded already. Collecting one would let a server stop
+ * counting, and a later agent credential take its slot.
+ */
+export function collectableCredentials (input: {
+  self: string
+  clusterId: string
+  /** `cred/` entries of `self`, and `roles/status` of everyone (others are ignored). */
+  entries: readonly StateEntry[]
+  departed?: { has: (id: string) => boolean } | undefined
+}): string[] {
+  const joined = new Set<string>()
+  for (const e of input.entries) {
+    if (e.key !== ROLE_KEYS.status) continue
+    const st = parseStatus(e.value)
+    if (st?.phase === 'joined' && st.clusterId === input.clusterId) joined.add(e.owner)
+  }
+  const out: string[] = []
+  for (const e of input.entries) {
+    if (e.owner !== input.self || !e.key.startsWith(CRED_PREFIX) || e.value === null) continue
+    const id = e.key.slice(CRED_PREFIX.length)
+    const c = parseCredential(e.value)
+    // A malformed one is no credential at all; a server credential holds a slot.
+    if (c?.kind === 'server') continue
+    if (c === undefined || joined.has(id) || input.departed?.has(id) === true) out.push(id)
+  }
+  return out.sort()
+}
+
 /** How long an admitted HA server may take to report joined before the next is admitted, ms. @default 600000 */
 export const SERVER_JOIN_TIMEOUT_MS = 600_000
 
@@ -203,12 +243,16 @@ export function planCredentials (input: {
       const waited = input.now === undefined ? 0 : input.now - (issuedAt.get(id) ?? input.now)
       if (!joined.has(id) && waited < (input.config.serverJoinTimeoutMs ?? SERVER_JOIN_TIMEOUT_MS)) pendingServer = true
     }
-    if (node !== undefined && node.sealKey !== c.to && id !== self && (c.kind === 'agent' || input.grantServers !== false)) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
+    // A joined agent needs its credential no more (it is collected), not even to a new key.
+    const reseal = c.kind === 'server' ? input.grantServers !== false : !joined.has(id)
+    if (node !== undefined && node.sealKey !== c.to && id !== self && reseal) grants.push({ recipient: id, kind: c.kind, publicKey: node.sealKey })
   }
   const unissued: string[] = []
   for (const [id, node] of nodes) {
     if (id === self || servers.has(id) || !node.k3s) continue
-    if (!issued.has(id) && live.has(id)) unissued.push(id)
+    // A node that reports joined got its credential before (collected since); one that
+    // lost its local files reports installing again, and gets a new one.
+    if (!issued.has(id) && live.has(id) && !joined.has(id)) unissued.push(id)
   }
   unissued.sort(byPreference)
   const target = input.config.haEnable && input.grantServers !== false ? input.config.haMasterNodes : 0
@@ -325,8 +369,13 @@ export function decide (s: RolesSnapshot): RolesDecision {
         const c = parseCredential(e.value)
         if (servers.has(owner) && c !== undefined && c.clusterId === acc.clusterId && c.to === s.sealKey && (cred === undefined || owner === acc.init)) cred = c
       }
-      if (cred !== undefined) {
-        local = { ...local, role: { role: cred.kind, clusterId: acc.clusterId, init: acc.init } }
+      // The role this node reported before, in its own signed status: a node that lost
+      // roles.json after its credential was collected takes it back, reports installing,
+      // and is sealed a credential again.
+      const reported = parseStatus(view.statuses.get(s.self)?.value)
+      const before = reported?.clusterId === acc.clusterId && (reported.role === 'agent' || reported.role === 'server') ? reported.role : undefined
+      if (cred !== undefined || before !== undefined) {
+        local = { ...local, role: { role: cred?.kind ?? before as CredentialKind, clusterId: acc.clusterId, init: acc.init } }
       } else {
         const issuing = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: acc.clusterId, init: acc.init, servers, members: s.members, entries: s.entries })
         return finish({
@@ -351,7 +400,12 @@ export function decide (s: RolesSnapshot): RolesDecision {
   let handOff: HandOffInput | undefined
   let waitReason: string | undefined
   let issuing: RolesDecision['issuing']
+  let keptJoin = false
   const servers = clusterServers(role.clusterId, role.init, s.entries)
+  if (role.role === 'init' || role.role === 'server') {
+    const own = s.entries.filter((e) => e.key === ROLE_KEYS.status || (e.owner === s.self && e.key.startsWith(CRED_PREFIX)))
+    for (const id of collectableCredentials({ self: s.self, clusterId: role.clusterId, entries: own, departed: s.departed })) puts.push({ put: `${CRED_PREFIX}${id}`, value: null })
+  }
   const issue = (secretsLost: boolean): void => {
     // The copy of the secrets sealed to this node's own key, from which a lost
     // cluster-secrets.json is rebuilt; sealed again when the seal key changed.
@@ -410,7 +464,10 @@ export function decide (s: RolesSnapshot): RolesDecision {
     const caHash = role.caHash ?? offered
     if (role.caHash === undefined && offered !== undefined) local = { ...local, role: { ...role, caHash: offered } }
     const credential = sealer === undefined ? undefined : s.credential?.digest
-    if (credential === undefined) {
+    if (credential === undefined && role.role === 'agent' && local.joined?.clusterId === role.clusterId) {
+      // Joined: its credential was collected (collectableCredentials), k3s holds the token.
+      keptJoin = true
+    } else if (credential === undefined) {
       waitReason = 'waiting for a credential sealed to this node by a server'
       const choice = chooseIssuer({ self: s.self, networkId: s.networkId, clusterId: role.clusterId, init: role.init, servers, members: s.members, entries: s.entries })
       issuing = { ...(choice.issuer === undefined ? {} : { issuer: choice.issuer }), able: choice.able }
@@ -432,7 +489,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
   }
 
   const planKey = handOff === undefined ? undefined : planKeyOf(handOff)
-  const joined = planKey !== undefined && local.joined?.planKey === planKey
+  const joined = keptJoin || (planKey !== undefined && local.joined?.planKey === planKey)
   const everJoined = local.joined?.clusterId === role.clusterId
   ensure(ROLE_KEYS.status, {
     role: role.role,

@@ -24,15 +24,37 @@
  *
  * A server that applies a removal it has the authority for publishes its own copy,
  * so the revocation outlives the node that first published it.
+ *
+ * A removal older than `p2p.forget_after` (or beyond the newest
+ * `MAX_REMOVALS_PER_NODE`) is kept in a compact form: a 96-bit digest of the peer id
+ * (`revocationDigest`) in the entry's `revoked` list, about a quarter of the bytes. By
+ * then every node that was up has applied it by name; a digest still revokes the
+ * identity wherever it shows up again (`judgeRemovals` matches the ids a node knows),
+ * so a box back after years is refused like one back the next day. Only the names are
+ * gone from `node list`. One entry holds `MAX_REMOVALS_PER_NODE` removals by name and
+ * `MAX_COMPACT_REVOCATIONS` digests; past that the oldest digests go.
  */
+import { createHash } from 'node:crypto'
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { CRED_PREFIX } from './types.ts'
 
 /** State key of a node's removals, `{"removed": [RemovalValue…]}`. */
 export const REMOVALS_KEY = 'node/removed'
 
-/** Most removals one node's entry lists (about 80 bytes each, within an entry's bound); the oldest go first. */
-export const MAX_REMOVALS_PER_NODE = 600
+/** Most removals one node's entry lists by name (about 80 bytes each); older ones are kept as digests. @default 250 */
+export const MAX_REMOVALS_PER_NODE = 250
+
+/** Most revocation digests one node's entry keeps (19 bytes each in the entry); the oldest go first. @default 2000 */
+export const MAX_COMPACT_REVOCATIONS = 2000
+
+/**
+ * The compact form of a revoked peer id: base64url of the first 12 bytes of a
+ * domain-separated SHA-256 of it (16 characters). A collision with an honest identity
+ * is a 2^-96 chance per pair.
+ */
+export function revocationDigest (peer: string): string {
+  return createHash('sha256').update(`kairos-p2p/revoked\u0000${peer}`).digest().subarray(0, 12).toString('base64url')
+}
 
 /** One removal in a `node/removed` entry. */
 export interface RemovalValue {
@@ -89,15 +111,48 @@ export function parseRemovals (e: Pick<StateEntry, 'key' | 'value'>): RemovalVal
   return out
 }
 
+/** The revocation digests of a `node/removed` value (`revocationDigest`); malformed items are skipped. */
+export function parseRevoked (e: Pick<StateEntry, 'key' | 'value'>): string[] {
+  if (e.key !== REMOVALS_KEY) return []
+  const v = e.value
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || !Array.isArray(v.revoked)) return []
+  return v.revoked.filter((d): d is string => typeof d === 'string' && /^[A-Za-z0-9_-]{16}$/.test(d))
+}
+
+/** How `withRemoval` compacts: removals older than `afterMs` at `now` are kept as digests. */
+export interface CompactOptions {
+  now: number
+  /** `p2p.forget_after`, ms. */
+  afterMs: number
+}
+
 /**
- * The `node/removed` value of a node that held `current` and now also removes `peer`
- * at `at` (unchanged when it already lists it). Keeps the newest
- * `MAX_REMOVALS_PER_NODE`. Pure.
+ * The `node/removed` value of a node that held `current` (by name) and `revoked`
+ * (digests) and now also removes `peer` at `at` (`peer` undefined: compacts only).
+ * Removals older than `compact.afterMs`, and those beyond the newest
+ * `MAX_REMOVALS_PER_NODE`, move to the digests, of which the newest
+ * `MAX_COMPACT_REVOCATIONS` are kept. Pure.
  */
-export function withRemoval (current: readonly RemovalValue[], peer: string, at: number): { key: string, value: JsonValue } {
-  const list = current.some((r) => r.peer === peer) ? [...current] : [...current, { peer, at }]
-  const kept = list.sort((a, b) => a.at - b.at || (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)).slice(-MAX_REMOVALS_PER_NODE)
-  return { key: REMOVALS_KEY, value: { removed: kept.map((r) => ({ peer: r.peer, at: r.at })) } }
+export function withRemoval (current: readonly RemovalValue[], peer: string | undefined, at: number, revoked: readonly string[] = [], compact?: CompactOptions): { key: string, value: JsonValue } {
+  const listed = peer === undefined || current.some((r) => r.peer === peer) || revoked.includes(revocationDigest(peer))
+  const list = listed ? [...current] : [...current, { peer, at }]
+  list.sort((a, b) => a.at - b.at || (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
+  const old = (r: RemovalValue): boolean => compact !== undefined && compact.now - r.at >= compact.afterMs
+  const cut = Math.max(list.length - MAX_REMOVALS_PER_NODE, list.filter(old).length)
+  const digests = [...revoked]
+  for (const r of list.slice(0, cut)) {
+    const d = revocationDigest(r.peer)
+    if (!digests.includes(d)) digests.push(d)
+  }
+  const kept = list.slice(cut)
+  const value: { removed: JsonValue[], revoked?: JsonValue[] } = { removed: kept.map((r) => ({ peer: r.peer, at: r.at })) }
+  if (digests.length > 0) value.revoked = digests.slice(-MAX_COMPACT_REVOCATIONS)
+  return { key: REMOVALS_KEY, value }
+}
+
+/** Whether `withRemoval` with `compact` would change the value: a removal by name is old enough. Pure. */
+export function needsCompaction (current: readonly RemovalValue[], compact: CompactOptions): boolean {
+  return current.some((r) => compact.now - r.at >= compact.afterMs)
 }
 
 /** The authority from the accepted init server and its `cred/` entries. Pure. */
@@ -132,12 +187,18 @@ export function majorityOf (counted: number): number {
  * The removals to apply and those still pending, from every `node/removed` entry.
  * `counted` is the site's counted identities (this node, its members and the
  * publishers' own ids as they count); a majority is taken over them without the
- * target, and only counted publishers vote. Pure.
+ * target, and only counted publishers vote. A removal kept as a digest applies to
+ * each of `known` (the identities this node knows of) whose digest it is, as of the
+ * entry's `writtenAt`. Pure.
  */
-export function judgeRemovals (entries: readonly StateEntry[], authority: RemovalAuthority, counted: ReadonlySet<string>): { applied: AppliedRemoval[], pending: PendingRemoval[] } {
+export function judgeRemovals (entries: readonly StateEntry[], authority: RemovalAuthority, counted: ReadonlySet<string>, known: Iterable<string> = []): { applied: AppliedRemoval[], pending: PendingRemoval[] } {
   const byPeer = new Map<string, Map<string, number>>()
+  let byDigest: Map<string, string> | undefined
   for (const e of entries) {
-    for (const r of parseRemovals(e)) {
+    const revoked = parseRevoked(e)
+    if (revoked.length > 0) byDigest ??= new Map([...known].map((id) => [revocationDigest(id), id]))
+    const named = revoked.map((d) => byDigest?.get(d)).filter((p) => p !== undefined).map((p) => ({ peer: p, at: e.writtenAt }))
+    for (const r of [...parseRemovals(e), ...named]) {
       if (e.owner === r.peer) continue
       const m = byPeer.get(r.peer) ?? new Map<string, number>()
       m.set(e.owner, r.at)

@@ -246,6 +246,11 @@ export interface RolesSnapshot {
   address?: string | undefined
   /** Init server only: sha256 of its k3s CA as k3s stored it, once k3s created it; published as `roles/ca`. */
   caHash?: string | undefined
+  /**
+   * Identities that left the site (removed, or dead longer than `p2p.forget_after`):
+   * a server collects the agent credentials it sealed to them. @default none
+   */
+  departed?: { has: (id: string) => boolean } | undefined
 }
 
 /** What a node hands to the installer. */

@@ -416,7 +416,8 @@ export function runSimulation (opts: SimOptions): SimResult {
       if (role.role === 'none') continue
       if (x.facts.joined === null) violations.push(`${x.id} (${role.role}) never completed its hand-off`)
       if (role.role === 'server' && !creds(x).has('server')) violations.push(`${x.id} is a server without the server credential`)
-      if (role.role === 'agent' && !creds(x).has('agent')) violations.push(`${x.id} is an agent without the agent credential`)
+      // A joined agent's credential is collected by its sealer (roles/plan.ts collectableCredentials).
+      if (role.role === 'agent' && !creds(x).has('agent') && x.facts.joined === null) violations.push(`${x.id} is an agent without the agent credential`)
       const serverToken = nodes.find((y) => y.id === role.init)?.secrets?.serverToken
       if (role.role === 'agent' && x.held !== undefined && (x.held.token === serverToken || x.held.agentToken !== undefined)) violations.push(`${x.id} is an agent holding the server token`)
     }

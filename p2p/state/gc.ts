@@ -17,6 +17,14 @@
  * are bounded in number and expire after `forgetAfterMs` (at least `admitGraceMs`); an owner that comes back
  * after that is judged again from the start (never present: dropped after the grace).
  *
+ * An entry written over with `null` (a deletion: a collected credential, say) stays as
+ * a marker for `forgetAfterMs` (at least `admitGraceMs`) after its writer wrote it, so
+ * that every replica present meanwhile learns the deletion, then is dropped
+ * (`deletionExpired`). A replica that was away longer may offer the deleted value
+ * back; it is accepted as new, and it is up to its owner to delete it again (the
+ * roles layer does, for credentials), or to the owner collection once the owner is
+ * gone. An expired marker offered by a peer is refused as `stale`.
+ *
  * Times are the local clock's. After a restart every owner gets at least
  * `admitGraceMs` to show up again before its absence counts (the time the node was
  * down is not evidence about anyone).
@@ -94,4 +102,13 @@ export function restoredNote (presentAt: number | undefined, now: number, policy
  */
 export function tombstoneHolds (forgottenAt: number, now: number, policy: CollectPolicy): boolean {
   return now - forgottenAt < Math.max(policy.forgetAfterMs, policy.admitGraceMs)
+}
+
+/**
+ * True when a deletion marker (an entry whose value is `null`) written at `writtenAt`
+ * by its owner's clock may be dropped at `now`: once `forgetAfterMs`, and never less
+ * than `admitGraceMs`, have passed. Pure.
+ */
+export function deletionExpired (writtenAt: number, now: number, policy: CollectPolicy): boolean {
+  return now - writtenAt >= Math.max(policy.forgetAfterMs, policy.admitGraceMs)
 }

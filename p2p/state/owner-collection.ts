@@ -8,7 +8,7 @@ import type { StateChange, StateEntry } from '../types.ts'
 import { errorMessage } from '../../util/errors.ts'
 import type { Logger } from '../../util/log.ts'
 import {
-  judgeOwner, tombstoneHolds,
+  deletionExpired, judgeOwner, tombstoneHolds,
   type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresence, type OwnerPresenceView
 } from './gc.ts'
 import type { OwnerUsage } from './quota.ts'
@@ -102,4 +102,23 @@ export function dropOwners (s: CollectionTables, owners: Iterable<string>, reaso
     dropped.push(owner)
   }
   return dropped
+}
+
+/**
+ * Drops the deletion markers among `slots` (held entries whose value is `null`) that
+ * expired at `now` (gc.ts `deletionExpired`), each change emitted with `dropped:
+ * 'deleted'`; `onOwn` is told of this node's own, so it never writes that key again
+ * below the version it deleted at. Returns how many were dropped.
+ */
+export function sweepDeletions (s: CollectionTables, markers: Iterable<{ owner: string, key: string, writtenAt: number, version: number }>, now: number, onOwn: (key: string, version: number) => void): number {
+  let n = 0
+  for (const m of [...markers]) {
+    if (!deletionExpired(m.writtenAt, now, s.policy)) continue
+    const held = s.drop(m.owner, m.key)
+    if (held === undefined) continue
+    if (m.owner === s.self) onOwn(m.key, m.version)
+    s.emit({ entry: held.entry, previous: held.entry, origin: 'remote', dropped: 'deleted' })
+    n++
+  }
+  return n
 }

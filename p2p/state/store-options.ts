@@ -148,7 +148,9 @@ export interface LocalStateStore extends StateStore {
    * the admit grace and of owners last present more than `forgetAfterMs` ago, leaving
    * a tombstone so that peers cannot hand them back; clears the tombstones of owners
    * present again. `presence` answers from the node's admission set and member view.
-   * Own entries are never dropped. The node calls it on a ticker (about once a minute)
+   * Own entries are never dropped, except deletion markers: any entry whose value is
+   * `null` is dropped once older than `forgetAfterMs` (`deletionExpired`), and an own
+   * key is never written again below the version it was deleted at. The node calls it on a ticker (about once a minute)
    * and on membership changes; the state file follows within the flush delay.
    */
   collect(presence: OwnerPresenceView, now?: number): CollectResult

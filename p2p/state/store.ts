@@ -29,12 +29,12 @@ import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
   StatePersistError, StateValueError, StateVersionError
 } from './errors.ts'
-import { restoredNote, tombstoneHolds, type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresenceView } from './gc.ts'
+import { deletionExpired, restoredNote, tombstoneHolds, type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresenceView } from './gc.ts'
 import { mergeEntry, slotOf, type WireEntryMeta } from './merge.ts'
 import { encodeSnapshot, loadSnapshot } from './persist.ts'
 import { planEviction, type Eviction, type OwnerUsage } from './quota.ts'
 import { freezeEntry } from './frozen-entry.ts'
-import { collectOwners, dropOwners, type CollectionTables } from './owner-collection.ts'
+import { collectOwners, dropOwners, sweepDeletions, type CollectionTables } from './owner-collection.ts'
 import {
   resolveStoreSettings,
   type CollectResult, type LocalStateStore, type StateGcStats, type StateLoadReport, type StateStoreInit
@@ -93,6 +93,8 @@ class LocalStore implements LocalStateStore {
   private readonly forgottenCount: Record<ForgetReason, number> = { 'never-admitted': 0, gone: 0 }
   private evictedCount = 0
   private readonly ownFloor = new Map<string, number>()
+  /** Held deletion markers (value `null`) by slot, dropped once expired (gc.ts). */
+  private readonly deletions = new Map<string, StateEntry>()
   private readonly publicKeys = new Map<string, KeyObject | null>()
   private readonly rejected: Record<RejectReason, number>
   private duplicateCount = 0
@@ -273,6 +275,8 @@ class LocalStore implements LocalStateStore {
     if (d.owner === this.self && d.version > (this.ownFloor.get(d.key) ?? 0)) this.ownFloor.set(d.key, d.version)
     const opened = openValueWith([this.stateKey, ...this.openKeys()], d)
     if ('problem' in opened) return { kind: 'rejected', reason: opened.problem, ...who }
+    // An expired deletion of a key not held here has nothing left to delete.
+    if (source === 'remote' && held === undefined && opened.value === null && deletionExpired(d.writtenAt, this.clock.now(), this.policy)) return { kind: 'rejected', reason: 'stale', ...who }
     const usage = this.usage.get(d.owner)
     if (held === undefined && (usage?.keys.size ?? 0) >= this.maxEntriesPerOwner) {
       return { kind: 'rejected', reason: 'owner-quota', ...who }
@@ -288,7 +292,10 @@ class LocalStore implements LocalStateStore {
   }
 
   private commit (held: Held | undefined, meta: WireEntryMeta, wire: Uint8Array, entry: StateEntry, origin: 'local' | 'remote'): StateChange {
-    this.slots.set(slotOf(meta.owner, meta.key), { meta, wire, entry })
+    const slot = slotOf(meta.owner, meta.key)
+    this.slots.set(slot, { meta, wire, entry })
+    if (entry.value === null) this.deletions.set(slot, entry)
+    else this.deletions.delete(slot)
     let usage = this.usage.get(meta.owner)
     if (usage === undefined) {
       usage = { bytes: 0, keys: new Map() }
@@ -309,6 +316,7 @@ class LocalStore implements LocalStateStore {
     const held = this.slots.get(slot)
     if (held === undefined) return undefined
     this.slots.delete(slot)
+    this.deletions.delete(slot)
     const usage = this.usage.get(owner)
     if (usage !== undefined) {
       usage.bytes -= held.wire.length
@@ -339,7 +347,8 @@ class LocalStore implements LocalStateStore {
   collect (presence: OwnerPresenceView, now = this.clock.now()): CollectResult {
     if (this.closing !== undefined) return { forgotten: [], revived: [] }
     const { result, dirty } = collectOwners(this.tables(), presence, now)
-    if (dirty) {
+    const swept = sweepDeletions(this.tables(), this.deletions.values(), now, (key, version) => { this.ownFloor.set(key, Math.max(version, this.ownFloor.get(key) ?? 0)) })
+    if (dirty || swept > 0) {
       this.generation++
       this.scheduleFlush()
     }

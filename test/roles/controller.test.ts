@@ -173,10 +173,10 @@ describe('roles controller', () => {
         const watch = nodes[0]?.state as FakeClusterState
         watch.addEventListener('change', (evt) => {
           const { entry } = evt.detail
-          if (!entry.key.startsWith('cred/') || (entry.value as { kind?: string }).kind !== 'server') return
+          if (!entry.key.startsWith('cred/') || (entry.value as { kind?: string } | null)?.kind !== 'server') return
           // Every server admitted earlier (and the init server) must have reported joined.
           for (const other of watch.list('cred/')) {
-            if (other.key === entry.key || (other.value as { kind?: string }).kind !== 'server') continue
+            if (other.key === entry.key || (other.value as { kind?: string } | null)?.kind !== 'server') continue
             const peer = other.key.slice('cred/'.length)
             if ((watch.get(peer, 'roles/status')?.value as { phase?: string } | undefined)?.phase !== 'joined') admittedBeforeJoin.push(peer)
           }

@@ -89,10 +89,12 @@ describe('credential issuing by any server (Site)', () => {
     const n5 = site.node('n5')
     expect(n5.facts.role?.role).toBe('agent')
     expect(n5.last?.phase).toBe('joined')
-    const sealer = n5.held?.owner ?? ''
+    const sealer = n5.opened?.owner ?? ''
     expect(sealer).not.toBe(init)
     expect(site.node(sealer).facts.role?.role).toBe('server')
-    expect(n5.held?.token).toBe(site.node(init).secrets?.agentToken)
+    expect(n5.opened?.token).toBe(site.node(init).secrets?.agentToken)
+    // Joined, its credential is collected: the sealer wrote the deletion marker over it.
+    expect(site.node(sealer).replica.get(`${sealer}\u0000cred/n5`)?.value).toBeNull()
     // Exactly one server sealed it: the chosen one.
     expect(site.nodes.filter((n) => n.replica.has(`${n.id}\u0000cred/n5`)).map((n) => n.id)).toEqual([sealer])
 

@@ -5,7 +5,7 @@ import { generateClusterSecrets, sealCredential, type ClusterSecrets } from '../
 import { preferenceKey } from '../../roles/election.ts'
 import { indexEntries } from '../../roles/entries.ts'
 import { seededRandom } from '../../util/random.ts'
-import { canonicalJson, configWarnings, decide, jsonEqual, planCredentials } from '../../roles/plan.ts'
+import { canonicalJson, collectableCredentials, configWarnings, decide, jsonEqual, planCredentials } from '../../roles/plan.ts'
 import { EMPTY_FACTS, type ClusterRecord, type LocalFacts, type NodeValue, type RolesSnapshot } from '../../roles/types.ts'
 import { BASE_CONFIG, Site, certifiedRecord } from './site.ts'
 import { LOW_ORDER_KEYS, sealKeyOf, sealKeysOf } from '../helpers/seal-keys.ts'
@@ -343,8 +343,9 @@ describe('decide', () => {
     const text = JSON.stringify(site.nodes.map((n) => [...n.replica.values()]))
     expect(text.toLowerCase()).not.toMatch(/kubeconfig|client-key|token/)
     const creds = site.nodes[0]?.replica ?? new Map<string, StateEntry>()
-    const kinds = [...creds.values()].filter((e) => e.key.startsWith('cred/')).map((e) => (e.value as { kind: string }).kind).sort()
-    expect(kinds).toEqual(['agent', 'agent', 'server'])
+    // The agents joined, so their credentials are collected (null); the server's holds its slot.
+    const kinds = [...creds.values()].filter((e) => e.key.startsWith('cred/')).map((e) => (e.value as { kind: string } | null)?.kind ?? 'collected').sort()
+    expect(kinds).toEqual(['collected', 'collected', 'server'])
   })
 
   it('below minimum_nodes: waiting, with the number of nodes still awaited', () => {
@@ -418,6 +419,73 @@ describe('decide', () => {
     const d = decide(snapshot({ local, entries: [entry('x', 'roles/cluster', other), ...CERTIFIED.entries] }))
     expect(d.role).toBe('agent')
     expect(d.clusterId).toBe(C1)
+  })
+})
+
+describe('credentials collected once their recipient joined', () => {
+  const agentCred = (to = sealKeyOf('k')): unknown => ({ kind: 'agent', to, clusterId: C1, box: {} })
+  const joinedAs = (id: string, role = 'agent', clusterId = C1): StateEntry => entry(id, 'roles/status', { role, phase: 'joined', clusterId })
+
+  it('collects an agent credential whose recipient joined, left or was removed, and never a server credential', () => {
+    const entries = [
+      entry('s', 'cred/a', agentCred()), joinedAs('a'),
+      entry('s', 'cred/b', agentCred()), entry('b', 'roles/status', { role: 'agent', phase: 'installing', clusterId: C1 }),
+      entry('s', 'cred/c', agentCred()), joinedAs('c', 'agent', 'other-cluster'),
+      entry('s', 'cred/gone', agentCred()),
+      entry('s', 'cred/srv', { kind: 'server', to: sealKeyOf('k'), clusterId: C1, box: {} }), joinedAs('srv', 'server'),
+      entry('s', 'cred/done', null), joinedAs('done'),
+      entry('t', 'cred/d', agentCred()), joinedAs('d')
+    ]
+    expect(collectableCredentials({ self: 's', clusterId: C1, entries, departed: new Set(['gone', 'srv']) })).toEqual(['a', 'gone'])
+  })
+
+  it('a joined node is sealed nothing again, not even to a new key; back to installing it gets a new credential', () => {
+    const base = { self: 'init', networkId: 'site', record: RECORD, config: { haEnable: false, haMasterNodes: 0 }, selfJoined: true }
+    const nodes = new Map([['a', nodeValue('auto', sealKeyOf('new'))], ['b', nodeValue()]])
+    const joined = planCredentials({ ...base, nodes, members: alive('a', 'b'), entries: [entry('init', 'cred/a', agentCred(sealKeyOf('old'))), joinedAs('a'), joinedAs('b')] })
+    expect(joined).toEqual([])
+    const again = planCredentials({ ...base, nodes, members: alive('a', 'b'), entries: [entry('init', 'cred/a', null), entry('b', 'roles/status', { role: 'agent', phase: 'installing', clusterId: C1 })] })
+    expect(again.map((g) => [g.recipient, g.kind])).toEqual(byPref(['a', 'b']).map((id) => [id, 'agent']))
+  })
+
+  it('a server writes null over the agent credentials it may collect, and keeps its server credentials', () => {
+    const local: LocalFacts = { ...EMPTY_FACTS, role: { role: 'init', clusterId: C1, init: 'me' }, joined: { clusterId: C1, planKey: 'p' } }
+    const d = decide(snapshot({
+      local,
+      hasSecrets: true,
+      entries: [...CERTIFIED.entries, entry('me', 'cred/a', agentCred()), joinedAs('a'), entry('me', 'cred/b', { kind: 'server', to: sealKeyOf('k'), clusterId: C1, box: {} }), joinedAs('b', 'server')]
+    }))
+    const puts = d.actions.filter((a) => 'put' in a && a.put.startsWith('cred/'))
+    expect(puts).toEqual([{ put: 'cred/a', value: null }])
+  })
+
+  it('a joined agent whose credential was collected stays joined and hands off nothing', () => {
+    const local: LocalFacts = { ...EMPTY_FACTS, role: { role: 'agent', clusterId: C1, init: 'init' }, joined: { clusterId: C1, planKey: 'p' } }
+    const d = decide(snapshot({ local, entries: [...CERTIFIED.entries, entry('init', 'cred/me', null), joinedAs('init', 'init')] }))
+    expect(d.phase).toBe('joined')
+    expect(d.reason).toBeUndefined()
+    expect(d.actions.some((a) => 'handOff' in a)).toBe(false)
+  })
+
+  it('a node that lost roles.json after its credential was collected takes its role from its own status and reports installing', () => {
+    const entries = [...CERTIFIED.entries, entry('init', 'cred/me', null), joinedAs('me'), joinedAs('init', 'init')]
+    const d = decide(snapshot({ entries }))
+    expect(d.role).toBe('agent')
+    expect(d.phase).toBe('installing')
+    expect(d.actions).toContainEqual({ put: 'roles/status', value: { role: 'agent', phase: 'installing', clusterId: C1 } })
+    // Someone else's status naming this node is not its word.
+    const forged = decide(snapshot({ entries: [...CERTIFIED.entries, entry('mallory', 'roles/status', { role: 'server', phase: 'joined', clusterId: C1 })] }))
+    expect(forged.role).toBeUndefined()
+  })
+
+  it('a formed site: once every agent joined, the init server holds none of their credentials', () => {
+    const site = new Site(['n1', 'n2', 'n3', 'n4'], { minimumNodes: 3 })
+    site.run(60)
+    const init = site.nodes.find((n) => n.facts.role?.role === 'init')
+    expect(init).toBeDefined()
+    const live = (n: NonNullable<typeof init>): number => [...n.replica.values()].filter((e) => e.owner === n.id && e.key.startsWith('cred/') && e.value !== null).length
+    expect(live(init as NonNullable<typeof init>)).toBe(0)
+    expect(site.nodes.every((n) => n.last?.phase === 'joined')).toBe(true)
   })
 })
 

@@ -204,6 +204,22 @@ describe('damaged local files', () => {
     expect(nodes.filter((n) => n.controller.status().role === 'init')).toHaveLength(1)
   })
 
+  it('roles.json lost after the agent\'s credential was collected: the role comes back from its own status, and a new credential is sealed and collected again', async () => {
+    const { net, nodes, init } = await formedSite(3)
+    const agent = nodes.find((n) => n !== init) as Node
+    const key = `cred/${agent.id}`
+    await until('credential collected', () => init.state.get(init.id, key)?.value === null)
+    const collectedAt = init.state.get(init.id, key)?.version ?? 0
+    const entries = await powerOff(net, agent)
+    await rm(join(agent.dir, FACTS_FILE))
+    const again = await startNode(net, agent.index, { dir: agent.dir, entries })
+    await until('joined again', () => again.controller.status().phase === 'joined')
+    expect(again.controller.status().role).toBe('agent')
+    expect(again.plans).toHaveLength(1)
+    expect(again.plans[0]?.config.token).toBe((await secretsIn(init.dir) as { agentToken: string }).agentToken)
+    await until('collected again', () => init.state.get(init.id, key)?.value === null && (init.state.get(init.id, key)?.version ?? 0) > collectedAt + 1)
+  })
+
   it('roles.json before any cluster record: refused, since a forgotten vote could give two cluster-inits', async () => {
     const net = createFakeSite()
     const dir = await newDir()
@@ -226,7 +242,9 @@ describe('damaged local files', () => {
     await until('joined again', () => again.controller.status().phase === 'joined')
     const after = (again.state.get(agent.id, 'roles/node')?.value as { sealKey: string }).sealKey
     expect(after).not.toBe(before)
-    expect((again.state.get(init.id, `cred/${agent.id}`)?.value as { to: string }).to).toBe(after)
+    // Sealed to the new key (the hand-off opened it), then collected once it joined.
+    expect(again.plans).toHaveLength(1)
+    await until('credential collected', () => again.state.get(init.id, `cred/${agent.id}`)?.value === null)
     expect(again.plans[0]?.config.token).toBe((await secretsIn(init.dir) as { agentToken: string }).agentToken)
     expect(again.logs.filter((l) => l.includes(SEAL_KEY_FILE))).toEqual([expect.stringMatching(/seal-key\.json is damaged: set aside as seal-key\.json\.corrupt-\d{8}T\d{6}Z; a new seal key is published/)])
   })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { JsonValue, StateEntry } from '../../p2p/types.ts'
-import { judgeRemovals, majorityOf, MAX_REMOVALS_PER_NODE, mayRemove, parseRemovals, removalAuthority, REMOVALS_KEY, withRemoval } from '../../roles/removal.ts'
+import { judgeRemovals, majorityOf, MAX_COMPACT_REVOCATIONS, MAX_REMOVALS_PER_NODE, mayRemove, needsCompaction, parseRemovals, parseRevoked, removalAuthority, REMOVALS_KEY, revocationDigest, withRemoval } from '../../roles/removal.ts'
 
 function e (owner: string, key: string, value: JsonValue): StateEntry {
   return { owner, key, version: 1, writtenAt: 0, value }
@@ -79,6 +79,44 @@ describe('judgeRemovals', () => {
     // A full list of real peer ids and times fits in one entry (64 KiB) with room for the envelope.
     const full = withRemoval(many.map((x, i) => ({ peer: `12D3KooW${String(i).padStart(44, 'x')}`, at: 1_800_000_000_000 + i })), 'Q', 0).value
     expect(Buffer.byteLength(JSON.stringify(full))).toBeLessThan(60 * 1024)
+  })
+
+  it('a removal older than forget_after is kept as a digest, which still revokes the identity when it shows up', () => {
+    const DAY = 86_400_000
+    const compact = { now: 10 * DAY, afterMs: 7 * DAY }
+    const first = withRemoval([], 'A', 1 * DAY, [], compact)
+    const second = withRemoval(parseRemovals(e('I', first.key, first.value)), 'B', 9 * DAY, parseRevoked(e('I', first.key, first.value)), compact)
+    const entry = { ...e('I', second.key, second.value), writtenAt: 9 * DAY }
+    expect(parseRemovals(entry)).toEqual([{ peer: 'B', at: 9 * DAY }])
+    expect(parseRevoked(entry)).toEqual([revocationDigest('A')])
+    expect(needsCompaction(parseRemovals(entry), compact)).toBe(false)
+    expect(needsCompaction(parseRemovals(entry), { ...compact, now: 17 * DAY })).toBe(true)
+    // Removing A again changes nothing: its digest is there.
+    expect(withRemoval(parseRemovals(entry), 'A', 10 * DAY, parseRevoked(entry), compact).value).toEqual(second.value)
+    // A applies to a node that knows of A (it came back), by the init server's authority.
+    const r = judgeRemovals([entry], authority, counted, ['A', 'X'])
+    expect(r.applied).toEqual([{ peer: 'A', basis: 'init-server', by: ['I'], at: 9 * DAY }, { peer: 'B', basis: 'init-server', by: ['I'], at: 9 * DAY }])
+    // A digest from a member without authority is one vote, like a removal by name.
+    expect(judgeRemovals([{ ...e('A', second.key, second.value), writtenAt: 1 }], authority, counted, ['X']).applied).toEqual([])
+    expect(judgeRemovals([{ ...e('A', second.key, { removed: [], revoked: [revocationDigest('X'), 'not a digest'] }), writtenAt: 1 }], authority, counted, ['X']).pending).toEqual([{ peer: 'X', by: ['A'], needed: 2 }])
+  })
+
+  it('one entry holds the newest removals by name and the older ones as digests, within an entry\'s bound', () => {
+    const id = (i: number): string => `12D3KooW${String(i).padStart(44, 'x')}`
+    let named: ReturnType<typeof parseRemovals> = []
+    let revoked: string[] = []
+    const total = MAX_REMOVALS_PER_NODE + MAX_COMPACT_REVOCATIONS + 10
+    for (let i = 0; i < total; i++) {
+      const next = withRemoval(named, id(i), 1_800_000_000_000 + i, revoked)
+      named = parseRemovals(e('I', next.key, next.value))
+      revoked = parseRevoked(e('I', next.key, next.value))
+    }
+    expect(named).toHaveLength(MAX_REMOVALS_PER_NODE)
+    expect(named[0]?.peer).toBe(id(total - MAX_REMOVALS_PER_NODE))
+    expect(revoked).toHaveLength(MAX_COMPACT_REVOCATIONS)
+    expect(revoked[0]).toBe(revocationDigest(id(10)))
+    const value = withRemoval(named, undefined, 0, revoked).value
+    expect(Buffer.byteLength(JSON.stringify(value))).toBeLessThan(60 * 1024)
   })
 
   it('a strict majority', () => {

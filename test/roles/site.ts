@@ -30,6 +30,8 @@ export interface SiteNode {
   keys: SealKeys
   secrets?: ClusterSecrets
   held?: HeldCredential
+  /** The last credential it opened, kept after its sealer collected it. */
+  opened?: HeldCredential
 }
 
 export class Site {
@@ -87,6 +89,7 @@ export class Site {
     node.tracker = trackView(node.tracker, members, this.now)
     const entries = [...node.replica.values()]
     node.held = credentialFor({ self: node.id, sealKey: node.keys.publicKey, entries, issuers: issuersOf(node.facts, entries), held: node.held, open: (box) => openCredential(node.keys, box) })
+    node.opened = node.held ?? node.opened
     const d = decide({
       self: node.id,
       now: this.now,

@@ -9,7 +9,7 @@ import { judgeOwner, restoredNote, tombstoneHolds } from '../../../p2p/state/gc.
 import type { OwnerPresence } from '../../../p2p/state/gc.ts'
 import { ManualClock } from '../../../util/clock.ts'
 import type { JsonValue } from '../../../p2p/types.ts'
-import { identity, STATE_KEY, store, tempDir, type Identity } from './fixtures.ts'
+import { changes, identity, STATE_KEY, store, tempDir, type Identity } from './fixtures.ts'
 
 const ids = new Map<number, Identity>()
 async function id (seed: number): Promise<Identity> {
@@ -232,6 +232,50 @@ describe('state store: garbage collection of owners nobody stands for', () => {
     clock.advance(10 * FORGET)
     expect(b.collect(() => { throw new Error('view broken') }).forgotten).toEqual([])
     expect(b.get(x.self, 'k')).toBeDefined()
+  })
+})
+
+describe('state store: deletion markers', () => {
+  const GRACE = 60_000
+  const FORGET = 3_600_000
+
+  it('keeps a null entry for forget_after, then drops it everywhere, refuses it back, and never writes the key again below its version', async () => {
+    const clock = new ManualClock(1_000_000)
+    const opts = { clock, admitGraceMs: GRACE, forgetAfterMs: FORGET }
+    const a = await store(1, opts)
+    const b = await store(2, opts)
+    const seenA = changes(a)
+    await a.put('cred/x', { kind: 'agent' })
+    await a.put('cred/x', null)
+    const marker = a.wireOf(a.self, 'cred/x') as Uint8Array
+    expect((await b.apply([marker], a.self)).accepted).toHaveLength(1)
+    clock.advance(FORGET - 1)
+    a.collect(() => 'present')
+    b.collect(() => 'present')
+    expect(a.get(a.self, 'cred/x')?.value).toBeNull()
+    expect(b.get(a.self, 'cred/x')?.value).toBeNull()
+    clock.advance(1)
+    a.collect(() => 'present')
+    b.collect(() => 'present')
+    expect(a.get(a.self, 'cred/x')).toBeUndefined()
+    expect(b.get(a.self, 'cred/x')).toBeUndefined()
+    expect(a.size().entries).toBe(0)
+    expect(seenA.at(-1)).toMatchObject({ dropped: 'deleted', entry: { key: 'cred/x', value: null } })
+    // A replica that still holds the expired marker offers it: refused, without alarm.
+    expect((await b.apply([marker], 'late-peer')).rejected).toEqual({ stale: 1 })
+    // Written again, the key goes on past the version it was deleted at.
+    const again = await a.put('cred/x', { kind: 'agent' })
+    expect(again.entry.version).toBe(3)
+  })
+
+  it('a deletion older than forget_after still replaces the value a replica holds', async () => {
+    const clock = new ManualClock(10 * FORGET)
+    const b = await store(2, { clock, admitGraceMs: GRACE, forgetAfterMs: FORGET })
+    const w = await id(3)
+    await b.apply([await entry(w, 'cred/x', 1, { kind: 'agent' }, 0)], w.self)
+    expect((await b.apply([await entry(w, 'cred/x', 2, null, 0)], w.self)).accepted).toHaveLength(1)
+    b.collect(() => 'present')
+    expect(b.get(w.self, 'cred/x')).toBeUndefined()
   })
 })
 
