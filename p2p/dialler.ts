@@ -218,11 +218,22 @@ export function createDialler (c: DiallerComponents): Dialler {
     return true
   }
 
+  /**
+   * Whether `peer` is a candidate: not a member, or a member we hold dead. Nothing else
+   * dials a dead member, so one sighted again (its mDNS answer, a peer that holds it
+   * alive) is dialled like a newcomer: that is how two sides find each other when a
+   * partition heals, and the connection's admission brings it back to life here.
+   */
+  const wanted = (peer: string): boolean => {
+    const m = membership.get(peer)
+    return m === undefined || (m.liveness === 'dead' && !isConnected(peer))
+  }
+
   const learn = (peer: string, addresses: string[], label: string): void => {
     if (peer === self) return
     if (!labels.has(peer)) labels.set(peer, book.get(peer)?.discoveredBy ?? label)
     book.upsert(peer, { addresses, discoveredBy: labels.get(peer) ?? label })
-    if (membership.get(peer) === undefined && addCandidate(peer)) schedule()
+    if (wanted(peer) && addCandidate(peer)) schedule()
   }
 
   /** The ring we pick links from: members not known dead, and candidates we may dial. */
@@ -231,7 +242,7 @@ export function createDialler (c: DiallerComponents): Dialler {
     const view: string[] = []
     for (const m of membership.list()) if (m.liveness !== 'dead') view.push(m.peerId)
     for (const p of candidates.keys()) {
-      if (membership.get(p) !== undefined) { candidates.delete(p); continue }
+      if (!wanted(p)) { candidates.delete(p); continue }
       if (!holdingOff(p, t)) view.push(p)
     }
     return view
