@@ -97,6 +97,29 @@ describe('dialler on a fake network', () => {
     expect(net.open.has(peer)).toBe(true)
   })
 
+  it('a failed dial holds the peer off a fifth of the redial interval at first, doubling with each failure in a row', async () => {
+    const { dialler, net, clock } = await setup({ links: 1 })
+    const [peer] = await peerIds(1) as [string]
+    net.down.add(peer)
+    dialler.learn(peer, ['/ip4/127.0.0.1/tcp/4001'], 'mdns')
+    // Dialled at once, or after the yield a lower-id mutual link gets.
+    for (let i = 0; i < 40 && !net.dialled.includes(peer); i++) { await clock.advanceAsync(10); await flush() }
+    const first = clock.now()
+    expect(net.dialled.filter((p) => p === peer)).toHaveLength(1)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.2 - 1)).toBe(true)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.2 + 1)).toBe(false)
+    // Dialled again when the hold-off ends, without waiting for the redial round; held off twice as long.
+    for (let i = 0; i < 3; i++) { await clock.advanceAsync(LAB.redialIntervalMs * 0.1 + 1); await flush() }
+    expect(net.dialled.filter((p) => p === peer)).toHaveLength(2)
+    // The second failure came as the first hold-off ended: held off until 0.2 + 0.4 redial intervals after the first.
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.6 - 10)).toBe(true)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.6 + 10)).toBe(false)
+    // Up again: the next dial gets through and the count of failures starts over.
+    net.down.delete(peer)
+    for (let i = 0; i < 10; i++) { await clock.advanceAsync(LAB.redialIntervalMs * 0.1); await flush() }
+    expect(net.open.has(peer)).toBe(true)
+  })
+
   it('a peer whose dial fails is held off and the next peer along the ring takes its place', async () => {
     const { dialler, net, self, clock } = await setup({ links: 2 })
     const peers = await peerIds(8)
