@@ -92,6 +92,8 @@ interface Running {
   book: PeerBook
   loops: Loops
   mdns?: MdnsDiscovery
+  /** Nudges mDNS when a member is lost; listens to member leaves while the node runs. */
+  mdnsLost?: () => void
   collector: StateCollector
   /** Runs a collection soon; listens to member joins and leaves while the node runs. */
   pokeCollector: () => void
@@ -336,12 +338,18 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
         intervalMs: timing.mdnsIntervalMs,
         onPeer: (peer, addresses) => { svc.dialler.learn(peer, addresses, 'mdns') },
+        // A member held dead that has not departed may come back (a healed partition): keep announcing.
+        missing: () => { const t = now(); return membership.list().some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined) },
         clock,
         random,
         logger: log.child('mdns')
       })
       await lan.start()
       run.mdns = lan
+      // Members lost: look for them at once (the fast phase), not after a backed-off gap.
+      const lost = (): void => { lan.nudge() }
+      events.addEventListener('member:leave', lost)
+      run.mdnsLost = lost
     }
     svc.liveness.start(controller.signal, loops)
     svc.antiEntropy.start(controller.signal, loops)
@@ -375,6 +383,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     svc.liveness.stop()
     events.removeEventListener('member:join', run.pokeCollector)
     events.removeEventListener('member:leave', run.pokeCollector)
+    if (run.mdnsLost !== undefined) events.removeEventListener('member:leave', run.mdnsLost)
     await run.collector.stop()
     await run.loops.settled()
     run.node.services.pubsub.removeEventListener('gossipsub:message', run.onGossip)
