@@ -2,8 +2,9 @@
 // takes, how fast a site re-merges after a partition heals, and how fast it forms on
 // a lossy segment. Scenarios, each run `--rounds` times (the figures are medians):
 //   - election: N agents (default 30) start at once; reported: ballots stood (distinct
-//     proposals in the agents' election log), the round of the chosen ballot, and the
-//     election done on every node after the last start. Target: one ballot.
+//     proposals in the agents' election log) and proposers, the round of the ballot most
+//     voters accepted, and the election done on every node after the last start.
+//     Target: one ballot.
 //   - heal: 7 agents, n1-n3 cut off from n4-n7 from boot; the majority side forms; the
 //     partition is healed 30 s (`--partition-seconds`) after the last start. Reported:
 //     heal → every node sees every other alive, heal → every node joined. Target ≤ 5 s.
@@ -65,23 +66,29 @@ type Lab = import('../netns-lab/index.ts').Lab
 type LabStatus = import('../netns-lab/index.ts').LabStatus
 interface PeerView { id?: string, liveness?: string }
 
-/** Ballots stood in one election: the distinct `round/proposer` of the proposals the agents logged. */
+/**
+ * Ballots stood in one election, from the agents' election log: the distinct
+ * `round/proposer` of the proposals, how many nodes proposed, and the round of the
+ * ballot most voters accepted (the chosen one).
+ */
 export function ballotsInLogs (logs: readonly string[]): { ballots: number, chosenRound: number | null, proposers: number } {
   const ballots = new Set<string>()
-  let top: number | null = null
+  const accepts = new Map<string, number>()
   for (const text of logs) {
     for (const line of text.split('\n')) {
-      if (!line.includes('"election"') || !line.includes('"proposal"')) continue
-      let rec: { msg?: unknown, proposal?: unknown }
+      if (!line.includes('"election"')) continue
+      let rec: { msg?: unknown, proposal?: unknown, accepted?: unknown }
       try { rec = JSON.parse(line) as typeof rec } catch { continue }
-      if (rec.msg !== 'election' || typeof rec.proposal !== 'string') continue
-      const ballot = rec.proposal.split(' ')[0] ?? ''
-      if (!/^\d+\/\S+$/.test(ballot)) continue
-      ballots.add(ballot)
-      if (rec.proposal.endsWith(' committed')) top = Math.max(top ?? 0, Number(ballot.split('/')[0]))
+      if (rec.msg !== 'election') continue
+      const ballot = typeof rec.proposal === 'string' ? rec.proposal.split(' ')[0] ?? '' : ''
+      if (/^\d+\/\S+$/.test(ballot)) ballots.add(ballot)
+      const accepted = typeof rec.accepted === 'string' ? rec.accepted.split(' ')[0] ?? '' : ''
+      if (/^\d+\/\S+$/.test(accepted)) accepts.set(accepted, (accepts.get(accepted) ?? 0) + 1)
     }
   }
-  return { ballots: ballots.size, chosenRound: top, proposers: new Set([...ballots].map((b) => b.split('/')[1])).size }
+  let chosen: string | undefined
+  for (const [b, n] of accepts) if (chosen === undefined || n > (accepts.get(chosen) ?? 0)) chosen = b
+  return { ballots: ballots.size, chosenRound: chosen === undefined ? null : Number(chosen.split('/')[0]), proposers: new Set([...ballots].map((b) => b.split('/')[1])).size }
 }
 
 /** Polls the lab until `done` holds or the timeout; returns the last status and when each named condition first held. */
@@ -207,6 +214,7 @@ if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
       const summary: Record<string, unknown> = { runs }
       if (scenario === 'election') {
         summary.firstBallotRuns = `${runs.filter((r) => r.ballots === 1).length} of ${runs.length}`
+        summary.decidedInRoundOneRuns = `${runs.filter((r) => r.chosenRound === 1).length} of ${runs.length}`
         summary.medianBallots = median(pick((r) => r.ballots))
         summary.medianElectionDoneS = median(pick((r) => r.electionDoneS))
       } else if (scenario === 'heal') {
