@@ -114,6 +114,15 @@ async function watch (lab: Lab, opt: Options, signal: AbortSignal, conditions: R
 
 const allSeeAll = (s: LabStatus): boolean => s.nodes.every((x) => ((x.agent?.peers ?? []) as PeerView[]).filter((p) => p.liveness === 'alive' && p.id !== x.peerId).length >= s.nodes.length - 1)
 const electedEverywhere = (s: LabStatus): boolean => s.nodes.every((x) => x.agent?.timeline?.some((e) => e.event === 'elected') === true)
+/** When the last node reached each milestone of its timeline, seconds after `from` (null when some never did). */
+const milestones = (s: LabStatus, from: number): Record<string, number | null> => {
+  const out: Record<string, number | null> = {}
+  for (const event of ['elected', 'credential', 'installing', 'joined']) {
+    const at = s.nodes.map((x) => x.agent?.timeline?.find((e) => e.event === event)?.at)
+    out[event] = at.every((t) => t !== undefined) ? secs(Math.max(...at as number[]) - from) : null
+  }
+  return out
+}
 const lastStarted = (s: LabStatus): number | undefined => {
   const started = s.nodes.map((x) => x.agent?.timeline?.find((e) => e.event === 'started')?.at)
   return started.every((t) => t !== undefined) ? Math.max(...started as number[]) : undefined
@@ -166,7 +175,9 @@ async function runOnce (scenario: Scenario, opt: Options, signal: AbortSignal): 
       return {
         majorityFormedAfterLastStartS: secs((cut.seen.majorityFormed ?? start) - start),
         partitionS: secs(healedAt - start),
-        afterHealS: { allSeeAll: secs(w.seen.seeAll === undefined ? undefined : w.seen.seeAll - healedAt), allJoined: secs(w.seen.joined === undefined ? undefined : w.seen.joined - healedAt) }
+        afterHealS: { allSeeAll: secs(w.seen.seeAll === undefined ? undefined : w.seen.seeAll - healedAt), allJoined: secs(w.seen.joined === undefined ? undefined : w.seen.joined - healedAt) },
+        // The timeline milestones of the last node to reach each (the minority's, as a rule).
+        milestonesAfterHealS: milestones(w.last, healedAt)
       }
     }
     const w = await watch(lab, opt, signal, { seeAll: allSeeAll, joined: formedAll }, (seen) => seen.joined !== undefined && seen.seeAll !== undefined)
@@ -174,7 +185,8 @@ async function runOnce (scenario: Scenario, opt: Options, signal: AbortSignal): 
     ok = !w.timedOut
     return {
       lossPct: opt.lossPct,
-      fromLastStartS: { allSeeAll: secs(start === undefined || w.seen.seeAll === undefined ? undefined : w.seen.seeAll - start), allJoined: secs(start === undefined || w.seen.joined === undefined ? undefined : w.seen.joined - start) }
+      fromLastStartS: { allSeeAll: secs(start === undefined || w.seen.seeAll === undefined ? undefined : w.seen.seeAll - start), allJoined: secs(start === undefined || w.seen.joined === undefined ? undefined : w.seen.joined - start) },
+      milestonesFromLastStartS: start === undefined ? null : milestones(w.last, start)
     }
   } finally {
     if (!ok) progress(`${scenario}: did not finish; its agent logs stay in ${await lab.dir().catch(() => '(lab dir unknown)')}/hosts`)
