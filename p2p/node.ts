@@ -338,8 +338,15 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
         intervalMs: timing.mdnsIntervalMs,
         onPeer: (peer, addresses) => { svc.dialler.learn(peer, addresses, 'mdns') },
-        // A member held dead that has not departed may come back (a healed partition): keep announcing.
-        missing: () => { const t = now(); return membership.list().some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined) },
+        // Keep announcing while someone is missing: a member held dead that has not departed
+        // may come back (a healed partition), and below `minimum_nodes` up the site cannot form
+        // without the nodes it has not found yet (the minority of a partition from boot).
+        missing: () => {
+          const t = now()
+          const members = membership.list()
+          if (members.filter((m) => m.liveness !== 'dead').length + 1 < p2p.minimumNodes) return true
+          return members.some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined)
+        },
         clock,
         random,
         logger: log.child('mdns')
