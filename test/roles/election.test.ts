@@ -364,3 +364,46 @@ describe('a member cannot keep the election from ending', () => {
     expect(proposer.local.proposal?.ballot).toEqual(b(1, first))
   })
 })
+
+describe('a ballot under way is not superseded by a node found later (ELEC-12)', () => {
+  const cfg = { ...BASE_CONFIG, staticRole: 'worker' as const, minimumNodes: 3, termTimeoutMs: 1_000 }
+  const [first, second, third, fourth] = byPreference(['a', 'b', 'c', 'd']) as [string, string, string, string]
+  const nodes = [node(first), node(second), node(third), node(fourth)]
+
+  it('a voter holding a promise to one proposer does not promise another proposer\'s higher ballot until the hold ends', () => {
+    // The fourth promised the second's ballot (1); the first shows up and stands at round 2.
+    const view = indexEntries(fourth, 'site', [...nodes,
+      entry(second, 'roles/proposal', { ballot: b(1, second), candidate: null, committed: false }),
+      entry(first, 'roles/proposal', { ballot: b(2, first), candidate: null, committed: false })])
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(1, second), promisedAt: 1_000 }
+    const members = alive(first, second, third)
+    const at = (now: number): LocalFacts => electionStep({ self: fourth, now, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
+    expect(at(1_500).promised).toEqual(b(1, second))
+    expect(at(2_100).promised).toEqual(b(2, first))
+  })
+
+  it('a node that prefers another proposer still promises a ballot a quorum promised already, and does not stand meanwhile', () => {
+    // The first (preferred by everyone who sees it) joins late: the others promised the second's ballot.
+    const view = indexEntries(first, 'site', [...nodes,
+      entry(second, 'roles/proposal', { ballot: b(1, second), candidate: null, committed: false }),
+      vote(second, { promised: b(1, second), accepted: null }),
+      vote(third, { promised: b(1, second), accepted: null }),
+      vote(fourth, { promised: b(1, second), accepted: null })])
+    const out = electionStep({ self: first, now: 5_000, networkId: 'site', config: { ...cfg, staticRole: 'auto' }, members: alive(second, third, fourth), view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.local.promised).toEqual(b(1, second))
+    expect(out.local.proposal).toBeNull()
+  })
+
+  it('a proposer that learns of one more node keeps its ballot, re-counted, while its promises still make a quorum', () => {
+    const promisers = [second, third, fourth]
+    const votes = promisers.map((id) => vote(id, { promised: b(1, second), accepted: null }))
+    const view0 = indexEntries(second, 'site', [node(second), node(third), node(fourth), ...votes])
+    const promises = promisers.sort().map((id) => ({ ...refOf(view0.voteEntries.get(id) as StateEntry), accepted: null }))
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(1, second), promisedAt: 10, accepted: { ballot: b(1, second), candidate: second }, proposal: { ballot: b(1, second), candidate: second, committed: false, known: 3, promises, startedAt: 10 } }
+    // A fourth node (not preferred to it here: it is a worker) shows up.
+    const view = indexEntries(second, 'site', [node(first, false), node(second), node(third), node(fourth), ...votes])
+    const out = electionStep({ self: second, now: 20, networkId: 'site', config: { ...cfg, staticRole: 'auto' }, members: alive(first, third, fourth), view, local, viewSince: 0 })
+    expect(out.local.proposal?.ballot).toEqual(b(1, second))
+    expect(out.local.proposal?.known).toBe(4)
+  })
+})
