@@ -21,6 +21,11 @@ export const DEFAULT_MAX_PARALLEL_DIALS = 8
 export const DEFAULT_MAX_CANDIDATES = 256
 /** A peer that failed admission is not dialled again for this many redial intervals. */
 const ADMISSION_BACKOFF_INTERVALS = 10
+/**
+ * The first hold-off after a failed dial or admission, as a fraction of the redial
+ * interval; it doubles with each failure in a row, up to two redial intervals.
+ */
+const FIRST_HOLD_OFF_FRACTION = 0.2
 /** Redial intervals a connection outside our links is kept before it may be pruned. */
 const MESH_PRUNE_GRACE_INTERVALS = 2
 /**
@@ -132,6 +137,23 @@ export function createDialler (c: DiallerComponents): Dialler {
   const blockedUntil = new Map<string, number>()
   /** Peers whose last dial failed are not dialled again before this time. */
   const unreachableUntil = new Map<string, number>()
+  /** Dials or admissions that failed in a row, by peer (cleared by an admission). */
+  const failures = new Map<string, number>()
+  /**
+   * Holds `peer` off after a failed dial or admission: a fifth of the redial interval
+   * at first, doubling with each failure in a row, at most two redial intervals. On a
+   * lossy link most failures are a lost SYN or a handshake that timed out, and the
+   * next try usually gets through; a peer that is really gone soon waits the longest.
+   */
+  const holdOff = (peer: string): void => {
+    const n = (failures.get(peer) ?? 0) + 1
+    failures.delete(peer)
+    failures.set(peer, n)
+    // Bounded like the candidates: ids made up on an unauthenticated source cannot grow it.
+    if (failures.size > 4 * maxCandidates) failures.delete(failures.keys().next().value as string)
+    const most = 2 * timing.redialIntervalMs
+    unreachableUntil.set(peer, now() + Math.min(most, FIRST_HOLD_OFF_FRACTION * timing.redialIntervalMs * 2 ** (n - 1)))
+  }
   /** Peers discovered that are not members yet, and when (bounded, see DEFAULT_MAX_CANDIDATES). */
   const candidates = new Map<string, number>()
   const stats: DialStats = { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 }
@@ -167,9 +189,11 @@ export function createDialler (c: DiallerComponents): Dialler {
         stats.failed++
         log.debug('dial failed', { peer, error: errorMessage(err) })
         if (!s.aborted) {
-          // Left alone until the redial round after next; another peer takes its place among our links now.
-          unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
+          // Left alone for a while (see holdOff); another peer takes its place among our links now.
+          holdOff(peer)
           schedule()
+          // Dialled again once the hold-off ends rather than at the next redial round.
+          clock.sleep(Math.max(0, (unreachableUntil.get(peer) ?? now()) - now()) + 1, s).then(schedule, () => {})
         }
       } finally {
         dialing.delete(peer)
@@ -218,11 +242,22 @@ export function createDialler (c: DiallerComponents): Dialler {
     return true
   }
 
+  /**
+   * Whether `peer` is a candidate: not a member, or a member we hold dead. Nothing else
+   * dials a dead member, so one sighted again (its mDNS answer, a peer that holds it
+   * alive) is dialled like a newcomer: that is how two sides find each other when a
+   * partition heals, and the connection's admission brings it back to life here.
+   */
+  const wanted = (peer: string): boolean => {
+    const m = membership.get(peer)
+    return m === undefined || (m.liveness === 'dead' && !isConnected(peer))
+  }
+
   const learn = (peer: string, addresses: string[], label: string): void => {
     if (peer === self) return
     if (!labels.has(peer)) labels.set(peer, book.get(peer)?.discoveredBy ?? label)
     book.upsert(peer, { addresses, discoveredBy: labels.get(peer) ?? label })
-    if (membership.get(peer) === undefined && addCandidate(peer)) schedule()
+    if (wanted(peer) && addCandidate(peer)) schedule()
   }
 
   /** The ring we pick links from: members not known dead, and candidates we may dial. */
@@ -231,7 +266,7 @@ export function createDialler (c: DiallerComponents): Dialler {
     const view: string[] = []
     for (const m of membership.list()) if (m.liveness !== 'dead') view.push(m.peerId)
     for (const p of candidates.keys()) {
-      if (membership.get(p) !== undefined) { candidates.delete(p); continue }
+      if (!wanted(p)) { candidates.delete(p); continue }
       if (!holdingOff(p, t)) view.push(p)
     }
     return view
@@ -323,12 +358,13 @@ export function createDialler (c: DiallerComponents): Dialler {
     admitted (peer) {
       candidates.delete(peer)
       unreachableUntil.delete(peer)
+      failures.delete(peer)
       yielded.delete(peer)
     },
     failed (peer, reason) {
       if (reason !== 'bad-proof' && reason !== 'revoked') {
         // Slow or cut off, not refused (a starved box at boot, the other side gave up first): try again soon.
-        unreachableUntil.set(peer, now() + 2 * timing.redialIntervalMs)
+        holdOff(peer)
       } else {
         // Not a token holder, or removed from the site: forget it and leave it alone for a while.
         blockedUntil.set(peer, now() + ADMISSION_BACKOFF_INTERVALS * timing.redialIntervalMs)

@@ -109,6 +109,12 @@ export interface MdnsDiscoveryInit {
    * for the same peer and the same address set within `intervalMs`.
    */
   onPeer: (peer: string, addresses: string[]) => void
+  /**
+   * While this holds (a member is held dead: a partition may heal, a box come back), the
+   * steady announcements do not back off: they stay at `intervalMs`, so the two sides of
+   * a healed partition hear each other within an interval. @default never
+   */
+  missing?: () => boolean
   /** @default systemClock */
   clock?: Clock
   /** Jitter source. @default cryptoRandom */
@@ -366,7 +372,7 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
       } else {
         guarded('announcement', announce)
         gap = steadyGap
-        steadyGap = Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
+        steadyGap = init.missing?.() === true ? intervalMs : Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
       }
       await wait(jittered(gap, random), signal)
     }

@@ -92,6 +92,8 @@ interface Running {
   mdns?: MdnsDiscovery
   /** mDNS under the previous generation's tag, during a rotation's grace. */
   mdnsPrevious?: MdnsDiscovery
+  /** Nudges mDNS when a member is lost; listens to member leaves while the node runs. */
+  mdnsLost?: () => void
   collector: StateCollector
   /** Runs a collection soon; listens to member joins and leaves while the node runs. */
   pokeCollector: () => void
@@ -343,6 +345,15 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
         intervalMs: timing.mdnsIntervalMs,
         onPeer: (peer, addresses) => { svc.dialler.learn(peer, addresses, 'mdns') },
+        // Keep announcing while someone is missing: a member held dead that has not departed
+        // may come back (a healed partition), and below `minimum_nodes` up the site cannot form
+        // without the nodes it has not found yet (the minority of a partition from boot).
+        missing: () => {
+          const t = now()
+          const members = membership.list()
+          if (members.filter((m) => m.liveness !== 'dead').length + 1 < p2p.minimumNodes) return true
+          return members.some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined)
+        },
         clock,
         random,
         logger: log.child('mdns')
@@ -357,6 +368,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         await previous.start()
         run.mdnsPrevious = previous
       }
+      // Members lost: look for them at once (the fast phase), not after a backed-off gap.
+      const lost = (): void => { lan.nudge() }
+      events.addEventListener('member:leave', lost)
+      run.mdnsLost = lost
     }
     svc.liveness.start(controller.signal, loops)
     svc.antiEntropy.start(controller.signal, loops)
@@ -390,6 +405,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     svc.liveness.stop()
     events.removeEventListener('member:join', run.pokeCollector)
     events.removeEventListener('member:leave', run.pokeCollector)
+    if (run.mdnsLost !== undefined) events.removeEventListener('member:leave', run.mdnsLost)
     await run.collector.stop()
     await run.loops.settled()
     run.node.services.pubsub.removeEventListener('gossipsub:message', run.onGossip)

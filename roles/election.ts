@@ -38,9 +38,12 @@ import type { Ballot, LocalFacts, MemberView, PromiseRef, ProposalValue, QuorumC
  *
  * Liveness: only the preferred node (lowest hash of peer id and network id among
  * alive, eligible nodes) stands, after its view has held still for the settle
- * period, and nobody stands while a ballot it promised is younger than the term
- * timeout. A ballot that stalls is superseded after the timeout. Voters promise
- * only the preferred node's ballots, so no other member can keep superseding them.
+ * period, and nobody stands while a ballot it promised is younger than the hold
+ * (the term timeout, at least the rumour grace). A ballot that stalls is superseded
+ * after the hold. Voters promise only the preferred node's ballots, or one a quorum
+ * promised, so no other member can keep superseding them; and a voter keeps to the
+ * ballot it promised for the hold, so a better node discovered late on a large site
+ * does not supersede a ballot under way (once several ballots per election at 30 nodes).
  */
 
 const preferenceCache = new Map<string, string>()
@@ -110,21 +113,41 @@ export interface ElectionOutcome {
  * promised only a proposal whose candidate its promises justify (`checkPromises`;
  * the node's own proposal is its own count) and, once a candidate is certified as
  * chosen, only that candidate.
+ *
+ * A promise to another proposer holds for `holdMs` after the voter's last promise or
+ * accept: meanwhile it promises no other proposer's ballot and accepts the one it
+ * promised although a node it prefers has shown up since (a node discovered late on a
+ * large site no longer supersedes a ballot that is under way). A proposer's ballot is
+ * promised when it may stand in the voter's view, or when a quorum of the votes held
+ * promised it already: those voters found it preferred, and a node that joins late
+ * follows them instead of standing against them.
  */
-function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayStand: (proposer: string) => boolean): LocalFacts {
+function voterStep (local: LocalFacts, proposals: readonly ProposalValue[], now: number, self: string, view: RolesView, minimumNodes: number, known: number, locked: string | undefined, mayStand: (proposer: string) => boolean, holdMs: number): LocalFacts {
   let next = local
   let top: ProposalValue | undefined
+  const quorum = quorumSize(minimumNodes, known)
+  const held = next.promised !== null && next.promised.by !== self && now < next.promisedAt + holdMs ? next.promised : null
+  const vouched = (p: ProposalValue): boolean => {
+    let n = 0
+    for (const v of view.votes.values()) if (sameBallot(v.promised, p.ballot)) n++
+    return n >= quorum
+  }
   // Promise only ballots of a proposer that may stand in this voter's view (itself or
-  // the preferred node): another member cannot keep superseding the election.
-  for (const p of proposals) if (mayStand(p.ballot.by) && (top === undefined || compareBallots(p.ballot, top.ballot) > 0)) top = p
+  // the preferred node) or that a quorum promised: another member cannot keep
+  // superseding the election.
+  for (const p of proposals) {
+    if (held !== null && p.ballot.by !== held.by) continue
+    if ((mayStand(p.ballot.by) || vouched(p)) && (top === undefined || compareBallots(p.ballot, top.ballot) > 0)) top = p
+  }
   if (top !== undefined && (next.promised === null || compareBallots(top.ballot, next.promised) > 0)) {
     next = { ...next, promised: top.ballot, promisedAt: now }
   }
   const promised = next.promised
   if (promised !== null && !sameBallot(next.accepted?.ballot, promised)) {
     const p = proposals.find((q) => sameBallot(q.ballot, promised) && q.candidate !== null)
+    const stillHeld = promised.by !== self && now < next.promisedAt + holdMs
     const justified = p !== undefined && (p.ballot.by === self || (checkPromises(p, view, minimumNodes, known) === 'valid' &&
-      (p.candidate !== p.ballot.by || mayStand(p.ballot.by))))
+      (p.candidate !== p.ballot.by || mayStand(p.ballot.by) || stillHeld)))
     if (justified && p?.candidate != null && (locked === undefined || locked === p.candidate)) {
       next = { ...next, accepted: { ballot: p.ballot, candidate: p.candidate }, promisedAt: now }
     }
@@ -178,7 +201,10 @@ export function electionStep (input: {
   const selfEligible = isEligible(config.staticRole, config.autoEnable)
   const preferred = preferredCandidate(preferable, self, view, networkId, selfEligible)
   const mayStandFor = (proposer: string): boolean => proposer === self || preferred === proposer
-  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayStandFor)
+  // How long a promise to another proposer holds (see voterStep): the term timeout, and
+  // at least the grace a silent member gets before it counts as gone.
+  const holdMs = Math.max(config.termTimeoutMs, grace)
+  const step = (l: LocalFacts): LocalFacts => voterStep(l, proposalsWith(l), now, self, view, config.minimumNodes, known.size, locked, mayStandFor, holdMs)
 
   let local = step(input.local)
 
@@ -198,6 +224,14 @@ export function electionStep (input: {
       }
     } else if (choices.some((c) => c.candidate === own.candidate && sameBallot(c.ballot, own.ballot))) {
       local = { ...local, proposal: { ...own, committed: true } }
+    } else if (own.known !== undefined && own.known < known.size && own.promises !== undefined &&
+      own.promises.length >= quorum &&
+      justifiedCandidate(own.promises.map((r) => r.accepted), self, liarsTolerated(config.minimumNodes, known.size)) === own.candidate) {
+      // More nodes known than when the candidate was chosen, yet the promises held still
+      // make a quorum and justify the same candidate by the larger count: the ballot
+      // stands, re-counted. Giving it up for every node that shows up late is what made
+      // large sites elect in several ballots; voters check it by their own count anyway.
+      local = { ...local, proposal: { ...own, known: known.size } }
     }
     local = step(local)
   }
@@ -214,8 +248,9 @@ export function electionStep (input: {
   // ballot of another node is waited for until the term timeout after the last
   // promise or accept, then the preferred node may supersede it.
   // It is also given up once this node knows more nodes than when it chose its
-  // candidate: voters judge the promises by their own count (`liarsTolerated`), so a
-  // proposal counted on a smaller view may never be accepted.
+  // candidate and its promises no longer make a quorum or justify that candidate by
+  // the larger count (re-counted above): voters judge the promises by their own count
+  // (`liarsTolerated`), so such a proposal may never be accepted.
   // And once so many voters promised a later ballot that the rest cannot make a
   // quorum: this node may not have promised that ballot itself (its proposer was not
   // preferred in its view), yet its own ballot can no longer win.
@@ -226,12 +261,14 @@ export function electionStep (input: {
     (local.promised === null || compareBallots(local.promised, local.proposal.ballot) <= 0) &&
     (local.proposal.known === undefined || local.proposal.known >= known.size) &&
     ahead <= known.size - quorum
-  const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + config.termTimeoutMs : 0
+  const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + holdMs : 0
   const inFlight = ownLive || now < othersUntil
   const stable = now - input.viewSince >= config.settleMs
   const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
+  // A voter's promise to another proposer stops holding with time alone.
+  else if (now < othersUntil) recheckAt = othersUntil
   if (mayStand && !inFlight && stable) {
     // Above the rounds promised around, but by at most MAX_ROUND_STEP over its own:
     // a vote claiming a huge round cannot push the election to its bound.

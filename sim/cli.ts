@@ -53,14 +53,17 @@ let decisions = 0
 let ties = 0
 let deaths = 0
 let hostileElected = 0
+/** Seeds by the ballots their election took (distinct proposals before the first record). */
+const ballotRuns = new Map<number, number>()
 for (const seed of seeds) {
   const r = runSimulation({ seed, timing: preset, faults, adversary: values.adversary, ...(sybils === undefined ? {} : { sybils }), ...(nodes === undefined ? {} : { nodes }), ...(minimumNodes === undefined ? {} : { minimumNodes }) })
   decisions += r.decisions
   ties += r.ties
   deaths += r.deaths
   if (r.hostileElected) hostileElected++
+  if (r.electionMs !== undefined) ballotRuns.set(r.ballots, (ballotRuns.get(r.ballots) ?? 0) + 1)
   if (values.verbose || seeds.length === 1) {
-    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length}${r.hostile.length > 0 ? ` attacks=${r.attacks}` : ''} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions} ties=${r.ties} deaths=${r.deaths}\n`)
+    process.stdout.write(`seed ${seed}: ${r.description}\n  inits=${r.inits.length}${r.hostile.length > 0 ? ` attacks=${r.attacks}` : ''} election=${r.electionMs ?? '-'}ms formation=${r.formationMs ?? '-'}ms end=${r.endedAt}ms decisions=${r.decisions} ballots=${r.ballots} ties=${r.ties} deaths=${r.deaths}\n`)
   }
   if (r.violations.length > 0) {
     failed++
@@ -69,4 +72,6 @@ for (const seed of seeds) {
 }
 const secs = (performance.now() - started) / 1000
 process.stdout.write(`${seeds.length} seed(s), ${failed} failed, ${decisions} decisions, ${ties} merge ties, ${deaths} members declared dead, ${secs.toFixed(1)} s (${(seeds.length / secs).toFixed(1)} seeds/s)${values.adversary ? `, hostile member elected by a real vote in ${hostileElected}` : ''}\n`)
+const elections = [...ballotRuns.values()].reduce((a, b) => a + b, 0)
+if (elections > 0) process.stdout.write(`ballots per election: ${[...ballotRuns].sort((a, b) => a[0] - b[0]).map(([b, k]) => `${b}: ${k}`).join(', ')} (first ballot in ${ballotRuns.get(1) ?? 0} of ${elections})\n`)
 process.exitCode = failed === 0 ? 0 : 1

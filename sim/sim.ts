@@ -78,6 +78,8 @@ export interface SimResult {
   formationMs?: number
   /** Simulated ms from the first boot to the first cluster record. */
   electionMs?: number
+  /** Ballots honest nodes stood (distinct proposals) before the first cluster record; 1 is an election without a duel. */
+  ballots: number
   /** Simulated end time, ms. */
   endedAt: number
   /** Decisions run. */
@@ -133,6 +135,7 @@ export function runSimulation (opts: SimOptions): SimResult {
   const desc: string[] = []
   let decisions = 0
   let firstRecordAt: number | undefined
+  const ballots = new Set<string>()
 
   // ---- fleet and configuration drawn from the seed ----
   const autoEnable = faults === 'full' ? rng.float() < 0.9 : true
@@ -193,6 +196,10 @@ export function runSimulation (opts: SimOptions): SimResult {
       clusterIds.add(cid)
       firstRecordAt ??= clock.now()
       if (clusterIds.size > 1) violations.push(`two cluster records at +${clock.now() - t0}ms: ${[...clusterIds].join(', ')}`)
+    }
+    if (node.hostile !== true && key === ROLE_KEYS.proposal && firstRecordAt === undefined) {
+      const b = (value as { ballot?: { n?: unknown, by?: unknown } } | null)?.ballot
+      if (b !== undefined) ballots.add(`${String(b.n)}/${String(b.by)}`)
     }
     net.put(node, key, value, owner)
   }
@@ -439,6 +446,7 @@ export function runSimulation (opts: SimOptions): SimResult {
     hostileElected: hostileElected.size > 0,
     ...(formationAt === undefined ? {} : { formationMs: formationAt - lastBoot() }),
     ...(firstRecordAt === undefined ? {} : { electionMs: firstRecordAt - firstBoot }),
+    ballots: ballots.size,
     endedAt: clock.now() - t0,
     decisions,
     ties: nodes.reduce((sum, x) => sum + x.replica.ties, 0),

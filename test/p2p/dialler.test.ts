@@ -38,13 +38,14 @@ describe('dialler on a fake network', () => {
     await Promise.all(dirs.splice(0).map(async (d) => { await rm(d, { recursive: true, force: true, maxRetries: 5 }) }))
   })
 
-  const setup = async (options: { links?: number, maxCandidates?: number } = {}): Promise<{ dialler: Dialler, net: FakeDialNet, self: string, clock: ManualClock }> => {
+  const setup = async (options: { links?: number, maxCandidates?: number } = {}): Promise<{ dialler: Dialler, net: FakeDialNet, self: string, clock: ManualClock, membership: ReturnType<typeof createMembership> }> => {
     controller = new AbortController()
     const dir = await mkdtemp(join(tmpdir(), 'kp2p-dialler-'))
     dirs.push(dir)
     const [self] = await peerIds(1) as [string]
     const clock = new ManualClock(1_000_000)
     const net = new FakeDialNet()
+    const membership = createMembership({ timing: LAB, self, incarnation: 1 })
     const dialler = createDialler({
       self,
       clock,
@@ -52,7 +53,7 @@ describe('dialler on a fake network', () => {
       timing: LAB,
       network: net,
       book: await loadPeerBook(dir, silentLogger),
-      membership: createMembership({ timing: LAB, self, incarnation: 1 }),
+      membership,
       // Every open connection here passed admission.
       admitted: net.open,
       bootstrap: [],
@@ -61,7 +62,7 @@ describe('dialler on a fake network', () => {
       ...(options.maxCandidates === undefined ? {} : { maxCandidates: options.maxCandidates })
     })
     dialler.start(controller.signal, createLoops(clock, controller.signal, silentLogger))
-    return { dialler, net, self, clock }
+    return { dialler, net, self, clock, membership }
   }
 
   it('dials its ring links among the peers it learns of, not every peer', async () => {
@@ -77,6 +78,46 @@ describe('dialler on a fake network', () => {
     // While a mutual link waits for the lower id to dial, the next peer along the ring may fill in: never more than that.
     expect(net.open.size).toBeLessThanOrEqual(2 * links.length)
     expect(net.open.size).toBeLessThan(peers.length)
+  })
+
+  it('a member held dead is dialled again once it is sighted (a partition healed), and not before', async () => {
+    const { dialler, net, clock, membership } = await setup({ links: 2 })
+    const [peer] = await peerIds(1) as [string]
+    membership.learn(peer, clock.now())
+    membership.rumour({ peer, state: 'dead', incarnation: 1 }, clock.now())
+    expect(membership.get(peer)?.liveness).toBe('dead')
+    // The redial round does not dial a dead member by itself.
+    await dialler.redial()
+    for (let i = 0; i < 5; i++) { await flush(); await clock.advanceAsync(100) }
+    expect(net.dialled).not.toContain(peer)
+    // Its mDNS answer arrives: it is dialled like a newcomer.
+    dialler.learn(peer, ['/ip4/127.0.0.1/tcp/4001'], 'mdns')
+    for (let i = 0; i < 5; i++) { await flush(); await clock.advanceAsync(100) }
+    expect(net.dialled).toContain(peer)
+    expect(net.open.has(peer)).toBe(true)
+  })
+
+  it('a failed dial holds the peer off a fifth of the redial interval at first, doubling with each failure in a row', async () => {
+    const { dialler, net, clock } = await setup({ links: 1 })
+    const [peer] = await peerIds(1) as [string]
+    net.down.add(peer)
+    dialler.learn(peer, ['/ip4/127.0.0.1/tcp/4001'], 'mdns')
+    // Dialled at once, or after the yield a lower-id mutual link gets.
+    for (let i = 0; i < 40 && !net.dialled.includes(peer); i++) { await clock.advanceAsync(10); await flush() }
+    const first = clock.now()
+    expect(net.dialled.filter((p) => p === peer)).toHaveLength(1)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.2 - 1)).toBe(true)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.2 + 1)).toBe(false)
+    // Dialled again when the hold-off ends, without waiting for the redial round; held off twice as long.
+    for (let i = 0; i < 3; i++) { await clock.advanceAsync(LAB.redialIntervalMs * 0.1 + 1); await flush() }
+    expect(net.dialled.filter((p) => p === peer)).toHaveLength(2)
+    // The second failure came as the first hold-off ended: held off until 0.2 + 0.4 redial intervals after the first.
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.6 - 10)).toBe(true)
+    expect(dialler.holdingOff(peer, first + LAB.redialIntervalMs * 0.6 + 10)).toBe(false)
+    // Up again: the next dial gets through and the count of failures starts over.
+    net.down.delete(peer)
+    for (let i = 0; i < 10; i++) { await clock.advanceAsync(LAB.redialIntervalMs * 0.1); await flush() }
+    expect(net.open.has(peer)).toBe(true)
   })
 
   it('a peer whose dial fails is held off and the next peer along the ring takes its place', async () => {

@@ -317,6 +317,21 @@ describe('mdns discovery on a fake LAN', () => {
     expect(MDNS_STEADY_MAX_INTERVALS * INTERVAL).toBeLessThanOrEqual(MDNS_RECORD_TTL * 1000 / 2)
   })
 
+  it('while a member is missing the announcements do not back off: one interval apart, and back to backing off once it is back', async () => {
+    setup()
+    let missing = true
+    const all = Array.from({ length: 3 }, (_, i) => node(i, { missing: () => missing }))
+    await startAll(all)
+    await advance(FAST_END + 1)
+    let mark = lan.log.length
+    await advance(6 * INTERVAL + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 1, 1, 1, 1].map((k) => k * INTERVAL))
+    missing = false
+    mark = lan.log.length
+    await advance((1 + 1 + 2 + 4) * INTERVAL + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+  })
+
   it('with jitter, nodes powered on together drift apart and still follow the backoff', async () => {
     setup()
     const all = Array.from({ length: 5 }, (_, i) => node(i, { random: seededRandom(100 + i) }))

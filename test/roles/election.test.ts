@@ -335,14 +335,18 @@ describe('lying voters and standing early', () => {
     const view = indexEntries(fourth, 'site', [...voterEntries, ...promises, proposal])
     const local: LocalFacts = { ...EMPTY_FACTS, promised: b(3, second), promisedAt: 10 }
     const cfg = { ...BASE_CONFIG, staticRole: 'worker' as const, rumourGraceMs: 600 }
-    const step = (members: Array<{ peerId: string, liveness: 'alive' | 'dead', lastSeen: number }>): LocalFacts =>
-      electionStep({ self: fourth, now: 1_000, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
+    // The promise was made at 10 and holds for the term timeout (1 s): the checks below come after it.
+    const step = (members: Array<{ peerId: string, liveness: 'alive' | 'dead', lastSeen: number }>, now = 2_000): LocalFacts =>
+      electionStep({ self: fourth, now, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
     // The preferred node is up: the second may not stand for itself.
-    expect(step([{ peerId: first, liveness: 'alive', lastSeen: 1_000 }, ...alive(second, third)]).accepted).toBeNull()
+    expect(step([{ peerId: first, liveness: 'alive', lastSeen: 2_000 }, ...alive(second, third)]).accepted).toBeNull()
     // A rumour says it is dead, but this voter heard it 100 ms ago: still no vote.
-    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 900 }, ...alive(second, third)]).accepted).toBeNull()
+    expect(step([{ peerId: first, liveness: 'dead', lastSeen: 1_900 }, ...alive(second, third)]).accepted).toBeNull()
     // Silent for longer than the grace period and dead: the second is preferred now.
     expect(step([{ peerId: first, liveness: 'dead', lastSeen: 100 }, ...alive(second, third)]).accepted).toEqual({ ballot: b(3, second), candidate: second })
+    // Within the hold of its promise the voter keeps to the ballot it promised, although
+    // the preferred node showed up since: a node discovered late does not supersede it.
+    expect(step([{ peerId: first, liveness: 'alive', lastSeen: 500 }, ...alive(second, third)], 500).accepted).toEqual({ ballot: b(3, second), candidate: second })
   })
 })
 
@@ -358,5 +362,48 @@ describe('a member cannot keep the election from ending', () => {
     expect(voter.local.promised).toBeNull()
     const proposer = electionStep({ self: first, now: 10_000, networkId: 'site', config: BASE_CONFIG, members: alive(second, third, 'mallory'), view: indexEntries(first, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
     expect(proposer.local.proposal?.ballot).toEqual(b(1, first))
+  })
+})
+
+describe('a ballot under way is not superseded by a node found later (ELEC-12)', () => {
+  const cfg = { ...BASE_CONFIG, staticRole: 'worker' as const, minimumNodes: 3, termTimeoutMs: 1_000 }
+  const [first, second, third, fourth] = byPreference(['a', 'b', 'c', 'd']) as [string, string, string, string]
+  const nodes = [node(first), node(second), node(third), node(fourth)]
+
+  it('a voter holding a promise to one proposer does not promise another proposer\'s higher ballot until the hold ends', () => {
+    // The fourth promised the second's ballot (1); the first shows up and stands at round 2.
+    const view = indexEntries(fourth, 'site', [...nodes,
+      entry(second, 'roles/proposal', { ballot: b(1, second), candidate: null, committed: false }),
+      entry(first, 'roles/proposal', { ballot: b(2, first), candidate: null, committed: false })])
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(1, second), promisedAt: 1_000 }
+    const members = alive(first, second, third)
+    const at = (now: number): LocalFacts => electionStep({ self: fourth, now, networkId: 'site', config: cfg, members, view, local, viewSince: 0 }).local
+    expect(at(1_500).promised).toEqual(b(1, second))
+    expect(at(2_100).promised).toEqual(b(2, first))
+  })
+
+  it('a node that prefers another proposer still promises a ballot a quorum promised already, and does not stand meanwhile', () => {
+    // The first (preferred by everyone who sees it) joins late: the others promised the second's ballot.
+    const view = indexEntries(first, 'site', [...nodes,
+      entry(second, 'roles/proposal', { ballot: b(1, second), candidate: null, committed: false }),
+      vote(second, { promised: b(1, second), accepted: null }),
+      vote(third, { promised: b(1, second), accepted: null }),
+      vote(fourth, { promised: b(1, second), accepted: null })])
+    const out = electionStep({ self: first, now: 5_000, networkId: 'site', config: { ...cfg, staticRole: 'auto' }, members: alive(second, third, fourth), view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.local.promised).toEqual(b(1, second))
+    expect(out.local.proposal).toBeNull()
+  })
+
+  it('a proposer that learns of one more node keeps its ballot, re-counted, while its promises still make a quorum', () => {
+    const promisers = [second, third, fourth]
+    const votes = promisers.map((id) => vote(id, { promised: b(1, second), accepted: null }))
+    const view0 = indexEntries(second, 'site', [node(second), node(third), node(fourth), ...votes])
+    const promises = promisers.sort().map((id) => ({ ...refOf(view0.voteEntries.get(id) as StateEntry), accepted: null }))
+    const local: LocalFacts = { ...EMPTY_FACTS, promised: b(1, second), promisedAt: 10, accepted: { ballot: b(1, second), candidate: second }, proposal: { ballot: b(1, second), candidate: second, committed: false, known: 3, promises, startedAt: 10 } }
+    // A fourth node (not preferred to it here: it is a worker) shows up.
+    const view = indexEntries(second, 'site', [node(first, false), node(second), node(third), node(fourth), ...votes])
+    const out = electionStep({ self: second, now: 20, networkId: 'site', config: { ...cfg, staticRole: 'auto' }, members: alive(first, third, fourth), view, local, viewSince: 0 })
+    expect(out.local.proposal?.ballot).toEqual(b(1, second))
+    expect(out.local.proposal?.known).toBe(4)
   })
 })
