@@ -21,7 +21,7 @@ import { createMembership, type Membership } from './membership.ts'
 import { loadPeerBook, type PeerBook } from './peer-book.ts'
 import { deadline } from './stream-io.ts'
 import { DEFAULT_MESH_LINKS } from './mesh.ts'
-import { createMdnsDiscovery, type MdnsDiscovery } from './mdns.ts'
+import { startLanDiscovery, type LanDiscovery } from './lan.ts'
 import { createLoops, type Loops } from './loops.ts'
 import { DEFAULT_ADMISSION_TIMEOUT_MS } from './admission-gate.ts'
 import { DEFAULT_SYNC_TIMEOUT_MS } from './anti-entropy.ts'
@@ -89,11 +89,7 @@ interface Running {
   store: LocalStateStore
   book: PeerBook
   loops: Loops
-  mdns?: MdnsDiscovery
-  /** mDNS under the previous generation's tag, during a rotation's grace. */
-  mdnsPrevious?: MdnsDiscovery
-  /** Nudges mDNS when a member is lost; listens to member leaves while the node runs. */
-  mdnsLost?: () => void
+  lan?: LanDiscovery
   collector: StateCollector
   /** Runs a collection soon; listens to member joins and leaves while the node runs. */
   pokeCollector: () => void
@@ -338,8 +334,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     }
 
     if (p2p.mdns && init.libp2pOverrides?.peerDiscovery === undefined) {
-      const lanOn = (serviceTag: string): MdnsDiscovery => createMdnsDiscovery({
-        serviceTag,
+      run.lan = await startLanDiscovery({
+        // A member back within a rotation's grace with only the previous token looks for that generation's tag.
+        serviceTags: [keys.mdnsServiceName, ...(honoured() && prevKeys !== undefined ? [prevKeys.mdnsServiceName] : [])],
+        events,
         peerId: me,
         // The announced addresses (loopback only when that is all there is, as in tests on one host).
         addresses: () => node.getMultiaddrs().map((a) => a.decapsulateCode(CODE_P2P).toString()),
@@ -356,22 +354,8 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         },
         clock,
         random,
-        logger: log.child('mdns')
+        logger: log
       })
-      const lan = lanOn(keys.mdnsServiceName)
-      await lan.start()
-      run.mdns = lan
-      // A member that comes back within a rotation's grace holding only the previous token
-      // looks for that generation's tag.
-      if (honoured() && prevKeys !== undefined) {
-        const previous = lanOn(prevKeys.mdnsServiceName)
-        await previous.start()
-        run.mdnsPrevious = previous
-      }
-      // Members lost: look for them at once (the fast phase), not after a backed-off gap.
-      const lost = (): void => { lan.nudge() }
-      events.addEventListener('member:leave', lost)
-      run.mdnsLost = lost
     }
     svc.liveness.start(controller.signal, loops)
     svc.antiEntropy.start(controller.signal, loops)
@@ -401,11 +385,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     await svc.liveness.leave()
     run.controller.abort()
     running = undefined
-    for (const lan of [run.mdns, run.mdnsPrevious]) await lan?.stop().catch((err: unknown) => { log.warn('stopping mDNS failed', { error: errorMessage(err) }) })
+    await run.lan?.stop()
     svc.liveness.stop()
     events.removeEventListener('member:join', run.pokeCollector)
     events.removeEventListener('member:leave', run.pokeCollector)
-    if (run.mdnsLost !== undefined) events.removeEventListener('member:leave', run.mdnsLost)
     await run.collector.stop()
     await run.loops.settled()
     run.node.services.pubsub.removeEventListener('gossipsub:message', run.onGossip)

@@ -1,7 +1,7 @@
 import type { JsonValue, StateEntry } from '../p2p/types.ts'
 import { errorMessage } from '../util/errors.ts'
 import type { ClusterSecrets, JoinCredential, SealedCredential } from './credentials.ts'
-import { credentialDigest, credentialEntry, parseCredential } from './plan.ts'
+import { credentialDigest, credentialEntry, parseCredential } from './credential-plan.ts'
 import { clusterServers } from './issuers.ts'
 import { CRED_PREFIX, ROLE_KEYS, type CredentialKind, type CredentialValue, type HandOffInput, type LocalFacts, type RolesDecision, type RolesSnapshot } from './types.ts'
 

@@ -27,11 +27,12 @@ import { REJECT_REASONS, type ApplyResult, type RejectReason } from './contract.
 import { buildDigest, parseDigest, selectMissing, type DigestItem } from './digest.ts'
 import {
   StateClosedError, StateEntryTooLargeError, StateFullError, StateKeyError, StateOwnerQuotaError,
-  StatePersistError, StateValueError, StateVersionError
+  StateValueError, StateVersionError
 } from './errors.ts'
 import { deletionExpired, restoredNote, tombstoneHolds, type CollectPolicy, type ForgetReason, type OwnerNote, type OwnerPresenceView } from './gc.ts'
 import { mergeEntry, slotOf, type WireEntryMeta } from './merge.ts'
 import { encodeSnapshot, loadSnapshot } from './persist.ts'
+import { StateFileWriter } from './file-writer.ts'
 import { planEviction, type Eviction, type OwnerUsage } from './quota.ts'
 import { freezeEntry } from './frozen-entry.ts'
 import { collectOwners, dropOwners, sweepDeletions, type CollectionTables } from './owner-collection.ts'
@@ -76,8 +77,6 @@ class LocalStore implements LocalStateStore {
   private readonly policy: CollectPolicy
   private readonly maxTombstones: number
   private readonly isAdmitted: ((owner: string) => boolean) | undefined
-  private readonly flushDelayMs: number
-  private readonly writeFile: (path: string, bytes: Uint8Array) => Promise<void>
   private readonly digestBudget: number
   private readonly clock: Clock
   private readonly log: Logger
@@ -103,11 +102,8 @@ class LocalStore implements LocalStateStore {
   private report: StateLoadReport
 
   private putChain: Promise<unknown> = Promise.resolve()
-  private generation = 0
-  private durable = 0
-  private writing: Promise<void> | undefined
-  private flushTimer: AbortController | undefined
   private closing: Promise<void> | undefined
+  private readonly fileWriter: StateFileWriter
 
   constructor (init: StateStoreInit) {
     const s = resolveStoreSettings(init)
@@ -123,13 +119,22 @@ class LocalStore implements LocalStateStore {
     this.policy = s.policy
     this.maxTombstones = s.maxTombstones
     this.isAdmitted = s.isAdmitted
-    this.flushDelayMs = s.flushDelayMs
-    this.writeFile = s.writeFile
     this.digestBudget = s.digestBudget
     this.clock = s.clock
     this.log = s.log
     this.rejected = Object.fromEntries(REJECT_REASONS.map(r => [r, 0])) as Record<RejectReason, number>
     this.report = { loaded: 0, skipped: {}, corrupt: false, ...(this.file === undefined ? {} : { file: this.file }) }
+    this.fileWriter = new StateFileWriter({
+      file: s.file,
+      delayMs: s.flushDelayMs,
+      writeFile: s.writeFile,
+      snapshot: () => encodeSnapshot([...this.slots.values()].map(h => h.wire), {
+        notes: [...this.notes].map(([owner, n]) => ({ owner, presentAt: n.presentAt })),
+        tombstones: [...this.tombstones].map(([owner, forgottenAt]) => ({ owner, forgottenAt }))
+      }),
+      clock: s.clock,
+      log: s.log
+    })
   }
 
   /** Restores the state file, if any. Called once by `createStateStore`. */
@@ -154,9 +159,9 @@ class LocalStore implements LocalStateStore {
     const skipped = Object.values(this.report.skipped).reduce((a, b) => a + b, 0)
     if (skipped > 0) {
       this.log.warn('state file entries skipped', { file: this.file, skipped: this.report.skipped })
-      this.generation++ // rewrite the file without them at the next flush
+      this.fileWriter.changed() // rewrite the file without them at the next flush
     }
-    this.durable = this.generation
+    this.fileWriter.settled()
     this.log.debug('state loaded', { file: this.file, entries: this.report.loaded })
   }
 
@@ -167,14 +172,14 @@ class LocalStore implements LocalStateStore {
     const run = this.putChain.then(async () => await this.writeOwn(key, value))
     this.putChain = run.catch(() => {})
     const result = await run
-    this.scheduleFlush()
+    this.fileWriter.schedule()
     return result
   }
 
   /** Resolves once the state file holds every change made so far; rejects with StatePersistError when the write fails. */
   async flush (): Promise<void> {
     await this.putChain
-    await this.flushNow()
+    await this.fileWriter.flush()
   }
 
   private async writeOwn (key: string, value: JsonValue): Promise<{ entry: StateEntry, wire: Uint8Array }> {
@@ -243,7 +248,7 @@ class LocalStore implements LocalStateStore {
         else this.log.warn('state entry rejected', fields)
       }
     }
-    if (result.accepted.length > 0) this.scheduleFlush()
+    if (result.accepted.length > 0) this.fileWriter.schedule()
     return result
   }
 
@@ -306,7 +311,7 @@ class LocalStore implements LocalStateStore {
     usage.keys.set(meta.key, wire.length)
     this.totalBytes += wire.length - (held?.wire.length ?? 0)
     this.digestCache = undefined
-    this.generation++
+    this.fileWriter.changed()
     return held === undefined ? { entry, origin } : { entry, previous: held.entry, origin }
   }
 
@@ -328,7 +333,7 @@ class LocalStore implements LocalStateStore {
     }
     this.totalBytes -= held.wire.length
     this.digestCache = undefined
-    this.generation++
+    this.fileWriter.changed()
     return held
   }
 
@@ -341,7 +346,7 @@ class LocalStore implements LocalStateStore {
     this.evictedCount += evictions.length
     const owners = [...new Set(evictions.map(e => e.owner))]
     this.log.warn('state replica full: evicted entries of the largest owners', { owners, entries: evictions.length, bytes: evictions.reduce((a, e) => a + e.bytes, 0) })
-    this.scheduleFlush()
+    this.fileWriter.schedule()
   }
 
   collect (presence: OwnerPresenceView, now = this.clock.now()): CollectResult {
@@ -349,8 +354,8 @@ class LocalStore implements LocalStateStore {
     const { result, dirty } = collectOwners(this.tables(), presence, now)
     const swept = sweepDeletions(this.tables(), this.deletions.values(), now, (key, version) => { this.ownFloor.set(key, Math.max(version, this.ownFloor.get(key) ?? 0)) })
     if (dirty || swept > 0) {
-      this.generation++
-      this.scheduleFlush()
+      this.fileWriter.changed()
+      this.fileWriter.schedule()
     }
     return result
   }
@@ -366,7 +371,7 @@ class LocalStore implements LocalStateStore {
     const dropped = dropOwners(this.tables(), this.revoked, 'revoked')
     if (dropped.length > 0) {
       this.log.info('state entries of removed nodes dropped', { owners: dropped })
-      this.scheduleFlush()
+      this.fileWriter.schedule()
     }
     return dropped
   }
@@ -442,55 +447,11 @@ class LocalStore implements LocalStateStore {
     this.events.removeEventListener(type, listener as unknown as TargetListener)
   }
 
-  private scheduleFlush (): void {
-    if (this.file === undefined || this.flushTimer !== undefined || this.closing !== undefined) return
-    const timer = new AbortController()
-    this.flushTimer = timer
-    this.clock.sleep(this.flushDelayMs, timer.signal).then(async () => {
-      this.flushTimer = undefined
-      await this.flushNow()
-    }, () => {}).catch((err: unknown) => {
-      this.log.warn('state file write failed; retrying with the next change', { file: this.file, error: errorMessage(err) })
-    })
-  }
-
-  /**
-   * Writes the state file until it holds every change made before the call. Changes
-   * that arrive meanwhile are left to the next flush: while a site forms they keep
-   * coming, and chasing them kept a caller waiting for one fsync'd write after another.
-   */
-  private async flushNow (): Promise<void> {
-    const file = this.file
-    if (file === undefined) return
-    const upTo = this.generation
-    while (this.durable < upTo) {
-      if (this.writing !== undefined) {
-        await this.writing.catch(() => {})
-        continue
-      }
-      const gen = this.generation
-      const bytes = encodeSnapshot([...this.slots.values()].map(h => h.wire), {
-        notes: [...this.notes].map(([owner, n]) => ({ owner, presentAt: n.presentAt })),
-        tombstones: [...this.tombstones].map(([owner, forgottenAt]) => ({ owner, forgottenAt }))
-      })
-      const writing = this.writeFile(file, bytes).then(() => { this.durable = Math.max(this.durable, gen) })
-      this.writing = writing
-      try {
-        await writing
-      } catch (err) {
-        throw new StatePersistError(`writing state file ${file} failed: ${errorMessage(err)}`, { cause: err })
-      } finally {
-        if (this.writing === writing) this.writing = undefined
-      }
-    }
-  }
-
   async close (): Promise<void> {
     this.closing ??= (async () => {
-      this.flushTimer?.abort()
-      this.flushTimer = undefined
+      this.fileWriter.stop()
       await this.putChain
-      await this.flushNow()
+      await this.fileWriter.flush()
     })()
     await this.closing
   }
