@@ -198,6 +198,8 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
     const tokenProblem = rotation.status().problem
     if (tokenProblem !== undefined) warnings.push(tokenProblem)
     if (selfRemoval !== undefined) warnings.push(`this node was removed from the site by ${selfRemoval.by.map(shortPeer).join(', ')}: its peers refuse it; wipe its state dir to join again as a new node`)
+    const overlay = vpn?.status()
+    warnings.push(...(overlay?.warnings ?? []))
     if (failure !== undefined) warnings.push(`installer failed ${failure.count === 1 ? 'once' : `${failure.count} times`}, last ${duration(now - failure.at)} ago: ${failure.message}; next try ${failure.retryAt > now ? `in ${duration(failure.retryAt - now)}` : 'at the next step'}`)
     return {
       peerId: node.peerId,
@@ -222,7 +224,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       admissionFailuresByReason: p.admissionFailuresByReason,
       // Every open connection: two to one peer when both dialled at once.
       mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
-      overlay: vpn?.status(),
+      overlay,
       term: r.term,
       site: siteView(node, p.peers.map((x) => x.id), new Set(p.departed.map((d) => d.id))),
       removed: removed.map((a) => ({ peerId: a.peer, basis: a.basis, by: a.by, at: a.at })),

@@ -47,7 +47,7 @@ export function renderMetrics (s: AgentStatus): string {
     REASON_CODES.map((code) => [{ reason: code }, s.reason?.code === code ? 1 : 0]))
   if (s.reason !== undefined) metric('kairos_p2p_waiting_seconds', 'How long the node has waited for the current reason.', 'gauge', [[{}, Math.max(0, Math.round(s.now - s.reason.since)) / 1000]])
   metric('kairos_p2p_installer_failures_total', 'Hand-offs the installer failed since the agent started.', 'counter', [[{}, s.installer?.failures ?? 0]])
-  metric('kairos_p2p_warnings', 'Warnings in status: configuration that weakens the guarantees, installer failures.', 'gauge', [[{}, s.warnings.length]])
+  metric('kairos_p2p_warnings', 'Warnings in status: configuration that weakens the guarantees, installer failures, overlay peers that never handshook.', 'gauge', [[{}, s.warnings.length]])
   if (s.overlay !== undefined) {
     metric('kairos_p2p_overlay_peers', 'WireGuard peers by state.', 'gauge', [
       [{ state: 'up' }, s.overlay.peers.filter((p) => p.up).length],

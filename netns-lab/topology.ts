@@ -10,7 +10,8 @@ import type { ImpairmentMethod } from './meta.ts'
 /**
  * Applying a TopologyPlan to the kernel: namespaces, bridges, veths, addresses,
  * routes, the per-host mount-namespace holders, packet loss / delay and partitions.
- * Nothing here touches the root namespace's links or routes.
+ * Nothing here touches the root namespace's links or routes; the one root setting it
+ * changes is the kernel's neighbour-table limits (`ensureNeighbourLimits`).
  */
 
 /** Commands run in parallel while building, at most. */
@@ -36,9 +37,59 @@ export async function mapLimit<T, R> (items: readonly T[], limit: number, fn: (i
   return out
 }
 
+/** The kernel's neighbour-table limits (`net.ipv4.neigh.default.gc_thresh1..3`). */
+export interface NeighbourLimits { gcThresh1: number, gcThresh2: number, gcThresh3: number }
+
+/** Linux's defaults, which one lab of more than about 20 hosts outgrows. */
+export const DEFAULT_NEIGHBOUR_LIMITS: NeighbourLimits = Object.freeze({ gcThresh1: 128, gcThresh2: 512, gcThresh3: 1024 })
+
+/**
+ * The neighbour-table limits a lab of `hosts` hosts needs, given the `current` ones (never
+ * lower). The table is the kernel's, one for every network namespace on the machine, and
+ * each host holds an entry for every other host's LAN address and, on the WireGuard
+ * interface (no ARP, but an entry all the same), for every overlay address: 2 (N − 1)
+ * each, 4 900 at N = 50 against a default hard limit of 1 024. Past the hard limit a send
+ * to an address without an entry fails with ENOBUFS: at N = 50 a third of the WireGuard
+ * handshakes never left their host and the site never formed. The hard limit is twice
+ * the lab's own need (another lab may run beside it), the soft one half of that.
+ */
+export function neighbourLimitsFor (hosts: number, current: NeighbourLimits): NeighbourLimits {
+  const need = 2 * hosts * 2 * Math.max(0, hosts - 1)
+  let hard = DEFAULT_NEIGHBOUR_LIMITS.gcThresh3
+  while (hard < need) hard *= 2
+  return {
+    gcThresh1: Math.max(current.gcThresh1, DEFAULT_NEIGHBOUR_LIMITS.gcThresh1),
+    gcThresh2: Math.max(current.gcThresh2, hard / 2),
+    gcThresh3: Math.max(current.gcThresh3, hard)
+  }
+}
+
+const NEIGH_SYSCTL = '/proc/sys/net/ipv4/neigh/default/'
+
+/**
+ * Raises the machine's neighbour-table limits for a lab of `hosts` hosts (see
+ * `neighbourLimitsFor`); they are never lowered again, as other labs may rely on them.
+ * The limits are the root namespace's, so this is the one setting a lab changes outside
+ * its own namespaces.
+ */
+export async function ensureNeighbourLimits (hosts: number, run: Runner, signal?: AbortSignal): Promise<NeighbourLimits> {
+  const read = async (name: string, fallback: number): Promise<number> => {
+    const n = Number((await readFile(`${NEIGH_SYSCTL}${name}`, 'utf8').catch(() => '')).trim())
+    return Number.isInteger(n) && n > 0 ? n : fallback
+  }
+  const d = DEFAULT_NEIGHBOUR_LIMITS
+  const current = { gcThresh1: await read('gc_thresh1', d.gcThresh1), gcThresh2: await read('gc_thresh2', d.gcThresh2), gcThresh3: await read('gc_thresh3', d.gcThresh3) }
+  const want = neighbourLimitsFor(hosts, current)
+  if (want.gcThresh3 === current.gcThresh3 && want.gcThresh2 === current.gcThresh2 && want.gcThresh1 === current.gcThresh1) return current
+  const key = 'net.ipv4.neigh.default.'
+  await run(['sysctl', '-q', '-w', `${key}gc_thresh3=${want.gcThresh3}`, `${key}gc_thresh2=${want.gcThresh2}`, `${key}gc_thresh1=${want.gcThresh1}`], signal === undefined ? {} : { signal })
+  return want
+}
+
 /** Creates every namespace, bridge, veth, address and route of `plan`. */
 export async function buildTopology (plan: TopologyPlan, run: Runner, signal?: AbortSignal): Promise<void> {
   const opts = signal === undefined ? {} : { signal }
+  await ensureNeighbourLimits(plan.hosts.length, run, signal)
   for (const ns of planNamespaces(plan)) {
     await run(['ip', 'netns', 'add', ns], opts)
     await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], opts)

@@ -46,6 +46,11 @@ export interface VpnControllerInit {
   /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
   nudgeAttempts?: number
   /**
+   * How long a live member's peer may stay without any WireGuard handshake after it was
+   * configured before `status().warnings` names it, ms. @default DEFAULT_NO_HANDSHAKE_WARN_MS
+   */
+  noHandshakeWarnMs?: number
+  /**
    * How long a pass woken by a change waits for more changes before it runs, ms: a
    * site that boots together delivers its members and adverts one by one, and each
    * pass reads the interface and often reconfigures it (a `wg` process each, where the
@@ -65,6 +70,12 @@ export const DEFAULT_INTERFACE_CHECK_MS = 60_000
 
 /** How old the `wg show` reading behind `status()` may get before it is refreshed, ms. */
 export const DEFAULT_STATUS_MAX_AGE_MS = 1_000
+/**
+ * A configured peer of a live member with no handshake for this long is a warning, ms:
+ * WireGuard retries every 5 s, so a minute without one is twelve lost initiations, not a
+ * slow boot. @default 60000
+ */
+export const DEFAULT_NO_HANDSHAKE_WARN_MS = 60_000
 
 /** How long a woken pass waits for more changes, ms. */
 export const DEFAULT_COALESCE_MS = 250
@@ -143,6 +154,8 @@ export interface VpnStatus {
   lastReconcile: ReconcileResult | undefined
   /** The last reconcile failure, cleared by a successful pass. */
   lastError: string | undefined
+  /** What an operator should look at: live members' peers that never completed a handshake. */
+  warnings: string[]
 }
 
 /** Events of the VPN controller, by name. */

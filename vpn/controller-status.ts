@@ -19,6 +19,10 @@ export interface StatusInputs {
   now: number
   /** `timing.vpnHandshakeStaleMs`. */
   handshakeStaleMs: number
+  /** When each desired peer was first configured, by public key (clock ms). */
+  configuredAt: ReadonlyMap<string, number>
+  /** See `VpnControllerInit.noHandshakeWarnMs`. */
+  noHandshakeWarnMs: number
   desired: DesiredPeer[]
   claim: AddressClaim | undefined
   network: OverlayNetwork | undefined
@@ -56,6 +60,7 @@ export function vpnStatus (s: StatusInputs): VpnStatus {
     }
   })
   return {
+    warnings: noHandshakeWarnings(peers, s),
     address: s.claim?.address,
     cidr: s.network?.cidr ?? s.configuredCidr,
     interface: s.interfaceName,
@@ -68,4 +73,26 @@ export function vpnStatus (s: StatusInputs): VpnStatus {
     lastReconcile: s.lastReconcile,
     lastError: s.lastError
   }
+}
+
+/** Peers shown in a warning before it says "and N more". */
+const WARN_PEERS_SHOWN = 5
+
+/**
+ * One warning naming the live members whose peer has had no WireGuard handshake since it
+ * was configured `noHandshakeWarnMs` ago or longer: both sides hold each other's key and
+ * endpoint, so the initiations are lost on the way (a blocked UDP port, or sends that fail
+ * on the host, such as a full kernel neighbour table).
+ */
+function noHandshakeWarnings (peers: VpnPeerStatus[], s: StatusInputs): string[] {
+  if (s.lastDump === undefined) return []
+  const silent = peers.filter((p) => {
+    const since = s.configuredAt.get(p.publicKey)
+    return p.liveness === 'alive' && p.latestHandshake === 0 && since !== undefined && s.now - since >= s.noHandshakeWarnMs
+  })
+  if (silent.length === 0) return []
+  const oldest = Math.min(...silent.map((p) => s.configuredAt.get(p.publicKey) ?? s.now))
+  const named = silent.slice(0, WARN_PEERS_SHOWN).map((p) => `${p.peerId.slice(-6)} at ${p.endpoint ?? 'no endpoint'}`).join(', ')
+  const more = silent.length > WARN_PEERS_SHOWN ? ` and ${silent.length - WARN_PEERS_SHOWN} more` : ''
+  return [`${silent.length} overlay peer${silent.length === 1 ? '' : 's'} of live members never completed a WireGuard handshake (configured up to ${Math.round((s.now - oldest) / 1000)} s ago): ${named}${more}; check that UDP reaches them both ways and that sends from this host do not fail (a full kernel neighbour table fails them with ENOBUFS)`]
 }

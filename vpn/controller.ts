@@ -22,19 +22,21 @@ import {
   type DesiredPeer, type DuplicateKey, type EstablishedTrack, type LocalAddress, type VpnAdvert
 } from './peers.ts'
 import {
-  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
+  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_NO_HANDSHAKE_WARN_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
   type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerInit, type VpnStatus
 } from './controller-contract.ts'
 import { vpnStatus } from './controller-status.ts'
 
 export {
-  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
+  DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_NO_HANDSHAKE_WARN_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
   type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerEvents, type VpnControllerInit, type VpnPeerStatus, type VpnStatus
 } from './controller-contract.ts'
 
 interface EndpointTrack {
   rotation: number
   since: number
+  /** When the peer was first configured (kept across endpoint rotations), clock ms. */
+  configuredAt: number
 }
 
 function sameList (a: string[], b: string[]): boolean {
@@ -59,6 +61,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   const keepalive = init.keepaliveSeconds ?? DEFAULT_KEEPALIVE_SECONDS
   const events = new EventTarget()
   const tracks = new Map<string, EndpointTrack>()
+  const noHandshakeWarnMs = init.noHandshakeWarnMs ?? DEFAULT_NO_HANDSHAKE_WARN_MS
 
   let network: OverlayNetwork | undefined
   let keys: WireGuardKeyPair | undefined
@@ -246,7 +249,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     for (const peer of set.peers) {
       const have = current.get(peer.publicKey)
       let track = tracks.get(peer.publicKey)
-      if (track === undefined) { track = { rotation: 0, since: now }; tracks.set(peer.publicKey, track) }
+      if (track === undefined) { track = { rotation: 0, since: now, configuredAt: now }; tracks.set(peer.publicKey, track) }
       if (have === undefined) {
         const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) })
@@ -375,6 +378,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     members: state.members(),
     now: clock.now(),
     handshakeStaleMs: timing.vpnHandshakeStaleMs,
+    configuredAt: new Map([...tracks].map(([key, t]) => [key, t.configuredAt])),
+    noHandshakeWarnMs,
     desired,
     claim,
     network,

@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createLab, type Lab } from '../../netns-lab/lab.ts'
 import { planTopology } from '../../netns-lab/plan.ts'
+import { DEFAULT_NEIGHBOUR_LIMITS, ensureNeighbourLimits, neighbourLimitsFor } from '../../netns-lab/topology.ts'
 import { namespaceInode, processesInNamespaces } from '../../netns-lab/processes.ts'
-import { hostArgv } from '../../netns-lab/run.ts'
+import { createRunner, hostArgv } from '../../netns-lab/run.ts'
 
 const isRoot = process.getuid?.() === 0
 const mcast = fileURLToPath(new URL('./fixtures/mcast.ts', import.meta.url))
@@ -196,4 +197,26 @@ describe.skipIf(!isRoot)('lab topology (root)', () => {
 
 describe.skipIf(isRoot)('lab topology (needs root)', () => {
   it.skip('skipped: building network namespaces needs root (run the suite as root)', () => {})
+})
+
+describe('neighbour-table limits for a lab', () => {
+  it('raises the hard limit past twice the lab\'s 2 (N - 1) entries per host, never lowers a limit', () => {
+    const d = DEFAULT_NEIGHBOUR_LIMITS
+    expect(neighbourLimitsFor(10, d)).toEqual(d) // 360 entries: the defaults hold
+    const n50 = neighbourLimitsFor(50, d) // 4 900 entries, 9 800 with another lab beside it
+    expect(n50.gcThresh3).toBeGreaterThanOrEqual(2 * 50 * 2 * 49)
+    expect(n50).toEqual({ gcThresh1: 128, gcThresh2: 8192, gcThresh3: 16384 })
+    expect(neighbourLimitsFor(200, d).gcThresh3).toBeGreaterThanOrEqual(2 * 200 * 2 * 199)
+    const raised = { gcThresh1: 4096, gcThresh2: 65536, gcThresh3: 131072 }
+    expect(neighbourLimitsFor(50, raised)).toEqual(raised)
+  })
+
+  it.runIf(isRoot)('leaves the machine with limits a 50-host lab fits in', async () => {
+    const seen: string[][] = []
+    const real = createRunner()
+    const limits = await ensureNeighbourLimits(50, async (argv, options) => { seen.push([...argv]); return await real(argv, options) })
+    expect(limits.gcThresh3).toBeGreaterThanOrEqual(2 * 50 * 2 * 49)
+    expect(Number((await readFile('/proc/sys/net/ipv4/neigh/default/gc_thresh3', 'utf8')).trim())).toBe(limits.gcThresh3)
+    expect(seen.every((argv) => argv[0] === 'sysctl')).toBe(true)
+  })
 })

@@ -175,6 +175,24 @@ describe('createVpnController', () => {
     expect(a.controller.status().peers[0]).toMatchObject({ peerId: 'node-b', up: true, txBytes: 9 })
   })
 
+  it('warns about a live member whose peer never completed a handshake a minute after it was configured', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    const c = await node('node-c')
+    for (const n of [a, b, c]) await n.controller.start()
+    await waitFor('mesh', () => (peersOf(a).size === 2) || undefined, 5_000, 5)
+    const keyB = await publicKeyOf(b)
+    expect((await a.controller.refresh()).warnings).toEqual([]) // just configured: WireGuard still retries
+    fx.clock.advance(30_000)
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    fx.clock.advance(31_000)
+    const s = await a.controller.refresh()
+    expect(s.warnings).toHaveLength(1)
+    expect(s.warnings[0]).toMatch(/^1 overlay peer of live members never completed a WireGuard handshake \(configured up to 61 s ago\): node-c at 192\.168\.1\.\d+:51820; check that UDP/)
+    a.driver.handshake('kairos0', await publicKeyOf(c), Math.floor(fx.clock.now() / 1000))
+    expect((await a.controller.refresh()).warnings).toEqual([])
+  })
+
   it('20 nodes booting at once in a /24 end with unique addresses and a full mesh', async () => {
     const net = parseOverlayCidr(VPN.cidr)
     const rng = seededRandom(2024)
