@@ -110,6 +110,10 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   const accept = (peer: string, conn: Connection, initiator: boolean): void => {
     if (!live()) return
     if (revoked.has(peer)) { refuse(conn, peer); return }
+    // A proof that passed on a connection already closed admits nobody: its
+    // `peer:disconnect` has gone by, so nothing would take the peer out again, and a
+    // stopped peer would stay present (its entries never collected).
+    if (conn.status !== 'open') return
     const first = !admitted.has(peer)
     admitted.add(peer)
     c.onAdmitted(peer, conn, initiator, first)
