@@ -80,6 +80,9 @@ export type OwnerVerdict =
 export function judgeOwner (note: OwnerNote, presence: OwnerPresence, now: number, policy: CollectPolicy): OwnerVerdict {
   if (presence === 'present') return { kind: 'keep', note: { firstSeenAt: note.firstSeenAt, presentAt: now } }
   if (note.presentAt === undefined) {
+    // A member the view holds dead was present, although no collection caught it (it came
+    // and went between two): it is kept no longer than `forget_after` either.
+    if (presence === 'gone' && now - note.firstSeenAt >= Math.min(policy.admitGraceMs, policy.forgetAfterMs)) return { kind: 'forget', reason: 'gone' }
     return now - note.firstSeenAt >= policy.admitGraceMs ? { kind: 'forget', reason: 'never-admitted' } : { kind: 'keep', note }
   }
   return now - note.presentAt >= policy.forgetAfterMs ? { kind: 'forget', reason: 'gone' } : { kind: 'keep', note }

@@ -322,6 +322,17 @@ describe('quota and collection policies (pure)', () => {
     expect(restoredNote(0, 1_000, policy)).toEqual({ firstSeenAt: 1_000, presentAt: 910 })
   })
 
+  it('a member held dead that no collection found present goes after forget_after when that is shorter than the grace', () => {
+    // It joined and left between two collections: its entries arrived, but presentAt was never set.
+    const short = { admitGraceMs: 1_000, forgetAfterMs: 100 }
+    expect(judgeOwner({ firstSeenAt: 0 }, 'gone', 99, short).kind).toBe('keep')
+    expect(judgeOwner({ firstSeenAt: 0 }, 'gone', 100, short)).toEqual({ kind: 'forget', reason: 'gone' })
+    // An owner nobody knows keeps the whole grace; with the defaults (forget_after longer) a dead member also keeps it, as before.
+    expect(judgeOwner({ firstSeenAt: 0 }, 'unknown', 999, short).kind).toBe('keep')
+    expect(judgeOwner({ firstSeenAt: 0 }, 'gone', 999, { admitGraceMs: 1_000, forgetAfterMs: 10_000 }).kind).toBe('keep')
+    expect(judgeOwner({ firstSeenAt: 0 }, 'gone', 1_000, { admitGraceMs: 1_000, forgetAfterMs: 10_000 })).toEqual({ kind: 'forget', reason: 'gone' })
+  })
+
   it('a tombstone holds for forget_after, and at least for the grace when forget_after is shorter', () => {
     expect(tombstoneHolds(0, 99, { admitGraceMs: 10, forgetAfterMs: 100 })).toBe(true)
     expect(tombstoneHolds(0, 100, { admitGraceMs: 10, forgetAfterMs: 100 })).toBe(false)
