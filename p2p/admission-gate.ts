@@ -31,6 +31,8 @@ export interface AdmissionGateComponents {
   onAdmitted: (peer: string, conn: Connection, initiator: boolean, first: boolean) => void
   /** A peer failed the proof; its connection is being closed. */
   onFailed: (peer: string, reason: AdmissionFailure) => void
+  /** Open connections to `peer` (a proof that passed on a connection closed meanwhile counts while another is open). @default none */
+  openConnections?: (peer: string) => number
   /** Test hook: while it returns true no proof is run or answered, like a hung process. */
   frozen?: () => boolean
 }
@@ -110,10 +112,11 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   const accept = (peer: string, conn: Connection, initiator: boolean): void => {
     if (!live()) return
     if (revoked.has(peer)) { refuse(conn, peer); return }
-    // A proof that passed on a connection already closed admits nobody: its
-    // `peer:disconnect` has gone by, so nothing would take the peer out again, and a
-    // stopped peer would stay present (its entries never collected).
-    if (conn.status !== 'open') return
+    // A proof that passed on a connection already closed admits the peer only while
+    // another connection to it is open: after its last one closed, `peer:disconnect` has
+    // gone by, nothing would take the peer out again, and a stopped peer would stay
+    // present (its entries never collected).
+    if (conn.status !== 'open' && (c.openConnections?.(peer) ?? 0) === 0) return
     const first = !admitted.has(peer)
     admitted.add(peer)
     c.onAdmitted(peer, conn, initiator, first)

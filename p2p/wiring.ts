@@ -88,6 +88,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     protocol: protocols.admit,
     ...(ctx.previous === undefined ? {} : { previous: { protocol: ctx.previous.protocols.admit, key: ctx.previous.admissionKey, honoured: ctx.previous.honoured } }),
     timeoutMs: ctx.admissionTimeoutMs,
+    openConnections: libp2pDialNetwork(node).openConnections,
     onAdmitted: (peer, conn, initiator, first) => {
       const d = dialler as Dialler
       d.admitted(peer)

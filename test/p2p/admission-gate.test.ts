@@ -13,9 +13,9 @@ import { peerIds } from './fake-net.ts'
 
 const PROTOCOL = '/test/admit/1'
 
-function gateOf (self: string, key: Uint8Array, admittedEvents: string[]): AdmissionGate {
+function gateOf (self: string, key: Uint8Array, admittedEvents: string[], openConnections = (): number => 0): AdmissionGate {
   const gate = createAdmissionGate({
-    self, clock: systemClock, random: cryptoRandom, log: silentLogger, key, protocol: PROTOCOL, timeoutMs: 5_000,
+    self, clock: systemClock, random: cryptoRandom, log: silentLogger, key, protocol: PROTOCOL, timeoutMs: 5_000, openConnections,
     onAdmitted: (peer) => { admittedEvents.push(peer) },
     onFailed: () => {}
   })
@@ -66,5 +66,19 @@ describe('admission gate', () => {
     expect(gateA.admitted.has(b)).toBe(false)
     expect(gateB.admitted.has(a)).toBe(false)
     expect([seenA, seenB]).toEqual([[], []])
+  })
+
+  it('a proof that completes on a connection closed meanwhile still admits while another connection to the peer is open', async () => {
+    const [a, b] = await peerIds(2) as [string, string]
+    const key = new Uint8Array(randomBytes(32))
+    const seenA: string[] = []; const seenB: string[] = []
+    // Two connections between the pair (both dialled at once): the one that carried the proof closed, the other stays.
+    const gateA = gateOf(a, key, seenA, () => 1); const gateB = gateOf(b, key, seenB, () => 1)
+    const status = { value: 'open' as Connection['status'] }
+    const toA = connection(a, status, async () => {})
+    const toB = connection(b, status, async (s) => { status.value = 'closed'; await gateB.handle(s, toA) })
+    await gateA.outbound(toB)
+    expect(gateA.admitted.has(b)).toBe(true)
+    expect(gateB.admitted.has(a)).toBe(true)
   })
 })
