@@ -57,6 +57,8 @@ export interface AntiEntropyComponents {
   onMalformed: () => void
   /** Test hook: rewrites the rows we send `to`. */
   tamperAdverts?: (to: string, adverts: PeerAdvert[]) => PeerAdvert[]
+  /** Test hook: while it returns true no exchange is run or answered, like a hung process (whose answers would count as news of it). */
+  frozen?: () => boolean
 }
 
 /** Anti-entropy counters for status. */
@@ -95,7 +97,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   const { self, clock, random, log, timing, store, membership, admitted } = c
   const now = (): number => clock.now()
   let signal: AbortSignal | undefined
-  const live = (): boolean => signal !== undefined && !signal.aborted
+  const live = (): boolean => signal !== undefined && !signal.aborted && c.frozen?.() !== true
   const stats: SyncStats = { ok: 0, failed: 0 }
   /**
    * Peers whose replica differs from ours while neither changed over a heartbeat: a

@@ -149,7 +149,8 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     maxFrameBytes: ctx.maxFrameBytes,
     timeoutMs: ctx.syncTimeoutMs,
     onMalformed: () => { protocolErrors['malformed-frame']++ },
-    ...(ctx.hooks?.tamperAdverts === undefined ? {} : { tamperAdverts: ctx.hooks.tamperAdverts })
+    ...(ctx.hooks?.tamperAdverts === undefined ? {} : { tamperAdverts: ctx.hooks.tamperAdverts }),
+    ...(ctx.hooks?.freeze === undefined ? {} : { frozen: ctx.hooks.freeze })
   })
   const ae = antiEntropy
   liveness = createLiveness({
