@@ -38,47 +38,35 @@ function connection (remote: string, status: { value: Connection['status'] }, an
   } as unknown as Connection
 }
 
+/**
+ * Two gates, `a` dialling `b`, over one connection; `closeFirst` closes it while the proof
+ * is in flight, and `openConnections` is what each side counts besides.
+ */
+async function prove (options: { closeFirst: boolean, openConnections?: () => number }): Promise<{ a: string, b: string, aAdmitsB: boolean, bAdmitsA: boolean, seenA: string[], seenB: string[] }> {
+  const [a, b] = await peerIds(2) as [string, string]
+  const key = new Uint8Array(randomBytes(32))
+  const seenA: string[] = []; const seenB: string[] = []
+  const gateA = gateOf(a, key, seenA, options.openConnections); const gateB = gateOf(b, key, seenB, options.openConnections)
+  const status = { value: 'open' as Connection['status'] }
+  const toA = connection(a, status, async () => {})
+  const toB = connection(b, status, async (s) => { if (options.closeFirst) status.value = 'closed'; await gateB.handle(s, toA) })
+  await gateA.outbound(toB)
+  return { a, b, aAdmitsB: gateA.admitted.has(b), bAdmitsA: gateB.admitted.has(a), seenA, seenB }
+}
+
 describe('admission gate', () => {
   it('admits both sides when the proof passes on an open connection', async () => {
-    const [a, b] = await peerIds(2) as [string, string]
-    const key = new Uint8Array(randomBytes(32))
-    const seenA: string[] = []; const seenB: string[] = []
-    const gateA = gateOf(a, key, seenA); const gateB = gateOf(b, key, seenB)
-    const status = { value: 'open' as Connection['status'] }
-    const toA = connection(a, status, async () => {})
-    const toB = connection(b, status, async (s) => { await gateB.handle(s, toA) })
-    await gateA.outbound(toB)
-    expect(gateA.admitted.has(b)).toBe(true)
-    expect(gateB.admitted.has(a)).toBe(true)
-    expect([seenA, seenB]).toEqual([[b], [a]])
+    const r = await prove({ closeFirst: false })
+    expect(r).toMatchObject({ aAdmitsB: true, bAdmitsA: true })
+    expect([r.seenA, r.seenB]).toEqual([[r.b], [r.a]])
   })
 
   it('a proof that completes after its connection closed admits nobody (a peer that stopped stays gone)', async () => {
-    const [a, b] = await peerIds(2) as [string, string]
-    const key = new Uint8Array(randomBytes(32))
-    const seenA: string[] = []; const seenB: string[] = []
-    const gateA = gateOf(a, key, seenA); const gateB = gateOf(b, key, seenB)
-    // The connection closes while the proof is in flight: both sides see it closed by the time it passes.
-    const status = { value: 'open' as Connection['status'] }
-    const toA = connection(a, status, async () => {})
-    const toB = connection(b, status, async (s) => { status.value = 'closed'; await gateB.handle(s, toA) })
-    await gateA.outbound(toB)
-    expect(gateA.admitted.has(b)).toBe(false)
-    expect(gateB.admitted.has(a)).toBe(false)
-    expect([seenA, seenB]).toEqual([[], []])
+    expect(await prove({ closeFirst: true })).toMatchObject({ aAdmitsB: false, bAdmitsA: false, seenA: [], seenB: [] })
   })
 
   it('a proof that completes on a connection closed meanwhile still admits while another connection to the peer is open', async () => {
-    const [a, b] = await peerIds(2) as [string, string]
-    const key = new Uint8Array(randomBytes(32))
-    const seenA: string[] = []; const seenB: string[] = []
     // Two connections between the pair (both dialled at once): the one that carried the proof closed, the other stays.
-    const gateA = gateOf(a, key, seenA, () => 1); const gateB = gateOf(b, key, seenB, () => 1)
-    const status = { value: 'open' as Connection['status'] }
-    const toA = connection(a, status, async () => {})
-    const toB = connection(b, status, async (s) => { status.value = 'closed'; await gateB.handle(s, toA) })
-    await gateA.outbound(toB)
-    expect(gateA.admitted.has(b)).toBe(true)
-    expect(gateB.admitted.has(a)).toBe(true)
+    expect(await prove({ closeFirst: true, openConnections: () => 1 })).toMatchObject({ aAdmitsB: true, bAdmitsA: true })
   })
 })
