@@ -8,6 +8,7 @@ import {
   deriveKeys, generateToken, parseToken, type DerivedKeys, type NetworkToken
 } from '../token/index.ts'
 import { parseCommandArgs, type CliIO, type Command } from './io.ts'
+import { parseDurationMs } from '../util/duration.ts'
 
 const USAGE = `Usage: kairos-p2p token <generate | inspect | rotate> [options]
 
@@ -268,12 +269,9 @@ Exit codes: 0 published, 1 agent failure, 2 bad usage or this node may not rotat
 /** Default grace of `token rotate`. @default 7 days */
 export const DEFAULT_ROTATE_GRACE = '7d'
 
-const GRACE_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
 /** Milliseconds of a `--grace` value (`30s`, `10m`, `36h`, `7d`); throws `UsageError` naming the value and the form expected. */
 export function parseGrace (text: string): number {
-  const m = /^([0-9]{1,6})(s|m|h|d)$/.exec(text.trim())
-  const ms = m === null ? NaN : Number(m[1]) * (GRACE_UNITS[m[2] as string] as number)
+  const ms = parseDurationMs(text, 6) ?? NaN
   if (!(ms >= 10_000 && ms <= 365 * 86_400_000)) {
     throw new UsageError(`rotate: --grace got '${text}', expected a duration from 10s to 365d: a number and a unit s, m, h or d, such as 30s, 10m, 36h or 7d`)
   }

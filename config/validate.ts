@@ -11,6 +11,7 @@ import {
   DEFAULT_FORGET_AFTER_MS, DEFAULT_STATE_DIR, DEFAULT_VPN_CIDR, DEFAULT_VPN_INTERFACE, DEFAULT_VPN_MTU, DEFAULT_VPN_PORT, EXAMPLE_METRICS_PORT
 } from './defaults.ts'
 import { isIP } from 'node:net'
+import { parseDurationMs } from '../util/duration.ts'
 
 /** Options of {@link resolveConfig}. */
 export interface ResolveOptions {
@@ -227,7 +228,6 @@ function readRole (r: Reader, p2p: YamlMap): StaticRole {
   return 'auto'
 }
 
-const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 /** Bounds of `p2p.forget_after`: a minute (tests, labs) to ten years. */
 const FORGET_AFTER_MIN_MS = 60_000
 const FORGET_AFTER_MAX_MS = 3650 * 86_400_000
@@ -238,10 +238,7 @@ function readForgetAfter (r: Reader, p2p: YamlMap): number {
   const expected = `a duration from 1m to 3650d, such as 7d, 36h, 90m, 600s or a number of seconds`
   let ms: number | undefined
   if (typeof v === 'number' && Number.isInteger(v)) ms = v * 1_000
-  else if (typeof v === 'string') {
-    const m = /^([0-9]{1,7})(s|m|h|d)$/.exec(v.trim())
-    if (m !== null) ms = Number(m[1]) * (DURATION_UNITS[m[2] as string] as number)
-  }
+  else if (typeof v === 'string') ms = parseDurationMs(v, 7)
   if (ms === undefined || ms < FORGET_AFTER_MIN_MS || ms > FORGET_AFTER_MAX_MS) return r.fail('p2p.forget_after', v, expected) ?? DEFAULT_FORGET_AFTER_MS
   return ms
 }
