@@ -1,11 +1,19 @@
-// The frame the lab benchmarks share: root only, one run per site size, Ctrl-C stops
-// between runs (each run takes its own lab down), and the JSON result on the last line.
+// The frame the lab benchmarks share: root only, one run per site size (or several
+// rounds of every size), Ctrl-C stops between runs (each run takes its own lab down),
+// and the JSON result on the last line.
 
 /** What a benchmark runs: the figures it reports whatever the size, and one run per size. */
 export interface SizedBenchmark {
   nodes: readonly number[]
   head?: Record<string, unknown>
   runOnce: (n: number, signal: AbortSignal) => Promise<Record<string, unknown>>
+  /**
+   * Rounds of every size (default 1): round after round, each running every size in
+   * turn, so the machine's drift spreads over the sizes alike; `combine` then makes the
+   * runs of one size (failed ones as `{ error }`) one result.
+   */
+  rounds?: number
+  combine?: (n: number, runs: Array<Record<string, unknown>>) => Record<string, unknown>
 }
 
 /**
@@ -23,14 +31,24 @@ export async function runEachSize (prepare: () => SizedBenchmark, progress: (msg
   const abort = new AbortController()
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
   const result: Record<string, unknown> = { ...bench.head }
-  for (const n of bench.nodes) {
-    if (abort.signal.aborted) break
-    try {
-      result[`n${n}`] = await bench.runOnce(n, abort.signal)
-    } catch (err) {
-      result[`n${n}`] = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
+  const rounds = bench.rounds ?? 1
+  const runs = new Map<number, Array<Record<string, unknown>>>(bench.nodes.map((n) => [n, []]))
+  for (let round = 1; round <= rounds && !abort.signal.aborted; round++) {
+    for (const n of bench.nodes) {
+      if (abort.signal.aborted) break
+      let run: Record<string, unknown>
+      try {
+        run = await bench.runOnce(n, abort.signal)
+      } catch (err) {
+        run = { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
+      }
+      runs.get(n)?.push(run)
+      progress(`N=${n}${rounds > 1 ? ` (round ${round} of ${rounds})` : ''}: ${JSON.stringify(run)}`)
     }
-    progress(`N=${n}: ${JSON.stringify(result[`n${n}`])}`)
+  }
+  for (const [n, done] of runs) {
+    if (done.length === 0) continue
+    result[`n${n}`] = bench.combine === undefined ? done[0] : bench.combine(n, done)
   }
   process.stdout.write(JSON.stringify(result) + '\n')
 }

@@ -16,7 +16,7 @@ export interface Target { text: string, met?: (value: number, n: number) => bool
  * A figure read against the floor: `lab` (a path under `n<N>` of this benchmark) divided
  * by, or less, `floor` (a path under `n<N>` of floor.ts) of the same size.
  */
-export interface FloorPair { lab: string, floor: string, label: string, op: 'ratio' | 'minus', unit?: string, target?: Target }
+export interface FloorPair { key: string, lab: string, floor: string, label: string, op: 'ratio' | 'minus', unit?: string, target?: Target }
 
 const only = (ns: readonly number[], max: number) => (v: number, n: number): boolean | undefined => ns.includes(n) ? v <= max : undefined
 
@@ -38,10 +38,10 @@ export const TARGETS: Readonly<Record<string, Readonly<Record<string, Target>>>>
 /** Figures of a benchmark read against the floor's of the same size (issue 18's targets). */
 export const FLOOR_PAIRS: Readonly<Record<string, readonly FloorPair[]>> = {
   lab: [
-    { lab: 'agentCpuSecondsAtFormation', floor: 'cpuSecondsAtHeard', label: 'agent CPU-s until formed ÷ floor CPU-s until all heard', op: 'ratio', target: { text: '≤ 1.3 (N=10, 30)', met: only([10, 30], 1.3) } },
-    { lab: 'fromLastStartS.allJoined', floor: 'fromLastStartS.allHeard', label: 'all joined ÷ floor all heard', op: 'ratio', target: { text: '≤ 1.5 (N=10, 30); ≤ 2.0 (N=50)', met: (v, n) => n === 10 || n === 30 ? v <= 1.5 : n === 50 ? v <= 2 : undefined } },
-    { lab: 'fromLastStartS.electionDone', floor: 'fromLastStartS.allHeard', label: 'election done − floor all heard', op: 'minus', unit: ' s', target: { text: '≤ +2 s (N=30)', met: only([30], 2) } },
-    { lab: 'memoryMbAfterIdle.rss', floor: 'memoryMbAtHeard.rss', label: 'RSS after idle − floor RSS', op: 'minus', unit: ' MB', target: { text: '≤ +10 MB (N=30)', met: only([30], 10) } }
+    { key: 'cpu', lab: 'agentCpuSecondsAtFormation', floor: 'cpuSecondsAtHeard', label: 'agent CPU-s until formed ÷ floor CPU-s until all heard', op: 'ratio', target: { text: '≤ 1.3 (N=10, 30)', met: only([10, 30], 1.3) } },
+    { key: 'allJoined', lab: 'fromLastStartS.allJoined', floor: 'fromLastStartS.allHeard', label: 'all joined ÷ floor all heard', op: 'ratio', target: { text: '≤ 1.5 (N=10, 30); ≤ 2.0 (N=50)', met: (v, n) => n === 10 || n === 30 ? v <= 1.5 : n === 50 ? v <= 2 : undefined } },
+    { key: 'electionDone', lab: 'fromLastStartS.electionDone', floor: 'fromLastStartS.allHeard', label: 'election done − floor all heard', op: 'minus', unit: ' s', target: { text: '≤ +2 s (N=30)', met: only([30], 2) } },
+    { key: 'rssAfterIdle', lab: 'memoryMbAfterIdle.rss', floor: 'memoryMbAtHeard.rss', label: 'RSS after idle − floor RSS', op: 'minus', unit: ' MB', target: { text: '≤ +10 MB (N=30)', met: only([30], 10) } }
   ]
 }
 
@@ -78,13 +78,14 @@ function leaves (value: unknown, prefix = ''): Array<[string, unknown]> {
 }
 
 /** The number a figure is judged by: itself, or the median of a `{ median, max }`. */
-function numberOf (v: unknown): number | undefined {
+export function numberOf (v: unknown): number | undefined {
   if (typeof v === 'number') return v
   if (isStats(v) && typeof v.median === 'number') return v.median
   return undefined
 }
 
-function get (value: unknown, path: string): unknown {
+/** The value at a dotted `path` under `value`, or undefined. */
+export function get (value: unknown, path: string): unknown {
   let at: unknown = value
   for (const k of path.split('.')) {
     if (at === null || typeof at !== 'object') return undefined
@@ -151,29 +152,40 @@ export function renderBenchmark (r: StoredResult, floor?: StoredResult): string[
     }
   }
   const cols: Array<number | 'all'> = sizes.length === 0 ? ['all'] : sizes
-  const pairs = floor?.ok === true ? FLOOR_PAIRS[r.name] ?? [] : []
+  const interleavedFloor = sizes.some((n) => get((result as Record<string, unknown>)[`n${n}`], 'vsFloor') !== undefined)
+  const pairs = floor?.ok === true || interleavedFloor ? FLOOR_PAIRS[r.name] ?? [] : []
   const sameRun = floor !== undefined && floor.when === r.when
   const withTargets = Object.keys(targets).length > 0 || pairs.length > 0
   const line = (label: string, cells: string[], target: string | undefined): string => `| ${[label, ...cells, ...withTargets ? [target ?? ''] : []].join(' | ')} |`
   out.push(line('figure', sizes.length === 0 ? ['value'] : sizes.map((n) => `N=${n}`), 'target'), `| --- | ${cols.map(() => '---:').join(' | ')} |${withTargets ? ' --- |' : ''}`)
   for (const row of rows) {
-    if (sizes.length > 0 && row.path === 'nodes') continue
+    if (sizes.length > 0 && (row.path === 'nodes' || row.path.startsWith('vsFloor.'))) continue
     const t = targets[row.path]
     out.push(line(row.label, cols.map((n) => `${row.cells.get(n) ?? ''}${mark(t, row.value.get(n), n)}`), t?.text))
     for (const p of pairs.filter((x) => x.lab === row.path)) {
       const vals = cols.map((n) => {
+        if (n === 'all') return ''
+        const at = (result as Record<string, unknown>)[`n${n}`]
+        const fmt = (v: number): string => p.op === 'ratio' ? `${v.toFixed(2)}×` : `${v >= 0 ? '+' : ''}${v.toFixed(1)}${p.unit ?? ''}`
+        // lab.ts's own rounds, each against a floor run of the same round: median (min–max).
+        const own = get(at, `vsFloor.${p.key}`)
+        if (isStats(own) && typeof own.median === 'number') {
+          const range = 'min' in own && typeof own.min === 'number' && typeof own.max === 'number' ? ` (${fmt(own.min)}–${fmt(own.max)})` : ''
+          return `${fmt(own.median)}${range}${mark(p.target, own.median, n)}`
+        }
         const a = row.value.get(n)
-        const b = n === 'all' ? undefined : numberOf(get((floor?.result as Record<string, unknown> | undefined)?.[`n${n}`], p.floor))
+        const b = numberOf(get((floor?.result as Record<string, unknown> | undefined)?.[`n${n}`], p.floor))
         if (a === undefined || b === undefined || (p.op === 'ratio' && b === 0)) return ''
         const v = p.op === 'ratio' ? a / b : a - b
-        const text = p.op === 'ratio' ? `${v.toFixed(2)}×` : `${v >= 0 ? '+' : ''}${v.toFixed(1)}${p.unit ?? ''}`
-        return `${text}${mark(p.target, Math.round(v * 100) / 100, n)}`
+        return `${fmt(v)}${mark(p.target, Math.round(v * 100) / 100, n)}`
       })
       out.push(line(`↳ ${p.label}`, vals, p.target?.text))
     }
   }
   out.push('')
-  if (pairs.length > 0) {
+  if (interleavedFloor) {
+    out.push('↳ rows: each round of this benchmark ran the floor (floor.ts) at the same size right before the lab, and each row is the median (min–max) over the rounds of the figure against its own round\'s floor; the `floor.*` rows are the floor\'s figures, medians over the same rounds.', '')
+  } else if (pairs.length > 0) {
     out.push(sameRun
       ? `↳ rows: against floor.ts of the same run (${floor.when}).`
       : `↳ rows: against floor.ts measured ${floor?.when ?? '?'}, not in the same run as this one: the ratio also carries the machine's drift between the two.`, '')

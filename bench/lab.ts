@@ -1,5 +1,7 @@
 // Formation benchmark in the netns lab (issue 6, "Benchmark"). For each N (default
-// 3, 10, 30) it starts N agents at once on one segment and reports:
+// 3, 10, 30, 50) it starts N agents at once on one segment, in rounds (default 3: every
+// size once per round), each lab run right after a floor run (bench/_floor-run.ts) of the
+// same size, and reports per N the median over the rounds of:
 //   - agent start: spawn → the agent's 'started' timeline event (process boot and
 //     imports), median and max;
 //   - from the first agent's spawn to the election and to every node joined (the whole
@@ -15,25 +17,33 @@
 //     and file-backed pages (RssFile: mostly the node binary's own code, shared by
 //     every agent and clean, so the kernel can drop it);
 //   - idle CPU per agent over the idle window (% of one core, utime+stime), which starts
-//     once the formed site settled for `--settle-seconds` (default 30) unpolled, and idle
-//     traffic per agent (eth0 rx+tx bytes/s inside the host's namespace).
+//     once the formed site settled for `--settle-seconds` (default 20) unpolled, and idle
+//     traffic per agent (eth0 rx+tx bytes/s inside the host's namespace);
+//   - the floor's figures (`floor`), and the lab's read against them per round
+//     (`vsFloor`: median, min and max over the rounds; the pairs are FLOOR_PAIRS in
+//     bench/_results-md.ts), so a ratio never spans two sittings of a drifting machine.
 // Polled milestones carry the poll's resolution (`pollMs`). Needs root; prints
 // {"skipped":"needs root"} otherwise. Progress goes to stderr; the last stdout line is
 // the JSON result.
 //
-//   npx node bench/lab.ts [--nodes 3,10,30] [--skip-30] [--settle-seconds 30] [--idle-seconds 60] [--timeout-seconds 240]
-// or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_SKIP_30=1 /
+//   npx node bench/lab.ts [--nodes 3,10,30,50] [--rounds 3] [--no-floor] [--skip-30] [--settle-seconds 20] [--idle-seconds 40] [--timeout-seconds 240]
+// or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_LAB_ROUNDS /
+// KAIROS_BENCH_LAB_FLOOR=0 / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_SETTLE_SECONDS / KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
 import { parseArgs } from 'node:util'
+import { floorOnce } from './_floor-run.ts'
 import { runEachSize, sleep } from './_harness.ts'
 import { CLOCK_TICKS_PER_S, cpuTicks, eth0Bytes, machineTicks, memoryKb, memoryStats, secs, stats } from './_proc.ts'
+import { combineRounds, floorRatios } from './_rounds.ts'
 
-interface Options { nodes: number[], settleMs: number, idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
+interface Options { nodes: number[], rounds: number, floor: boolean, settleMs: number, idleMs: number, timeoutMs: number, pollMs: number, nodeArgs: string[] | undefined, preset: string | undefined, timing: Record<string, number> }
 
 function options (): Options {
   const { values } = parseArgs({
     options: {
       nodes: { type: 'string' },
+      rounds: { type: 'string' },
+      'no-floor': { type: 'boolean' },
       'skip-30': { type: 'boolean' },
       'settle-seconds': { type: 'string' },
       'idle-seconds': { type: 'string' },
@@ -45,7 +55,7 @@ function options (): Options {
     }
   })
   const env = process.env
-  const list = (values.nodes ?? env.KAIROS_BENCH_LAB_NODES ?? '3,10,30').split(',').map((s) => Number(s.trim()))
+  const list = (values.nodes ?? env.KAIROS_BENCH_LAB_NODES ?? '3,10,30,50').split(',').map((s) => Number(s.trim()))
   if (list.some((n) => !Number.isInteger(n) || n < 2 || n > 200)) throw new Error(`--nodes '${values.nodes ?? ''}': expected comma-separated integers from 2 to 200`)
   const skip30 = values['skip-30'] === true || env.KAIROS_BENCH_SKIP_30 === '1'
   const num = (name: string, v: string | undefined, def: number): number => {
@@ -54,10 +64,14 @@ function options (): Options {
     return n
   }
   const rawArgs = values['node-args'] ?? env.KAIROS_BENCH_LAB_NODE_ARGS
+  const rounds = num('--rounds', values.rounds ?? env.KAIROS_BENCH_LAB_ROUNDS, 3)
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error(`--rounds '${String(values.rounds ?? env.KAIROS_BENCH_LAB_ROUNDS)}': expected an integer from 1 to 20`)
   return {
     nodes: list.filter((n) => !(skip30 && n >= 30)),
-    settleMs: num('--settle-seconds', values['settle-seconds'] ?? env.KAIROS_BENCH_SETTLE_SECONDS, 30) * 1000,
-    idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
+    rounds,
+    floor: values['no-floor'] !== true && env.KAIROS_BENCH_LAB_FLOOR !== '0',
+    settleMs: num('--settle-seconds', values['settle-seconds'] ?? env.KAIROS_BENCH_SETTLE_SECONDS, 20) * 1000,
+    idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 40) * 1000,
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
     pollMs: num('--poll-ms', values['poll-ms'], 200),
     nodeArgs: rawArgs?.split(' ').filter((s) => s !== ''),
@@ -206,16 +220,58 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
   }
 }
 
+/** Key of a run's floor figures, taken apart again by `combine`. */
+const FLOOR = 'floor'
+
+/** One round at one size: the floor first (unless off), then the lab. */
+async function roundOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
+  let floor: Record<string, unknown> | undefined
+  if (opt.floor) {
+    floor = await floorOnce(n, { dht: true, timeoutMs: 120_000, progress: (msg) => { progress(`floor ${msg}`) } }, signal)
+      .catch((err: unknown) => ({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }))
+  }
+  const lab = await runOnce(n, opt, signal)
+  return floor === undefined ? lab : { ...lab, [FLOOR]: floor }
+}
+
+/**
+ * The rounds of one size as one result: each lab figure the median over the rounds,
+ * `formed` only when every round formed, `floor` the floor's figures (medians), and
+ * `vsFloor` each floor pair (bench/_results-md.ts) per round against that round's floor,
+ * median and range.
+ */
+function combine (runs: Array<Record<string, unknown>>): Record<string, unknown> {
+  const pairs = runs.map(({ [FLOOR]: floor, ...lab }) => ({ lab, floor }))
+  const labs = pairs.map((p) => p.lab).filter((l) => l.error === undefined)
+  // A round that did not form would report its figures at the timeout: left out while another formed.
+  const formedLabs = labs.filter((l) => l.formed === true)
+  const floors = pairs.flatMap((p) => p.floor !== null && typeof p.floor === 'object' && !('error' in p.floor) ? [p.floor] : [])
+  const errors = [...runs.flatMap((r) => typeof r.error === 'string' ? [r.error] : []), ...pairs.flatMap((p) => p.floor !== null && typeof p.floor === 'object' && 'error' in p.floor ? [`floor: ${String(p.floor.error)}`] : [])]
+  const out = { ...(combineRounds(formedLabs.length > 0 ? formedLabs : labs) as Record<string, unknown> | undefined) }
+  out.rounds = runs.length
+  out.formed = labs.length === runs.length && labs.every((l) => l.formed === true)
+  out.formedRounds = formedLabs.length
+  if (errors.length > 0) out.errors = errors
+  if (floors.length > 0) {
+    out[FLOOR] = combineRounds(floors)
+    out.vsFloor = floorRatios(pairs.filter((p) => p.lab.formed === true))
+  }
+  return out
+}
+
 await runEachSize(() => {
   const opt = options()
   return {
     nodes: opt.nodes,
+    rounds: opt.rounds,
+    combine: (_n, runs) => combine(runs),
     head: {
       targets: { allJoinedS: { n3: 2, n10: 3, n30: 10 }, rssMb: 60, idleCpuPct: 0.5 },
       agentNodeArgs: opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)',
       preset: opt.preset ?? 'lab (the lab cloud-config)',
-      timingOverrides: opt.timing
+      timingOverrides: opt.timing,
+      floorInterleaved: opt.floor
     },
-    runOnce: async (n, signal) => await runOnce(n, opt, signal)
+    runOnce: async (n, signal) => await roundOnce(n, opt, signal)
   }
 }, progress)

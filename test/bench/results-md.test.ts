@@ -62,6 +62,20 @@ describe('RESULTS.md layout', () => {
     expect(lines.join('\n')).toContain('against floor.ts of the same run')
   })
 
+  it('prefers the per-round floor readings of interleaved rounds, with their range, and hides their raw rows', () => {
+    const rounds: StoredResult = {
+      ...lab,
+      when: '2026-12-05T02:00:00.000Z',
+      result: { n30: { nodes: 30, fromLastStartS: { allJoined: 20 }, rounds: 3, floor: { fromLastStartS: { allHeard: 8 } }, vsFloor: { allJoined: { median: 2.4, min: 2.1, max: 2.9 } } } }
+    }
+    const lines = renderBenchmark(rounds)
+    const rows = table(lines)
+    expect(rows.get('↳ all joined ÷ floor all heard')).toEqual(['2.40× (2.10×–2.90×) ✗', '≤ 1.5 (N=10, 30); ≤ 2.0 (N=50)'])
+    expect(rows.get('floor.fromLastStartS.allHeard')).toEqual(['8', ''])
+    expect([...rows.keys()].some((k) => k.startsWith('vsFloor'))).toBe(false)
+    expect(lines.join('\n')).toContain('against its own round')
+  })
+
   it('says when the floor was not measured in the same run, and leaves sizes the floor lacks empty', () => {
     const lab30: StoredResult = { ...lab, when: '2026-12-05T01:00:00.000Z', result: { n30: { nodes: 30, fromLastStartS: { allJoined: 9 } } } }
     const lines = renderBenchmark(lab30, floor)
