@@ -26,7 +26,7 @@
 // {"skipped":"needs root"} otherwise. Progress goes to stderr; the last stdout line is
 // the JSON result.
 //
-//   npx node bench/lab.ts [--nodes 3,10,30,50] [--rounds 3] [--no-floor] [--skip-30] [--settle-seconds 20] [--idle-seconds 40] [--timeout-seconds 240]
+//   npx node bench/lab.ts [--nodes 3,10,30,50] [--rounds 3] [--no-floor] [--skip-30] [--settle-seconds 20] [--idle-seconds 60] [--timeout-seconds 240]
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_LAB_ROUNDS /
 // KAIROS_BENCH_LAB_FLOOR=0 / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_SETTLE_SECONDS / KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.
@@ -71,7 +71,7 @@ function options (): Options {
     rounds,
     floor: values['no-floor'] !== true && env.KAIROS_BENCH_LAB_FLOOR !== '0',
     settleMs: num('--settle-seconds', values['settle-seconds'] ?? env.KAIROS_BENCH_SETTLE_SECONDS, 20) * 1000,
-    idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 40) * 1000,
+    idleMs: num('--idle-seconds', values['idle-seconds'] ?? env.KAIROS_BENCH_IDLE_SECONDS, 60) * 1000,
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240) * 1000,
     pollMs: num('--poll-ms', values['poll-ms'], 200),
     nodeArgs: rawArgs?.split(' ').filter((s) => s !== ''),
