@@ -85,12 +85,14 @@ export interface WireGuardDriver {
   /** Adds or updates `peers` and removes the peers with the public keys in `remove`, in one step. */
   setPeers(name: string, peers: PeerConfig[], remove: string[], signal?: AbortSignal): Promise<void>
   /**
-   * Makes WireGuard send a keepalive to each peer now, which starts a handshake when
-   * none is current: persistent keepalive is turned off and back to `keepalive` in one
-   * step (kernel and wireguard-go both send a keepalive when it goes from off to on).
-   * Both rate-limit initiations to one per 5 s, so a nudge never floods a peer.
+   * Makes WireGuard start a handshake with each peer now, for peers that have none: each
+   * is removed and added back with `config` in one step, and sent a keepalive (persistent
+   * keepalive set from off, or to 1 s and back off). Kernel and wireguard-go both allow
+   * one initiation per peer per 5 s; a peer added anew has no initiation behind it, so a
+   * nudge sends one even within 5 s of the last (which a lossy link may have lost).
+   * Only for peers without a session: re-creating one drops its keys.
    */
-  nudge(name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void>
+  nudge(name: string, peers: PeerConfig[], signal?: AbortSignal): Promise<void>
   /** The interface's public state, or undefined when it does not exist. */
   show(name: string, signal?: AbortSignal): Promise<InterfaceDump | undefined>
   /** Takes the interface down and stops its wireguard-go. Resolves false when there was nothing to remove. */

@@ -1,15 +1,23 @@
 /**
  * When to nudge a peer that has no handshake yet. A handshake initiation that
- * reaches a node before that node has added the sender is dropped, and the sender
- * retries only after WireGuard's 5 s rekey timeout. Nudging from our side shortly
- * after configuring a peer closes that gap whichever side added the other first.
+ * reaches a node before that node has added the sender is dropped, or is lost on a
+ * lossy link, and the sender retries only after WireGuard's 5 s rekey timeout.
+ * Nudging from our side shortly after configuring a peer closes that gap whichever
+ * side added the other first; nudging again every couple of seconds (each nudge
+ * starts a fresh initiation, see `WireGuardDriver.nudge`) makes a handshake through
+ * a lossy link take a few seconds instead of several 5 s rounds.
  * Pure: a function of the previous tracks, the peers as `wg show` reports them and `now`.
  */
 
 /** How long after configuring a peer the first nudge goes out, ms. */
 export const DEFAULT_NUDGE_DELAY_MS = 1_000
-/** Nudges per configured peer at most (delays double: 1 s, 2 s, 4 s). */
-export const DEFAULT_NUDGE_ATTEMPTS = 3
+/** Longest gap between two nudges of one peer, ms (delays double up to it: 1 s, 2 s, 2 s …). */
+export const DEFAULT_NUDGE_MAX_DELAY_MS = 2_000
+/**
+ * Nudges per configured peer at most: about 25 s of nudging, after which WireGuard's own
+ * retries (every 5 s while traffic waits) and the persistent keepalive carry on.
+ */
+export const DEFAULT_NUDGE_ATTEMPTS = 12
 
 /** Where one peer's nudges stand. */
 export interface NudgeTrack {
@@ -20,8 +28,10 @@ export interface NudgeTrack {
 }
 
 export interface NudgePolicy {
-  /** Delay before the first nudge, ms; each further one waits twice as long. */
+  /** Delay before the first nudge, ms; each further one waits twice as long, up to `maxDelayMs`. */
   delayMs: number
+  /** Longest delay between two nudges, ms. @default no cap */
+  maxDelayMs?: number
   /** Nudges at most. */
   attempts: number
 }
@@ -58,7 +68,8 @@ export function planNudges (previous: ReadonlyMap<string, NudgeTrack>, peers: Nu
     else if (prev.dueAt !== undefined && prev.dueAt <= now) {
       due.push(peer.publicKey)
       const attempts = prev.attempts + 1
-      track = { attempts, dueAt: attempts >= policy.attempts ? undefined : now + policy.delayMs * 2 ** attempts }
+      const delay = Math.min(policy.delayMs * 2 ** attempts, policy.maxDelayMs ?? Infinity)
+      track = { attempts, dueAt: attempts >= policy.attempts ? undefined : now + delay }
     } else track = prev
     tracks.set(peer.publicKey, track)
   }

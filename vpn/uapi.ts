@@ -64,14 +64,20 @@ export function peerLines (peers: readonly PeerConfig[], remove: readonly string
 }
 
 /**
- * The `set` lines of a handshake nudge: persistent keepalive off and back on sends a
- * keepalive now (`update_only`: a peer removed meanwhile is not brought back).
+ * The `set` lines of a handshake nudge: each peer removed and added back with its
+ * config (a new peer has no initiation behind it, so none is rate-limited), its
+ * persistent keepalive set from off, which sends a keepalive and so an initiation now;
+ * a peer without keepalive gets 1 s and then off.
  */
-export function nudgeLines (peers: ReadonlyArray<Pick<PeerConfig, 'publicKey' | 'keepalive'>>): string[] {
+export function nudgeLines (peers: readonly PeerConfig[]): string[] {
   const lines: string[] = []
   for (const p of peers) {
-    const steps = p.keepalive > 0 ? [0, p.keepalive] : [0, 1, 0]
-    for (const step of steps) lines.push(`public_key=${hexOf(p.publicKey)}`, 'update_only=true', `persistent_keepalive_interval=${step}`)
+    lines.push(`public_key=${hexOf(p.publicKey)}`, 'remove=true', `public_key=${hexOf(p.publicKey)}`)
+    if (p.endpoint !== undefined) lines.push(`endpoint=${p.endpoint}`)
+    lines.push('replace_allowed_ips=true')
+    for (const ip of p.allowedIps) lines.push(`allowed_ip=${ip}`)
+    lines.push(`persistent_keepalive_interval=${p.keepalive > 0 ? p.keepalive : 1}`)
+    if (p.keepalive <= 0) lines.push(`public_key=${hexOf(p.publicKey)}`, 'update_only=true', 'persistent_keepalive_interval=0')
   }
   return lines
 }

@@ -17,6 +17,18 @@ describe('planNudges', () => {
     expect(planNudges(tracks, silent(), 70_000, policy).nextAt).toBeUndefined()
   })
 
+  it('with a cap on the delay, nudges every maxDelayMs after the first doublings', () => {
+    const capped = { delayMs: 1_000, maxDelayMs: 2_000, attempts: 6 }
+    let tracks: ReadonlyMap<string, NudgeTrack> = planNudges(new Map(), silent(true), 0, capped).tracks
+    const sent: number[] = []
+    for (let now = 0; now <= 60_000; now += 500) {
+      const plan = planNudges(tracks, silent(), now, capped)
+      if (plan.due.length > 0) sent.push(now)
+      tracks = plan.tracks
+    }
+    expect(sent).toEqual([1_000, 3_000, 5_000, 7_000, 9_000, 11_000])
+  })
+
   it.each([
     { case: 'just configured', peers: silent(true), due: [], nextAt: 11_000 },
     { case: 'first seen without a handshake', peers: silent(), due: [], nextAt: 11_000 },
