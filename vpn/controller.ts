@@ -12,7 +12,7 @@ import { setAsideCorrupt } from '../util/set-aside.ts'
 import { join } from 'node:path'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { CLAIM_FILE, loadClaim, saveClaim } from './claim-file.ts'
-import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump } from './driver.ts'
+import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type NudgeTarget, type PeerConfig, type PeerDump } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError, VpnStateFileError } from './errors.ts'
 import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, DEFAULT_NUDGE_MAX_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
@@ -244,8 +244,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const current = new Map<string, PeerDump>(dump.peers.map((p) => [p.publicKey, p]))
     const changes: PeerConfig[] = []
     const seen: NudgePeer[] = []
-    /** Each desired peer as configured after this pass (a nudge re-creates it so). */
-    const configs = new Map<string, PeerConfig>()
+    /** Each desired peer as configured after this pass, and whether nothing was ever received from it (see `nudge`). */
+    const configs = new Map<string, NudgeTarget>()
     let added = 0
     let updated = 0
     for (const peer of set.peers) {
@@ -256,7 +256,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
         const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) }
         changes.push(config)
-        configs.set(peer.publicKey, config)
+        configs.set(peer.publicKey, { ...config, recreate: true })
         track.since = now
         added++
         seen.push({ publicKey: peer.publicKey, latestHandshake: 0, configured: true })
@@ -272,7 +272,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       const endpointChange = want !== undefined && have.endpoint !== want
       seen.push({ publicKey: peer.publicKey, latestHandshake: have.latestHandshake, configured: endpointChange })
       const endpoint = endpointChange ? want : have.endpoint
-      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) })
+      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 })
       if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
         updated++
