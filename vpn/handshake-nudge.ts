@@ -3,9 +3,9 @@
  * reaches a node before that node has added the sender is dropped, or is lost on a
  * lossy link, and the sender retries only after WireGuard's 5 s rekey timeout.
  * Nudging from our side shortly after configuring a peer closes that gap whichever
- * side added the other first; nudging again every couple of seconds (each nudge
- * starts a fresh initiation, see `WireGuardDriver.nudge`) makes a handshake through
- * a lossy link take a few seconds instead of several 5 s rounds.
+ * side added the other first; nudging again every couple of seconds (a nudge of a
+ * peer nothing was heard from starts a fresh initiation, see `WireGuardDriver.nudge`)
+ * makes a handshake through a lossy link take a few seconds instead of several 5 s rounds.
  * Pure: a function of the previous tracks, the peers as `wg show` reports them and `now`.
  */
 

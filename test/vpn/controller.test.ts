@@ -426,6 +426,14 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     expect(commands).toEqual(['wg show kairos0 dump'])
   })
 
+  it('a peer heard from (an initiation we answered) is nudged without being re-created: it may hold the session the other side uses', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
+    await tools.setDumpPeers('kairos0', [[keyB, '(none)', '192.168.1.20:51820', (await driver.show('kairos0'))?.peers[0]?.allowedIps.join(',') ?? '', '0', '148', '92', '25'].join('\t')])
+    const { result, commands } = await pass(results, 1_000)
+    expect(result?.nudged).toBe(1)
+    expect(commands).toEqual(['wg show kairos0 dump', `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`])
+  })
+
   it('stops nudging once the peer has a handshake', async () => {
     const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
     expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
