@@ -45,6 +45,8 @@ export interface VpnControllerInit {
   nudgeDelayMs?: number
   /** Longest gap between two handshake nudges of one peer, ms. @default DEFAULT_NUDGE_MAX_DELAY_MS */
   nudgeMaxDelayMs?: number
+  /** Keepalives sent after the first handshake of a nudged peer. @default DEFAULT_CONFIRM_NUDGES */
+  nudgeConfirms?: number
   /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
   nudgeAttempts?: number
   /**

@@ -15,7 +15,7 @@ import { CLAIM_FILE, loadClaim, saveClaim } from './claim-file.ts'
 import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type NudgeTarget, type PeerConfig, type PeerDump } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError, VpnStateFileError } from './errors.ts'
-import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, DEFAULT_NUDGE_MAX_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
+import { DEFAULT_CONFIRM_NUDGES, DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, DEFAULT_NUDGE_MAX_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { PRIVATE_KEY_FILE, loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
   advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
@@ -93,7 +93,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   const statusMaxAge = init.statusMaxAgeMs ?? DEFAULT_STATUS_MAX_AGE_MS
   const interfaceCheckMs = init.interfaceCheckMs ?? DEFAULT_INTERFACE_CHECK_MS
   const coalesceMs = init.coalesceMs ?? DEFAULT_COALESCE_MS
-  const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, maxDelayMs: init.nudgeMaxDelayMs ?? DEFAULT_NUDGE_MAX_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS }
+  const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, maxDelayMs: init.nudgeMaxDelayMs ?? DEFAULT_NUDGE_MAX_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS, confirms: init.nudgeConfirms ?? DEFAULT_CONFIRM_NUDGES }
   /** The spec of the last successful full check (public key, not the private one). */
   let ensuredSpec: string | undefined
   let ensuredAt = -Infinity
@@ -272,7 +272,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       const endpointChange = want !== undefined && have.endpoint !== want
       seen.push({ publicKey: peer.publicKey, latestHandshake: have.latestHandshake, configured: endpointChange })
       const endpoint = endpointChange ? want : have.endpoint
-      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 })
+      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 && have.latestHandshake === 0 })
       if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
         updated++

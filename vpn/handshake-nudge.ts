@@ -18,6 +18,14 @@ export const DEFAULT_NUDGE_MAX_DELAY_MS = 2_000
  * retries (every 5 s while traffic waits) and the persistent keepalive carry on.
  */
 export const DEFAULT_NUDGE_ATTEMPTS = 12
+/**
+ * Keepalives sent, one per nudge gap, once a peer we nudged shows its first handshake. If
+ * we initiated it, the other side holds the new keys unconfirmed until our first data
+ * packet arrives, and cannot send with them: on a lossy link the one keepalive WireGuard
+ * sends to confirm is lost about half the time, and that side then waits for its own
+ * initiation (one per 5 s). A keepalive is 32 bytes and touches no session.
+ */
+export const DEFAULT_CONFIRM_NUDGES = 3
 
 /** Where one peer's nudges stand. */
 export interface NudgeTrack {
@@ -25,6 +33,8 @@ export interface NudgeTrack {
   attempts: number
   /** When the next nudge is due (clock ms); undefined = no more nudges. */
   dueAt: number | undefined
+  /** Confirming keepalives still to send after the first handshake (see DEFAULT_CONFIRM_NUDGES); undefined before it. */
+  confirms?: number
 }
 
 export interface NudgePolicy {
@@ -34,6 +44,8 @@ export interface NudgePolicy {
   maxDelayMs?: number
   /** Nudges at most. */
   attempts: number
+  /** Nudges after the first handshake of a peer nudged before it. @default 0 */
+  confirms?: number
 }
 
 /** One desired peer as seen in this pass. */
@@ -63,7 +75,14 @@ export function planNudges (previous: ReadonlyMap<string, NudgeTrack>, peers: Nu
     const prev = previous.get(peer.publicKey)
     let track: NudgeTrack
     if (peer.configured) track = fresh()
-    else if (peer.latestHandshake > 0) track = { attempts: prev?.attempts ?? 0, dueAt: undefined }
+    else if (peer.latestHandshake > 0) {
+      // Handshaken: a peer we nudged first gets a few confirming keepalives, one per gap.
+      const left = prev?.confirms ?? (prev !== undefined && prev.attempts > 0 ? policy.confirms ?? 0 : 0)
+      const send = left > 0 && (prev?.confirms === undefined || (prev.dueAt !== undefined && prev.dueAt <= now))
+      if (send) due.push(peer.publicKey)
+      const rest = send ? left - 1 : left
+      track = { attempts: prev?.attempts ?? 0, confirms: rest, dueAt: rest > 0 ? (send ? now + (policy.maxDelayMs ?? policy.delayMs) : prev?.dueAt) : undefined }
+    }
     else if (prev === undefined) track = fresh()
     else if (prev.dueAt !== undefined && prev.dueAt <= now) {
       due.push(peer.publicKey)

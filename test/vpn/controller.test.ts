@@ -434,8 +434,22 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     expect(commands).toEqual(['wg show kairos0 dump', `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`])
   })
 
+  it('after the first handshake of a nudged peer, sends it confirming keepalives (plain nudges) one per gap, then stops', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 2 })
+    expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    const plain = `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`
+    for (const ms of [2_000, 2_000]) {
+      const { result, commands } = await pass(results, ms)
+      expect(result?.nudged).toBe(1)
+      expect(commands).toEqual(['wg show kairos0 dump', plain])
+    }
+    const next = await pass(results, 60_000)
+    expect(next.result?.nudged).toBe(0)
+  })
+
   it('stops nudging once the peer has a handshake', async () => {
-    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 0 })
     expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const { result, commands } = await pass(results, 2_000)
