@@ -43,6 +43,10 @@ export interface VpnControllerInit {
   interfaceCheckMs?: number
   /** Delay before the first handshake nudge of a newly configured peer, ms. @default DEFAULT_NUDGE_DELAY_MS */
   nudgeDelayMs?: number
+  /** Longest gap between two handshake nudges of one peer, ms. @default DEFAULT_NUDGE_MAX_DELAY_MS */
+  nudgeMaxDelayMs?: number
+  /** Keepalives sent after the first handshake of a nudged peer. @default DEFAULT_CONFIRM_NUDGES */
+  nudgeConfirms?: number
   /** Handshake nudges per configured peer at most; 0 turns them off. @default DEFAULT_NUDGE_ATTEMPTS */
   nudgeAttempts?: number
   /**

@@ -12,10 +12,10 @@ import { setAsideCorrupt } from '../util/set-aside.ts'
 import { join } from 'node:path'
 import { isValidClaim, overlayAddress, parseOverlayCidr, type AddressClaim, type ClaimHolder, type OverlayNetwork } from './address.ts'
 import { CLAIM_FILE, loadClaim, saveClaim } from './claim-file.ts'
-import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type PeerDump } from './driver.ts'
+import { isInterfaceName, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type NudgeTarget, type PeerConfig, type PeerDump } from './driver.ts'
 import { hostEndpoints, systemHostAddresses, type HostAddress } from './endpoints.ts'
 import { InterfaceNameError, VpnStateFileError } from './errors.ts'
-import { DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
+import { DEFAULT_CONFIRM_NUDGES, DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, DEFAULT_NUDGE_MAX_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { PRIVATE_KEY_FILE, loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
   advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
@@ -93,7 +93,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
   const statusMaxAge = init.statusMaxAgeMs ?? DEFAULT_STATUS_MAX_AGE_MS
   const interfaceCheckMs = init.interfaceCheckMs ?? DEFAULT_INTERFACE_CHECK_MS
   const coalesceMs = init.coalesceMs ?? DEFAULT_COALESCE_MS
-  const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS }
+  const nudgePolicy = { delayMs: init.nudgeDelayMs ?? DEFAULT_NUDGE_DELAY_MS, maxDelayMs: init.nudgeMaxDelayMs ?? DEFAULT_NUDGE_MAX_DELAY_MS, attempts: init.nudgeAttempts ?? DEFAULT_NUDGE_ATTEMPTS, confirms: init.nudgeConfirms ?? DEFAULT_CONFIRM_NUDGES }
   /** The spec of the last successful full check (public key, not the private one). */
   let ensuredSpec: string | undefined
   let ensuredAt = -Infinity
@@ -244,6 +244,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     const current = new Map<string, PeerDump>(dump.peers.map((p) => [p.publicKey, p]))
     const changes: PeerConfig[] = []
     const seen: NudgePeer[] = []
+    /** Each desired peer as configured after this pass, and whether nothing was ever received from it (see `nudge`). */
+    const configs = new Map<string, NudgeTarget>()
     let added = 0
     let updated = 0
     for (const peer of set.peers) {
@@ -252,7 +254,9 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       if (track === undefined) { track = { rotation: 0, since: now, configuredAt: now }; tracks.set(peer.publicKey, track) }
       if (have === undefined) {
         const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
-        changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) })
+        const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) }
+        changes.push(config)
+        configs.set(peer.publicKey, { ...config, recreate: true })
         track.since = now
         added++
         seen.push({ publicKey: peer.publicKey, latestHandshake: 0, configured: true })
@@ -267,6 +271,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       const want = fresh ? undefined : chooseEndpoint(peer.endpoints, locals, track.rotation)
       const endpointChange = want !== undefined && have.endpoint !== want
       seen.push({ publicKey: peer.publicKey, latestHandshake: have.latestHandshake, configured: endpointChange })
+      const endpoint = endpointChange ? want : have.endpoint
+      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 && have.latestHandshake === 0 })
       if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
         changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
         updated++
@@ -283,8 +289,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     nudges = plan.tracks
     nextNudgeAt = plan.nextAt
     if (plan.due.length > 0) {
-      const keepaliveOf = new Map(set.peers.map((p) => [p.publicKey, p.keepalive]))
-      await driver.nudge(vpn.interface, plan.due.map((publicKey) => ({ publicKey, keepalive: keepaliveOf.get(publicKey) ?? 0 })), signal)
+      await driver.nudge(vpn.interface, plan.due.flatMap((publicKey) => configs.get(publicKey) ?? []), signal)
       log.debug('nudged peers without a handshake', { peers: plan.due.length })
     }
 

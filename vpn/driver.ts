@@ -30,6 +30,15 @@ export interface PeerConfig {
   keepalive: number
 }
 
+/** A peer to nudge (see `WireGuardDriver.nudge`). */
+export interface NudgeTarget extends PeerConfig {
+  /**
+   * Re-create the peer so its initiation goes out at once. Only for a peer nothing was
+   * ever received from: one we answered may hold a session the other side already uses.
+   */
+  recreate: boolean
+}
+
 /** One peer as `wg show <if> dump` reports it. */
 export interface PeerDump {
   publicKey: string
@@ -85,12 +94,14 @@ export interface WireGuardDriver {
   /** Adds or updates `peers` and removes the peers with the public keys in `remove`, in one step. */
   setPeers(name: string, peers: PeerConfig[], remove: string[], signal?: AbortSignal): Promise<void>
   /**
-   * Makes WireGuard send a keepalive to each peer now, which starts a handshake when
-   * none is current: persistent keepalive is turned off and back to `keepalive` in one
-   * step (kernel and wireguard-go both send a keepalive when it goes from off to on).
-   * Both rate-limit initiations to one per 5 s, so a nudge never floods a peer.
+   * Makes WireGuard send a keepalive to each peer now, which starts a handshake when none
+   * is current: persistent keepalive goes from off to `keepalive` (or to 1 s and back off),
+   * in one step. Kernel and wireguard-go both allow one initiation per peer per 5 s, so a
+   * plain nudge within 5 s of the last initiation (which a lossy link may have lost) does
+   * nothing; a peer with `recreate` is removed and added back with its config in the same
+   * step, and a peer added anew has no initiation behind it, so its nudge sends one at once.
    */
-  nudge(name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void>
+  nudge(name: string, peers: NudgeTarget[], signal?: AbortSignal): Promise<void>
   /** The interface's public state, or undefined when it does not exist. */
   show(name: string, signal?: AbortSignal): Promise<InterfaceDump | undefined>
   /** Takes the interface down and stops its wireguard-go. Resolves false when there was nothing to remove. */

@@ -1,15 +1,31 @@
 /**
  * When to nudge a peer that has no handshake yet. A handshake initiation that
- * reaches a node before that node has added the sender is dropped, and the sender
- * retries only after WireGuard's 5 s rekey timeout. Nudging from our side shortly
- * after configuring a peer closes that gap whichever side added the other first.
+ * reaches a node before that node has added the sender is dropped, or is lost on a
+ * lossy link, and the sender retries only after WireGuard's 5 s rekey timeout.
+ * Nudging from our side shortly after configuring a peer closes that gap whichever
+ * side added the other first; nudging again every couple of seconds (a nudge of a
+ * peer nothing was heard from starts a fresh initiation, see `WireGuardDriver.nudge`)
+ * makes a handshake through a lossy link take a few seconds instead of several 5 s rounds.
  * Pure: a function of the previous tracks, the peers as `wg show` reports them and `now`.
  */
 
 /** How long after configuring a peer the first nudge goes out, ms. */
 export const DEFAULT_NUDGE_DELAY_MS = 1_000
-/** Nudges per configured peer at most (delays double: 1 s, 2 s, 4 s). */
-export const DEFAULT_NUDGE_ATTEMPTS = 3
+/** Longest gap between two nudges of one peer, ms (delays double up to it: 1 s, 2 s, 2 s …). */
+export const DEFAULT_NUDGE_MAX_DELAY_MS = 2_000
+/**
+ * Nudges per configured peer at most: about 25 s of nudging, after which WireGuard's own
+ * retries (every 5 s while traffic waits) and the persistent keepalive carry on.
+ */
+export const DEFAULT_NUDGE_ATTEMPTS = 12
+/**
+ * Keepalives sent, one per nudge gap, once a peer we nudged shows its first handshake. If
+ * we initiated it, the other side holds the new keys unconfirmed until our first data
+ * packet arrives, and cannot send with them: on a lossy link the one keepalive WireGuard
+ * sends to confirm is lost about half the time, and that side then waits for its own
+ * initiation (one per 5 s). A keepalive is 32 bytes and touches no session.
+ */
+export const DEFAULT_CONFIRM_NUDGES = 3
 
 /** Where one peer's nudges stand. */
 export interface NudgeTrack {
@@ -17,13 +33,19 @@ export interface NudgeTrack {
   attempts: number
   /** When the next nudge is due (clock ms); undefined = no more nudges. */
   dueAt: number | undefined
+  /** Confirming keepalives still to send after the first handshake (see DEFAULT_CONFIRM_NUDGES); undefined before it. */
+  confirms?: number
 }
 
 export interface NudgePolicy {
-  /** Delay before the first nudge, ms; each further one waits twice as long. */
+  /** Delay before the first nudge, ms; each further one waits twice as long, up to `maxDelayMs`. */
   delayMs: number
+  /** Longest delay between two nudges, ms. @default no cap */
+  maxDelayMs?: number
   /** Nudges at most. */
   attempts: number
+  /** Nudges after the first handshake of a peer nudged before it. @default 0 */
+  confirms?: number
 }
 
 /** One desired peer as seen in this pass. */
@@ -53,12 +75,20 @@ export function planNudges (previous: ReadonlyMap<string, NudgeTrack>, peers: Nu
     const prev = previous.get(peer.publicKey)
     let track: NudgeTrack
     if (peer.configured) track = fresh()
-    else if (peer.latestHandshake > 0) track = { attempts: prev?.attempts ?? 0, dueAt: undefined }
+    else if (peer.latestHandshake > 0) {
+      // Handshaken: a peer we nudged first gets a few confirming keepalives, one per gap.
+      const left = prev?.confirms ?? (prev !== undefined && prev.attempts > 0 ? policy.confirms ?? 0 : 0)
+      const send = left > 0 && (prev?.confirms === undefined || (prev.dueAt !== undefined && prev.dueAt <= now))
+      if (send) due.push(peer.publicKey)
+      const rest = send ? left - 1 : left
+      track = { attempts: prev?.attempts ?? 0, confirms: rest, dueAt: rest > 0 ? (send ? now + (policy.maxDelayMs ?? policy.delayMs) : prev?.dueAt) : undefined }
+    }
     else if (prev === undefined) track = fresh()
     else if (prev.dueAt !== undefined && prev.dueAt <= now) {
       due.push(peer.publicKey)
       const attempts = prev.attempts + 1
-      track = { attempts, dueAt: attempts >= policy.attempts ? undefined : now + policy.delayMs * 2 ** attempts }
+      const delay = Math.min(policy.delayMs * 2 ** attempts, policy.maxDelayMs ?? Infinity)
+      track = { attempts, dueAt: attempts >= policy.attempts ? undefined : now + delay }
     } else track = prev
     tracks.set(peer.publicKey, track)
   }

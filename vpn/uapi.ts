@@ -13,7 +13,7 @@
  */
 import { createConnection } from 'node:net'
 import { join } from 'node:path'
-import type { InterfaceDump, PeerConfig, PeerDump } from './driver.ts'
+import type { InterfaceDump, NudgeTarget, PeerConfig, PeerDump } from './driver.ts'
 import { publicKeyOf } from './keys.ts'
 
 /** Where wireguard-go (and `wg`) keep the control sockets. */
@@ -65,13 +65,25 @@ export function peerLines (peers: readonly PeerConfig[], remove: readonly string
 
 /**
  * The `set` lines of a handshake nudge: persistent keepalive off and back on sends a
- * keepalive now (`update_only`: a peer removed meanwhile is not brought back).
+ * keepalive now (`update_only`: a peer removed meanwhile is not brought back); a peer
+ * with `recreate` is first removed and added back with its config (a new peer has no
+ * initiation behind it, so its own is not held back), its keepalive then set from off.
  */
-export function nudgeLines (peers: ReadonlyArray<Pick<PeerConfig, 'publicKey' | 'keepalive'>>): string[] {
+export function nudgeLines (peers: readonly NudgeTarget[]): string[] {
   const lines: string[] = []
   for (const p of peers) {
+    const key = `public_key=${hexOf(p.publicKey)}`
+    if (p.recreate) {
+      lines.push(key, 'remove=true', key)
+      if (p.endpoint !== undefined) lines.push(`endpoint=${p.endpoint}`)
+      lines.push('replace_allowed_ips=true')
+      for (const ip of p.allowedIps) lines.push(`allowed_ip=${ip}`)
+      lines.push(`persistent_keepalive_interval=${p.keepalive > 0 ? p.keepalive : 1}`)
+      if (p.keepalive <= 0) lines.push(key, 'update_only=true', 'persistent_keepalive_interval=0')
+      continue
+    }
     const steps = p.keepalive > 0 ? [0, p.keepalive] : [0, 1, 0]
-    for (const step of steps) lines.push(`public_key=${hexOf(p.publicKey)}`, 'update_only=true', `persistent_keepalive_interval=${step}`)
+    for (const step of steps) lines.push(key, 'update_only=true', `persistent_keepalive_interval=${step}`)
   }
   return lines
 }

@@ -7,7 +7,7 @@ import { systemClock, type Clock } from '../util/clock.ts'
 import { errorMessage } from '../util/errors.ts'
 import { silentLogger, type Logger } from '../util/log.ts'
 import { WireGuardCommandError, WireGuardInterfaceError, InterfaceNameError } from './errors.ts'
-import { isInterfaceName, parseDump, type EnsureResult, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type PeerConfig, type ProcessExit, type WireGuardDriver, type WireGuardDriverEvents } from './driver.ts'
+import { isInterfaceName, parseDump, type EnsureResult, type InterfaceDump, type InterfaceKind, type InterfaceSpec, type NudgeTarget, type PeerConfig, type ProcessExit, type WireGuardDriver, type WireGuardDriverEvents } from './driver.ts'
 import { publicKeyOf } from './keys.ts'
 import { DEFAULT_UAPI_DIR, keyLines, nudgeLines, peerLines, uapiGet, uapiSet, uapiSocketPath } from './uapi.ts'
 
@@ -344,13 +344,21 @@ export function createWireGuardDriver (init: WireGuardDriverInit = {}): ExecWire
     await must(args, signal)
   }
 
-  const nudge = async (name: string, peers: Array<Pick<PeerConfig, 'publicKey' | 'keepalive'>>, signal?: AbortSignal): Promise<void> => {
+  const nudge = async (name: string, peers: NudgeTarget[], signal?: AbortSignal): Promise<void> => {
     checkName(name)
     if (peers.length === 0) return
     const path = uapiPath(name)
-    if (path !== undefined) { await uapiApply(path, 'persistent_keepalive_interval', nudgeLines(peers), signal); return }
+    if (path !== undefined) { await uapiApply(path, 'peers', nudgeLines(peers), signal); return }
     const args = [wgBin, 'set', name]
     for (const p of peers) {
+      if (p.recreate) {
+        // Removed and added anew, with keepalive from off: the new peer sends a keepalive, so an initiation, now.
+        args.push('peer', p.publicKey, 'remove', 'peer', p.publicKey)
+        if (p.endpoint !== undefined) args.push('endpoint', p.endpoint)
+        args.push('persistent-keepalive', String(p.keepalive > 0 ? p.keepalive : 1), 'allowed-ips', p.allowedIps.join(','))
+        if (p.keepalive <= 0) args.push('peer', p.publicKey, 'persistent-keepalive', 'off')
+        continue
+      }
       // off -> on sends the keepalive; a peer without keepalive is put back to off.
       const steps = p.keepalive > 0 ? ['off', String(p.keepalive)] : ['off', '1', 'off']
       for (const step of steps) args.push('peer', p.publicKey, 'persistent-keepalive', step)

@@ -343,7 +343,8 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     return { result: results.at(-1), commands: (await tools.commands()).slice(before).map((c) => c.join(' ')) }
   }
 
-  const nudgeOf = (key: string): string => `wg set kairos0 peer ${key} persistent-keepalive off peer ${key} persistent-keepalive 25`
+  /** A nudge re-creates the peer as configured (endpoint, keepalive, allowed IPs). */
+  const nudgeOf = (key: string): string => `wg set kairos0 peer ${key} remove peer ${key} endpoint 192.168.1.20:51820 persistent-keepalive 25 allowed-ips `
 
   it('an idle tick runs one wg show; a change, drift or the periodic check runs the full path', async () => {
     const { results, keyB } = await withPeer({ interfaceCheckMs: 5 * tick })
@@ -406,26 +407,50 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     for (const key of keys) expect(commands[1]).toContain(`peer ${key} endpoint`)
   })
 
-  it('nudges a peer without a handshake 1 s, 2 s and 4 s after adding it, then leaves it to WireGuard', async () => {
-    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
+  it('nudges a peer without a handshake 1 s after adding it, then every 2 s, four times in all here, then leaves it to WireGuard', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeAttempts: 4 })
     const added = results[0]?.at ?? 0
     const nudges: number[] = []
-    for (const ms of [1_000, 2_000, 4_000]) {
+    for (const ms of [1_000, 2_000, 2_000, 2_000]) {
       const { result, commands } = await pass(results, ms) // the loop wakes for the nudge, not for the 60 s ticker
       expect(result?.nudged).toBe(1)
-      expect(commands).toEqual(['wg show kairos0 dump', nudgeOf(keyB)])
+      expect(commands).toHaveLength(2)
+      expect(commands[0]).toBe('wg show kairos0 dump')
+      expect(commands[1]).toContain(nudgeOf(keyB))
       nudges.push((result?.at ?? 0) - added)
     }
-    expect(nudges).toEqual([1_000, 3_000, 7_000])
+    expect(nudges).toEqual([1_000, 3_000, 5_000, 7_000])
     const { result, commands } = await pass(results, 60_000)
     expect(result?.at).toBe(added + 67_000) // nothing woke the loop before its ticker
     expect(result?.nudged).toBe(0)
     expect(commands).toEqual(['wg show kairos0 dump'])
   })
 
-  it('stops nudging once the peer has a handshake', async () => {
+  it('a peer heard from (an initiation we answered) is nudged without being re-created: it may hold the session the other side uses', async () => {
     const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000 })
-    expect((await pass(results, 1_000)).commands).toContain(nudgeOf(keyB))
+    await tools.setDumpPeers('kairos0', [[keyB, '(none)', '192.168.1.20:51820', (await driver.show('kairos0'))?.peers[0]?.allowedIps.join(',') ?? '', '0', '148', '92', '25'].join('\t')])
+    const { result, commands } = await pass(results, 1_000)
+    expect(result?.nudged).toBe(1)
+    expect(commands).toEqual(['wg show kairos0 dump', `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`])
+  })
+
+  it('after the first handshake of a nudged peer, sends it confirming keepalives (plain nudges) one per gap, then stops', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 2 })
+    expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    const plain = `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`
+    for (const ms of [2_000, 2_000]) {
+      const { result, commands } = await pass(results, ms)
+      expect(result?.nudged).toBe(1)
+      expect(commands).toEqual(['wg show kairos0 dump', plain])
+    }
+    const next = await pass(results, 60_000)
+    expect(next.result?.nudged).toBe(0)
+  })
+
+  it('stops nudging once the peer has a handshake', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 0 })
+    expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const { result, commands } = await pass(results, 2_000)
     expect(result?.nudged).toBe(0)

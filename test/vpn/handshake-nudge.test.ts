@@ -17,6 +17,37 @@ describe('planNudges', () => {
     expect(planNudges(tracks, silent(), 70_000, policy).nextAt).toBeUndefined()
   })
 
+  it('with a cap on the delay, nudges every maxDelayMs after the first doublings', () => {
+    const capped = { delayMs: 1_000, maxDelayMs: 2_000, attempts: 6 }
+    let tracks: ReadonlyMap<string, NudgeTrack> = planNudges(new Map(), silent(true), 0, capped).tracks
+    const sent: number[] = []
+    for (let now = 0; now <= 60_000; now += 500) {
+      const plan = planNudges(tracks, silent(), now, capped)
+      if (plan.due.length > 0) sent.push(now)
+      tracks = plan.tracks
+    }
+    expect(sent).toEqual([1_000, 3_000, 5_000, 7_000, 9_000, 11_000])
+  })
+
+  it('a nudged peer that handshakes gets `confirms` more nudges, one per gap; one that handshook unnudged gets none', () => {
+    const withConfirms = { delayMs: 1_000, maxDelayMs: 2_000, attempts: 6, confirms: 2 }
+    const start = planNudges(new Map(), silent(true), 0, withConfirms)
+    const first = planNudges(start.tracks, silent(), 1_000, withConfirms)
+    expect(first.due).toEqual(['K'])
+    const shaken = [{ publicKey: 'K', latestHandshake: 2, configured: false }]
+    const c1 = planNudges(first.tracks, shaken, 2_000, withConfirms)
+    expect(c1.due).toEqual(['K'])
+    expect(c1.nextAt).toBe(4_000)
+    expect(planNudges(c1.tracks, shaken, 3_000, withConfirms).due).toEqual([])
+    const c2 = planNudges(c1.tracks, shaken, 4_000, withConfirms)
+    expect(c2.due).toEqual(['K'])
+    expect(c2.nextAt).toBeUndefined()
+    expect(planNudges(c2.tracks, shaken, 10_000, withConfirms).due).toEqual([])
+    const quick = planNudges(start.tracks, shaken, 500, withConfirms)
+    expect(quick.due).toEqual([])
+    expect(quick.nextAt).toBeUndefined()
+  })
+
   it.each([
     { case: 'just configured', peers: silent(true), due: [], nextAt: 11_000 },
     { case: 'first seen without a handshake', peers: silent(), due: [], nextAt: 11_000 },

@@ -146,7 +146,7 @@ if (!isRoot()) {
         }
         const handshake = async (d: ExecWireGuardDriver): Promise<number> => (await d.show('kvn0'))?.peers[0]?.latestHandshake ?? -1
         expect(await handshake(mine[0] as ExecWireGuardDriver)).toBe(0)
-        await mine[0]?.nudge('kvn0', [{ publicKey: keyPairs[1]?.publicKey ?? '', keepalive: 25 }])
+        await mine[0]?.nudge('kvn0', [{ publicKey: keyPairs[1]?.publicKey ?? '', endpoint: `${hosts[1]?.address ?? ''}:51821`, allowedIps: [`${overlay[1] ?? ''}/32`], keepalive: 25, recreate: true }])
         await waitFor('handshake after the nudge', async () => (await handshake(mine[1] as ExecWireGuardDriver) > 0 && await handshake(mine[0] as ExecWireGuardDriver) > 0) || undefined, 10_000)
         expect((await mine[0]?.show('kvn0'))?.peers[0]?.keepalive).toBe(25)
       } finally {

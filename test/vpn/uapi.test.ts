@@ -51,9 +51,15 @@ describe('UAPI codec', () => {
       `public_key=${hex(p1)}`, 'endpoint=10.100.0.7:51820', 'persistent_keepalive_interval=25', 'replace_allowed_ips=true', 'allowed_ip=10.88.1.2/32',
       `public_key=${hex(p2)}`, 'persistent_keepalive_interval=0', 'replace_allowed_ips=true'
     ])
-    expect(nudgeLines([{ publicKey: p1, keepalive: 25 }, { publicKey: p2, keepalive: 0 }])).toEqual([
-      `public_key=${hex(p1)}`, 'update_only=true', 'persistent_keepalive_interval=0',
-      `public_key=${hex(p1)}`, 'update_only=true', 'persistent_keepalive_interval=25',
+    // A nudge with `recreate` re-creates the peer, so its initiation is not held back by the last one; a plain one toggles keepalive.
+    expect(nudgeLines([
+      { publicKey: p1, endpoint: '10.100.0.7:51820', allowedIps: ['10.88.1.2/32'], keepalive: 25, recreate: true },
+      { publicKey: own.publicKey, allowedIps: ['10.88.1.4/32'], keepalive: 0, recreate: true },
+      { publicKey: p2, allowedIps: ['10.88.1.3/32'], keepalive: 0, recreate: false }
+    ])).toEqual([
+      `public_key=${hex(p1)}`, 'remove=true', `public_key=${hex(p1)}`, 'endpoint=10.100.0.7:51820', 'replace_allowed_ips=true', 'allowed_ip=10.88.1.2/32', 'persistent_keepalive_interval=25',
+      `public_key=${hex(own.publicKey)}`, 'remove=true', `public_key=${hex(own.publicKey)}`, 'replace_allowed_ips=true', 'allowed_ip=10.88.1.4/32', 'persistent_keepalive_interval=1',
+      `public_key=${hex(own.publicKey)}`, 'update_only=true', 'persistent_keepalive_interval=0',
       `public_key=${hex(p2)}`, 'update_only=true', 'persistent_keepalive_interval=0',
       `public_key=${hex(p2)}`, 'update_only=true', 'persistent_keepalive_interval=1',
       `public_key=${hex(p2)}`, 'update_only=true', 'persistent_keepalive_interval=0'
@@ -105,7 +111,8 @@ describe('UAPI over a socket', () => {
     const spec = { name: 'kt0', privateKey: own.privateKey, listenPort: 51820, address: '10.88.3.4/16', mtu: 1420 }
     expect(await driver.ensureInterface(spec)).toEqual({ kind: 'wireguard-go', created: true, changed: true })
     await driver.setPeers('kt0', [{ publicKey: p1, endpoint: '10.100.0.7:51820', allowedIps: ['10.88.1.2/32'], keepalive: 25 }], [])
-    await driver.nudge('kt0', [{ publicKey: p1, keepalive: 25 }])
+    await driver.nudge('kt0', [{ publicKey: p1, endpoint: '10.100.0.7:51820', allowedIps: ['10.88.1.2/32'], keepalive: 25, recreate: true }])
+    expect(await driver.show('kt0')).toMatchObject({ peers: [{ publicKey: p1, endpoint: '10.100.0.7:51820', allowedIps: ['10.88.1.2/32'], keepalive: 25 }] })
     await driver.setPeers('kt0', [], [p1])
     await driver.setPeers('kt0', [{ publicKey: p2, allowedIps: ['10.88.1.3/32'], keepalive: 0 }], [])
     expect(await driver.show('kt0')).toMatchObject({ publicKey: own.publicKey, listenPort: 51820, peers: [{ publicKey: p2, allowedIps: ['10.88.1.3/32'] }] })

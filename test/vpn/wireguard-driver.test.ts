@@ -125,9 +125,13 @@ describe('createWireGuardDriver against fake ip / wg / wireguard-go', () => {
       { publicKey: p2, endpoint: '192.168.1.3:51820', allowedIps: ['10.88.0.3/32'], keepalive: 0 }
     ], [])
     const before = await d.show('kt0')
-    await d.nudge('kt0', [{ publicKey: p1, keepalive: 25 }, { publicKey: p2, keepalive: 0 }])
+    await d.nudge('kt0', [
+      { publicKey: p1, endpoint: '192.168.1.2:51820', allowedIps: ['10.88.0.2/32'], keepalive: 25, recreate: true },
+      { publicKey: p2, endpoint: '192.168.1.3:51820', allowedIps: ['10.88.0.3/32'], keepalive: 0, recreate: false }
+    ])
+    // p1 is re-created (its next initiation is not held back by the last one) with keepalive from off; p2's keepalive goes off, on, off.
     expect((await tools.commands()).at(-1)).toEqual(['wg', 'set', 'kt0',
-      'peer', p1, 'persistent-keepalive', 'off', 'peer', p1, 'persistent-keepalive', '25',
+      'peer', p1, 'remove', 'peer', p1, 'endpoint', '192.168.1.2:51820', 'persistent-keepalive', '25', 'allowed-ips', '10.88.0.2/32',
       'peer', p2, 'persistent-keepalive', 'off', 'peer', p2, 'persistent-keepalive', '1', 'peer', p2, 'persistent-keepalive', 'off'])
     // The peers end as they were.
     expect(await d.show('kt0')).toEqual(before)
