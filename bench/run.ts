@@ -29,8 +29,9 @@ const names = mdOnly
   ? []
   : all.filter((name) => wanted.length > 0 ? wanted.includes(name) : OPT_IN[name] === undefined || process.env[OPT_IN[name]] === '1').sort()
 
-/** The longest one benchmark may run: 20 min, the soak its own length and 20 min more. */
+/** The longest one benchmark may run: 20 min, the scale with the 1 000-member simulation 60, the soak its own length and 20 min more. */
 function timeoutMs (name: string): number {
+  if (name === 'scale' && process.env.KAIROS_BENCH_SCALE_1000 === '1') return 60 * 60_000
   if (name !== 'soak') return 20 * 60_000
   const minutes = Number(process.env.KAIROS_BENCH_SOAK_MINUTES ?? 60)
   return ((Number.isFinite(minutes) && minutes > 0 ? minutes : 60) + 20) * 60_000
