@@ -14,7 +14,7 @@ import type { Accepted, ClusterRecord, PromiseRef, ProposalValue, QuorumCertific
  *
  * ```
  * ref      u8      0: the voter by its 64-bit digest (`voterDigest`), 8 bytes follow
- *                  1: the voter by its peer id, u8 length (1…128) and UTF-8 follow
+ *                  1: the voter by its peer id: varint length (1…128), UTF-8
  *          varint  version of the voter's roles/vote entry, 1 … 2^48
  *          16 B    hash (`voteHash`, the same 128 bits the keyed form spells in hex)
  * promise  ref, then varint: 0 = accepted nothing, k = the k-th value of `accepted`

@@ -110,7 +110,7 @@ describe('compact vote references from a hostile writer', () => {
   /** The record written with `refs` as its certificate votes, checked against the votes held. */
   const check = (refs: VoteRef[], held = votes): string => {
     const value = { ...recordWireValue(record), certificate: { ...record.certificate, votes: encodeVoteRefs(refs) } }
-    const e: StateEntry = { owner: init, key: 'roles/cluster', version: 1, writtenAt: 0, value: value as JsonValue }
+    const e: StateEntry = { owner: init, key: 'roles/cluster', version: 1, writtenAt: 0, value: value as unknown as JsonValue }
     const view = indexEntries(peer(9999), 'site', [...held, e])
     return checkCertificate(view.records[0]?.certificate ?? record.certificate, view, 3)
   }
