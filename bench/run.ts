@@ -46,7 +46,8 @@ for (const name of names) {
   const wallMs = Math.round(performance.now() - started)
   const last = run.stdout.trim().split('\n').at(-1) ?? ''
   try {
-    if (run.exitCode !== 0) throw new Error(`exit ${String(run.exitCode)}: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`)
+    const how = run.timedOut ? `timed out after ${timeoutMs(name) / 60_000} min` : `exit ${String(run.exitCode)}`
+    if (run.timedOut || run.exitCode !== 0) throw new Error(`${how}: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`)
     results.push({ name, ok: true, result: JSON.parse(last) as unknown, wallMs })
   } catch (err) {
     results.push({ name, ok: false, error: err instanceof Error ? err.message : String(err), wallMs })

@@ -30,12 +30,17 @@ if (process.argv.includes(ONE)) {
 const sizes = [100, 300, 1_000]
 const result: Record<string, unknown> = { timing: 'lab', faults: 'none' }
 const failures: string[] = []
+// A parent ended (bench/run.ts's timeout) ends the size under way with it.
+let running: ReturnType<typeof execFile> | undefined
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => { running?.kill(); process.exit(1) })
 for (const n of sizes) {
   process.stderr.write(`scale: N=${n}\n`)
   // The simulation at 1 000 members peaks near 1.5 GB: room above Node's default heap limit on small machines.
   const args = ['--expose-gc', ...(n >= 1_000 ? ['--max-old-space-size=8192'] : []), fileURLToPath(import.meta.url), ONE, String(n)]
   try {
-    const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 1 << 24, env: process.env })
+    const pending = promisify(execFile)(process.execPath, args, { maxBuffer: 1 << 24, env: process.env })
+    running = pending.child
+    const { stdout } = await pending
     result[`n${n}`] = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
   } catch (err) {
     // Why the child failed: its exit and the last lines it wrote to stderr.
