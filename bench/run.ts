@@ -29,9 +29,10 @@ const names = mdOnly
   ? []
   : all.filter((name) => wanted.length > 0 ? wanted.includes(name) : OPT_IN[name] === undefined || process.env[OPT_IN[name]] === '1').sort()
 
-/** The longest one benchmark may run: 20 min; the lab (rounds of four sizes, each with its floor run) 90 min; the soak its own length and 20 min more. */
+/** The longest one benchmark may run: 20 min; the lab (rounds of four sizes, each with its floor run) 90 min; the scale with the 1 000-member simulation 60; the soak its own length and 20 min more. */
 function timeoutMs (name: string): number {
   if (name === 'lab') return 90 * 60_000
+  if (name === 'scale' && process.env.KAIROS_BENCH_SCALE_1000 === '1') return 60 * 60_000
   if (name !== 'soak') return 20 * 60_000
   const minutes = Number(process.env.KAIROS_BENCH_SOAK_MINUTES ?? 60)
   return ((Number.isFinite(minutes) && minutes > 0 ? minutes : 60) + 20) * 60_000
@@ -46,7 +47,8 @@ for (const name of names) {
   const wallMs = Math.round(performance.now() - started)
   const last = run.stdout.trim().split('\n').at(-1) ?? ''
   try {
-    if (run.exitCode !== 0) throw new Error(`exit ${String(run.exitCode)}: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`)
+    const how = run.timedOut ? `timed out after ${timeoutMs(name) / 60_000} min` : `exit ${String(run.exitCode)}`
+    if (run.timedOut || run.exitCode !== 0) throw new Error(`${how}: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`)
     results.push({ name, ok: true, result: JSON.parse(last) as unknown, wallMs })
   } catch (err) {
     results.push({ name, ok: false, error: err instanceof Error ? err.message : String(err), wallMs })

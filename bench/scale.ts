@@ -29,12 +29,35 @@ if (process.argv.includes(ONE)) {
 
 const sizes = [100, 300, 1_000]
 const result: Record<string, unknown> = { timing: 'lab', faults: 'none' }
+const failures: string[] = []
+// A parent ended (bench/run.ts's timeout) ends the size under way with it.
+let running: ReturnType<typeof execFile> | undefined
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => { running?.kill(); process.exit(1) })
 for (const n of sizes) {
   process.stderr.write(`scale: N=${n}\n`)
-  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), ONE, String(n)], { maxBuffer: 1 << 20, env: process.env })
-  result[`n${n}`] = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+  // The simulation at 1 000 members peaks near 1.5 GB: room above Node's default heap limit on small machines.
+  const args = ['--expose-gc', ...(n >= 1_000 ? ['--max-old-space-size=8192'] : []), fileURLToPath(import.meta.url), ONE, String(n)]
+  try {
+    const pending = promisify(execFile)(process.execPath, args, { maxBuffer: 1 << 24, env: process.env })
+    running = pending.child
+    const { stdout } = await pending
+    result[`n${n}`] = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+  } catch (err) {
+    // Why the child failed: its exit and the last lines it wrote to stderr.
+    const e = err as { code?: unknown, signal?: unknown, stderr?: unknown, message?: string }
+    const tail = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').slice(-8).join(' | ') : ''
+    const exit = e.signal !== undefined && e.signal !== null ? `signal ${String(e.signal)}` : `exit ${String(e.code ?? '?')}`
+    const error = `N=${n}: ${exit}${tail === '' ? `: ${e.message ?? String(err)}` : `: ${tail}`}`
+    result[`n${n}`] = { failed: true, error }
+    failures.push(error)
+    process.stderr.write(`scale: ${error}\n`)
+  }
 }
 process.stdout.write(`${JSON.stringify(result)}\n`)
+if (failures.length > 0) {
+  process.stderr.write(`scale: failed: ${failures.join('; ')}\n`)
+  process.exitCode = 1
+}
 
 async function measure (n: number): Promise<Record<string, unknown>> {
   const { PRESETS } = await import('../config/presets.ts')

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import type { StateEntry } from '../p2p/types.ts'
 import { sealKeyProblem } from './credentials.ts'
 import { compareBallots } from './ballot.ts'
+import { decodePromiseRefs, decodeVoteRefs, resolveVoters, voterIndex } from './compact-refs.ts'
 import {
   ROLE_KEYS, type Accepted, type Ballot, type CaValue, type ClusterRecord, type NodeValue, type PromiseRef, type ProposalValue,
   type QuorumCertificate, type VoteRef, type VoteValue
@@ -16,7 +17,7 @@ import {
 export const MAX_BALLOT_ROUND = 1_000_000
 /** Longest peer id taken in a ballot, a vote reference or a record, characters. @default 128 */
 export const MAX_PEER_ID_CHARS = 128
-/** Most vote references one certificate or proposal may carry. @default 1024 */
+/** Most vote references one certificate or proposal may carry in the keyed form (the compact form: `MAX_WIRE_REFS`). @default 1024 */
 export const MAX_CERTIFICATE_VOTES = 1024
 /** Largest number of known nodes a certificate or proposal may claim. @default 100000 */
 export const MAX_KNOWN_NODES = 100_000
@@ -60,7 +61,8 @@ export function parseBallot (v: unknown): Ballot | undefined {
   return { n: v.n as number, by: v.by }
 }
 
-function parseAccepted (v: unknown): Accepted | null | undefined {
+/** An accepted value (or null) from untrusted JSON, or undefined. */
+export function parseAccepted (v: unknown): Accepted | null | undefined {
   if (v === null) return null
   if (!isObj(v)) return undefined
   const ballot = parseBallot(v.ballot)
@@ -91,11 +93,25 @@ function parsePromiseRef (v: unknown): PromiseRef | undefined {
   return ref === undefined || accepted === undefined ? undefined : { ...ref, accepted }
 }
 
-/** A quorum certificate from untrusted JSON, or undefined. */
+/** Runs a compact decoder; a `CompactRefsError` makes the entry malformed. */
+function compact<T> (decode: () => T): T | undefined {
+  try {
+    return decode()
+  } catch {
+    return undefined
+  }
+}
+
+const acceptedRow = (v: unknown): Accepted | undefined => parseAccepted(v) ?? undefined
+
+/**
+ * A quorum certificate from untrusted JSON, keyed or compact (roles/compact-refs.ts),
+ * or undefined. Compact voters stay unresolved digests until `indexEntries` resolves them.
+ */
 export function parseCertificate (v: unknown): QuorumCertificate | undefined {
   if (!isObj(v) || !isId(v.candidate) || !isCount(v.known, MAX_KNOWN_NODES)) return undefined
   const ballot = parseBallot(v.ballot)
-  const votes = parseList(v.votes, parseVoteRef)
+  const votes = typeof v.votes === 'string' ? compact(() => decodeVoteRefs(v.votes)) : parseList(v.votes, parseVoteRef)
   if (ballot === undefined || votes === undefined) return undefined
   return { ballot, candidate: v.candidate, known: v.known, votes }
 }
@@ -125,7 +141,7 @@ export function parseProposal (v: unknown): ProposalValue | undefined {
     out.known = v.known
   }
   if (v.promises !== undefined) {
-    const promises = parseList(v.promises, parsePromiseRef)
+    const promises = typeof v.promises === 'string' ? compact(() => decodePromiseRefs(v.promises, v.accepted, acceptedRow)) : parseList(v.promises, parsePromiseRef)
     if (promises === undefined) return undefined
     out.promises = promises
   }
@@ -231,6 +247,31 @@ export function indexEntries (self: string, networkId: string, entries: readonly
         break
     }
   }
+  resolveView(view)
   view.records.sort((a, b) => compareBallots(a.ballot, b.ballot) || (a.init < b.init ? -1 : 1))
   return view
+}
+
+/** A proposal with the voters its compact promises name by digest resolved against the `roles/vote` owners among `entries`. */
+export function resolvedProposal (p: ProposalValue | undefined, entries: readonly StateEntry[]): ProposalValue | undefined {
+  if (p?.promises === undefined) return p
+  const index = voterIndex(entries.filter((e) => e.key === ROLE_KEYS.vote && e.value !== null).map((e) => e.owner))
+  return { ...p, promises: resolveVoters(p.promises, index) }
+}
+
+/** Resolves the voters compact references name by digest against the owners of the votes held. */
+function resolveView (view: RolesView): void {
+  const compactRefs = view.proposals.some((p) => p.promises?.some((r) => r.voter.startsWith('#')) === true) ||
+    view.records.some((r) => r.certificate.votes.some((v) => v.voter.startsWith('#')))
+  if (!compactRefs) return
+  const index = voterIndex(view.voteEntries.keys())
+  view.proposals = view.proposals.map((p) => {
+    if (p.promises === undefined) return p
+    const promises = resolveVoters(p.promises, index)
+    return promises === p.promises ? p : { ...p, promises }
+  })
+  view.records = view.records.map((r) => {
+    const votes = resolveVoters(r.certificate.votes, index)
+    return votes === r.certificate.votes ? r : { ...r, certificate: { ...r.certificate, votes } }
+  })
 }

@@ -13,7 +13,7 @@ import { KairosError, errorMessage } from '../util/errors.ts'
 import type { Logger } from '../util/log.ts'
 import { setAsideCorrupt } from '../util/set-aside.ts'
 import { SEAL_KEY_FILE, type JoinCredential, type SealKeys } from './credentials.ts'
-import { parseProposal, parseRecord, parseVote } from './entries.ts'
+import { parseProposal, parseRecord, parseVote, resolvedProposal } from './entries.ts'
 import { parseSecretsCopy } from './issuers.ts'
 import { FACTS_FILE, SECRETS_FILE, RolesStoreError, loadFacts, loadSecrets, type StoredSecrets } from './local-store.ts'
 import { CRED_PREFIX, EMPTY_FACTS, ROLE_KEYS, type LocalFacts } from './types.ts'
@@ -59,7 +59,7 @@ export async function loadLocalFiles (init: LocalFilesInit, entries: readonly St
     // record's certificate refers to that vote, and forgetting it would refute it.
     const own = (key: string): unknown => entries.find((e) => e.owner === init.self && e.key === key)?.value
     const vote = parseVote(own(ROLE_KEYS.vote))
-    const proposal = parseProposal(own(ROLE_KEYS.proposal))
+    const proposal = resolvedProposal(parseProposal(own(ROLE_KEYS.proposal)), entries)
     facts = { ...EMPTY_FACTS, promised: vote?.promised ?? null, accepted: vote?.accepted ?? null, promisedAt: now, proposal: proposal === undefined ? null : { ...proposal, startedAt: now } }
     logger.warn(`${FACTS_FILE} is damaged (${errorMessage(err)}): set aside as ${aside}; the role is rebuilt from the cluster record and credentials in the state`)
   }

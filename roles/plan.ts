@@ -24,6 +24,7 @@ import {
 } from './types.ts'
 import { clusterIdFor, quorumSize } from './ballot.ts'
 import { checkRecord } from './certificates.ts'
+import { proposalWireValue, recordWireValue } from './compact-refs.ts'
 import { electionStep, isEligible, takesK3sRole } from './election.ts'
 import { canonicalJson, indexEntries, type RolesView } from './entries.ts'
 import { chooseIssuer, clusterServers, parseSecretsCopy, type IssuerChoice } from './issuers.ts'
@@ -117,7 +118,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
     ensure(ROLE_KEYS.vote, { promised: local.promised, accepted: local.accepted } as unknown as JsonValue)
     if (local.proposal !== null) {
       const { startedAt: _, ...proposal } = local.proposal
-      ensure(ROLE_KEYS.proposal, proposal as unknown as JsonValue)
+      ensure(ROLE_KEYS.proposal, proposalWireValue(proposal) as JsonValue)
     }
     const generate = tail.filter((a) => 'generateSecrets' in a)
     const rest = tail.filter((a) => !('generateSecrets' in a))
@@ -248,7 +249,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
   if (role.role === 'init') {
     // The record as persisted when chosen, so a crash before it was published loses nothing.
     ownRecord ??= local.cluster?.record ?? view.records.find((r) => r.init === s.self && r.clusterId === role.clusterId)
-    if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(ownRecord) as unknown as JsonValue)
+    if (ownRecord !== undefined) ensure(ROLE_KEYS.cluster, structuredClone(recordWireValue(ownRecord)) as JsonValue)
     if (s.caHash !== undefined) ensure(ROLE_KEYS.ca, { clusterId: role.clusterId, caHash: s.caHash })
     // The secrets are made once, by a fresh init server. Any sign that they were made
     // before (its sealed copy, a credential it sealed, a completed hand-off) means
