@@ -26,13 +26,19 @@ export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
 /**
  * Gossipsub's mesh degrees, lower than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6),
  * which are made for an open network where a mesh peer may be hostile or gone. Here
- * every peer passed admission and a node has about eight connections (the bounded
- * mesh), so with the defaults most of them were mesh peers and each message arrived
- * five or six times (docs/decisions.md, P2P-19). Four mesh peers still leave several
- * paths to every node; gossip (IHAVE/IWANT) and anti-entropy repair what a lost copy
- * misses.
+ * every peer passed admission, and what a message costs is the number of copies: a
+ * node forwards each message once to every mesh peer but the one it came from, and
+ * peers graft each other, so a node's mesh grows past D up to Dhi, and each message
+ * arrived about as many times as that (3.6 copies at D 4, Dhi 8; docs/decisions.md,
+ * P2P-19, P2P-32). Dhi 5 prunes a mesh back to 3 once it passes 5; Dlo 2 still keeps
+ * two paths; gossip (IHAVE/IWANT to Dlazy others) and anti-entropy repair what a lost
+ * copy misses. A node's own messages still go to every connected subscriber (flood
+ * publish, gossipsub's default): a forming site publishes before its mesh exists, and
+ * without it elections in the lab were slower. IDONTWANT (gossipsub v1.2) stays at its
+ * default of messages from 512 bytes: it is one more frame to each mesh peer, about
+ * what the copy it saves costs for an entry of a few hundred bytes.
  */
-export const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 3 } as const
+export const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 5, Dscore: 1, Dout: 1, Dlazy: 3 } as const
 
 /** Parts of the libp2p configuration tests may replace (for example in-memory transports or no discovery). */
 export type Libp2pOverrides = Partial<Pick<Libp2pOptions, 'transports' | 'peerDiscovery' | 'connectionGater' | 'connectionManager'>>
