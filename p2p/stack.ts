@@ -103,7 +103,9 @@ export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackS
     },
     transports: overrides.transports ?? [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // yamux's keep-alive pings every connection each 30 s and only logs a lost ping: our heartbeats
+    // already watch the links that matter (P2P-33), so it was idle traffic for nothing.
+    streamMuxers: [yamux({ enableKeepAlive: false })],
     connectionProtector: pnetKeys === undefined ? preSharedKey({ psk: init.keys.pnetKey }) : rotatingPreSharedKey({ keys: pnetKeys }),
     // libp2p resets more than 5 inbound connections per second from one host: a site booting together (or
     // a gateway NATing a segment) is exactly that, so the bound is raised; pnet and admission still gate them.
