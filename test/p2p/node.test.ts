@@ -13,11 +13,12 @@ import { MUTUAL_DIAL_YIELD_MS, QUIET_AFTER_DEAD_PERIODS } from '../../p2p/node.t
  * How long a test waits for a death: the detector's patience stretches its thresholds up to
  * ten times for a peer whose heartbeats came with long gaps (a busy test machine, a quiet site).
  */
-// Retried (RETRY): these depend on a rumour reaching every node of an in-process site; a
-// rumour lost on its way is repaired only by the once-a-minute anti-entropy safety round,
-// and they fail now and then on a busy or even a quiet machine (seen on every recent
-// commit). The cause is open (bench/README.md has the traces); a retry keeps each run a
-// real check of the property, which a second failure still fails.
+// Retried (RETRY): these depend on one membership rumour reaching every node of an
+// in-process site. They fail now and then, on a busy and on a quiet machine alike: one
+// node keeps a hung or stopped member `alive` while the rest hold it dead (no stalls on
+// it), which looks like a rumour lost on its way, left to the once-a-minute anti-entropy
+// safety round. The cause is not proven; each attempt is still a full check of the
+// property, and three failures in a row fail the run.
 const RETRY = { retry: 2 } as const
 const PATIENT_MS = 10 * labConfig().timing.deadAfterMs + 3_000
 
