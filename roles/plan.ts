@@ -115,12 +115,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
 
   const finish = (d: Omit<RolesDecision, 'actions' | 'term'>, tail: RolesAction[] = []): RolesDecision => {
     if (local !== s.local && !jsonEqual(local, s.local)) actions.push({ persist: local })
-    // A vote that neither promises nor accepts says nothing a missing one does not: it is
-    // first published with the first promise, one state version less per node while a
-    // site forms (no rule counts vote entries: the nodes known come from members and roles/node).
-    if (local.promised !== null || local.accepted !== null || view.own.has(ROLE_KEYS.vote)) {
-      ensure(ROLE_KEYS.vote, { promised: local.promised, accepted: local.accepted } as unknown as JsonValue)
-    }
+    ensure(ROLE_KEYS.vote, { promised: local.promised, accepted: local.accepted } as unknown as JsonValue)
     if (local.proposal !== null) {
       const { startedAt: _, ...proposal } = local.proposal
       ensure(ROLE_KEYS.proposal, proposalWireValue(proposal) as JsonValue)
