@@ -2,14 +2,12 @@
 // over the rounds, and the lab's figures read against a floor run of the same round, so
 // that a ratio comes from two runs minutes apart, never from the machine's drift between
 // two sittings. Pure: lab.ts runs the rounds.
+import { stats } from './_proc.ts'
 import { FLOOR_PAIRS, get, numberOf } from './_results-md.ts'
 
-/** The median of `xs` (the mean of the middle two for an even count), two decimals. */
+/** The median of `xs` (the mean of the middle two for an even count), two decimals; NaN for none. */
 export function median (xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  const m = s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
-  return Math.round(m * 100) / 100
+  return stats(xs)?.median ?? NaN
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
