@@ -10,7 +10,7 @@ import type { Loops } from './loops.ts'
 import { isPeerId, type Membership, type Rumour, type Sighting } from './membership.ts'
 import { alarmingRejections, type ApplyResult, type StateStore } from './state/index.ts'
 import { deadline, withStream } from './stream-io.ts'
-import { syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncSide } from './sync.ts'
+import { pushAsInitiator, pushAsResponder, syncAsInitiator, syncAsResponder, type PeerAdvert, type SyncResult, type SyncSide } from './sync.ts'
 
 /** Bound on one anti-entropy exchange, ms. @default 10000 */
 export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
@@ -22,8 +22,10 @@ export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
  */
 const AE_SAFETY_ROUNDS = 12
 const AE_SAFETY_MIN_MS = 60_000
-/** How long a catch-up sync waits for more puts whose gossip reached nobody, ms. */
+/** How long a catch-up waits for more puts whose gossip missed a peer, ms. */
 const CATCH_UP_DELAY_MS = 20
+/** Most entries one catch-up pushes to a peer; a longer backlog goes by a whole exchange. */
+export const MAX_CATCH_UP_PUSH = 64
 
 /** What anti-entropy is given. */
 export interface AntiEntropyComponents {
@@ -38,8 +40,8 @@ export interface AntiEntropyComponents {
   admitted: ReadonlySet<string>
   /** See the admission gate. */
   admittedOrSoon: (peer: string, signal: AbortSignal) => Promise<boolean>
-  /** A new sync stream to `peer` on an open connection, or undefined when there is none. */
-  openStream: (peer: string, signal: AbortSignal) => Promise<Stream | undefined>
+  /** A new sync or push stream to `peer` on an open connection, or undefined when there is none. */
+  openStream: (peer: string, protocol: 'sync' | 'push', signal: AbortSignal) => Promise<Stream | undefined>
   /** Addresses we know for a peer. */
   addressesOf: (peer: string) => string[]
   /** How we learned of a peer, for a row we add (see the dialler). */
@@ -77,6 +79,8 @@ export interface AntiEntropy {
   run: (peer: string, options?: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> }) => Promise<void>
   /** The sync protocol's handler (answering side; waits while our own proof to the peer is in flight). */
   handle: (stream: Stream, peer: string) => Promise<void>
+  /** The push protocol's handler (as `handle`). */
+  handlePush: (stream: Stream, peer: string) => Promise<void>
   /** One round of the ticker (see `round`'s comment). */
   round: () => Promise<void>
   /** A watched peer's heartbeat carried `theirs`, the hash of its digest. */
@@ -85,8 +89,11 @@ export interface AntiEntropy {
   digestHash: () => number
   /** The store changed: the cached digest hash is stale. */
   changed: () => void
-  /** Gossip of a local entry reached only `reached`: the other admitted peers get it by an exchange. */
-  catchUp: (reached: ReadonlySet<string>) => void
+  /**
+   * Gossip of a local entry (`wire`) reached only `reached`: it is pushed to the other
+   * admitted peers (a whole exchange without `wire`, or with a peer that takes no pushes).
+   */
+  catchUp: (reached: ReadonlySet<string>, wire?: Uint8Array) => void
   /** The last connection to `peer` closed. */
   disconnected: (peer: string) => void
   stats: () => SyncStats
@@ -113,7 +120,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   let ownDigestHash: number | undefined
   /** When a safety round last ran (see AE_SAFETY_ROUNDS); set at start. */
   let lastSafetyAt = 0
-  const catchUpPeers = new Set<string>()
+  /** Per admitted peer a catch-up is due for: the entries to push, or undefined for a whole exchange. */
+  const catchUpPeers = new Map<string, Uint8Array[] | undefined>()
   let catchUpPending = false
 
   const currentDigestHash = (): number => {
@@ -187,7 +195,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     const s = signal
     const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
     try {
-      const stream = await (options.open ?? (async (x: AbortSignal) => await c.openStream(peer, x)))(d.signal)
+      const stream = await (options.open ?? (async (x: AbortSignal) => await c.openStream(peer, 'sync', x)))(d.signal)
       if (stream === undefined) return
       const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, side(peer, d.signal), options.hashFirst === true ? { digestHash: currentDigestHash() } : {}))
       stats.ok++
@@ -195,6 +203,47 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     } catch (err) {
       if (s.aborted) return
       failed(peer, err, false)
+    } finally {
+      d.cancel()
+    }
+  }
+
+  /**
+   * Pushes `entries` to `peer`. A peer that does not take pushes (a build from before
+   * them refuses the protocol) gets a whole exchange instead.
+   */
+  const push = async (peer: string, entries: Uint8Array[]): Promise<void> => {
+    if (signal === undefined || !live()) return
+    const s = signal
+    const d = deadline(clock, c.timeoutMs, `push to ${peer}`, s)
+    let stream: Stream | undefined
+    try {
+      stream = await c.openStream(peer, 'push', d.signal)
+      if (stream === undefined) return
+      const opened = stream
+      await withStream(opened, d.signal, async () => await pushAsInitiator(opened, side(peer, d.signal), entries))
+      stats.ok++
+    } catch (err) {
+      if (s.aborted) return
+      failed(peer, err, false)
+      if (stream === undefined) void run(peer)
+    } finally {
+      d.cancel()
+    }
+  }
+
+  /** The answering side of a sync or push stream, once `peer` is admitted. */
+  const answer = async (stream: Stream, peer: string, what: 'sync' | 'push', respond: (signal: AbortSignal) => Promise<SyncResult>): Promise<void> => {
+    if (signal === undefined || !live()) { stream.abort(new Error('stopping')); return }
+    const s = signal
+    const d = deadline(clock, c.timeoutMs, `${what} with ${peer}`, s)
+    if (!(await c.admittedOrSoon(peer, d.signal))) { d.cancel(); stream.abort(new Error('not admitted')); return }
+    try {
+      await withStream(stream, d.signal, async () => await respond(d.signal))
+      stats.ok++
+    } catch (err) {
+      if (s.aborted) return
+      failed(peer, err, true)
     } finally {
       d.cancel()
     }
@@ -229,21 +278,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     },
     run,
     round,
-    async handle (stream, peer) {
-      if (signal === undefined || !live()) { stream.abort(new Error('stopping')); return }
-      const s = signal
-      const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
-      if (!(await c.admittedOrSoon(peer, d.signal))) { d.cancel(); stream.abort(new Error('not admitted')); return }
-      try {
-        await withStream(stream, d.signal, async () => await syncAsResponder(stream, side(peer, d.signal), currentDigestHash))
-        stats.ok++
-      } catch (err) {
-        if (s.aborted) return
-        failed(peer, err, true)
-      } finally {
-        d.cancel()
-      }
-    },
+    handle: async (stream, peer) => { await answer(stream, peer, 'sync', async (s) => await syncAsResponder(stream, side(peer, s), currentDigestHash)) },
+    handlePush: async (stream, peer) => { await answer(stream, peer, 'push', async (s) => await pushAsResponder(stream, side(peer, s))) },
     heartbeatDigest (peer, theirs) {
       const ours = currentDigestHash()
       const last = lastHashes.get(peer)
@@ -254,23 +290,28 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     digestHash: currentDigestHash,
     changed () { ownDigestHash = undefined },
     /**
-     * Admitted peers a local entry's gossip did not reach get it by an exchange at once.
-     * That happens right after connections open, before gossipsub has learned who
-     * subscribes: a small site elects within a second of its last boot, and its
-     * credentials then waited for anti-entropy to notice differing digests. Once gossipsub
-     * knows a peer's subscription, a publish goes to every such peer (flood publish), so
-     * this stays a boot-time cost. One round per peer serves a burst of puts.
+     * Admitted peers a local entry's gossip did not reach get it pushed at once (P2P-37).
+     * That happens after connections open, before gossipsub has opened its own stream to
+     * the peer and learned what it subscribes: gossipsub opens those one peer at a time,
+     * each a round trip, which on a busy site takes seconds. A small site elects within a
+     * second of its last boot, and its credentials waited for anti-entropy to notice
+     * differing digests; a whole exchange each time cost two digests to deliver one entry.
+     * One push per peer serves a burst of puts.
      */
-    catchUp (reached) {
+    catchUp (reached, wire) {
       if (signal === undefined || !live()) return
-      for (const peer of admitted) if (!reached.has(peer)) catchUpPeers.add(peer)
+      for (const peer of admitted) {
+        if (reached.has(peer)) continue
+        const held = catchUpPeers.has(peer) ? catchUpPeers.get(peer) : []
+        catchUpPeers.set(peer, wire === undefined || held === undefined || held.length >= MAX_CATCH_UP_PUSH ? undefined : [...held, wire])
+      }
       if (catchUpPending || catchUpPeers.size === 0) return
       catchUpPending = true
       clock.sleep(CATCH_UP_DELAY_MS, signal).then(() => {
         catchUpPending = false
-        const peers = [...catchUpPeers].filter((p) => admitted.has(p))
+        const due = [...catchUpPeers].filter(([peer]) => admitted.has(peer))
         catchUpPeers.clear()
-        for (const peer of peers) void run(peer)
+        for (const [peer, entries] of due) void (entries === undefined ? run(peer) : push(peer, entries))
       }, () => { catchUpPending = false })
     },
     disconnected (peer) {

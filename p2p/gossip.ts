@@ -46,7 +46,7 @@ export interface GossipComponents {
   /** Merges a rumour from the membership topic (and relays a raised suspicion). */
   applyRumour: (r: Rumour, relayRaised: boolean) => void
   /** A local entry's gossip reached only these peers (see anti-entropy's catch-up). */
-  reached: (peers: ReadonlySet<string>) => void
+  reached: (peers: ReadonlySet<string>, wire: Uint8Array) => void
   /** A protocol error of a kind `status().rejections` counts. */
   onProtocolError: (kind: 'malformed-frame' | 'gossip-not-admitted') => void
   hooks?: GossipHooks
@@ -92,7 +92,7 @@ export function createGossip (c: GossipComponents): Gossip {
     },
 
     publish (wire, onReached) {
-      const reached = (peers: ReadonlySet<string>): void => { c.reached(peers); onReached?.(peers) }
+      const reached = (peers: ReadonlySet<string>): void => { c.reached(peers, wire); onReached?.(peers) }
       // A test's dropped delta reached nobody, as far as this node can tell.
       if (hooks?.dropGossip?.({ direction: 'out', data: wire }) === true) { reached(NOBODY); return }
       const data = hooks?.tamperGossip?.({ direction: 'out', data: wire }) ?? wire

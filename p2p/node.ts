@@ -318,6 +318,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       for (const ids of honoured() && prevProtocols !== undefined ? [protocols, prevProtocols] : [protocols]) {
         await node.handle(ids.admit, svc.gate.handle, { maxInboundStreams: 4, maxOutboundStreams: 4 })
         await node.handle(ids.sync, async (stream, conn) => { await svc.antiEntropy.handle(stream, conn.remotePeer.toString()) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+        await node.handle(ids.push, async (stream, conn) => { await svc.antiEntropy.handlePush(stream, conn.remotePeer.toString()) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
         await node.handle(ids.heartbeat, heartbeat, { maxInboundStreams: 2, maxOutboundStreams: 2 })
       }
       await node.start()

@@ -22,6 +22,13 @@ import { DEFAULT_MAX_MEMBERS, MAX_INCARNATION, validIncarnation } from './member
 
 /** Protocol id suffix under the token's sync protocol prefix. */
 export const SYNC_PROTOCOL_SUFFIX = '/sync/1.0.0'
+/**
+ * A push (`${syncProtocol}/push/1.0.0`): entries one side knows the other lacks, with no
+ * digest either way (see `pushAsInitiator`).
+ *
+ *   initiator → responder  PEERS, ENTRIES*, END
+ */
+export const PUSH_PROTOCOL_SUFFIX = '/push/1.0.0'
 
 const KIND = { digest: 1, entries: 2, peers: 3, end: 4, hash: 5 } as const
 /** Most entries in one ENTRIES frame. */
@@ -204,6 +211,23 @@ export async function syncAsInitiator (stream: Stream, side: SyncSide, options: 
   const missing = side.store.missingFor(digest ?? new Uint8Array(0))
   await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
   return { sent: missing.length, received }
+}
+
+/**
+ * Pushes `entries` with our peer list and ends: what a catch-up sends a peer its gossip
+ * did not reach. An exchange would cost a digest each way (about 80 bytes per entry held)
+ * to deliver the one or two entries the initiator already knows the peer lacks.
+ */
+export async function pushAsInitiator (stream: Stream, side: SyncSide, entries: Uint8Array[]): Promise<SyncResult> {
+  const frames = entryFrames(entries, side.maxFrameBytes)
+  await sendFrames(stream, [...peerFrames(side.peers()), ...frames, Uint8Array.of(KIND.end)], side.signal)
+  return { sent: entries.length, received: 0 }
+}
+
+/** Runs the receiving side of a push: applies its ENTRIES and PEERS up to its END. */
+export async function pushAsResponder (stream: Stream, side: SyncSide): Promise<SyncResult> {
+  const { received } = await readUntil(new FrameReader(stream, side.maxFrameBytes), side, ['end'])
+  return { sent: 0, received }
 }
 
 /** Runs the responding side of one exchange; `digestHash` is our digest's hash, compared with an initiator's HASH frame. */

@@ -1,5 +1,6 @@
 import type { Libp2p } from 'libp2p'
 import type { Timing } from '../config/types.ts'
+import type { GenerationProtocols } from './generations.ts'
 import type { DerivedKeys } from '../token/index.ts'
 import type { Clock } from '../util/clock.ts'
 import type { Logger } from '../util/log.ts'
@@ -34,12 +35,12 @@ export interface WiringContext {
   log: Logger
   timing: Timing
   keys: DerivedKeys
-  protocols: { admit: string, sync: string, heartbeat: string }
+  protocols: GenerationProtocols
   /**
    * A token rotation's previous generation, honoured while `honoured()`: its protocol ids
    * (offered after the current ones) and admission key. @default none
    */
-  previous?: { protocols: { admit: string, sync: string, heartbeat: string }, admissionKey: Uint8Array, honoured: () => boolean }
+  previous?: { protocols: GenerationProtocols, admissionKey: Uint8Array, honoured: () => boolean }
   topics: { state: string, members: string }
   bootstrap: BootstrapPeer[]
   linkCount: number
@@ -74,7 +75,7 @@ export interface Services {
 export function wireServices (ctx: WiringContext, me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services {
   const { clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, membership, events, protocolErrors, earlyLabels } = ctx
   /** Protocol `name` of the current generation, then of the previous one while it is honoured. */
-  const offer = (name: 'sync' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]] : protocols[name]
+  const offer = (name: 'sync' | 'push' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]] : protocols[name]
   const now = (): number => clock.now()
   let liveness: Liveness | undefined
   let antiEntropy: AntiEntropy | undefined
@@ -124,7 +125,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     admitted,
     heard: (peer) => { liveness?.heard(peer) },
     applyRumour: (r, relay) => { liveness?.applyRumour(r, relay) },
-    reached: (peers) => { antiEntropy?.catchUp(peers) },
+    reached: (peers, wire) => { antiEntropy?.catchUp(peers, wire) },
     onProtocolError: (kind) => { protocolErrors[kind]++ },
     ...(ctx.hooks === undefined ? {} : { hooks: ctx.hooks })
   })
@@ -139,7 +140,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     membership,
     admitted,
     admittedOrSoon: gate.admittedOrSoon,
-    openStream: async (peer, signal) => await openStream(node, peer, offer('sync'), signal),
+    openStream: async (peer, protocol, signal) => await openStream(node, peer, offer(protocol), signal),
     addressesOf: (peer) => book.get(peer)?.addresses ?? [],
     via: d.via,
     learnPeer: d.learn,

@@ -1,9 +1,9 @@
 import { streamPair } from '@libp2p/utils'
-import type { Stream } from '@libp2p/interface'
+import { UnsupportedProtocolError, type Stream } from '@libp2p/interface'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ManualClock } from '../../util/clock.ts'
 import { silentLogger } from '../../util/log.ts'
-import { createAntiEntropy, type AntiEntropy } from '../../p2p/anti-entropy.ts'
+import { createAntiEntropy, MAX_CATCH_UP_PUSH, type AntiEntropy } from '../../p2p/anti-entropy.ts'
 import { createLoops } from '../../p2p/loops.ts'
 import { createMembership, type Membership, type Rumour } from '../../p2p/membership.ts'
 import { seededRandom } from '../../util/random.ts'
@@ -19,19 +19,23 @@ interface Side {
   rumours: Rumour[]
   malformed: number
   admitted: Set<string>
-  /** Exchanges this side answered. */
+  /** Exchanges and pushes this side answered. */
   answered: Array<Promise<void>>
+  /** The protocol of each stream this side opened. */
+  opened: Array<'sync' | 'push'>
+  /** Refuse the push protocol, as a build from before it does. */
+  noPush: boolean
 }
 
 /** Two anti-entropy services joined by in-memory stream pairs, each admitting the other. */
-async function pair (): Promise<{ a: Side, b: Side, controller: AbortController }> {
+async function pair (): Promise<{ a: Side, b: Side, controller: AbortController, clock: ManualClock }> {
   const controller = new AbortController()
   const clock = new ManualClock(1_000_000)
   const sides: Side[] = []
   const make = async (seed: number): Promise<Side> => {
     const st = await store(seed)
     const membership = createMembership({ timing: LAB, self: st.self, incarnation: clock.now(), staleAfterMs: Infinity })
-    const side: Side = { st, membership, rumours: [], malformed: 0, admitted: new Set(), answered: [], ae: undefined as unknown as AntiEntropy }
+    const side: Side = { st, membership, rumours: [], malformed: 0, admitted: new Set(), answered: [], opened: [], noPush: false, ae: undefined as unknown as AntiEntropy }
     side.ae = createAntiEntropy({
       self: st.self,
       clock,
@@ -42,11 +46,13 @@ async function pair (): Promise<{ a: Side, b: Side, controller: AbortController 
       membership,
       admitted: side.admitted,
       admittedOrSoon: async () => true,
-      openStream: async (peer) => {
+      openStream: async (peer, protocol) => {
         const other = sides.find((s) => s.st.self === peer)
         if (other === undefined) return undefined
+        if (protocol === 'push' && other.noPush) throw new UnsupportedProtocolError('Protocol selection failed - could not negotiate push')
+        side.opened.push(protocol)
         const [outbound, inbound] = await streamPair()
-        other.answered.push(other.ae.handle(inbound as Stream, st.self))
+        other.answered.push(protocol === 'push' ? other.ae.handlePush(inbound as Stream, st.self) : other.ae.handle(inbound as Stream, st.self))
         return outbound as Stream
       },
       addressesOf: () => [],
@@ -67,7 +73,7 @@ async function pair (): Promise<{ a: Side, b: Side, controller: AbortController 
   const b = await make(2)
   a.admitted.add(b.st.self)
   b.admitted.add(a.st.self)
-  return { a, b, controller }
+  return { a, b, controller, clock }
 }
 
 describe('anti-entropy over stream pairs', () => {
@@ -112,5 +118,59 @@ describe('anti-entropy over stream pairs', () => {
     // Exchanged: no longer a gap until heartbeats show one again.
     await p.a.ae.round()
     expect(p.a.ae.stats().ok).toBe(1)
+  })
+
+  describe('catch-up of a put whose gossip missed a peer', () => {
+    /** Puts `count` entries on a, reports each as gossiped to nobody, and lets the catch-up run. */
+    const missed = async (p: Awaited<ReturnType<typeof pair>>, count: number): Promise<void> => {
+      for (let i = 0; i < count; i++) {
+        const { wire } = await p.a.st.put(`k${i}`, i)
+        p.a.ae.catchUp(new Set(), wire)
+      }
+      await p.clock.advanceAsync(20)
+      // The push or exchange runs on its own once the delay ends: wait for both sides.
+      await expect.poll(() => p.b.answered.length).toBeGreaterThan(0)
+      await Promise.all(p.b.answered)
+      await expect.poll(() => p.a.ae.stats().ok + p.a.ae.stats().failed).toBeGreaterThan(0)
+    }
+
+    it('pushes the entries alone, one push for a burst', async () => {
+      const p = await pair()
+      controller = p.controller
+      await p.b.st.put('only-b', 2)
+      await missed(p, 3)
+      expect(p.a.opened).toEqual(['push'])
+      for (let i = 0; i < 3; i++) expect(p.b.st.get(p.a.st.self, `k${i}`)?.value).toBe(i)
+      // A push carries no digest: what only b holds stays for gossip or anti-entropy.
+      expect(p.a.st.get(p.b.st.self, 'only-b')).toBeUndefined()
+    })
+
+    it('a peer reached by the gossip gets nothing', async () => {
+      const p = await pair()
+      controller = p.controller
+      const { wire } = await p.a.st.put('k', 1)
+      p.a.ae.catchUp(new Set([p.b.st.self]), wire)
+      await p.clock.advanceAsync(20)
+      expect(p.a.opened).toEqual([])
+    })
+
+    it('a peer that takes no pushes gets a whole exchange', async () => {
+      const p = await pair()
+      controller = p.controller
+      p.b.noPush = true
+      await p.b.st.put('only-b', 2)
+      await missed(p, 1)
+      expect(p.a.opened).toEqual(['sync'])
+      expect(p.b.st.get(p.a.st.self, 'k0')?.value).toBe(0)
+      expect(p.a.st.get(p.b.st.self, 'only-b')?.value).toBe(2)
+    })
+
+    it(`a backlog past ${MAX_CATCH_UP_PUSH} entries goes by a whole exchange`, async () => {
+      const p = await pair()
+      controller = p.controller
+      await missed(p, MAX_CATCH_UP_PUSH + 1)
+      expect(p.a.opened).toEqual(['sync'])
+      expect(p.b.st.get(p.a.st.self, `k${MAX_CATCH_UP_PUSH}`)?.value).toBe(MAX_CATCH_UP_PUSH)
+    })
   })
 })

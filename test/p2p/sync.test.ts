@@ -10,7 +10,7 @@ import { deriveKeys } from '../../token/index.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import { MalformedFrameError } from '../../p2p/errors.ts'
 import { decodeList, encodeFrame, encodeVarint } from '../../p2p/framing.ts'
-import { MAX_PEERS_PER_EXCHANGE, MAX_PEERS_PER_FRAME, decodePeers, encodePeers, entryFrames, peerFrames, syncAsInitiator, syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
+import { MAX_PEERS_PER_EXCHANGE, MAX_PEERS_PER_FRAME, decodePeers, encodePeers, entryFrames, peerFrames, pushAsInitiator, pushAsResponder, syncAsInitiator, syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
 import { digestHash } from '../../p2p/heartbeat.ts'
 import { streamPair } from '@libp2p/utils'
 import { store } from './state/fixtures.ts'
@@ -181,6 +181,38 @@ describe('exchange over a stream pair', () => {
     }
     // A sender past the bound is cut there: the receiver never gets more than a table and its own row.
     expect(peerFrames([...members, ...members, ...members, ...members, ...members]).flatMap((f) => decodePeers(f.subarray(1)))).toHaveLength(MAX_PEERS_PER_EXCHANGE)
+  })
+
+  it('a push delivers its entries and peers with no digest, in a few hundred bytes', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    for (let i = 0; i < 50; i++) await a.put(`old-${i}`, i)
+    const { wire } = await a.put('new', 'x')
+    const [outbound, inbound] = await streamPair()
+    let bytes = 0
+    const send = outbound.send.bind(outbound)
+    outbound.send = (data) => { bytes += data.byteLength; return send(data) }
+    const heard: PeerAdvert[] = []
+    const peers: PeerAdvert[] = [{ id: '12D3KooWpeer', addresses: ['/ip4/10.0.0.1/tcp/4001'], ageMs: 5 }]
+    const side = (st: typeof a, remote: string, list: PeerAdvert[]) => ({ store: st, remote, peers: () => list, onPeers: (p: PeerAdvert[]) => { heard.push(...p) }, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) })
+    const [sent, got] = await Promise.all([pushAsInitiator(outbound, side(a, b.self, peers), [wire]), pushAsResponder(inbound, side(b, a.self, []))])
+    expect(sent).toEqual({ sent: 1, received: 0 })
+    expect(got).toEqual({ sent: 0, received: 1 })
+    expect(b.get(a.self, 'new')?.value).toBe('x')
+    expect(b.get(a.self, 'old-0')).toBeUndefined()
+    expect(heard).toEqual(peers)
+    expect(bytes).toBeLessThan(wire.byteLength + 200)
+  })
+
+  it('a push that sends a digest is refused with a MalformedFrameError', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    const [outbound, inbound] = await streamPair()
+    // An exchange's opening (PEERS, DIGEST) on the push protocol.
+    const side = (st: typeof a, remote: string) => ({ store: st, remote, peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) })
+    void syncAsInitiator(outbound, side(a, b.self)).catch(() => {})
+    await expect(pushAsResponder(inbound, side(b, a.self))).rejects.toThrow(MalformedFrameError)
+    outbound.abort(new Error('done'))
   })
 
   it('a peer that sends more peers in one exchange than a membership table holds is refused with a MalformedFrameError', async () => {
