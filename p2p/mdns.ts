@@ -31,6 +31,8 @@ export {
  *    to `MDNS_STEADY_MAX_INTERVALS` intervals (half the records' TTL at the
  *    default interval). A peer we had not heard, a peer's new addresses or our
  *    own new addresses bring the next announcement within an interval again.
+ *    The gap stays at one interval while a member is missing, and is shorter
+ *    while fewer than minimum_nodes are up (`missing`, `minimumNodes`).
  * A quiet site of N nodes therefore costs each node about N−1 packets per
  * minute instead of per interval (docs/decisions.md, P2P-15), and a box that
  * joins is still announced to within an interval by everyone, even if it missed
@@ -56,6 +58,13 @@ export const MDNS_ANSWER_HOLDOFF_MS = 200
 export const MDNS_STEADY_MAX_INTERVALS = 12
 /** Relative jitter on every gap, so a site powered on together does not send in lock-step. */
 export const MDNS_JITTER = 0.1
+/** Shortest steady gap while below minimum_nodes, as a fraction of the interval. */
+export const MDNS_BELOW_MINIMUM_SHORTEST = 0.25
+/**
+ * Announcements a side below minimum_nodes sends together per interval, at most: a side of
+ * this many nodes or more announces once an interval each, as while a member is missing.
+ */
+export const MDNS_BELOW_MINIMUM_PER_INTERVAL = 16
 /** Most peers and queriers remembered for dedupe and rate limits; the oldest are forgotten first. */
 const MAX_REMEMBERED = 1024
 
@@ -115,6 +124,15 @@ export interface MdnsDiscoveryInit {
    * a healed partition hear each other within an interval. @default never
    */
   missing?: () => boolean
+  /** How many nodes of the site are up as far as we know (members not held dead), us included. @default 1 */
+  up?: () => number
+  /**
+   * `minimum_nodes`. While fewer are `up`, our side cannot form without nodes it has not
+   * found (the small side of a partition from boot), and the first of its announcements
+   * heard across a healed partition brings it in: it announces at `belowMinimumGap`, a
+   * small side every quarter interval. @default 1
+   */
+  minimumNodes?: number
   /** @default systemClock */
   clock?: Clock
   /** Jitter source. @default cryptoRandom */
@@ -171,6 +189,17 @@ export function fastPhaseOffsets (intervalMs: number): number[] {
   const out = [0]
   for (let t = MDNS_FAST_FIRST_GAP_MS; t < intervalMs; t *= 2) out.push(t)
   return out
+}
+
+/**
+ * The steady gap of a side of `up` nodes below minimum_nodes: the side's announcements
+ * together come about `MDNS_BELOW_MINIMUM_PER_INTERVAL` times an interval, each node's
+ * at least every interval and at most every `MDNS_BELOW_MINIMUM_SHORTEST` of one. After
+ * a heal the other side hears the first of them, and peer exchange brings in the rest.
+ */
+export function belowMinimumGap (intervalMs: number, up: number): number {
+  if (!Number.isFinite(up)) return intervalMs
+  return intervalMs * Math.min(1, Math.max(MDNS_BELOW_MINIMUM_SHORTEST, up / MDNS_BELOW_MINIMUM_PER_INTERVAL))
 }
 
 /** `ms` moved by up to ±`MDNS_JITTER` of itself. */
@@ -371,11 +400,30 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
         gap = next === undefined ? intervalMs : next - here
       } else {
         guarded('announcement', announce)
-        gap = steadyGap
-        steadyGap = init.missing?.() === true ? intervalMs : Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
+        gap = steadyStep()
       }
       await wait(jittered(gap, random), signal)
     }
+  }
+  /** The gap after this announcement; sets the one after the next (see `missing`, `minimumNodes`). */
+  const steadyStep = (): number => {
+    let up: number
+    let missing: boolean
+    try {
+      up = init.up?.() ?? 1
+      missing = init.missing?.() === true
+    } catch (err) {
+      log.warn('mdns: reading the site view failed, announcing every interval', { error: errorMessage(err) })
+      up = Infinity
+      missing = true
+    }
+    if (up < (init.minimumNodes ?? 1)) {
+      steadyGap = intervalMs
+      return belowMinimumGap(intervalMs, up)
+    }
+    const gap = steadyGap
+    steadyGap = missing ? intervalMs : Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
+    return gap
   }
   /** One send of the loop: a failure is logged and the loop carries on at its next interval. */
   const guarded = (what: string, fn: () => void): void => {

@@ -6,8 +6,8 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PRESETS } from '../../config/presets.ts'
 import {
-  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_JITTER, MDNS_MAX_ADDRESSES, MDNS_RECORD_TTL, MDNS_STEADY_MAX_INTERVALS,
-  createMdnsDiscovery, encodeMdnsRecords, fastPhaseOffsets, jittered,
+  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_BELOW_MINIMUM_PER_INTERVAL, MDNS_JITTER, MDNS_MAX_ADDRESSES, MDNS_RECORD_TTL, MDNS_STEADY_MAX_INTERVALS,
+  belowMinimumGap, createMdnsDiscovery, encodeMdnsRecords, fastPhaseOffsets, jittered,
   type MdnsDiscovery, type MdnsDiscoveryInit, type MdnsSocketFactory, type MdnsStats
 } from '../../p2p/mdns.ts'
 import { ManualClock } from '../../util/clock.ts'
@@ -176,6 +176,13 @@ describe('mdns schedule and records', () => {
     expect(fastPhaseOffsets(250)).toEqual([0])
   })
 
+  it('below minimum_nodes a small side announces every quarter interval, a larger one less often, never less than once an interval', () => {
+    expect([1, 3, 4, 8, 12, 16, 100].map((up) => belowMinimumGap(4_000, up))).toEqual([1_000, 1_000, 1_000, 2_000, 3_000, 4_000, 4_000])
+    expect(belowMinimumGap(4_000, Number.NaN)).toBe(4_000)
+    // What the whole side sends per interval stays bounded, whatever its size.
+    for (const up of [1, 2, 5, 9, 15, 16, 17, 40]) expect(up * 4_000 / belowMinimumGap(4_000, up)).toBeLessThanOrEqual(Math.max(up, MDNS_BELOW_MINIMUM_PER_INTERVAL))
+  })
+
   it('jitter stays within ±10 % and spreads', () => {
     const random = seededRandom(7)
     const draws = Array.from({ length: 1_000 }, () => jittered(5_000, random))
@@ -330,6 +337,33 @@ describe('mdns discovery on a fake LAN', () => {
     mark = lan.log.length
     await advance((1 + 1 + 2 + 4) * INTERVAL + 1)
     for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+  })
+
+  it('below minimum_nodes the announcements come at the short gap; once it is reached they back off again from one interval', async () => {
+    setup()
+    let up = 3
+    const all = Array.from({ length: 3 }, (_, i) => node(i, { up: () => up, minimumNodes: 4 }))
+    await startAll(all)
+    await advance(FAST_END + 1)
+    let mark = lan.log.length
+    await advance(INTERVAL + 4 * INTERVAL / 4 + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 1, 1, 1].map((k) => k * INTERVAL / 4))
+    up = 4
+    mark = lan.log.length
+    await advance((1 / 4 + 1 + 2 + 4) * INTERVAL + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+  })
+
+  it('a throwing site view is logged and the announcements go on every interval', async () => {
+    setup()
+    const logger = recordingLogger()
+    const a = node(0, { logger, minimumNodes: 4, up: () => { throw new Error('membership gone') } })
+    await startAll([a, node(1)])
+    await advance(FAST_END + 1)
+    const mark = lan.log.length
+    await advance(4 * INTERVAL + 1)
+    expect(gaps(announcedAt(a, mark))).toEqual([1, 1, 1].map((k) => k * INTERVAL))
+    expect(logger.warnings.some((w) => w.includes('reading the site view failed') && w.includes('membership gone'))).toBe(true)
   })
 
   it('with jitter, nodes powered on together drift apart and still follow the backoff', async () => {
