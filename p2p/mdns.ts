@@ -29,12 +29,15 @@ export {
  *    They are not queries, so nobody answers. The first follows the last query
  *    by `intervalMs`; while nothing changes the gap doubles after each one, up
  *    to `MDNS_STEADY_MAX_INTERVALS` intervals (half the records' TTL at the
- *    default interval). A peer we had not heard, a peer's new addresses or our
+ *    default interval) or, on a larger site, two intervals per node up
+ *    (`quietGapCap`). A peer we had not heard, a peer's new addresses or our
  *    own new addresses bring the next announcement within an interval again.
- * A quiet site of N nodes therefore costs each node about N−1 packets per
- * minute instead of per interval (docs/decisions.md, P2P-15), and a box that
- * joins is still announced to within an interval by everyone, even if it missed
- * their unicast answers.
+ *    The gap stays at one interval while a member is missing, and is shorter
+ *    while fewer than minimum_nodes are up (`missing`, `minimumNodes`).
+ * A quiet site therefore costs each node at most about one packet per two
+ * intervals, whatever its size, instead of N−1 per interval (docs/decisions.md,
+ * P2P-15, P2P-35), and a box that joins is still announced to within an
+ * interval by everyone, even if it missed their unicast answers.
  *
  * Unicast answers go to the querier's source address and port. The querier
  * sends from the shared mDNS port, so if another process on its host (an
@@ -54,8 +57,23 @@ export const MDNS_FAST_FIRST_GAP_MS = 250
 export const MDNS_ANSWER_HOLDOFF_MS = 200
 /** Longest steady gap, in intervals (see the module comment). */
 export const MDNS_STEADY_MAX_INTERVALS = 12
+/**
+ * On a quiet site the longest gap is also this many intervals per node up: the site's
+ * announcements together come about once every two intervals, so what each node hears
+ * does not grow with the site.
+ */
+export const MDNS_QUIET_INTERVALS_PER_NODE = 2
+/** The longest gap whatever the site's size (a timer's bound, reached at 8 640 nodes up at the 5 s interval). */
+export const MDNS_STEADY_LONGEST_MS = 24 * 3600 * 1000
 /** Relative jitter on every gap, so a site powered on together does not send in lock-step. */
 export const MDNS_JITTER = 0.1
+/** Shortest steady gap while below minimum_nodes, as a fraction of the interval. */
+export const MDNS_BELOW_MINIMUM_SHORTEST = 0.25
+/**
+ * Announcements a side below minimum_nodes sends together per interval, at most: a side of
+ * this many nodes or more announces once an interval each, as while a member is missing.
+ */
+export const MDNS_BELOW_MINIMUM_PER_INTERVAL = 16
 /** Most peers and queriers remembered for dedupe and rate limits; the oldest are forgotten first. */
 const MAX_REMEMBERED = 1024
 
@@ -115,6 +133,15 @@ export interface MdnsDiscoveryInit {
    * a healed partition hear each other within an interval. @default never
    */
   missing?: () => boolean
+  /** How many nodes of the site are up as far as we know (members not held dead), us included. @default 1 */
+  up?: () => number
+  /**
+   * `minimum_nodes`. While fewer are `up`, our side cannot form without nodes it has not
+   * found (the small side of a partition from boot), and the first of its announcements
+   * heard across a healed partition brings it in: it announces at `belowMinimumGap`, a
+   * small side every quarter interval. @default 1
+   */
+  minimumNodes?: number
   /** @default systemClock */
   clock?: Clock
   /** Jitter source. @default cryptoRandom */
@@ -171,6 +198,27 @@ export function fastPhaseOffsets (intervalMs: number): number[] {
   const out = [0]
   for (let t = MDNS_FAST_FIRST_GAP_MS; t < intervalMs; t *= 2) out.push(t)
   return out
+}
+
+/**
+ * The steady gap of a side of `up` nodes below minimum_nodes: the side's announcements
+ * together come about `MDNS_BELOW_MINIMUM_PER_INTERVAL` times an interval, each node's
+ * at least every interval and at most every `MDNS_BELOW_MINIMUM_SHORTEST` of one. After
+ * a heal the other side hears the first of them, and peer exchange brings in the rest.
+ */
+export function belowMinimumGap (intervalMs: number, up: number): number {
+  if (!Number.isFinite(up)) return intervalMs
+  return intervalMs * Math.min(1, Math.max(MDNS_BELOW_MINIMUM_SHORTEST, up / MDNS_BELOW_MINIMUM_PER_INTERVAL))
+}
+
+/**
+ * The longest steady gap of a quiet site of `up` nodes: `MDNS_STEADY_MAX_INTERVALS`
+ * intervals, or `MDNS_QUIET_INTERVALS_PER_NODE` per node up when that is longer, at most
+ * `MDNS_STEADY_LONGEST_MS`.
+ */
+export function quietGapCap (intervalMs: number, up: number): number {
+  const intervals = Number.isFinite(up) ? Math.max(MDNS_STEADY_MAX_INTERVALS, MDNS_QUIET_INTERVALS_PER_NODE * up) : MDNS_STEADY_MAX_INTERVALS
+  return Math.min(MDNS_STEADY_LONGEST_MS, intervalMs * intervals)
 }
 
 /** `ms` moved by up to ±`MDNS_JITTER` of itself. */
@@ -371,11 +419,30 @@ export function createMdnsDiscovery (init: MdnsDiscoveryInit): MdnsDiscovery {
         gap = next === undefined ? intervalMs : next - here
       } else {
         guarded('announcement', announce)
-        gap = steadyGap
-        steadyGap = init.missing?.() === true ? intervalMs : Math.min(steadyGap * 2, intervalMs * MDNS_STEADY_MAX_INTERVALS)
+        gap = steadyStep()
       }
       await wait(jittered(gap, random), signal)
     }
+  }
+  /** The gap after this announcement; sets the one after the next (see `missing`, `minimumNodes`). */
+  const steadyStep = (): number => {
+    let up: number
+    let missing: boolean
+    try {
+      up = init.up?.() ?? 1
+      missing = init.missing?.() === true
+    } catch (err) {
+      log.warn('mdns: reading the site view failed, announcing every interval', { error: errorMessage(err) })
+      up = Infinity
+      missing = true
+    }
+    if (up < (init.minimumNodes ?? 1)) {
+      steadyGap = intervalMs
+      return belowMinimumGap(intervalMs, up)
+    }
+    const gap = steadyGap
+    steadyGap = missing ? intervalMs : Math.min(steadyGap * 2, quietGapCap(intervalMs, up))
+    return gap
   }
   /** One send of the loop: a failure is logged and the loop carries on at its next interval. */
   const guarded = (what: string, fn: () => void): void => {

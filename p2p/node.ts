@@ -346,14 +346,14 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
         intervalMs: timing.mdnsIntervalMs,
         onPeer: (peer, addresses) => { svc.dialler.learn(peer, addresses, 'mdns') },
         // Keep announcing while someone is missing: a member held dead that has not departed
-        // may come back (a healed partition), and below `minimum_nodes` up the site cannot form
-        // without the nodes it has not found yet (the minority of a partition from boot).
+        // may come back (a healed partition); below `minimum_nodes` up, more often: the site
+        // cannot form without the nodes it has not found yet (the minority of a partition from boot).
         missing: () => {
           const t = now()
-          const members = membership.list()
-          if (members.filter((m) => m.liveness !== 'dead').length + 1 < p2p.minimumNodes) return true
-          return members.some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined)
+          return membership.list().some((m) => m.liveness === 'dead' && counts(m) && departureOf(m.peerId, m, revokedIds, t, forgetAfterMs) === undefined)
         },
+        up: () => membership.list().filter((m) => m.liveness !== 'dead').length + 1,
+        minimumNodes: p2p.minimumNodes,
         clock,
         random,
         logger: log

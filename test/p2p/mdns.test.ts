@@ -6,8 +6,8 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PRESETS } from '../../config/presets.ts'
 import {
-  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_JITTER, MDNS_MAX_ADDRESSES, MDNS_RECORD_TTL, MDNS_STEADY_MAX_INTERVALS,
-  createMdnsDiscovery, encodeMdnsRecords, fastPhaseOffsets, jittered,
+  DEFAULT_MDNS_IP, DEFAULT_MDNS_PORT, MDNS_ANSWER_HOLDOFF_MS, MDNS_BELOW_MINIMUM_PER_INTERVAL, MDNS_JITTER, MDNS_MAX_ADDRESSES, MDNS_RECORD_TTL, MDNS_STEADY_LONGEST_MS, MDNS_STEADY_MAX_INTERVALS,
+  belowMinimumGap, createMdnsDiscovery, encodeMdnsRecords, fastPhaseOffsets, jittered, quietGapCap,
   type MdnsDiscovery, type MdnsDiscoveryInit, type MdnsSocketFactory, type MdnsStats
 } from '../../p2p/mdns.ts'
 import { ManualClock } from '../../util/clock.ts'
@@ -176,6 +176,19 @@ describe('mdns schedule and records', () => {
     expect(fastPhaseOffsets(250)).toEqual([0])
   })
 
+  it('below minimum_nodes a small side announces every quarter interval, a larger one less often, never less than once an interval', () => {
+    expect([1, 3, 4, 8, 12, 16, 100].map((up) => belowMinimumGap(4_000, up))).toEqual([1_000, 1_000, 1_000, 2_000, 3_000, 4_000, 4_000])
+    expect(belowMinimumGap(4_000, Number.NaN)).toBe(4_000)
+    // What the whole side sends per interval stays bounded, whatever its size.
+    for (const up of [1, 2, 5, 9, 15, 16, 17, 40]) expect(up * 4_000 / belowMinimumGap(4_000, up)).toBeLessThanOrEqual(Math.max(up, MDNS_BELOW_MINIMUM_PER_INTERVAL))
+  })
+
+  it('a quiet site backs off to twelve intervals, or two per node up on a larger site, at most a day', () => {
+    expect([1, 6, 7, 30, 1_000].map((up) => quietGapCap(1_000, up) / 1_000)).toEqual([12, 12, 14, 60, 2_000])
+    expect(quietGapCap(5_000, 1e9)).toBe(MDNS_STEADY_LONGEST_MS)
+    expect(quietGapCap(5_000, Number.NaN)).toBe(MDNS_STEADY_MAX_INTERVALS * 5_000)
+  })
+
   it('jitter stays within ±10 % and spreads', () => {
     const random = seededRandom(7)
     const draws = Array.from({ length: 1_000 }, () => jittered(5_000, random))
@@ -330,6 +343,52 @@ describe('mdns discovery on a fake LAN', () => {
     mark = lan.log.length
     await advance((1 + 1 + 2 + 4) * INTERVAL + 1)
     for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+  })
+
+  it('what a node of a quiet site hears does not grow with the site: at most one announcement per two intervals', async () => {
+    const window = 96 * INTERVAL
+    const heard: number[] = []
+    for (const size of [4, 12]) {
+      setup()
+      const all = Array.from({ length: size }, (_, i) => node(i, { up: () => size }))
+      await startAll(all)
+      // The fast phase, then the gaps doubling up to the cap (24 intervals for 12 nodes).
+      await advance(FAST_END + (1 + 2 + 4 + 8 + 16 + 24) * INTERVAL + 1)
+      const mark = lan.log.length
+      await advance(window)
+      heard.push(lan.receivedBy(all[0]?.host as string, mark).filter((d) => d.multicast).length)
+      for (const n of nodes.splice(0)) await n.mdns.stop()
+    }
+    // 3 peers every 12 intervals, 11 peers every 24 (with a fixed 12-interval cap the 12 nodes' site: 88).
+    expect(heard).toEqual([24, 44])
+    for (const h of heard) expect(h).toBeLessThanOrEqual(window / INTERVAL / 2)
+  })
+
+  it('below minimum_nodes the announcements come at the short gap; once it is reached they back off again from one interval', async () => {
+    setup()
+    let up = 3
+    const all = Array.from({ length: 3 }, (_, i) => node(i, { up: () => up, minimumNodes: 4 }))
+    await startAll(all)
+    await advance(FAST_END + 1)
+    let mark = lan.log.length
+    await advance(INTERVAL + 4 * INTERVAL / 4 + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 1, 1, 1].map((k) => k * INTERVAL / 4))
+    up = 4
+    mark = lan.log.length
+    await advance((1 / 4 + 1 + 2 + 4) * INTERVAL + 1)
+    for (const n of all) expect(gaps(announcedAt(n, mark))).toEqual([1, 2, 4].map((k) => k * INTERVAL))
+  })
+
+  it('a throwing site view is logged and the announcements go on every interval', async () => {
+    setup()
+    const logger = recordingLogger()
+    const a = node(0, { logger, minimumNodes: 4, up: () => { throw new Error('membership gone') } })
+    await startAll([a, node(1)])
+    await advance(FAST_END + 1)
+    const mark = lan.log.length
+    await advance(4 * INTERVAL + 1)
+    expect(gaps(announcedAt(a, mark))).toEqual([1, 1, 1].map((k) => k * INTERVAL))
+    expect(logger.warnings.some((w) => w.includes('reading the site view failed') && w.includes('membership gone'))).toBe(true)
   })
 
   it('with jitter, nodes powered on together drift apart and still follow the backoff', async () => {
