@@ -97,6 +97,8 @@ describe('the CLI bundle', () => {
     await copyFile(join(REPO_ROOT, 'package.json'), join(pkg, 'package.json'))
     const file = join(pkg, 'bin', 'kairos-p2p.js')
     expect(code).not.toContain('KAIROS_P2P_BUNDLED')
+    // ASCII only, so V8 holds the source one byte per character (AGENT-9).
+    expect(code.match(/[^\x00-\x7f]/g) ?? []).toEqual([])
     expect(code).not.toMatch(/import\(["']rolldown["']\)|from ["']rolldown["']/)
     expect((await execa(process.execPath, [file, '--version'])).stdout).toMatch(/^kairos-p2p \d+\.\d+\.\d+$/)
     const token = (await execa(process.execPath, [file, 'token', 'generate'])).stdout.trim()
