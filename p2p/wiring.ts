@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { createAdmissionGate, type AdmissionGate } from './admission-gate.ts'
 import { createAntiEntropy, type AntiEntropy } from './anti-entropy.ts'
+import type { GenerationProtocols } from './generations.ts'
 import { createDialler, type BootstrapPeer, type DialNetwork, type Dialler } from './dialler.ts'
 import { createGossip, type Gossip } from './gossip.ts'
 import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht, openStream } from './libp2p-ports.ts'
@@ -34,12 +35,12 @@ export interface WiringContext {
   log: Logger
   timing: Timing
   keys: DerivedKeys
-  protocols: { admit: string, sync: string, heartbeat: string }
+  protocols: GenerationProtocols
   /**
    * A token rotation's previous generation, honoured while `honoured()`: its protocol ids
    * (offered after the current ones) and admission key. @default none
    */
-  previous?: { protocols: { admit: string, sync: string, heartbeat: string }, admissionKey: Uint8Array, honoured: () => boolean }
+  previous?: { protocols: GenerationProtocols, admissionKey: Uint8Array, honoured: () => boolean }
   topics: { state: string, members: string }
   bootstrap: BootstrapPeer[]
   linkCount: number
@@ -74,7 +75,7 @@ export interface Services {
 export function wireServices (ctx: WiringContext, me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services {
   const { clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, membership, events, protocolErrors, earlyLabels } = ctx
   /** Protocol `name` of the current generation, then of the previous one while it is honoured. */
-  const offer = (name: 'sync' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]] : protocols[name]
+  const offer = (name: 'sync' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]].flat() : protocols[name]
   const now = (): number => clock.now()
   let liveness: Liveness | undefined
   let antiEntropy: AntiEntropy | undefined
