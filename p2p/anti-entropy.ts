@@ -15,10 +15,11 @@ import { pushAsInitiator, pushAsResponder, syncAsInitiator, syncAsResponder, typ
 /** Bound on one anti-entropy exchange, ms. @default 10000 */
 export const DEFAULT_SYNC_TIMEOUT_MS = 10_000
 /**
- * Without a differing digest, anti-entropy runs with a random peer every this many
+ * Without a differing digest, anti-entropy runs with a random alive peer every this many
  * intervals, and at most once per `AE_SAFETY_MIN_MS`. Heartbeats carry each node's digest
- * hash to its ring successor, so a difference anywhere on a settled ring shows up on
- * some watcher; the safety round only covers what that misses, and once a minute does.
+ * and members hashes to its ring successor, so a difference anywhere on a settled ring
+ * shows up on some watcher; the safety round only covers what that misses, and once a
+ * minute does.
  */
 const AE_SAFETY_ROUNDS = 12
 const AE_SAFETY_MIN_MS = 60_000
@@ -35,7 +36,7 @@ export interface AntiEntropyComponents {
   log: Logger
   timing: Pick<Timing, 'antiEntropyIntervalMs' | 'deadAfterMs'>
   store: StateStore
-  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed'>
+  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed' | 'digest'>
   /** Peers admitted on a connection that is still open. */
   admitted: ReadonlySet<string>
   /** See the admission gate. */
@@ -68,23 +69,24 @@ export interface SyncStats { ok: number, failed: number }
 
 /**
  * Anti-entropy and peer exchange: state exchanges (sync.ts) with a peer whose heartbeat
- * showed a replica that differs, a slow safety round with any peer, an exchange with each
- * newly admitted peer, and a catch-up exchange for puts whose gossip reached nobody. Each
- * exchange also carries our membership table, so members and rumours spread to nodes
- * with no connection to them.
+ * showed a replica or a membership table that differs, a slow safety round with an alive
+ * peer, an exchange with each newly admitted peer, and a catch-up exchange for puts whose
+ * gossip reached nobody. Each exchange also carries our membership table, so members and
+ * rumours spread to nodes with no connection to them, and a rumour a peer missed (a
+ * gossip message lost on its way) reaches it at the next exchange its heartbeats start.
  */
 export interface AntiEntropy {
   start: (signal: AbortSignal, loops: Loops) => void
-  /** One exchange with `peer` (opening its stream with `open` when given); failures are counted, never thrown. */
-  run: (peer: string, options?: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> }) => Promise<void>
+  /** One exchange with `peer` (opening its stream with `open` when given); resolves to whether it completed. Failures are counted, never thrown. */
+  run: (peer: string, options?: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> }) => Promise<boolean>
   /** The sync protocol's handler (answering side; waits while our own proof to the peer is in flight). */
   handle: (stream: Stream, peer: string) => Promise<void>
   /** The push protocol's handler (as `handle`). */
   handlePush: (stream: Stream, peer: string) => Promise<void>
   /** One round of the ticker (see `round`'s comment). */
   round: () => Promise<void>
-  /** A watched peer's heartbeat carried `theirs`, the hash of its digest. */
-  heartbeatDigest: (peer: string, theirs: number) => void
+  /** A watched peer's heartbeat carried `theirs`, the hash of its digest, and `theirMembers`, its members hash (see `Membership.digest`) unless it predates it. */
+  heartbeatDigest: (peer: string, theirs: number, theirMembers?: number) => void
   /** The hash of our digest (cached until the store changes). */
   digestHash: () => number
   /** The store changed: the cached digest hash is stale. */
@@ -113,8 +115,21 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
    * found nothing gossip would not deliver.
    */
   const differs = new Set<string>()
-  /** The digest hashes (theirs, ours) at each watched peer's last heartbeat. */
-  const lastHashes = new Map<string, { theirs: number, ours: number }>()
+  /**
+   * Peers whose membership table differs from ours while neither changed over a
+   * heartbeat: one of us missed a rumour (a gossip message lost on its way, a publish
+   * before the stream to it opened), and an exchange of tables repairs it. Each maps to
+   * its pair of members hashes (`theirs/ours`).
+   */
+  const membersDiffer = new Map<string, string>()
+  /**
+   * The pair of members hashes an exchange with each peer completed at: a difference
+   * that outlives a completed exchange is one no exchange mends (a table at its row
+   * bound), so it starts none until either table changes.
+   */
+  const membersSettled = new Map<string, string>()
+  /** The digest hashes (theirs, ours) and members hashes (`theirs/ours`) at each watched peer's last heartbeat. */
+  const lastHashes = new Map<string, { theirs: number, ours: number, members?: string }>()
   /** Hash of the peer list last sent to each peer: an unchanged list is not sent again. */
   const sentPeers = new Map<string, string>()
   let ownDigestHash: number | undefined
@@ -129,8 +144,12 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     return ownDigestHash
   }
 
-  /** Our membership table for a peer exchange with `to`, liveness and incarnations included (empty when `to` already has this list). */
-  const adverts = (to: string): PeerAdvert[] => {
+  /**
+   * Our membership table for a peer exchange with `to`, liveness and incarnations
+   * included; empty when `to` already has this list, unless the rows `to` sent in this
+   * exchange (`told`: id → liveness@incarnation) show it lacks one of ours.
+   */
+  const adverts = (to: string, told: ReadonlyMap<string, string>): PeerAdvert[] => {
     if (!c.peerExchange) return []
     const t = now()
     const list: PeerAdvert[] = []
@@ -144,7 +163,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       if (m.peerId !== to) list.push({ id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0 })
     }
     const fingerprint = fingerprintRows(list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`))
-    const fresh = sentPeers.get(to) === fingerprint ? [] : list
+    const lacks = told.size > 0 && list.some((p) => p.id !== to && told.get(p.id) !== `${p.liveness ?? ''}@${p.incarnation ?? ''}`)
+    const fresh = sentPeers.get(to) === fingerprint && !lacks ? [] : list
     sentPeers.set(to, fingerprint)
     return c.tamperAdverts === undefined ? fresh : c.tamperAdverts(to, fresh)
   }
@@ -169,18 +189,26 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     }
   }
 
-  const side = (peer: string, s: AbortSignal): SyncSide => ({
-    store,
-    remote: peer,
-    peers: () => adverts(peer),
-    onPeers,
-    onApplied: (r: ApplyResult) => { noteApplied(log, peer, r) },
-    maxFrameBytes: c.maxFrameBytes,
-    signal: s
-  })
+  const side = (peer: string, s: AbortSignal): SyncSide => {
+    const told = new Map<string, string>()
+    return {
+      store,
+      remote: peer,
+      peers: () => adverts(peer, told),
+      onPeers: (list) => {
+        for (const p of list) if (p.liveness !== undefined) told.set(p.id, `${p.liveness}@${p.incarnation ?? ''}`)
+        onPeers(list)
+      },
+      onApplied: (r: ApplyResult) => { noteApplied(log, peer, r) },
+      maxFrameBytes: c.maxFrameBytes,
+      signal: s
+    }
+  }
 
   const failed = (peer: string, err: unknown, answering: boolean): void => {
     stats.failed++
+    // The table we sent may not have arrived: the next exchange sends it again.
+    sentPeers.delete(peer)
     if (isMalformed(err)) {
       // A frame that broke the protocol's rules (a bad shape, a number out of range): refused whole, counted, logged.
       c.onMalformed()
@@ -190,19 +218,20 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     log.debug(answering ? 'anti-entropy exchange cut short' : 'anti-entropy exchange failed', { peer, error: errorMessage(err) })
   }
 
-  const run = async (peer: string, options: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> } = {}): Promise<void> => {
-    if (signal === undefined || !live()) return
+  const run = async (peer: string, options: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> } = {}): Promise<boolean> => {
+    if (signal === undefined || !live()) return false
     const s = signal
     const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
     try {
       const stream = await (options.open ?? (async (x: AbortSignal) => await c.openStream(peer, 'sync', x)))(d.signal)
-      if (stream === undefined) return
+      if (stream === undefined) return false
       const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, side(peer, d.signal), options.hashFirst === true ? { digestHash: currentDigestHash() } : {}))
       stats.ok++
       if (r.sent + r.received > 0) log.debug('anti-entropy exchange', { peer, ...r })
+      return true
     } catch (err) {
-      if (s.aborted) return
-      failed(peer, err, false)
+      if (!s.aborted) failed(peer, err, false)
+      return false
     } finally {
       d.cancel()
     }
@@ -250,24 +279,30 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   }
 
   /**
-   * Anti-entropy round: with a peer whose heartbeat showed a different digest if there is
-   * one; otherwise, once a safety period has passed (see AE_SAFETY_ROUNDS), with any
-   * admitted peer (a safety net for replicas that only differ outside our watchers' view).
+   * Anti-entropy round: with a peer whose heartbeat showed a different digest or members
+   * hash if there is one; otherwise, once a safety period has passed (see
+   * AE_SAFETY_ROUNDS), with an admitted peer we hold alive (a safety net for what differs
+   * only outside our watchers' view; a hung peer held dead would not answer).
    */
   const round = async (): Promise<void> => {
-    const differing = [...differs].filter((p) => admitted.has(p))
+    const differing = [...new Set([...differs, ...membersDiffer.keys()])].filter((p) => admitted.has(p))
     let peers = differing
     if (differing.length === 0) {
       const t = now()
       if (admitted.size === 0 || t - lastSafetyAt < Math.max(AE_SAFETY_ROUNDS * timing.antiEntropyIntervalMs, AE_SAFETY_MIN_MS)) return
       lastSafetyAt = t
-      peers = [...admitted]
+      const alive = [...admitted].filter((p) => membership.get(p)?.liveness === 'alive')
+      peers = alive.length > 0 ? alive : [...admitted]
     }
     const peer = peers[random.int(peers.length)]
     if (peer === undefined) return
-    differs.delete(peer)
-    // A safety round most likely finds equal replicas: start with the digest's hash alone.
-    await run(peer, { hashFirst: differing.length === 0 })
+    const stateGap = differs.delete(peer)
+    const members = membersDiffer.get(peer)
+    membersDiffer.delete(peer)
+    // Our table goes in full whatever we sent it before (see `adverts` for its side).
+    if (members !== undefined) sentPeers.delete(peer)
+    // Equal replicas are likely unless the digests differ: start with the digest's hash alone.
+    if (await run(peer, { hashFirst: !stateGap }) && members !== undefined) membersSettled.set(peer, members)
   }
 
   return {
@@ -280,12 +315,16 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     round,
     handle: async (stream, peer) => { await answer(stream, peer, 'sync', async (s) => await syncAsResponder(stream, side(peer, s), currentDigestHash)) },
     handlePush: async (stream, peer) => { await answer(stream, peer, 'push', async (s) => await pushAsResponder(stream, side(peer, s))) },
-    heartbeatDigest (peer, theirs) {
+    heartbeatDigest (peer, theirs, theirMembers) {
       const ours = currentDigestHash()
       const last = lastHashes.get(peer)
       if (theirs === ours) differs.delete(peer)
       else if (last?.theirs === theirs && last.ours === ours) differs.add(peer)
-      lastHashes.set(peer, { theirs, ours })
+      const oursMembers = membership.digest()
+      const members = theirMembers === undefined ? undefined : `${theirMembers}/${oursMembers}`
+      if (theirMembers === oursMembers) membersDiffer.delete(peer)
+      else if (members !== undefined && last?.members === members && membersSettled.get(peer) !== members) membersDiffer.set(peer, members)
+      lastHashes.set(peer, members === undefined ? { theirs, ours } : { theirs, ours, members })
     },
     digestHash: currentDigestHash,
     changed () { ownDigestHash = undefined },
@@ -316,6 +355,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     },
     disconnected (peer) {
       differs.delete(peer)
+      membersDiffer.delete(peer)
+      membersSettled.delete(peer)
       lastHashes.delete(peer)
       sentPeers.delete(peer)
     },

@@ -1,10 +1,10 @@
 import { deriveKeys, type DerivedKeys, type NetworkToken } from '../token/index.ts'
 import { ADMIT_PROTOCOL_SUFFIX } from './admission.ts'
-import { HEARTBEAT_PROTOCOL_SUFFIX } from './heartbeat.ts'
+import { HEARTBEAT_PROTOCOL_SUFFIX, HEARTBEAT_V2_PROTOCOL_SUFFIX } from './heartbeat.ts'
 import { PUSH_PROTOCOL_SUFFIX, SYNC_PROTOCOL_SUFFIX } from './sync.ts'
 
-/** The protocol ids of one token generation. */
-export interface GenerationProtocols { admit: string, sync: string, push: string, heartbeat: string }
+/** The protocol ids of one token generation; the heartbeat's, newest version first (see heartbeat.ts). */
+export interface GenerationProtocols { admit: string, sync: string, push: string, heartbeat: string[] }
 
 /** What a node serves of a token rotation's previous generation, beside the current one (docs/decisions.md, LIFE-5). */
 export interface PreviousGeneration {
@@ -19,7 +19,7 @@ export interface PreviousGeneration {
 
 /** The protocol ids under a generation's sync prefix. */
 export function generationProtocols (keys: Pick<DerivedKeys, 'syncProtocol'>): GenerationProtocols {
-  return { admit: keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX, sync: keys.syncProtocol + SYNC_PROTOCOL_SUFFIX, push: keys.syncProtocol + PUSH_PROTOCOL_SUFFIX, heartbeat: keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX }
+  return { admit: keys.syncProtocol + ADMIT_PROTOCOL_SUFFIX, sync: keys.syncProtocol + SYNC_PROTOCOL_SUFFIX, push: keys.syncProtocol + PUSH_PROTOCOL_SUFFIX, heartbeat: [keys.syncProtocol + HEARTBEAT_PROTOCOL_SUFFIX, keys.syncProtocol + HEARTBEAT_V2_PROTOCOL_SUFFIX] }
 }
 
 /** The previous generation of `previous` (none when undefined), honoured while `now() < previous.until`. */

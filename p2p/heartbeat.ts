@@ -6,18 +6,26 @@ import { MAX_INCARNATION } from './membership.ts'
 /**
  * The heartbeat a node sends its ring successors once per
  * `heartbeatIntervalMs`, on one long-lived stream per successor. Receiving it
- * is the sign of life; it also carries the sender's incarnation and a 32-bit
+ * is the sign of life; it also carries the sender's incarnation, a 32-bit
  * hash of its state digest, so anti-entropy runs only with a peer whose
- * replica differs (plus a slow safety-net round).
+ * replica differs (plus a slow safety-net round), and a 32-bit hash of its
+ * membership table (`Membership.digest`), so a peer that missed a rumour is
+ * told by an exchange.
  *
- *   [version=2][flags u8][varint incarnation][u32 digest hash]
+ *   version 3: [3][flags u8][varint incarnation][u32 digest hash][u32 members hash]
+ *   version 2: [2][flags u8][varint incarnation][u32 digest hash]
+ *
+ * Version 3 travels on `HEARTBEAT_PROTOCOL_SUFFIX`, version 2 on
+ * `HEARTBEAT_V2_PROTOCOL_SUFFIX`, which a node still serves and offers second, so
+ * nodes from before the members hash heartbeat with it as before.
  *
  * Flag `LAST` says "you are no longer my successor, stop watching me".
  */
 
 /** Protocol id suffix under the token's sync protocol prefix. */
-export const HEARTBEAT_PROTOCOL_SUFFIX = '/heartbeat/2.0.0'
-const VERSION = 2
+export const HEARTBEAT_PROTOCOL_SUFFIX = '/heartbeat/3.0.0'
+/** The suffix of the version 2 protocol (no members hash), for nodes that predate version 3. */
+export const HEARTBEAT_V2_PROTOCOL_SUFFIX = '/heartbeat/2.0.0'
 /** Flag: the sender stops heartbeating this receiver (ring change). */
 export const HEARTBEAT_LAST = 1
 
@@ -26,6 +34,8 @@ export interface Heartbeat {
   flags: number
   incarnation: number
   digestHash: number
+  /** The sender's membership digest; undefined in a version 2 frame. */
+  membersHash?: number
 }
 
 const shortIds = new Map<string, number>()
@@ -51,24 +61,30 @@ export function digestHash (digest: Uint8Array): number {
   return createHash('sha256').update(digest).digest().readUInt32BE(0)
 }
 
-/** Encodes a heartbeat (about ten bytes). */
+/** Encodes a heartbeat (about fourteen bytes): version 3 with a members hash, version 2 without. */
 export function encodeHeartbeat (hb: Heartbeat): Uint8Array {
-  const h = new Uint8Array(4)
-  new DataView(h.buffer).setUint32(0, hb.digestHash >>> 0)
-  return concatBytes([Uint8Array.of(VERSION, hb.flags & 0xff), encodeVarint(hb.incarnation), h])
+  const hashes = hb.membersHash === undefined ? [hb.digestHash] : [hb.digestHash, hb.membersHash]
+  const h = new Uint8Array(4 * hashes.length)
+  hashes.forEach((x, i) => { new DataView(h.buffer).setUint32(4 * i, x >>> 0) })
+  return concatBytes([Uint8Array.of(hb.membersHash === undefined ? 2 : 3, hb.flags & 0xff), encodeVarint(hb.incarnation), h])
 }
 
-/** Decodes a heartbeat; throws `MalformedFrameError` on anything that does not fit the layout. */
+/** Decodes a heartbeat of version 2 or 3; throws `MalformedFrameError` on anything that does not fit the layout. */
 export function decodeHeartbeat (body: Uint8Array): Heartbeat {
-  if (body[0] !== VERSION) throw new MalformedFrameError(`heartbeat: version ${String(body[0])}, expected ${VERSION}`)
+  const version = body[0]
+  if (version !== 2 && version !== 3) throw new MalformedFrameError(`heartbeat: version ${String(version)}, expected 2 or 3`)
   const flags = body[1]
   if (flags === undefined) throw new MalformedFrameError('heartbeat: truncated flags')
   const inc = decodeVarint(body, 2)
   if (inc === undefined) throw new MalformedFrameError('heartbeat: truncated incarnation')
   if (inc.value > MAX_INCARNATION) throw new MalformedFrameError(`heartbeat: incarnation ${inc.value}, expected at most ${MAX_INCARNATION}`)
   const at = 2 + inc.bytes
-  if (body.length !== at + 4) throw new MalformedFrameError(`heartbeat: ${body.length} bytes, expected ${at + 4}`)
-  return { flags, incarnation: inc.value, digestHash: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at) }
+  const hashes = version === 3 ? 2 : 1
+  if (body.length !== at + 4 * hashes) throw new MalformedFrameError(`heartbeat: ${body.length} bytes, expected ${at + 4 * hashes}`)
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  const hb: Heartbeat = { flags, incarnation: inc.value, digestHash: view.getUint32(at) }
+  if (version === 3) hb.membersHash = view.getUint32(at + 4)
+  return hb
 }
 
 /** On a quiet site the heartbeat interval grows to this multiple of the configured one. */

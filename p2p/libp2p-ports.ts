@@ -6,6 +6,7 @@ import type { DialNetwork } from './dialler.ts'
 import type { GossipNetwork } from './gossip.ts'
 import type { BeatStream, HeartbeatTransport } from './liveness.ts'
 import type { RendezvousDht, RendezvousEvent } from './rendezvous.ts'
+import { HEARTBEAT_V2_PROTOCOL_SUFFIX } from './heartbeat.ts'
 import type { StackServices } from './stack.ts'
 import { sendFrames } from './stream-io.ts'
 
@@ -61,6 +62,7 @@ export function libp2pHeartbeats (node: Libp2p<StackServices>, protocol: () => s
 
 function beatStream (stream: Stream): BeatStream {
   return {
+    members: !stream.protocol.endsWith(HEARTBEAT_V2_PROTOCOL_SUFFIX),
     get open () { return stream.status === 'open' },
     get busy () { return stream.writableNeedsDrain },
     send: async (body, signal) => { await sendFrames(stream, [body], signal) },

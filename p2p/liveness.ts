@@ -26,6 +26,8 @@ const LEAVE_FLUSH_MS = 100
 
 /** One outbound heartbeat stream, as liveness sees it. */
 export interface BeatStream {
+  /** The peer reads frames with our members hash (heartbeat version 3; see heartbeat.ts). */
+  readonly members: boolean
   /** The stream can still carry frames. */
   readonly open: boolean
   /** Its send buffer is full (a heartbeat now would only queue). */
@@ -64,8 +66,8 @@ export interface LivenessComponents {
   exchange: (peer: string) => Promise<void>
   /** The 32-bit hash of our state digest, carried in heartbeats. */
   digestHash: () => number
-  /** A watched peer's heartbeat carried its digest hash. */
-  onDigest: (peer: string, theirs: number) => void
+  /** A watched peer's heartbeat carried its digest hash, and its members hash unless it predates it. */
+  onDigest: (peer: string, theirs: number, theirMembers?: number) => void
   /** A member joined, left, became suspect or recovered here. */
   onTransition: (t: MembershipTransition) => void
   /** Test hook: while true, no heartbeats and no rumours, like a hung process. */
@@ -236,17 +238,18 @@ export function createLiveness (c: LivenessComponents): Liveness {
     const s = signal
     const eligible = [...admitted].filter((p) => membership.get(p)?.liveness !== 'dead')
     const targets = new Set(ringSuccessors(self, eligible, c.fanout))
-    const frame = (flags: number): Uint8Array => encodeHeartbeat({ flags, incarnation: membership.incarnation(), digestHash: c.digestHash() })
+    const frame = (flags: number, stream: BeatStream): Uint8Array =>
+      encodeHeartbeat({ flags, incarnation: membership.incarnation(), digestHash: c.digestHash(), ...(stream.members ? { membersHash: membership.digest() } : {}) })
     for (const [peer, stream] of out) {
       if (targets.has(peer)) continue
       out.delete(peer)
-      void stream.end(frame(HEARTBEAT_LAST), s).catch(() => {})
+      void stream.end(frame(HEARTBEAT_LAST, stream), s).catch(() => {})
     }
     for (const peer of targets) {
       const stream = out.get(peer)
       if (stream === undefined || !stream.open) { out.delete(peer); void openBeat(peer); continue }
       if (stream.busy) continue
-      void stream.send(frame(0), s).catch(() => {})
+      void stream.send(frame(0, stream), s).catch(() => {})
     }
   }
 
@@ -275,7 +278,7 @@ export function createLiveness (c: LivenessComponents): Liveness {
       return
     }
     emit(membership.watch(peer, now(), hb.incarnation))
-    c.onDigest(peer, hb.digestHash)
+    c.onDigest(peer, hb.digestHash, hb.membersHash)
   }
 
   /** One round of the liveness loop; returns the ms until the next. */

@@ -1,5 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Timing } from '../config/types.ts'
+import { fingerprintRows } from '../util/fingerprint.ts'
 import type { Liveness, Member } from './types.ts'
 
 /**
@@ -151,6 +152,12 @@ export interface Membership {
   nextDeadline(now: number): number | undefined
   /** Every known member (all liveness states), sorted by peer id. */
   list(): Member[]
+  /**
+   * A 32-bit hash of what the table says: every row's peer id, liveness and incarnation,
+   * and our own row (alive at our incarnation). Two nodes that hold the same rumours have
+   * the same digest; heartbeats carry it, so a watcher sees a peer that missed one.
+   */
+  digest(): number
   /** Whether we ever had first-hand evidence of `peer` (admission, its heartbeat, a message from it). */
   firstHand(peerId: string): boolean
   get(peerId: string): Member | undefined
@@ -213,6 +220,8 @@ export function createMembership (init: MembershipInit): Membership {
   const suspicionMs = Math.max(0, timing.deadAfterMs - timing.suspectAfterMs)
   let own = Math.min(init.incarnation, MAX_INCARNATION)
   const rows = new Map<string, Row>()
+  /** `digest()` until a row's liveness or incarnation, or our own incarnation, changes. */
+  let digestCache: number | undefined
 
   const snapshot = (row: Row): Member => ({ ...row.member, addresses: [...row.member.addresses] })
 
@@ -222,6 +231,7 @@ export function createMembership (init: MembershipInit): Membership {
     if (row === undefined) {
       row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0, heardAt: -Infinity, slowGap: 0 }
       rows.set(peer, row)
+      digestCache = undefined
     }
     if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
     return { row, isNew }
@@ -238,6 +248,7 @@ export function createMembership (init: MembershipInit): Membership {
   /** Moves a row to `next`, returning the event it makes. */
   const move = (row: Row, next: Liveness, now: number, isNew = false): MembershipTransition[] => {
     const prev = row.member.liveness
+    if (prev !== next) digestCache = undefined
     row.member.liveness = next
     if (next === 'suspect' && prev !== 'suspect') row.suspectSince = now
     if (next !== 'suspect') delete row.suspectSince
@@ -254,6 +265,7 @@ export function createMembership (init: MembershipInit): Membership {
     const { row, isNew } = ensure(peer, now, sighting, 'alive')
     if (incarnation !== undefined && incarnation > row.incarnation) {
       row.incarnation = incarnation
+      digestCache = undefined
       delete row.disputed
     } else if (!isNew && row.member.liveness !== 'alive') {
       // Back from the dead here, but not by a newer incarnation: whoever else heard the
@@ -328,7 +340,10 @@ export function createMembership (init: MembershipInit): Membership {
         // Our incarnation moves only past the suspected one: an older suspicion is already
         // beaten by the one we hold.
         if (r.state === 'alive') return { transitions: [] }
-        if (r.incarnation >= own) own = Math.min(r.incarnation + 1, MAX_INCARNATION)
+        if (r.incarnation >= own) {
+          own = Math.min(r.incarnation + 1, MAX_INCARNATION)
+          digestCache = undefined
+        }
         return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
       const existing = rows.get(r.peer)
@@ -336,6 +351,7 @@ export function createMembership (init: MembershipInit): Membership {
         if (rows.size >= maxMembers) return { transitions: [] }
         const { row } = ensure(r.peer, now, { discoveredBy: 'peer-exchange' }, r.state)
         row.incarnation = r.incarnation
+        digestCache = undefined
         if (r.state === 'suspect') row.suspectSince = now
         return { transitions: r.state === 'alive' ? [{ type: 'join', member: snapshot(row) }] : [] }
       }
@@ -356,6 +372,7 @@ export function createMembership (init: MembershipInit): Membership {
       if (!newer) return { transitions: [] }
       if (state === 'alive' && inc > existing.incarnation) existing.refutedAt = now
       if (inc > existing.incarnation) delete existing.disputed
+      if (existing.incarnation !== inc) digestCache = undefined
       existing.incarnation = inc
       if (state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
       if (state === 'alive' && existing.watchedAt !== undefined) {
@@ -419,6 +436,11 @@ export function createMembership (init: MembershipInit): Membership {
 
     list () {
       return [...rows.values()].map(snapshot).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
+    },
+
+    digest () {
+      digestCache ??= Buffer.from(fingerprintRows([`${self} alive ${own}`, ...[...rows.values()].map((r) => `${r.member.peerId} ${r.member.liveness} ${r.incarnation}`)].sort()), 'base64').readUInt32BE(0)
+      return digestCache
     },
 
     get (peerId) {

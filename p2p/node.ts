@@ -306,7 +306,10 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     })
 
     // A hung process (the test hook `freeze`) neither takes nor passes on a message: one it passed on is news of it.
-    const validator = (peer: PeerId): TopicValidatorResult => init.hooks?.freeze?.() === true ? TopicValidatorResult.Ignore : svc.gate.admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject
+    // Neither does a node that sent its leave notice: a message it passed on after it would bring it back to life.
+    const validator = (peer: PeerId): TopicValidatorResult => init.hooks?.freeze?.() === true || leaving.signal.aborted
+      ? TopicValidatorResult.Ignore
+      : svc.gate.admitted.has(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject
     try {
       const heartbeat = async (stream: Stream, conn: Connection): Promise<void> => {
         const peer = conn.remotePeer.toString()

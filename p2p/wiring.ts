@@ -1,12 +1,12 @@
 import type { Libp2p } from 'libp2p'
 import type { Timing } from '../config/types.ts'
-import type { GenerationProtocols } from './generations.ts'
 import type { DerivedKeys } from '../token/index.ts'
 import type { Clock } from '../util/clock.ts'
 import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { createAdmissionGate, type AdmissionGate } from './admission-gate.ts'
 import { createAntiEntropy, type AntiEntropy } from './anti-entropy.ts'
+import type { GenerationProtocols } from './generations.ts'
 import { createDialler, type BootstrapPeer, type DialNetwork, type Dialler } from './dialler.ts'
 import { createGossip, type Gossip } from './gossip.ts'
 import { libp2pDialNetwork, libp2pGossip, libp2pHeartbeats, libp2pRendezvousDht, openStream } from './libp2p-ports.ts'
@@ -75,7 +75,7 @@ export interface Services {
 export function wireServices (ctx: WiringContext, me: string, node: Libp2p<StackServices>, store: StateStore, book: PeerBook, loops: Loops): Services {
   const { clock, random, log, timing, keys, protocols, topics, bootstrap, linkCount, membership, events, protocolErrors, earlyLabels } = ctx
   /** Protocol `name` of the current generation, then of the previous one while it is honoured. */
-  const offer = (name: 'sync' | 'push' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]] : protocols[name]
+  const offer = (name: 'sync' | 'push' | 'heartbeat'): string | string[] => ctx.previous?.honoured() === true ? [protocols[name], ctx.previous.protocols[name]].flat() : protocols[name]
   const now = (): number => clock.now()
   let liveness: Liveness | undefined
   let antiEntropy: AntiEntropy | undefined

@@ -52,10 +52,11 @@ describe('fuzz: wire decoders', () => {
   })
 
   it('heartbeats', async () => {
-    const samples = [encodeHeartbeat({ flags: 0, incarnation: 0, digestHash: 0 }), encodeHeartbeat({ flags: 1, incarnation: 2 ** 40, digestHash: 0xffffffff })]
+    const samples = [encodeHeartbeat({ flags: 0, incarnation: 0, digestHash: 0 }), encodeHeartbeat({ flags: 1, incarnation: 2 ** 40, digestHash: 0xffffffff, membersHash: 0xffffffff })]
     report('heartbeat', await fuzz('heartbeat', fuzzSeed(4), byteInputs(fuzzSeed(4), N, samples), [MalformedFrameError], (b) => {
       const hb = decodeHeartbeat(b)
       expect(Number.isSafeInteger(hb.incarnation) && hb.incarnation >= 0).toBe(true)
+      if (hb.membersHash !== undefined) expect(hb.membersHash >>> 0).toBe(hb.membersHash)
     }))
   })
 

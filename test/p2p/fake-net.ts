@@ -114,6 +114,7 @@ export class FakeNet {
   private stream (from: string, to: string): BeatStream {
     let open = true
     return {
+      members: true,
       get open () { return open },
       busy: false,
       send: async (body) => {

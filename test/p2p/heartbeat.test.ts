@@ -17,6 +17,20 @@ describe('heartbeat frames', () => {
     }
   })
 
+  it('version 3 carries the members hash; version 2 frames (nodes that predate it) still decode, without one', () => {
+    const v3 = { flags: 0, incarnation: 1_795_780_851_872, digestHash: 7, membersHash: 0xfedcba98 }
+    const enc = encodeHeartbeat(v3)
+    expect(enc[0]).toBe(3)
+    expect(enc.length).toBeLessThanOrEqual(18)
+    expect(decodeHeartbeat(enc)).toEqual(v3)
+    const v2 = encodeHeartbeat({ flags: 0, incarnation: 5, digestHash: 7 })
+    expect(v2[0]).toBe(2)
+    expect(decodeHeartbeat(v2)).toEqual({ flags: 0, incarnation: 5, digestHash: 7 })
+    // A version byte that does not match the length: a version 3 without its hash, a version 2 with one.
+    expect(() => decodeHeartbeat(Uint8Array.of(3, ...v2.subarray(1)))).toThrow(MalformedFrameError)
+    expect(() => decodeHeartbeat(Uint8Array.of(2, ...enc.subarray(1)))).toThrow(MalformedFrameError)
+  })
+
   it('short ids and digest hashes are stable 32-bit values', () => {
     expect(shortId('12D3KooWx')).toBe(shortId('12D3KooWx'))
     expect(shortId('12D3KooWx')).not.toBe(shortId('12D3KooWy'))

@@ -289,6 +289,30 @@ describe('expected heartbeats', () => {
   })
 })
 
+describe('membership digest', () => {
+  it('tables that hold the same rumours agree; a rumour one of them missed, or our own refutation, shows until it is known', () => {
+    const m = { a: createMembership({ timing, self: 'a', incarnation: 10 }), b: createMembership({ timing, self: 'b', incarnation: 20 }) }
+    m.a.heard('b', 0, 20)
+    m.b.heard('a', 0, 10)
+    for (const t of [m.a, m.b]) t.heard('c', 0, 30)
+    expect(m.a.digest()).toBe(m.b.digest())
+    // A rumour only one of them heard.
+    m.a.rumour({ peer: 'c', state: 'dead', incarnation: 30 }, 1)
+    expect(m.a.digest()).not.toBe(m.b.digest())
+    m.b.rumour({ peer: 'c', state: 'dead', incarnation: 30 }, 2)
+    expect(m.a.digest()).toBe(m.b.digest())
+    // b refutes a suspicion of itself: its own row moves up, and a agrees once it hears the refutation.
+    const { refute } = m.b.rumour({ peer: 'b', state: 'suspect', incarnation: 20 }, 3)
+    expect(refute?.incarnation).toBe(21)
+    expect(m.a.digest()).not.toBe(m.b.digest())
+    if (refute !== undefined) m.a.rumour(refute, 4)
+    expect(m.a.digest()).toBe(m.b.digest())
+    // A member only one of them knows of.
+    m.a.learn('d', 5)
+    expect(m.a.digest()).not.toBe(m.b.digest())
+  })
+})
+
 describe('numbers from the wire', () => {
   const me = PEER
   it('a dead rumour at the top of the safe integers is refused on the wire, and by the table', () => {
