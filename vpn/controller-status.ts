@@ -21,7 +21,7 @@ export interface StatusInputs {
   handshakeStaleMs: number
   /** When each desired peer was first configured, by public key (clock ms). */
   configuredAt: ReadonlyMap<string, number>
-  /** Since when a send to each peer waits on a handshake, by public key (clock ms; `trackWaiting`). */
+  /** Since when a send to each peer has gone unanswered, by public key (clock ms; `trackWaiting`). */
   waitingSince: ReadonlyMap<string, number>
   /** See `VpnControllerInit.noHandshakeWarnMs`. */
   noHandshakeWarnMs: number
@@ -81,33 +81,37 @@ export function vpnStatus (s: StatusInputs): VpnStatus {
  * A peer's WireGuard session without traffic to judge it by. A pair on one link sends no
  * keepalives (`keepaliveFor`), so once idle its handshake grows older than
  * `vpnHandshakeStaleMs` while nothing is wrong. What tells a broken session from an idle
- * one is a send: WireGuard sends nothing with keys older than that without a new
- * handshake first, so a send after the handshake went stale (the peer's tx counter rose)
- * is followed by a handshake within a round trip, or by WireGuard's retries every 5 s.
+ * one is a send that gets no answer: past that age WireGuard handshakes before it sends
+ * (its keys expire after 180 s), and a peer answers data with at least a keepalive within
+ * 10 s, so a send after the handshake went stale (the peer's tx counter rose) is followed
+ * by a handshake or by received bytes within seconds, else by WireGuard's retries every 5 s.
  */
 
 /**
- * How long a send may wait on a handshake before the session counts as broken, ms: three
- * of WireGuard's 5 s initiation retries.
+ * How long a send may go unanswered before the session counts as broken, ms: three of
+ * WireGuard's 5 s initiation retries.
  */
 export const WAITING_GRACE_MS = 15_000
 
-/** What the controller remembers of a peer's counters to tell a waiting send (see above). */
+/** What the controller remembers of a peer's counters to tell an unanswered send (see above). */
 export interface WaitTrack {
-  /** The peer's tx bytes when its handshake was first seen stale; undefined while fresh. */
+  /** The peer's tx and rx bytes when its handshake was first seen stale, or when it last answered; undefined while fresh. */
   staleTx?: number
+  staleRx?: number
   /** When a send after that was first seen (clock ms). */
   waitingSince?: number
 }
 
 /** Updates `track` from one `wg show` reading of the peer at `now`; `latestHandshake` in ms (0 = never). */
-export function trackWaiting (track: WaitTrack, peer: { latestHandshake: number, txBytes: number }, now: number, staleMs: number): void {
+export function trackWaiting (track: WaitTrack, peer: { latestHandshake: number, txBytes: number, rxBytes: number }, now: number, staleMs: number): void {
   if (peer.latestHandshake > 0 && now - peer.latestHandshake <= staleMs) {
     delete track.staleTx
+    delete track.staleRx
     delete track.waitingSince
-  } else if (track.staleTx === undefined || peer.txBytes < track.staleTx) {
-    // A lower count is a peer WireGuard made anew: its count starts over.
+  } else if (track.staleTx === undefined || peer.txBytes < track.staleTx || peer.rxBytes !== track.staleRx) {
+    // First seen stale, an answer (rx rose), or a peer WireGuard made anew (its counts start over).
     track.staleTx = peer.txBytes
+    track.staleRx = peer.rxBytes
     delete track.waitingSince
   } else if (peer.txBytes > track.staleTx) {
     track.waitingSince ??= now
@@ -116,7 +120,7 @@ export function trackWaiting (track: WaitTrack, peer: { latestHandshake: number,
 
 /**
  * A session that needs nothing: a handshake within `staleMs`, or an earlier one and no
- * send waiting on a new one for `WAITING_GRACE_MS`. Never for a peer without a handshake.
+ * send unanswered for `WAITING_GRACE_MS`. Never for a peer without a handshake.
  */
 export function sessionSettled (latestHandshake: number, waitingSince: number | undefined, now: number, staleMs: number): boolean {
   if (latestHandshake <= 0) return false

@@ -263,8 +263,8 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         continue
       }
       const handshakeMs = have.latestHandshake * 1000
-      trackWaiting(track, { latestHandshake: handshakeMs, txBytes: have.txBytes }, now, timing.vpnHandshakeStaleMs)
-      // An idle session is left alone; one that never handshook, or whose sends wait on a handshake, is repaired.
+      trackWaiting(track, { latestHandshake: handshakeMs, txBytes: have.txBytes, rxBytes: have.rxBytes }, now, timing.vpnHandshakeStaleMs)
+      // An idle session is left alone; one that never handshook, or whose sends go unanswered, is repaired.
       const settled = sessionSettled(handshakeMs, track.waitingSince, now, timing.vpnHandshakeStaleMs)
       if (!settled && peer.endpoints.length > 1 && now - track.since >= timing.vpnHandshakeStaleMs) {
         track.rotation++
