@@ -136,8 +136,8 @@ export interface VpnPeerStatus {
   txBytes: number
   /**
    * The owner is not dead in the member view and its session is settled: a handshake
-   * within `timing.vpnHandshakeStaleMs`, or an earlier one and no send waiting on a new
-   * one (an idle pair on one link sends nothing; see `sessionSettled`).
+   * within `timing.vpnHandshakeStaleMs`, or an earlier one and no send left unanswered
+   * (an idle pair on one link sends nothing; see `sessionSettled`).
    */
   up: boolean
   /** The owner's liveness in the member view; `unknown` when not a member. */

@@ -296,7 +296,7 @@ export function chooseEndpoint (endpoints: string[], locals: LocalAddress[], rot
  * firewall whose mapping a keepalive would keep open, and an idle pair then sends
  * nothing: its next packet handshakes anew. `keepalive` otherwise: a peer behind NAT
  * (WireGuard took another source address for it) or on a routed path, one with no
- * handshake yet, and one whose sends wait on a handshake, for which the keepalive keeps
+ * handshake yet, and one whose sends go unanswered, for which the keepalive keeps
  * WireGuard initiating (VPN-6, VPN-7).
  */
 export function keepaliveFor (endpoint: string | undefined, advertised: readonly string[], locals: LocalAddress[], settled: boolean, keepalive: number): number {
