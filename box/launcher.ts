@@ -1,9 +1,19 @@
 // The launcher at bin/kairos-p2p of the artefact: a POSIX shell script that checks the C
 // library before the self-contained executable is loaded (the dynamic loader's own
 // complaint about an old glibc is a list of symbol versions, one line each), then runs
-// it with the name it was called by, which the executable cannot see otherwise.
+// it with the name it was called by, which the executable cannot see otherwise, and with
+// the agent's malloc settings (glibc reads them at process start only).
 import { CALLED_AS_ENV, PROVIDER_NAME } from './called-as.ts'
 import { EXECUTABLE_SUBPATH } from './paths.ts'
+
+/**
+ * glibc malloc settings the agent runs with, unless the environment sets them (AGENT-8):
+ * at most two malloc arenas. glibc gives each thread that allocates while another holds
+ * the lock an arena of its own (up to eight per core), and Node's worker threads (libuv's
+ * pool, V8's platform workers) each fill one during a formation; the pages they freed stay
+ * with the arena. Two cap that, at the cost of a thread now and then waiting on a lock.
+ */
+export const AGENT_MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_ARENA_MAX: '2' })
 
 /** What the launcher checks and runs. */
 export interface LauncherInit {
@@ -61,6 +71,6 @@ if [ "$major" -lt ${major} ] || { [ "$major" -eq ${major} ] && [ "$minor" -lt ${
   fail "kairos-p2p: needs glibc ${init.glibcFloor} or later; this system has glibc $have"
 fi
 self=$(readlink -f "$0" 2>/dev/null) || self=$0
-${CALLED_AS_ENV}=$name exec "\${self%/*}/../${EXECUTABLE_SUBPATH}" "$@"
+${Object.entries(AGENT_MALLOC_ENV).map(([k, v]) => `export ${k}="\${${k}:-${v}}"\n`).join('')}${CALLED_AS_ENV}=$name exec "\${self%/*}/../${EXECUTABLE_SUBPATH}" "$@"
 `
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { AGENT_MALLOC_ENV } from '../box/launcher.ts'
 import { unitCommand } from '../box/unit.ts'
 import { DEFAULT_STATE_DIR } from '../config/defaults.ts'
 import type { Clock } from '../util/clock.ts'
@@ -89,11 +90,12 @@ async function defaultStandinScript (repoRoot: string, log: Logger): Promise<str
 export const LAB_COMPILE_CACHE = join('node_modules', '.cache', 'kairos-p2p', 'compile')
 
 /**
- * Environment of lab agents: Node's compile cache in the checkout (it survives labs, so
- * only the first lab after a change compiles the sources).
+ * Environment of lab agents: the malloc settings a box's launcher gives the agent (unless
+ * the lab's own environment sets them), and Node's compile cache in the checkout (it
+ * survives labs, so only the first lab after a change compiles the sources).
  */
 function agentEnv (r: Pick<LabRecord, 'repoRoot'>): NodeJS.ProcessEnv {
-  return { ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
+  return { ...AGENT_MALLOC_ENV, ...process.env, NODE_COMPILE_CACHE: join(r.repoRoot, LAB_COMPILE_CACHE) }
 }
 
 /**

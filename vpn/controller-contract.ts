@@ -30,7 +30,7 @@ export interface VpnControllerInit {
   logger?: Logger
   /** The host's addresses, for the advertised endpoints. @default systemHostAddresses */
   hostAddresses?: () => HostAddress[]
-  /** WireGuard persistent keepalive, seconds. @default DEFAULT_KEEPALIVE_SECONDS */
+  /** WireGuard persistent keepalive towards the peers that need one (`keepaliveFor`), seconds. @default DEFAULT_KEEPALIVE_SECONDS */
   keepaliveSeconds?: number
   /** Age after which `status()` starts a background `wg show`, ms. @default DEFAULT_STATUS_MAX_AGE_MS */
   statusMaxAgeMs?: number
@@ -134,7 +134,11 @@ export interface VpnPeerStatus {
   latestHandshake: number
   rxBytes: number
   txBytes: number
-  /** A handshake within `timing.vpnHandshakeStaleMs` and the owner not dead in the member view. */
+  /**
+   * The owner is not dead in the member view and its session is settled: a handshake
+   * within `timing.vpnHandshakeStaleMs`, or an earlier one and no send left unanswered
+   * (an idle pair on one link sends nothing; see `sessionSettled`).
+   */
   up: boolean
   /** The owner's liveness in the member view; `unknown` when not a member. */
   liveness: Liveness | 'unknown'

@@ -21,6 +21,8 @@ export interface StatusInputs {
   handshakeStaleMs: number
   /** When each desired peer was first configured, by public key (clock ms). */
   configuredAt: ReadonlyMap<string, number>
+  /** Since when a send to each peer has gone unanswered, by public key (clock ms; `trackWaiting`). */
+  waitingSince: ReadonlyMap<string, number>
   /** See `VpnControllerInit.noHandshakeWarnMs`. */
   noHandshakeWarnMs: number
   desired: DesiredPeer[]
@@ -55,7 +57,7 @@ export function vpnStatus (s: StatusInputs): VpnStatus {
       latestHandshake,
       rxBytes: p?.rxBytes ?? 0,
       txBytes: p?.txBytes ?? 0,
-      up: memberLiveness !== 'dead' && latestHandshake > 0 && now - latestHandshake <= s.handshakeStaleMs,
+      up: memberLiveness !== 'dead' && sessionSettled(latestHandshake, s.waitingSince.get(d.publicKey), now, s.handshakeStaleMs),
       liveness: memberLiveness
     }
   })
@@ -73,6 +75,56 @@ export function vpnStatus (s: StatusInputs): VpnStatus {
     lastReconcile: s.lastReconcile,
     lastError: s.lastError
   }
+}
+
+/*
+ * A peer's WireGuard session without traffic to judge it by. A pair on one link sends no
+ * keepalives (`keepaliveFor`), so once idle its handshake grows older than
+ * `vpnHandshakeStaleMs` while nothing is wrong. What tells a broken session from an idle
+ * one is a send that gets no answer: past that age WireGuard handshakes before it sends
+ * (its keys expire after 180 s), and a peer answers data with at least a keepalive within
+ * 10 s, so a send after the handshake went stale (the peer's tx counter rose) is followed
+ * by a handshake or by received bytes within seconds, else by WireGuard's retries every 5 s.
+ */
+
+/**
+ * How long a send may go unanswered before the session counts as broken, ms: three of
+ * WireGuard's 5 s initiation retries.
+ */
+export const WAITING_GRACE_MS = 15_000
+
+/** What the controller remembers of a peer's counters to tell an unanswered send (see above). */
+export interface WaitTrack {
+  /** The peer's tx and rx bytes when its handshake was first seen stale, or when it last answered; undefined while fresh. */
+  staleTx?: number
+  staleRx?: number
+  /** When a send after that was first seen (clock ms). */
+  waitingSince?: number
+}
+
+/** Updates `track` from one `wg show` reading of the peer at `now`; `latestHandshake` in ms (0 = never). */
+export function trackWaiting (track: WaitTrack, peer: { latestHandshake: number, txBytes: number, rxBytes: number }, now: number, staleMs: number): void {
+  if (peer.latestHandshake > 0 && now - peer.latestHandshake <= staleMs) {
+    delete track.staleTx
+    delete track.staleRx
+    delete track.waitingSince
+  } else if (track.staleTx === undefined || peer.txBytes < track.staleTx || peer.rxBytes !== track.staleRx) {
+    // First seen stale, an answer (rx rose), or a peer WireGuard made anew (its counts start over).
+    track.staleTx = peer.txBytes
+    track.staleRx = peer.rxBytes
+    delete track.waitingSince
+  } else if (peer.txBytes > track.staleTx) {
+    track.waitingSince ??= now
+  }
+}
+
+/**
+ * A session that needs nothing: a handshake within `staleMs`, or an earlier one and no
+ * send unanswered for `WAITING_GRACE_MS`. Never for a peer without a handshake.
+ */
+export function sessionSettled (latestHandshake: number, waitingSince: number | undefined, now: number, staleMs: number): boolean {
+  if (latestHandshake <= 0) return false
+  return now - latestHandshake <= staleMs || waitingSince === undefined || now - waitingSince < WAITING_GRACE_MS
 }
 
 /** Peers shown in a warning before it says "and N more". */

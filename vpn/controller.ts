@@ -18,21 +18,21 @@ import { InterfaceNameError, VpnStateFileError } from './errors.ts'
 import { DEFAULT_CONFIRM_NUDGES, DEFAULT_NUDGE_ATTEMPTS, DEFAULT_NUDGE_DELAY_MS, DEFAULT_NUDGE_MAX_DELAY_MS, planNudges, type NudgePeer, type NudgeTrack } from './handshake-nudge.ts'
 import { PRIVATE_KEY_FILE, loadOrCreateKeyPair, type WireGuardKeyPair } from './keys.ts'
 import {
-  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
+  advertValue, chooseEndpoint, claimKey, DEFAULT_ESTABLISH_MS, MAX_ADVERT_VOUCHES, DEFAULT_KEEPALIVE_SECONDS, desiredPeers, keepaliveFor, parseAdvert, standings, trackEstablished, VPN_ADVERT_KEY,
   type DesiredPeer, type DuplicateKey, type EstablishedTrack, type LocalAddress, type VpnAdvert
 } from './peers.ts'
 import {
   DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_NO_HANDSHAKE_WARN_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
   type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerInit, type VpnStatus
 } from './controller-contract.ts'
-import { vpnStatus } from './controller-status.ts'
+import { sessionSettled, trackWaiting, vpnStatus, type WaitTrack } from './controller-status.ts'
 
 export {
   DEFAULT_COALESCE_MS, DEFAULT_INTERFACE_CHECK_MS, DEFAULT_NO_HANDSHAKE_WARN_MS, DEFAULT_STATUS_MAX_AGE_MS, VOUCH_LINGER_MS,
   type OverlayUp, type ReconcileResult, type VpnController, type VpnControllerEvents, type VpnControllerInit, type VpnPeerStatus, type VpnStatus
 } from './controller-contract.ts'
 
-interface EndpointTrack {
+interface EndpointTrack extends WaitTrack {
   rotation: number
   since: number
   /** When the peer was first configured (kept across endpoint rotations), clock ms. */
@@ -254,7 +254,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       if (track === undefined) { track = { rotation: 0, since: now, configuredAt: now }; tracks.set(peer.publicKey, track) }
       if (have === undefined) {
         const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
-        const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) }
+        const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: keepaliveFor(endpoint, peer.endpoints, locals, false, peer.keepalive), ...(endpoint === undefined ? {} : { endpoint }) }
         changes.push(config)
         configs.set(peer.publicKey, { ...config, recreate: true })
         track.since = now
@@ -263,18 +263,21 @@ export function createVpnController (init: VpnControllerInit): VpnController {
         continue
       }
       const handshakeMs = have.latestHandshake * 1000
-      const fresh = handshakeMs > 0 && now - handshakeMs <= timing.vpnHandshakeStaleMs
-      if (!fresh && peer.endpoints.length > 1 && now - track.since >= timing.vpnHandshakeStaleMs) {
+      trackWaiting(track, { latestHandshake: handshakeMs, txBytes: have.txBytes, rxBytes: have.rxBytes }, now, timing.vpnHandshakeStaleMs)
+      // An idle session is left alone; one that never handshook, or whose sends go unanswered, is repaired.
+      const settled = sessionSettled(handshakeMs, track.waitingSince, now, timing.vpnHandshakeStaleMs)
+      if (!settled && peer.endpoints.length > 1 && now - track.since >= timing.vpnHandshakeStaleMs) {
         track.rotation++
         track.since = now
       }
-      const want = fresh ? undefined : chooseEndpoint(peer.endpoints, locals, track.rotation)
+      const want = settled ? undefined : chooseEndpoint(peer.endpoints, locals, track.rotation)
       const endpointChange = want !== undefined && have.endpoint !== want
       seen.push({ publicKey: peer.publicKey, latestHandshake: have.latestHandshake, configured: endpointChange })
       const endpoint = endpointChange ? want : have.endpoint
-      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 && have.latestHandshake === 0 })
-      if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== peer.keepalive) {
-        changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpointChange ? { endpoint: want } : {}) })
+      const keepaliveNow = keepaliveFor(endpoint, peer.endpoints, locals, settled, peer.keepalive)
+      configs.set(peer.publicKey, { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: keepaliveNow, ...(endpoint === undefined ? {} : { endpoint }), recreate: have.rxBytes === 0 && have.latestHandshake === 0 })
+      if (endpointChange || !sameList(have.allowedIps, peer.allowedIps) || have.keepalive !== keepaliveNow) {
+        changes.push({ publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: keepaliveNow, ...(endpointChange ? { endpoint: want } : {}) })
         updated++
       }
     }
@@ -384,6 +387,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
     now: clock.now(),
     handshakeStaleMs: timing.vpnHandshakeStaleMs,
     configuredAt: new Map([...tracks].map(([key, t]) => [key, t.configuredAt])),
+    waitingSince: new Map([...tracks].flatMap(([key, t]) => t.waitingSince === undefined ? [] : [[key, t.waitingSince] as const])),
     noHandshakeWarnMs,
     desired,
     claim,

@@ -28,7 +28,7 @@ export const MAX_ADVERT_VOUCHES = 32
 /** How long an advert must be held uncontested before this node holds it established, ms. @default 10000 */
 export const DEFAULT_ESTABLISH_MS = 10_000
 
-/** WireGuard persistent keepalive, seconds. */
+/** WireGuard persistent keepalive, seconds, towards the peers that get one (see `keepaliveFor`). */
 export const DEFAULT_KEEPALIVE_SECONDS = 25
 
 /** What a node publishes under `vpn/advert`. */
@@ -58,7 +58,7 @@ export interface DesiredPeer {
   endpoints: string[]
   /** `address/32`. */
   allowedIps: string[]
-  /** Persistent keepalive, seconds. */
+  /** Persistent keepalive, seconds, where the peer needs one (`keepaliveFor`). */
   keepalive: number
 }
 
@@ -287,4 +287,18 @@ export function chooseEndpoint (endpoints: string[], locals: LocalAddress[], rot
   const far = endpoints.filter((e) => !sameSubnet(e, locals))
   const ordered = [...near, ...far]
   return ordered[Math.abs(Math.trunc(rotation)) % ordered.length]
+}
+
+/**
+ * The persistent keepalive, seconds, towards a peer WireGuard reaches at `endpoint`: none
+ * while its session is `settled` (see controller-status.ts) at an endpoint the peer
+ * advertises on one of our own subnets. One link between us means no NAT or stateful
+ * firewall whose mapping a keepalive would keep open, and an idle pair then sends
+ * nothing: its next packet handshakes anew. `keepalive` otherwise: a peer behind NAT
+ * (WireGuard took another source address for it) or on a routed path, one with no
+ * handshake yet, and one whose sends go unanswered, for which the keepalive keeps
+ * WireGuard initiating (VPN-6, VPN-7).
+ */
+export function keepaliveFor (endpoint: string | undefined, advertised: readonly string[], locals: LocalAddress[], settled: boolean, keepalive: number): number {
+  return settled && endpoint !== undefined && advertised.includes(endpoint) && sameSubnet(endpoint, locals) ? 0 : keepalive
 }

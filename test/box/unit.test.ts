@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { join } from 'node:path'
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { execa } from 'execa'
 import { renderUnit, unitCommand } from '../../box/unit.ts'
-import { glibcFloorOf, parseGlibcVersion, renderLauncher } from '../../box/launcher.ts'
+import { AGENT_MALLOC_ENV, glibcFloorOf, parseGlibcVersion, renderLauncher } from '../../box/launcher.ts'
 import { BOX_CONFIG_PATH, INSTALL_PREFIX, KAIROS_PERSISTENT_PATHS, LAUNCHER_PATH, UNIT_SUBPATH, EXECUTABLE_SUBPATH } from '../../box/paths.ts'
 import { DEFAULT_STATE_DIR } from '../../config/defaults.ts'
 
@@ -49,5 +52,24 @@ describe('the launcher', () => {
     expect(parseGlibcVersion('2.28')).toEqual([2, 28])
     expect(() => renderLauncher({ glibcFloor: '2.28; rm -rf /' })).toThrow(/not major\.minor/)
     expect(renderLauncher({ glibcFloor: '2.31' })).toContain('[ "$major" -eq 2 ] && [ "$minor" -lt 31 ]')
+  })
+
+  it('runs the executable with the agent\'s malloc settings, unless the environment sets its own', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'launcher-'))
+    try {
+      const launcher = join(dir, 'bin', 'kairos-p2p')
+      const executable = join(dir, EXECUTABLE_SUBPATH)
+      await mkdir(dirname(launcher), { recursive: true })
+      await mkdir(dirname(executable), { recursive: true })
+      await writeFile(launcher, renderLauncher({ glibcFloor: '2.0' }), { mode: 0o755 })
+      await writeFile(executable, '#!/bin/sh\nprintf "%s %s\\n" "$MALLOC_ARENA_MAX" "$*"\n')
+      await chmod(executable, 0o755)
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' }
+      expect(AGENT_MALLOC_ENV).toEqual({ MALLOC_ARENA_MAX: '2' })
+      expect((await execa(launcher, ['agent', '--help'], { env, extendEnv: false })).stdout).toBe('2 agent --help')
+      expect((await execa(launcher, ['agent'], { env: { ...env, MALLOC_ARENA_MAX: '4' }, extendEnv: false })).stdout).toBe('4 agent')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { AGENT_MALLOC_ENV } from '../../box/launcher.ts'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
 import { isRunning } from '../../netns-lab/processes.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -47,6 +48,14 @@ describe.skipIf(!isRoot)('lab operations with a fake agent (root)', () => {
     for (const n of c?.nodes ?? []) expect(n.remoteAddress).toBe(n.nodeIp)
     expect(node(s, 'n2')).toMatchObject({ running: true, powered: true, joined: true, registeredAs: 'agent', role: 'agent', phase: 'joined' })
     expect(node(s, 'n1').init).toBe(true)
+  })
+
+  it('runs each agent with the malloc settings a box\'s launcher gives it', async () => {
+    const rec = await lab.record()
+    for (const h of rec.hosts) {
+      const environ = (await readFile(`/proc/${h.agentPid ?? 0}/environ`, 'utf8')).split('\0')
+      for (const [name, value] of Object.entries(AGENT_MALLOC_ENV)) expect(environ).toContain(`${name}=${process.env[name] ?? value}`)
+    }
   })
 
   it('the generated cloud-config is the lab preset with the host address, its state dir and the stand-in installer', async () => {

@@ -6,6 +6,7 @@ import { seededRandom } from '../../util/random.ts'
 import { compareClaims, overlayCandidate, parseOverlayCidr } from '../../vpn/address.ts'
 import { saveClaim } from '../../vpn/claim-file.ts'
 import { createVpnController, type ReconcileResult, type VpnController, type VpnControllerInit } from '../../vpn/controller.ts'
+import { WAITING_GRACE_MS } from '../../vpn/controller-status.ts'
 import { createFakeWireGuardDriver } from '../../vpn/fake-driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
@@ -68,9 +69,18 @@ describe('createVpnController', () => {
     a.driver.handshake('kairos0', keyC, Math.floor(fx.clock.now() / 1000) - 2, { rx: 100, tx: 200 })
     status = await a.controller.refresh()
     expect(status.peers.find((p) => p.peerId === c.id)).toMatchObject({ up: true, rxBytes: 100, txBytes: 200, latestHandshake: (Math.floor(fx.clock.now() / 1000) - 2) * 1000 })
+    // Older than the stale window but idle, nothing sent since: still up.
     fx.clock.advance(TIMING.vpnHandshakeStaleMs + 3_000)
+    await a.controller.reconcile()
     status = await a.controller.refresh()
-    expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(false)
+    expect(status.peers.find((p) => p.peerId === c.id)?.up).toBe(true)
+    // A send that waits on a new handshake for WAITING_GRACE_MS makes it down.
+    a.driver.handshake('kairos0', keyC, Math.floor(fx.clock.now() / 1000) - 15, { rx: 100, tx: 348 })
+    await a.controller.reconcile()
+    fx.clock.advance(WAITING_GRACE_MS - 1)
+    expect((await a.controller.refresh()).peers.find((p) => p.peerId === c.id)?.up).toBe(true)
+    fx.clock.advance(1)
+    expect((await a.controller.refresh()).peers.find((p) => p.peerId === c.id)?.up).toBe(false)
 
     // A dead owner is down even right after a handshake.
     a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
@@ -256,6 +266,57 @@ describe('createVpnController', () => {
     expect(endpoint()).toBe('172.16.0.20:51820')
   })
 
+  it('keeps no keepalive towards a handshaken peer on its own subnet, leaves it alone while idle, and repairs it once a send waits', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b', { extra: { hostAddresses: () => [
+      { interface: 'eth0', address: '192.168.1.20', family: 'IPv4', prefixLength: 24, internal: false },
+      { interface: 'eth1', address: '172.16.0.20', family: 'IPv4', prefixLength: 16, internal: false }
+    ] } })
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
+    const keyB = await publicKeyOf(b)
+    const peer = (): { endpoint?: string, keepalive: number } | undefined => a.driver.interfaces.get('kairos0')?.peers.get(keyB)
+    const upB = async (): Promise<boolean | undefined> => (await a.controller.refresh()).peers[0]?.up
+    // No handshake yet: the keepalive keeps WireGuard initiating.
+    expect(peer()).toMatchObject({ endpoint: '192.168.1.20:51820', keepalive: 25 })
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000), { rx: 92, tx: 148 })
+    await a.controller.reconcile()
+    expect(peer()?.keepalive).toBe(0)
+    // Idle far past the stale window: up, same endpoint, no keepalive.
+    for (let i = 0; i < 3; i++) { fx.clock.advance(TIMING.vpnHandshakeStaleMs); await a.controller.reconcile() }
+    expect(peer()).toMatchObject({ endpoint: '192.168.1.20:51820', keepalive: 0 })
+    expect(await upB()).toBe(true)
+    // A send that gets no handshake: down after the grace, and repaired like a silent peer (keepalive on, next endpoint).
+    a.driver.handshake('kairos0', keyB, Math.floor((fx.clock.now() - 3 * TIMING.vpnHandshakeStaleMs) / 1000), { rx: 92, tx: 296 })
+    await a.controller.reconcile()
+    expect(await upB()).toBe(true)
+    fx.clock.advance(WAITING_GRACE_MS)
+    await a.controller.reconcile()
+    expect(await upB()).toBe(false)
+    expect(peer()).toMatchObject({ endpoint: '172.16.0.20:51820', keepalive: 25 })
+    // Its new handshake settles it again.
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000), { rx: 184, tx: 444 })
+    await a.controller.reconcile()
+    expect(await upB()).toBe(true)
+    expect(peer()?.keepalive).toBe(25) // now reached on a routed path: the keepalive stays
+  })
+
+  it('keeps the keepalive towards a peer on its own subnet that WireGuard hears from another address (behind NAT)', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    await a.controller.start()
+    await b.controller.start()
+    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
+    const keyB = await publicKeyOf(b)
+    const dumped = a.driver.interfaces.get('kairos0')?.peers.get(keyB)
+    if (dumped === undefined) throw new Error('no peer')
+    dumped.endpoint = '192.168.1.1:40312'
+    a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000), { rx: 92, tx: 148 })
+    await a.controller.reconcile()
+    expect(a.driver.interfaces.get('kairos0')?.peers.get(keyB)).toMatchObject({ endpoint: '192.168.1.1:40312', keepalive: 25 })
+  })
+
   it('survives a driver failure at start and retries', async () => {
     const driver = createFakeWireGuardDriver()
     driver.failNext('ensureInterface', new Error('wireguard-go: not found'))
@@ -352,10 +413,12 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     const show = 'wg show kairos0 dump'
     // Before, every tick ran `ip link show`, `wg show`, `ip address show` and `wg show` again.
     // The full check asks `ip` once, for the link and its addresses together.
+    // The first pass after the handshake turns the keepalive off (a peer on our subnet), once.
+    const keepaliveOff = `wg set kairos0 peer ${keyB} persistent-keepalive off allowed-ips ${(await driver.show('kairos0'))?.peers[0]?.allowedIps.join(',') ?? ''}`
     for (let i = 1; i <= 4; i++) {
       const { result, commands } = await pass(results, tick)
-      expect(commands).toEqual([show])
-      expect(result).toMatchObject({ peers: 1, added: 0, updated: 0, removed: 0, nudged: 0, ensured: false })
+      expect(commands).toEqual(i === 1 ? [show, keepaliveOff] : [show])
+      expect(result).toMatchObject({ peers: 1, added: 0, updated: i === 1 ? 1 : 0, removed: 0, nudged: 0, ensured: false })
     }
     // interfaceCheckMs elapsed: the full check, which finds nothing to change.
     const periodic = await pass(results, tick)
@@ -373,6 +436,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     expect(rebuilt.commands).toContain('wireguard-go kairos0')
     expect(rebuilt.commands.filter((c) => c.startsWith(`wg set kairos0 peer ${keyB} endpoint 192.168.1.20:51820`))).toHaveLength(1)
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    expect((await pass(results, tick)).commands).toEqual([show, keepaliveOff])
     expect((await pass(results, tick)).commands).toEqual([show])
 
     // A new peer in the state: one wg show and one wg set, no interface check.
@@ -438,11 +502,12 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 2 })
     expect((await pass(results, 1_000)).commands.some((c) => c.startsWith(nudgeOf(keyB)))).toBe(true)
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
-    const plain = `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 25`
-    for (const ms of [2_000, 2_000]) {
+    // Handshaken on our subnet: its keepalive goes off, so a plain nudge turns it on and off again.
+    const plain = `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 1 peer ${keyB} persistent-keepalive off`
+    for (const [i, ms] of [2_000, 2_000].entries()) {
       const { result, commands } = await pass(results, ms)
       expect(result?.nudged).toBe(1)
-      expect(commands).toEqual(['wg show kairos0 dump', plain])
+      expect(commands).toEqual(['wg show kairos0 dump', ...(i === 0 ? [expect.stringMatching(new RegExp(`^wg set kairos0 peer ${keyB.replace(/[+/]/g, '\\$&')} persistent-keepalive off allowed-ips `))] : []), plain])
     }
     const next = await pass(results, 60_000)
     expect(next.result?.nudged).toBe(0)
@@ -454,7 +519,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const { result, commands } = await pass(results, 2_000)
     expect(result?.nudged).toBe(0)
-    expect(commands).toEqual(['wg show kairos0 dump'])
+    expect(commands).toEqual(['wg show kairos0 dump', expect.stringContaining(`peer ${keyB} persistent-keepalive off allowed-ips `)])
     const next = await pass(results, 60_000)
     expect(next.result?.at).toBe((result?.at ?? 0) + 60_000)
     expect(next.commands).toEqual(['wg show kairos0 dump'])

@@ -3,7 +3,7 @@ import type { JsonValue, StateEntry } from '../../p2p/types.ts'
 import { seededRandom } from '../../util/random.ts'
 import { overlayAddress, overlayCandidate, parseOverlayCidr, type AddressClaim } from '../../vpn/address.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
-import { advertValue, chooseEndpoint, contestedPeers, countVouches, desiredPeers, isEndpoint, isWireGuardKey, MAX_ADVERT_VOUCHES, parseAdvert, trackEstablished, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
+import { advertValue, chooseEndpoint, contestedPeers, keepaliveFor, countVouches, desiredPeers, isEndpoint, isWireGuardKey, MAX_ADVERT_VOUCHES, parseAdvert, trackEstablished, VPN_ADVERT_KEY, type VpnAdvert } from '../../vpn/peers.ts'
 import { randomPeerId, shuffle } from '../../sim/random-ids.ts'
 
 const net = parseOverlayCidr('10.88.7.0/24')
@@ -165,6 +165,21 @@ describe('chooseEndpoint', () => {
     expect(chooseEndpoint(eps, locals, 2)).toBe('[fd00::9]:51820')
     expect(chooseEndpoint(eps, locals, 3)).toBe('192.168.1.10:51820')
     expect(chooseEndpoint([], locals, 0)).toBeUndefined()
+  })
+})
+
+describe('keepaliveFor', () => {
+  const locals = [{ address: '192.168.1.5', prefixLength: 24 }]
+  const advertised = ['192.168.1.10:51820', '10.0.0.9:51820']
+  it('is off only for a settled session at an advertised endpoint on our own subnet', () => {
+    expect(keepaliveFor('192.168.1.10:51820', advertised, locals, true, 25)).toBe(0)
+    // No handshake yet, or sends waiting on one: WireGuard keeps initiating.
+    expect(keepaliveFor('192.168.1.10:51820', advertised, locals, false, 25)).toBe(25)
+    // A routed path: a NAT or stateful firewall may sit on it.
+    expect(keepaliveFor('10.0.0.9:51820', advertised, locals, true, 25)).toBe(25)
+    // Behind NAT: WireGuard took a source address the peer does not advertise, even on our subnet.
+    expect(keepaliveFor('192.168.1.1:40312', advertised, locals, true, 25)).toBe(25)
+    expect(keepaliveFor(undefined, advertised, locals, true, 25)).toBe(25)
   })
 })
 
