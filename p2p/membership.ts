@@ -218,7 +218,10 @@ export function createMembership (init: MembershipInit): Membership {
   const staleAfterMs = init.staleAfterMs ?? 10 * timing.deadAfterMs
   const maxMembers = init.maxMembers ?? DEFAULT_MAX_MEMBERS
   const suspicionMs = Math.max(0, timing.deadAfterMs - timing.suspectAfterMs)
-  let own = Math.min(init.incarnation, MAX_INCARNATION)
+  // A whole number, as every peer checks (`validIncarnation`): a clock with sub-millisecond
+  // time would start us at one that no peer accepts, in a heartbeat or a refutation, so a
+  // member that restarted while held dead could never come back.
+  let own = Math.min(Math.max(0, Math.floor(init.incarnation)), MAX_INCARNATION)
   const rows = new Map<string, Row>()
   /** `digest()` until a row's liveness or incarnation, or our own incarnation, changes. */
   let digestCache: number | undefined

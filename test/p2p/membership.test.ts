@@ -109,6 +109,17 @@ describe('membership table', () => {
     expect(m.get('p')).toMatchObject({ discoveredBy: 'peer-exchange', addresses: ['/ip4/10.0.0.1/tcp/1'] })
   })
 
+  it('a member restarted with a clock that has sub-millisecond time comes back at a newer incarnation its peers take', () => {
+    const peer = createMembership({ timing, self: 'me', incarnation: 1_000 })
+    peer.heard(PEER, 0, 1_000)
+    peer.rumour({ peer: PEER, state: 'dead', incarnation: 1_000 }, 0)
+    // The member restarted at 7 239.73 ms: its heartbeats carry its incarnation.
+    const restarted = createMembership({ timing, self: PEER, incarnation: 7_239.726 })
+    expect(restarted.incarnation()).toBe(7_239)
+    expect(types(peer.watch(PEER, 1, restarted.incarnation()))).toEqual(['join'])
+    expect(peer.incarnationOf(PEER)).toBe(7_239)
+  })
+
   it('first-hand evidence revives a dead member', () => {
     const m = createMembership({ timing, self: 'me', incarnation: 1 })
     m.watch('p', 0)
