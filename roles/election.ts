@@ -44,6 +44,13 @@ import type { Ballot, LocalFacts, MemberView, PromiseRef, ProposalValue, QuorumC
  * promised, so no other member can keep superseding them; and a voter keeps to the
  * ballot it promised for the hold, so a better node discovered late on a large site
  * does not supersede a ballot under way (once several ballots per election at 30 nodes).
+ * A member's eligibility is known only once its `roles/node` entry arrived, and state
+ * travels more slowly than membership on a forming site: a node that is preferred
+ * only because members ranked above it have not published their entry to it yet
+ * waits one hold longer per such member, at most `STAND_BACKOFF_RANKS` holds
+ * (`standWaitMs`). The member it waits for usually stands meanwhile, or its entry
+ * arrives; the bound keeps a member that never publishes one (dead, or hostile) from
+ * holding the election up for good.
  */
 
 const preferenceCache = new Map<string, string>()
@@ -84,6 +91,30 @@ export const MAX_ROUND_STEP = 1000
  */
 export function countsAsUp (m: MemberView): boolean {
   return m.liveness !== 'dead'
+}
+
+/**
+ * Most holds a node that is preferred in its view waits for members ranked above it
+ * whose eligibility it does not know yet (see `standWaitMs`). @default 3
+ */
+export const STAND_BACKOFF_RANKS = 3
+
+/**
+ * How long the view must have held still before a node that is preferred in it
+ * stands: the settle period, plus one hold for each member ranked above it in the
+ * preference order whose `roles/node` entry it does not hold (it may be eligible),
+ * at most `STAND_BACKOFF_RANKS` holds. Deterministic, like a rank-ordered version of
+ * Raft's randomised timeouts: the node with fewer unknowns above it stands first, and
+ * the others usually learn of it before their wait ends.
+ */
+export function standWaitMs (self: string, preferable: readonly string[], view: RolesView, networkId: string, settleMs: number, holdMs: number): number {
+  const own = preferenceKey(self, networkId)
+  let unknown = 0
+  for (const id of preferable) {
+    if (id !== self && !view.nodes.has(id) && preferenceKey(id, networkId) < own) unknown++
+    if (unknown >= STAND_BACKOFF_RANKS) break
+  }
+  return settleMs + unknown * holdMs
 }
 
 /** Tracks since when the set of members counted as up is unchanged. Pure: returns the next tracker. */
@@ -263,10 +294,11 @@ export function electionStep (input: {
     ahead <= known.size - quorum
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + holdMs : 0
   const inFlight = ownLive || now < othersUntil
-  const stable = now - input.viewSince >= config.settleMs
   const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
+  const standAt = mayStand ? input.viewSince + standWaitMs(self, preferable, view, networkId, config.settleMs, holdMs) : Infinity
+  const stable = now >= standAt
   let recheckAt: number | undefined
-  if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
+  if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(standAt, othersUntil)
   // A voter's promise to another proposer stops holding with time alone.
   else if (now < othersUntil) recheckAt = othersUntil
   if (mayStand && !inFlight && stable) {
