@@ -44,13 +44,17 @@ import type { Ballot, LocalFacts, MemberView, PromiseRef, ProposalValue, QuorumC
  * promised, so no other member can keep superseding them; and a voter keeps to the
  * ballot it promised for the hold, so a better node discovered late on a large site
  * does not supersede a ballot under way (once several ballots per election at 30 nodes).
- * A member's eligibility is known only once its `roles/node` entry arrived, and state
- * travels more slowly than membership on a forming site: a node that is preferred
- * only because members ranked above it have not published their entry to it yet
- * waits one hold longer per such member, at most `STAND_BACKOFF_RANKS` holds
- * (`standWaitMs`). The member it waits for usually stands meanwhile, or its entry
- * arrives; the bound keeps a member that never publishes one (dead, or hostile) from
- * holding the election up for good.
+ * Discovery on a forming site takes seconds, so a node can be preferred in its view
+ * only because the better nodes are not in it yet, and standing then costs a second
+ * ballot. So a node preferred in its view waits, besides the settle period, one hold
+ * for each node that may still rank above it, at most `STAND_BACKOFF_RANKS` holds
+ * (`standWaitMs`): members whose `roles/node` entry has not reached it (state travels
+ * more slowly than membership, so their eligibility is unknown), and the nodes not
+ * heard from yet, weighted by the chance that one ranks above it (the position of its
+ * key in the order). Like Raft's randomised timeouts, but deterministic and in the
+ * order of preference: the best node waits least and the others usually learn of its
+ * ballot first. The bound keeps a member that never publishes an entry (dead, or
+ * hostile) from holding the election up for good.
  */
 
 const preferenceCache = new Map<string, string>()
@@ -93,28 +97,25 @@ export function countsAsUp (m: MemberView): boolean {
   return m.liveness !== 'dead'
 }
 
-/**
- * Most holds a node that is preferred in its view waits for members ranked above it
- * whose eligibility it does not know yet (see `standWaitMs`). @default 3
- */
+/** Most holds a node that is preferred in its view waits for nodes that may rank above it (see `standWaitMs`). @default 3 */
 export const STAND_BACKOFF_RANKS = 3
 
 /**
  * How long the view must have held still before a node that is preferred in it
- * stands: the settle period, plus one hold for each member ranked above it in the
- * preference order whose `roles/node` entry it does not hold (it may be eligible),
- * at most `STAND_BACKOFF_RANKS` holds. Deterministic, like a rank-ordered version of
- * Raft's randomised timeouts: the node with fewer unknowns above it stands first, and
- * the others usually learn of it before their wait ends.
+ * stands: the settle period, plus one hold for each node that may still rank above
+ * it, at most `STAND_BACKOFF_RANKS` holds. Those are the members ranked above it whose
+ * `roles/node` entry it does not hold (they may be eligible), and the `unseen` nodes
+ * it has not heard from, each counted with the chance that it ranks above: the share
+ * of the key space below its own key.
  */
-export function standWaitMs (self: string, preferable: readonly string[], view: RolesView, networkId: string, settleMs: number, holdMs: number): number {
-  const own = preferenceKey(self, networkId)
-  let unknown = 0
-  for (const id of preferable) {
-    if (id !== self && !view.nodes.has(id) && preferenceKey(id, networkId) < own) unknown++
-    if (unknown >= STAND_BACKOFF_RANKS) break
+export function standWaitMs (input: { self: string, preferable: readonly string[], unseen: number, view: RolesView, networkId: string, settleMs: number, holdMs: number }): number {
+  const own = preferenceKey(input.self, input.networkId)
+  let ranks = Math.max(0, input.unseen) * Number.parseInt(own.slice(0, 12), 16) / 2 ** 48
+  for (const id of input.preferable) {
+    if (ranks >= STAND_BACKOFF_RANKS) break
+    if (id !== input.self && !input.view.nodes.has(id) && preferenceKey(id, input.networkId) < own) ranks++
   }
-  return settleMs + unknown * holdMs
+  return input.settleMs + Math.min(ranks, STAND_BACKOFF_RANKS) * input.holdMs
 }
 
 /** Tracks since when the set of members counted as up is unchanged. Pure: returns the next tracker. */
@@ -295,7 +296,10 @@ export function electionStep (input: {
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + holdMs : 0
   const inFlight = ownLive || now < othersUntil
   const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
-  const standAt = mayStand ? input.viewSince + standWaitMs(self, preferable, view, networkId, config.settleMs, holdMs) : Infinity
+  // Nodes not heard of yet: at most as many as the site can hold besides those known
+  // while `minimum_nodes` is a majority of it (see the quorum note above).
+  const unseen = 2 * config.minimumNodes - 1 - known.size
+  const standAt = mayStand ? input.viewSince + standWaitMs({ self, preferable, unseen, view, networkId, settleMs: config.settleMs, holdMs }) : Infinity
   const stable = now >= standAt
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(standAt, othersUntil)
