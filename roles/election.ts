@@ -44,6 +44,17 @@ import type { Ballot, LocalFacts, MemberView, PromiseRef, ProposalValue, QuorumC
  * promised, so no other member can keep superseding them; and a voter keeps to the
  * ballot it promised for the hold, so a better node discovered late on a large site
  * does not supersede a ballot under way (once several ballots per election at 30 nodes).
+ * Discovery on a forming site takes seconds, so a node can be preferred in its view
+ * only because the better nodes are not in it yet, and standing then costs a second
+ * ballot. So a node preferred in its view waits, besides the settle period, one hold
+ * for each node that may still rank above it, at most `STAND_BACKOFF_RANKS` holds
+ * (`standWaitMs`): members whose `roles/node` entry has not reached it (state travels
+ * more slowly than membership, so their eligibility is unknown), and the nodes not
+ * heard from yet, weighted by the chance that one ranks above it (the position of its
+ * key in the order). Like Raft's randomised timeouts, but deterministic and in the
+ * order of preference: the best node waits least and the others usually learn of its
+ * ballot first. The bound keeps a member that never publishes an entry (dead, or
+ * hostile) from holding the election up for good.
  */
 
 const preferenceCache = new Map<string, string>()
@@ -84,6 +95,27 @@ export const MAX_ROUND_STEP = 1000
  */
 export function countsAsUp (m: MemberView): boolean {
   return m.liveness !== 'dead'
+}
+
+/** Most holds a node that is preferred in its view waits for nodes that may rank above it (see `standWaitMs`). @default 3 */
+export const STAND_BACKOFF_RANKS = 3
+
+/**
+ * How long the view must have held still before a node that is preferred in it
+ * stands: the settle period, plus one hold for each node that may still rank above
+ * it, at most `STAND_BACKOFF_RANKS` holds. Those are the members ranked above it whose
+ * `roles/node` entry it does not hold (they may be eligible), and the `unseen` nodes
+ * it has not heard from, each counted with the chance that it ranks above: the share
+ * of the key space below its own key.
+ */
+export function standWaitMs (input: { self: string, preferable: readonly string[], unseen: number, view: RolesView, networkId: string, settleMs: number, holdMs: number }): number {
+  const own = preferenceKey(input.self, input.networkId)
+  let ranks = Math.max(0, input.unseen) * Number.parseInt(own.slice(0, 12), 16) / 2 ** 48
+  for (const id of input.preferable) {
+    if (ranks >= STAND_BACKOFF_RANKS) break
+    if (id !== input.self && !input.view.nodes.has(id) && preferenceKey(id, input.networkId) < own) ranks++
+  }
+  return input.settleMs + Math.min(ranks, STAND_BACKOFF_RANKS) * input.holdMs
 }
 
 /** Tracks since when the set of members counted as up is unchanged. Pure: returns the next tracker. */
@@ -263,10 +295,14 @@ export function electionStep (input: {
     ahead <= known.size - quorum
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + holdMs : 0
   const inFlight = ownLive || now < othersUntil
-  const stable = now - input.viewSince >= config.settleMs
   const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
+  // Nodes not heard of yet: at most as many as the site can hold besides those known
+  // while `minimum_nodes` is a majority of it (see the quorum note above).
+  const unseen = 2 * config.minimumNodes - 1 - known.size
+  const standAt = mayStand ? input.viewSince + standWaitMs({ self, preferable, unseen, view, networkId, settleMs: config.settleMs, holdMs }) : Infinity
+  const stable = now >= standAt
   let recheckAt: number | undefined
-  if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(input.viewSince + config.settleMs, othersUntil)
+  if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(standAt, othersUntil)
   // A voter's promise to another proposer stops holding with time alone.
   else if (now < othersUntil) recheckAt = othersUntil
   if (mayStand && !inFlight && stable) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { StateEntry } from '../../p2p/types.ts'
 import { compareBallots, quorumSize } from '../../roles/ballot.ts'
 import { checkCertificate, justifiedCandidate, liarsTolerated, refOf } from '../../roles/certificates.ts'
-import { electionStep, preferenceKey, trackView } from '../../roles/election.ts'
+import { STAND_BACKOFF_RANKS, electionStep, standWaitMs, preferenceKey, trackView } from '../../roles/election.ts'
 import { MAX_BALLOT_ROUND, indexEntries, parseProposal, parseVote, voteHash } from '../../roles/entries.ts'
 import { EMPTY_FACTS, type Ballot, type LocalFacts, type VoteValue } from '../../roles/types.ts'
 import { BASE_CONFIG, Site } from './site.ts'
@@ -405,5 +405,76 @@ describe('a ballot under way is not superseded by a node found later (ELEC-12)',
     const out = electionStep({ self: second, now: 20, networkId: 'site', config: { ...cfg, staticRole: 'auto' }, members: alive(first, third, fourth), view, local, viewSince: 0 })
     expect(out.local.proposal?.ballot).toEqual(b(1, second))
     expect(out.local.proposal?.known).toBe(4)
+  })
+})
+
+describe('a node preferred in its view waits for the nodes that may rank above it (ELEC-14)', () => {
+  // minimum_nodes 2: a site of at most 3 nodes besides those known, so nobody is unseen below.
+  const cfg = { ...BASE_CONFIG, minimumNodes: 2, settleMs: 100, termTimeoutMs: 1_000 }
+  const order = byPreference(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'])
+  const at = (i: number): string => order[i] as string
+  const step = (self: string, members: string[], entries: StateEntry[], now: number): ReturnType<typeof electionStep> =>
+    electionStep({ self, now, networkId: 'site', config: cfg, members: alive(...members), view: indexEntries(self, 'site', entries), local: EMPTY_FACTS, viewSince: 0 })
+  const stands = (self: string, members: string[], entries: StateEntry[], now: number): boolean => step(self, members, entries, now).local.proposal !== null
+
+  it('the second node waits one hold while the first has published no roles/node entry to it, then stands (the first may be dead or hostile)', () => {
+    const members = [at(0), at(2), at(3)]
+    const entries = [node(at(1)), node(at(2)), node(at(3))]
+    expect(stands(at(1), members, entries, 500)).toBe(false)
+    expect(step(at(1), members, entries, 500).recheckAt).toBe(1_100)
+    expect(stands(at(1), members, entries, 1_099)).toBe(false)
+    expect(stands(at(1), members, entries, 1_100)).toBe(true)
+  })
+
+  it('once the entry arrives, the second stands after the settle period if the first is a worker, and never if it is eligible', () => {
+    const members = [at(0), at(2), at(3)]
+    const rest = [node(at(1)), node(at(2)), node(at(3))]
+    expect(stands(at(1), members, [node(at(0), false), ...rest], 100)).toBe(true)
+    expect(stands(at(1), members, [node(at(0)), ...rest], 10_000)).toBe(false)
+  })
+
+  it('the first node stands after the settle period however many members below it are unknown', () => {
+    expect(stands(at(0), [at(1), at(2), at(3)], [node(at(0))], 99)).toBe(false)
+    expect(stands(at(0), [at(1), at(2), at(3)], [node(at(0))], 100)).toBe(true)
+  })
+
+  it('the wait grows with the unknown members ranked above, so the better node stands first, and is bounded however many there are', () => {
+    const members = (self: number): string[] => order.filter((_, i) => i !== self)
+    const known = [node(at(5)), node(at(6)), node(at(7))]
+    // Nobody above the second publishes an entry to it: one hold.
+    expect(stands(at(1), members(1), known, 1_099)).toBe(false)
+    expect(stands(at(1), members(1), known, 1_100)).toBe(true)
+    // Two above the third: two holds.
+    expect(stands(at(2), members(2), known, 2_099)).toBe(false)
+    expect(stands(at(2), members(2), known, 2_100)).toBe(true)
+    // Five above the sixth (minted identities that never publish one): at most STAND_BACKOFF_RANKS holds.
+    expect(stands(at(5), members(5), known, 100 + (STAND_BACKOFF_RANKS * 1_000) - 1)).toBe(false)
+    expect(stands(at(5), members(5), known, 100 + STAND_BACKOFF_RANKS * 1_000)).toBe(true)
+  })
+
+  it('a dead member ranked above, silent past the grace period, is not waited for', () => {
+    const members = [{ peerId: at(0), liveness: 'dead' as const, lastSeen: 0 }, ...alive(at(2), at(3))]
+    const out = electionStep({ self: at(1), now: 100, networkId: 'site', config: { ...cfg, rumourGraceMs: 50 }, members, view: indexEntries(at(1), 'site', [node(at(1)), node(at(2)), node(at(3))]), local: EMPTY_FACTS, viewSince: 0 })
+    expect(out.local.proposal).not.toBeNull()
+  })
+
+  it('with nodes still unseen, a node whose key ranks low in the key space waits longer than one whose key ranks high, and never past the bound', () => {
+    const ids = Array.from({ length: 64 }, (_, i) => `p${i}`)
+    const share = (id: string): number => Number.parseInt(preferenceKey(id, 'site').slice(0, 12), 16) / 2 ** 48
+    const top = ids.find((id) => share(id) < 0.05) as string
+    const low = ids.find((id) => share(id) > 0.6) as string
+    const wait = (self: string, unseen: number): number => standWaitMs({ self, preferable: [self], unseen, view: indexEntries(self, 'site', [node(self)]), networkId: 'site', settleMs: 100, holdMs: 1_000 })
+    expect(wait(top, 0)).toBe(100)
+    expect(wait(low, 0)).toBe(100)
+    expect(wait(top, 3)).toBeLessThan(300)
+    expect(wait(low, 3)).toBeGreaterThan(1_800)
+    expect(wait(low, 1_000)).toBe(100 + STAND_BACKOFF_RANKS * 1_000)
+    // On a site of minimum_nodes 4, five alive nodes leave up to two unseen: the low one waits for them.
+    const members = ['q1', 'q2', 'q3', 'q4']
+    const view = indexEntries(low, 'site', [low, ...members].map((id) => node(id, id === low)))
+    const out = (now: number): ReturnType<typeof electionStep> => electionStep({ self: low, now, networkId: 'site', config: { ...cfg, minimumNodes: 4 }, members: alive(...members), view, local: EMPTY_FACTS, viewSince: 0 })
+    expect(out(100).local.proposal).toBeNull()
+    expect(out(100).recheckAt).toBe(wait(low, 2))
+    expect(out(wait(low, 2)).local.proposal).not.toBeNull()
   })
 })
