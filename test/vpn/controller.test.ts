@@ -11,6 +11,7 @@ import { createFakeWireGuardDriver } from '../../vpn/fake-driver.ts'
 import { generateKeyPair } from '../../vpn/keys.ts'
 import { advertValue, parseAdvert, VPN_ADVERT_KEY } from '../../vpn/peers.ts'
 import { createWireGuardDriver, type ExecWireGuardDriver } from '../../vpn/wireguard-driver.ts'
+import type { HostAddress } from '../../vpn/endpoints.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { createFakeTools, type FakeTools } from './fake-tools.ts'
 import { collidingPeerIds, peersOf, TIMING, VPN, vpnFixture, type VpnTestNode } from './fixture.ts'
@@ -22,6 +23,21 @@ type Node = VpnTestNode
 
 async function publicKeyOf (n: Node): Promise<string> {
   return (await n.controller.refresh()).publicKey ?? ''
+}
+
+/** A host on two subnets: the same subnet as node-a's first, another one second. */
+const twoSubnets = (): HostAddress[] => [
+  { interface: 'eth0', address: '192.168.1.20', family: 'IPv4', prefixLength: 24, internal: false },
+  { interface: 'eth1', address: '172.16.0.20', family: 'IPv4', prefixLength: 16, internal: false }
+]
+/** node-a meshed with node-b (given `bExtra`), and node-b's public key. */
+const meshedPair = async (bExtra?: Partial<VpnControllerInit>): Promise<{ a: Node, keyB: string }> => {
+  const a = await node('node-a')
+  const b = await node('node-b', bExtra === undefined ? {} : { extra: bExtra })
+  await a.controller.start()
+  await b.controller.start()
+  await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
+  return { a, keyB: await publicKeyOf(b) }
 }
 
 describe('createVpnController', () => {
@@ -169,12 +185,7 @@ describe('createVpnController', () => {
   })
 
   it('status() answers at once from the last wg reading and refreshes it in the background', async () => {
-    const a = await node('node-a')
-    const b = await node('node-b')
-    await a.controller.start()
-    await b.controller.start()
-    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
-    const keyB = await publicKeyOf(b)
+    const { a, keyB } = await meshedPair()
     a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     await a.controller.refresh()
     a.driver.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000), { rx: 7, tx: 9 })
@@ -243,15 +254,7 @@ describe('createVpnController', () => {
   })
 
   it('rotates a silent peer through its endpoints', async () => {
-    const a = await node('node-a')
-    const b = await node('node-b', { extra: { hostAddresses: () => [
-      { interface: 'eth0', address: '192.168.1.20', family: 'IPv4', prefixLength: 24, internal: false },
-      { interface: 'eth1', address: '172.16.0.20', family: 'IPv4', prefixLength: 16, internal: false }
-    ] } })
-    await a.controller.start()
-    await b.controller.start()
-    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
-    const keyB = await publicKeyOf(b)
+    const { a, keyB } = await meshedPair({ hostAddresses: twoSubnets })
     const endpoint = (): string | undefined => a.driver.interfaces.get('kairos0')?.peers.get(keyB)?.endpoint
     expect(endpoint()).toBe('192.168.1.20:51820') // same subnet first
     await a.controller.reconcile()
@@ -267,15 +270,7 @@ describe('createVpnController', () => {
   })
 
   it('keeps no keepalive towards a handshaken peer on its own subnet, leaves it alone while idle, and repairs it once a send waits', async () => {
-    const a = await node('node-a')
-    const b = await node('node-b', { extra: { hostAddresses: () => [
-      { interface: 'eth0', address: '192.168.1.20', family: 'IPv4', prefixLength: 24, internal: false },
-      { interface: 'eth1', address: '172.16.0.20', family: 'IPv4', prefixLength: 16, internal: false }
-    ] } })
-    await a.controller.start()
-    await b.controller.start()
-    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
-    const keyB = await publicKeyOf(b)
+    const { a, keyB } = await meshedPair({ hostAddresses: twoSubnets })
     const peer = (): { endpoint?: string, keepalive: number } | undefined => a.driver.interfaces.get('kairos0')?.peers.get(keyB)
     const upB = async (): Promise<boolean | undefined> => (await a.controller.refresh()).peers[0]?.up
     // No handshake yet: the keepalive keeps WireGuard initiating.
@@ -303,12 +298,7 @@ describe('createVpnController', () => {
   })
 
   it('keeps the keepalive towards a peer on its own subnet that WireGuard hears from another address (behind NAT)', async () => {
-    const a = await node('node-a')
-    const b = await node('node-b')
-    await a.controller.start()
-    await b.controller.start()
-    await waitFor('mesh', () => (peersOf(a).size === 1) || undefined, 5_000, 5)
-    const keyB = await publicKeyOf(b)
+    const { a, keyB } = await meshedPair()
     const dumped = a.driver.interfaces.get('kairos0')?.peers.get(keyB)
     if (dumped === undefined) throw new Error('no peer')
     dumped.endpoint = '192.168.1.1:40312'
