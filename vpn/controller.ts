@@ -254,7 +254,7 @@ export function createVpnController (init: VpnControllerInit): VpnController {
       if (track === undefined) { track = { rotation: 0, since: now, configuredAt: now }; tracks.set(peer.publicKey, track) }
       if (have === undefined) {
         const endpoint = chooseEndpoint(peer.endpoints, locals, track.rotation)
-        const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: keepaliveFor(endpoint, peer.endpoints, locals, false, peer.keepalive), ...(endpoint === undefined ? {} : { endpoint }) }
+        const config = { publicKey: peer.publicKey, allowedIps: peer.allowedIps, keepalive: peer.keepalive, ...(endpoint === undefined ? {} : { endpoint }) }
         changes.push(config)
         configs.set(peer.publicKey, { ...config, recreate: true })
         track.since = now
