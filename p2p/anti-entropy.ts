@@ -70,8 +70,8 @@ export interface SyncStats { ok: number, failed: number }
 /**
  * Anti-entropy and peer exchange: state exchanges (sync.ts) with a peer whose heartbeat
  * showed a replica or a membership table that differs, a slow safety round with an alive
- * peer, an exchange with each newly admitted peer, and a catch-up exchange for puts whose
- * gossip reached nobody. Each exchange also carries our membership table, so members and
+ * peer, an exchange with each newly admitted peer, and a catch-up push of puts whose
+ * gossip missed a peer (P2P-37). Each exchange also carries our membership table, so members and
  * rumours spread to nodes with no connection to them, and a rumour a peer missed (a
  * gossip message lost on its way) reaches it at the next exchange its heartbeats start.
  */
