@@ -1,6 +1,8 @@
 // The frame the lab benchmarks share: root only, one run per site size (or several
 // rounds of every size), Ctrl-C stops between runs (each run takes its own lab down),
 // and the JSON result on the last line.
+import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
 
 /** What a benchmark runs: the figures it reports whatever the size, and one run per size. */
 export interface SizedBenchmark {
@@ -23,11 +25,11 @@ export interface SizedBenchmark {
  * result as one JSON line: `head`, then `n<N>` for each size.
  */
 export async function runEachSize (prepare: () => SizedBenchmark, progress: (msg: string) => void): Promise<void> {
+  const bench = benchOptions(prepare)
   if (process.getuid?.() !== 0) {
     process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
     return
   }
-  const bench = prepare()
   const abort = new AbortController()
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
   const result: Record<string, unknown> = { ...bench.head }
@@ -51,6 +53,32 @@ export async function runEachSize (prepare: () => SizedBenchmark, progress: (msg
     result[`n${n}`] = bench.combine === undefined ? done[0] : bench.combine(n, done)
   }
   process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+/**
+ * Reads a benchmark's command line with `read`. `--help` (or `-h`) prints the script's
+ * usage and exits 0; an option `read` rejects (unknown, or a bad value) prints what is
+ * wrong and the usage, and exits 2, before any lab is built. The usage is the script's
+ * own header comment: its lines that run it (`… node bench/<name>.ts …`).
+ */
+export function benchOptions<T> (read: () => T, script: string = process.argv[1] ?? ''): T {
+  const usage = (): string => {
+    let text = ''
+    try { text = readFileSync(script, 'utf8') } catch {}
+    const lines = text.split('\n').filter((l) => l.startsWith('//') && l.includes(`node bench/${basename(script)}`)).map((l) => l.replace(/^\/\/\s*/, '  '))
+    return lines.length === 0 ? '' : `usage:\n${lines.join('\n')}\n`
+  }
+  const args = process.argv.slice(2)
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(usage() || `${basename(script)}: no usage line in its header\n`)
+    process.exit(0)
+  }
+  try {
+    return read()
+  } catch (err) {
+    process.stderr.write(`${basename(script)}: ${err instanceof Error ? err.message : String(err)}\n${usage()}`)
+    process.exit(2)
+  }
 }
 
 /** Sleeps on the system clock; rejects when `signal` aborts. */

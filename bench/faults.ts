@@ -14,12 +14,12 @@
 // so it polls every `--poll-ms` (default 500). Needs root; prints {"skipped":"needs root"}
 // otherwise. Progress goes to stderr; the last stdout line is the JSON result.
 //
-//   npx node bench/faults.ts [--scenarios election,heal,loss] [--rounds 3] [--election-nodes 30] [--partition-seconds 30] [--loss 30] [--timeout-seconds 240]
+//   npx node bench/faults.ts [--scenarios election,heal,loss] [--rounds 3] [--election-nodes 30] [--partition-seconds 30] [--loss 30] [--timeout-seconds 240] [--poll-ms 500]
 // or through `npm run bench faults`, with KAIROS_BENCH_FAULTS_SCENARIOS / KAIROS_BENCH_FAULTS_ROUNDS in
 // the env; KAIROS_BENCH_LAB_REPO runs another checkout's agents (A/B runs).
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { sleep } from './_harness.ts'
+import { benchOptions, sleep } from './_harness.ts'
 import { secs } from './_proc.ts'
 
 const SCENARIOS = ['election', 'heal', 'loss'] as const
@@ -202,10 +202,10 @@ function median (xs: ReadonlyArray<number | null | undefined>): number | null {
 }
 
 if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
+  const opt = benchOptions(options)
   if (process.getuid?.() !== 0) {
     process.stdout.write(JSON.stringify({ skipped: 'needs root' }) + '\n')
   } else {
-    const opt = options()
     const abort = new AbortController()
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { abort.abort(new Error(`${sig} received`)) })
     const result: Record<string, unknown> = {

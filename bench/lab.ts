@@ -27,6 +27,7 @@
 // the JSON result.
 //
 //   npx node bench/lab.ts [--nodes 3,10,30,50] [--rounds 3] [--no-floor] [--skip-30] [--settle-seconds 20] [--idle-seconds 60] [--timeout-seconds 240]
+//   npx node bench/lab.ts … [--poll-ms 200] [--node-args="…"] [--preset lan] [--timing dead_after_ms=600,…]
 // or through `npm run bench lab`, with KAIROS_BENCH_LAB_NODES / KAIROS_BENCH_LAB_ROUNDS /
 // KAIROS_BENCH_LAB_FLOOR=0 / KAIROS_BENCH_SKIP_30=1 /
 // KAIROS_BENCH_SETTLE_SECONDS / KAIROS_BENCH_IDLE_SECONDS / KAIROS_BENCH_LAB_NODE_ARGS ("" for plain Node) in the env.

@@ -15,6 +15,10 @@ import { byHandSection, renderResults, type ResultsFile, type StoredResult } fro
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write('usage: npm run bench [-- NAME…]   run every benchmark (the soak only with KAIROS_BENCH_SOAK=1), or those named\n       npm run bench -- --md        write RESULTS.md again from results.json\n       npx node bench/NAME.ts --help   one benchmark\'s own options\n')
+  process.exit(0)
+}
 const mdOnly = args.includes('--md')
 const wanted = args.filter((a) => a !== '--md')
 const all = (await readdir(here)).filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !f.startsWith('_')).map((f) => f.replace(/\.ts$/, ''))
