@@ -116,6 +116,8 @@ export interface Dialler {
   holdingOff: (peer: string, t: number) => boolean
   /** Peers waiting to become members (tests, status). */
   candidates: () => string[]
+  /** The candidates we still try now: not held off after a failed dial or admission. */
+  pending: () => string[]
   stats: () => DialStats
 }
 
@@ -373,6 +375,10 @@ export function createDialler (c: DiallerComponents): Dialler {
     },
     holdingOff,
     candidates: () => [...candidates.keys()],
+    pending: () => {
+      const t = now()
+      return [...candidates.keys()].filter((p) => !holdingOff(p, t))
+    },
     stats: () => ({ ...stats })
   }
 

@@ -415,6 +415,7 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
       return entry
     },
     members: current,
+    discovering: (): string[] => services?.dialler.pending() ?? [],
     departed: (): ReadonlyMap<string, Departure> => {
       const out = new Map<string, Departure>()
       for (const id of revokedIds) out.set(id, 'removed')

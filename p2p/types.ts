@@ -78,6 +78,13 @@ export interface ClusterState {
    * WireGuard peers and counts. Absent on a view that tracks no departures.
    */
   departed?(): ReadonlyMap<string, 'removed' | 'forgotten'>
+  /**
+   * Peers discovery reported that are not members yet and that the dialler still tries
+   * (not held off after a failed dial or admission). Unauthenticated (anyone on the LAN
+   * can announce any id): an estimate of who is coming, never a member or a vote.
+   * Absent on a view without a dialler.
+   */
+  discovering?(): string[]
   addEventListener<K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void
   removeEventListener<K extends keyof ClusterStateEvents>(type: K, listener: (evt: ClusterStateEvents[K]) => void): void
 }

@@ -394,6 +394,7 @@ export function createRolesController (init: RolesControllerInit): RolesControll
       entries,
       local: facts as LocalFacts,
       viewSince: tracker.since,
+      discovering: state.discovering?.() ?? [],
       sealKey: keys.publicKey,
       hasSecrets: secrets !== undefined,
       credential: credentialOf(opened),

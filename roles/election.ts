@@ -104,16 +104,23 @@ export const STAND_BACKOFF_RANKS = 3
  * How long the view must have held still before a node that is preferred in it
  * stands: the settle period, plus one hold for each node that may still rank above
  * it, at most `STAND_BACKOFF_RANKS` holds. Those are the members ranked above it whose
- * `roles/node` entry it does not hold (they may be eligible), and the `unseen` nodes
- * it has not heard from, each counted with the chance that it ranks above: the share
- * of the key space below its own key.
+ * `roles/node` entry it does not hold (they may be eligible), the peers it is still
+ * dialling (`discovering`: heard of by discovery, not members yet) that rank above it,
+ * and the `unseen` nodes it has not heard of, each counted with the chance that it
+ * ranks above: the share of the key space below its own key. Discovery is not
+ * authenticated, so a made-up peer id can add at most the cap, and only while the
+ * dialler still tries it (a failed dial holds it off, and out of `discovering`).
  */
-export function standWaitMs (input: { self: string, preferable: readonly string[], unseen: number, view: RolesView, networkId: string, settleMs: number, holdMs: number }): number {
+export function standWaitMs (input: { self: string, preferable: readonly string[], discovering?: readonly string[], unseen: number, view: RolesView, networkId: string, settleMs: number, holdMs: number }): number {
   const own = preferenceKey(input.self, input.networkId)
   let ranks = Math.max(0, input.unseen) * Number.parseInt(own.slice(0, 12), 16) / 2 ** 48
   for (const id of input.preferable) {
     if (ranks >= STAND_BACKOFF_RANKS) break
     if (id !== input.self && !input.view.nodes.has(id) && preferenceKey(id, input.networkId) < own) ranks++
+  }
+  for (const id of input.discovering ?? []) {
+    if (ranks >= STAND_BACKOFF_RANKS) break
+    if (id !== input.self && preferenceKey(id, input.networkId) < own) ranks++
   }
   return input.settleMs + Math.min(ranks, STAND_BACKOFF_RANKS) * input.holdMs
 }
@@ -203,6 +210,8 @@ export function electionStep (input: {
   view: RolesView
   local: LocalFacts
   viewSince: number
+  /** Peers being dialled that are not members yet (see `standWaitMs`); unauthenticated. */
+  discovering?: readonly string[]
 }): ElectionOutcome {
   const { self, now, config, view, networkId } = input
   const known = new Set<string>([self])
@@ -296,10 +305,12 @@ export function electionStep (input: {
   const othersUntil = local.promised !== null && local.promised.by !== self ? local.promisedAt + holdMs : 0
   const inFlight = ownLive || now < othersUntil
   const mayStand = selfEligible && alive >= config.minimumNodes && alive >= quorum && preferred === self
-  // Nodes not heard of yet: at most as many as the site can hold besides those known
-  // while `minimum_nodes` is a majority of it (see the quorum note above).
-  const unseen = 2 * config.minimumNodes - 1 - known.size
-  const standAt = mayStand ? input.viewSince + standWaitMs({ self, preferable, unseen, view, networkId, settleMs: config.settleMs, holdMs }) : Infinity
+  // Peers still being dialled are heard of; the nodes not heard of at all are at most
+  // as many as the site can hold besides those while `minimum_nodes` is a majority of
+  // it (see the quorum note above).
+  const discovering = (input.discovering ?? []).filter((id) => !known.has(id))
+  const unseen = 2 * config.minimumNodes - 1 - known.size - discovering.length
+  const standAt = mayStand ? input.viewSince + standWaitMs({ self, preferable, discovering, unseen, view, networkId, settleMs: config.settleMs, holdMs }) : Infinity
   const stable = now >= standAt
   let recheckAt: number | undefined
   if (mayStand && !ownLive && (!stable || now < othersUntil)) recheckAt = Math.max(standAt, othersUntil)

@@ -144,7 +144,7 @@ export function decide (s: RolesSnapshot): RolesDecision {
 
   // No accepted record: vote, and maybe stand.
   if (cluster === null) {
-    const out = electionStep({ self: s.self, now: s.now, networkId: s.networkId, config: cfg, members: s.members, view, local, viewSince: s.viewSince })
+    const out = electionStep({ self: s.self, now: s.now, networkId: s.networkId, config: cfg, members: s.members, view, local, viewSince: s.viewSince, ...(s.discovering === undefined ? {} : { discovering: s.discovering }) })
     local = out.local
     if (out.chosen?.candidate === s.self) {
       const { ballot, certificate } = out.chosen

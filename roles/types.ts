@@ -233,6 +233,8 @@ export interface RolesSnapshot {
   local: LocalFacts
   /** Since when the set of alive members has been unchanged (see `trackView`). */
   viewSince: number
+  /** Peers discovery found that are being dialled and are not members yet (unauthenticated; see `standWaitMs`). */
+  discovering?: readonly string[]
   /** This node's seal public key. */
   sealKey: string
   /** Whether this node holds the cluster secrets in its state dir (servers only). */

@@ -147,6 +147,8 @@ describe('dialler on a fake network', () => {
     const [honest] = await peerIds(1) as [string]
     dialler.learn(honest, ['/ip4/127.0.0.1/tcp/4002'], 'mdns')
     expect(dialler.candidates()).toContain(honest)
+    // The flood is held off after its failed dials: still candidates, no longer pending.
+    expect(dialler.pending()).toEqual([honest])
     for (let i = 0; i < 5; i++) { await flush(); await clock.advanceAsync(100) }
     expect(net.open.has(honest)).toBe(true)
   })

@@ -458,6 +458,45 @@ describe('a node preferred in its view waits for the nodes that may rank above i
     expect(out.local.proposal).not.toBeNull()
   })
 
+  it('a better peer still being dialled (heard of by discovery, not a member yet) adds one hold; one ranked below, or a member, adds none', () => {
+    const members = [at(2), at(3)]
+    const entries = [node(at(1)), node(at(2)), node(at(3))]
+    const withDiscovering = (discovering: string[], now: number): ReturnType<typeof electionStep> =>
+      electionStep({ self: at(1), now, networkId: 'site', config: cfg, members: alive(...members), view: indexEntries(at(1), 'site', entries), local: EMPTY_FACTS, viewSince: 0, discovering })
+    // Without it the second node stands after the settle period.
+    expect(withDiscovering([], 100).local.proposal).not.toBeNull()
+    // The best node is still being dialled: one hold.
+    expect(withDiscovering([at(0)], 1_099).local.proposal).toBeNull()
+    expect(withDiscovering([at(0)], 1_099).recheckAt).toBe(1_100)
+    expect(withDiscovering([at(0)], 1_100).local.proposal).not.toBeNull()
+    // A peer ranked below, or one already a member, does not delay it.
+    expect(withDiscovering([at(4), at(2)], 100).local.proposal).not.toBeNull()
+  })
+
+  it('made-up discovered ids ranked above (discovery is not authenticated) delay a node by at most the cap', () => {
+    const flood = byPreference(Array.from({ length: 40 }, (_, i) => `x${i}`))
+    const self = at(7)
+    const better = flood.filter((id) => preferenceKey(id, 'site') < preferenceKey(self, 'site'))
+    expect(better.length).toBeGreaterThan(STAND_BACKOFF_RANKS)
+    const wait = standWaitMs({ self, preferable: [self], discovering: flood, unseen: 0, view: indexEntries(self, 'site', [node(self)]), networkId: 'site', settleMs: 100, holdMs: 1_000 })
+    expect(wait).toBe(100 + STAND_BACKOFF_RANKS * 1_000)
+  })
+
+  it('peers being dialled are heard of, so they are not counted again among the unseen', () => {
+    const ids = Array.from({ length: 64 }, (_, i) => `p${i}`)
+    const share = (id: string): number => Number.parseInt(preferenceKey(id, 'site').slice(0, 12), 16) / 2 ** 48
+    const low = ids.find((id) => share(id) > 0.6) as string
+    const below = ids.filter((id) => preferenceKey(id, 'site') > preferenceKey(low, 'site')).slice(0, 2)
+    expect(below).toHaveLength(2)
+    // minimum_nodes 4, five nodes known: up to two unseen; two more heard of by discovery (ranked below) leave none.
+    // The members publish no eligible entry, so the low node is the one preferred.
+    const members = ['q1', 'q2', 'q3', 'q4']
+    const view = indexEntries(low, 'site', [low, ...members].map((id) => node(id, id === low)))
+    const step4 = (discovering: string[]): ReturnType<typeof electionStep> => electionStep({ self: low, now: 100, networkId: 'site', config: { ...cfg, minimumNodes: 4 }, members: alive(...members), view, local: EMPTY_FACTS, viewSince: 0, discovering })
+    expect(step4([]).local.proposal).toBeNull()
+    expect(step4(below).local.proposal).not.toBeNull()
+  })
+
   it('with nodes still unseen, a node whose key ranks low in the key space waits longer than one whose key ranks high, and never past the bound', () => {
     const ids = Array.from({ length: 64 }, (_, i) => `p${i}`)
     const share = (id: string): number => Number.parseInt(preferenceKey(id, 'site').slice(0, 12), 16) / 2 ** 48
