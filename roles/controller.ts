@@ -291,22 +291,28 @@ export function createRolesController (init: RolesControllerInit): RolesControll
     }
   }
 
-  /** Whether this node is the init server whose k3s was handed off and whose CA hash is not read yet. */
+  /** Whether this node is the init server whose k3s hand-off started or completed and whose CA hash is not read yet. */
   const awaitingCa = (): boolean => caFile !== undefined && caHash === undefined &&
-    facts?.role?.role === 'init' && facts.joined?.clusterId === facts.role.clusterId
+    facts?.role?.role === 'init' && (installing !== undefined || facts.joined?.clusterId === facts.role.clusterId)
+  /** The hash of the CA file's last read, taken only once a second read finds the same. */
+  let caRead: string | undefined
 
   /**
-   * On the init server, once its hand-off completed: reads the CA k3s created and
+   * On the init server, once its hand-off started: reads the CA k3s created and
    * serves at /cacerts, and keeps its hash for `roles/ca`. Read until it is there
-   * (k3s creates it at its first start, which may follow the hand-off); once read it
-   * is never read again while the agent runs.
+   * (k3s creates it at its first start, which may follow the hand-off) and the same on
+   * two reads a tick apart (a file caught half written is never pinned); once taken it
+   * is never read again while the agent runs. Joiners need not wait for k3s to be up:
+   * they retry until it answers, and k3s keeps the CA it finds in its data dir.
    */
   const readClusterCa = async (): Promise<void> => {
     if (!awaitingCa()) return
     const file = caFile as string
     let why: string
     try {
-      caHash = init.credentials.caHashOf(await readFile(file))
+      const read = init.credentials.caHashOf(await readFile(file))
+      if (read !== caRead) { caRead = read; logger.debug('k3s cluster CA found; pinned once a second read finds the same', { file }); return }
+      caHash = read
       logger.info('k3s cluster CA read; joiners pin its hash', { file, caHash })
       caWait = undefined
       return

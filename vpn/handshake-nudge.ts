@@ -19,11 +19,13 @@ export const DEFAULT_NUDGE_MAX_DELAY_MS = 2_000
  */
 export const DEFAULT_NUDGE_ATTEMPTS = 12
 /**
- * Keepalives sent, one per nudge gap, once a peer we nudged shows its first handshake. If
- * we initiated it, the other side holds the new keys unconfirmed until our first data
- * packet arrives, and cannot send with them: on a lossy link the one keepalive WireGuard
- * sends to confirm is lost about half the time, and that side then waits for its own
- * initiation (one per 5 s). A keepalive is 32 bytes and touches no session.
+ * Keepalives sent, one per nudge gap, once a peer configured in this run shows its first
+ * handshake, nudged or not. If we initiated it, the other side holds the new keys
+ * unconfirmed until our first data packet arrives, and cannot send with them: on a lossy
+ * link the one keepalive WireGuard sends to confirm is lost about half the time, and that
+ * side then waits for its own initiation (one per 5 s). The most common handshake is the
+ * one WireGuard starts itself when the peer is added, before any nudge; its responder
+ * was left unconfirmed as often. A keepalive is 32 bytes and touches no session.
  */
 export const DEFAULT_CONFIRM_NUDGES = 3
 
@@ -76,8 +78,8 @@ export function planNudges (previous: ReadonlyMap<string, NudgeTrack>, peers: Nu
     let track: NudgeTrack
     if (peer.configured) track = fresh()
     else if (peer.latestHandshake > 0) {
-      // Handshaken: a peer we nudged first gets a few confirming keepalives, one per gap.
-      const left = prev?.confirms ?? (prev !== undefined && prev.attempts > 0 ? policy.confirms ?? 0 : 0)
+      // First handshaken since configured (nudged or not): a few confirming keepalives, one per gap.
+      const left = prev?.confirms ?? (prev !== undefined ? policy.confirms ?? 0 : 0)
       const send = left > 0 && (prev?.confirms === undefined || (prev.dueAt !== undefined && prev.dueAt <= now))
       if (send) due.push(peer.publicKey)
       const rest = send ? left - 1 : left

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -51,7 +51,7 @@ async function until (what: string, check: () => boolean, timeoutMs = 10_000): P
   await waitFor(what, () => check() || undefined, timeoutMs, 20)
 }
 
-async function startNode (net: FakeSite, index: number, opts: ConfigOver & { dir?: string, entries?: StateEntry[], overlay?: () => { address?: string, interface?: string }, clock?: Clock, logger?: Logger } = {}): Promise<Node> {
+async function startNode (net: FakeSite, index: number, opts: ConfigOver & { dir?: string, entries?: StateEntry[], overlay?: () => { address?: string, interface?: string }, clock?: Clock, logger?: Logger, install?: (plan: InstallPlan) => Promise<void> } = {}): Promise<Node> {
   const id = `12D3KooWnode${index}`
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'roles-ctl-'))
   if (opts.dir === undefined) cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -59,7 +59,7 @@ async function startNode (net: FakeSite, index: number, opts: ConfigOver & { dir
   const plans: InstallPlan[] = []
   const milestones: string[] = []
   const installer: Installer = {
-    install: async (plan) => { plans.push(plan); return { changed: true } }
+    install: async (plan) => { plans.push(plan); await opts.install?.(plan); return { changed: true } }
   }
   const controller = createRolesController({
     config: testConfig(dir, opts),
@@ -299,6 +299,50 @@ describe('roles controller', () => {
       const facts = JSON.parse(await readFile(join(n.dir, FACTS_FILE), 'utf8')) as { role: { caHash?: string } }
       expect(facts.role.caHash).toBe(hash)
     }
+  })
+
+  it('the init server pins its CA while its hand-off still runs, only once two reads a tick apart agree; joiners hand off before k3s is up', async () => {
+    const clock = new ManualClock(1_000_000)
+    const net = createFakeSite({ clock })
+    const dataDir = await mkdtemp(join(tmpdir(), 'roles-k3s-'))
+    cleanups.push(async () => { await rm(dataDir, { recursive: true, force: true }) })
+    const logs: string[] = []
+    const logger: Logger = { ...silentLogger, debug: (msg) => { logs.push(msg) }, info: (msg, fields) => { logs.push(`${msg} ${String(fields?.why ?? '')}`) } }
+    // The init server's k3s is still starting: its hand-off does not return until the test says so.
+    let k3sUp = (): void => {}
+    const started = new Promise<void>((resolve) => { k3sUp = resolve })
+    const exec = { installer: { kind: 'exec' as const, command: ['/bin/true'] }, k3sArgs: ['--data-dir', dataDir], clock, install: async (plan: InstallPlan) => { if (plan.role === 'init') await started } }
+    const nodes = [await startNode(net, 0, { ...exec, logger }), await startNode(net, 1, { ...exec, logger }), await startNode(net, 2, { ...exec, logger })]
+    const tick = async (): Promise<void> => {
+      clock.advance(PRESETS.lab.rolesTickMs)
+      await new Promise((resolve) => { setImmediate(resolve) })
+    }
+    await until('the init server is handing off', () => { void tick(); return nodes.some((n) => n.controller.status().role === 'init' && n.plans.length === 1) })
+    const init = nodes.find((n) => n.controller.status().role === 'init') as Node
+    const joiners = nodes.filter((n) => n !== init)
+    await until('joiners wait for the CA hash', () => { void tick(); return joiners.every((n) => n.controller.status().reason?.includes('k3s CA') === true) })
+
+    const pem = await readFile(join(import.meta.dirname, '..', 'fixtures', 'ca', 'server-ca.crt'))
+    const file = join(dataDir, 'server', 'tls', 'server-ca.crt')
+    await mkdir(join(dataDir, 'server', 'tls'), { recursive: true })
+    const seen = (): number => logs.filter((l) => l.startsWith('k3s cluster CA found')).length
+    // Caught half written: no whole certificate, nothing taken.
+    await writeFile(file, pem.subarray(0, pem.length >> 1))
+    await until('the half-written CA is refused', () => { void tick(); return logs.some((l) => l.startsWith('waiting for the k3s cluster CA') && l.includes('CA bundle')) })
+    // Whole but for its last newline (it parses; k3s would serve more): seen once, then the whole file differs, so neither read is pinned.
+    await writeFile(file, pem.subarray(0, pem.length - 1))
+    await until('the CA read once', () => { if (seen() === 0) void tick(); return seen() === 1 })
+    await writeFile(file, pem)
+    await until('the whole CA read once', () => { if (seen() === 1) void tick(); return seen() === 2 })
+    expect(init.state.get(init.id, 'roles/ca')).toBeUndefined()
+    const hash = createHash('sha256').update(pem).digest('hex')
+    await until('joiners hand off', () => { void tick(); return joiners.every((n) => n.plans.length === 1) })
+    expect(init.controller.status().phase).toBe('installing')
+    expect(init.state.get(init.id, 'roles/ca')?.value).toEqual({ clusterId: init.controller.status().clusterId, caHash: hash })
+    const agentToken = init.plans[0]?.config['agent-token'] as string
+    for (const n of joiners) expect(n.plans.map((p) => p.config.token)).toEqual([`K10${hash}::node:${agentToken}`])
+    k3sUp()
+    await until('all joined', () => { void tick(); return nodes.every((n) => n.controller.status().phase === 'joined') })
   })
 
   it('a roles/ca entry from any node but the init server of the record is never pinned', async () => {

@@ -398,7 +398,8 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
   const nudgeOf = (key: string): string => `wg set kairos0 peer ${key} remove peer ${key} endpoint 192.168.1.20:51820 persistent-keepalive 25 allowed-ips `
 
   it('an idle tick runs one wg show; a change, drift or the periodic check runs the full path', async () => {
-    const { results, keyB } = await withPeer({ interfaceCheckMs: 5 * tick })
+    // Without the confirming keepalives after the first handshake (tested on their own below).
+    const { results, keyB } = await withPeer({ interfaceCheckMs: 5 * tick, nudgeConfirms: 0 })
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const show = 'wg show kairos0 dump'
     // Before, every tick ran `ip link show`, `wg show`, `ip address show` and `wg show` again.
@@ -441,7 +442,7 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
   })
 
   it('a burst of new adverts is applied by one pass after the coalescing delay', async () => {
-    const { results, keyB } = await withPeer({ coalesceMs: 250, timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeAttempts: 0 })
+    const { results, keyB } = await withPeer({ coalesceMs: 250, timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeAttempts: 0, nudgeConfirms: 0 })
     await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
     const net = parseOverlayCidr(VPN.cidr)
     const before = (await tools.commands()).length
@@ -501,6 +502,20 @@ describe('createVpnController with the exec driver on fake ip / wg / wireguard-g
     }
     const next = await pass(results, 60_000)
     expect(next.result?.nudged).toBe(0)
+  })
+
+  it('a peer that handshook before its first nudge (WireGuard\'s own initiation) gets the confirming keepalives too', async () => {
+    const { results, keyB } = await withPeer({ timing: { vpnReconcileMs: 60_000, vpnHandshakeStaleMs: 600_000 }, interfaceCheckMs: 600_000, nudgeConfirms: 2 })
+    await tools.handshake('kairos0', keyB, Math.floor(fx.clock.now() / 1000))
+    const plain = `wg set kairos0 peer ${keyB} persistent-keepalive off peer ${keyB} persistent-keepalive 1 peer ${keyB} persistent-keepalive off`
+    let sent = 0
+    for (const ms of [1_000, 2_000]) {
+      const { result, commands } = await pass(results, ms)
+      expect(commands.filter((c) => c.startsWith(nudgeOf(keyB)))).toEqual([])
+      if (commands.includes(plain)) { sent++; expect(result?.nudged).toBe(1) }
+    }
+    expect(sent).toBe(2)
+    expect((await pass(results, 60_000)).result?.nudged).toBe(0)
   })
 
   it('stops nudging once the peer has a handshake', async () => {

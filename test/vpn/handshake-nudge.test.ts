@@ -29,7 +29,7 @@ describe('planNudges', () => {
     expect(sent).toEqual([1_000, 3_000, 5_000, 7_000, 9_000, 11_000])
   })
 
-  it('a nudged peer that handshakes gets `confirms` more nudges, one per gap; one that handshook unnudged gets none', () => {
+  it('a configured peer that handshakes gets `confirms` more nudges, one per gap, nudged before or not; one found handshaken (a restart) gets none', () => {
     const withConfirms = { delayMs: 1_000, maxDelayMs: 2_000, attempts: 6, confirms: 2 }
     const start = planNudges(new Map(), silent(true), 0, withConfirms)
     const first = planNudges(start.tracks, silent(), 1_000, withConfirms)
@@ -43,9 +43,19 @@ describe('planNudges', () => {
     expect(c2.due).toEqual(['K'])
     expect(c2.nextAt).toBeUndefined()
     expect(planNudges(c2.tracks, shaken, 10_000, withConfirms).due).toEqual([])
+    // The handshake WireGuard started itself when the peer was added, before any nudge:
+    // its responder is confirmed the same way (the common case on a clean link).
     const quick = planNudges(start.tracks, shaken, 500, withConfirms)
-    expect(quick.due).toEqual([])
-    expect(quick.nextAt).toBeUndefined()
+    expect(quick.due).toEqual(['K'])
+    expect(quick.nextAt).toBe(2_500)
+    const q2 = planNudges(quick.tracks, shaken, 2_500, withConfirms)
+    expect(q2.due).toEqual(['K'])
+    expect(q2.nextAt).toBeUndefined()
+    expect(planNudges(q2.tracks, shaken, 10_000, withConfirms).due).toEqual([])
+    // Found handshaken, never configured in this run (an agent restart): no keepalives.
+    const restarted = planNudges(new Map(), shaken, 0, withConfirms)
+    expect(restarted.due).toEqual([])
+    expect(planNudges(restarted.tracks, shaken, 5_000, withConfirms).due).toEqual([])
   })
 
   it.each([
