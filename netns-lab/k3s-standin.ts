@@ -49,7 +49,7 @@ export {
 } from './standin-protocol.ts'
 export { startStandinServer, type StandinServer, type StandinServerInit } from './standin-server.ts'
 export { CA_VALIDITY_DAYS, clusterCaPath, ensureClusterCa } from './standin-ca.ts'
-export { DEFAULT_HEDGE_MS, DEFAULT_REGISTER_RETRY_MAX_MS, hedged, MAX_HEDGED_ATTEMPTS, registerNode, standinUrl, waitForStandin, type RegisterInit } from './standin-client.ts'
+export { DEFAULT_REGISTER_RETRY_MAX_MS, registerNode, standinUrl, waitForStandin, type RegisterInit } from './standin-client.ts'
 
 /** The installer's plan, read from the exec installer's environment. */
 export interface InstallPlan {

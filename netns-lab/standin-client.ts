@@ -68,8 +68,6 @@ export interface RegisterInit {
   timeoutMs?: number
   /** Longest pause between two attempts, ms. @default DEFAULT_REGISTER_RETRY_MAX_MS (250) */
   retryMaxMs?: number
-  /** Pause after which another attempt joins an exchange still unanswered, ms. @default DEFAULT_HEDGE_MS (500) */
-  hedgeMs?: number
   clock?: Clock
   signal?: AbortSignal
 }
@@ -81,70 +79,6 @@ export interface RegisterInit {
  * one local HTTP request.
  */
 export const DEFAULT_REGISTER_RETRY_MAX_MS = 250
-
-/**
- * Pause after which another attempt joins an exchange that has not answered yet, ms.
- * Over a lossy overlay a lost SYN costs TCP a second, and a request lost after a
- * retried SYN waits for a backed-off retransmission (seen: past the 5 s timeout),
- * while a second connection started meanwhile usually gets through at once. On a
- * clean link an exchange answers in milliseconds and no second attempt starts.
- */
-export const DEFAULT_HEDGE_MS = 500
-
-/** Most attempts one exchange starts before the caller's retry (see `hedged`). */
-export const MAX_HEDGED_ATTEMPTS = 4
-
-/** Options of `hedged`. */
-export interface HedgeInit {
-  /** Pause before each further attempt while none has answered, ms. */
-  hedgeMs: number
-  /** Most attempts started. */
-  max: number
-  /** An error that ends the exchange at once (a refusal), whatever else is in flight. */
-  isFinal?: (err: unknown) => boolean
-  clock?: Clock
-  signal?: AbortSignal
-}
-
-/**
- * Runs `attempt`, and starts another beside it every `hedgeMs` while none has
- * answered, up to `max` in all: the first answer wins and the others are aborted.
- * Rejects with the last error once every attempt started has failed (the caller backs
- * off and retries), and at once on a final error. Only for idempotent exchanges.
- */
-export async function hedged<T> (attempt: (signal: AbortSignal) => Promise<T>, init: HedgeInit): Promise<T> {
-  if (!Number.isFinite(init.hedgeMs) || init.hedgeMs <= 0) throw new StandinInputError(`hedgeMs ${init.hedgeMs} is invalid; expected a positive number of ms`)
-  if (!Number.isInteger(init.max) || init.max < 1) throw new StandinInputError(`max ${init.max} is invalid; expected a positive integer`)
-  const clock = init.clock ?? systemClock
-  init.signal?.throwIfAborted()
-  const all = new AbortController()
-  const onAbort = (): void => { all.abort(init.signal?.reason) }
-  init.signal?.addEventListener('abort', onAbort, { once: true })
-  try {
-    return await new Promise<T>((resolve, reject) => {
-      let inFlight = 0
-      let done = false
-      const finish = (f: () => void): void => { if (!done) { done = true; f() } }
-      const launch = (): void => {
-        inFlight++
-        attempt(all.signal).then((v) => { finish(() => { resolve(v) }) }, (err: unknown) => {
-          inFlight--
-          if (init.isFinal?.(err) === true || all.signal.aborted || inFlight === 0) finish(() => { reject(err) })
-        })
-      }
-      launch()
-      void (async () => {
-        for (let started = 1; started < init.max && !done; started++) {
-          try { await clock.sleep(init.hedgeMs, all.signal) } catch { return }
-          if (!done) launch()
-        }
-      })()
-    })
-  } finally {
-    all.abort()
-    init.signal?.removeEventListener('abort', onAbort)
-  }
-}
 
 /**
  * Registers at the stand-in, retrying with backoff while it cannot be reached or
@@ -163,31 +97,24 @@ export async function registerNode (init: RegisterInit): Promise<RegisteredNode>
   const deadline = clock.now() + timeoutMs
   let verified = token.caHash === undefined
   let last = 'none'
-  const final = (err: unknown): boolean => err instanceof StandinRefusedError || err instanceof StandinCaMismatchError
-  // Both exchanges are idempotent (a repeated registration keeps the first), so each is hedged.
-  const exchange = async <T>(f: (signal: AbortSignal) => Promise<T>): Promise<T> => await hedged(f, {
-    hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, max: MAX_HEDGED_ATTEMPTS, isFinal: final, clock, ...(init.signal === undefined ? {} : { signal: init.signal })
-  })
   for (let attempt = 0; ; attempt++) {
     init.signal?.throwIfAborted()
     try {
       if (!verified) {
-        await exchange(async (signal) => {
-          const ca = await httpJson(`${base}${CACERTS_PATH}`, 'GET', '', undefined, Math.min(5000, timeoutMs), signal)
-          if (ca.status !== 200) throw new Error(`${CACERTS_PATH}: HTTP ${ca.status}`)
-          let served: string
-          try { served = caHashOf(ca.raw) } catch { served = '' }
-          if (served !== token.caHash) throw new StandinCaMismatchError(base, token.caHash as string, served)
-        })
+        const ca = await httpJson(`${base}${CACERTS_PATH}`, 'GET', '', undefined, Math.min(5000, timeoutMs), init.signal)
+        if (ca.status !== 200) throw new Error(`${CACERTS_PATH}: HTTP ${ca.status}`)
+        let served: string
+        try { served = caHashOf(ca.raw) } catch { served = '' }
+        if (served !== token.caHash) throw new StandinCaMismatchError(base, token.caHash as string, served)
         verified = true
       }
-      const r = await exchange(async (signal) => await httpJson(`${base}/register`, 'POST', token.secret, init.node, Math.min(5000, timeoutMs), signal))
+      const r = await httpJson(`${base}/register`, 'POST', token.secret, init.node, Math.min(5000, timeoutMs), init.signal)
       if (r.status === 200 || r.status === 201) return r.body as RegisteredNode
       const reason = typeof r.body === 'object' && r.body !== null ? String((r.body as { error?: unknown }).error ?? '') : String(r.body)
       if (r.status >= 400 && r.status < 500) throw new StandinRefusedError(base, r.status, reason)
       last = `HTTP ${r.status} ${reason}`
     } catch (err) {
-      if (final(err)) throw err
+      if (err instanceof StandinRefusedError || err instanceof StandinCaMismatchError) throw err
       if (init.signal?.aborted === true) throw err
       last = errorMessage(err)
     }

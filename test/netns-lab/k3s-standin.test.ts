@@ -8,10 +8,10 @@ import { createServer } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { caHashOf, pemCertificates } from '../../roles/credentials.ts'
 import { secureJoinToken } from '../../roles/install-plan.ts'
-import { ManualClock, type Clock } from '../../util/clock.ts'
+import type { Clock } from '../../util/clock.ts'
 import {
-  backoffDelay, clusterCaPath, CONFIG_FILE, decideRegistration, DEFAULT_HEDGE_MS, DEFAULT_REGISTER_RETRY_MAX_MS, ensureClusterCa, hedged, MAX_HEDGED_ATTEMPTS, parseInstallEnv, parseJoinToken,
-  registerNode, StandinRefusedError, startStandinServer, standinUrl, HA_DIR, REGISTRY_FILE, type StandinRegistry, type StandinServer
+  backoffDelay, clusterCaPath, CONFIG_FILE, decideRegistration, DEFAULT_REGISTER_RETRY_MAX_MS, ensureClusterCa, parseInstallEnv, parseJoinToken,
+  registerNode, startStandinServer, standinUrl, HA_DIR, REGISTRY_FILE, type StandinRegistry, type StandinServer
 } from '../../netns-lab/k3s-standin.ts'
 
 const tokens = { server: 'server-secret', agent: 'agent-secret' }
@@ -192,113 +192,13 @@ describe('registerNode retries', () => {
     await new Promise<void>((resolve) => { probe.close(() => { resolve() }) })
     let now = 0
     const waits: number[] = []
-    // A hedge's pause never ends here (every attempt is refused at once anyway); the retry pauses pass at once.
-    const clock: Clock = {
-      now: () => now,
-      sleep: async (ms, signal) => {
-        if (ms === DEFAULT_HEDGE_MS) { await new Promise((_resolve, reject) => { signal?.addEventListener('abort', () => { reject(signal.reason) }, { once: true }) }); return }
-        waits.push(ms); now += ms
-      }
-    }
+    const clock: Clock = { now: () => now, sleep: async (ms) => { waits.push(ms); now += ms } }
     await expect(registerNode({ serverUrl: `https://127.0.0.1:${port}`, token: tokens.agent, node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 1000, clock }))
       .rejects.toMatchObject({ name: 'StandinTimeoutError' })
     expect(DEFAULT_REGISTER_RETRY_MAX_MS).toBe(250)
     expect(waits).toEqual([100, 200, 250, 250])
   })
 })
-
-describe('hedged exchanges (a lossy overlay)', () => {
-  /** An attempt the test answers or fails by hand, and whether it was aborted. */
-  interface Pending { resolve: (v: string) => void, reject: (e: unknown) => void, aborted: () => boolean }
-  const attempts = (): { list: Pending[], attempt: (signal: AbortSignal) => Promise<string> } => {
-    const list: Pending[] = []
-    return {
-      list,
-      attempt: async (signal) => await new Promise<string>((resolve, reject) => { list.push({ resolve, reject, aborted: () => signal.aborted }) })
-    }
-  }
-  const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise((resolve) => { setImmediate(resolve) }) }
-
-  it('starts another attempt every hedgeMs while none answered, up to max; the first answer wins and the rest are aborted', async () => {
-    const clock = new ManualClock(0)
-    const a = attempts()
-    const result = hedged(a.attempt, { hedgeMs: 500, max: 3, clock })
-    await settle()
-    expect(a.list).toHaveLength(1)
-    await clock.advanceAsync(499)
-    expect(a.list).toHaveLength(1)
-    await clock.advanceAsync(1)
-    await settle()
-    expect(a.list).toHaveLength(2)
-    await clock.advanceAsync(5000)
-    await settle()
-    expect(a.list).toHaveLength(3)
-    a.list[1]?.resolve('second')
-    await expect(result).resolves.toBe('second')
-    expect(a.list.map((p) => p.aborted())).toEqual([true, true, true])
-  })
-
-  it('starts no second attempt when the first answers in time', async () => {
-    const clock = new ManualClock(0)
-    const a = attempts()
-    const result = hedged(a.attempt, { hedgeMs: 500, max: 4, clock })
-    await settle()
-    a.list[0]?.resolve('first')
-    await expect(result).resolves.toBe('first')
-    await clock.advanceAsync(5000)
-    expect(a.list).toHaveLength(1)
-  })
-
-  it('rejects with the last error once every attempt started failed, and at once on a final error', async () => {
-    const clock = new ManualClock(0)
-    const a = attempts()
-    const failed = hedged(a.attempt, { hedgeMs: 500, max: 4, clock })
-    await settle()
-    await clock.advanceAsync(500)
-    await settle()
-    a.list[0]?.reject(new Error('first'))
-    await settle()
-    a.list[1]?.reject(new Error('second'))
-    await expect(failed).rejects.toThrow('second')
-
-    const b = attempts()
-    const refused = hedged(b.attempt, { hedgeMs: 500, max: 4, clock, isFinal: (err) => err instanceof StandinRefusedError })
-    await settle()
-    await clock.advanceAsync(500)
-    await settle()
-    b.list[1]?.reject(new StandinRefusedError('http://x', 401, 'wrong token'))
-    await expect(refused).rejects.toMatchObject({ name: 'StandinRefusedError' })
-    expect(b.list[0]?.aborted()).toBe(true)
-  })
-
-  it('refuses a bad hedge or attempt count with a message naming it', async () => {
-    await expect(hedged(async () => 'x', { hedgeMs: 0, max: 2 })).rejects.toThrow(/hedgeMs 0 is invalid/)
-    await expect(hedged(async () => 'x', { hedgeMs: 500, max: 0 })).rejects.toThrow(/max 0 is invalid/)
-    expect(MAX_HEDGED_ATTEMPTS).toBeGreaterThan(1)
-  })
-
-  it('registers through a second connection while the first request goes unanswered (a lost packet), within a deadline the first alone would use up', async () => {
-    const { createServer: createHttpServer } = await import('node:http')
-    let requests = 0
-    const server = createHttpServer((req, res) => {
-      requests++
-      // The first request is lost: never answered.
-      if (requests === 1) return
-      req.resume()
-      req.on('end', () => { res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'n2', role: 'agent' })) })
-    })
-    await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-    cleanupServer = async () => { server.closeAllConnections(); await new Promise<void>((resolve) => { server.close(() => { resolve() }) }) }
-    const port = (server.address() as { port: number }).port
-    // One attempt alone would wait out the whole deadline on the lost request and fail.
-    const node = await registerNode({ serverUrl: `https://127.0.0.1:${port}`, token: tokens.agent, node: { name: 'n2', role: 'agent', nodeIp: '127.0.0.1' }, timeoutMs: 3000, hedgeMs: 100 })
-    expect(node.name).toBe('n2')
-    expect(requests).toBe(2)
-  })
-})
-
-let cleanupServer: (() => Promise<void>) | undefined
-afterEach(async () => { await cleanupServer?.(); cleanupServer = undefined })
 
 describe('k3s-standin.ts install (process)', () => {
   const script = fileURLToPath(new URL('../../netns-lab/k3s-standin.ts', import.meta.url))
