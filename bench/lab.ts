@@ -187,6 +187,9 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       // Links each agent holds (the mesh aims at about twice its four links) and its failed dials.
       connectionsAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.connections ?? [])),
       dialsFailedAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.dials?.failed ?? [])),
+      // The site's connections since its start, each seen from both ends (halved): opened, held
+      // at formation, token proofs passed; and second connections of a pair closed as they opened.
+      siteConnectionsAtFormation: siteConnections(last.nodes.map((x) => x.agent?.mesh)),
       machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out
@@ -275,3 +278,15 @@ await runEachSize(() => {
     runOnce: async (n, signal) => await roundOnce(n, opt, signal)
   }
 }, progress)
+
+/** Site totals of the agents' connection counters (null when an agent does not report them: an older build). */
+function siteConnections (meshes: Array<{ connections?: number, connectionsSinceStart?: { opened: number, doubles: number, admissions: number } | undefined } | undefined>): Record<string, number> | null {
+  if (meshes.some((m) => m?.connectionsSinceStart === undefined)) return null
+  const sum = (f: (m: NonNullable<typeof meshes[number]>) => number): number => meshes.reduce((a, m) => a + (m === undefined ? 0 : f(m)), 0)
+  return {
+    opened: sum((m) => m.connectionsSinceStart?.opened ?? 0) / 2,
+    held: sum((m) => m.connections ?? 0) / 2,
+    admissions: sum((m) => m.connectionsSinceStart?.admissions ?? 0) / 2,
+    doublesClosed: sum((m) => m.connectionsSinceStart?.doubles ?? 0)
+  }
+}
