@@ -96,7 +96,7 @@ function progress (msg: string): void {
   process.stderr.write(`[lab-bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
 }
 
-interface PeerView { id?: string, liveness?: string }
+interface PeerView { id?: string, liveness?: string, connections?: number }
 
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
   const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
@@ -190,6 +190,8 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       // The site's connections since its start, each seen from both ends (halved): opened, held
       // at formation, token proofs passed; and second connections of a pair closed as they opened.
       siteConnectionsAtFormation: siteConnections(last.nodes.map((x) => x.agent?.mesh)),
+      // Pairs of nodes connected at formation, and those with more than one connection (either end's count).
+      pairsAtFormation: connectedPairs(last.nodes.map((x) => ({ id: x.peerId, peers: (x.agent?.peers ?? []) as PeerView[] }))),
       machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out
@@ -289,4 +291,17 @@ function siteConnections (meshes: Array<{ connections?: number, connectionsSince
     admissions: sum((m) => m.connectionsSinceStart?.admissions ?? 0) / 2,
     doublesClosed: sum((m) => m.connectionsSinceStart?.doubles ?? 0)
   }
+}
+
+/** Pairs of nodes with an open connection, and with more than one, as either end reports them. */
+function connectedPairs (nodes: Array<{ id: string | undefined, peers: PeerView[] }>): { connected: number, doubled: number } {
+  const most = new Map<string, number>()
+  for (const n of nodes) {
+    for (const p of n.peers) {
+      if (n.id === undefined || p.id === undefined || (p.connections ?? 0) === 0) continue
+      const key = [n.id, p.id].sort().join()
+      most.set(key, Math.max(most.get(key) ?? 0, p.connections ?? 0))
+    }
+  }
+  return { connected: most.size, doubled: [...most.values()].filter((c) => c > 1).length }
 }
