@@ -223,7 +223,7 @@ export async function createAgent (init: AgentInit): Promise<Agent> {
       admissionFailures: p.admissionFailures,
       admissionFailuresByReason: p.admissionFailuresByReason,
       // Every open connection: two to one peer when both dialled at once.
-      mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
+      mesh: { connections: p.peers.reduce((sum, x) => sum + x.connections, 0), dials: p.dials, connectionsSinceStart: p.connections, stalls: p.stalls, refutations: p.refutations, heartbeatMs: p.heartbeatMs, loopErrors: p.loopErrors },
       overlay,
       term: r.term,
       site: siteView(node, p.peers.map((x) => x.id), new Set(p.departed.map((d) => d.id))),

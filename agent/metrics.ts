@@ -35,6 +35,11 @@ export function renderMetrics (s: AgentStatus): string {
   if (s.mesh !== undefined) {
     metric('kairos_p2p_connections', 'Open libp2p connections (about twice the mesh links).', 'gauge', [[{}, s.mesh.connections]])
     metric('kairos_p2p_dials_total', 'Dials by outcome, and connections closed as outside our links.', 'counter', [[{ result: 'ok' }, s.mesh.dials.ok], [{ result: 'failed' }, s.mesh.dials.failed], [{ result: 'pruned' }, s.mesh.dials.pruned]])
+    const since = s.mesh.connectionsSinceStart
+    if (since !== undefined) {
+      metric('kairos_p2p_connections_total', 'Connections opened and closed since start, and second connections of a pair closed as they opened.', 'counter', [[{ event: 'opened' }, since.opened], [{ event: 'closed' }, since.closed], [{ event: 'double' }, since.doubles]])
+      metric('kairos_p2p_admissions_total', 'Token proofs passed (one per connection admitted).', 'counter', [[{}, since.admissions]])
+    }
     metric('kairos_p2p_stalls_total', 'Times the liveness loop woke up a heartbeat interval late (a starved box).', 'counter', [[{}, s.mesh.stalls.count]])
     metric('kairos_p2p_stall_seconds_total', 'Time lost to those stalls.', 'counter', [[{}, s.mesh.stalls.ms / 1000]])
     metric('kairos_p2p_refutations_total', 'Suspicions of this node that reached it and were refuted.', 'counter', [[{}, s.mesh.refutations]])

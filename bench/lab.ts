@@ -97,7 +97,7 @@ function progress (msg: string): void {
   process.stderr.write(`[lab-bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
 }
 
-interface PeerView { id?: string, liveness?: string }
+interface PeerView { id?: string, liveness?: string, connections?: number }
 
 async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<Record<string, unknown>> {
   const { createLab, isFormed, assertAgentsAlive, summarizeStatus } = await import('../netns-lab/index.ts')
@@ -188,6 +188,11 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       // Links each agent holds (the mesh aims at about twice its four links) and its failed dials.
       connectionsAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.connections ?? [])),
       dialsFailedAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.dials?.failed ?? [])),
+      // The site's connections since its start, each seen from both ends (halved): opened, held
+      // at formation, token proofs passed; and second connections of a pair closed as they opened.
+      siteConnectionsAtFormation: siteConnections(last.nodes.map((x) => x.agent?.mesh)),
+      // Pairs of nodes connected at formation, and those with more than one connection (either end's count).
+      pairsAtFormation: connectedPairs(last.nodes.map((x) => ({ id: x.peerId, peers: (x.agent?.peers ?? []) as PeerView[] }))),
       machineBusyPctUntilFormed: Math.round(100 * (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total))
     }
     if (formedAt === undefined) return out
@@ -276,3 +281,28 @@ await runEachSize(() => {
     runOnce: async (n, signal) => await roundOnce(n, opt, signal)
   }
 }, progress)
+
+/** Site totals of the agents' connection counters (null when an agent does not report them: an older build). */
+function siteConnections (meshes: Array<{ connections?: number, connectionsSinceStart?: { opened: number, doubles: number, admissions: number } | undefined } | undefined>): Record<string, number> | null {
+  if (meshes.some((m) => m?.connectionsSinceStart === undefined)) return null
+  const sum = (f: (m: NonNullable<typeof meshes[number]>) => number): number => meshes.reduce((a, m) => a + (m === undefined ? 0 : f(m)), 0)
+  return {
+    opened: sum((m) => m.connectionsSinceStart?.opened ?? 0) / 2,
+    held: sum((m) => m.connections ?? 0) / 2,
+    admissions: sum((m) => m.connectionsSinceStart?.admissions ?? 0) / 2,
+    doublesClosed: sum((m) => m.connectionsSinceStart?.doubles ?? 0)
+  }
+}
+
+/** Pairs of nodes with an open connection, and with more than one, as either end reports them. */
+function connectedPairs (nodes: Array<{ id: string | undefined, peers: PeerView[] }>): { connected: number, doubled: number } {
+  const most = new Map<string, number>()
+  for (const n of nodes) {
+    for (const p of n.peers) {
+      if (n.id === undefined || p.id === undefined || (p.connections ?? 0) === 0) continue
+      const key = [n.id, p.id].sort().join()
+      most.set(key, Math.max(most.get(key) ?? 0, p.connections ?? 0))
+    }
+  }
+  return { connected: most.size, doubled: [...most.values()].filter((c) => c > 1).length }
+}

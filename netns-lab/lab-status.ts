@@ -29,7 +29,7 @@ export interface AgentStatusView {
   peers?: unknown[]
   overlay?: { address?: string, interface?: string, peers?: Array<{ peerId?: string, endpoint?: string, latestHandshake?: number, up?: boolean }> }
   timeline?: Array<{ event: string, at: number }>
-  mesh?: { connections?: number, dials?: { ok?: number, failed?: number } }
+  mesh?: { connections?: number, dials?: { ok?: number, failed?: number }, connectionsSinceStart?: { opened: number, doubles: number, admissions: number } }
 }
 
 /** One node as `lab status` shows it. */

@@ -71,6 +71,8 @@ export interface AdmissionGate {
    */
   revoke: (peers: ReadonlySet<string>) => string[]
   failures: () => Record<AdmissionFailure, number>
+  /** Proofs that passed since start, one per connection admitted (a peer's second connection is not proved again). */
+  admissions: () => number
 }
 
 /** Creates the gate; it admits nobody before `start`. */
@@ -88,6 +90,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   /** Callbacks waiting for an admission in flight to end. */
   const waiters = new Map<string, Array<() => void>>()
   const failures: Record<AdmissionFailure, number> = { 'bad-proof': 0, timeout: 0, protocol: 0, revoked: 0 }
+  let passed = 0
   let revoked: ReadonlySet<string> = new Set()
   const refuse = (conn: Connection, peer: string): void => {
     fail(conn, 'revoked', new AdmissionError('revoked', `admission: peer ${peer} was removed from the site`))
@@ -102,8 +105,15 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   }
 
   const fail = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
-    failures[reason]++
     const peer = conn.remotePeer.toString()
+    // A proof cut short because its connection closed, while another connection to the
+    // peer is open: the other end closed the pair's second connection (connections.ts),
+    // and the peer proves itself on the one that stays. Not a failure of the peer.
+    if ((reason === 'protocol' || reason === 'timeout') && conn.status !== 'open' && (c.openConnections?.(peer) ?? 0) > 0) {
+      log.debug('a proof on a connection closed meanwhile ended; another connection to the peer is open', { peer })
+      return
+    }
+    failures[reason]++
     c.onFailed(peer, reason)
     log.warn('peer failed admission, disconnecting', { peer, reason, error: errorMessage(err) })
     conn.abort(err instanceof Error ? err : new Error(String(err)))
@@ -118,6 +128,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
     // present (its entries never collected).
     if (conn.status !== 'open' && (c.openConnections?.(peer) ?? 0) === 0) return
     const first = !admitted.has(peer)
+    passed++
     admitted.add(peer)
     c.onAdmitted(peer, conn, initiator, first)
     settle(peer)
@@ -207,6 +218,7 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
       for (const p of was) admitted.delete(p)
       return was
     },
-    failures: () => ({ ...failures })
+    failures: () => ({ ...failures }),
+    admissions: () => passed
   }
 }

@@ -35,9 +35,19 @@ const MESH_PRUNE_GRACE_INTERVALS = 2
  * its stream on one of them. A peer that has not dialled within this time gets our dial
  * after all. On an idle LAN a dial completes well within it; while a site boots on small
  * CPUs a connection takes much longer, and a longer wait did not prevent doubles but
- * slowed formation.
+ * slowed formation: a double that opens anyway is closed as it opens (connections.ts).
  */
 export const MUTUAL_DIAL_YIELD_MS = 250
+/**
+ * How long the view (the members and candidates links are picked from) must hold still
+ * before a node dials all its links, as a fraction of the redial interval. While a site
+ * boots, a node learns its peers one by one and its links move with each: every link it
+ * dialled on the way stayed connected (a connection outside our links is only pruned
+ * above twice the link count), so a 10-node site ended up with every pair connected.
+ * Meanwhile a node dials one link, so it is never left alone, and takes whatever others
+ * dial to it; each redial round dials its links whether the view held still or not.
+ */
+export const LINK_SETTLE_FRACTION = 0.2
 
 /** An open outbound connection, as pruning sees it. */
 export interface OutboundLink {
@@ -104,8 +114,8 @@ export interface Dialler {
   learn: (peer: string, addresses: string[], label: string) => void
   /** Runs `maintain` once after the current burst of discoveries and membership changes. */
   schedule: () => void
-  /** Dials our links that are not connected (see mesh.ts). */
-  maintain: () => void
+  /** Dials our links that are not connected (see mesh.ts); `settledAnyway` as if the view held still. */
+  maintain: (settledAnyway?: boolean) => void
   /** Redial round: bootstrap peers, links, pruning, and the known-peer list saved. */
   redial: () => Promise<void>
   /** `peer` passed the token proof: no longer a candidate or held off. */
@@ -160,6 +170,10 @@ export function createDialler (c: DiallerComponents): Dialler {
   const candidates = new Map<string, number>()
   const stats: DialStats = { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 }
   let queued = false
+  /** The peers `maintain` last knew of (sorted ids, joined) and when that last changed. */
+  let lastView = ''
+  let viewChangedAt = -Infinity
+  const settleMs = LINK_SETTLE_FRACTION * timing.redialIntervalMs
 
   const holdingOff = (peer: string, t: number): boolean => (blockedUntil.get(peer) ?? 0) > t || (unreachableUntil.get(peer) ?? 0) > t
   const isConnected = (peer: string): boolean => network.connections(peer) > 0
@@ -283,26 +297,41 @@ export function createDialler (c: DiallerComponents): Dialler {
    * on their way (a dial failed, a peer is blocked), the next peers along the ring fill
    * in, so a stale entry in the view never leaves a node alone.
    */
-  const maintain = (): void => {
+  const maintain = (settledAnyway = false): void => {
     if (signal === undefined || signal.aborted) return
     const s = signal
     const view = meshView()
-    const links = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
     const t0 = now()
+    // Discovery moves the view; a member's liveness or a held-off candidate does not restart the wait.
+    const key = [...membership.list().map((m) => m.peerId), ...candidates.keys()].sort().join()
+    if (key !== lastView) {
+      lastView = key
+      viewChangedAt = t0
+      clock.sleep(settleMs, s).then(schedule, () => {})
+    }
+    const allLinks = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
+    /** Links on their way: dialling, waiting for a slot, or left to the lower id within its yield. */
+    const coming = new Set([...admitted, ...dialing, ...backlog.keys()])
+    for (const [p, since] of yielded) if (t0 - since < MUTUAL_DIAL_YIELD_MS && !isConnected(p)) coming.add(p)
+    // Until the view holds still, one link (see LINK_SETTLE_FRACTION), and none while any connection is up or coming.
+    // The redial round dials the links anyway: peers discovered without end (made-up ids on mDNS) cannot hold them back.
+    const settled = settledAnyway || t0 - viewChangedAt >= settleMs
+    const links = settled ? allLinks : coming.size > 0 ? [] : allLinks.slice(0, 1)
     for (const p of links) {
       if (p < self && !isConnected(p) && linksTo(p, view)) {
         // The lower id of a mutual link dials it; we dial only if it has not within the yield.
         const since = yielded.get(p)
         if (since === undefined) {
           yielded.set(p, t0)
+          coming.add(p)
           clock.sleep(MUTUAL_DIAL_YIELD_MS, s).then(schedule, () => {})
         }
         if (since === undefined || t0 - since < MUTUAL_DIAL_YIELD_MS) continue
       }
       dialPeer(p, addressesOf(p))
     }
-    const want = Math.min(linkCount, view.length)
-    let have = new Set([...admitted, ...dialing, ...backlog.keys()]).size
+    const want = settled ? Math.min(linkCount, view.length) : Math.min(1, view.length)
+    let have = new Set([...coming, ...dialing, ...backlog.keys()]).size
     if (have >= want) return
     const t = now()
     for (const p of ringSuccessors(self, view, view.length)) {
@@ -384,7 +413,7 @@ export function createDialler (c: DiallerComponents): Dialler {
 
   async function redial (): Promise<void> {
     for (const b of c.bootstrap) dialBootstrap(b)
-    maintain()
+    maintain(true)
     prune()
     await book.save()
   }

@@ -64,6 +64,7 @@ export function nodeStatus (s: StatusSources): P2PStatus {
     admissionFailuresByReason: failures,
     syncs: svc?.antiEntropy.stats() ?? { ok: 0, failed: 0 },
     dials: svc?.dialler.stats() ?? { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 },
+    connections: { ...(svc?.connections.stats() ?? { opened: 0, closed: 0, doubles: 0 }), admissions: svc?.gate.admissions() ?? 0 },
     rendezvous: svc?.rendezvous.stats() ?? { rounds: 0, providersFound: 0 },
     stalls: lv?.stalls ?? { count: 0, ms: 0 },
     heartbeatMs: lv?.heartbeatMs ?? s.timing.heartbeatIntervalMs,

@@ -277,11 +277,6 @@ export async function createP2PNode (init: P2PNodeInit): Promise<P2PNode> {
     svc.gate.start(admitting)
     if (revokedIds.size > 0) { svc.gate.revoke(revokedIds); store.revoke(revokedIds) }
 
-    node.addEventListener('connection:open', (evt) => {
-      const conn = evt.detail
-      if (conn.direction === 'outbound') void svc.gate.outbound(conn)
-      else svc.gate.inbound(conn)
-    })
     node.addEventListener('peer:disconnect', (evt) => {
       const peer = evt.detail.toString()
       svc.gate.disconnected(peer)

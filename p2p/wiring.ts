@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { createAdmissionGate, type AdmissionGate } from './admission-gate.ts'
 import { createAntiEntropy, type AntiEntropy } from './anti-entropy.ts'
+import { trackConnections, type ConnectionTracker } from './connections.ts'
 import type { GenerationProtocols } from './generations.ts'
 import { createDialler, type BootstrapPeer, type DialNetwork, type Dialler } from './dialler.ts'
 import { createGossip, type Gossip } from './gossip.ts'
@@ -68,6 +69,7 @@ export interface Services {
   antiEntropy: AntiEntropy
   gossip: Gossip
   rendezvous: Rendezvous
+  connections: ConnectionTracker
   loops: Loops
 }
 
@@ -110,6 +112,11 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
   })
   // The gate's set: every service reads who is admitted from it.
   const admitted = gate.admitted
+  // Every connection but a pair's second one goes to the gate: the dialler runs the proof, the other end waits for it.
+  const connections = trackConnections(node, me, log, (conn) => {
+    if (conn.direction === 'outbound') void gate.outbound(conn)
+    else gate.inbound(conn)
+  })
   dialler = createDialler({
     self: me, clock, log, timing, network: frozenDials(libp2pDialNetwork(node), ctx.hooks?.freeze), book, membership, admitted, bootstrap, linkCount, dialTimeoutMs: ctx.dialTimeoutMs
   })
@@ -189,7 +196,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
     learnPeer: d.learn,
     lastJoinAt: lv.lastJoinAt
   })
-  return { gate, dialler: d, liveness: lv, antiEntropy: ae, gossip, rendezvous, loops }
+  return { gate, dialler: d, liveness: lv, antiEntropy: ae, gossip, rendezvous, connections, loops }
 }
 
 /** The dialler's network, dialling nobody while the test hook `freeze` holds (a hung process dials no one). */

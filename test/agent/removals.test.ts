@@ -19,7 +19,7 @@ function status (self: string): P2PStatus {
   return {
     peerId: self, fingerprint: 'f', networkId: '', addresses: [], peers: [], state: { entries: 0, bytes: 0 }, rejections: {},
     admissionFailures: 0, admissionFailuresByReason: { 'bad-proof': 0, timeout: 0, protocol: 0, revoked: 0 }, syncs: { ok: 0, failed: 0 },
-    dials: { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 }, rendezvous: { rounds: 0, providersFound: 0 }, stalls: { count: 0, ms: 0 },
+    dials: { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 }, connections: { opened: 0, closed: 0, doubles: 0, admissions: 0 }, rendezvous: { rounds: 0, providersFound: 0 }, stalls: { count: 0, ms: 0 },
     heartbeatMs: 1000, refutations: 0, loopErrors: 0, departed: []
   }
 }
