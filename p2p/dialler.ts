@@ -35,7 +35,7 @@ const MESH_PRUNE_GRACE_INTERVALS = 2
  * its stream on one of them. A peer that has not dialled within this time gets our dial
  * after all. On an idle LAN a dial completes well within it; while a site boots on small
  * CPUs a connection takes much longer, and a longer wait did not prevent doubles but
- * slowed formation: a double that opens anyway is closed as it opens (connections.ts).
+ * slowed formation.
  */
 export const MUTUAL_DIAL_YIELD_MS = 250
 /**
@@ -45,7 +45,7 @@ export const MUTUAL_DIAL_YIELD_MS = 250
  * dialled on the way stayed connected (a connection outside our links is only pruned
  * above twice the link count), so a 10-node site ended up with every pair connected.
  * Meanwhile a node dials one link, so it is never left alone, and takes whatever others
- * dial to it; each redial round dials its links whether the view held still or not.
+ * dial to it.
  */
 export const LINK_SETTLE_FRACTION = 0.2
 
@@ -114,8 +114,8 @@ export interface Dialler {
   learn: (peer: string, addresses: string[], label: string) => void
   /** Runs `maintain` once after the current burst of discoveries and membership changes. */
   schedule: () => void
-  /** Dials our links that are not connected (see mesh.ts); `settledAnyway` as if the view held still. */
-  maintain: (settledAnyway?: boolean) => void
+  /** Dials our links that are not connected (see mesh.ts). */
+  maintain: () => void
   /** Redial round: bootstrap peers, links, pruning, and the known-peer list saved. */
   redial: () => Promise<void>
   /** `peer` passed the token proof: no longer a candidate or held off. */
@@ -297,7 +297,7 @@ export function createDialler (c: DiallerComponents): Dialler {
    * on their way (a dial failed, a peer is blocked), the next peers along the ring fill
    * in, so a stale entry in the view never leaves a node alone.
    */
-  const maintain = (settledAnyway = false): void => {
+  const maintain = (): void => {
     if (signal === undefined || signal.aborted) return
     const s = signal
     const view = meshView()
@@ -314,8 +314,7 @@ export function createDialler (c: DiallerComponents): Dialler {
     const coming = new Set([...admitted, ...dialing, ...backlog.keys()])
     for (const [p, since] of yielded) if (t0 - since < MUTUAL_DIAL_YIELD_MS && !isConnected(p)) coming.add(p)
     // Until the view holds still, one link (see LINK_SETTLE_FRACTION), and none while any connection is up or coming.
-    // The redial round dials the links anyway: peers discovered without end (made-up ids on mDNS) cannot hold them back.
-    const settled = settledAnyway || t0 - viewChangedAt >= settleMs
+    const settled = t0 - viewChangedAt >= settleMs
     const links = settled ? allLinks : coming.size > 0 ? [] : allLinks.slice(0, 1)
     for (const p of links) {
       if (p < self && !isConnected(p) && linksTo(p, view)) {
@@ -413,7 +412,7 @@ export function createDialler (c: DiallerComponents): Dialler {
 
   async function redial (): Promise<void> {
     for (const b of c.bootstrap) dialBootstrap(b)
-    maintain(true)
+    maintain()
     prune()
     await book.save()
   }
