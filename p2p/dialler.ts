@@ -38,16 +38,6 @@ const MESH_PRUNE_GRACE_INTERVALS = 2
  * slowed formation.
  */
 export const MUTUAL_DIAL_YIELD_MS = 250
-/**
- * How long the view (the members and candidates links are picked from) must hold still
- * before a node dials all its links, as a fraction of the redial interval. While a site
- * boots, a node learns its peers one by one and its links move with each: every link it
- * dialled on the way stayed connected (a connection outside our links is only pruned
- * above twice the link count), so a 10-node site ended up with every pair connected.
- * Meanwhile a node dials one link, so it is never left alone, and takes whatever others
- * dial to it.
- */
-export const LINK_SETTLE_FRACTION = 0.2
 
 /** An open outbound connection, as pruning sees it. */
 export interface OutboundLink {
@@ -170,10 +160,6 @@ export function createDialler (c: DiallerComponents): Dialler {
   const candidates = new Map<string, number>()
   const stats: DialStats = { ok: 0, failed: 0, pruned: 0, candidatesDropped: 0 }
   let queued = false
-  /** The peers `maintain` last knew of (sorted ids, joined) and when that last changed. */
-  let lastView = ''
-  let viewChangedAt = -Infinity
-  const settleMs = LINK_SETTLE_FRACTION * timing.redialIntervalMs
 
   const holdingOff = (peer: string, t: number): boolean => (blockedUntil.get(peer) ?? 0) > t || (unreachableUntil.get(peer) ?? 0) > t
   const isConnected = (peer: string): boolean => network.connections(peer) > 0
@@ -301,36 +287,22 @@ export function createDialler (c: DiallerComponents): Dialler {
     if (signal === undefined || signal.aborted) return
     const s = signal
     const view = meshView()
+    const links = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
     const t0 = now()
-    // Discovery moves the view; a member's liveness or a held-off candidate does not restart the wait.
-    const key = [...membership.list().map((m) => m.peerId), ...candidates.keys()].sort().join()
-    if (key !== lastView) {
-      lastView = key
-      viewChangedAt = t0
-      clock.sleep(settleMs, s).then(schedule, () => {})
-    }
-    const allLinks = linkCount === Infinity ? view : meshLinks(self, view, linkCount)
-    /** Links on their way: dialling, waiting for a slot, or left to the lower id within its yield. */
-    const coming = new Set([...admitted, ...dialing, ...backlog.keys()])
-    for (const [p, since] of yielded) if (t0 - since < MUTUAL_DIAL_YIELD_MS && !isConnected(p)) coming.add(p)
-    // Until the view holds still, one link (see LINK_SETTLE_FRACTION), and none while any connection is up or coming.
-    const settled = t0 - viewChangedAt >= settleMs
-    const links = settled ? allLinks : coming.size > 0 ? [] : allLinks.slice(0, 1)
     for (const p of links) {
       if (p < self && !isConnected(p) && linksTo(p, view)) {
         // The lower id of a mutual link dials it; we dial only if it has not within the yield.
         const since = yielded.get(p)
         if (since === undefined) {
           yielded.set(p, t0)
-          coming.add(p)
           clock.sleep(MUTUAL_DIAL_YIELD_MS, s).then(schedule, () => {})
         }
         if (since === undefined || t0 - since < MUTUAL_DIAL_YIELD_MS) continue
       }
       dialPeer(p, addressesOf(p))
     }
-    const want = settled ? Math.min(linkCount, view.length) : Math.min(1, view.length)
-    let have = new Set([...coming, ...dialing, ...backlog.keys()]).size
+    const want = Math.min(linkCount, view.length)
+    let have = new Set([...admitted, ...dialing, ...backlog.keys()]).size
     if (have >= want) return
     const t = now()
     for (const p of ringSuccessors(self, view, view.length)) {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ManualClock } from '../../util/clock.ts'
 import { silentLogger } from '../../util/log.ts'
-import { createDialler, MUTUAL_DIAL_YIELD_MS, type DialNetwork, type Dialler } from '../../p2p/dialler.ts'
+import { createDialler, type DialNetwork, type Dialler } from '../../p2p/dialler.ts'
 import { createLoops } from '../../p2p/loops.ts'
 import { createMembership } from '../../p2p/membership.ts'
 import { meshLinks } from '../../p2p/mesh.ts'
@@ -78,36 +78,6 @@ describe('dialler on a fake network', () => {
     // While a mutual link waits for the lower id to dial, the next peer along the ring may fill in: never more than that.
     expect(net.open.size).toBeLessThanOrEqual(2 * links.length)
     expect(net.open.size).toBeLessThan(peers.length)
-  })
-
-  it('learning its peers one by one, a node dials one link while its view moves and its final links once it holds still', async () => {
-    const { dialler, net, self, clock } = await setup({ links: 3 })
-    const peers = await peerIds(9)
-    // One peer every 100 ms, within the settle time (a fifth of the redial interval): the view never holds still.
-    for (const p of peers) {
-      dialler.learn(p, [`/ip4/127.0.0.1/tcp/${4000 + peers.indexOf(p)}`], 'mdns')
-      await flush()
-      await clock.advanceAsync(100)
-      await flush()
-    }
-    // Connected to someone from the first peer on, to one peer only while the view moved.
-    expect(net.open.size).toBe(1)
-    const first = [...net.open][0] as string
-    // Held still: the links of the whole view, after the yield a lower-id mutual link gets.
-    for (let i = 0; i < 10; i++) { await clock.advanceAsync(100); await flush() }
-    const links = meshLinks(self, peers, 3)
-    for (const l of links) expect(net.open.has(l)).toBe(true)
-    expect(new Set(net.dialled)).toEqual(new Set([first, ...links]))
-  })
-
-  it('a node alone connects at once (within the yield a lower-id mutual link gets)', async () => {
-    const { dialler, net, clock } = await setup({ links: 2 })
-    const [a] = await peerIds(1) as [string]
-    dialler.learn(a, ['/ip4/127.0.0.1/tcp/4001'], 'mdns')
-    // Dialled at once, or after the yield a lower-id mutual link gets (a site of two: mutual).
-    for (let i = 0; i < 30 && !net.open.has(a); i++) { await clock.advanceAsync(10); await flush() }
-    expect(net.open.has(a)).toBe(true)
-    expect(clock.now() - 1_000_000).toBeLessThanOrEqual(MUTUAL_DIAL_YIELD_MS + 10)
   })
 
   it('a member held dead is dialled again once it is sighted (a partition healed), and not before', async () => {
