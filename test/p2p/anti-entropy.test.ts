@@ -317,6 +317,17 @@ describe('anti-entropy over stream pairs', () => {
       expect(p.a.ae.stats().ok).toBe(3)
     })
 
+    it('an exchange opened with the hash alone still hands a member we hold dead its own row', async () => {
+      const { p, sent } = await site(3)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const b = p.b.st.self
+      p.a.membership.rumour({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() }, 1)
+      await exchange(p, p.a, p.b)
+      expect(sent.a.at(-1)).toBe(1)
+      expect(p.b.rumours).toContainEqual({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() - 1 })
+    })
+
     it('a difference no table mends costs one more exchange, not one per round', async () => {
       // b never hands over c's row (as a table at its row bound would not take it).
       const { p, others } = await site(3, true)
