@@ -6,6 +6,7 @@ import { fingerprintRows } from '../util/fingerprint.ts'
 import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { digestHash } from './heartbeat.ts'
+import { QUIET_AFTER_DEAD_PERIODS } from './liveness.ts'
 import type { Loops } from './loops.ts'
 import { isPeerId, type Membership, type Rumour, type Sighting } from './membership.ts'
 import { alarmingRejections, type ApplyResult, type StateStore } from './state/index.ts'
@@ -36,7 +37,7 @@ export interface AntiEntropyComponents {
   log: Logger
   timing: Pick<Timing, 'antiEntropyIntervalMs' | 'deadAfterMs'>
   store: StateStore
-  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed' | 'digest'>
+  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed' | 'digest' | 'changedAt'>
   /** Peers admitted on a connection that is still open. */
   admitted: ReadonlySet<string>
   /** See the admission gate. */
@@ -217,8 +218,9 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
    * (`Membership.digest`) ahead of their rows. `role` says how much of our table goes:
    * - 'answer': none when the asker's hash equals ours (it holds every row we do),
    *   else as 'changed' (and all of it when the asker sent a hash but no rows);
-   * - 'open': only the hash, to a peer that sent us one before (it answers with its
-   *   table when the hashes differ; `settle` then finds whether it still lacks ours);
+   * - 'open': only the hash, to a peer that sent us one before, while our table is
+   *   quiet (it answers with its table when the hashes differ; `settle` then finds
+   *   whether it still lacks ours); else as 'changed';
    * - 'full': all of it (a watcher saw the tables differ);
    * - 'push': as 'changed': all of it unless this same table went to the peer before.
    * The peer's own row goes whatever the role when we hold it down or in dispute.
@@ -232,7 +234,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       membersHash: c.peerExchange ? () => membership.digest() : undefined,
       onMembersHash: (hash) => { x.theirHash = hash; hashing.add(peer) },
       peers: () => {
-        const table = role === 'full' ? 'full' : role === 'open' && hashing.has(peer) ? 'hash-only' : 'changed'
+        const table = role === 'full' ? 'full' : role === 'open' && hashing.has(peer) && quiet() ? 'hash-only' : 'changed'
         const equal = role === 'answer' && x.theirHash === membership.digest()
         const rows = adverts(peer, told, equal ? 'hash-only' : table, role === 'answer' ? x.theirHash : undefined)
         x.withheld = !equal && table === 'hash-only'
@@ -248,6 +250,13 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     }
     return x
   }
+
+  /**
+   * Our table has not changed for the heartbeats' quiet period (P2P-11): news of a change
+   * (a partition healing, a member's death) is likely still missing somewhere, and goes
+   * in whole tables until it settles.
+   */
+  const quiet = (): boolean => now() - membership.changedAt() >= QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
 
   /**
    * After an exchange we opened with our hash alone: when the peer's hash (sent after it

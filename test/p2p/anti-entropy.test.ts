@@ -8,6 +8,7 @@ import { createLoops } from '../../p2p/loops.ts'
 import { createMembership, type Membership, type Rumour } from '../../p2p/membership.ts'
 import { seededRandom } from '../../util/random.ts'
 import { syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
+import { QUIET_AFTER_DEAD_PERIODS } from '../../p2p/liveness.ts'
 import { store } from './state/fixtures.ts'
 import { LAB, peerIds } from './fake-net.ts'
 
@@ -105,6 +106,9 @@ function acquainted (p: { a: Side, b: Side, clock: ManualClock }): void {
 function beatsFrom (side: Side, peer: Side): void {
   for (let i = 0; i < 2; i++) side.ae.heartbeatDigest(peer.st.self, peer.ae.digestHash(), peer.membership.digest())
 }
+
+/** How long a table must hold still before an exchange opens with the members hash alone. */
+const QUIET_MS = QUIET_AFTER_DEAD_PERIODS * LAB.deadAfterMs
 
 describe('anti-entropy over stream pairs', () => {
   let controller: AbortController | undefined
@@ -261,6 +265,7 @@ describe('anti-entropy over stream pairs', () => {
       const p = await pair({ a: { tamperAdverts: record('a') }, b: { tamperAdverts: record('b') } })
       acquainted(p)
       for (const side of [p.a, p.b]) for (const o of others) side.membership.heard(o, 0, 5)
+      p.clock.advance(QUIET_MS)
       return { p, sent, others }
     }
     const exchange = async (p: Awaited<ReturnType<typeof pair>>, from: Side, to: Side): Promise<void> => {
@@ -295,12 +300,28 @@ describe('anti-entropy over stream pairs', () => {
       expect(p.a.ae.stats().ok).toBe(2)
     })
 
-    it('a rumour only the opening side holds crosses in a second exchange with its table, at its next round', async () => {
+    it('right after a change the opening side sends its whole table', async () => {
       const { p, sent, others } = await site(5)
       controller = p.controller
       await exchange(p, p.a, p.b)
       const c = others[0] as string
-      p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, 1)
+      p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
+      await exchange(p, p.a, p.b)
+      expect(sent.a).toEqual([others.length, others.length])
+      expect(p.b.membership.get(c)?.liveness).toBe('dead')
+      // Quiet again: the hash alone.
+      p.clock.advance(QUIET_MS)
+      await exchange(p, p.a, p.b)
+      expect(sent.a.at(-1)).toBe(0)
+    })
+
+    it('a rumour only the opening side holds, which the other missed long ago, crosses in a second exchange with its table, at its next round', async () => {
+      const { p, sent, others } = await site(5)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const c = others[0] as string
+      p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
+      p.clock.advance(QUIET_MS)
       await exchange(p, p.a, p.b)
       // a sent its hash alone; b, seeing it differ, answered with its table, which holds nothing new for a.
       expect(p.b.membership.get(c)?.liveness).toBe('alive')
@@ -322,7 +343,8 @@ describe('anti-entropy over stream pairs', () => {
       controller = p.controller
       await exchange(p, p.a, p.b)
       const b = p.b.st.self
-      p.a.membership.rumour({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() }, 1)
+      p.a.membership.rumour({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() }, p.clock.now())
+      p.clock.advance(QUIET_MS)
       await exchange(p, p.a, p.b)
       expect(sent.a.at(-1)).toBe(1)
       expect(p.b.rumours).toContainEqual({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() - 1 })
