@@ -167,7 +167,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
 
   /**
    * Our membership table for a peer exchange with `to`, liveness and incarnations
-   * included (see `Exchange` for when `table` is 'hash-only' or 'full'); empty when `to`
+   * included (see `side` for when `table` is 'hash-only' or 'full'); empty when `to`
    * already has this list, unless the rows `to` sent in this exchange (`told`: id →
    * liveness@incarnation) show it lacks one of ours, or its members hash (`theirHash`)
    * differs and it sent no rows.
@@ -252,9 +252,9 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   }
 
   /**
-   * Our table has not changed for the heartbeats' quiet period (P2P-11): news of a change
-   * (a partition healing, a member's death) is likely still missing somewhere, and goes
-   * in whole tables until it settles.
+   * Whether our table has held still for the heartbeats' quiet period (P2P-11). Until
+   * then, news of its change (a partition healing, a member's death) is likely still
+   * missing somewhere, and an exchange we open carries our whole table.
    */
   const quiet = (): boolean => now() - membership.changedAt() >= QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
 
