@@ -6,6 +6,7 @@ import { fingerprintRows } from '../util/fingerprint.ts'
 import type { Logger } from '../util/log.ts'
 import type { RandomSource } from '../util/random.ts'
 import { digestHash } from './heartbeat.ts'
+import { QUIET_AFTER_DEAD_PERIODS } from './liveness.ts'
 import type { Loops } from './loops.ts'
 import { isPeerId, type Membership, type Rumour, type Sighting } from './membership.ts'
 import { alarmingRejections, type ApplyResult, type StateStore } from './state/index.ts'
@@ -36,7 +37,7 @@ export interface AntiEntropyComponents {
   log: Logger
   timing: Pick<Timing, 'antiEntropyIntervalMs' | 'deadAfterMs'>
   store: StateStore
-  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed' | 'digest'>
+  membership: Pick<Membership, 'list' | 'get' | 'incarnationOf' | 'disputed' | 'digest' | 'changedAt'>
   /** Peers admitted on a connection that is still open. */
   admitted: ReadonlySet<string>
   /** See the admission gate. */
@@ -64,6 +65,24 @@ export interface AntiEntropyComponents {
   frozen?: () => boolean
 }
 
+/** How `AntiEntropy.run` opens an exchange. */
+export interface RunOptions {
+  /** Start with our digest's hash alone (equal replicas end there). @default false */
+  hashFirst?: boolean
+  /** Send our membership table in full, whatever the peer was sent before. @default false */
+  fullTable?: boolean
+  /** Opens the stream (the connection just admitted). @default a new sync stream on an open connection */
+  open?: (signal: AbortSignal) => Promise<Stream | undefined>
+}
+
+/** One side of an exchange, and what it learned on the way. */
+interface Exchange extends SyncSide {
+  /** The peer's members hash, once its peer list came. */
+  theirHash?: number
+  /** We opened with our members hash alone (a peer held down or in dispute still got its own row). */
+  withheld: boolean
+}
+
 /** Anti-entropy counters for status. */
 export interface SyncStats { ok: number, failed: number }
 
@@ -78,7 +97,7 @@ export interface SyncStats { ok: number, failed: number }
 export interface AntiEntropy {
   start: (signal: AbortSignal, loops: Loops) => void
   /** One exchange with `peer` (opening its stream with `open` when given); resolves to whether it completed. Failures are counted, never thrown. */
-  run: (peer: string, options?: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> }) => Promise<boolean>
+  run: (peer: string, options?: RunOptions) => Promise<boolean>
   /** The sync protocol's handler (answering side; waits while our own proof to the peer is in flight). */
   handle: (stream: Stream, peer: string) => Promise<void>
   /** The push protocol's handler (as `handle`). */
@@ -132,6 +151,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
   const lastHashes = new Map<string, { theirs: number, ours: number, members?: string }>()
   /** Hash of the peer list last sent to each peer: an unchanged list is not sent again. */
   const sentPeers = new Map<string, string>()
+  /** Admitted peers that sent us their members hash (see `MEMBERS_HASH_ROW`): they answer an exchange opened with ours alone. */
+  const hashing = new Set<string>()
   let ownDigestHash: number | undefined
   /** When a safety round last ran (see AE_SAFETY_ROUNDS); set at start. */
   let lastSafetyAt = 0
@@ -146,10 +167,12 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
 
   /**
    * Our membership table for a peer exchange with `to`, liveness and incarnations
-   * included; empty when `to` already has this list, unless the rows `to` sent in this
-   * exchange (`told`: id → liveness@incarnation) show it lacks one of ours.
+   * included (see `side` for when `table` is 'hash-only' or 'full'); empty when `to`
+   * already has this list, unless the rows `to` sent in this exchange (`told`: id →
+   * liveness@incarnation) show it lacks one of ours, or its members hash (`theirHash`)
+   * differs and it sent no rows.
    */
-  const adverts = (to: string, told: ReadonlyMap<string, string>): PeerAdvert[] => {
+  const adverts = (to: string, told: ReadonlyMap<string, string>, table: 'hash-only' | 'full' | 'changed', theirHash?: number): PeerAdvert[] => {
     if (!c.peerExchange) return []
     const t = now()
     const list: PeerAdvert[] = []
@@ -159,12 +182,13 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     if (held !== undefined && (held.liveness !== 'alive' || disputed !== undefined)) {
       list.push({ id: to, addresses: [], ageMs: 0, liveness: held.liveness === 'alive' ? 'suspect' : held.liveness, incarnation: disputed ?? membership.incarnationOf(to) ?? 0 })
     }
+    if (table === 'hash-only') return c.tamperAdverts === undefined ? list : c.tamperAdverts(to, list)
     for (const m of membership.list()) {
       if (m.peerId !== to) list.push({ id: m.peerId, addresses: c.addressesOf(m.peerId), ageMs: Math.max(0, t - m.lastSeen), liveness: m.liveness, incarnation: membership.incarnationOf(m.peerId) ?? 0 })
     }
     const fingerprint = fingerprintRows(list.map((p) => `${p.id}=${p.addresses.join(',')}/${p.liveness ?? ''}@${p.incarnation ?? ''}`))
-    const lacks = told.size > 0 && list.some((p) => p.id !== to && told.get(p.id) !== `${p.liveness ?? ''}@${p.incarnation ?? ''}`)
-    const fresh = sentPeers.get(to) === fingerprint && !lacks ? [] : list
+    const lacks = (told.size > 0 || theirHash !== undefined) && list.some((p) => p.id !== to && told.get(p.id) !== `${p.liveness ?? ''}@${p.incarnation ?? ''}`)
+    const fresh = sentPeers.get(to) === fingerprint && !lacks && table !== 'full' ? [] : list
     sentPeers.set(to, fingerprint)
     return c.tamperAdverts === undefined ? fresh : c.tamperAdverts(to, fresh)
   }
@@ -189,12 +213,33 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     }
   }
 
-  const side = (peer: string, s: AbortSignal): SyncSide => {
+  /**
+   * One side of an exchange or push with `peer`. Both sides send their members hash
+   * (`Membership.digest`) ahead of their rows. `role` says how much of our table goes:
+   * - 'answer': none when the asker's hash equals ours (it holds every row we do),
+   *   else as 'changed' (and all of it when the asker sent a hash but no rows);
+   * - 'open': only the hash, to a peer that sent us one before, while our table is
+   *   quiet (it answers with its table when the hashes differ; `settle` then finds
+   *   whether it still lacks ours); else as 'changed';
+   * - 'full': all of it (a watcher saw the tables differ);
+   * - 'push': as 'changed': all of it unless this same table went to the peer before.
+   * The peer's own row goes whatever the role when we hold it down or in dispute.
+   */
+  const side = (peer: string, s: AbortSignal, role: 'answer' | 'open' | 'full' | 'push'): Exchange => {
     const told = new Map<string, string>()
-    return {
+    const x: Exchange = {
+      withheld: false,
       store,
       remote: peer,
-      peers: () => adverts(peer, told),
+      membersHash: c.peerExchange ? () => membership.digest() : undefined,
+      onMembersHash: (hash) => { x.theirHash = hash; hashing.add(peer) },
+      peers: () => {
+        const table = role === 'full' ? 'full' : role === 'open' && hashing.has(peer) && quiet() ? 'hash-only' : 'changed'
+        const equal = role === 'answer' && x.theirHash === membership.digest()
+        const rows = adverts(peer, told, equal ? 'hash-only' : table, role === 'answer' ? x.theirHash : undefined)
+        x.withheld = !equal && table === 'hash-only'
+        return rows
+      },
       onPeers: (list) => {
         for (const p of list) if (p.liveness !== undefined) told.set(p.id, `${p.liveness}@${p.incarnation ?? ''}`)
         onPeers(list)
@@ -203,6 +248,26 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       maxFrameBytes: c.maxFrameBytes,
       signal: s
     }
+    return x
+  }
+
+  /**
+   * Whether our table has held still for the heartbeats' quiet period (P2P-11). Until
+   * then, news of its change (a partition healing, a member's death) is likely still
+   * missing somewhere, and an exchange we open carries our whole table.
+   */
+  const quiet = (): boolean => now() - membership.changedAt() >= QUIET_AFTER_DEAD_PERIODS * timing.deadAfterMs
+
+  /**
+   * After an exchange we opened with our hash alone: when the peer's hash (sent after it
+   * merged whatever we sent) still differs from ours (after we merged its rows), it lacks
+   * something of ours, and the next round runs an exchange with our table in full, as a
+   * watcher's differing members hash does (P2P-36).
+   */
+  const settle = (peer: string, x: Exchange): void => {
+    if (!x.withheld || x.theirHash === undefined) return
+    const pair = `${x.theirHash}/${membership.digest()}`
+    if (x.theirHash !== membership.digest() && membersSettled.get(peer) !== pair) membersDiffer.set(peer, pair)
   }
 
   const failed = (peer: string, err: unknown, answering: boolean): void => {
@@ -218,15 +283,17 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     log.debug(answering ? 'anti-entropy exchange cut short' : 'anti-entropy exchange failed', { peer, error: errorMessage(err) })
   }
 
-  const run = async (peer: string, options: { hashFirst?: boolean, open?: (signal: AbortSignal) => Promise<Stream | undefined> } = {}): Promise<boolean> => {
+  const run = async (peer: string, options: RunOptions = {}): Promise<boolean> => {
     if (signal === undefined || !live()) return false
     const s = signal
     const d = deadline(clock, c.timeoutMs, `sync with ${peer}`, s)
     try {
       const stream = await (options.open ?? (async (x: AbortSignal) => await c.openStream(peer, 'sync', x)))(d.signal)
       if (stream === undefined) return false
-      const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, side(peer, d.signal), options.hashFirst === true ? { digestHash: currentDigestHash() } : {}))
+      const x = side(peer, d.signal, options.fullTable === true ? 'full' : 'open')
+      const r = await withStream(stream, d.signal, async () => await syncAsInitiator(stream, x, options.hashFirst === true ? { digestHash: currentDigestHash() } : {}))
       stats.ok++
+      settle(peer, x)
       if (r.sent + r.received > 0) log.debug('anti-entropy exchange', { peer, ...r })
       return true
     } catch (err) {
@@ -250,7 +317,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       stream = await c.openStream(peer, 'push', d.signal)
       if (stream === undefined) return
       const opened = stream
-      await withStream(opened, d.signal, async () => await pushAsInitiator(opened, side(peer, d.signal), entries))
+      await withStream(opened, d.signal, async () => await pushAsInitiator(opened, side(peer, d.signal, 'push'), entries))
       stats.ok++
     } catch (err) {
       if (s.aborted) return
@@ -299,10 +366,10 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     const stateGap = differs.delete(peer)
     const members = membersDiffer.get(peer)
     membersDiffer.delete(peer)
-    // Our table goes in full whatever we sent it before (see `adverts` for its side).
-    if (members !== undefined) sentPeers.delete(peer)
-    // Equal replicas are likely unless the digests differ: start with the digest's hash alone.
-    if (await run(peer, { hashFirst: !stateGap }) && members !== undefined) membersSettled.set(peer, members)
+    // Equal replicas are likely unless the digests differ: start with the digest's hash
+    // alone. Our table goes in full when the members hashes differ, whatever we sent
+    // before (see `adverts` for its side).
+    if (await run(peer, { hashFirst: !stateGap, fullTable: members !== undefined }) && members !== undefined) membersSettled.set(peer, members)
   }
 
   return {
@@ -313,8 +380,8 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
     },
     run,
     round,
-    handle: async (stream, peer) => { await answer(stream, peer, 'sync', async (s) => await syncAsResponder(stream, side(peer, s), currentDigestHash)) },
-    handlePush: async (stream, peer) => { await answer(stream, peer, 'push', async (s) => await pushAsResponder(stream, side(peer, s))) },
+    handle: async (stream, peer) => { await answer(stream, peer, 'sync', async (s) => await syncAsResponder(stream, side(peer, s, 'answer'), currentDigestHash)) },
+    handlePush: async (stream, peer) => { await answer(stream, peer, 'push', async (s) => await pushAsResponder(stream, side(peer, s, 'answer'))) },
     heartbeatDigest (peer, theirs, theirMembers) {
       const ours = currentDigestHash()
       const last = lastHashes.get(peer)
@@ -359,6 +426,7 @@ export function createAntiEntropy (c: AntiEntropyComponents): AntiEntropy {
       membersSettled.delete(peer)
       lastHashes.delete(peer)
       sentPeers.delete(peer)
+      hashing.delete(peer)
     },
     stats: () => ({ ...stats })
   }

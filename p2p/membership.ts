@@ -158,6 +158,8 @@ export interface Membership {
    * the same digest; heartbeats carry it, so a watcher sees a peer that missed one.
    */
   digest(): number
+  /** When what `digest` hashes last changed (-Infinity while nothing has). */
+  changedAt(): number
   /** Whether we ever had first-hand evidence of `peer` (admission, its heartbeat, a message from it). */
   firstHand(peerId: string): boolean
   get(peerId: string): Member | undefined
@@ -223,8 +225,10 @@ export function createMembership (init: MembershipInit): Membership {
   // member that restarted while held dead could never come back.
   let own = Math.min(Math.max(0, Math.floor(init.incarnation)), MAX_INCARNATION)
   const rows = new Map<string, Row>()
-  /** `digest()` until a row's liveness or incarnation, or our own incarnation, changes. */
+  /** `digest()` until a row's liveness or incarnation, or our own incarnation, changes (at `changedAt`). */
   let digestCache: number | undefined
+  let changedAt = -Infinity
+  const changed = (now: number): void => { digestCache = undefined; changedAt = Math.max(changedAt, now) }
 
   const snapshot = (row: Row): Member => ({ ...row.member, addresses: [...row.member.addresses] })
 
@@ -234,7 +238,7 @@ export function createMembership (init: MembershipInit): Membership {
     if (row === undefined) {
       row = { member: { peerId: peer, liveness: initial, lastSeen: now, addresses: [], discoveredBy: sighting.discoveredBy ?? 'inbound' }, incarnation: 0, heardAt: -Infinity, slowGap: 0 }
       rows.set(peer, row)
-      digestCache = undefined
+      changed(now)
     }
     if (sighting.addresses !== undefined && sighting.addresses.length > 0) row.member.addresses = [...sighting.addresses]
     return { row, isNew }
@@ -251,7 +255,7 @@ export function createMembership (init: MembershipInit): Membership {
   /** Moves a row to `next`, returning the event it makes. */
   const move = (row: Row, next: Liveness, now: number, isNew = false): MembershipTransition[] => {
     const prev = row.member.liveness
-    if (prev !== next) digestCache = undefined
+    if (prev !== next) changed(now)
     row.member.liveness = next
     if (next === 'suspect' && prev !== 'suspect') row.suspectSince = now
     if (next !== 'suspect') delete row.suspectSince
@@ -268,7 +272,7 @@ export function createMembership (init: MembershipInit): Membership {
     const { row, isNew } = ensure(peer, now, sighting, 'alive')
     if (incarnation !== undefined && incarnation > row.incarnation) {
       row.incarnation = incarnation
-      digestCache = undefined
+      changed(now)
       delete row.disputed
     } else if (!isNew && row.member.liveness !== 'alive') {
       // Back from the dead here, but not by a newer incarnation: whoever else heard the
@@ -345,7 +349,7 @@ export function createMembership (init: MembershipInit): Membership {
         if (r.state === 'alive') return { transitions: [] }
         if (r.incarnation >= own) {
           own = Math.min(r.incarnation + 1, MAX_INCARNATION)
-          digestCache = undefined
+          changed(now)
         }
         return { transitions: [], refute: { peer: self, state: 'alive', incarnation: own } }
       }
@@ -354,7 +358,7 @@ export function createMembership (init: MembershipInit): Membership {
         if (rows.size >= maxMembers) return { transitions: [] }
         const { row } = ensure(r.peer, now, { discoveredBy: 'peer-exchange' }, r.state)
         row.incarnation = r.incarnation
-        digestCache = undefined
+        changed(now)
         if (r.state === 'suspect') row.suspectSince = now
         return { transitions: r.state === 'alive' ? [{ type: 'join', member: snapshot(row) }] : [] }
       }
@@ -375,7 +379,7 @@ export function createMembership (init: MembershipInit): Membership {
       if (!newer) return { transitions: [] }
       if (state === 'alive' && inc > existing.incarnation) existing.refutedAt = now
       if (inc > existing.incarnation) delete existing.disputed
-      if (existing.incarnation !== inc) digestCache = undefined
+      if (existing.incarnation !== inc) changed(now)
       existing.incarnation = inc
       if (state === 'alive') existing.member.lastSeen = Math.max(existing.member.lastSeen, now)
       if (state === 'alive' && existing.watchedAt !== undefined) {
@@ -445,6 +449,8 @@ export function createMembership (init: MembershipInit): Membership {
       digestCache ??= Buffer.from(fingerprintRows([`${self} alive ${own}`, ...[...rows.values()].map((r) => `${r.member.peerId} ${r.member.liveness} ${r.incarnation}`)].sort()), 'base64').readUInt32BE(0)
       return digestCache
     },
+
+    changedAt: () => changedAt,
 
     get (peerId) {
       const row = rows.get(peerId)

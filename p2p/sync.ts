@@ -17,7 +17,9 @@ import { DEFAULT_MAX_MEMBERS, MAX_INCARNATION, validIncarnation } from './member
  *   responder → initiator  PEERS, ENTRIES*, DIGEST
  *   initiator → responder  ENTRIES*, END
  *
- * Every frame is length-prefixed and bounded; the first byte is its kind.
+ * Every frame is length-prefixed and bounded; the first byte is its kind. A side that
+ * has a members hash opens its first PEERS frame with a row carrying it (see
+ * `MEMBERS_HASH_ROW`), so the other side can leave its table out when both are equal.
  */
 
 /** Protocol id suffix under the token's sync protocol prefix. */
@@ -37,6 +39,12 @@ const MAX_ENTRIES_PER_FRAME = 4096
 export const MAX_PEERS_PER_FRAME = 256
 /** Most peers one side sends in one exchange: a full membership table and the receiver's own row. */
 export const MAX_PEERS_PER_EXCHANGE = DEFAULT_MAX_MEMBERS + 1
+/**
+ * Id of the PEERS row that carries a side's members hash (`Membership.digest`) as its
+ * `ageMs`: `["#members", [], <hash>]`. It is not a peer id, so a build from before it
+ * decodes the row and skips it like any row that names no peer.
+ */
+export const MEMBERS_HASH_ROW = '#members'
 const MAX_ADDRS = 8
 const MAX_ADDR_LENGTH = 256
 
@@ -64,6 +72,10 @@ export interface SyncSide {
   peers: () => PeerAdvert[]
   /** Called with the peers the remote vouches for. */
   onPeers: (peers: PeerAdvert[]) => void
+  /** Our members hash, sent as the first row of our peer list (see `MEMBERS_HASH_ROW`); none when absent. */
+  membersHash?: () => number
+  /** Called with the remote's members hash, before the rows of the frame that carries it. */
+  onMembersHash?: (hash: number) => void
   /** Called after each applied ENTRIES frame. */
   onApplied: (result: ApplyResult) => void
   /** Bound on any frame, bytes. */
@@ -110,6 +122,13 @@ export function peerFrames (peers: PeerAdvert[]): Uint8Array[] {
   const frames: Uint8Array[] = []
   for (let i = 0; i === 0 || i < list.length; i += MAX_PEERS_PER_FRAME) frames.push(encodePeers(list.slice(i, i + MAX_PEERS_PER_FRAME)))
   return frames
+}
+
+/** Our peer list as PEERS frames: the members hash row first when the side has one, then `side.peers()`. */
+function sidePeerFrames (side: SyncSide): Uint8Array[] {
+  const rows = side.peers()
+  const hash = side.membersHash?.()
+  return peerFrames(hash === undefined ? rows : [{ id: MEMBERS_HASH_ROW, addresses: [], ageMs: hash >>> 0 }, ...rows])
 }
 
 /** Encodes one PEERS frame (kind byte and body) of at most `MAX_PEERS_PER_FRAME` peers. */
@@ -164,6 +183,15 @@ async function readUntil (reader: FrameReader, side: SyncSide, want: readonly Aw
       const page = decodePeers(body)
       peers += page.length
       if (peers > MAX_PEERS_PER_EXCHANGE) throw new MalformedFrameError(`sync: more than ${MAX_PEERS_PER_EXCHANGE} peers in one exchange, expected at most a membership table and one row`)
+      const hashRow = page.findIndex((p) => p.id === MEMBERS_HASH_ROW)
+      const hashAdvert = page[hashRow]
+      if (hashAdvert !== undefined) {
+        if (hashAdvert.liveness !== undefined || hashAdvert.addresses.length > 0 || hashAdvert.ageMs > 0xffff_ffff) {
+          throw new MalformedFrameError(`sync: members hash row with ${hashAdvert.addresses.length} addresses, hash ${hashAdvert.ageMs}${hashAdvert.liveness === undefined ? '' : ', a liveness'}; expected ["${MEMBERS_HASH_ROW}", [], a 32-bit hash]`)
+        }
+        page.splice(hashRow, 1)
+        side.onMembersHash?.(hashAdvert.ageMs)
+      }
       side.onPeers(page)
     } else if (kind === KIND.entries) {
       const entries = decodeList(body, MAX_ENTRIES_PER_FRAME)
@@ -198,7 +226,7 @@ function hashFrame (hash: number): Uint8Array {
 export async function syncAsInitiator (stream: Stream, side: SyncSide, options: { digestHash?: number } = {}): Promise<SyncResult> {
   const reader = new FrameReader(stream, side.maxFrameBytes)
   if (options.digestHash !== undefined) {
-    await sendFrames(stream, [...peerFrames(side.peers()), hashFrame(options.digestHash)], side.signal)
+    await sendFrames(stream, [...sidePeerFrames(side), hashFrame(options.digestHash)], side.signal)
     const answer = await readUntil(reader, side, ['digest', 'end'])
     if (answer.got === 'end') return { sent: 0, received: answer.received }
     const missing = side.store.missingFor(answer.digest ?? new Uint8Array(0))
@@ -206,7 +234,7 @@ export async function syncAsInitiator (stream: Stream, side: SyncSide, options: 
     const last = await readUntil(reader, side, ['end'])
     return { sent: missing.length, received: answer.received + last.received }
   }
-  await sendFrames(stream, [...peerFrames(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
+  await sendFrames(stream, [...sidePeerFrames(side), frame(KIND.digest, side.store.digest())], side.signal)
   const { digest, received } = await readUntil(reader, side, ['digest'])
   const missing = side.store.missingFor(digest ?? new Uint8Array(0))
   await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
@@ -220,7 +248,7 @@ export async function syncAsInitiator (stream: Stream, side: SyncSide, options: 
  */
 export async function pushAsInitiator (stream: Stream, side: SyncSide, entries: Uint8Array[]): Promise<SyncResult> {
   const frames = entryFrames(entries, side.maxFrameBytes)
-  await sendFrames(stream, [...peerFrames(side.peers()), ...frames, Uint8Array.of(KIND.end)], side.signal)
+  await sendFrames(stream, [...sidePeerFrames(side), ...frames, Uint8Array.of(KIND.end)], side.signal)
   return { sent: entries.length, received: 0 }
 }
 
@@ -236,17 +264,17 @@ export async function syncAsResponder (stream: Stream, side: SyncSide, digestHas
   const first = await readUntil(reader, side, ['digest', 'hash'])
   if (first.got === 'hash') {
     if (digestHash !== undefined && first.hash === digestHash()) {
-      await sendFrames(stream, [...peerFrames(side.peers()), Uint8Array.of(KIND.end)], side.signal)
+      await sendFrames(stream, [...sidePeerFrames(side), Uint8Array.of(KIND.end)], side.signal)
       return { sent: 0, received: first.received }
     }
-    await sendFrames(stream, [...peerFrames(side.peers()), frame(KIND.digest, side.store.digest())], side.signal)
+    await sendFrames(stream, [...sidePeerFrames(side), frame(KIND.digest, side.store.digest())], side.signal)
     const theirs = await readUntil(reader, side, ['digest'])
     const missing = side.store.missingFor(theirs.digest ?? new Uint8Array(0))
     await sendFrames(stream, [...entryFrames(missing, side.maxFrameBytes), Uint8Array.of(KIND.end)], side.signal)
     return { sent: missing.length, received: first.received + theirs.received }
   }
   const missing = side.store.missingFor(first.digest ?? new Uint8Array(0))
-  await sendFrames(stream, [...peerFrames(side.peers()), ...entryFrames(missing, side.maxFrameBytes), frame(KIND.digest, side.store.digest())], side.signal)
+  await sendFrames(stream, [...sidePeerFrames(side), ...entryFrames(missing, side.maxFrameBytes), frame(KIND.digest, side.store.digest())], side.signal)
   const last = await readUntil(reader, side, ['end'])
   return { sent: missing.length, received: first.received + last.received }
 }

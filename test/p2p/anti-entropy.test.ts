@@ -7,6 +7,8 @@ import { createAntiEntropy, MAX_CATCH_UP_PUSH, type AntiEntropy, type AntiEntrop
 import { createLoops } from '../../p2p/loops.ts'
 import { createMembership, type Membership, type Rumour } from '../../p2p/membership.ts'
 import { seededRandom } from '../../util/random.ts'
+import { syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
+import { QUIET_AFTER_DEAD_PERIODS } from '../../p2p/liveness.ts'
 import { store } from './state/fixtures.ts'
 import { LAB, peerIds } from './fake-net.ts'
 
@@ -27,6 +29,8 @@ interface Side {
   opened: Array<'sync' | 'push'>
   /** Refuse the push protocol, as a build from before it does. */
   noPush: boolean
+  /** Answer exchanges as a build from before members hashes did: no hash row, its table as `oldTable` gives it. */
+  oldBuild?: { oldTable: () => PeerAdvert[], heard: PeerAdvert[][] }
 }
 
 /** Two anti-entropy services joined by in-memory stream pairs, each admitting the other; rumours from exchanges are merged into each side's table. */
@@ -57,6 +61,14 @@ async function pair (extra: { a?: Partial<AntiEntropyComponents>, b?: Partial<An
         if (side.breakNext) {
           side.breakNext = false
           inbound.abort(new Error('reset by the test'))
+          return outbound as Stream
+        }
+        const old = other.oldBuild
+        if (old !== undefined && protocol === 'sync') {
+          const heard: PeerAdvert[] = []
+          old.heard.push(heard)
+          const bare = { store: other.st, remote: st.self, peers: old.oldTable, onPeers: (list: PeerAdvert[]) => { heard.push(...list) }, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: controller.signal }
+          other.answered.push(syncAsResponder(inbound as Stream, bare).then(() => {}))
           return outbound as Stream
         }
         other.answered.push(protocol === 'push' ? other.ae.handlePush(inbound as Stream, st.self) : other.ae.handle(inbound as Stream, st.self))
@@ -94,6 +106,9 @@ function acquainted (p: { a: Side, b: Side, clock: ManualClock }): void {
 function beatsFrom (side: Side, peer: Side): void {
   for (let i = 0; i < 2; i++) side.ae.heartbeatDigest(peer.st.self, peer.ae.digestHash(), peer.membership.digest())
 }
+
+/** How long a table must hold still before an exchange opens with the members hash alone. */
+const QUIET_MS = QUIET_AFTER_DEAD_PERIODS * LAB.deadAfterMs
 
 describe('anti-entropy over stream pairs', () => {
   let controller: AbortController | undefined
@@ -235,6 +250,135 @@ describe('anti-entropy over stream pairs', () => {
     await Promise.all(p.b.answered)
     // One safety round per minute (ours or the loop's), each answered by b; one that picked z found no stream to it.
     expect(p.b.answered.length).toBe(8)
+  })
+
+  describe('members hashes in an exchange (P2P-40)', () => {
+    /** A pair that both know `count` other members alike, with the rows each side sends per exchange recorded (`-1`: its table went unchanged from before, so none). */
+    const site = async (count: number, bHidesFirst = false): Promise<{ p: Awaited<ReturnType<typeof pair>>, sent: { a: number[], b: number[] }, others: string[] }> => {
+      const sent = { a: [] as number[], b: [] as number[] }
+      const others = await peerIds(count)
+      const record = (to: keyof typeof sent) => (_peer: string, rows: PeerAdvert[]): PeerAdvert[] => {
+        const out = to === 'b' && bHidesFirst ? rows.filter((r) => r.id !== others[0]) : rows
+        sent[to].push(out.length)
+        return out
+      }
+      const p = await pair({ a: { tamperAdverts: record('a') }, b: { tamperAdverts: record('b') } })
+      acquainted(p)
+      for (const side of [p.a, p.b]) for (const o of others) side.membership.heard(o, 0, 5)
+      p.clock.advance(QUIET_MS)
+      return { p, sent, others }
+    }
+    const exchange = async (p: Awaited<ReturnType<typeof pair>>, from: Side, to: Side): Promise<void> => {
+      await from.ae.run(to.st.self)
+      await Promise.all(to.answered)
+    }
+
+    it('between equal tables an exchange carries the two hashes and no rows; the table goes once, to a peer that sent no hash before', async () => {
+      const { p, sent, others } = await site(20)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      await exchange(p, p.a, p.b)
+      await exchange(p, p.b, p.a)
+      // a's first exchange: b had sent it no hash yet, so the table (every member but b) goes; b's hash shows it equal.
+      expect(sent.a).toEqual([others.length, 0, 0])
+      expect(sent.b).toEqual([0, 0, 0])
+      // Nothing left to repair: no round runs an exchange (a ran two and answered one).
+      await p.a.ae.round()
+      expect(p.a.ae.stats().ok).toBe(3)
+    })
+
+    it('a rumour only the answering side holds crosses in its answer', async () => {
+      const { p, others } = await site(5)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const c = others[0] as string
+      p.b.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, 1)
+      await exchange(p, p.a, p.b)
+      expect(p.a.membership.get(c)?.liveness).toBe('dead')
+      expect(p.a.membership.digest()).toBe(p.b.membership.digest())
+      await p.a.ae.round()
+      expect(p.a.ae.stats().ok).toBe(2)
+    })
+
+    it('right after a change the opening side sends its whole table', async () => {
+      const { p, sent, others } = await site(5)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const c = others[0] as string
+      p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
+      await exchange(p, p.a, p.b)
+      expect(sent.a).toEqual([others.length, others.length])
+      expect(p.b.membership.get(c)?.liveness).toBe('dead')
+      // Quiet again: the hash alone.
+      p.clock.advance(QUIET_MS)
+      await exchange(p, p.a, p.b)
+      expect(sent.a.at(-1)).toBe(0)
+    })
+
+    it('a rumour only the opening side holds, which the other missed long ago, crosses in a second exchange with its table, at its next round', async () => {
+      const { p, sent, others } = await site(5)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const c = others[0] as string
+      p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
+      p.clock.advance(QUIET_MS)
+      await exchange(p, p.a, p.b)
+      // a sent its hash alone; b, seeing it differ, answered with its table, which holds nothing new for a.
+      expect(p.b.membership.get(c)?.liveness).toBe('alive')
+      expect(sent.a.at(-1)).toBe(0)
+      expect(sent.b.at(-1)).toBe(others.length)
+      await p.a.ae.round()
+      await Promise.all(p.b.answered)
+      expect(p.a.ae.stats().ok).toBe(3)
+      expect(sent.a.at(-1)).toBe(others.length)
+      expect(p.b.membership.get(c)?.liveness).toBe('dead')
+      expect(p.a.membership.digest()).toBe(p.b.membership.digest())
+      // Settled: no further round.
+      await p.a.ae.round()
+      expect(p.a.ae.stats().ok).toBe(3)
+    })
+
+    it('an exchange opened with the hash alone still hands a member we hold dead its own row', async () => {
+      const { p, sent } = await site(3)
+      controller = p.controller
+      await exchange(p, p.a, p.b)
+      const b = p.b.st.self
+      p.a.membership.rumour({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() }, p.clock.now())
+      p.clock.advance(QUIET_MS)
+      await exchange(p, p.a, p.b)
+      expect(sent.a.at(-1)).toBe(1)
+      expect(p.b.rumours).toContainEqual({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() - 1 })
+    })
+
+    it('a difference no table mends costs one more exchange, not one per round', async () => {
+      // b never hands over c's row (as a table at its row bound would not take it).
+      const { p, others } = await site(3, true)
+      controller = p.controller
+      const c = others[0] as string
+      p.b.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, 1)
+      await exchange(p, p.a, p.b)
+      for (let i = 0; i < 4; i++) {
+        await exchange(p, p.a, p.b)
+        await p.a.ae.round()
+        await Promise.all(p.b.answered)
+      }
+      expect(p.a.membership.get(c)?.liveness).toBe('alive')
+      // The first, four opened with the hash alone, and one with a's table after the first of those.
+      expect(p.a.ae.stats().ok).toBe(6)
+    })
+
+    it('a peer from before members hashes (no hash row) gets our table as before, at every exchange whose table changed', async () => {
+      const { p, sent, others } = await site(4)
+      controller = p.controller
+      const oldTable = (): PeerAdvert[] => [{ id: others[0] as string, addresses: [], ageMs: 0, incarnation: 5, liveness: 'alive' }]
+      p.b.oldBuild = { oldTable, heard: [] }
+      await exchange(p, p.a, p.b)
+      p.a.membership.rumour({ peer: others[1] as string, state: 'dead', incarnation: 5 }, 1)
+      await exchange(p, p.a, p.b)
+      expect(sent.a).toEqual([others.length, others.length])
+      // It got our rows both times.
+      expect(p.b.oldBuild.heard.map((rows) => rows.map((r) => r.id).sort())).toEqual([[...others].sort(), [...others].sort()])
+    })
   })
 
   describe('catch-up of a put whose gossip missed a peer', () => {

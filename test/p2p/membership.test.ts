@@ -322,6 +322,26 @@ describe('membership digest', () => {
     m.a.learn('d', 5)
     expect(m.a.digest()).not.toBe(m.b.digest())
   })
+
+  it('changedAt moves with what the digest hashes, not with heartbeats, touches or rumours that change nothing', () => {
+    const m = createMembership({ timing, self: 'a', incarnation: 10 })
+    expect(m.changedAt()).toBe(-Infinity)
+    m.heard('b', 100, 20)
+    expect(m.changedAt()).toBe(100)
+    m.watch('b', 200, 20)
+    m.touch('b', 300)
+    m.rumour({ peer: 'b', state: 'alive', incarnation: 20 }, 400)
+    m.learn('b', 500)
+    expect(m.changedAt()).toBe(100)
+    m.rumour({ peer: 'b', state: 'suspect', incarnation: 20 }, 600)
+    expect(m.changedAt()).toBe(600)
+    m.rumour({ peer: 'b', state: 'alive', incarnation: 21 }, 700)
+    expect(m.changedAt()).toBe(700)
+    m.rumour({ peer: 'a', state: 'suspect', incarnation: 10 }, 800)
+    expect(m.changedAt()).toBe(800)
+    m.learn('c', 900)
+    expect(m.changedAt()).toBe(900)
+  })
 })
 
 describe('numbers from the wire', () => {

@@ -10,7 +10,8 @@ import { deriveKeys } from '../../token/index.ts'
 import { cryptoRandom } from '../../util/random.ts'
 import { MalformedFrameError } from '../../p2p/errors.ts'
 import { decodeList, encodeFrame, encodeVarint } from '../../p2p/framing.ts'
-import { MAX_PEERS_PER_EXCHANGE, MAX_PEERS_PER_FRAME, decodePeers, encodePeers, entryFrames, peerFrames, pushAsInitiator, pushAsResponder, syncAsInitiator, syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
+import { isPeerId } from '../../p2p/membership.ts'
+import { MAX_PEERS_PER_EXCHANGE, MAX_PEERS_PER_FRAME, MEMBERS_HASH_ROW, decodePeers, encodePeers, entryFrames, peerFrames, pushAsInitiator, pushAsResponder, syncAsInitiator, syncAsResponder, type PeerAdvert } from '../../p2p/sync.ts'
 import { digestHash } from '../../p2p/heartbeat.ts'
 import { streamPair } from '@libp2p/utils'
 import { store } from './state/fixtures.ts'
@@ -225,6 +226,39 @@ describe('exchange over a stream pair', () => {
     const side = { store: b, remote: a.self, peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) }
     await expect(syncAsResponder(inbound, side)).rejects.toThrow(MalformedFrameError)
     outbound.abort(new Error('done'))
+  })
+
+  it('a members hash goes as the first row of a side\'s peer list, to onMembersHash and not onPeers; a decoder from before reads it as a row naming no peer', async () => {
+    const a = await store(1)
+    const b = await store(2)
+    const rows: PeerAdvert[] = [{ id: '12D3KooWpeer', addresses: ['/ip4/10.0.0.1/tcp/4001'], ageMs: 5, incarnation: 7, liveness: 'alive' }]
+    const got: { hashes: number[], peers: PeerAdvert[] } = { hashes: [], peers: [] }
+    const [outbound, inbound] = await streamPair()
+    let first: Uint8Array | undefined
+    const send = outbound.send.bind(outbound)
+    outbound.send = (data) => { first ??= data.slice(); return send(data) }
+    const side = (st: typeof a, remote: string, peers: PeerAdvert[], hash: number | undefined) => ({
+      store: st, remote, peers: () => peers, ...(hash === undefined ? {} : { membersHash: () => hash }), onMembersHash: (h: number) => { got.hashes.push(h) }, onPeers: (p: PeerAdvert[]) => { got.peers.push(...p) }, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000)
+    })
+    await Promise.all([syncAsInitiator(outbound, side(a, b.self, rows, 0xfedc_ba98)), syncAsResponder(inbound, side(b, a.self, [], 3))])
+    expect(got.hashes.sort()).toEqual([3, 0xfedc_ba98].sort())
+    expect(got.peers).toEqual(rows)
+    // The first frame as a build from before decodes it: one more row, whose id is no peer id.
+    const old = decodePeers((first as Uint8Array).subarray(2))
+    expect(old[0]).toEqual({ id: MEMBERS_HASH_ROW, addresses: [], ageMs: 0xfedc_ba98 })
+    expect(isPeerId(MEMBERS_HASH_ROW)).toBe(false)
+    expect(old.slice(1)).toEqual(rows)
+  })
+
+  it('a members hash row with addresses, a liveness or more than 32 bits is a MalformedFrameError', async () => {
+    for (const row of [[MEMBERS_HASH_ROW, ['/ip4/10.0.0.1/tcp/1'], 1], [MEMBERS_HASH_ROW, [], 2 ** 32], [MEMBERS_HASH_ROW, [], 1, 0, 'alive']]) {
+      const b = await store(2)
+      const [outbound, inbound] = await streamPair()
+      outbound.send(encodeFrame(Uint8Array.of(3, ...new TextEncoder().encode(JSON.stringify([row])))))
+      const side = { store: b, remote: 'x', peers: () => [], onPeers: () => {}, onApplied: () => {}, maxFrameBytes: 1 << 20, signal: AbortSignal.timeout(5_000) }
+      await expect(syncAsResponder(inbound, side)).rejects.toThrow(MalformedFrameError)
+      outbound.abort(new Error('done'))
+    }
   })
 
   it('a safety round between equal replicas sends the digest hash, not two digests; unequal ones still converge', async () => {
