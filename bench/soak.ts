@@ -27,14 +27,17 @@
 //   sudo npx node bench/soak.ts --nodes 30 --minutes 20 --variant="--max-semi-space-size=1" --variant="--max-semi-space-size=1 --single-threaded-gc" …
 // `npm run bench` skips it unless KAIROS_BENCH_SOAK=1 (or `npm run bench -- soak`);
 // there KAIROS_BENCH_SOAK_MINUTES / KAIROS_BENCH_SOAK_NODES set its length and size.
+import { execFile } from 'node:child_process'
 import { mkdtemp, readdir, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
 import type { HostRecord, LabRecord } from '../netns-lab/index.ts'
 import { runEachSize, sleep } from './_harness.ts'
 import { CLOCK_TICKS_PER_S, cpuTicks, eth0Bytes, memoryKb, secs } from './_proc.ts'
 import { formationCpuS, parseSoakVariant, samplesOfVariant, SOAK_TARGET, summarizeSoak, variantOfAgent, type AgentSample, type SoakSample, type SoakVariant } from './_soak-summary.ts'
+
+const execFileAsync = promisify(execFile)
 
 interface Options { nodes: number, minutes: number, warmupMinutes: number, sampleS: number, timeoutMs: number, nodeArgs: string[] | undefined, variants: SoakVariant[], heapSnapshots: boolean }
 
@@ -218,7 +221,16 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
  */
 async function variantCommand (variants: readonly SoakVariant[], repoRoot: string | undefined): Promise<(h: HostRecord, r: LabRecord) => string[]> {
   const { ensureBundle, LAB_BUNDLE, CLI_ENTRY, REPO_ROOT } = await import('../build/bundle.ts')
-  const entry = await ensureBundle(repoRoot ?? REPO_ROOT, LAB_BUNDLE, CLI_ENTRY)
+  const { AGENT_MALLOC_ENV } = await import('../box/runtime.ts')
+  const { LAB_COMPILE_CACHE } = await import('../netns-lab/index.ts')
+  const root = repoRoot ?? REPO_ROOT
+  const entry = await ensureBundle(root, LAB_BUNDLE, CLI_ENTRY)
+  // Node's compile cache is kept per V8 code cache tag, which some V8 options change:
+  // warm it under each variant's options, as the lab does under its own.
+  for (const v of variants) {
+    await execFileAsync(process.execPath, [...v.nodeArgs, entry, 'agent', '--help'], { env: { ...AGENT_MALLOC_ENV, ...process.env, ...v.env, NODE_COMPILE_CACHE: join(root, LAB_COMPILE_CACHE) } })
+      .catch((err: unknown) => { progress(`warming the compile cache for '${v.label}' failed: ${String(err)}`) })
+  }
   return (h, r) => {
     const v = variants[variantOfAgent(r.hosts.findIndex((x) => x.name === h.name), variants.length)] as SoakVariant
     const env = Object.entries(v.env).map(([name, value]) => `${name}=${value}`)
