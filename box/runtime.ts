@@ -8,13 +8,13 @@
 /**
  * Node options of the agent (AGENT-10): a 1 MB young generation (about 140 MB RSS per
  * agent at N=10 instead of about 200 MB; the young generation is what a busy formation
- * fills), and an old generation allowed to grow to 1.2 times what the last full GC left
- * (V8 picks up to 4 times by itself, so an idle agent's heap crept up for an hour before
- * the next full GC). No old-space cap: with `--max-old-space-size=64` an agent ran out of
- * heap during a 30-node formation on a saturated 2-core machine. V8 options that change
- * V8's code cache tag (`v8.cachedDataVersionTag()`, `--heap-growing-percent` does) must
- * also be given where a code cache is made (build/sea.ts, the lab's compile-cache
- * warm-up), or the cache is refused.
+ * fills), and an old generation that grows to 1.2 times what the last full GC left
+ * before the next (V8's own factor, picked from GC and mutator speed, is several times
+ * that, and an idle agent's heap crept towards it). No old-space cap: with
+ * `--max-old-space-size=64` an agent ran out of heap during a 30-node formation on a
+ * saturated 2-core machine. V8 options that change V8's code cache tag
+ * (`v8.cachedDataVersionTag()`; `--heap-growing-percent` does) must also be given where
+ * a code cache is made (build/sea.ts, the lab's compile-cache warm-up), or it is refused.
  */
 export const AGENT_NODE_OPTIONS: readonly string[] = Object.freeze(['--max-semi-space-size=1', '--heap-growing-percent=20'])
 
