@@ -128,3 +128,44 @@ export function summarizeSoak (samples: readonly SoakSample[], warmupS: number, 
     withinTarget
   }
 }
+
+/**
+ * One set of agent options a soak compares with others on the same site: Node options,
+ * and environment settings (`NAME=value`, e.g. glibc's `MALLOC_TRIM_THRESHOLD_`).
+ */
+export interface SoakVariant { label: string, nodeArgs: string[], env: Record<string, string> }
+
+/**
+ * Parses `--variant` values: words separated by spaces, each `NAME=value` (upper case,
+ * digits and `_`) an environment setting, each other word a Node option (starting with
+ * `-`); an empty value is Node's defaults with no option.
+ */
+export function parseSoakVariant (text: string): SoakVariant {
+  const nodeArgs: string[] = []
+  const env: Record<string, string> = {}
+  for (const word of text.split(' ').filter((w) => w !== '')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(word)
+    if (m !== null) env[m[1] as string] = m[2] as string
+    else if (word.startsWith('-')) nodeArgs.push(word)
+    else throw new Error(`--variant '${text}': '${word}' is neither a Node option (-…) nor NAME=value`)
+  }
+  return { label: text.trim() === '' ? '(no option)' : text.trim(), nodeArgs, env }
+}
+
+/** Agent `i` of a site runs variant `i mod k`, so every variant has agents started early and late. */
+export function variantOfAgent (i: number, variants: number): number {
+  return i % variants
+}
+
+/** The samples of the agents that run variant `v` of `k` (in their order). */
+export function samplesOfVariant (samples: readonly SoakSample[], v: number, k: number): SoakSample[] {
+  return samples.map((s) => ({ atS: s.atS, agents: s.agents.filter((_, i) => variantOfAgent(i, k) === v) }))
+}
+
+/**
+ * CPU an agent used from its spawn to the first sample (just after the site formed),
+ * seconds: median and largest over the agents.
+ */
+export function formationCpuS (samples: readonly SoakSample[], ticksPerS: number): ReturnType<typeof stats> {
+  return stats((samples[0]?.agents ?? []).flatMap((a) => a.cpuTicks === undefined ? [] : [a.cpuTicks / ticksPerS]))
+}

@@ -15,22 +15,31 @@
 // a V8 heap snapshot of the first agent at warm-up and at the end (into a fresh dir
 // outside the lab, kept), to compare in Chrome DevTools' Comparison view. It changes that agent's memory:
 // leave it off for the figures.
+// `--variant` (repeatable) compares agent options on one site instead: agent i runs
+// variant i mod k (its Node options and `NAME=value` environment settings), and the result
+// has the figures of each variant's agents too, with the CPU each used until the site
+// formed. One site for all keeps the comparison fair on a loaded machine.
 // Needs root; prints {"skipped":"needs root"} otherwise. Progress goes to stderr; the
 // last stdout line is the JSON result. The lab comes down at the end, on failure and on
 // SIGINT / SIGTERM.
 //
 //   sudo npx node bench/soak.ts [--nodes 10] [--minutes 60] [--warmup-minutes 5] [--sample-seconds 60] [--timeout-seconds 240] [--node-args="--max-semi-space-size=1 …"] [--heap-snapshots]
+//   sudo npx node bench/soak.ts --nodes 30 --minutes 20 --variant="--max-semi-space-size=1" --variant="--max-semi-space-size=1 --single-threaded-gc" …
 // `npm run bench` skips it unless KAIROS_BENCH_SOAK=1 (or `npm run bench -- soak`);
 // there KAIROS_BENCH_SOAK_MINUTES / KAIROS_BENCH_SOAK_NODES set its length and size.
+import { execFile } from 'node:child_process'
 import { mkdtemp, readdir, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
+import type { HostRecord, LabRecord } from '../netns-lab/index.ts'
 import { runEachSize, sleep } from './_harness.ts'
 import { CLOCK_TICKS_PER_S, cpuTicks, eth0Bytes, memoryKb, secs } from './_proc.ts'
-import { SOAK_TARGET, summarizeSoak, type AgentSample, type SoakSample } from './_soak-summary.ts'
+import { formationCpuS, parseSoakVariant, samplesOfVariant, SOAK_TARGET, summarizeSoak, variantOfAgent, type AgentSample, type SoakSample, type SoakVariant } from './_soak-summary.ts'
 
-interface Options { nodes: number, minutes: number, warmupMinutes: number, sampleS: number, timeoutMs: number, nodeArgs: string[] | undefined, heapSnapshots: boolean }
+const execFileAsync = promisify(execFile)
+
+interface Options { nodes: number, minutes: number, warmupMinutes: number, sampleS: number, timeoutMs: number, nodeArgs: string[] | undefined, variants: SoakVariant[], heapSnapshots: boolean }
 
 function options (): Options {
   const { values } = parseArgs({
@@ -41,6 +50,7 @@ function options (): Options {
       'sample-seconds': { type: 'string' },
       'timeout-seconds': { type: 'string' },
       'node-args': { type: 'string' },
+      variant: { type: 'string', multiple: true },
       'heap-snapshots': { type: 'boolean' }
     }
   })
@@ -56,13 +66,17 @@ function options (): Options {
   const warmupMinutes = num('--warmup-minutes', values['warmup-minutes'], 5, 0)
   if (warmupMinutes >= minutes) throw new Error(`--warmup-minutes '${warmupMinutes}': expected less than --minutes (${minutes})`)
   const rawArgs = values['node-args'] ?? env.KAIROS_BENCH_LAB_NODE_ARGS
+  const variants = (values.variant ?? []).map(parseSoakVariant)
+  if (variants.length > 0 && values['node-args'] !== undefined) throw new Error('--node-args and --variant: give one of them')
+  if (variants.length > nodes) throw new Error(`${variants.length} variants for ${nodes} nodes: expected at most one variant per node`)
   return {
     nodes,
     minutes,
     warmupMinutes,
     sampleS: num('--sample-seconds', values['sample-seconds'], 60, 1),
     timeoutMs: num('--timeout-seconds', values['timeout-seconds'], 240, 1) * 1000,
-    nodeArgs: rawArgs?.split(' ').filter((s) => s !== ''),
+    nodeArgs: variants.length > 0 ? undefined : rawArgs?.split(' ').filter((s) => s !== ''),
+    variants,
     heapSnapshots: values['heap-snapshots'] === true
   }
 }
@@ -93,10 +107,12 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
   // Snapshots go to the agents' diagnostic dir, a fresh one (it outlives the lab).
   const diagnosticDir = opt.heapSnapshots ? await mkdtemp(join(tmpdir(), 'kairos-soak-heap-')) : undefined
   const baseArgs = opt.nodeArgs ?? [...DEFAULT_AGENT_NODE_ARGS]
+  const repoRoot = process.env.KAIROS_BENCH_LAB_REPO
   const lab = createLab({
     nodes: n,
     ...(process.env.KAIROS_BENCH_LAB_ROOT === undefined ? {} : { root: process.env.KAIROS_BENCH_LAB_ROOT }),
-    ...(process.env.KAIROS_BENCH_LAB_REPO === undefined ? {} : { repoRoot: process.env.KAIROS_BENCH_LAB_REPO }),
+    ...(repoRoot === undefined ? {} : { repoRoot }),
+    ...(opt.variants.length === 0 ? {} : { agentCommand: await variantCommand(opt.variants, repoRoot) }),
     nodeArgs: diagnosticDir === undefined ? baseArgs : [...baseArgs, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${diagnosticDir}`]
   })
   let formed = false
@@ -161,7 +177,11 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       const atS = Math.round((performance.now() - t0) / 1000)
       samples.push({ atS, agents })
       const rss = agents.map((a) => (a.rssKb ?? 0) / 1024).sort((a, b) => a - b)
-      progress(`N=${n}: min ${(atS / 60).toFixed(1)}: rss median ${rss[Math.floor(rss.length / 2)]?.toFixed(1) ?? '?'} MB, fds ${agents.map((a) => a.fds ?? '?').join(' ')}`)
+      const byVariant = opt.variants.map((_, v) => {
+        const own = agents.filter((_a, i) => variantOfAgent(i, opt.variants.length) === v).map((a) => (a.rssKb ?? 0) / 1024).sort((a, b) => a - b)
+        return own[Math.floor(own.length / 2)]?.toFixed(1) ?? '?'
+      })
+      progress(`N=${n}: min ${(atS / 60).toFixed(1)}: rss median ${rss[Math.floor(rss.length / 2)]?.toFixed(1) ?? '?'} MB${byVariant.length === 0 ? '' : ` (by variant ${byVariant.join(' ')})`}, fds ${agents.map((a) => a.fds ?? '?').join(' ')}`)
       if (!snappedWarmup && atS >= opt.warmupMinutes * 60) { snappedWarmup = true; await snapshot('warm-up') }
     }
     // Still a site: every agent running, joined and seeing every other alive (asked
@@ -170,6 +190,12 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
     await snapshot('end')
     const alive = end.nodes.map((x) => ((x.agent?.peers ?? []) as PeerView[]).filter((p) => p.liveness === 'alive' && p.id !== x.peerId).length)
     const summary = summarizeSoak(samples, opt.warmupMinutes * 60, CLOCK_TICKS_PER_S)
+    const k = opt.variants.length
+    const variants = opt.variants.map((v, i) => {
+      const own = samplesOfVariant(samples, i, k)
+      const { series, target: _target, ...figures } = summarizeSoak(own, opt.warmupMinutes * 60, CLOCK_TICKS_PER_S)
+      return { variant: v.label, agents: own[0]?.agents.length ?? 0, formationCpuS: formationCpuS(own, CLOCK_TICKS_PER_S), ...figures, rssMbSeries: series.rssMb }
+    })
     return {
       nodes: n,
       formed: true,
@@ -178,13 +204,37 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       sampleSeconds: opt.sampleS,
       ...summary,
       atEnd: { running: end.nodes.filter((x) => x.running).length, joined: end.nodes.filter((x) => x.phase === 'joined').length, seeAllAlive: alive.filter((a) => a >= n - 1).length, formed: isFormed(end) },
-      ...(diagnosticDir === undefined ? {} : { heapSnapshotDir: diagnosticDir })
+      ...(diagnosticDir === undefined ? {} : { heapSnapshotDir: diagnosticDir }),
+      ...(k === 0 ? {} : { variants })
     }
   } finally {
     const keepFiles = process.env.KAIROS_BENCH_KEEP_FILES === '1' || !formed
     if (keepFiles) progress(`N=${n}: its files stay in ${await lab.dir().catch(() => '(lab dir unknown)')}`)
     progress(`N=${n}: lab down`)
     await lab.down({ keepFiles }).catch((err: unknown) => { progress(`lab down failed: ${String(err)}`) })
+  }
+}
+
+/**
+ * The agent command of a soak with variants: host i (in the lab's host order) runs the
+ * lab's agent bundle with variant i mod k's Node options, under `env` with its settings.
+ */
+async function variantCommand (variants: readonly SoakVariant[], repoRoot: string | undefined): Promise<(h: HostRecord, r: LabRecord) => string[]> {
+  const { ensureBundle, LAB_BUNDLE, CLI_ENTRY, REPO_ROOT } = await import('../build/bundle.ts')
+  const { AGENT_MALLOC_ENV } = await import('../box/runtime.ts')
+  const { LAB_COMPILE_CACHE } = await import('../netns-lab/index.ts')
+  const root = repoRoot ?? REPO_ROOT
+  const entry = await ensureBundle(root, LAB_BUNDLE, CLI_ENTRY)
+  // Node's compile cache is kept per V8 code cache tag, which some V8 options change:
+  // warm it under each variant's options, as the lab does under its own.
+  for (const v of variants) {
+    await execFileAsync(process.execPath, [...v.nodeArgs, entry, 'agent', '--help'], { env: { ...AGENT_MALLOC_ENV, ...process.env, ...v.env, NODE_COMPILE_CACHE: join(root, LAB_COMPILE_CACHE) } })
+      .catch((err: unknown) => { progress(`warming the compile cache for '${v.label}' failed: ${String(err)}`) })
+  }
+  return (h, r) => {
+    const v = variants[variantOfAgent(r.hosts.findIndex((x) => x.name === h.name), variants.length)] as SoakVariant
+    const env = Object.entries(v.env).map(([name, value]) => `${name}=${value}`)
+    return [...(env.length === 0 ? [] : ['env', ...env]), r.nodePath, ...v.nodeArgs, entry, 'agent', '--config', h.configPath]
   }
 }
 
@@ -195,7 +245,7 @@ await runEachSize(() => {
     head: {
       targets: { rssChangePct: SOAK_TARGET.rssChangePct, fdSlack: SOAK_TARGET.fdSlack },
       warmupMinutes: opt.warmupMinutes,
-      agentNodeArgs: opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)'
+      agentNodeArgs: opt.variants.length > 0 ? 'per variant' : opt.nodeArgs?.join(' ') ?? 'lab default (DEFAULT_AGENT_NODE_ARGS)'
     },
     runOnce: async (n, signal) => await runOnce(n, opt, signal)
   }

@@ -5,15 +5,7 @@
 // the agent's malloc settings (glibc reads them at process start only).
 import { CALLED_AS_ENV, PROVIDER_NAME } from './called-as.ts'
 import { EXECUTABLE_SUBPATH } from './paths.ts'
-
-/**
- * glibc malloc settings the agent runs with, unless the environment sets them (AGENT-8):
- * at most two malloc arenas. glibc gives each thread that allocates while another holds
- * the lock an arena of its own (up to eight per core), and Node's worker threads (libuv's
- * pool, V8's platform workers) each fill one during a formation; the pages they freed stay
- * with the arena. Two cap that, at the cost of a thread now and then waiting on a lock.
- */
-export const AGENT_MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_ARENA_MAX: '2' })
+import { AGENT_MALLOC_ENV } from './runtime.ts'
 
 /** What the launcher checks and runs. */
 export interface LauncherInit {

@@ -19,6 +19,7 @@ import { promisify } from 'node:util'
 import { glibcFloorOf, renderLauncher } from '../box/launcher.ts'
 import { EXECUTABLE_SUBPATH, UNIT_SUBPATH } from '../box/paths.ts'
 import { PROVIDER_NAME } from '../box/called-as.ts'
+import { AGENT_NODE_OPTIONS } from '../box/runtime.ts'
 import { renderUnit } from '../box/unit.ts'
 import { artefactName, packageVersion } from './artefact-name.ts'
 import { buildBundle, REPO_ROOT } from './bundle.ts'
@@ -35,6 +36,15 @@ export const SEA_NODE_MAJOR = 24
 export const INSTALL_TEXT = join('box', 'INSTALL')
 /** Where INSTALL goes inside the artefact. */
 export const INSTALL_SUBPATH = join('share', 'doc', 'kairos-p2p', 'INSTALL')
+
+/**
+ * The SEA config: `main` into the blob at `output`, with V8's code cache (it spares the
+ * executable compiling its 3 MB script at every start) and the agent's Node options as
+ * the executable's own (`execArgv`; NODE_OPTIONS can still add to them).
+ */
+export function seaConfig (main: string, output: string): Record<string, unknown> {
+  return { main, output, disableExperimentalSEAWarning: true, useCodeCache: true, execArgv: [...AGENT_NODE_OPTIONS] }
+}
 
 /** A build failure naming the step and the way out. */
 export class ArtefactBuildError extends Error {
@@ -92,9 +102,9 @@ export async function buildArtefact (outDir = join(REPO_ROOT, 'dist'), root = RE
   const main = join(work, 'kairos-p2p.cjs')
   const blob = join(work, 'sea-prep.blob')
   await writeFile(main, code)
-  // The code cache spares the executable compiling its 3 MB script at every start.
-  await writeFile(join(work, 'sea-config.json'), JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }))
-  await tool([process.execPath, '--experimental-sea-config', join(work, 'sea-config.json')], 'preparing the SEA blob', 'nodejs')
+  await writeFile(join(work, 'sea-config.json'), JSON.stringify(seaConfig(main, blob)))
+  // Under the executable's own Node options: V8 refuses a code cache made under options that change its tag.
+  await tool([process.execPath, ...AGENT_NODE_OPTIONS, '--experimental-sea-config', join(work, 'sea-config.json')], 'preparing the SEA blob', 'nodejs')
 
   const exe = join(dir, EXECUTABLE_SUBPATH)
   await mkdir(join(exe, '..'), { recursive: true })

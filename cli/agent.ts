@@ -76,7 +76,8 @@ export const command: Command = {
         } catch (err) {
           throw await identityOfInitServer(describeStartError(err), loaded.config.p2p.stateDir)
         }
-        logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir })
+        // Node's options name the memory settings the process runs with (AGENT-10).
+        logger.info('agent started', { peerId: agent.peerId, stateDir: loaded.config.p2p.stateDir, nodeOptions: process.execArgv })
         const stopped = new Promise<undefined>((resolve) => {
           if (io.signal.aborted) { resolve(undefined); return }
           io.signal.addEventListener('abort', () => { resolve(undefined) }, { once: true })

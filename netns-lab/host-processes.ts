@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { AGENT_MALLOC_ENV } from '../box/launcher.ts'
+import { AGENT_MALLOC_ENV, AGENT_NODE_OPTIONS } from '../box/runtime.ts'
 import { unitCommand } from '../box/unit.ts'
 import { DEFAULT_STATE_DIR } from '../config/defaults.ts'
 import type { Clock } from '../util/clock.ts'
@@ -27,12 +27,8 @@ import { startHolder } from './topology.ts'
 
 /** File name of the peer identity the p2p layer reads from the state dir (p2p/identity.ts). */
 export const IDENTITY_FILE = 'identity.key'
-/**
- * Node options of lab agents: a 1 MB young generation (about 140 MB RSS per agent at
- * N=10 instead of about 200 MB). No old-space cap: with `--max-old-space-size=64` an
- * agent ran out of heap during a 30-node formation on a saturated 2-core machine.
- */
-export const DEFAULT_AGENT_NODE_ARGS: readonly string[] = Object.freeze(['--max-semi-space-size=1'])
+/** Node options of lab agents: the agent's own, as on a box (AGENT_NODE_OPTIONS, box/runtime.ts). */
+export const DEFAULT_AGENT_NODE_ARGS: readonly string[] = AGENT_NODE_OPTIONS
 /** How long after its spawn an agent still outside the host's namespace counts as starting, ms. */
 const JUST_SPAWNED_MS = 5_000
 
@@ -185,10 +181,12 @@ export function createHostProcesses (init: HostProcessesInit, run: Runner, clock
   const warmCompileCache = async (r: LabRecord, agents: number, signal?: AbortSignal): Promise<void> => {
     if (init.agentCommand !== undefined || r.artefact !== undefined || agents < 2) return
     const script = await agentEntry(r)
-    const argvs = [[r.nodePath, script, 'agent', '--help']]
+    // With the agents' Node options: Node keeps a cache per V8 code cache tag, which some V8 options change.
+    const nodeArgs = init.nodeArgs ?? DEFAULT_AGENT_NODE_ARGS
+    const argvs = [[r.nodePath, ...nodeArgs, script, 'agent', '--help']]
     // From the sources, also the modules `agent` loads lazily (its help loads neither).
     if (script.endsWith('.ts')) {
-      argvs.push([r.nodePath, '--input-type=module', '-e', ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')])
+      argvs.push([r.nodePath, ...nodeArgs, '--input-type=module', '-e', ['config/index.ts', 'agent/agent.ts'].map((f) => `await import(${JSON.stringify(pathToFileURL(join(r.repoRoot, f)).href)})`).join('; ')])
     }
     for (const argv of argvs) {
       const res = await run(argv, { env: agentEnv(r), reject: false, ...(signal === undefined ? {} : { signal }) })

@@ -1,7 +1,7 @@
 // The soak's figures from its samples (bench/_soak-summary.ts): RSS from warm-up to the
 // end, fds flat or not, rates between samples, and the target check.
 import { describe, expect, it } from 'vitest'
-import { summarizeSoak, type SoakSample } from '../../bench/_soak-summary.ts'
+import { formationCpuS, parseSoakVariant, samplesOfVariant, summarizeSoak, variantOfAgent, type SoakSample } from '../../bench/_soak-summary.ts'
 
 /** Two agents sampled every minute; agent b grows `growKbPerMin` and its fds `fdsAt(min)`. */
 function samples (minutes: number, growKbPerMin: number, fdsAt: (min: number) => number): SoakSample[] {
@@ -59,5 +59,31 @@ describe('summarizeSoak', () => {
     const s = summarizeSoak([{ atS: 0, agents: [{}] }, { atS: 600, agents: [{}] }], 300, 100)
     expect(s.rssMb.changePct).toBeNull()
     expect(s.withinTarget).toBeNull()
+  })
+})
+
+describe('soak variants', () => {
+  it('splits a variant into Node options and environment settings', () => {
+    expect(parseSoakVariant('--max-semi-space-size=1  MALLOC_TRIM_THRESHOLD_=131072 --no-maglev')).toEqual({
+      label: '--max-semi-space-size=1  MALLOC_TRIM_THRESHOLD_=131072 --no-maglev',
+      nodeArgs: ['--max-semi-space-size=1', '--no-maglev'],
+      env: { MALLOC_TRIM_THRESHOLD_: '131072' }
+    })
+    expect(parseSoakVariant('')).toEqual({ label: '(no option)', nodeArgs: [], env: {} })
+  })
+
+  it('refuses a word that is neither an option nor NAME=value', () => {
+    expect(() => parseSoakVariant('--max-semi-space-size=1 semi')).toThrow(/'semi' is neither a Node option/)
+    expect(() => parseSoakVariant('malloc_arena_max=2')).toThrow(/neither/)
+  })
+
+  it('deals agents to variants in turn and keeps each variant\'s own samples', () => {
+    expect([0, 1, 2, 3, 4].map((i) => variantOfAgent(i, 2))).toEqual([0, 1, 0, 1, 0])
+    const s: SoakSample[] = [0, 1].map((m) => ({ atS: m * 60, agents: [0, 1, 2, 3].map((i) => ({ rssKb: (i + 1) * 1024, cpuTicks: (i + 1) * 100 * (m + 1) })) }))
+    const odd = samplesOfVariant(s, 1, 2)
+    expect(odd.map((x) => x.agents.map((a) => a.rssKb))).toEqual([[2048, 4096], [2048, 4096]])
+    // CPU until formed: from the first sample, at 100 ticks a second.
+    expect(formationCpuS(odd, 100)).toEqual({ median: 3, max: 4 })
+    expect(formationCpuS([], 100)).toBeNull()
   })
 })

@@ -46,6 +46,14 @@ describe('the artefact', () => {
     expect(JSON.parse(answer.stdout)).toEqual({ state: '', data: '', error: '', log: '' })
   })
 
+  it('the executable takes its own code cache: the blob was made under the Node options it runs with', async () => {
+    // V8 refuses a cache made under options that change its tag, and Node then warns.
+    const r = await execa(artefact.launcher, ['--version'], { env: { NODE_OPTIONS: '' } })
+    expect(r.stdout).toBe('kairos-p2p 0.1.0')
+    expect(r.stderr).not.toMatch(/code cache/i)
+    expect(r.stderr).toBe('')
+  })
+
   it('the bundle says what is missing when it was built without the tarball', async () => {
     const bundle = join(scratch, 'empty-bundle')
     await mkdir(bundle)

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { renderUnit, unitCommand } from '../../box/unit.ts'
-import { AGENT_MALLOC_ENV, glibcFloorOf, parseGlibcVersion, renderLauncher } from '../../box/launcher.ts'
+import { glibcFloorOf, parseGlibcVersion, renderLauncher } from '../../box/launcher.ts'
+import { AGENT_MALLOC_ENV } from '../../box/runtime.ts'
 import { BOX_CONFIG_PATH, INSTALL_PREFIX, KAIROS_PERSISTENT_PATHS, LAUNCHER_PATH, UNIT_SUBPATH, EXECUTABLE_SUBPATH } from '../../box/paths.ts'
 import { DEFAULT_STATE_DIR } from '../../config/defaults.ts'
 
@@ -62,12 +63,14 @@ describe('the launcher', () => {
       await mkdir(dirname(launcher), { recursive: true })
       await mkdir(dirname(executable), { recursive: true })
       await writeFile(launcher, renderLauncher({ glibcFloor: '2.0' }), { mode: 0o755 })
-      await writeFile(executable, '#!/bin/sh\nprintf "%s %s\\n" "$MALLOC_ARENA_MAX" "$*"\n')
+      // The executable stand-in prints its malloc settings, then its arguments.
+      await writeFile(executable, '#!/bin/sh\nenv | grep ^MALLOC_ | sort | tr "\\n" " "; printf "%s\\n" "$*"\n')
       await chmod(executable, 0o755)
       const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' }
-      expect(AGENT_MALLOC_ENV).toEqual({ MALLOC_ARENA_MAX: '2' })
-      expect((await execa(launcher, ['agent', '--help'], { env, extendEnv: false })).stdout).toBe('2 agent --help')
-      expect((await execa(launcher, ['agent'], { env: { ...env, MALLOC_ARENA_MAX: '4' }, extendEnv: false })).stdout).toBe('4 agent')
+      expect(AGENT_MALLOC_ENV.MALLOC_ARENA_MAX).toBe('2')
+      const settings = (over: Record<string, string> = {}): string => Object.entries({ ...AGENT_MALLOC_ENV, ...over }).sort(([a], [b]) => a < b ? -1 : 1).map(([k, v]) => `${k}=${v} `).join('')
+      expect((await execa(launcher, ['agent', '--help'], { env, extendEnv: false })).stdout).toBe(`${settings()}agent --help`)
+      expect((await execa(launcher, ['agent'], { env: { ...env, MALLOC_ARENA_MAX: '4' }, extendEnv: false })).stdout).toBe(`${settings({ MALLOC_ARENA_MAX: '4' })}agent`)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
+import { AGENT_MALLOC_ENV, AGENT_NODE_OPTIONS } from '../../box/runtime.ts'
 import { unitCommand } from '../../box/unit.ts'
 import { EXECUTABLE_SUBPATH } from '../../box/paths.ts'
 import { DEFAULT_STATE_DIR } from '../../config/defaults.ts'
@@ -62,6 +63,12 @@ describe.skipIf(!enabled)('lab end to end with the self-contained artefact (root
       expect(await readlink(`/proc/${node?.agentPid ?? 0}/exe`)).toBe(join(artefact.dir, EXECUTABLE_SUBPATH))
       const cmdline = (await readFile(`/proc/${node?.agentPid ?? 0}/cmdline`, 'utf8')).split('\0').filter((a) => a !== '')
       expect(cmdline.slice(-5)).toEqual(unitCommand({ config: h.configPath }).slice(1))
+      // It runs with the agent's Node options (built in) and malloc settings (from the launcher).
+      const started = (await readFile(h.logPath, 'utf8')).split('\n').filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: string, nodeOptions?: string[] }).find((l) => l.msg === 'agent started')
+      expect(started?.nodeOptions).toEqual(AGENT_NODE_OPTIONS)
+      const environ = (await readFile(`/proc/${node?.agentPid ?? 0}/environ`, 'utf8')).split('\0')
+      for (const [name, value] of Object.entries(AGENT_MALLOC_ENV)) expect(environ).toContain(`${name}=${process.env[name] ?? value}`)
       // No state_dir in its config: the default dir, bound to the host's state dir.
       expect(await readFile(h.configPath, 'utf8')).not.toContain('state_dir')
       const seen = await lab.exec(h.name, ['ls', DEFAULT_STATE_DIR])

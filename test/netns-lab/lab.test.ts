@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { AGENT_MALLOC_ENV } from '../../box/launcher.ts'
+import { AGENT_MALLOC_ENV, AGENT_NODE_OPTIONS } from '../../box/runtime.ts'
 import { assertAgentsAlive, createLab, isFormed, type Lab, type LabStatus } from '../../netns-lab/lab.ts'
 import { isRunning } from '../../netns-lab/processes.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -169,25 +169,27 @@ describe.skipIf(!isRoot)('an agent that exits (root)', () => {
 })
 
 describe.skipIf(!isRoot)('the compile cache (root)', () => {
-  it('up compiles the agent script once, into the compile cache, before any agent starts', async () => {
+  it('up compiles the agent script once, into the compile cache, under the agents\' Node options, before any agent starts', async () => {
     const root = await mkdtemp(join(tmpdir(), 'kairos-lab-cc-'))
     const calls = join(root, 'calls.log')
     // The agent script: records how it was run, answers --help, otherwise idles like an agent.
     const script = join(root, 'agent.mjs')
     await writeFile(script, [
       "import { appendFileSync } from 'node:fs'",
-      `appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ argv: process.argv.slice(2), cache: process.env.NODE_COMPILE_CACHE ?? null }) + '\\n')`,
+      `appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ argv: process.argv.slice(2), execArgv: process.execArgv, cache: process.env.NODE_COMPILE_CACHE ?? null }) + '\\n')`,
       "if (!process.argv.includes('--help')) setInterval(() => {}, 1000)"
     ].join('\n'))
     const lab = createLab({ id: `${id}c`, root, nodes: 2, agentEntry: async () => script })
     try {
       await lab.up()
       await waitFor('three agent runs recorded', async () => (await readFile(calls, 'utf8').catch(() => '')).trim().split('\n').length >= 3 || undefined, 10_000)
-      const runs = (await readFile(calls, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { argv: string[], cache: string | null })
+      const runs = (await readFile(calls, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { argv: string[], execArgv: string[], cache: string | null })
       expect(runs[0]?.argv).toEqual(['agent', '--help'])
       expect(runs.slice(1).map((r) => r.argv[0])).toEqual(['agent', 'agent'])
       expect(new Set(runs.map((r) => r.cache)).size).toBe(1)
       expect(runs[0]?.cache).toMatch(/compile$/)
+      // Under the agents' own Node options, which can change the cache's V8 tag.
+      for (const r of runs) expect(r.execArgv).toEqual(AGENT_NODE_OPTIONS)
     } finally {
       await lab.down()
       await rm(root, { recursive: true, force: true })
