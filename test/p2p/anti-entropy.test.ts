@@ -272,11 +272,16 @@ describe('anti-entropy over stream pairs', () => {
       await from.ae.run(to.st.self)
       await Promise.all(to.answered)
     }
+    /** `site`, with the abort controller set and one exchange from a to b behind it. */
+    const exchanged = async (count: number): Promise<Awaited<ReturnType<typeof site>>> => {
+      const s = await site(count)
+      controller = s.p.controller
+      await exchange(s.p, s.p.a, s.p.b)
+      return s
+    }
 
     it('between equal tables an exchange carries the two hashes and no rows; the table goes once, to a peer that sent no hash before', async () => {
-      const { p, sent, others } = await site(20)
-      controller = p.controller
-      await exchange(p, p.a, p.b)
+      const { p, sent, others } = await exchanged(20)
       await exchange(p, p.a, p.b)
       await exchange(p, p.b, p.a)
       // a's first exchange: b had sent it no hash yet, so the table (every member but b) goes; b's hash shows it equal.
@@ -288,9 +293,7 @@ describe('anti-entropy over stream pairs', () => {
     })
 
     it('a rumour only the answering side holds crosses in its answer', async () => {
-      const { p, others } = await site(5)
-      controller = p.controller
-      await exchange(p, p.a, p.b)
+      const { p, others } = await exchanged(5)
       const c = others[0] as string
       p.b.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, 1)
       await exchange(p, p.a, p.b)
@@ -301,9 +304,7 @@ describe('anti-entropy over stream pairs', () => {
     })
 
     it('right after a change the opening side sends its whole table', async () => {
-      const { p, sent, others } = await site(5)
-      controller = p.controller
-      await exchange(p, p.a, p.b)
+      const { p, sent, others } = await exchanged(5)
       const c = others[0] as string
       p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
       await exchange(p, p.a, p.b)
@@ -316,9 +317,7 @@ describe('anti-entropy over stream pairs', () => {
     })
 
     it('a rumour only the opening side holds, which the other missed long ago, crosses in a second exchange with its table, at its next round', async () => {
-      const { p, sent, others } = await site(5)
-      controller = p.controller
-      await exchange(p, p.a, p.b)
+      const { p, sent, others } = await exchanged(5)
       const c = others[0] as string
       p.a.membership.rumour({ peer: c, state: 'dead', incarnation: 5 }, p.clock.now())
       p.clock.advance(QUIET_MS)
@@ -339,9 +338,7 @@ describe('anti-entropy over stream pairs', () => {
     })
 
     it('an exchange opened with the hash alone still hands a member we hold dead its own row', async () => {
-      const { p, sent } = await site(3)
-      controller = p.controller
-      await exchange(p, p.a, p.b)
+      const { p, sent } = await exchanged(3)
       const b = p.b.st.self
       p.a.membership.rumour({ peer: b, state: 'dead', incarnation: p.b.membership.incarnation() }, p.clock.now())
       p.clock.advance(QUIET_MS)
