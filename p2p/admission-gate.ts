@@ -105,15 +105,8 @@ export function createAdmissionGate (c: AdmissionGateComponents): AdmissionGate 
   }
 
   const fail = (conn: Connection, reason: AdmissionFailure, err: unknown): void => {
-    const peer = conn.remotePeer.toString()
-    // A proof cut short because its connection closed, while another connection to the
-    // peer is open: the other end closed the pair's second connection (connections.ts),
-    // and the peer proves itself on the one that stays. Not a failure of the peer.
-    if ((reason === 'protocol' || reason === 'timeout') && conn.status !== 'open' && (c.openConnections?.(peer) ?? 0) > 0) {
-      log.debug('a proof on a connection closed meanwhile ended; another connection to the peer is open', { peer })
-      return
-    }
     failures[reason]++
+    const peer = conn.remotePeer.toString()
     c.onFailed(peer, reason)
     log.warn('peer failed admission, disconnecting', { peer, reason, error: errorMessage(err) })
     conn.abort(err instanceof Error ? err : new Error(String(err)))

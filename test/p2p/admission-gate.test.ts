@@ -69,17 +69,4 @@ describe('admission gate', () => {
     // Two connections between the pair (both dialled at once): the one that carried the proof closed, the other stays.
     expect(await prove({ closeFirst: true, openConnections: () => 1 })).toMatchObject({ aAdmitsB: true, bAdmitsA: true })
   })
-
-  it('a proof cut off by its connection closing is no failure while another connection to the peer is open (a pair\'s second connection closed)', async () => {
-    for (const others of [0, 1]) {
-      const [a, b] = await peerIds(2) as [string, string]
-      const gate = gateOf(a, new Uint8Array(randomBytes(32)), [], () => others)
-      const status = { value: 'open' as Connection['status'] }
-      // The other end closes this connection as the proof starts.
-      const toB = connection(b, status, async (s) => { status.value = 'closed'; s.abort(new Error('closed by the other end')) })
-      await gate.outbound(toB)
-      expect(gate.admitted.has(b)).toBe(false)
-      expect(gate.failures().protocol).toBe(others === 0 ? 1 : 0)
-    }
-  })
 })
