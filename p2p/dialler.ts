@@ -35,7 +35,7 @@ const MESH_PRUNE_GRACE_INTERVALS = 2
  * its stream on one of them. A peer that has not dialled within this time gets our dial
  * after all. On an idle LAN a dial completes well within it; while a site boots on small
  * CPUs a connection takes much longer, and a longer wait did not prevent doubles but
- * slowed formation: a double that opens anyway is closed as it opens (connections.ts).
+ * slowed formation.
  */
 export const MUTUAL_DIAL_YIELD_MS = 250
 
