@@ -1,7 +1,6 @@
 import type { Connection, PeerId } from '@libp2p/interface'
-import type { Logger } from '../util/log.ts'
 
-/** Connection counters for status: opened and closed since start. */
+/** Connection counters for status since start: opened, closed, and opened while another to the same peer was open. */
 export interface ConnectionStats { opened: number, closed: number, doubles: number }
 
 /** What `trackConnections` needs from libp2p: its connection events and the connections to a peer. */
@@ -16,7 +15,7 @@ export interface ConnectionTracker {
 }
 
 /** Counts the node's connections (a second one to the same peer as a double) and hands each to `opened` (the admission gate). */
-export function trackConnections (source: ConnectionSource, self: string, log: Logger, opened: (conn: Connection) => void): ConnectionTracker {
+export function trackConnections (source: ConnectionSource, opened: (conn: Connection) => void): ConnectionTracker {
   const stats: ConnectionStats = { opened: 0, closed: 0, doubles: 0 }
   source.addEventListener('connection:open', (evt) => {
     const conn = evt.detail
