@@ -5,19 +5,22 @@
 // collection is its own group. Samples are wall-clock ticks of the main thread, so on a
 // starved machine a profile spans more time than the process used: shares are what to
 // read; `--cpu-seconds` (the agent's measured CPU, e.g. lab.ts's
-// `agentCpuSecondsAtFormation`) turns them into seconds.
+// `agentCpuSecondsAtFormation`) turns them into seconds. `--from` / `--to` (ISO times, as
+// in the agents' logs) keep the samples taken between them only, to see one phase of a
+// formation (a sample's time is read from V8's monotonic clock, so run this on the
+// machine that wrote the profiles, before it reboots).
 //
 // The bundle is read to map lines to modules: it must be the one the agents ran (the
 // lab rebuilds it when a source changes), so keep a copy and pass it with `--bundle`.
 //
-//   npx node bench/_cpu-profile.ts DIR [--bundle FILE] [--cpu-seconds S] [--top N]
+//   npx node bench/_cpu-profile.ts DIR [--bundle FILE] [--cpu-seconds S] [--top N] [--from ISO] [--to ISO]
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 
 interface CallFrame { functionName: string, url: string, lineNumber: number }
 interface ProfileNode { id: number, callFrame: CallFrame, children?: number[] }
-interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
+interface Profile { nodes: ProfileNode[], startTime: number, samples: number[], timeDeltas: number[] }
 
 /** Packages by what they do for an agent. */
 const GROUPS: Record<string, readonly string[]> = {
@@ -29,7 +32,7 @@ const GROUPS: Record<string, readonly string[]> = {
 }
 const OUR_DIRS = new Set(['p2p', 'roles', 'vpn', 'agent', 'util', 'config', 'token', 'cli', 'box'])
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { bundle: { type: 'string' }, 'cpu-seconds': { type: 'string' }, top: { type: 'string' } } })
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { bundle: { type: 'string' }, 'cpu-seconds': { type: 'string' }, top: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } } })
 process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err })
 const dir = positionals[0]
 if (dir === undefined) fail('expected a directory of .cpuprofile files: npx node bench/_cpu-profile.ts DIR [--bundle FILE] [--cpu-seconds S] [--top N]')
@@ -37,6 +40,16 @@ const cpuSeconds = values['cpu-seconds'] === undefined ? undefined : Number(valu
 if (cpuSeconds !== undefined && !(cpuSeconds > 0)) fail(`--cpu-seconds '${values['cpu-seconds'] ?? ''}': expected a positive number`)
 const top = Number(values.top ?? 12)
 if (!Number.isInteger(top) || top < 1) fail(`--top '${values.top ?? ''}': expected a positive integer`)
+const time = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined
+  const t = Date.parse(v)
+  if (Number.isNaN(t)) fail(`--${name} '${v}': expected an ISO time such as 2026-12-05T13:36:10.500Z`)
+  return t
+}
+const from = time('from', values.from) ?? -Infinity
+const to = time('to', values.to) ?? Infinity
+/** Epoch ms of V8's profile clock at 0 (CLOCK_MONOTONIC, which `process.hrtime` reads too). */
+const monotonicEpochMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n)
 
 function fail (msg: string): never {
   process.stderr.write(`_cpu-profile: ${msg}\n`)
@@ -92,7 +105,12 @@ for (const f of files) {
   const parent = new Map<number, number>()
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
   const ticks = new Map<number, number>()
-  p.samples.forEach((id, i) => { ticks.set(id, (ticks.get(id) ?? 0) + (p.timeDeltas[i + 1] ?? 0)) })
+  let at = p.startTime
+  p.samples.forEach((id, i) => {
+    at += p.timeDeltas[i] ?? 0
+    const epochMs = monotonicEpochMs + at / 1000
+    if (epochMs >= from && epochMs < to) ticks.set(id, (ticks.get(id) ?? 0) + (p.timeDeltas[i + 1] ?? 0))
+  })
   for (const [id, us] of ticks) {
     const leaf = byId.get(id)?.callFrame
     if (leaf === undefined || leaf.functionName === '(idle)') continue
