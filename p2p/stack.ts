@@ -6,7 +6,7 @@ import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import type { PrivateKey } from '@libp2p/interface'
+import { KEEP_ALIVE, type PeerId, type PeerUpdate, type PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { DerivedKeys } from '../token/index.ts'
 import { loadPreSharedKey } from './pnet-cipher.ts'
@@ -93,7 +93,7 @@ export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackS
   const preSharedKey = await loadPreSharedKey()
   const pnetKeys = init.pnetKeys
   const overrides = init.overrides ?? {}
-  return await createLibp2p({
+  const node = await createLibp2p({
     privateKey: init.privateKey,
     start: false,
     addresses: {
@@ -116,4 +116,30 @@ export async function createLibp2pStack (init: StackInit): Promise<Libp2p<StackS
     peerDiscovery: init.peerDiscovery ?? [],
     services: services as never
   }) as Libp2p<StackServices>
+  dropKeepAliveTags(node)
+  return node
+}
+
+/** What `dropKeepAliveTags` needs of libp2p: its peer-update events and the peer store. */
+export interface TaggedPeers {
+  addEventListener: (type: 'peer:update', listener: (evt: CustomEvent<PeerUpdate>) => void) => void
+  peerStore: { merge: (peer: PeerId, data: { tags: Record<string, undefined> }) => Promise<unknown> }
+}
+
+/**
+ * Takes libp2p's keep-alive tags off every peer as soon as they are set (P2P-41): the
+ * dialler alone decides which connections a node keeps (mesh.ts). The DHT tags its 20
+ * closest peers keep-alive, and libp2p redials a tagged peer whenever its last
+ * connection closes: on a site of more than 2k + 1 nodes the dialler closed a
+ * connection outside its links, libp2p dialled it again, and the pair paid a new
+ * handshake, proof, state exchange and gossipsub streams, about ten times a minute
+ * per agent on an idle 30-node site. The DHT's queries still dial whom they need.
+ */
+export function dropKeepAliveTags (node: TaggedPeers): void {
+  node.addEventListener('peer:update', (evt) => {
+    const { peer } = evt.detail
+    const tags: Record<string, undefined> = {}
+    for (const name of peer.tags.keys()) if (name.startsWith(KEEP_ALIVE)) tags[name] = undefined
+    if (Object.keys(tags).length > 0) node.peerStore.merge(peer.id, { tags }).catch(() => { /* the peer is gone from the store */ })
+  })
 }
