@@ -197,7 +197,13 @@ export function createLiveness (c: LivenessComponents): Liveness {
    */
   const expectPredecessors = (t: number): void => {
     const view = membership.list().filter((m) => m.liveness !== 'dead').map((m) => m.peerId)
-    for (const p of ringPredecessors(self, view, c.fanout)) if (membership.get(p)?.liveness === 'alive') membership.expect(p, t)
+    const predecessors = ringPredecessors(self, view, c.fanout)
+    for (const p of predecessors) if (membership.get(p)?.liveness === 'alive') membership.expect(p, t)
+    // A peer we watch that is no longer among our predecessors and holds no connection to us
+    // cannot heartbeat us: it moved to its new successor and its connection to us closed before
+    // its LAST frame arrived. Its successor watches it now; kept here, its silence would make us
+    // suspect it, its refutation re-arm the watch, and the pair repeat that for good.
+    for (const p of membership.watching()) if (!admitted.has(p) && !predecessors.includes(p)) membership.unwatch(p)
   }
 
   const spread = async (r: Rumour): Promise<boolean> => {

@@ -88,6 +88,34 @@ describe('liveness on a fake network', () => {
     for (const x of minority) for (const y of minority) if (x !== y) expect(net.liveness(x, y)).toBe('alive')
   })
 
+  it('a peer that moved to its new successor and whose connection closed before its LAST frame is watched no more (no suspicions for good)', async () => {
+    net = new FakeNet()
+    const ring = ringOrder(await peerIds(4))
+    const [p, s1, s2] = ring as [string, string, string, string]
+    // p is not connected to its ring successor s1 yet: it heartbeats s2, which watches it.
+    const members = await net.start(ring)
+    const byId = new Map(members.map((m) => [m.id, m]))
+    byId.get(p)?.admitted.delete(s1)
+    byId.get(s1)?.admitted.delete(p)
+    await net.run(2_000)
+    expect(byId.get(s2)?.membership.watching()).toContain(p)
+    // p connects to s1, and its connection to s2 closes before the LAST frame gets there (the dialler pruned it).
+    net.cut(p, s2)
+    byId.get(p)?.admitted.add(s1)
+    byId.get(s1)?.admitted.add(p)
+    byId.get(p)?.liveness.admitted(s1, true, {})
+    byId.get(s1)?.liveness.admitted(p, true, {})
+    byId.get(p)?.admitted.delete(s2)
+    byId.get(s2)?.admitted.delete(p)
+    await net.run(200)
+    net.heal()
+    const before = byId.get(p)?.liveness.stats().refutations ?? 0
+    await net.run(PATIENT_MS)
+    expect(byId.get(s2)?.membership.watching(), net.describe()).not.toContain(p)
+    expect((byId.get(p)?.liveness.stats().refutations ?? 0) - before, net.describe()).toBeLessThanOrEqual(1)
+    for (const x of ring) for (const y of ring) if (x !== y) expect(net.liveness(x, y), `${x.slice(-4)} on ${y.slice(-4)}`).toBe('alive')
+  })
+
   it('a round that throws is counted and the loop carries on: the member keeps heartbeating and stays alive', async () => {
     net = new FakeNet()
     const ids = await peerIds(3)
