@@ -140,6 +140,6 @@ export function dropKeepAliveTags (node: TaggedPeers): void {
     const { peer } = evt.detail
     const tags: Record<string, undefined> = {}
     for (const name of peer.tags.keys()) if (name.startsWith(KEEP_ALIVE)) tags[name] = undefined
-    if (Object.keys(tags).length > 0) node.peerStore.merge(peer.id, { tags }).catch(() => { /* the peer is gone from the store */ })
+    if (Object.keys(tags).length > 0) node.peerStore.merge(peer.id, { tags }).catch(() => { /* not written (the node is stopping): the tag stays until the next update */ })
   })
 }
