@@ -37,7 +37,7 @@ export function renderMetrics (s: AgentStatus): string {
     metric('kairos_p2p_dials_total', 'Dials by outcome, and connections closed as outside our links.', 'counter', [[{ result: 'ok' }, s.mesh.dials.ok], [{ result: 'failed' }, s.mesh.dials.failed], [{ result: 'pruned' }, s.mesh.dials.pruned]])
     const since = s.mesh.connectionsSinceStart
     if (since !== undefined) {
-      metric('kairos_p2p_connections_total', 'Connections opened and closed since start, and second connections of a pair closed as they opened.', 'counter', [[{ event: 'opened' }, since.opened], [{ event: 'closed' }, since.closed], [{ event: 'double' }, since.doubles]])
+      metric('kairos_p2p_connections_total', 'Connections opened and closed since start, and those opened while another to the same peer was open.', 'counter', [[{ event: 'opened' }, since.opened], [{ event: 'closed' }, since.closed], [{ event: 'double' }, since.doubles]])
       metric('kairos_p2p_admissions_total', 'Token proofs passed (one per connection admitted).', 'counter', [[{}, since.admissions]])
     }
     metric('kairos_p2p_stalls_total', 'Times the liveness loop woke up a heartbeat interval late (a starved box).', 'counter', [[{}, s.mesh.stalls.count]])

@@ -64,8 +64,8 @@ export interface AgentStatus {
    * How the node's share of the mesh is doing: open connections, dials (and connections
    * closed as outside its links), liveness-loop stalls (the box is starved) and
    * refutations (suspicions of this node that reached it), and the heartbeat interval
-   * in use (longer on a quiet site), and connections since start (opened, closed, second
-   * connections of a pair closed as they opened, token proofs passed). Absent from older
+   * in use (longer on a quiet site), and connections since start (opened, closed, opened
+   * while another to the same peer was open, token proofs passed). Absent from older
    * agents; `heartbeatMs` and `connectionsSinceStart` too.
    */
   mesh?: { connections: number, dials: { ok: number, failed: number, pruned: number, candidatesDropped?: number }, connectionsSinceStart?: { opened: number, closed: number, doubles: number, admissions: number } | undefined, stalls: { count: number, ms: number }, refutations: number, heartbeatMs?: number | undefined, loopErrors?: number } | undefined

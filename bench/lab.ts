@@ -189,7 +189,8 @@ async function runOnce (n: number, opt: Options, signal: AbortSignal): Promise<R
       connectionsAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.connections ?? [])),
       dialsFailedAtFormation: stats(last.nodes.flatMap((x) => x.agent?.mesh?.dials?.failed ?? [])),
       // The site's connections since its start, each seen from both ends (halved): opened, held
-      // at formation, token proofs passed; and second connections of a pair closed as they opened.
+      // at formation, token proofs passed; and connections opened while another to the same peer was
+      // open, counted at each end (`doublesClosed`, named when P2P-38 closed them; nothing closes them now).
       siteConnectionsAtFormation: siteConnections(last.nodes.map((x) => x.agent?.mesh)),
       // Pairs of nodes connected at formation, and those with more than one connection (either end's count).
       pairsAtFormation: connectedPairs(last.nodes.map((x) => ({ id: x.peerId, peers: (x.agent?.peers ?? []) as PeerView[] }))),

@@ -104,7 +104,7 @@ export interface P2PStatus {
   syncs: { ok: number, failed: number }
   /** Dials that succeeded and failed, connections we closed because they were outside our links, and discovered peers dropped because the candidate list was full. */
   dials: { ok: number, failed: number, pruned: number, candidatesDropped: number }
-  /** Connections opened and closed since start, second connections of a pair closed as they opened (see connections.ts), and token proofs passed. */
+  /** Connections opened and closed since start, those opened while another to the same peer was open (see connections.ts), and token proofs passed. */
   connections: { opened: number, closed: number, doubles: number, admissions: number }
   /** DHT rendezvous rounds run and other providers of our rendezvous keys found, since start. */
   rendezvous: { rounds: number, providersFound: number }

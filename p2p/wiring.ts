@@ -112,7 +112,7 @@ export function wireServices (ctx: WiringContext, me: string, node: Libp2p<Stack
   })
   // The gate's set: every service reads who is admitted from it.
   const admitted = gate.admitted
-  // Every connection but a pair's second one goes to the gate: the dialler runs the proof, the other end waits for it.
+  // Every connection goes to the gate: the dialler runs the proof, the other end waits for it.
   const connections = trackConnections(node, (conn) => {
     if (conn.direction === 'outbound') void gate.outbound(conn)
     else gate.inbound(conn)
